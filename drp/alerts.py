@@ -1,0 +1,539 @@
+"""The service layer: raise, respond, escalate, resolve, ... Each call is one unit of work in
+the caller's transaction: the state change, its events (and, later, its outbox rows) are
+written together or not at all. The shells (CLI, web, flows) call only this."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel import Session, col, select
+
+from . import access
+from .access import SYSTEM_ACTOR, Actor, Line
+from .calendar import WorkingCalendar
+from .clock import Clock, local_date
+from .errors import BadValue, Conflict, InvalidTransition, NotFound, NotPermitted
+from .machine import NEW, VERBS, AlertState, describe_state, fire
+from .models import AccessLog, Action, Alert, Child, Event, Person, Team
+from .protocol import Protocol
+from .schemas import ActionView, AlertDetail, AlertView, EventView
+from .themes import Taxonomy
+
+SUMMARY_MAX = 500
+
+
+@dataclass(frozen=True)
+class ActionIn:
+    text: str
+    due: date
+    owner: str | None = None
+
+
+class AlertService:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        protocol: Protocol,
+        calendar: WorkingCalendar,
+        clock: Clock,
+        tz: ZoneInfo,
+        taxonomy: Taxonomy | None = None,
+    ) -> None:
+        self.s = session
+        self.protocol = protocol
+        self.cal = calendar
+        self.clock = clock
+        self.tz = tz
+        self.taxonomy = taxonomy
+        self._now: datetime | None = None
+
+    # -- time ---------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        """One instant per unit of work, so every row it writes agrees."""
+        if self._now is None:
+            self._now = self.clock.now()
+        return self._now
+
+    @property
+    def today(self) -> date:
+        return local_date(self.now, self.tz)
+
+    # -- loading ------------------------------------------------------------------------
+    def actor(self, username: str) -> Actor:
+        if username == access.SYSTEM:
+            return SYSTEM_ACTOR
+        person = self.s.exec(select(Person).where(Person.username == username)).first()
+        if person is None or not person.active:
+            raise NotFound(
+                f"there is no active person {username!r}; check --as (people come from"
+                " `drp org load`)"
+            )
+        return access.load_actor(self.s, person)
+
+    def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
+        alert = self.s.get(Alert, alert_id)
+        child = self.s.get(Child, alert.child_id) if alert else None
+        if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
+            raise NotFound(
+                f"there is no alert {alert_id} that {actor.username} can see; check the number"
+                " with `drp alert list`"
+            )
+        return alert, Line.of(self.s, child)
+
+    def _username(self, person_id: int | None) -> str | None:
+        if person_id is None:
+            return None
+        person = self.s.get(Person, person_id)
+        return person.username if person else None
+
+    def _person_id(self, username: str, what: str) -> int:
+        pid = self.s.exec(
+            select(Person.id).where(Person.username == username, col(Person.active))
+        ).first()
+        if pid is None:
+            raise NotFound(f"{what}: there is no active person {username!r}")
+        return pid
+
+    # -- validation helpers -----------------------------------------------------------------
+    def _working_day(self, day: date, what: str) -> date:
+        if not self.cal.is_working_day(day):
+            why = self.cal.holiday_name(day) or day.strftime("%A")
+            nxt = self.cal.next_working_day(day)
+            raise BadValue(
+                f"{what} {day.isoformat()} is not a working day ({why}); the next working day"
+                f" is {nxt.isoformat()}"
+            )
+        return day
+
+    @staticmethod
+    def _text(value: str | None, what: str, *, required: bool, limit: int) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            if required:
+                raise BadValue(f"{what} is empty; say it in a few words")
+            return None
+        if len(value) > limit:
+            raise BadValue(f"{what} is {len(value)} characters long; the limit is {limit}")
+        return value
+
+    def _not_before_last_event(self, alert: Alert) -> None:
+        last = self.s.exec(
+            select(func.max(Event.at)).where(Event.alert_id == alert.id)
+        ).one()
+        if last is not None and self.now < last:
+            raise BadValue(
+                f"alert {alert.id} already has an event at {last.isoformat()}; an action"
+                f" cannot be dated before it (--now {self.now.isoformat()})"
+            )
+
+    # -- the machine ----------------------------------------------------------------------------
+    def _adapter(self, alert: Alert, actor: Actor, line: Line, **may_kw: Any) -> AlertState:
+        outstanding = self.s.exec(
+            select(func.count()).select_from(Action).where(
+                Action.alert_id == alert.id, col(Action.done_at).is_(None)
+            )
+        ).one()
+        return AlertState(
+            status=alert.status,
+            stage=alert.stage,
+            cafcass_key=self.protocol.cafcass.key,
+            on_hold=alert.on_hold,
+            outstanding_actions=outstanding,
+            permitted=lambda trigger: access.may(
+                actor, trigger, self.protocol, alert, line, **may_kw
+            ),
+        )
+
+    def _fire(
+        self, alert: Alert, actor: Actor, line: Line, trigger: str, *,
+        may_kw: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> AlertState:
+        adapter = self._adapter(alert, actor, line, **(may_kw or {}))
+        subject = f"alert {alert.id}"
+        if not adapter.permitted(trigger):
+            # Wrong person: refused before the stage is even considered, naming who may.
+            where = describe_state(self.protocol, adapter)
+            raise NotPermitted(
+                f"{actor.username} may not {VERBS[trigger]} alert {alert.id} ({where}):"
+                f" {access.who_may(trigger, self.protocol, alert, line)} may"
+            )
+        fire(self.protocol, adapter, trigger, subject, **kwargs)
+        alert.status, alert.stage = adapter.status, adapter.stage
+        return adapter
+
+    def _event(
+        self, alert: Alert, actor: Actor, kind: str, *, from_stage: str | None = None,
+        to_stage: str | None = None, comment: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        alert.last_seq += 1
+        event = Event(
+            alert_id=alert.id, seq=alert.last_seq, at=self.now, actor=actor.username,
+            kind=kind, from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
+        )
+        self.s.add(alert)
+        self.s.add(event)
+        return event
+
+    def _commit_point(self, alert: Alert) -> None:
+        """Flush now, so a concurrent change is reported as a Conflict naming who made it."""
+        try:
+            self.s.flush()
+        except StaleDataError:
+            self.s.rollback()
+            last = self.s.exec(
+                select(Event).where(Event.alert_id == alert.id).order_by(col(Event.seq).desc())
+            ).first()
+            who = ""
+            if last is not None:
+                who = f" by {last.actor} at {last.at.astimezone(self.tz):%Y-%m-%d %H:%M}"
+            raise Conflict(
+                f"alert {alert.id} was changed{who} while you were acting; nothing was saved."
+                f" Look at it again (drp alert show {alert.id}) and retry if still needed"
+            ) from None
+
+    def _enter_stage(self, alert: Alert, stage_key: str) -> None:
+        stage = self.protocol.stage(stage_key)
+        alert.stage_entered_at = self.now
+        alert.stage_due = self.cal.add(self.today, stage.timescale_working_days)
+        alert.stage_responded_at = None
+
+    def _responsible_id(self, stage_key: str, line: Line) -> int | None:
+        if stage_key not in self.protocol.keys:
+            return None
+        return line.holder(self.protocol.stage(stage_key).responsible)
+
+    def _require_responsible(self, stage_key: str, line: Line) -> None:
+        if self._responsible_id(stage_key, line) is None:
+            role = self.protocol.stage(stage_key).responsible.value.replace("_", " ")
+            raise InvalidTransition(
+                f"nobody holds the post of {role} for child {line.child.ref} (team"
+                f" {line.team.key}, service {line.service.key}), who is responsible at"
+                f" {stage_key}; name one in the organisation file and run `drp org load`"
+            )
+
+    # -- commands -----------------------------------------------------------------------------
+    def raise_alert(
+        self, username: str, child_ref: str, summary: str, *, detail: str | None = None,
+        impact: str | None = None, outcome_wanted: str | None = None,
+        theme: str | None = None, stage: str | None = None,
+    ) -> Alert:
+        actor = self.actor(username)
+        child = self.s.exec(select(Child).where(Child.ref == child_ref)).first()
+        if child is None or not child.active or not access.can_see_child(actor, child):
+            raise NotFound(
+                f"there is no child {child_ref!r} that {username} can see; check the reference"
+            )
+        line = Line.of(self.s, child)
+        summary_t = self._text(summary, "the summary", required=True, limit=SUMMARY_MAX)
+        if theme is not None and self.taxonomy is not None and theme not in self.taxonomy.keys:
+            raise BadValue(
+                f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}"
+            )
+        alert = Alert(
+            child_id=child.id, iro_id=child.iro_id, status="open", stage=NEW,
+            summary=summary_t or "",
+            detail=self._text(detail, "the detail", required=False, limit=10000),
+            impact=self._text(impact, "the impact on the child", required=False, limit=5000),
+            outcome_wanted=self._text(outcome_wanted, "the outcome wanted", required=False,
+                                      limit=5000),
+            theme=theme, raised_at=self.now, stage_entered_at=self.now,
+            resolution_due=self.cal.add(self.today, self.protocol.resolution_working_days),
+        )
+        # A new alert: the machine starts from `new`.
+        adapter = AlertState(
+            status="new", stage=NEW, cafcass_key=self.protocol.cafcass.key,
+            permitted=lambda t: access.may(actor, t, self.protocol, alert, line),
+        )
+        if not adapter.permitted("raise_alert"):
+            raise NotPermitted(
+                f"{username} may not raise an alert for child {child.ref}: only the child's IRO"
+                " or an IRO manager may"
+            )
+        fire(self.protocol, adapter, "raise_alert", f"a new alert for {child.ref}", stage=stage)
+        alert.stage = adapter.stage
+        self._require_responsible(alert.stage, line)
+        self._enter_stage(alert, alert.stage)
+        self.s.add(alert)
+        self.s.flush()
+        self._event(alert, actor, "raised", to_stage=alert.stage, comment=summary_t,
+                    data={"theme": theme} if theme else None)
+        self._commit_point(alert)
+        return alert
+
+    def respond(
+        self, alert_id: int, username: str, message: str,
+        actions: Sequence[ActionIn] = (),
+    ) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = self._text(message, "the response", required=True, limit=10000)
+        self._not_before_last_event(alert)
+        self._fire(alert, actor, line, "respond")
+        if alert.stage_responded_at is None:
+            alert.stage_responded_at = self.now
+        self._event(alert, actor, "responded", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=text)
+        next_no = self.s.exec(
+            select(func.coalesce(func.max(Action.no), 0)).where(Action.alert_id == alert.id)
+        ).one()
+        for i, a in enumerate(actions, start=1):
+            a_text = self._text(a.text, f"action {i}", required=True, limit=2000)
+            if a.due < self.today:
+                raise BadValue(
+                    f"action {i} is due {a.due.isoformat()}, which is in the past; give a date"
+                    f" from {self.today.isoformat()}"
+                )
+            self._working_day(a.due, f"action {i}'s due date")
+            owner_id = self._person_id(a.owner, f"action {i}'s owner") if a.owner else actor.id
+            assert owner_id is not None
+            action = Action(
+                alert_id=alert.id, no=next_no + i, text=a_text or "", owner_id=owner_id,
+                due=a.due, stage=alert.stage, agreed_at=self.now,
+            )
+            self.s.add(action)
+            self._event(alert, actor, "action_agreed", from_stage=alert.stage,
+                        to_stage=alert.stage, comment=a_text,
+                        data={"no": action.no, "due": a.due.isoformat(),
+                              "owner": self._username(owner_id)})
+        self._commit_point(alert)
+        return alert
+
+    def escalate(
+        self, alert_id: int, username: str, reason: str, *, to: str | None = None,
+    ) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = self._text(reason, "the reason", required=True, limit=5000)
+        self._not_before_last_event(alert)
+        if to is not None and to not in self.protocol.keys:
+            hint = " (to refer to Cafcass use drp alert refer)" if to == "cafcass" else ""
+            raise BadValue(
+                f"there is no stage {to!r}; the stages are {', '.join(self.protocol.keys)}{hint}"
+            )
+        from_stage = alert.stage
+        self._fire(alert, actor, line, "escalate", to=to)
+        self._require_responsible(alert.stage, line)
+        self._enter_stage(alert, alert.stage)
+        kind = "auto_escalated" if actor.is_system else "escalated"
+        self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
+                    comment=text)
+        self._commit_point(alert)
+        return alert
+
+    def _close(self, alert_id: int, username: str, trigger: str, kind: str, text: str | None,
+               what: str) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        body = self._text(text, what, required=True, limit=5000)
+        self._not_before_last_event(alert)
+        from_stage = alert.stage
+        self._fire(alert, actor, line, trigger)
+        alert.closed_at = self.now
+        alert.on_hold, alert.held_since, alert.hold_until = False, None, None
+        if trigger == "resolve":
+            alert.outcome = body
+        self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
+                    comment=body)
+        self._commit_point(alert)
+        return alert
+
+    def resolve(self, alert_id: int, username: str, outcome: str) -> Alert:
+        return self._close(alert_id, username, "resolve", "resolved", outcome, "the outcome")
+
+    def withdraw(self, alert_id: int, username: str, reason: str) -> Alert:
+        return self._close(alert_id, username, "withdraw", "withdrawn", reason, "the reason")
+
+    def refer(self, alert_id: int, username: str, reason: str) -> Alert:
+        return self._close(alert_id, username, "refer", "referred", reason, "the reason")
+
+    def hold(self, alert_id: int, username: str, reason: str,
+             until: date | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = self._text(reason, "the reason", required=True, limit=5000)
+        self._not_before_last_event(alert)
+        if until is not None and until <= self.today:
+            raise BadValue(
+                f"the hold would end {until.isoformat()}, which is not after today"
+                f" ({self.today.isoformat()}); give a later date"
+            )
+        self._fire(alert, actor, line, "hold")
+        alert.on_hold, alert.held_since, alert.hold_until = True, self.today, until
+        self._event(alert, actor, "held", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=text, data={"until": until.isoformat() if until else None})
+        self._commit_point(alert)
+        return alert
+
+    def resume(self, alert_id: int, username: str, comment: str | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        self._not_before_last_event(alert)
+        self._fire(alert, actor, line, "resume")
+        assert alert.held_since is not None
+        # Working days on hold do not count: both clocks move on by the days held.
+        held = max(0, self.cal.between(alert.held_since, self.today))
+        if alert.stage_due is not None:
+            alert.stage_due = self.cal.add(alert.stage_due, held)
+        alert.resolution_due = self.cal.add(alert.resolution_due, held)
+        alert.on_hold, alert.held_since, alert.hold_until = False, None, None
+        self._event(alert, actor, "resumed", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=self._text(comment, "the comment", required=False, limit=5000),
+                    data={"held_working_days": held})
+        self._commit_point(alert)
+        return alert
+
+    def extend(self, alert_id: int, username: str, until: date, reason: str) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = self._text(reason, "the reason", required=True, limit=5000)
+        self._not_before_last_event(alert)
+        self._fire(alert, actor, line, "extend")
+        self._working_day(until, "the new due date")
+        if alert.stage_due is not None and until <= alert.stage_due:
+            raise BadValue(
+                f"the new due date {until.isoformat()} is not after the current one"
+                f" ({alert.stage_due.isoformat()}); an extension must be later"
+            )
+        previous = alert.stage_due
+        alert.stage_due = until
+        self._event(alert, actor, "extended", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=text, data={"from": previous.isoformat() if previous else None,
+                                        "to": until.isoformat()})
+        self._commit_point(alert)
+        return alert
+
+    def reopen(self, alert_id: int, username: str, reason: str) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = self._text(reason, "the reason", required=True, limit=5000)
+        self._not_before_last_event(alert)
+        self._fire(alert, actor, line, "reopen", resolved_stage=alert.stage)
+        alert.closed_at, alert.outcome = None, None
+        self._enter_stage(alert, alert.stage)
+        self._event(alert, actor, "reopened", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=text)
+        self._commit_point(alert)
+        return alert
+
+    def action_done(self, alert_id: int, action_no: int, username: str,
+                    comment: str | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        action = self.s.exec(
+            select(Action).where(Action.alert_id == alert.id, Action.no == action_no)
+        ).first()
+        if action is None:
+            raise NotFound(
+                f"alert {alert.id} has no action {action_no}; its actions are listed by"
+                f" `drp alert show {alert.id}`"
+            )
+        if action.done_at is not None:
+            raise InvalidTransition(
+                f"action {action_no} of alert {alert.id} was already marked done at"
+                f" {action.done_at.astimezone(self.tz):%Y-%m-%d %H:%M}"
+            )
+        self._not_before_last_event(alert)
+        self._fire(alert, actor, line, "action_done",
+                   may_kw={"action_owner_id": action.owner_id, "action_stage": action.stage})
+        action.done_at, action.done_by_id = self.now, actor.id
+        self.s.add(action)
+        self._event(alert, actor, "action_done", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=self._text(comment, "the comment", required=False, limit=5000)
+                    or action.text, data={"no": action_no})
+        self._commit_point(alert)
+        return alert
+
+    # -- reading -----------------------------------------------------------------------------
+    def _overdue(self, alert: Alert) -> bool:
+        if alert.status != "open" or alert.on_hold:
+            return False
+        stage_late = (
+            alert.stage_due is not None and alert.stage_responded_at is None
+            and self.today > alert.stage_due
+        )
+        return stage_late or self.today > alert.resolution_due
+
+    def _view(self, alert: Alert, child: Child, team: Team, names: dict[int, str],
+              line: Line | None) -> dict[str, Any]:
+        responsible = None
+        if alert.status == "open" and line is not None:
+            rid = self._responsible_id(alert.stage, line)
+            responsible = self._username(rid)
+        return {
+            "id": alert.id, "child": child.ref, "status": alert.status, "stage": alert.stage,
+            "iro": names.get(alert.iro_id) or self._username(alert.iro_id),
+            "responsible": responsible, "theme": alert.theme, "raised_at": alert.raised_at,
+            "stage_due": alert.stage_due if alert.status == "open" else None,
+            "resolution_due": alert.resolution_due, "overdue": self._overdue(alert),
+            "summary": alert.summary, "stage_title": self.protocol.title(alert.stage)
+            if alert.stage in (*self.protocol.keys, self.protocol.cafcass.key) else alert.stage,
+            "on_hold": alert.on_hold, "hold_until": alert.hold_until, "team": team.key,
+        }
+
+    def _audit(self, actor: Actor, action: str, alert_id: int | None, detail: str | None) -> None:
+        self.s.add(AccessLog(at=self.now, actor=actor.username, action=action,
+                             alert_id=alert_id, detail=detail))
+
+    def show(self, alert_id: int, username: str) -> AlertDetail:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        events = self.s.exec(
+            select(Event).where(Event.alert_id == alert.id).order_by(col(Event.seq))
+        ).all()
+        actions = self.s.exec(
+            select(Action).where(Action.alert_id == alert.id).order_by(col(Action.no))
+        ).all()
+        self._audit(actor, "view", alert.id, None)
+        view = self._view(alert, line.child, line.team, {}, line)
+        return AlertDetail(
+            **view,
+            events=[EventView(at=e.at, actor=e.actor, kind=e.kind, from_stage=e.from_stage,
+                              to_stage=e.to_stage, comment=e.comment) for e in events],
+            actions=[
+                ActionView(
+                    no=a.no, text=a.text, owner=self._username(a.owner_id) or "", due=a.due,
+                    stage=a.stage, done=a.done_at is not None, done_at=a.done_at,
+                    overdue=a.done_at is None and self.today > a.due,
+                )
+                for a in actions
+            ],
+        )
+
+    def list(self, username: str, status: str | None = None) -> list[AlertView]:
+        actor = self.actor(username)
+        query = (
+            select(Alert, Child, Team)
+            .join(Child, col(Child.id) == Alert.child_id)
+            .join(Team, col(Team.id) == Child.team_id)
+            .where(access.visible_alerts(actor))
+            .order_by(col(Alert.id))
+        )
+        if status in ("open", "overdue"):
+            query = query.where(Alert.status == "open")
+        elif status == "closed":
+            query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "referred")))
+        elif status is not None:
+            raise BadValue(f"--status {status!r} is not known; use open, overdue or closed")
+        rows = self.s.exec(query).all()
+        names = dict(self.s.exec(select(Person.id, Person.username)).all())
+        lines: dict[int, Line] = {}
+        out = []
+        for alert, child, team in rows:
+            assert child.id is not None
+            if child.id not in lines:
+                lines[child.id] = Line.of(self.s, child)
+            view = AlertView(**self._view(alert, child, team, names, lines[child.id]))
+            if status == "overdue" and not view.overdue:
+                continue
+            out.append(view)
+        self._audit(actor, "list", None, f"{len(out)} alerts, status={status or 'all'}")
+        return out

@@ -1,0 +1,469 @@
+"""The `drp` command: a thin shell over the service layer (docs: interface.md)."""
+
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from . import db
+from .alerts import ActionIn, AlertService
+from .calendar import WorkingCalendar, default_calendar
+from .clock import Clock, clock_for, parse_date
+from .errors import BadValue, ConfigError, DrpError
+from .protocol import Protocol, protocol_from
+from .schemas import AlertDetail, AlertView
+from .settings import Settings, get_settings
+from .themes import Taxonomy, load_taxonomy
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="drp: the dispute resolution engine for IRO services.",
+)
+alert_app = typer.Typer(no_args_is_help=True, help="Raise alerts and move them up the ladder.")
+org_app = typer.Typer(no_args_is_help=True, help="The organisation: people, teams, children.")
+protocol_app = typer.Typer(no_args_is_help=True, help="The dispute ladder in force.")
+calendar_app = typer.Typer(no_args_is_help=True, help="Working days (England and Wales).")
+app.add_typer(alert_app, name="alert")
+app.add_typer(org_app, name="org")
+app.add_typer(protocol_app, name="protocol")
+app.add_typer(calendar_app, name="calendar")
+
+# Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+As = Annotated[str, typer.Option("--as", help="Act as this person (username).")]
+Now = Annotated[
+    str | None,
+    typer.Option("--now", help="Run as of this instant, ISO 8601 (local time unless an offset)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AlertId = Annotated[int, typer.Argument(help="The alert's number.", min=1)]
+
+
+@dataclass
+class Env:
+    settings: Settings
+    engine: Engine
+    protocol: Protocol
+    calendar: WorkingCalendar
+    taxonomy: Taxonomy
+
+
+def env() -> Env:
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "DRP_" + str(first["loc"][0]).upper() if first["loc"] else "a DRP_ setting"
+        raise ConfigError(f"{name}: {first['msg']}") from None
+    return Env(
+        settings=settings,
+        engine=db.engine_for(settings.database_url),
+        protocol=protocol_from(settings.protocol),
+        calendar=default_calendar(),
+        taxonomy=load_taxonomy(settings.themes),
+    )
+
+
+@contextmanager
+def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertService]:
+    e = env()
+    db.require_schema(e.engine)
+    with db.transaction(e.engine) as session:
+        yield AlertService(
+            session, protocol=e.protocol, calendar=e.calendar,
+            clock=clock or clock_for(now, e.settings.tz), tz=e.settings.tz,
+            taxonomy=e.taxonomy,
+        )
+
+
+def emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=None, ensure_ascii=False) + "\n")
+
+
+def _when(d: date | None) -> str:
+    return d.strftime("%a %-d %b %Y") if d else "-"
+
+
+def print_detail(view: AlertDetail) -> None:
+    status = view.status if view.status != "open" else f"open at {view.stage_title}"
+    if view.on_hold:
+        status += f" (on hold{' until ' + view.hold_until.isoformat() if view.hold_until else ''})"
+    out.print(f"[bold]Alert {view.id}[/] for child {view.child} (team {view.team}): {status}")
+    out.print(f"  Summary: {view.summary}", markup=False)
+    out.print(f"  IRO: {view.iro}; responsible now: {view.responsible or '-'}; "
+              f"theme: {view.theme or '-'}")
+    if view.status == "open":
+        overdue = " [red bold]OVERDUE[/]" if view.overdue else ""
+        out.print(f"  Stage due: {_when(view.stage_due)}; resolution due: "
+                  f"{_when(view.resolution_due)}{overdue}")
+    table = Table(title="Events", show_lines=False, title_justify="left")
+    for column in ("#", "when (UTC)", "who", "what", "stage", "comment"):
+        table.add_column(column)
+    for i, ev in enumerate(view.events, start=1):
+        stage = ev.to_stage or ""
+        if ev.from_stage and ev.from_stage != ev.to_stage:
+            stage = f"{ev.from_stage} → {ev.to_stage}"
+        table.add_row(str(i), ev.at.strftime("%Y-%m-%d %H:%M"), ev.actor, ev.kind, stage,
+                      (ev.comment or "")[:80])
+    out.print(table)
+    if view.actions:
+        actions = Table(title="Agreed actions", title_justify="left")
+        for column in ("no", "action", "owner", "due", "done"):
+            actions.add_column(column)
+        for a in view.actions:
+            done = "yes" if a.done else ("[red]overdue[/]" if a.overdue else "no")
+            actions.add_row(str(a.no), a.text, a.owner, a.due.isoformat(), done)
+        out.print(actions)
+
+
+def print_list(views: list[AlertView]) -> None:
+    if not views:
+        out.print("No alerts to show.")
+        return
+    table = Table(title=f"{len(views)} alert(s)", title_justify="left")
+    for column in ("id", "child", "team", "status", "stage", "responsible", "stage due",
+                   "resolution due", "overdue", "summary"):
+        table.add_column(column, overflow="fold")
+    for v in views:
+        table.add_row(
+            str(v.id), v.child, v.team, v.status + (" (held)" if v.on_hold else ""), v.stage,
+            v.responsible or "-", v.stage_due.isoformat() if v.stage_due else "-",
+            v.resolution_due.isoformat(), "[red bold]yes[/]" if v.overdue else "no",
+            v.summary[:60],
+        )
+    out.print(table)
+
+
+def act(
+    alert_id: int | None, username: str, now: str | None, as_json: bool,
+    do: Callable[[AlertService], Any], done: Callable[[AlertDetail], str],
+) -> None:
+    with service(now) as svc:
+        result = do(svc)
+        target = alert_id if alert_id is not None else result.id
+        view = svc.show(target, username)
+    if as_json:
+        emit(view.public())
+    else:
+        out.print(done(view))
+
+
+# --- set-up -------------------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database to the newest schema (safe to run twice)."""
+    e = env()
+    try:
+        db.upgrade(e.engine)
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot open the database ({exc.orig}); check DRP_DATABASE_URL"
+        ) from None
+    url = e.engine.url.render_as_string(hide_password=True)
+    out.print(f"Database ready ({url}).")
+
+
+@app.command()
+def demo(
+    reset: Annotated[bool, typer.Option(help="Empty the database first.")] = False,
+    now: Now = None,
+) -> None:
+    """Initialise the database, load the demo organisation and some sample alerts."""
+    from .demo import run_demo
+
+    e = env()
+    run_demo(e.engine, e.protocol, e.calendar, e.taxonomy, e.settings, now=now, reset=reset,
+             say=out.print)
+
+
+@org_app.command("load")
+def org_load(
+    file: Annotated[Path, typer.Argument(help="The organisation file (YAML).")],
+) -> None:
+    """Load, or on a second run update, the organisation (all or nothing)."""
+    from .org import load_org
+
+    e = env()
+    db.require_schema(e.engine)
+    with db.transaction(e.engine) as session:
+        result = load_org(session, file, e.protocol)
+    gone = f"; {result.deactivated} people no longer listed marked inactive" if (
+        result.deactivated) else ""
+    out.print(
+        f"Loaded {result.council}: {result.people} people, {result.services} services,"
+        f" {result.teams} teams, {result.children} children{gone}."
+    )
+
+
+# --- protocol ------------------------------------------------------------------------------
+
+
+@protocol_app.command("show")
+def protocol_show(as_json: Json = False) -> None:
+    """Print the ladder in force (DRP_PROTOCOL)."""
+    e = env()
+    p = e.protocol
+    if as_json:
+        emit(p.model_dump(mode="json"))
+        return
+    table = Table(title=f"{p.name} ({e.settings.protocol})", title_justify="left")
+    for column in ("stage", "title", "responsible", "working days", "reminder",
+                   "when overdue"):
+        table.add_column(column)
+    for s in p.stages:
+        table.add_row(
+            s.key, s.title, s.responsible.value.replace("_", " "),
+            str(s.timescale_working_days), f"{s.reminder_lead_working_days} day(s) before",
+            s.when_overdue.value.replace("_", " "),
+        )
+    table.add_row(p.cafcass.key, p.cafcass.title, "IRO (with IRO manager)", "-", "-",
+                  "status referred")
+    out.print(table)
+    out.print(f"Overall aim: resolved within {p.resolution_working_days} working days of"
+              " raising. The IRO may bypass stages or refer to Cafcass from any open stage.")
+
+
+@protocol_app.command("diagram")
+def protocol_diagram(
+    out_file: Annotated[Path, typer.Option("--out", help=".svg, .png, .pdf, .dot or .mmd")],
+) -> None:
+    """Draw the configured state machine (SVG/PNG with Graphviz, or Mermaid)."""
+    from .machine import diagram
+
+    path = diagram(env().protocol, out_file)
+    out.print(f"Wrote {path}.")
+
+
+# --- calendar ------------------------------------------------------------------------------
+
+_NEG = {"ignore_unknown_options": True}
+
+
+@calendar_app.command("add", context_settings=_NEG)
+def calendar_add(
+    start: Annotated[str, typer.Argument(help="YYYY-MM-DD")],
+    n: Annotated[str, typer.Argument(help="Working days (negative for before).")],
+) -> None:
+    """Print the date N working days after DATE."""
+    try:
+        days = int(n)
+    except ValueError:
+        raise BadValue(f"{n!r} is not a whole number of working days") from None
+    out.print(default_calendar().add(parse_date(start), days).isoformat())
+
+
+@calendar_app.command("between")
+def calendar_between(
+    a: Annotated[str, typer.Argument(help="YYYY-MM-DD")],
+    b: Annotated[str, typer.Argument(help="YYYY-MM-DD")],
+) -> None:
+    """Print the number of working days after A up to and including B."""
+    out.print(str(default_calendar().between(parse_date(a), parse_date(b))))
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+
+def _parse_action(text: str) -> ActionIn:
+    parts = text.split("|")
+    if len(parts) >= 3:
+        try:
+            due = date.fromisoformat(parts[-2].strip())
+            return ActionIn(text="|".join(parts[:-2]).strip(), due=due, owner=parts[-1].strip())
+        except ValueError:
+            pass
+    if len(parts) < 2:
+        raise BadValue(
+            f"--action {text!r} needs a due date: write \"WHAT|YYYY-MM-DD\" (optionally"
+            " \"WHAT|YYYY-MM-DD|OWNER\")"
+        )
+    return ActionIn(text="|".join(parts[:-1]).strip(), due=parse_date(parts[-1], "the due date"))
+
+
+@alert_app.command("raise")
+def alert_raise(
+    as_: As,
+    child: Annotated[str, typer.Option(help="The child's reference, e.g. C1001.")],
+    summary: Annotated[str, typer.Option(help="What is wrong, in a line.")],
+    detail: Annotated[str | None, typer.Option(help="More detail.")] = None,
+    impact: Annotated[str | None, typer.Option(help="The impact on the child.")] = None,
+    outcome_wanted: Annotated[str | None, typer.Option(help="The outcome wanted.")] = None,
+    theme: Annotated[str | None, typer.Option(help="Theme key (drp themes list).")] = None,
+    stage: Annotated[str | None, typer.Option(help="Start at this formal stage.")] = None,
+    now: Now = None,
+    as_json: Json = False,
+) -> None:
+    """Raise an alert; it starts at the first stage unless --stage names a formal one."""
+    act(None, as_, now, as_json,
+        lambda s: s.raise_alert(as_, child, summary, detail=detail, impact=impact,
+                                outcome_wanted=outcome_wanted, theme=theme, stage=stage),
+        lambda v: f"Alert {v.id} raised for {v.child} at {v.stage_title}; response due"
+                  f" {_when(v.stage_due)} from {v.responsible}; resolution due"
+                  f" {_when(v.resolution_due)}.")
+
+
+@alert_app.command("respond")
+def alert_respond(
+    alert_id: AlertId,
+    as_: As,
+    message: Annotated[str, typer.Option(help="The written response.")],
+    action: Annotated[
+        list[str] | None,
+        typer.Option(help='An agreed action, "WHAT|YYYY-MM-DD[|OWNER]"; repeat for more.'),
+    ] = None,
+    now: Now = None,
+    as_json: Json = False,
+) -> None:
+    """Respond at the current stage, optionally agreeing actions with dates."""
+    actions = [_parse_action(a) for a in action or []]
+    act(alert_id, as_, now, as_json,
+        lambda s: s.respond(alert_id, as_, message, actions),
+        lambda v: f"Response recorded on alert {v.id}"
+                  f"{f' with {len(actions)} agreed action(s)' if actions else ''}.")
+
+
+@alert_app.command("escalate")
+def alert_escalate(
+    alert_id: AlertId,
+    as_: As,
+    reason: Annotated[str, typer.Option(help="Why it goes further.")],
+    to: Annotated[str | None, typer.Option(help="Bypass to this later stage.")] = None,
+    now: Now = None,
+    as_json: Json = False,
+) -> None:
+    """Escalate to the next stage, or with --to to a later one."""
+    act(alert_id, as_, now, as_json,
+        lambda s: s.escalate(alert_id, as_, reason, to=to),
+        lambda v: f"Alert {v.id} escalated to {v.stage_title}; response due"
+                  f" {_when(v.stage_due)} from {v.responsible}.")
+
+
+def _closing(verb: str, option: str, helptext: str) -> Callable[..., None]:
+    def command(
+        alert_id: AlertId, as_: As,
+        text: Annotated[str, typer.Option(f"--{option}", help=helptext)],
+        now: Now = None, as_json: Json = False,
+    ) -> None:
+        method = getattr(AlertService, verb)
+        act(alert_id, as_, now, as_json,
+            lambda s: method(s, alert_id, as_, text),
+            lambda v: f"Alert {v.id} is now {v.status} (at {v.stage}).")
+
+    return command
+
+
+alert_app.command("resolve", help="Resolve the alert with its outcome.")(
+    _closing("resolve", "outcome", "The outcome agreed."))
+alert_app.command("withdraw", help="Withdraw the alert, with a reason.")(
+    _closing("withdraw", "reason", "Why it is withdrawn."))
+alert_app.command("refer", help="Refer to Cafcass, from any open stage.")(
+    _closing("refer", "reason", "Why (after advice from the IRO manager and legal)."))
+alert_app.command("reopen", help="Reopen a resolved alert whose agreed actions are not done.")(
+    _closing("reopen", "reason", "Why it is reopened."))
+
+
+@alert_app.command("hold")
+def alert_hold(
+    alert_id: AlertId, as_: As,
+    reason: Annotated[str, typer.Option(help="Why the clock stops (e.g. court hearing).")],
+    until: Annotated[str | None, typer.Option(help="When the hold should end, YYYY-MM-DD.")] = None,
+    now: Now = None, as_json: Json = False,
+) -> None:
+    """Put the alert on hold: working days on hold do not count."""
+    end = parse_date(until, "--until") if until else None
+    act(alert_id, as_, now, as_json,
+        lambda s: s.hold(alert_id, as_, reason, until=end),
+        lambda v: f"Alert {v.id} is on hold" + (f" until {_when(v.hold_until)}."
+                                                  if v.hold_until else "."))
+
+
+@alert_app.command("resume")
+def alert_resume(alert_id: AlertId, as_: As, now: Now = None, as_json: Json = False) -> None:
+    """Restart the clock; due dates move on by the working days held."""
+    act(alert_id, as_, now, as_json, lambda s: s.resume(alert_id, as_),
+        lambda v: f"Alert {v.id} resumed; stage due {_when(v.stage_due)}, resolution due"
+                  f" {_when(v.resolution_due)}.")
+
+
+@alert_app.command("extend")
+def alert_extend(
+    alert_id: AlertId, as_: As,
+    until: Annotated[str, typer.Option(help="The new stage due date, YYYY-MM-DD.")],
+    reason: Annotated[str, typer.Option(help="Why more time is agreed.")],
+    now: Now = None, as_json: Json = False,
+) -> None:
+    """Agree a later due date for the current stage."""
+    day = parse_date(until, "--until")
+    act(alert_id, as_, now, as_json, lambda s: s.extend(alert_id, as_, day, reason),
+        lambda v: f"Alert {v.id}: stage due date extended to {_when(v.stage_due)}.")
+
+
+@alert_app.command("action-done")
+def alert_action_done(
+    alert_id: AlertId,
+    action_no: Annotated[int, typer.Argument(help="The action's number.", min=1)],
+    as_: As, now: Now = None, as_json: Json = False,
+) -> None:
+    """Mark an agreed action done."""
+    act(alert_id, as_, now, as_json, lambda s: s.action_done(alert_id, action_no, as_),
+        lambda v: f"Action {action_no} of alert {v.id} marked done.")
+
+
+@alert_app.command("show")
+def alert_show(alert_id: AlertId, as_: As, now: Now = None, as_json: Json = False) -> None:
+    """Show an alert with its events and agreed actions."""
+    with service(now) as svc:
+        view = svc.show(alert_id, as_)
+    if as_json:
+        emit(view.public())
+    else:
+        print_detail(view)
+
+
+@alert_app.command("list")
+def alert_list(
+    as_: As,
+    status: Annotated[str | None, typer.Option(help="open, overdue or closed.")] = None,
+    now: Now = None, as_json: Json = False,
+) -> None:
+    """List the alerts you may see."""
+    with service(now) as svc:
+        views = svc.list(as_, status)
+    if as_json:
+        emit([v.model_dump(mode="json") for v in views])
+    else:
+        print_list(views)
+
+
+def main() -> None:
+    try:
+        app()
+    except DrpError as exc:
+        err.print(f"drp: {exc.message}", markup=False)
+        sys.exit(exc.exit_code)
+    except OperationalError as exc:
+        err.print(f"drp: database error ({str(exc.orig).splitlines()[0]}); check"
+                  " DRP_DATABASE_URL and that `drp init` has run", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The one source of "now". Nothing else in drp calls datetime.now(): every command and flow
+can run as of a given instant (--now), for tests, backfills and simulation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from .errors import BadValue
+
+
+class Clock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class FixedClock(Clock):
+    instant: datetime
+
+    def now(self) -> datetime:
+        return self.instant
+
+
+def parse_instant(text: str, tz: ZoneInfo) -> datetime:
+    """Parse an ISO 8601 instant; without an offset it is local time in `tz`. Returns UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadValue(
+            f"{text!r} is not a date and time; write it as ISO 8601, e.g. 2026-03-02T09:00"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+def parse_date(text: str, what: str = "date") -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadValue(
+            f"{what} {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-03-09"
+        ) from None
+
+
+def clock_for(now: str | None, tz: ZoneInfo) -> Clock:
+    return FixedClock(parse_instant(now, tz)) if now else Clock()
+
+
+def local_date(instant: datetime, tz: ZoneInfo) -> date:
+    return instant.astimezone(tz).date()

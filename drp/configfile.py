@@ -1,0 +1,98 @@
+"""Load a YAML file and validate it with a pydantic model, naming the file, the line, the
+field and what is wrong when it is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Lines:
+    """Line numbers (1-based) of every mapping key and sequence item, by path."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[tuple[Any, ...], int] = {}
+
+    def walk(self, node: yaml.Node, path: tuple[Any, ...] = ()) -> None:
+        self.by_path[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value
+                self.by_path[(*path, key)] = key_node.start_mark.line + 1
+                self.walk(value_node, (*path, key))
+                self.by_path[(*path, key)] = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.walk(item, (*path, i))
+
+    def line_of(self, path: tuple[Any, ...]) -> int | None:
+        path = tuple(path)
+        while path:
+            if path in self.by_path:
+                return self.by_path[path]
+            path = path[:-1]
+        return self.by_path.get(())
+
+
+def field_name(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class LoadedYaml:
+    def __init__(self, path: Path, data: Any, lines: _Lines) -> None:
+        self.path, self.data, self.lines = path, data, lines
+
+    def error(self, loc: tuple[Any, ...], message: str) -> ConfigError:
+        line = self.lines.line_of(loc)
+        where = f"{self.path}, line {line}" if line else str(self.path)
+        return ConfigError(f"{where}: {field_name(loc)}: {message}")
+
+    def validate(self, model: type[M]) -> M:
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = tuple(first["loc"])
+            msg = first["msg"]
+            if first["type"] == "extra_forbidden":
+                msg = f"unknown field {loc[-1]!r} (a typo?)"
+            elif "input" in first and first["type"] not in ("missing",):
+                shown = first["input"]
+                if isinstance(shown, (str, int, float)):
+                    msg = f"{msg} (got {shown!r})"
+            if len(exc.errors()) > 1:
+                msg += f" (and {len(exc.errors()) - 1} more problem(s))"
+            raise self.error(loc, msg) from None
+
+
+def load_yaml(path: Path) -> LoadedYaml:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+    lines = _Lines()
+    if node is not None:
+        lines.walk(node)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level")
+    return LoadedYaml(path, data, lines)

@@ -1,0 +1,122 @@
+"""`drp demo`: the demo organisation and a handful of alerts at different stages, written
+through the service layer with backdated clocks, exactly as people would have made them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from . import db
+from .alerts import ActionIn, AlertService
+from .calendar import WorkingCalendar
+from .clock import Clock, FixedClock, clock_for
+from .models import Alert, Person, PersonRole
+from .org import load_org
+from .protocol import Protocol
+from .settings import CONFIG_DIR, Settings
+from .themes import Taxonomy
+
+DEMO_ORG = CONFIG_DIR / "demo.yaml"
+
+
+def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService], Any]]]:
+    """(working days ago, who, what). Alert ids follow the order of raising."""
+    k = protocol.keys
+    top = k[-1]
+    return [
+        # 1: informal, fresh
+        (2, "iro.patel", lambda s: s.raise_alert(
+            "iro.patel", "C1001", "No social work report shared before the review",
+            impact="The child's review could not consider an up-to-date assessment.",
+            theme="accountability_record_keeping")),
+        # 2: stage 1, responded with agreed actions
+        (9, "iro.walsh", lambda s: s.raise_alert(
+            "iro.walsh", "C1004", "Pathway plan not started at 17",
+            impact="Preparation for independence is at risk.", theme="leaving_care",
+            stage=k[1])),
+        (8, "tm.clarke", lambda s: s.respond(
+            2, "tm.clarke", "Pathway plan allocated to a personal adviser; first meeting booked.",
+            [ActionIn("Pathway plan completed and shared with the IRO",
+                      s.cal.add(s.today, 10))])),
+        # 3: informal -> stage 1 -> stage 2, overdue
+        (16, "iro.mensah", lambda s: s.raise_alert(
+            "iro.mensah", "C2001", "Permanence plan drifting: no SGO assessment started",
+            impact="Stability for the child is delayed.", theme="permanence_planning")),
+        (11, "iro.mensah", lambda s: s.escalate(
+            3, "iro.mensah", "No response within the informal timescale.")),
+        (6, "iro.mensah", lambda s: s.escalate(
+            3, "iro.mensah", "Stage 1 response did not set a date for the assessment.")),
+        # 4: resolved at informal
+        (20, "iro.patel", lambda s: s.raise_alert(
+            "iro.patel", "C1005", "Health assessment overdue",
+            theme="holistic_rights_needs")),
+        (18, "sw.evans", lambda s: s.respond(4, "sw.evans", "Booked with the LAC nurse.")),
+        (17, "iro.patel", lambda s: s.resolve(4, "iro.patel", "Health assessment completed.")),
+        # 5: on hold awaiting a court hearing
+        (7, "iro.walsh", lambda s: s.raise_alert(
+            "iro.walsh", "C2002", "Section 20 arrangement without a plan for proceedings",
+            theme="legal_status", stage=k[1])),
+        (3, "iro.walsh", lambda s: s.hold(
+            5, "iro.walsh", "Awaiting the court hearing listed next month.",
+            until=s.cal.add(s.today, 15))),
+        # 6: bypassed to the last stage, then referred to Cafcass
+        (25, "irom.khan", lambda s: s.raise_alert(
+            "irom.khan", "C2003", "Repeated missing episodes with no risk assessment",
+            theme="safeguarding", stage=k[1])),
+        (24, "iro.mensah", lambda s: s.escalate(
+            6, "iro.mensah", "Risk to the child is immediate.", to=top)),
+        (12, "iro.mensah", lambda s: s.refer(
+            6, "iro.mensah", "No plan to keep the child safe after the director's response;"
+            " legal advice taken.")),
+        # 7: withdrawn
+        (14, "iro.patel", lambda s: s.raise_alert(
+            "iro.patel", "C2004", "Personal adviser not allocated", theme="leaving_care")),
+        (13, "iro.patel", lambda s: s.withdraw(7, "iro.patel", "Raised on the wrong child.")),
+        # 8: informal, waiting for the team
+        (4, "iro.walsh", lambda s: s.raise_alert(
+            "iro.walsh", "C2006", "Contact arrangements with siblings not reviewed",
+            theme="holistic_rights_needs")),
+    ]
+
+
+def run_demo(
+    engine: Engine, protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy,
+    settings: Settings, *, now: str | None, reset: bool, say: Callable[[str], None],
+) -> None:
+    if reset:
+        db.downgrade(engine, "base")
+    db.upgrade(engine)
+    with db.transaction(engine) as session:
+        result = load_org(session, DEMO_ORG, protocol)
+        existing = session.exec(select(func.count()).select_from(Alert)).one()
+    say(f"Loaded the demo organisation: {result.council}, {result.people} people,"
+        f" {result.children} children.")
+    clock: Clock = clock_for(now, settings.tz)
+    if existing:
+        say(f"The database already has {existing} alert(s); no demo alerts added"
+            " (use `drp demo --reset` to start again).")
+    else:
+        today = clock.now().astimezone(settings.tz).date()
+        for days_ago, _who, step in _script(protocol):
+            day = calendar.add(today, -days_ago) if days_ago else today
+            at = datetime.combine(day, time(10, 0), tzinfo=settings.tz).astimezone(UTC)
+            at = min(at, clock.now() - timedelta(minutes=1))
+            with db.transaction(engine) as session:
+                svc = AlertService(session, protocol=protocol, calendar=calendar,
+                                   clock=FixedClock(at), tz=settings.tz, taxonomy=taxonomy)
+                step(svc)
+        say("Added 8 demo alerts at different stages.")
+    with db.transaction(engine) as session:
+        rows = session.exec(
+            select(Person.username, Person.name, PersonRole.role)
+            .join(PersonRole, PersonRole.person_id == Person.id)
+            .order_by(Person.username)
+        ).all()
+    say("Act as any of these people with --as USERNAME:")
+    for username, name, role in rows:
+        say(f"  {username:<12} {name:<22} {role}")

@@ -1,0 +1,322 @@
+"""The dispute ladder as a `transitions` state machine, built from the protocol in one loop.
+
+One machine per protocol (never one per alert, never attached to a SQLModel row): the service
+layer drives a small adapter whose `state` property reads and writes the alert's `status` and
+`stage` columns (transitions' static-machine pattern). Callbacks do no I/O; the service layer
+commits or rolls back the whole transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from transitions import EventData, Machine, MachineError
+
+from .errors import InvalidTransition
+from .protocol import TERMINAL, Protocol
+
+NEW = "new"
+
+# Triggers people (and the flows, as `system`) may fire.
+TRIGGERS = (
+    "raise_alert",
+    "respond",
+    "escalate",
+    "resolve",
+    "withdraw",
+    "hold",
+    "resume",
+    "extend",
+    "refer",
+    "reopen",
+    "action_done",
+    "remind",
+)
+
+# Words people use for the triggers (the CLI command names).
+VERBS = {
+    "raise_alert": "raise",
+    "respond": "respond",
+    "escalate": "escalate",
+    "resolve": "resolve",
+    "withdraw": "withdraw",
+    "hold": "hold",
+    "resume": "resume",
+    "extend": "extend",
+    "refer": "refer",
+    "reopen": "reopen",
+    "action_done": "action-done",
+    "remind": "remind",
+}
+
+
+@dataclass
+class AlertState:
+    """What the machine needs to know about one alert; `state` maps onto its columns."""
+
+    status: str
+    stage: str
+    cafcass_key: str
+    on_hold: bool = False
+    outstanding_actions: int = 0
+    permitted: Callable[[str], bool] = field(default=lambda _t: True)
+    refusal: str | None = None
+
+    @property
+    def state(self) -> str:
+        return self.stage if self.status == "open" else self.status
+
+    @state.setter
+    def state(self, value: str) -> None:
+        if value in TERMINAL:
+            self.status = value
+            if value == "referred":
+                self.stage = self.cafcass_key
+        else:
+            self.status, self.stage = "open", value
+
+
+def _refuse(event: EventData, message: str) -> bool:
+    event.model.refusal = message
+    return False
+
+
+def _permitted(event: EventData) -> bool:
+    if event.model.permitted(event.event.name):
+        return True
+    return _refuse(event, "not permitted")
+
+
+def _not_held(event: EventData) -> bool:
+    if not event.model.on_hold:
+        return True
+    return _refuse(event, "the alert is on hold; resume it first (drp alert resume)")
+
+
+def _held(event: EventData) -> bool:
+    if event.model.on_hold:
+        return True
+    return _refuse(event, "the alert is not on hold")
+
+
+def build_machine(protocol: Protocol) -> Machine:
+    keys = list(protocol.keys)
+    states = [NEW, *keys, *TERMINAL]
+    transitions: list[dict[str, Any]] = []
+    first = keys[0]
+    formal = [s.key for s in protocol.stages if s.formal]
+
+    def raise_to(dest: str) -> Callable[[EventData], bool]:
+        def cond(event: EventData) -> bool:
+            wanted = event.kwargs.get("stage") or first
+            if wanted == dest:
+                return True
+            if event.kwargs.get("stage") not in keys:
+                return _refuse(
+                    event,
+                    f"there is no stage {wanted!r}; the stages are {', '.join(keys)}",
+                )
+            return _refuse(
+                event,
+                f"an alert starts at {first} or at a formal stage ({', '.join(formal)})",
+            )
+
+        return cond
+
+    def escalate_to(source: str, dest: str) -> Callable[[EventData], bool]:
+        nxt = keys[keys.index(source) + 1]
+
+        def cond(event: EventData) -> bool:
+            wanted = event.kwargs.get("to") or nxt
+            if wanted == dest:
+                return True
+            later = keys[keys.index(source) + 1 :]
+            if wanted not in later:
+                return _refuse(
+                    event,
+                    f"it cannot be escalated to {wanted!r} from {source}; choose a later"
+                    f" stage: {', '.join(later)}",
+                )
+            return False
+
+        return cond
+
+    def reopen_to(dest: str) -> Callable[[EventData], bool]:
+        def cond(event: EventData) -> bool:
+            if event.kwargs.get("resolved_stage") != dest:
+                return False
+            if event.model.outstanding_actions == 0:
+                return _refuse(
+                    event,
+                    "all its agreed actions are done, so it cannot be reopened; raise a new"
+                    " alert if the problem is back",
+                )
+            return True
+
+        return cond
+
+    for dest in [first, *formal]:
+        if dest == first and dest in formal and transitions:
+            continue
+        transitions.append(
+            {"trigger": "raise_alert", "source": NEW, "dest": dest,
+             "conditions": [_permitted, raise_to(dest)]}
+        )
+    for i, source in enumerate(keys):
+        for dest in keys[i + 1 :]:
+            transitions.append(
+                {"trigger": "escalate", "source": source, "dest": dest,
+                 "conditions": [_permitted, _not_held, escalate_to(source, dest)]}
+            )
+        for trigger, dest, extra in (
+            ("respond", None, []),
+            ("resolve", "resolved", []),
+            ("withdraw", "withdrawn", []),
+            ("refer", "referred", []),
+            ("hold", None, [_not_held]),
+            ("resume", None, [_held]),
+            ("extend", None, [_not_held]),
+            ("remind", None, [_not_held]),
+        ):
+            transitions.append(
+                {"trigger": trigger, "source": source, "dest": dest,
+                 "conditions": [_permitted, *extra]}
+            )
+        transitions.append(
+            {"trigger": "reopen", "source": "resolved", "dest": source,
+             "conditions": [_permitted, reopen_to(source)]}
+        )
+    transitions.append(
+        {"trigger": "action_done", "source": [*keys, *TERMINAL], "dest": None,
+         "conditions": [_permitted]}
+    )
+    return Machine(
+        model=None,
+        states=states,
+        transitions=transitions,
+        initial=None,
+        auto_transitions=False,
+        send_event=True,
+    )
+
+
+@lru_cache(maxsize=8)
+def _machine_for(protocol: Protocol) -> Machine:
+    return build_machine(protocol)
+
+
+def machine_for(protocol: Protocol) -> Machine:
+    return _machine_for(protocol)
+
+
+def possible_triggers(protocol: Protocol, state: str) -> list[str]:
+    return [t for t in machine_for(protocol).get_triggers(state) if t in TRIGGERS]
+
+
+def describe_state(protocol: Protocol, adapter: AlertState) -> str:
+    if adapter.status == "open":
+        held = ", on hold" if adapter.on_hold else ""
+        return f"at {adapter.stage} ({protocol.title(adapter.stage)}){held}"
+    if adapter.status == "referred":
+        return "referred to Cafcass (closed)"
+    return f"{adapter.status} at {adapter.stage} (closed)"
+
+
+def fire(
+    protocol: Protocol, adapter: AlertState, trigger: str, subject: str, **kwargs: Any
+) -> None:
+    """Fire `trigger` or raise InvalidTransition naming where the alert is and what may be
+    done from there. The caller has already checked the person's role (NotPermitted)."""
+    machine = machine_for(protocol)
+    state = adapter.state
+    verb = VERBS.get(trigger, trigger)
+    possible = [VERBS[t] for t in possible_triggers(protocol, state) if t != "remind"]
+    where = describe_state(protocol, adapter)
+    options = f"what may be done from there: {', '.join(possible)}" if possible else (
+        "nothing more may be done with it"
+    )
+    if trigger not in machine.get_triggers(state):
+        hint = ""
+        if trigger == "escalate" and state == protocol.keys[-1]:
+            hint = "; it is at the last stage, so refer it to Cafcass instead (drp alert refer)"
+        raise InvalidTransition(f"{subject} is {where}: it cannot {verb}{hint}; {options}")
+    adapter.refusal = None
+    try:
+        ok = machine.events[trigger].trigger(adapter, **kwargs)
+    except MachineError as exc:  # pragma: no cover - guarded by get_triggers above
+        raise InvalidTransition(f"{subject} is {where}: {exc.value}; {options}") from None
+    if not ok:
+        reason = adapter.refusal or "that is not possible from here"
+        raise InvalidTransition(f"{subject} is {where}: {reason}; {options}")
+
+
+# --- diagrams ------------------------------------------------------------------------------
+
+
+def diagram(protocol: Protocol, out: Path) -> Path:
+    """Draw the configured ladder: .mmd/.md as Mermaid (no Graphviz needed), .svg/.png/.dot
+    with Graphviz."""
+    from transitions.extensions import GraphMachine
+
+    suffix = out.suffix.lower()
+    engine = "mermaid" if suffix in (".mmd", ".md", ".mermaid") else "graphviz"
+    if suffix not in (".mmd", ".md", ".mermaid", ".svg", ".png", ".dot", ".gv", ".pdf"):
+        raise InvalidTransition(
+            f"cannot draw {out.name}: name the file .svg, .png, .pdf, .dot or .mmd (Mermaid)"
+        )
+    keys = list(protocol.keys)
+    states = [NEW, *keys, "resolved", "withdrawn", "referred"]
+    edges: list[dict[str, Any]] = [{"trigger": "raise", "source": NEW, "dest": keys[0]}]
+    title = protocol.name + ": " + "; ".join(
+        f"{s.key} = {s.title} ({s.responsible.value}, {s.timescale_working_days} working days)"
+        for s in protocol.stages
+    ) + f"; referred = {protocol.cafcass.title}"
+    for s in protocol.stages[1:]:
+        if s.formal:
+            edges.append({"trigger": "raise (formal)", "source": NEW, "dest": s.key})
+    for i, source in enumerate(keys):
+        stage = protocol.stages[i]
+        if i + 1 < len(keys):
+            auto = " (automatic when overdue)" if stage.when_overdue == "escalate" else ""
+            edges.append({"trigger": f"escalate{auto}", "source": source, "dest": keys[i + 1]})
+            for dest in keys[i + 2 :]:
+                edges.append({"trigger": "bypass", "source": source, "dest": dest})
+        edges += [
+            {"trigger": "resolve", "source": source, "dest": "resolved"},
+            {"trigger": "withdraw", "source": source, "dest": "withdrawn"},
+            {"trigger": "refer", "source": source, "dest": "referred"},
+            {"trigger": "reopen", "source": "resolved", "dest": source},
+        ]
+
+    class _Model:
+        pass
+
+    model = _Model()
+    machine = GraphMachine(
+        model=model, states=states, transitions=edges, initial=NEW,
+        auto_transitions=False, graph_engine=engine, title=title,
+        show_state_attributes=False,
+    )
+    graph = machine.get_graph()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if engine == "mermaid":
+        source = graph.draw(None)
+        text = source if isinstance(source, str) else source.decode()
+        if suffix == ".md":
+            text = f"# {protocol.name}\n\n```mermaid\n{text.strip()}\n```\n"
+        out.write_text(text, encoding="utf-8")
+        return out
+    if suffix in (".dot", ".gv"):
+        out.write_text(graph.source, encoding="utf-8")
+        return out
+    try:
+        graph.draw(str(out), format=suffix[1:], prog="dot")
+    except Exception as exc:  # graphviz's ExecutableNotFound and friends
+        raise InvalidTransition(
+            f"cannot draw {out.name}: Graphviz's `dot` is needed for SVG and PNG ({exc});"
+            " install graphviz, or write Mermaid with --out FILE.mmd"
+        ) from None
+    return out

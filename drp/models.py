@@ -1,0 +1,200 @@
+"""SQLModel tables. States are short strings (Alembic cannot see Enum changes); instants are
+stored in UTC, dates as dates. What the CLI and API print lives in schemas.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC; SQLite drops tzinfo, so it is re-attached on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _instant(nullable: bool = False, **kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=nullable, **kw)
+
+
+# --- organisation ------------------------------------------------------------------------
+
+
+class Council(SQLModel, table=True):
+    """The one organisation this database serves (row id 1): its senior managers."""
+
+    __tablename__ = "council"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    assistant_director_id: int | None = Field(default=None, foreign_key="person.id")
+    director_id: int | None = Field(default=None, foreign_key="person.id")
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=80, unique=True, index=True)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=254)
+    active: bool = True
+    password_hash: str | None = Field(default=None, max_length=255)
+
+
+class PersonRole(SQLModel, table=True):
+    __tablename__ = "person_role"
+    person_id: int = Field(foreign_key="person.id", primary_key=True)
+    role: str = Field(max_length=40, primary_key=True)
+
+
+class Service(SQLModel, table=True):
+    __tablename__ = "service"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=80, unique=True, index=True)
+    name: str = Field(max_length=200)
+    head_of_service_id: int | None = Field(default=None, foreign_key="person.id")
+    service_manager_id: int | None = Field(default=None, foreign_key="person.id")
+    active: bool = True
+
+
+class Team(SQLModel, table=True):
+    __tablename__ = "team"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=80, unique=True, index=True)
+    name: str = Field(max_length=200)
+    service_id: int = Field(foreign_key="service.id", index=True)
+    team_manager_id: int | None = Field(default=None, foreign_key="person.id")
+    active: bool = True
+
+
+class TeamMember(SQLModel, table=True):
+    """Social workers (and others) who belong to a team besides its manager."""
+
+    __tablename__ = "team_member"
+    team_id: int = Field(foreign_key="team.id", primary_key=True)
+    person_id: int = Field(foreign_key="person.id", primary_key=True)
+
+
+class Child(SQLModel, table=True):
+    """A child in care, by reference only: never a name."""
+
+    __tablename__ = "child"
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=40, unique=True, index=True)
+    team_id: int = Field(foreign_key="team.id", index=True)
+    iro_id: int = Field(foreign_key="person.id", index=True)
+    social_worker_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    active: bool = True
+
+
+# --- alerts ------------------------------------------------------------------------------
+
+_version_col = Column("version", Integer, nullable=False)
+
+
+class Alert(SQLModel, table=True):
+    """A case alert (dispute). `status` and `stage` are plain columns the machine drives."""
+
+    __tablename__ = "alert"
+    # Optimistic concurrency: every UPDATE checks the version it read.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": _version_col}
+
+    id: int | None = Field(default=None, primary_key=True)
+    child_id: int = Field(foreign_key="child.id", index=True)
+    iro_id: int = Field(foreign_key="person.id", index=True)
+    status: str = Field(default="open", max_length=16, index=True)
+    stage: str = Field(max_length=32, index=True)
+    summary: str = Field(max_length=500)
+    detail: str | None = Field(default=None, max_length=10000)
+    impact: str | None = Field(default=None, max_length=5000)
+    outcome_wanted: str | None = Field(default=None, max_length=5000)
+    outcome: str | None = Field(default=None, max_length=5000)
+    theme: str | None = Field(default=None, max_length=64, index=True)
+    raised_at: datetime = _instant()
+    stage_entered_at: datetime = _instant()
+    stage_due: date | None = Field(default=None, index=True)
+    stage_responded_at: datetime | None = _instant(nullable=True, default=None)
+    resolution_due: date = Field(index=True)
+    on_hold: bool = False
+    held_since: date | None = None
+    hold_until: date | None = None
+    closed_at: datetime | None = _instant(nullable=True, default=None)
+    last_seq: int = 0
+    version: int = Field(default=1, sa_column=_version_col)
+
+
+class Action(SQLModel, table=True):
+    """An agreed (remedial) action: what will be done, by whom, by when."""
+
+    __tablename__ = "action"
+    __table_args__ = (UniqueConstraint("alert_id", "no"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    no: int
+    text: str = Field(max_length=2000)
+    owner_id: int = Field(foreign_key="person.id")
+    due: date
+    stage: str = Field(max_length=32)
+    agreed_at: datetime = _instant()
+    done_at: datetime | None = _instant(nullable=True, default=None)
+    done_by_id: int | None = Field(default=None, foreign_key="person.id")
+
+
+class Event(SQLModel, table=True):
+    """The append-only event log of an alert. The database refuses UPDATE and DELETE."""
+
+    __tablename__ = "event"
+    __table_args__ = (UniqueConstraint("alert_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    seq: int
+    at: datetime = _instant()
+    actor: str = Field(max_length=80)
+    kind: str = Field(max_length=32, index=True)
+    from_stage: str | None = Field(default=None, max_length=32)
+    to_stage: str | None = Field(default=None, max_length=32)
+    comment: str | None = Field(default=None, max_length=10000)
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class AccessLog(SQLModel, table=True):
+    """Who looked at which record, when (children's data: every view is audited)."""
+
+    __tablename__ = "access_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _instant()
+    actor: str = Field(max_length=80)
+    action: str = Field(max_length=32)
+    alert_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("alert.id"), nullable=True, index=True)
+    )
+    detail: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+
+
+APPEND_ONLY_TABLES = ("event", "access_log")

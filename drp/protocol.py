@@ -1,0 +1,154 @@
+"""The dispute ladder as configuration: load and validate protocol.yaml into typed objects."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from .configfile import load_yaml
+
+StageKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+TERMINAL = ("resolved", "withdrawn", "referred")
+
+
+class Role(StrEnum):
+    iro = "iro"
+    iro_manager = "iro_manager"
+    social_worker = "social_worker"
+    team_manager = "team_manager"
+    service_manager = "service_manager"
+    head_of_service = "head_of_service"
+    assistant_director = "assistant_director"
+    director = "director"
+    admin = "admin"
+
+
+# Roles that can be responsible at a stage, lowest first: the management line.
+LINE_ROLES = (
+    Role.social_worker,
+    Role.team_manager,
+    Role.service_manager,
+    Role.head_of_service,
+    Role.assistant_director,
+    Role.director,
+)
+
+
+class OverduePolicy(StrEnum):
+    escalate = "escalate"
+    remind_iro = "remind_iro"
+    consider_cafcass = "consider_cafcass"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage(_Strict):
+    key: StageKey
+    title: str = Field(min_length=1)
+    formal: bool = True
+    responsible: Role
+    also_notify: tuple[Role, ...] = ()
+    also_respond: tuple[Role, ...] = ()
+    timescale_working_days: int = Field(ge=1, le=60)
+    reminder_lead_working_days: int = Field(default=1, ge=0, le=30)
+    when_overdue: OverduePolicy
+
+    @model_validator(mode="after")
+    def _sane(self) -> Stage:
+        if self.responsible not in LINE_ROLES:
+            raise ValueError(
+                f"responsible must be one of {', '.join(r.value for r in LINE_ROLES)}"
+            )
+        if self.reminder_lead_working_days >= self.timescale_working_days:
+            raise ValueError(
+                "reminder_lead_working_days must be less than timescale_working_days"
+            )
+        return self
+
+
+class Cafcass(_Strict):
+    key: StageKey = "cafcass"
+    title: str = "Referral to Cafcass"
+
+
+class Protocol(_Strict):
+    name: str = Field(min_length=1)
+    resolution_working_days: int = Field(default=20, ge=1, le=120)
+    stages: tuple[Stage, ...] = Field(min_length=1)
+    cafcass: Cafcass = Cafcass()
+
+    @model_validator(mode="after")
+    def _ladder(self) -> Protocol:
+        keys = [s.key for s in self.stages]
+        for key in {k for k in keys if keys.count(k) > 1}:
+            raise ValueError(f"stage key {key!r} is used twice; each stage needs its own key")
+        reserved = {"new", *TERMINAL, self.cafcass.key}
+        for key in keys:
+            if key in reserved:
+                raise ValueError(f"stage key {key!r} is reserved; choose another")
+        for stage in self.stages[:-1]:
+            if stage.when_overdue is OverduePolicy.consider_cafcass:
+                raise ValueError(
+                    f"stage {stage.key}: when_overdue consider_cafcass is only for the last stage"
+                )
+        if self.stages[-1].when_overdue is OverduePolicy.escalate:
+            raise ValueError(
+                f"stage {self.stages[-1].key} is the last stage, so when_overdue cannot be"
+                " escalate; use consider_cafcass or remind_iro"
+            )
+        for stage in self.stages[1:]:
+            if not stage.formal:
+                raise ValueError(f"stage {stage.key}: only the first stage may be informal")
+        return self
+
+    # -- queries -----------------------------------------------------------------
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(s.key for s in self.stages)
+
+    def stage(self, key: str) -> Stage:
+        for s in self.stages:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    def index(self, key: str) -> int:
+        """Position on the ladder; Cafcass is above every stage."""
+        if key == self.cafcass.key:
+            return len(self.stages)
+        return self.keys.index(key)
+
+    def next_stage(self, key: str) -> Stage | None:
+        i = self.index(key)
+        return self.stages[i + 1] if i + 1 < len(self.stages) else None
+
+    def title(self, key: str) -> str:
+        return self.cafcass.title if key == self.cafcass.key else self.stage(key).title
+
+    @property
+    def first_formal(self) -> Stage | None:
+        return next((s for s in self.stages if s.formal), None)
+
+
+def load_protocol(path: Path) -> Protocol:
+    return load_yaml(path).validate(Protocol)
+
+
+@lru_cache(maxsize=8)
+def cached_protocol(path: Path, mtime: float) -> Protocol:
+    return load_protocol(path)
+
+
+def protocol_from(path: Path) -> Protocol:
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return cached_protocol(path, mtime)
