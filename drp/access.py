@@ -60,7 +60,7 @@ def load_actor(session: Session, person: Person) -> Actor:
     teams.update(session.exec(select(Team.id).where(Team.team_manager_id == pid)))  # type: ignore[arg-type]
     teams.update(session.exec(select(TeamMember.team_id).where(TeamMember.person_id == pid)))
     services = select(Service.id).where(
-        or_(Service.head_of_service_id == pid, Service.service_manager_id == pid)
+        or_(col(Service.head_of_service_id) == pid, col(Service.service_manager_id) == pid)
     )
     teams.update(session.exec(select(Team.id).where(col(Team.service_id).in_(services))))  # type: ignore[arg-type]
     return Actor(
@@ -123,9 +123,9 @@ def visible_alerts(actor: Actor) -> ColumnElement[bool]:
     if actor.id is None:
         return false()
     return or_(
-        Child.iro_id == actor.id,
-        Alert.iro_id == actor.id,
-        Child.social_worker_id == actor.id,
+        col(Child.iro_id) == actor.id,
+        col(Alert.iro_id) == actor.id,
+        col(Child.social_worker_id) == actor.id,
         col(Child.team_id).in_(sorted(actor.team_ids)),
     )
 

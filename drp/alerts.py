@@ -28,6 +28,12 @@ from .themes import Taxonomy
 SUMMARY_MAX = 500
 
 
+def _id(value: int | None) -> int:
+    """A row's id once it has been flushed."""
+    assert value is not None
+    return value
+
+
 @dataclass(frozen=True)
 class ActionIn:
     text: str
@@ -176,7 +182,7 @@ class AlertService:
     ) -> Event:
         alert.last_seq += 1
         event = Event(
-            alert_id=alert.id, seq=alert.last_seq, at=self.now, actor=actor.username,
+            alert_id=_id(alert.id), seq=alert.last_seq, at=self.now, actor=actor.username,
             kind=kind, from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
         )
         self.s.add(alert)
@@ -239,7 +245,7 @@ class AlertService:
                 f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}"
             )
         alert = Alert(
-            child_id=child.id, iro_id=child.iro_id, status="open", stage=NEW,
+            child_id=_id(child.id), iro_id=child.iro_id, status="open", stage=NEW,
             summary=summary_t or "",
             detail=self._text(detail, "the detail", required=False, limit=10000),
             impact=self._text(impact, "the impact on the child", required=False, limit=5000),
@@ -296,7 +302,7 @@ class AlertService:
             owner_id = self._person_id(a.owner, f"action {i}'s owner") if a.owner else actor.id
             assert owner_id is not None
             action = Action(
-                alert_id=alert.id, no=next_no + i, text=a_text or "", owner_id=owner_id,
+                alert_id=_id(alert.id), no=next_no + i, text=a_text or "", owner_id=owner_id,
                 due=a.due, stage=alert.stage, agreed_at=self.now,
             )
             self.s.add(action)
@@ -524,7 +530,7 @@ class AlertService:
         elif status is not None:
             raise BadValue(f"--status {status!r} is not known; use open, overdue or closed")
         rows = self.s.exec(query).all()
-        names = dict(self.s.exec(select(Person.id, Person.username)).all())
+        names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
         lines: dict[int, Line] = {}
         out = []
         for alert, child, team in rows:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from . import db
 from .alerts import ActionIn, AlertService
@@ -114,7 +114,7 @@ def run_demo(
     with db.transaction(engine) as session:
         rows = session.exec(
             select(Person.username, Person.name, PersonRole.role)
-            .join(PersonRole, PersonRole.person_id == Person.id)
+            .join(PersonRole, col(PersonRole.person_id) == Person.id)
             .order_by(Person.username)
         ).all()
     say("Act as any of these people with --as USERNAME:")

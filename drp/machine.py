@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from transitions import EventData, Machine, MachineError
 
@@ -79,25 +79,31 @@ class AlertState:
             self.status, self.stage = "open", value
 
 
+def _model(event: EventData) -> AlertState:
+    model = event.model
+    assert isinstance(model, AlertState)
+    return model
+
+
 def _refuse(event: EventData, message: str) -> bool:
-    event.model.refusal = message
+    _model(event).refusal = message
     return False
 
 
 def _permitted(event: EventData) -> bool:
-    if event.model.permitted(event.event.name):
+    if _model(event).permitted(event.event.name):
         return True
     return _refuse(event, "not permitted")
 
 
 def _not_held(event: EventData) -> bool:
-    if not event.model.on_hold:
+    if not _model(event).on_hold:
         return True
     return _refuse(event, "the alert is on hold; resume it first (drp alert resume)")
 
 
 def _held(event: EventData) -> bool:
-    if event.model.on_hold:
+    if _model(event).on_hold:
         return True
     return _refuse(event, "the alert is not on hold")
 
@@ -148,7 +154,7 @@ def build_machine(protocol: Protocol) -> Machine:
         def cond(event: EventData) -> bool:
             if event.kwargs.get("resolved_stage") != dest:
                 return False
-            if event.model.outstanding_actions == 0:
+            if _model(event).outstanding_actions == 0:
                 return _refuse(
                     event,
                     "all its agreed actions are done, so it cannot be reopened; raise a new"
@@ -158,9 +164,7 @@ def build_machine(protocol: Protocol) -> Machine:
 
         return cond
 
-    for dest in [first, *formal]:
-        if dest == first and dest in formal and transitions:
-            continue
+    for dest in dict.fromkeys([first, *formal]):
         transitions.append(
             {"trigger": "raise_alert", "source": NEW, "dest": dest,
              "conditions": [_permitted, raise_to(dest)]}
@@ -171,7 +175,7 @@ def build_machine(protocol: Protocol) -> Machine:
                 {"trigger": "escalate", "source": source, "dest": dest,
                  "conditions": [_permitted, _not_held, escalate_to(source, dest)]}
             )
-        for trigger, dest, extra in (
+        for trigger, target, extra in (
             ("respond", None, []),
             ("resolve", "resolved", []),
             ("withdraw", "withdrawn", []),
@@ -182,7 +186,7 @@ def build_machine(protocol: Protocol) -> Machine:
             ("remind", None, [_not_held]),
         ):
             transitions.append(
-                {"trigger": trigger, "source": source, "dest": dest,
+                {"trigger": trigger, "source": source, "dest": target,
                  "conditions": [_permitted, *extra]}
             )
         transitions.append(
@@ -213,7 +217,21 @@ def machine_for(protocol: Protocol) -> Machine:
 
 
 def possible_triggers(protocol: Protocol, state: str) -> list[str]:
-    return [t for t in machine_for(protocol).get_triggers(state) if t in TRIGGERS]
+    available = set(machine_for(protocol).get_triggers(state))
+    return [t for t in TRIGGERS if t in available]
+
+
+def _offered(trigger: str, adapter: AlertState) -> bool:
+    """Worth suggesting to a person, given the hold and the actions."""
+    if trigger == "remind":
+        return False
+    if trigger in ("escalate", "hold", "extend"):
+        return not adapter.on_hold
+    if trigger == "resume":
+        return adapter.on_hold
+    if trigger in ("action_done", "reopen"):
+        return adapter.outstanding_actions > 0
+    return True
 
 
 def describe_state(protocol: Protocol, adapter: AlertState) -> str:
@@ -233,7 +251,7 @@ def fire(
     machine = machine_for(protocol)
     state = adapter.state
     verb = VERBS.get(trigger, trigger)
-    possible = [VERBS[t] for t in possible_triggers(protocol, state) if t != "remind"]
+    possible = [VERBS[t] for t in possible_triggers(protocol, state) if _offered(t, adapter)]
     where = describe_state(protocol, adapter)
     options = f"what may be done from there: {', '.join(possible)}" if possible else (
         "nothing more may be done with it"
@@ -262,7 +280,9 @@ def diagram(protocol: Protocol, out: Path) -> Path:
     from transitions.extensions import GraphMachine
 
     suffix = out.suffix.lower()
-    engine = "mermaid" if suffix in (".mmd", ".md", ".mermaid") else "graphviz"
+    engine: Literal["mermaid", "graphviz"] = (
+        "mermaid" if suffix in (".mmd", ".md", ".mermaid") else "graphviz"
+    )
     if suffix not in (".mmd", ".md", ".mermaid", ".svg", ".png", ".dot", ".gv", ".pdf"):
         raise InvalidTransition(
             f"cannot draw {out.name}: name the file .svg, .png, .pdf, .dot or .mmd (Mermaid)"

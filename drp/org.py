@@ -182,13 +182,17 @@ def load_org(session: Session, path: Path, protocol: Protocol) -> LoadResult:
             session.add(row)
     session.flush()
 
-    session.exec(delete(PersonRole))  # type: ignore[call-overload]
-    for p in org.people:
-        for role in dict.fromkeys(p.roles):
-            session.add(PersonRole(person_id=people[p.username].id, role=role.value))
-
     def pid(username: str | None) -> int | None:
         return people[username].id if username else None
+
+    def must(value: int | None) -> int:
+        assert value is not None
+        return value
+
+    session.exec(delete(PersonRole))
+    for p in org.people:
+        for role in dict.fromkeys(p.roles):
+            session.add(PersonRole(person_id=must(pid(p.username)), role=role.value))
 
     council = session.get(Council, 1) or Council(id=1, name=org.council)
     council.name = org.council
@@ -223,10 +227,10 @@ def load_org(session: Session, path: Path, protocol: Protocol) -> LoadResult:
             trow.active = False
     session.flush()
 
-    session.exec(delete(TeamMember))  # type: ignore[call-overload]
+    session.exec(delete(TeamMember))
     for p in org.people:
         if p.team:
-            session.add(TeamMember(team_id=teams[p.team].id, person_id=people[p.username].id))
+            session.add(TeamMember(team_id=must(teams[p.team].id), person_id=must(pid(p.username))))
 
     children = {c.ref: c for c in session.exec(select(Child))}
     wanted = set()

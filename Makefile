@@ -1,0 +1,32 @@
+# The README's two commands: `make run` and `make test`. Each creates .venv and installs into
+# it on a fresh machine, and is quick when already installed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# The main job on the embedded default (SQLite under ./var, mail to files).
+run: install
+	$(BIN)/drp demo
+	@echo
+	$(BIN)/drp alert list --as irom.khan
+
+lint: install
+	$(BIN)/ruff check drp tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,111 @@
+"""Fixtures: real databases (SQLite files and, where DRP_TEST_POSTGRES_URL names a server,
+PostgreSQL in a schema of its own per test), the organisation, and a service factory that runs
+one unit of work as of a given instant."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from drp import db
+from drp.alerts import AlertService
+from drp.calendar import WorkingCalendar
+from drp.clock import FixedClock, parse_instant
+from drp.org import load_org
+from drp.protocol import Protocol, load_protocol
+from drp.settings import CONFIG_DIR
+from drp.themes import load_taxonomy
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+LONDON = ZoneInfo("Europe/London")
+PG_URL = os.environ.get("DRP_TEST_POSTGRES_URL")
+NO_PG = "DRP_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (.ci/run sets it)"
+
+backends = pytest.mark.parametrize(
+    "db_url",
+    ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+
+
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema; the URL routes every connection to it."""
+    if not PG_URL:
+        pytest.skip(NO_PG)
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    kind = getattr(request, "param", "sqlite")
+    if kind == "postgres":
+        with pg_schema() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'drp.db'}"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = db.make_engine(db_url)
+    db.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def protocol() -> Protocol:
+    return load_protocol(CONFIG_DIR / "protocol.yaml")
+
+
+@pytest.fixture
+def calendar() -> WorkingCalendar:
+    return WorkingCalendar()
+
+
+@pytest.fixture
+def org(engine: Engine, protocol: Protocol) -> Engine:
+    with db.transaction(engine) as session:
+        load_org(session, DATA / "org.yaml", protocol)
+    return engine
+
+
+Run = Callable[..., Any]
+
+
+@pytest.fixture
+def run(org: Engine, protocol: Protocol, calendar: WorkingCalendar) -> Run:
+    """run("2026-03-02T09:00", lambda s: s.raise_alert(...)): one unit of work as of then."""
+
+    def _run(when: str | datetime, fn: Callable[[AlertService], Any]) -> Any:
+        instant = parse_instant(when, LONDON) if isinstance(when, str) else when
+        with db.transaction(org) as session:
+            svc = AlertService(
+                session, protocol=protocol, calendar=calendar, clock=FixedClock(instant),
+                tz=LONDON, taxonomy=load_taxonomy(CONFIG_DIR / "themes.yaml"),
+            )
+            return fn(svc)
+
+    return _run

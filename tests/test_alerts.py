@@ -1,0 +1,240 @@
+"""The ladder end to end through the service layer, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from drp.alerts import ActionIn, AlertService
+from drp.errors import BadValue, InvalidTransition, NotFound, NotPermitted
+from drp.models import Alert, Event
+
+from .conftest import Run, backends
+
+
+def raise_r100(run: Run, when: str = "2027-03-22T09:00", **kw: object) -> int:
+    alert = run(when, lambda s: s.raise_alert("iro.ada", "R100", "No care plan", **kw))
+    return int(alert.id)
+
+
+def state(run: Run, alert_id: int) -> tuple[int, int, str, str]:
+    """(version, events, status, stage): what a refused command must leave alone."""
+
+    def read(s: AlertService) -> tuple[int, int, str, str]:
+        alert = s.s.get(Alert, alert_id)
+        assert alert is not None
+        n = s.s.exec(select(func.count()).select_from(Event).where(Event.alert_id == alert_id))
+        return alert.version, n.one(), alert.status, alert.stage
+
+    return run("2027-06-01T09:00", read)
+
+
+@backends
+def test_an_alert_climbs_the_ladder_to_cafcass_across_easter(run: Run) -> None:
+    aid = raise_r100(run, theme="accountability_record_keeping")
+    view = run("2027-03-22T09:05", lambda s: s.show(aid, "iro.ada"))
+    assert (view.status, view.stage, view.responsible) == ("open", "informal", "tm.fay")
+    assert view.stage_due == date(2027, 3, 31)       # Good Friday and Easter Monday skipped
+    assert view.resolution_due == date(2027, 4, 21)  # 20 working days
+    assert view.raised_at.isoformat() == "2027-03-22T09:00:00+00:00"
+
+    run("2027-03-23T10:00", lambda s: s.respond(aid, "sw.dan", "Report being written"))
+    run("2027-03-24T10:00", lambda s: s.escalate(aid, "iro.ada", "Report still not shared"))
+    view = run("2027-03-24T10:01", lambda s: s.show(aid, "iro.ada"))
+    assert (view.stage, view.responsible, view.stage_due) == ("stage1", "tm.fay", date(2027, 4, 2))
+
+    run("2027-03-25T10:00", lambda s: s.respond(
+        aid, "tm.fay", "Report will be shared", [ActionIn("Share report", date(2027, 4, 9))]))
+    run("2027-03-30T10:00", lambda s: s.escalate(aid, "iro.ada", "Not shared"))
+    view = run("2027-03-30T10:01", lambda s: s.show(aid, "iro.ada"))
+    assert (view.stage, view.responsible, view.stage_due) == (
+        "stage2", "hos.ivy", date(2027, 4, 6))
+    run("2027-04-01T10:00", lambda s: s.escalate(aid, "iro.ada", "No response"))
+    run("2027-04-02T10:00", lambda s: s.escalate(aid, "iro.ada", "No response"))
+    view = run("2027-04-02T10:01", lambda s: s.show(aid, "iro.ada"))
+    assert (view.stage, view.responsible, view.stage_due) == (
+        "stage4", "dcs.lou", date(2027, 4, 9))
+
+    before = state(run, aid)
+    with pytest.raises(InvalidTransition, match=r"at stage4 .*refer it to Cafcass"):
+        run("2027-04-05T10:00", lambda s: s.escalate(aid, "iro.ada", "Still nothing"))
+    assert state(run, aid) == before
+
+    run("2027-04-12T10:00", lambda s: s.refer(aid, "iro.ada", "Legal advice taken"))
+    view = run("2027-04-12T10:01", lambda s: s.show(aid, "irom.cat"))
+    assert (view.status, view.stage, view.responsible) == ("referred", "cafcass", None)
+    kinds = [(e.kind, e.from_stage, e.to_stage, e.actor) for e in view.events]
+    assert kinds == [
+        ("raised", None, "informal", "iro.ada"),
+        ("responded", "informal", "informal", "sw.dan"),
+        ("escalated", "informal", "stage1", "iro.ada"),
+        ("responded", "stage1", "stage1", "tm.fay"),
+        ("action_agreed", "stage1", "stage1", "tm.fay"),
+        ("escalated", "stage1", "stage2", "iro.ada"),
+        ("escalated", "stage2", "stage3", "iro.ada"),
+        ("escalated", "stage3", "stage4", "iro.ada"),
+        ("referred", "stage4", "cafcass", "iro.ada"),
+    ]
+    assert [a.text for a in view.actions] == ["Share report"]
+
+
+@backends
+def test_wrong_people_are_refused_and_nothing_changes(run: Run) -> None:
+    aid = raise_r100(run)
+    before = state(run, aid)
+    cases = [
+        (NotPermitted, lambda s: s.escalate(aid, "tm.fay", "I want it gone")),
+        (NotFound, lambda s: s.escalate(aid, "iro.ben", "Not my child")),
+        (NotFound, lambda s: s.respond(aid, "sw.eve", "Other team")),
+        (NotFound, lambda s: s.respond(aid, "hos.jon", "Other service")),
+        (NotPermitted, lambda s: s.resolve(aid, "sw.dan", "Done")),
+        (NotPermitted, lambda s: s.respond(aid, "iro.ada", "I cannot answer myself")),
+        (NotPermitted, lambda s: s.refer(aid, "hos.ivy", "Not theirs to refer")),
+        (NotFound, lambda s: s.show(aid, "admin.max")),
+        (NotFound, lambda s: s.escalate(aid, "nobody", "Who?")),
+    ]
+    for error, call in cases:
+        with pytest.raises(error):
+            run("2027-03-23T09:00", call)
+    assert state(run, aid) == before
+
+
+@backends
+def test_wrong_stage_is_refused_naming_the_stage_and_the_options(run: Run) -> None:
+    aid = raise_r100(run)
+    with pytest.raises(InvalidTransition) as err:
+        run("2027-03-23T09:00", lambda s: s.reopen(aid, "iro.ada", "Why not"))
+    message = str(err.value)
+    assert "at informal (Informal resolution)" in message
+    assert message.endswith("what may be done from there: respond, escalate, resolve, withdraw, hold, extend, refer")
+    run("2027-03-23T10:00", lambda s: s.escalate(aid, "iro.ada", "Skip", to="stage3"))
+    before = state(run, aid)
+    with pytest.raises(InvalidTransition, match="choose a later stage: stage4"):
+        run("2027-03-23T11:00", lambda s: s.escalate(aid, "iro.ada", "Back", to="stage1"))
+    with pytest.raises(BadValue, match="no stage 'cafcass'.*drp alert refer"):
+        run("2027-03-23T11:00", lambda s: s.escalate(aid, "iro.ada", "x", to="cafcass"))
+    run("2027-03-24T10:00", lambda s: s.withdraw(aid, "irom.cat", "Duplicate"))
+    with pytest.raises(InvalidTransition, match="withdrawn at stage3 .*nothing more"):
+        run("2027-03-24T11:00", lambda s: s.escalate(aid, "iro.ada", "Again"))
+    assert state(run, aid)[1] == before[1] + 1
+
+
+@backends
+def test_managers_above_the_responsible_one_may_respond(run: Run) -> None:
+    aid = raise_r100(run, stage="stage2")
+    with pytest.raises(NotPermitted, match="head of service responsible at stage2"):
+        run("2027-03-22T10:00", lambda s: s.respond(aid, "tm.fay", "Below the line"))
+    run("2027-03-22T11:00", lambda s: s.respond(aid, "dcs.lou", "The director answers"))
+    view = run("2027-03-22T11:01", lambda s: s.show(aid, "iro.ada"))
+    assert view.events[-1].actor == "dcs.lou"
+
+
+@backends
+def test_working_days_on_hold_do_not_count(run: Run) -> None:
+    aid = raise_r100(run, "2027-03-01T09:00")
+    view = run("2027-03-01T09:01", lambda s: s.show(aid, "iro.ada"))
+    assert (view.stage_due, view.resolution_due) == (date(2027, 3, 8), date(2027, 3, 31))
+    run("2027-03-02T09:00", lambda s: s.hold(
+        aid, "iro.ada", "Court hearing", until=date(2027, 3, 20)))
+    with pytest.raises(InvalidTransition, match="on hold; resume it first"):
+        run("2027-03-03T09:00", lambda s: s.escalate(aid, "iro.ada", "While held"))
+    view = run("2027-03-10T09:00", lambda s: s.show(aid, "iro.ada"))
+    assert view.on_hold and not view.overdue  # no clock runs while on hold
+    run("2027-03-10T09:00", lambda s: s.resume(aid, "iro.ada"))
+    view = run("2027-03-10T09:01", lambda s: s.show(aid, "iro.ada"))
+    # Held 3 to 10 March: six working days (3, 4, 5, 8, 9, 10) move both clocks on.
+    assert view.stage_due == date(2027, 3, 16)
+    assert view.resolution_due == date(2027, 4, 8)  # 31 Mar + 6
+    assert [e.kind for e in view.events][-2:] == ["held", "resumed"]
+
+
+@backends
+def test_extension_must_be_a_later_working_day_and_only_the_iro_grants_it(run: Run) -> None:
+    aid = raise_r100(run)
+    with pytest.raises(BadValue, match="2027-03-27 is not a working day .*2027-03-30"):
+        run("2027-03-23T09:00", lambda s: s.extend(aid, "iro.ada", date(2027, 3, 27), "x"))
+    with pytest.raises(BadValue, match="not after the current one"):
+        run("2027-03-23T09:00", lambda s: s.extend(aid, "iro.ada", date(2027, 3, 30), "x"))
+    with pytest.raises(NotPermitted):
+        run("2027-03-23T09:00", lambda s: s.extend(aid, "tm.fay", date(2027, 4, 7), "x"))
+    run("2027-03-23T09:00", lambda s: s.extend(aid, "iro.ada", date(2027, 4, 7), "Leave"))
+    view = run("2027-03-23T09:01", lambda s: s.show(aid, "iro.ada"))
+    assert view.stage_due == date(2027, 4, 7)
+
+
+@backends
+def test_a_resolved_alert_with_actions_outstanding_can_be_reopened(run: Run) -> None:
+    aid = raise_r100(run, stage="stage1")
+    run("2027-03-23T09:00", lambda s: s.respond(aid, "tm.fay", "Plan", [
+        ActionIn("Care plan written", date(2027, 4, 1)),
+        ActionIn("Shared with IRO", date(2027, 4, 2), owner="sw.dan")]))
+    run("2027-03-24T09:00", lambda s: s.resolve(aid, "iro.ada", "Agreed plan"))
+    with pytest.raises(NotPermitted):  # not the owner, and below the stage's manager
+        run("2027-04-05T08:00", lambda s: s.action_done(aid, 1, "sw.dan"))
+    with pytest.raises(NotFound):  # another team's manager cannot even see it
+        run("2027-04-05T08:00", lambda s: s.action_done(aid, 2, "tm.gus"))
+    run("2027-04-05T09:00", lambda s: s.action_done(aid, 1, "tm.fay"))
+    run("2027-04-05T10:00", lambda s: s.reopen(aid, "iro.ada", "Not shared yet"))
+    view = run("2027-04-05T10:01", lambda s: s.show(aid, "iro.ada"))
+    assert (view.status, view.stage, view.stage_due) == ("open", "stage1", date(2027, 4, 12))
+    run("2027-04-06T09:00", lambda s: s.action_done(aid, 2, "sw.dan"))
+    run("2027-04-06T10:00", lambda s: s.resolve(aid, "iro.ada", "Shared"))
+    with pytest.raises(InvalidTransition, match="all its agreed actions are done"):
+        run("2027-04-07T09:00", lambda s: s.reopen(aid, "iro.ada", "Again"))
+    with pytest.raises(InvalidTransition, match="already marked done"):
+        run("2027-04-07T09:00", lambda s: s.action_done(aid, 2, "sw.dan"))
+
+
+@backends
+def test_bad_values_are_refused_with_the_fix(run: Run) -> None:
+    with pytest.raises(NotFound, match="no child 'R999'"):
+        run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R999", "x"))
+    with pytest.raises(BadValue, match="summary is empty"):
+        run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R100", "  "))
+    with pytest.raises(BadValue, match="no theme 'drift'"):
+        run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", theme="drift"))
+    with pytest.raises(InvalidTransition, match="no stage 'stage9'"):
+        run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage9"))
+    with pytest.raises(NotPermitted, match="only the child's IRO"):
+        run("2027-03-22T09:00", lambda s: s.raise_alert("tm.fay", "R100", "x"))
+    aid = raise_r100(run)
+    with pytest.raises(BadValue, match="in the past"):
+        run("2027-03-23T09:00", lambda s: s.respond(
+            aid, "tm.fay", "x", [ActionIn("y", date(2027, 3, 1))]))
+    with pytest.raises(BadValue, match="cannot be dated before it"):
+        run("2027-03-21T09:00", lambda s: s.respond(aid, "tm.fay", "Before the alert"))
+
+
+@backends
+def test_overdue_when_a_stage_response_is_late(run: Run) -> None:
+    aid = raise_r100(run, stage="stage1")  # due 2027-03-31
+    assert not run("2027-03-31T17:00", lambda s: s.show(aid, "iro.ada")).overdue
+    assert run("2027-04-01T09:00", lambda s: s.show(aid, "iro.ada")).overdue
+    listed = run("2027-04-01T09:00", lambda s: s.list("iro.ada", "overdue"))
+    assert [v.id for v in listed] == [aid]
+    run("2027-04-01T10:00", lambda s: s.respond(aid, "tm.fay", "Late but here"))
+    assert not run("2027-04-01T11:00", lambda s: s.show(aid, "iro.ada")).overdue
+
+
+@backends
+def test_everyone_sees_only_what_their_roles_allow(run: Run) -> None:
+    a = raise_r100(run)
+    b = int(run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ben", "R200", "West")).id)
+    c = int(run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ben", "R101", "East")).id)
+    expected = {
+        "iro.ada": {a}, "iro.ben": {b, c}, "irom.cat": {a, b, c}, "sw.dan": {a, c},
+        "sw.eve": {b}, "tm.fay": {a, c}, "tm.gus": {b}, "sm.hal": {a, c}, "hos.ivy": {a, c},
+        "hos.jon": {b}, "ad.kim": {a, b, c}, "dcs.lou": {a, b, c}, "admin.max": set(),
+    }
+    for user, ids in expected.items():
+        listed = {v.id for v in run("2027-03-23T09:00", lambda s, u=user: s.list(u))}
+        assert listed == ids, user
+        for aid in (a, b, c):
+            if aid in ids:
+                run("2027-03-23T09:00", lambda s, u=user, i=aid: s.show(i, u))
+            else:
+                with pytest.raises(NotFound):
+                    run("2027-03-23T09:00", lambda s, u=user, i=aid: s.show(i, u))
