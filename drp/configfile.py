@@ -3,6 +3,7 @@ field and what is wrong when it is refused."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,18 +62,48 @@ class LoadedYaml:
         try:
             return model.model_validate(self.data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = tuple(first["loc"])
-            msg = first["msg"]
-            if first["type"] == "extra_forbidden":
-                msg = f"unknown field {loc[-1]!r} (a typo?)"
-            elif "input" in first and first["type"] not in ("missing",):
-                shown = first["input"]
-                if isinstance(shown, (str, int, float)):
-                    msg = f"{msg} (got {shown!r})"
-            if len(exc.errors()) > 1:
-                msg += f" (and {len(exc.errors()) - 1} more problem(s))"
-            raise self.error(loc, msg) from None
+            raise self._explain(exc, _field_names(model)) from None
+
+    def _explain(self, exc: ValidationError, known: set[str]) -> ConfigError:
+        errors = exc.errors()
+        # A typo shows as an unknown field plus a missing one: report the typo first.
+        errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
+        loc = tuple(first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            missing = [str(e["loc"][-1]) for e in errors
+                       if e["type"] == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
+            close = difflib.get_close_matches(str(loc[-1]), missing, n=1) or (
+                difflib.get_close_matches(str(loc[-1]), sorted(known), n=1))
+            msg = f"unknown field {loc[-1]!r}" + (
+                f" (did you mean {close[0]!r}?)" if close else " (a typo?)")
+        elif first["type"] not in ("missing", "value_error"):
+            shown = first.get("input")
+            if isinstance(shown, (str, int, float)):
+                msg = f"{msg} (got {shown!r})"
+        if len(errors) > 1:
+            msg += f" (and {len(errors) - 1} more problem(s))"
+        return self.error(loc, msg)
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """Every field name of a model and the models inside it (for "did you mean")."""
+    names: set[str] = set()
+    todo: list[Any] = [model]
+    seen: set[Any] = set()
+    while todo:
+        item = todo.pop()
+        if item in seen:
+            continue
+        seen.add(item)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            for name, info in item.model_fields.items():
+                names.add(name)
+                todo.append(info.annotation)
+        for arg in getattr(item, "__args__", ()) or ():
+            todo.append(arg)
+    return names
 
 
 def load_yaml(path: Path) -> LoadedYaml:

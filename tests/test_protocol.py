@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drp.errors import ConfigError, InvalidTransition
+from drp.machine import AlertState, build_machine, diagram, fire, possible_triggers
+from drp.protocol import OverduePolicy, Role, load_protocol
+from drp.settings import CONFIG_DIR
+
+DEFAULT = CONFIG_DIR / "protocol.yaml"
+MANCHESTER = CONFIG_DIR / "protocol.manchester.yaml"
+
+
+def test_the_default_ladder_is_domain_md() -> None:
+    p = load_protocol(DEFAULT)
+    assert p.keys == ("informal", "stage1", "stage2", "stage3", "stage4")
+    assert [s.responsible for s in p.stages] == [
+        Role.team_manager, Role.team_manager, Role.head_of_service,
+        Role.assistant_director, Role.director,
+    ]
+    assert all(s.timescale_working_days == 5 for s in p.stages)
+    assert sum(s.timescale_working_days for s in p.stages if s.formal) == 20
+    assert p.stage("informal").when_overdue is OverduePolicy.remind_iro
+    assert p.stage("stage4").when_overdue is OverduePolicy.consider_cafcass
+    assert p.resolution_working_days == 20
+
+
+def test_manchester_has_six_stages_with_cafcass_the_sixth() -> None:
+    p = load_protocol(MANCHESTER)
+    formal = [s for s in p.stages if s.formal]
+    assert len(formal) == 5 and "CAFCASS" in p.cafcass.title
+    assert formal[1].responsible is Role.service_manager
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = DEFAULT.read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("timescale_working_days: 5", "timescale_working_days: five"),
+         r"line 2\d: stages\[0\]\.timescale_working_days: .*integer.*'five'"),
+        (("responsible: head_of_service", "responsible: head_of_servise"),
+         r"line \d+: stages\[2\]\.responsible: Input should be"),
+        (("    when_overdue: remind_iro", "    when_overdu: remind_iro"),
+         r"stages\[0\]\.when_overdu: unknown field 'when_overdu' \(did you mean 'when_overdue'\?\)"),
+        (("key: stage2", "key: stage1"), r"stage key 'stage1' is used twice"),
+        (("when_overdue: consider_cafcass", "when_overdue: escalate"),
+         r"stage4 is the last stage, so when_overdue cannot be escalate"),
+        (("resolution_working_days: 20", "resolution_working_days: -3"),
+         r"line \d+: resolution_working_days: Input should be greater than or equal to 1"),
+        (("stages:", "stages: [\n"), r"line \d+: not valid YAML"),
+    ],
+)
+def test_a_bad_protocol_file_is_refused_naming_file_line_field(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    path = write(tmp_path, BASE.replace(*change, 1))
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_protocol(path)
+    assert str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_missing_protocol_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_protocol(tmp_path / "nope.yaml")
+
+
+def test_the_machine_is_built_from_the_protocol_not_written_per_stage() -> None:
+    for path in (DEFAULT, MANCHESTER):
+        p = load_protocol(path)
+        machine = build_machine(p)
+        assert set(machine.states) == {"new", *p.keys, "resolved", "withdrawn", "referred"}
+        assert "escalate" not in possible_triggers(p, p.keys[-1])
+        assert "refer" in possible_triggers(p, p.keys[0])
+        assert possible_triggers(p, "withdrawn") == ["action_done"]
+
+
+def test_a_refused_trigger_names_the_stage_and_the_way_on() -> None:
+    p = load_protocol(DEFAULT)
+    adapter = AlertState(status="open", stage="stage4", cafcass_key="cafcass")
+    with pytest.raises(InvalidTransition, match=r"at stage4 \(Stage 4: Director\).*drp alert refer"):
+        fire(p, adapter, "escalate", "alert 9")
+    fire(p, adapter, "refer", "alert 9")
+    assert (adapter.status, adapter.stage) == ("referred", "cafcass")
+
+
+def test_bypass_goes_straight_to_a_later_stage() -> None:
+    p = load_protocol(DEFAULT)
+    adapter = AlertState(status="open", stage="informal", cafcass_key="cafcass")
+    fire(p, adapter, "escalate", "alert 1", to="stage3")
+    assert adapter.state == "stage3"
+
+
+def test_the_mermaid_diagram_shows_the_configured_ladder(tmp_path: Path) -> None:
+    out = diagram(load_protocol(MANCHESTER), tmp_path / "ladder.mmd")
+    text = out.read_text()
+    assert "stateDiagram" in text and "stage5" in text and "Stage 5: Director" in text
+
+
+def test_the_svg_diagram_draws_with_graphviz(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed: SVG diagrams cannot be drawn here")
+    out = diagram(load_protocol(DEFAULT), tmp_path / "ladder.svg")
+    assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
