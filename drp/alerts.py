@@ -172,6 +172,7 @@ class AlertService:
                 f" {access.who_may(trigger, self.protocol, alert, line)} may"
             )
         fire(self.protocol, adapter, trigger, subject, **kwargs)
+        self._not_before_last_event(alert)
         alert.status, alert.stage = adapter.status, adapter.stage
         return adapter
 
@@ -282,7 +283,6 @@ class AlertService:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         text = self._text(message, "the response", required=True, limit=10000)
-        self._not_before_last_event(alert)
         self._fire(alert, actor, line, "respond")
         if alert.stage_responded_at is None:
             alert.stage_responded_at = self.now
@@ -319,7 +319,6 @@ class AlertService:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         text = self._text(reason, "the reason", required=True, limit=5000)
-        self._not_before_last_event(alert)
         if to is not None and to not in self.protocol.keys:
             hint = " (to refer to Cafcass use drp alert refer)" if to == "cafcass" else ""
             raise BadValue(
@@ -340,7 +339,6 @@ class AlertService:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         body = self._text(text, what, required=True, limit=5000)
-        self._not_before_last_event(alert)
         from_stage = alert.stage
         self._fire(alert, actor, line, trigger)
         alert.closed_at = self.now
@@ -366,7 +364,6 @@ class AlertService:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         text = self._text(reason, "the reason", required=True, limit=5000)
-        self._not_before_last_event(alert)
         if until is not None and until <= self.today:
             raise BadValue(
                 f"the hold would end {until.isoformat()}, which is not after today"
@@ -382,7 +379,6 @@ class AlertService:
     def resume(self, alert_id: int, username: str, comment: str | None = None) -> Alert:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
-        self._not_before_last_event(alert)
         self._fire(alert, actor, line, "resume")
         assert alert.held_since is not None
         # Working days on hold do not count: both clocks move on by the days held.
@@ -401,7 +397,6 @@ class AlertService:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         text = self._text(reason, "the reason", required=True, limit=5000)
-        self._not_before_last_event(alert)
         self._fire(alert, actor, line, "extend")
         self._working_day(until, "the new due date")
         if alert.stage_due is not None and until <= alert.stage_due:
@@ -421,7 +416,6 @@ class AlertService:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         text = self._text(reason, "the reason", required=True, limit=5000)
-        self._not_before_last_event(alert)
         self._fire(alert, actor, line, "reopen", resolved_stage=alert.stage)
         alert.closed_at, alert.outcome = None, None
         self._enter_stage(alert, alert.stage)
@@ -447,7 +441,6 @@ class AlertService:
                 f"action {action_no} of alert {alert.id} was already marked done at"
                 f" {action.done_at.astimezone(self.tz):%Y-%m-%d %H:%M}"
             )
-        self._not_before_last_event(alert)
         self._fire(alert, actor, line, "action_done",
                    may_kw={"action_owner_id": action.owner_id, "action_stage": action.stage})
         action.done_at, action.done_by_id = self.now, actor.id

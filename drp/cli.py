@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
@@ -100,7 +101,7 @@ def _when(d: date | None) -> str:
     return d.strftime("%a %-d %b %Y") if d else "-"
 
 
-def print_detail(view: AlertDetail) -> None:
+def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
     status = view.status if view.status != "open" else f"open at {view.stage_title}"
     if view.on_hold:
         status += f" (on hold{' until ' + view.hold_until.isoformat() if view.hold_until else ''})"
@@ -113,13 +114,14 @@ def print_detail(view: AlertDetail) -> None:
         out.print(f"  Stage due: {_when(view.stage_due)}; resolution due: "
                   f"{_when(view.resolution_due)}{overdue}")
     table = Table(title="Events", show_lines=False, title_justify="left")
-    for column in ("#", "when (UTC)", "who", "what", "stage", "comment"):
+    for column in ("#", "when", "who", "what", "stage", "comment"):
         table.add_column(column)
     for i, ev in enumerate(view.events, start=1):
         stage = ev.to_stage or ""
         if ev.from_stage and ev.from_stage != ev.to_stage:
             stage = f"{ev.from_stage} → {ev.to_stage}"
-        table.add_row(str(i), ev.at.strftime("%Y-%m-%d %H:%M"), ev.actor, ev.kind, stage,
+        table.add_row(str(i), ev.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), ev.actor, ev.kind,
+                      stage,
                       (ev.comment or "")[:80])
     out.print(table)
     if view.actions:
@@ -435,7 +437,7 @@ def alert_show(alert_id: AlertId, as_: As, now: Now = None, as_json: Json = Fals
     if as_json:
         emit(view.public())
     else:
-        print_detail(view)
+        print_detail(view, env().settings.tz)
 
 
 @alert_app.command("list")

@@ -1,0 +1,178 @@
+"""The command line as a user runs it: a subprocess, a fresh SQLite file, an organisation that
+is not the demo's, exit statuses and one-line errors (docs: interface.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import DATA
+
+DRP = str(Path(sys.executable).with_name("drp"))
+
+
+class Cli:
+    def __init__(self, tmp: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DRP_")}
+        self.env.update(
+            DRP_DATABASE_URL=f"sqlite:///{tmp / 'drp.db'}", DRP_MAIL_DIR=str(tmp / "mail"),
+            COLUMNS="200",
+        )
+        self.cwd = tmp
+
+    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([DRP, *args], capture_output=True, text=True, env=self.env,
+                              cwd=self.cwd, timeout=60)
+        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+        return proc
+
+    def json(self, *args: str) -> Any:
+        proc = self(*args, "--json")
+        return json.loads(proc.stdout)
+
+    def refused(self, *args: str) -> str:
+        proc = self(*args, code=1)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert proc.stdout == ""
+        return lines[0]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    c = Cli(tmp_path)
+    c("init")
+    c("init")  # twice is safe
+    c("org", "load", str(DATA / "org.yaml"))
+    return c
+
+
+def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
+    a = cli.json("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary",
+                 "No social work report before the review", "--impact", "Review delayed",
+                 "--theme", "accountability_record_keeping", "--now", "2027-03-22T09:00")
+    assert a["id"] == 1
+    assert {k: a[k] for k in ("child", "status", "stage", "iro", "responsible", "theme",
+                              "raised_at", "stage_due", "resolution_due", "overdue")} == {
+        "child": "R100", "status": "open", "stage": "informal", "iro": "iro.ada",
+        "responsible": "tm.fay", "theme": "accountability_record_keeping",
+        "raised_at": "2027-03-22T09:00:00+00:00", "stage_due": "2027-03-31",
+        "resolution_due": "2027-04-21", "overdue": False,
+    }
+    assert a["events"] == [{"at": "2027-03-22T09:00:00+00:00", "actor": "iro.ada",
+                            "kind": "raised", "from_stage": None, "to_stage": "informal",
+                            "comment": "No social work report before the review"}]
+
+    r = cli.json("alert", "respond", "1", "--as", "tm.fay", "--message", "Will share",
+                 "--action", "Share the report|2027-04-09", "--now", "2027-03-24T09:00")
+    assert r["actions"][0]["due"] == "2027-04-09" and r["actions"][0]["owner"] == "tm.fay"
+    steps = [
+        ("2027-03-25T09:00", "stage1", "tm.fay", "2027-04-05"),  # Easter skipped
+        ("2027-03-31T09:00", "stage2", "hos.ivy", "2027-04-07"),
+        ("2027-04-08T09:00", "stage3", "ad.kim", "2027-04-15"),
+        ("2027-04-16T09:00", "stage4", "dcs.lou", "2027-04-23"),
+    ]
+    for now, stage, who, due in steps:
+        v = cli.json("alert", "escalate", "1", "--as", "iro.ada", "--reason", "No progress",
+                     "--now", now)
+        assert (v["stage"], v["responsible"], v["stage_due"]) == (stage, who, due)
+    line = cli.refused("alert", "escalate", "1", "--as", "iro.ada", "--reason", "x",
+                       "--now", "2027-04-19T09:00")
+    assert "at stage4" in line and "drp alert refer" in line
+    v = cli.json("alert", "refer", "1", "--as", "iro.ada", "--reason", "Legal advice taken",
+                 "--now", "2027-04-26T09:00")
+    assert (v["status"], v["stage"], v["overdue"]) == ("referred", "cafcass", False)
+    shown = cli.json("alert", "show", "1", "--as", "irom.cat")
+    assert [e["kind"] for e in shown["events"]] == [
+        "raised", "responded", "action_agreed", "escalated", "escalated", "escalated",
+        "escalated", "referred"]
+    assert [e["to_stage"] for e in shown["events"]][-5:] == [
+        "stage1", "stage2", "stage3", "stage4", "cafcass"]
+    listed = cli.json("alert", "list", "--as", "irom.cat", "--status", "closed")
+    assert [x["id"] for x in listed] == [1] and "events" not in listed[0]
+
+
+def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cli) -> None:
+    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "x",
+        "--now", "2026-03-02T09:00")
+    before = cli.json("alert", "show", "1", "--as", "irom.cat")
+    refusals = [
+        (("alert", "escalate", "1", "--as", "tm.fay", "--reason", "x"), "may not escalate"),
+        (("alert", "respond", "1", "--as", "sw.eve", "--message", "x"), "no alert 1"),
+        (("alert", "reopen", "1", "--as", "iro.ada", "--reason", "x"), "at informal"),
+        (("alert", "escalate", "1", "--as", "iro.ada", "--reason", "x", "--to", "stage9"),
+         "no stage 'stage9'"),
+        (("alert", "raise", "--as", "iro.ada", "--child", "R999", "--summary", "x"),
+         "no child 'R999'"),
+        (("alert", "raise", "--as", "tm.fay", "--child", "R100", "--summary", "x"),
+         "only the child's IRO"),
+        (("alert", "escalate", "1", "--as", "nobody", "--reason", "x"),
+         "no active person 'nobody'"),
+        (("alert", "escalate", "1", "--as", "iro.ada", "--reason", "x", "--now", "2027-02-30"),
+         "not a date and time"),
+        (("alert", "respond", "1", "--as", "tm.fay", "--message", "x", "--action", "no date"),
+         "needs a due date"),
+        (("alert", "respond", "1", "--as", "tm.fay", "--message", "x", "--action",
+          "Do it|2027-13-01"), "not a date"),
+        (("alert", "extend", "1", "--as", "iro.ada", "--until", "2026-03-14", "--reason", "x",
+          "--now", "2026-03-03T09:00"), "not a working day"),
+        (("alert", "show", "7", "--as", "irom.cat"), "no alert 7"),
+    ]
+    for args, expected in refusals:
+        assert expected in cli.refused(*args), args
+    after = cli.json("alert", "show", "1", "--as", "irom.cat")
+    assert after["events"] == before["events"] and after["stage"] == before["stage"]
+
+
+def test_usage_errors_exit_2(cli: Cli) -> None:
+    cli("alert", "escalate", "1", "--as", "iro.ada", code=2)  # --reason missing
+    cli("alert", "frobnicate", code=2)
+
+
+def test_calendar_commands(cli: Cli) -> None:
+    assert cli("calendar", "add", "2022-09-16", "1").stdout.strip() == "2022-09-20"
+    assert cli("calendar", "add", "2026-03-09", "-5").stdout.strip() == "2026-03-02"
+    assert cli("calendar", "between", "2023-05-05", "2023-05-09").stdout.strip() == "1"
+    assert "not a date" in cli.refused("calendar", "add", "2026-02-30", "1")
+
+
+def test_a_bad_org_file_exits_1_naming_the_line(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DATA / "org.yaml").read_text().replace("tm.fay}", "tm.fey}"))
+    line = cli.refused("org", "load", str(bad))
+    assert "line 20: teams[0].team_manager: tm.fey is not in people" in line
+
+
+def test_a_bad_protocol_setting_exits_1(cli: Cli, tmp_path: Path) -> None:
+    cli.env["DRP_PROTOCOL"] = str(tmp_path / "missing.yaml")
+    assert "no such file" in cli.refused("protocol", "show")
+
+
+def test_protocol_show_and_diagram(cli: Cli, tmp_path: Path) -> None:
+    shown = cli("protocol", "show").stdout
+    assert "Stage 2: Head of service" in shown and "head of service" in shown
+    cli.env["DRP_PROTOCOL"] = str(Path(__file__).parent.parent / "config" /
+                                  "protocol.manchester.yaml")
+    assert "Stage 5: Director" in cli("protocol", "show").stdout
+    cli("protocol", "diagram", "--out", str(tmp_path / "ladder.mmd"))
+    assert "stage5" in (tmp_path / "ladder.mmd").read_text()
+
+
+def test_commands_before_init_say_what_to_do(tmp_path: Path) -> None:
+    fresh = Cli(tmp_path)
+    assert "run `drp init` first" in fresh.refused("alert", "list", "--as", "x")
+
+
+def test_demo_runs_and_lists_alerts(tmp_path: Path) -> None:
+    c = Cli(tmp_path)
+    out = c("demo").stdout
+    assert "irom.khan" in out and "Added 8 demo alerts" in out
+    listed = c.json("alert", "list", "--as", "irom.khan")
+    assert len(listed) == 8
+    assert "already has 8 alert(s)" in c("demo").stdout
