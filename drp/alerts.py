@@ -4,10 +4,11 @@ written together or not at all. The shells (CLI, web, flows) call only this."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -26,6 +27,23 @@ from .schemas import ActionView, AlertDetail, AlertView, EventView
 from .themes import Taxonomy
 
 SUMMARY_MAX = 500
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reports_conflicts(method: F) -> F:
+    """A concurrent change to the alert (a stale version at any flush) becomes a Conflict that
+    names who made it; nothing of this unit of work is saved."""
+
+    @functools.wraps(method)
+    def wrapper(self: AlertService, alert_id: int, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, alert_id, *args, **kwargs)
+        except StaleDataError:
+            raise self._conflict(alert_id) from None
+
+    return cast(F, wrapper)
 
 
 def _id(value: int | None) -> int:
@@ -191,21 +209,21 @@ class AlertService:
         return event
 
     def _commit_point(self, alert: Alert) -> None:
-        """Flush now, so a concurrent change is reported as a Conflict naming who made it."""
-        try:
-            self.s.flush()
-        except StaleDataError:
-            self.s.rollback()
-            last = self.s.exec(
-                select(Event).where(Event.alert_id == alert.id).order_by(col(Event.seq).desc())
-            ).first()
-            who = ""
-            if last is not None:
-                who = f" by {last.actor} at {last.at.astimezone(self.tz):%Y-%m-%d %H:%M}"
-            raise Conflict(
-                f"alert {alert.id} was changed{who} while you were acting; nothing was saved."
-                f" Look at it again (drp alert show {alert.id}) and retry if still needed"
-            ) from None
+        """Flush now, so a concurrent change surfaces inside the unit of work."""
+        self.s.flush()
+
+    def _conflict(self, alert_id: int) -> Conflict:
+        self.s.rollback()
+        last = self.s.exec(
+            select(Event).where(Event.alert_id == alert_id).order_by(col(Event.seq).desc())
+        ).first()
+        who = ""
+        if last is not None:
+            who = f" by {last.actor} at {last.at.astimezone(self.tz):%Y-%m-%d %H:%M}"
+        return Conflict(
+            f"alert {alert_id} was changed{who} while you were acting; nothing was saved."
+            f" Look at it again (drp alert show {alert_id}) and retry if still needed"
+        )
 
     def _enter_stage(self, alert: Alert, stage_key: str) -> None:
         stage = self.protocol.stage(stage_key)
@@ -276,6 +294,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def respond(
         self, alert_id: int, username: str, message: str,
         actions: Sequence[ActionIn] = (),
@@ -313,6 +332,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def escalate(
         self, alert_id: int, username: str, reason: str, *, to: str | None = None,
     ) -> Alert:
@@ -334,6 +354,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def _close(self, alert_id: int, username: str, trigger: str, kind: str, text: str | None,
                what: str) -> Alert:
         actor = self.actor(username)
@@ -359,6 +380,7 @@ class AlertService:
     def refer(self, alert_id: int, username: str, reason: str) -> Alert:
         return self._close(alert_id, username, "refer", "referred", reason, "the reason")
 
+    @_reports_conflicts
     def hold(self, alert_id: int, username: str, reason: str,
              until: date | None = None) -> Alert:
         actor = self.actor(username)
@@ -376,6 +398,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def resume(self, alert_id: int, username: str, comment: str | None = None) -> Alert:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
@@ -393,6 +416,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def extend(self, alert_id: int, username: str, until: date, reason: str) -> Alert:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
@@ -412,6 +436,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def reopen(self, alert_id: int, username: str, reason: str) -> Alert:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
@@ -424,6 +449,7 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    @_reports_conflicts
     def action_done(self, alert_id: int, action_no: int, username: str,
                     comment: str | None = None) -> Alert:
         actor = self.actor(username)

@@ -1,0 +1,109 @@
+"""Two people acting on one alert at once: one wins, the other is told who changed it and
+when; no update is ever lost (optimistic concurrency on the alert's version)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from drp import db
+from drp.alerts import AlertService
+from drp.calendar import WorkingCalendar
+from drp.clock import FixedClock, parse_instant
+from drp.errors import Conflict
+from drp.models import Alert, Event
+from drp.protocol import Protocol
+
+from .conftest import LONDON, backends
+
+RESPONDERS = ["tm.fay", "hos.ivy", "ad.kim", "dcs.lou", "sw.dan", "tm.fay", "hos.ivy", "ad.kim"]
+
+
+def service(engine: Engine, protocol: Protocol, session: Any, when: str) -> AlertService:
+    return AlertService(session, protocol=protocol, calendar=WorkingCalendar(),
+                        clock=FixedClock(parse_instant(when, LONDON)), tz=LONDON)
+
+
+def raise_one(engine: Engine, protocol: Protocol) -> int:
+    with db.transaction(engine) as s:
+        alert = service(engine, protocol, s, "2027-03-01T09:00").raise_alert(
+            "iro.ada", "R100", "Concurrency")
+        return int(alert.id or 0)
+
+
+def counts(engine: Engine, aid: int) -> tuple[int, int]:
+    with db.transaction(engine) as s:
+        alert = s.get(Alert, aid)
+        assert alert is not None
+        n = s.exec(select(func.count()).select_from(Event).where(Event.alert_id == aid)).one()
+        return alert.version, n
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_one_of_several_simultaneous_responses_wins_the_rest_are_told(
+    org: Engine, protocol: Protocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aid = raise_one(org, protocol)
+    barrier = threading.Barrier(len(RESPONDERS))
+    original = AlertService._load
+
+    def load_then_wait(self: AlertService, alert_id: int, actor: Any) -> Any:
+        loaded = original(self, alert_id, actor)
+        barrier.wait(timeout=30)  # everyone has read version 1 before anyone writes
+        return loaded
+
+    monkeypatch.setattr(AlertService, "_load", load_then_wait)
+
+    def respond(who: str) -> str:
+        try:
+            with db.transaction(org) as s:
+                service(org, protocol, s, "2027-03-02T09:00").respond(aid, who, f"from {who}")
+            return "ok"
+        except Conflict as exc:
+            assert "was changed by" in str(exc) and "2027-03-02 09:00" in str(exc)
+            return "conflict"
+
+    with ThreadPoolExecutor(len(RESPONDERS)) as pool:
+        results = Counter(pool.map(respond, RESPONDERS))
+    assert results == {"ok": 1, "conflict": len(RESPONDERS) - 1}
+    assert counts(org, aid) == (3, 2)  # one response recorded, nothing half-written
+
+
+@backends
+def test_no_update_is_lost_under_contention(org: Engine, protocol: Protocol) -> None:
+    aid = raise_one(org, protocol)
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        who = RESPONDERS[i % len(RESPONDERS)]
+        for j in range(5):
+            for _attempt in range(50):
+                try:
+                    with db.transaction(org) as s:
+                        service(org, protocol, s, "2027-03-02T09:00").respond(
+                            aid, who, f"{i}-{j}")
+                    with lock:
+                        done.append(f"{i}-{j}")
+                    break
+                except Conflict:
+                    continue
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    version, events = counts(org, aid)
+    with db.transaction(org) as s:
+        comments = set(s.exec(select(Event.comment).where(Event.kind == "responded")).all())
+    assert comments == set(done)  # every reported success is in the log, nothing else
+    assert events == 1 + len(done) and version == 2 + len(done)
