@@ -143,7 +143,7 @@ def may_raise(actor: Actor, child: Child) -> bool:
 
 
 def may_respond(actor: Actor, protocol: Protocol, stage_key: str, line: Line) -> bool:
-    if actor.id is None:
+    if actor.id is None or stage_key not in protocol.keys:
         return False
     stage = protocol.stage(stage_key)
     for role in stage.also_respond:

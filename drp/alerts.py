@@ -20,7 +20,7 @@ from .access import SYSTEM_ACTOR, Actor, Line
 from .calendar import WorkingCalendar
 from .clock import Clock, local_date
 from .errors import BadValue, Conflict, InvalidTransition, NotFound, NotPermitted
-from .machine import NEW, VERBS, AlertState, describe_state, fire
+from .machine import NEW, VERBS, AlertState, describe_state, fire, possible_triggers
 from .models import AccessLog, Action, Alert, Child, Event, Person, Team
 from .protocol import Protocol
 from .schemas import ActionView, AlertDetail, AlertView, EventView
@@ -182,6 +182,8 @@ class AlertService:
     ) -> AlertState:
         adapter = self._adapter(alert, actor, line, **(may_kw or {}))
         subject = f"alert {alert.id}"
+        if trigger not in possible_triggers(self.protocol, adapter.state):
+            fire(self.protocol, adapter, trigger, subject, **kwargs)  # raises InvalidTransition
         if not adapter.permitted(trigger):
             # Wrong person: refused before the stage is even considered, naming who may.
             where = describe_state(self.protocol, adapter)
