@@ -290,10 +290,12 @@ def diagram(protocol: Protocol, out: Path) -> Path:
     keys = list(protocol.keys)
     states = [NEW, *keys, "resolved", "withdrawn", "referred"]
     edges: list[dict[str, Any]] = [{"trigger": "raise", "source": NEW, "dest": keys[0]}]
-    title = protocol.name + ": " + "; ".join(
-        f"{s.key} = {s.title} ({s.responsible.value}, {s.timescale_working_days} working days)"
+    legend = [
+        f"{s.key}: {s.title} ({s.responsible.value.replace('_', ' ')},"
+        f" {s.timescale_working_days} working days)"
         for s in protocol.stages
-    ) + f"; referred = {protocol.cafcass.title}"
+    ] + [f"referred: {protocol.cafcass.title}"]
+    title = protocol.name if engine == "mermaid" else "\n".join([protocol.name, *legend])
     for s in protocol.stages[1:]:
         if s.formal:
             edges.append({"trigger": "raise (formal)", "source": NEW, "dest": s.key})
@@ -325,8 +327,12 @@ def diagram(protocol: Protocol, out: Path) -> Path:
     if engine == "mermaid":
         source = graph.draw(None)
         text = source if isinstance(source, str) else source.decode()
+        # transitions writes the title bare; Mermaid's front matter wants `title:`.
+        text = text.replace(f"---\n{title}\n---", f"---\ntitle: {title}\n---", 1)
         if suffix == ".md":
-            text = f"# {protocol.name}\n\n```mermaid\n{text.strip()}\n```\n"
+            rows = "\n".join(f"- {line}" for line in legend)
+            text = (f"# {protocol.name}\n\nDrawn by `drp protocol diagram --out FILE.md` from"
+                    f" the protocol file.\n\n{rows}\n\n```mermaid\n{text.strip()}\n```\n")
         out.write_text(text, encoding="utf-8")
         return out
     if suffix in (".dot", ".gv"):

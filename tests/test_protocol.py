@@ -114,3 +114,11 @@ def test_the_svg_diagram_draws_with_graphviz(tmp_path: Path) -> None:
         pytest.skip("Graphviz's dot is not installed: SVG diagrams cannot be drawn here")
     out = diagram(load_protocol(DEFAULT), tmp_path / "ladder.svg")
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_the_committed_state_diagram_matches_the_default_protocol(tmp_path: Path) -> None:
+    fresh = diagram(load_protocol(DEFAULT), tmp_path / "state-machine.md").read_text()
+    committed = (CONFIG_DIR.parent / "docs" / "state-machine.md").read_text()
+    assert committed == fresh, (
+        "docs/state-machine.md is out of date: run `drp protocol diagram --out"
+        " docs/state-machine.md`")
