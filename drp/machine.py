@@ -329,6 +329,12 @@ def diagram(protocol: Protocol, out: Path) -> Path:
         text = source if isinstance(source, str) else source.decode()
         # transitions writes the title bare; Mermaid's front matter wants `title:`.
         text = text.replace(f"---\n{title}\n---", f"---\ntitle: {title}\n---", 1)
+        for stage in protocol.stages:  # show each stage by its title
+            label = f"{stage.title} ({stage.timescale_working_days} working days)"
+            text = text.replace(f'state "{stage.key}" as {stage.key}\n',
+                                f'state "{label.replace(chr(34), chr(39))}" as {stage.key}\n')
+        text = text.replace('state "referred" as referred\n',
+                            f'state "{protocol.cafcass.title}" as referred\n')
         if suffix == ".md":
             rows = "\n".join(f"- {line}" for line in legend)
             text = (f"# {protocol.name}\n\nDrawn by `drp protocol diagram --out FILE.md` from"
