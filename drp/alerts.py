@@ -22,6 +22,7 @@ from .clock import Clock, local_date
 from .errors import BadValue, Conflict, InvalidTransition, NotFound, NotPermitted
 from .machine import NEW, VERBS, AlertState, describe_state, fire, possible_triggers
 from .models import AccessLog, Action, Alert, Child, Event, Person, Team
+from .notify import Notice, Notifier
 from .protocol import Protocol
 from .schemas import ActionView, AlertDetail, AlertView, EventView
 from .themes import Taxonomy
@@ -69,6 +70,7 @@ class AlertService:
         clock: Clock,
         tz: ZoneInfo,
         taxonomy: Taxonomy | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.s = session
         self.protocol = protocol
@@ -76,7 +78,10 @@ class AlertService:
         self.clock = clock
         self.tz = tz
         self.taxonomy = taxonomy
+        self.notifier = notifier
         self._now: datetime | None = None
+        self._notices: list[tuple[Alert, Line, Notice]] = []
+        self.queued = 0  # outbox rows written by this unit of work
 
     # -- time ---------------------------------------------------------------------------
     @property
@@ -210,8 +215,20 @@ class AlertService:
         self.s.add(event)
         return event
 
+    def _notice(self, alert: Alert, line: Line, event: Event, *,
+                previous_stage: str | None = None, **extra: Any) -> None:
+        self._notices.append((alert, line, Notice(event, previous_stage, extra)))
+
     def _commit_point(self, alert: Alert) -> None:
-        """Flush now, so a concurrent change surfaces inside the unit of work."""
+        """Flush now, so a concurrent change surfaces inside the unit of work; then queue the
+        e-mails the events call for, in the same transaction."""
+        self.s.flush()
+        notices, self._notices = self._notices, []
+        if self.notifier is None:
+            return
+        for n_alert, line, notice in notices:
+            self.queued += self.notifier.queue(
+                self.s, self.protocol, n_alert, line, notice, self.now)
         self.s.flush()
 
     def _conflict(self, alert_id: int) -> Conflict:
@@ -291,8 +308,9 @@ class AlertService:
         self._enter_stage(alert, alert.stage)
         self.s.add(alert)
         self.s.flush()
-        self._event(alert, actor, "raised", to_stage=alert.stage, comment=summary_t,
-                    data={"theme": theme} if theme else None)
+        event = self._event(alert, actor, "raised", to_stage=alert.stage, comment=summary_t,
+                            data={"theme": theme} if theme else None)
+        self._notice(alert, line, event)
         self._commit_point(alert)
         return alert
 
@@ -307,8 +325,10 @@ class AlertService:
         self._fire(alert, actor, line, "respond")
         if alert.stage_responded_at is None:
             alert.stage_responded_at = self.now
-        self._event(alert, actor, "responded", from_stage=alert.stage, to_stage=alert.stage,
-                    comment=text)
+        response = self._event(alert, actor, "responded", from_stage=alert.stage,
+                               to_stage=alert.stage, comment=text)
+        self._notice(alert, line, response, actions_agreed=len(actions),
+                     first_action_due=min((a.due for a in actions), default=None))
         next_no = self.s.exec(
             select(func.coalesce(func.max(Action.no), 0)).where(Action.alert_id == alert.id)
         ).one()
@@ -351,8 +371,9 @@ class AlertService:
         self._require_responsible(alert.stage, line)
         self._enter_stage(alert, alert.stage)
         kind = "auto_escalated" if actor.is_system else "escalated"
-        self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
-                    comment=text)
+        event = self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
+                            comment=text)
+        self._notice(alert, line, event, previous_stage=from_stage)
         self._commit_point(alert)
         return alert
 
@@ -368,8 +389,12 @@ class AlertService:
         alert.on_hold, alert.held_since, alert.hold_until = False, None, None
         if trigger == "resolve":
             alert.outcome = body
-        self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
-                    comment=body)
+        event = self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
+                            comment=body)
+        outstanding = self.s.exec(select(func.count()).select_from(Action).where(
+            Action.alert_id == alert.id, col(Action.done_at).is_(None))).one()
+        self._notice(alert, line, event, previous_stage=from_stage,
+                     outstanding_actions=outstanding)
         self._commit_point(alert)
         return alert
 
@@ -395,8 +420,9 @@ class AlertService:
             )
         self._fire(alert, actor, line, "hold")
         alert.on_hold, alert.held_since, alert.hold_until = True, self.today, until
-        self._event(alert, actor, "held", from_stage=alert.stage, to_stage=alert.stage,
-                    comment=text, data={"until": until.isoformat() if until else None})
+        event = self._event(alert, actor, "held", from_stage=alert.stage, to_stage=alert.stage,
+                            comment=text, data={"until": until.isoformat() if until else None})
+        self._notice(alert, line, event)
         self._commit_point(alert)
         return alert
 
@@ -412,9 +438,11 @@ class AlertService:
             alert.stage_due = self.cal.add(alert.stage_due, held)
         alert.resolution_due = self.cal.add(alert.resolution_due, held)
         alert.on_hold, alert.held_since, alert.hold_until = False, None, None
-        self._event(alert, actor, "resumed", from_stage=alert.stage, to_stage=alert.stage,
-                    comment=self._text(comment, "the comment", required=False, limit=5000),
-                    data={"held_working_days": held})
+        event = self._event(
+            alert, actor, "resumed", from_stage=alert.stage, to_stage=alert.stage,
+            comment=self._text(comment, "the comment", required=False, limit=5000),
+            data={"held_working_days": held})
+        self._notice(alert, line, event, held_working_days=held)
         self._commit_point(alert)
         return alert
 
@@ -432,9 +460,11 @@ class AlertService:
             )
         previous = alert.stage_due
         alert.stage_due = until
-        self._event(alert, actor, "extended", from_stage=alert.stage, to_stage=alert.stage,
-                    comment=text, data={"from": previous.isoformat() if previous else None,
-                                        "to": until.isoformat()})
+        event = self._event(
+            alert, actor, "extended", from_stage=alert.stage, to_stage=alert.stage,
+            comment=text, data={"from": previous.isoformat() if previous else None,
+                                "to": until.isoformat()})
+        self._notice(alert, line, event, previous_due=previous)
         self._commit_point(alert)
         return alert
 
@@ -446,8 +476,9 @@ class AlertService:
         self._fire(alert, actor, line, "reopen", resolved_stage=alert.stage)
         alert.closed_at, alert.outcome = None, None
         self._enter_stage(alert, alert.stage)
-        self._event(alert, actor, "reopened", from_stage=alert.stage, to_stage=alert.stage,
-                    comment=text)
+        event = self._event(alert, actor, "reopened", from_stage=alert.stage,
+                            to_stage=alert.stage, comment=text)
+        self._notice(alert, line, event)
         self._commit_point(alert)
         return alert
 

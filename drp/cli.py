@@ -18,7 +18,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from . import db
+from . import db, mail
 from .alerts import ActionIn, AlertService
 from .calendar import WorkingCalendar, default_calendar
 from .clock import Clock, clock_for, parse_date
@@ -42,6 +42,10 @@ app.add_typer(alert_app, name="alert")
 app.add_typer(org_app, name="org")
 app.add_typer(protocol_app, name="protocol")
 app.add_typer(calendar_app, name="calendar")
+outbox_app = typer.Typer(no_args_is_help=True, help="E-mails waiting, sent and failed.")
+mail_app = typer.Typer(no_args_is_help=True, help="The e-mail messages drp sends.")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(mail_app, name="mail")
 
 # Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -83,14 +87,26 @@ def env() -> Env:
 
 @contextmanager
 def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertService]:
+    """One unit of work; afterwards, deliver the mail it queued (a delivery problem never
+    undoes the command: the mail waits in the outbox)."""
     e = env()
     db.require_schema(e.engine)
+    clock = clock or clock_for(now, e.settings.tz)
+    notifier = mail.notifier(e.settings)
     with db.transaction(e.engine) as session:
-        yield AlertService(
-            session, protocol=e.protocol, calendar=e.calendar,
-            clock=clock or clock_for(now, e.settings.tz), tz=e.settings.tz,
-            taxonomy=e.taxonomy,
+        svc = AlertService(
+            session, protocol=e.protocol, calendar=e.calendar, clock=clock, tz=e.settings.tz,
+            taxonomy=e.taxonomy, notifier=notifier,
         )
+        yield svc
+    for line in notifier.missing:
+        err.print(f"drp: warning: {line}", markup=False)
+    queued = svc.queued
+    if queued:
+        report = mail.send(e.engine, e.settings, clock)
+        if report.errors or report.failed:
+            err.print(f"drp: mail: {report.summary()}; {'; '.join(report.errors[:1])}"
+                      " (the messages wait in the outbox: drp outbox list)", markup=False)
 
 
 def emit(data: Any) -> None:
@@ -453,6 +469,98 @@ def alert_list(
         emit([v.model_dump(mode="json") for v in views])
     else:
         print_list(views)
+
+
+# --- mail -----------------------------------------------------------------------------------
+
+
+@outbox_app.command("list")
+def outbox_list(
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed messages.")] = False,
+    as_json: Json = False,
+) -> None:
+    """List the outbox: what waits, what was sent, what failed and why."""
+    from sqlmodel import Session, col, select
+
+    from .models import OutboxMessage
+
+    e = env()
+    db.require_schema(e.engine)
+    with Session(e.engine) as session:
+        query = select(OutboxMessage).order_by(col(OutboxMessage.id))
+        query = query.where(OutboxMessage.status == "failed") if failed else query.where(
+            OutboxMessage.status != "sent")
+        rows = session.exec(query).all()
+    items = [{"id": r.id, "message": r.message, "alert": r.alert_id, "to": r.recipient,
+              "address": r.to_addr, "status": r.status, "attempts": r.attempts,
+              "next_attempt_at": r.next_attempt_at.isoformat(),
+              "subject": r.subject, "error": r.last_error} for r in rows]
+    if as_json:
+        emit(items)
+        return
+    if not items:
+        out.print("Nothing failed." if failed else "The outbox is empty: everything was sent.")
+        return
+    table = Table(title=f"{len(items)} message(s) {'failed' if failed else 'not yet sent'}",
+                  title_justify="left")
+    for column in ("id", "status", "to", "attempts", "subject", "problem"):
+        table.add_column(column, overflow="fold")
+    for i in items:
+        table.add_row(str(i["id"]), str(i["status"]), str(i["to"]), str(i["attempts"]),
+                      str(i["subject"]), str(i["error"] or ""))
+    out.print(table)
+
+
+@outbox_app.command("send")
+def outbox_send(now: Now = None) -> None:
+    """Deliver every message waiting now (retry timers are for automatic delivery)."""
+    e = env()
+    db.require_schema(e.engine)
+    report = mail.send(e.engine, e.settings, clock_for(now, e.settings.tz), due_only=False)
+    out.print(f"Outbox: {report.summary()}.")
+    if report.errors:
+        raise DrpError(f"mail delivery: {report.errors[0]}; the rest wait in the outbox")
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    message_id: Annotated[int | None, typer.Argument(help="The message's id.")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed one.")] = False,
+    now: Now = None,
+) -> None:
+    """Put failed messages back in the queue and send them."""
+    from notifications.outbox import retry
+
+    if (message_id is None) == (not all_failed):
+        raise BadValue("name one message id, or --all-failed")
+    e = env()
+    db.require_schema(e.engine)
+    clock = clock_for(now, e.settings.tz)
+    mail.refresh_addresses(e.engine)
+    n = retry(e.engine, clock.now(), message_id)
+    if message_id is not None and n == 0:
+        raise BadValue(f"message {message_id} has not failed (or has no address yet);"
+                       " see drp outbox list --failed")
+    report = mail.send(e.engine, e.settings, clock, due_only=False)
+    out.print(f"Retried {n} message(s): {report.summary()}.")
+
+
+@mail_app.command("preview")
+def mail_preview(
+    message: Annotated[str, typer.Argument(help="The message name, e.g. escalated.")],
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part.")] = False,
+    role: Annotated[str, typer.Option(help="responsible, iro, copy or owner.")] = "responsible",
+) -> None:
+    """Render a message with sample data, to review (or override) its wording."""
+    from notifications.samples import sample_context
+
+    r = mail.renderer(env().settings)
+    try:
+        rendered = r.render(message, sample_context(role))
+    except KeyError as exc:
+        raise BadValue(str(exc.args[0])) from None
+    sys.stdout.write(f"Subject: {rendered.subject}\n\n")
+    sys.stdout.write(rendered.html if html else rendered.text)
 
 
 def main() -> None:

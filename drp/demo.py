@@ -11,7 +11,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from . import db
+from . import db, mail
 from .alerts import ActionIn, AlertService
 from .calendar import WorkingCalendar
 from .clock import Clock, FixedClock, clock_for
@@ -97,6 +97,7 @@ def run_demo(
     say(f"Loaded the demo organisation: {result.council}, {result.people} people,"
         f" {result.children} children.")
     clock: Clock = clock_for(now, settings.tz)
+    notifier = mail.notifier(settings)
     if existing:
         say(f"The database already has {existing} alert(s); no demo alerts added"
             " (use `drp demo --reset` to start again).")
@@ -108,9 +109,12 @@ def run_demo(
             at = min(at, clock.now() - timedelta(minutes=1))
             with db.transaction(engine) as session:
                 svc = AlertService(session, protocol=protocol, calendar=calendar,
-                                   clock=FixedClock(at), tz=settings.tz, taxonomy=taxonomy)
+                                   clock=FixedClock(at), tz=settings.tz, taxonomy=taxonomy,
+                                   notifier=notifier)
                 step(svc)
-        say("Added 8 demo alerts at different stages.")
+        report = mail.send(engine, settings, clock)
+        where = settings.smtp_host or settings.mail_dir
+        say(f"Added 8 demo alerts at different stages; e-mails: {report.summary()} ({where}).")
     with db.transaction(engine) as session:
         rows = session.exec(
             select(Person.username, Person.name, PersonRole.role)

@@ -197,4 +197,27 @@ class AccessLog(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
 
 
-APPEND_ONLY_TABLES = ("event", "access_log")
+
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An e-mail waiting to go, written in the same transaction as the event that causes it.
+    `key` (event and recipient) is unique, so no retry can queue a message twice."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    message: str = Field(max_length=40)
+    alert_id: int | None = Field(default=None, foreign_key="alert.id", index=True)
+    recipient: str = Field(max_length=80)
+    to_addr: str | None = Field(default=None, max_length=254)
+    subject: str = Field(max_length=300)
+    text_body: str
+    html_body: str
+    status: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    created_at: datetime = _instant()
+    next_attempt_at: datetime = _instant(index=True)
+    claimed_at: datetime | None = _instant(nullable=True, default=None)
+    sent_at: datetime | None = _instant(nullable=True, default=None)
+    last_error: str | None = Field(default=None, max_length=500)

@@ -34,6 +34,23 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     mail_from: str = "drp@localhost"
+    templates_dir: Path | None = Field(
+        default=None, description="a council's own message templates, searched first"
+    )
+
+    @field_validator("smtp_tls")
+    @classmethod
+    def _tls_mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("none", "starttls", "ssl"):
+            raise ValueError(f"{value!r} is not a TLS mode; use none, starttls or ssl")
+        return value
+
+    @property
+    def smtp_tls_mode(self) -> str:
+        """As set, or by port: 465 implicit TLS, 587 STARTTLS, otherwise none."""
+        if self.smtp_tls:
+            return self.smtp_tls
+        return {465: "ssl", 587: "starttls"}.get(self.smtp_port, "none")
 
     @field_validator("timezone")
     @classmethod
@@ -50,5 +67,5 @@ class Settings(BaseSettings):
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def get_settings() -> Settings:  # read once per process
     return Settings()

@@ -20,20 +20,21 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
     multiple,
     rule,
 )
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlmodel import Session, col, select
 
 from drp import db
-from drp.access import SYSTEM
+from drp.access import SYSTEM, Line
 from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, local_date
 from drp.errors import DrpError, NotFound
-from drp.models import Action, Alert, Event
+from drp.models import Action, Alert, Child, Event, Person
 from drp.org import load_org
 from drp.protocol import load_protocol
 from drp.settings import CONFIG_DIR
@@ -55,6 +56,7 @@ IRO_SIDE: list[str] = [
     p["username"] for p in _ORG["people"] if {"iro", "iro_manager"} & set(p["roles"])
 ]
 CHILDREN: list[str] = [c["ref"] for c in _ORG["children"]]
+IRO_OF: dict[str, str] = {c["ref"]: c["iro"] for c in _ORG["children"]}
 NOBODY = "nobody.zed"  # not in the organisation file
 EVERYONE = [*ORG_PEOPLE, NOBODY, SYSTEM]
 MISSING_ALERT = 10**6
@@ -70,22 +72,31 @@ steps = st.one_of(
     st.integers(1, 72).map(lambda h: timedelta(hours=h)),
     st.integers(1, 6 * 24 * 60).map(lambda m: timedelta(minutes=m)),
 )
-# Anyone at all, but the IRO side (who may do most things) more often than chance.
-people = st.one_of(st.sampled_from(EVERYONE), st.sampled_from(IRO_SIDE))
+# Anyone at all, but (so that enough commands get through) the people who may act on the alert
+# more often than chance. The placeholders are replaced, as the rule runs, by the alert's IRO
+# (the child's IRO, for raising) and by whoever is responsible at the alert's stage.
+THE_IRO = "<the IRO>"
+THE_RESPONSIBLE = "<the responsible>"
+people = st.sampled_from([*EVERYONE, *[THE_IRO] * 8, *IRO_SIDE])
+raisers = st.sampled_from([*EVERYONE, THE_IRO, THE_IRO])  # fewer alerts, more done to each
+responders = st.sampled_from([*EVERYONE, *[THE_RESPONSIBLE] * 8, THE_IRO])
 anyone = st.sampled_from(EVERYONE)
-words = st.sampled_from(["Care plan not shared", "No response", "x", "   ", ""])
-good_words = st.one_of(st.just("Care plan not shared"), words)
+GOOD = "Care plan not shared"
+words = st.sampled_from([*[GOOD] * 8, "No response", "x", "   ", ""])
 day_offsets = st.integers(-3, 30)  # days from today (local): past, today, weekends, holidays
-stage_choice = st.one_of(
-    st.none(), st.sampled_from([*KEYS, CAFCASS, "new", "resolved", "stage9", ""])
+stage_choice = st.sampled_from(
+    [*[None] * 6, *KEYS, CAFCASS, "new", "resolved", "stage9", ""]
 )
-escalate_to = st.one_of(st.none(), st.sampled_from([*KEYS, CAFCASS, "bogus"]))
+escalate_to = st.sampled_from([*[None] * 4, *KEYS, CAFCASS, "bogus"])
 themes = st.one_of(st.none(), st.sampled_from([*TAXONOMY.keys, "drift"]))
+# An agreed action: (text, days from today, whether to move that day on to a working day,
+# owner). Mostly valid, so that a response with actions gets through often enough.
 actions_in = st.lists(
     st.tuples(
-        st.sampled_from(["Share the report", "Arrange contact", " "]),
+        st.sampled_from(["Share the report", "Arrange contact", "Visit", " "]),
         day_offsets,
-        st.one_of(st.none(), anyone),
+        st.sampled_from([True, True, True, False]),
+        st.one_of(st.none(), st.none(), st.sampled_from(ORG_PEOPLE), anyone),
     ),
     max_size=3,
 )
@@ -107,7 +118,7 @@ Snapshot = tuple[Any, ...]
 
 
 @settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=60, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 class AlertLadder(RuleBasedStateMachine):
@@ -120,6 +131,7 @@ class AlertLadder(RuleBasedStateMachine):
         db.upgrade(self.engine)
         with db.transaction(self.engine) as session:
             load_org(session, ORG_FILE, PROTOCOL)
+        self.tables = sorted(inspect(self.engine).get_table_names())
         self.now = START
 
     def teardown(self) -> None:
@@ -132,14 +144,33 @@ class AlertLadder(RuleBasedStateMachine):
         return local_date(self.now, LONDON)
 
     def _snapshot(self) -> Snapshot:
-        """Everything a command may write, read straight from the tables."""
+        """Every row of every table (alerts with their versions, events, actions, the access
+        log and whatever else a command might write), read straight from the database."""
         with self.engine.connect() as conn:
-            return (
-                conn.execute(text("SELECT * FROM alert ORDER BY id")).all(),
-                conn.execute(text("SELECT count(*), max(id) FROM event")).one(),
-                conn.execute(text("SELECT * FROM action ORDER BY id")).all(),
-                conn.execute(text("SELECT count(*) FROM access_log")).one(),
+            return tuple(
+                (name, conn.execute(text(f'SELECT * FROM "{name}" ORDER BY 1')).all())
+                for name in self.tables
             )
+
+    def _who(self, who: str, alert_id: int | None = None, child: str | None = None) -> str:
+        """A username for a placeholder, read from the database as it is now."""
+        if who not in (THE_IRO, THE_RESPONSIBLE):
+            return who
+        if child is not None:
+            return IRO_OF[child]
+        with Session(self.engine) as s:
+            alert = s.get(Alert, alert_id)
+            assert alert is not None
+            if who == THE_IRO:
+                person = s.get(Person, alert.iro_id)
+            else:
+                child_row = s.get(Child, alert.child_id)
+                assert child_row is not None
+                # Once referred, the alert's stage is not on the ladder: ask the first stage's.
+                stage = alert.stage if alert.stage in KEYS else KEYS[0]
+                pid = Line.of(s, child_row).holder(PROTOCOL.stage(stage).responsible)
+                person = s.get(Person, pid) if pid is not None else None
+            return person.username if person is not None else NOBODY
 
     def _max_event_id(self) -> int:
         with self.engine.connect() as conn:
@@ -187,59 +218,83 @@ class AlertLadder(RuleBasedStateMachine):
         return done_id
 
     # -- commands ------------------------------------------------------------------------------
+    @initialize(
+        target=alerts, child=st.sampled_from(CHILDREN),
+        stage=st.one_of(st.none(), st.sampled_from(KEYS)),
+    )
+    def first_alert(self, child: str, stage: str | None) -> int:
+        """Every run starts with one alert raised properly by the child's IRO."""
+        iro = IRO_OF[child]
+        aid = self._run(
+            "raise", iro, timedelta(0), lambda s: s.raise_alert(iro, child, GOOD, stage=stage)
+        )
+        assert aid is not None
+        return aid
+
     @rule(
-        target=alerts, step=steps, who=people, child=st.sampled_from(CHILDREN),
-        summary=good_words, stage=stage_choice, theme=themes,
+        target=alerts, step=steps, who=raisers, child=st.sampled_from(CHILDREN),
+        summary=words, stage=stage_choice, theme=themes,
     )
     def raise_alert(
         self, step: timedelta, who: str, child: str, summary: str, stage: str | None,
         theme: str | None,
     ) -> Any:
+        who = self._who(who, child=child)
         aid = self._run(
             "raise", who, step,
             lambda s: s.raise_alert(who, child, summary, stage=stage, theme=theme),
         )
         return multiple() if aid is None else aid
 
-    @rule(alert=alerts, step=steps, who=anyone, message=good_words, actions=actions_in)
+    @rule(alert=alerts, step=steps, who=responders, message=words, actions=actions_in)
     def respond(
         self, alert: int, step: timedelta, who: str, message: str,
-        actions: list[tuple[str, int, str | None]],
+        actions: list[tuple[str, int, bool, str | None]],
     ) -> None:
+        who = self._who(who, alert)
+
         def call(s: AlertService) -> Alert:
-            acts = [
-                ActionIn(t, s.today + timedelta(days=offset), owner)
-                for t, offset, owner in actions
-            ]
+            acts = []
+            for what, offset, to_working_day, owner in actions:
+                due = s.today + timedelta(days=offset)
+                if to_working_day:
+                    due = CALENDAR.next_working_day(max(due, s.today))
+                acts.append(ActionIn(what, due, owner))
             return s.respond(alert, who, message, acts)
 
         kinds = ["responded"] + ["action_agreed"] * len(actions)
         self._run("respond", who, step, call, alert_id=alert, kinds=kinds)
 
-    @rule(alert=alerts, step=steps, who=people, reason=good_words, to=escalate_to)
+    @rule(alert=alerts, step=steps, who=people, reason=words, to=escalate_to)
     def escalate(self, alert: int, step: timedelta, who: str, reason: str, to: str | None) -> None:
+        who = self._who(who, alert)
         self._run("escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
                   alert_id=alert)
 
-    @rule(alert=alerts, step=steps, who=people, outcome=good_words)
+    @rule(alert=alerts, step=steps, who=people, outcome=words)
     def resolve(self, alert: int, step: timedelta, who: str, outcome: str) -> None:
+        who = self._who(who, alert)
         self._run("resolve", who, step, lambda s: s.resolve(alert, who, outcome), alert_id=alert)
 
-    @rule(alert=alerts, step=steps, who=people, reason=good_words)
+    @rule(alert=alerts, step=steps, who=people, reason=words)
     def withdraw(self, alert: int, step: timedelta, who: str, reason: str) -> None:
+        who = self._who(who, alert)
         self._run("withdraw", who, step, lambda s: s.withdraw(alert, who, reason), alert_id=alert)
 
-    @rule(alert=alerts, step=steps, who=people, reason=good_words)
+    @rule(alert=alerts, step=steps, who=people, reason=words)
     def refer(self, alert: int, step: timedelta, who: str, reason: str) -> None:
+        who = self._who(who, alert)
         self._run("refer", who, step, lambda s: s.refer(alert, who, reason), alert_id=alert)
 
     @rule(
-        alert=alerts, step=steps, who=people, reason=good_words,
+        alert=alerts, step=steps, who=people, reason=words,
         until=st.one_of(st.none(), day_offsets),
     )
     def hold(
         self, alert: int, step: timedelta, who: str, reason: str, until: int | None
     ) -> None:
+        who = self._who(who, alert)
+
         def call(s: AlertService) -> Alert:
             day = None if until is None else s.today + timedelta(days=until)
             return s.hold(alert, who, reason, until=day)
@@ -248,30 +303,35 @@ class AlertLadder(RuleBasedStateMachine):
 
     @rule(alert=alerts, step=steps, who=people, comment=st.one_of(st.none(), words))
     def resume(self, alert: int, step: timedelta, who: str, comment: str | None) -> None:
+        who = self._who(who, alert)
         self._run("resume", who, step, lambda s: s.resume(alert, who, comment), alert_id=alert)
 
-    @rule(alert=alerts, step=steps, who=people, until=day_offsets, reason=good_words)
+    @rule(alert=alerts, step=steps, who=people, until=day_offsets, reason=words)
     def extend(self, alert: int, step: timedelta, who: str, until: int, reason: str) -> None:
+        who = self._who(who, alert)
+
         def call(s: AlertService) -> Alert:
             return s.extend(alert, who, s.today + timedelta(days=until), reason)
 
         self._run("extend", who, step, call, alert_id=alert)
 
-    @rule(alert=alerts, step=steps, who=people, reason=good_words)
+    @rule(alert=alerts, step=steps, who=people, reason=words)
     def reopen(self, alert: int, step: timedelta, who: str, reason: str) -> None:
+        who = self._who(who, alert)
         self._run("reopen", who, step, lambda s: s.reopen(alert, who, reason), alert_id=alert)
 
     @rule(
-        alert=alerts, step=steps, who=anyone, no=st.integers(0, 5),
+        alert=alerts, step=steps, who=responders, no=st.integers(0, 4),
         comment=st.one_of(st.none(), words),
     )
     def action_done(
         self, alert: int, step: timedelta, who: str, no: int, comment: str | None
     ) -> None:
+        who = self._who(who, alert)
         self._run("action_done", who, step, lambda s: s.action_done(alert, no, who, comment),
                   alert_id=alert)
 
-    @rule(step=steps, who=people, verb=st.sampled_from(sorted(EXPECTED_KINDS)))
+    @rule(step=steps, who=anyone, verb=st.sampled_from(sorted(EXPECTED_KINDS)))
     def no_such_alert(self, step: timedelta, who: str, verb: str) -> None:
         calls: dict[str, Callable[[AlertService], Any]] = {
             "raise": lambda s: s.raise_alert(who, "R999", "No such child"),

@@ -1,0 +1,53 @@
+"""Wiring the notifications package to drp's settings: the renderer, the transport, delivery."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from notifications.outbox import DeliveryReport, deliver
+from notifications.render import Renderer
+from notifications.transports import FileTransport, SmtpTransport, Transport
+
+from .clock import Clock
+from .models import OutboxMessage, Person
+from .notify import Notifier
+from .settings import Settings
+
+
+def renderer(settings: Settings) -> Renderer:
+    return Renderer(settings.templates_dir)
+
+
+def notifier(settings: Settings) -> Notifier:
+    return Notifier(renderer=renderer(settings), base_url=settings.base_url)
+
+
+def transport(settings: Settings) -> Transport:
+    if settings.smtp_host:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        return SmtpTransport(settings.smtp_host, settings.smtp_port, settings.smtp_tls_mode,
+                             settings.smtp_user, password, settings.mail_from)
+    return FileTransport(settings.mail_dir, settings.mail_from)
+
+
+def send(engine: Engine, settings: Settings, clock: Clock, *, due_only: bool = True
+         ) -> DeliveryReport:
+    return deliver(engine, transport(settings), clock.now, due_only=due_only)
+
+
+def refresh_addresses(engine: Engine) -> int:
+    """Failed for want of an address: take the address the organisation now has."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxMessage.id, Person.email)
+            .join(Person, col(Person.username) == OutboxMessage.recipient)
+            .where(OutboxMessage.status == "failed", col(OutboxMessage.to_addr).is_(None),
+                   col(Person.email).is_not(None))
+        ).all()
+        for row_id, email in rows:
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row_id)
+                            .values(to_addr=email))
+        session.commit()
+        return len(rows)

@@ -1,0 +1,218 @@
+"""Who is told what: recipients from the organisation and the ladder, and the context each
+message is rendered with. The service layer calls this inside its transaction; the outbox
+rows it writes commit (or roll back) with the event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from notifications.outbox import enqueue
+from notifications.render import Renderer
+
+from .access import Line
+from .models import Action, Alert, Council, Event, Person, PersonRole
+from .protocol import Protocol, Role
+
+# Which message each event sends.
+MESSAGE_FOR_EVENT = {
+    "raised": "alert_raised",
+    "responded": "response_received",
+    "escalated": "escalated",
+    "auto_escalated": "escalated",
+    "resolved": "resolved",
+    "withdrawn": "withdrawn",
+    "held": "held",
+    "resumed": "resumed",
+    "extended": "extended",
+    "reopened": "reopened",
+    "referred": "referred",
+    "reminder": "reminder",
+    "overdue": "overdue",
+    "cafcass_prompt": "cafcass_consider",
+    "action_overdue": "action_overdue",
+}
+
+PARTS = {
+    "responsible": "the person asked to respond",
+    "iro": "the child's IRO",
+    "copy": "a copy for information",
+    "iro_manager": "an IRO manager",
+    "owner": "the owner of the agreed action",
+}
+
+
+@dataclass
+class Recipient:
+    person: Person
+    role: str
+
+
+@dataclass
+class Notice:
+    """What one event asks to be sent; turned into outbox rows at the unit of work's end."""
+
+    event: Event
+    previous_stage: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    action: Action | None = None
+
+
+@dataclass
+class Notifier:
+    renderer: Renderer
+    base_url: str
+    missing: list[str] = field(default_factory=list)
+
+    def alert_url(self, alert_id: int) -> str:
+        return f"{self.base_url.rstrip('/')}/alerts/{alert_id}"
+
+    # -- recipients -----------------------------------------------------------------------------
+    def _people(self, session: Session, ids: list[tuple[int | None, str]]) -> list[Recipient]:
+        out: list[Recipient] = []
+        seen: set[int] = set()
+        for pid, role in ids:
+            if pid is None or pid in seen:
+                continue
+            person = session.get(Person, pid)
+            if person is None or not person.active:
+                continue
+            seen.add(pid)
+            out.append(Recipient(person, role))
+        return out
+
+    @staticmethod
+    def _iro_managers(session: Session) -> list[int | None]:
+        rows = session.exec(
+            select(Person.id).join(PersonRole, col(PersonRole.person_id) == Person.id)
+            .where(PersonRole.role == Role.iro_manager, col(Person.active))
+            .order_by(col(Person.id))
+        )
+        return list(rows)
+
+    def recipients(self, session: Session, protocol: Protocol, message: str, alert: Alert,
+                   line: Line, notice: Notice) -> list[Recipient]:
+        def stage_people(stage_key: str | None, role: str) -> list[tuple[int | None, str]]:
+            if stage_key is None or stage_key not in protocol.keys:
+                return []
+            stage = protocol.stage(stage_key)
+            found = [(line.holder(stage.responsible), role)]
+            found += [(line.holder(r), role) for r in stage.also_respond]
+            return found
+
+        def notify_roles(stage_key: str) -> list[tuple[int | None, str]]:
+            if stage_key not in protocol.keys:
+                return []
+            return [(line.holder(r), "copy") for r in protocol.stage(stage_key).also_notify]
+
+        iro: list[tuple[int | None, str]] = [(alert.iro_id, "iro")]
+        if line.child.iro_id != alert.iro_id:
+            iro.append((line.child.iro_id, "iro"))
+        managers = [(pid, "iro_manager") for pid in self._iro_managers(session)]
+        now_stage = stage_people(alert.stage, "responsible")
+        ids: list[tuple[int | None, str]]
+        if message == "alert_raised":
+            ids = now_stage + iro + notify_roles(alert.stage)
+        elif message == "response_received":
+            ids = iro
+        elif message == "escalated":
+            ids = (now_stage + [(p, "copy") for p, _ in stage_people(notice.previous_stage, "")]
+                   + iro + managers)
+        elif message in ("resolved", "withdrawn"):
+            owners = session.exec(select(Action.owner_id).where(
+                Action.alert_id == alert.id, col(Action.done_at).is_(None))).all()
+            owned: list[tuple[int | None, str]] = [(o, "owner") for o in owners]
+            ids = [(p, "copy") for p, _ in now_stage] + owned + iro
+        elif message in ("held", "resumed", "extended", "reopened", "reminder"):
+            ids = now_stage + ([] if message == "reminder" else iro)
+        elif message == "overdue":
+            ids = now_stage + iro
+        elif message == "cafcass_consider":
+            ids = iro + managers
+        elif message == "referred":
+            council = line.council
+            senior = [(council.director_id, "copy"), (council.assistant_director_id, "copy")] \
+                if council else []
+            ids = iro + managers + senior + [
+                (p, "copy") for p, _ in stage_people(notice.previous_stage, "")]
+        elif message == "action_overdue":
+            assert notice.action is not None
+            ids = [(notice.action.owner_id, "owner"), *iro]
+        else:  # pragma: no cover - every message is listed above
+            raise KeyError(message)
+        return self._people(session, ids)
+
+    # -- context ----------------------------------------------------------------------------------
+    def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
+                notice: Notice, recipient: Recipient, actor_name: str) -> dict[str, Any]:
+        assert alert.id is not None
+        title = protocol.title(alert.stage) if alert.stage in (
+            *protocol.keys, protocol.cafcass.key) else alert.stage
+        responsible_id = (line.holder(protocol.stage(alert.stage).responsible)
+                          if alert.stage in protocol.keys else None)
+        responsible = session.get(Person, responsible_id) if responsible_id else None
+        council = session.get(Council, 1)
+        stage = protocol.stage(alert.stage) if alert.stage in protocol.keys else None
+        previous = notice.previous_stage
+        context: dict[str, Any] = {
+            "council": council.name if council else "drp",
+            "alert": {
+                "id": alert.id, "child": line.child.ref, "team": line.team.name,
+                "stage": alert.stage, "stage_title": title,
+                "stage_short": title.split(":")[0].strip(),
+                "stage_due": alert.stage_due, "resolution_due": alert.resolution_due,
+                "summary": alert.summary, "url": self.alert_url(alert.id),
+            },
+            "recipient": {"name": recipient.person.name, "part": PARTS[recipient.role]},
+            "role": recipient.role,
+            "actor": actor_name,
+            "responsible": responsible.name if responsible else "the responsible manager",
+            "from_title": protocol.title(previous) if previous in (
+                *protocol.keys, protocol.cafcass.key) else "",
+            "automatic": notice.event.kind == "auto_escalated",
+            "when_overdue": stage.when_overdue.value if stage else "",
+            "stage_entered": alert.stage_entered_at.date(),
+            "raised_on": alert.raised_at.date(),
+            "actions_agreed": 0, "first_action_due": None, "outstanding_actions": 0,
+            "hold_until": alert.hold_until, "held_working_days": 0, "previous_due": None,
+            "action_no": None, "action_due": None, "action_owner": "",
+        }
+        context.update(notice.extra)
+        return context
+
+    # -- writing ----------------------------------------------------------------------------------
+    def queue(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
+              notice: Notice, now: datetime) -> int:
+        """Write the outbox rows for one event; returns how many."""
+        message = MESSAGE_FOR_EVENT.get(notice.event.kind)
+        if message is None:
+            return 0
+        queued = 0
+        actor = session.exec(
+            select(Person.name).where(Person.username == notice.event.actor)).first()
+        actor_name = actor or "drp (automatically)"
+        for recipient in self.recipients(session, protocol, message, alert, line, notice):
+            context = self.context(session, protocol, alert, line, notice, recipient,
+                                   actor_name)
+            rendered = self.renderer.render(message, context)
+            person = recipient.person
+            row = enqueue(
+                session, key=f"{notice.event.id}:{person.username}", message=message,
+                alert_id=alert.id, recipient=person.username, to_addr=person.email,
+                rendered=rendered, now=now,
+            )
+            queued += row is not None
+            if row is not None and not person.email:
+                self.missing.append(
+                    f"{person.username} has no e-mail address, so was not sent '{message}'"
+                    f" for alert {alert.id}; add one in the organisation file, then"
+                    " `drp outbox retry --all-failed`"
+                )
+        return queued
+
+
+def first_due(dues: list[date]) -> date | None:
+    return min(dues) if dues else None

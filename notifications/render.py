@@ -1,0 +1,93 @@
+"""Render a message (subject, plain text, HTML) from Jinja2 templates.
+
+Every message is one template, `NAME.txt`, extending the shared `base.txt` and filling its
+blocks: `subject`, `headline`, `body` (what happened) and `todo` (what the reader must do, by
+when). The plain-text part is that template; the HTML part is `base.html` laid out from the same
+blocks, escaped, so the two parts always say the same thing. A message may have its own
+`NAME.html` instead. A council overrides the wording by putting files of the same name in its
+own folder (DRP_TEMPLATES_DIR), searched first."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def _date(value: Any) -> str:
+    """9 March 2026 (no leading zero), the way councils write dates."""
+    return f"{value.day} {value:%B %Y}" if value else ""
+
+
+def _short_date(value: Any) -> str:
+    return f"{value.day} {value:%B}" if value else ""
+
+
+class Renderer:
+    def __init__(self, override_dir: Path | None = None) -> None:
+        loaders = [FileSystemLoader(str(DEFAULT_TEMPLATES))]
+        if override_dir is not None:
+            loaders.insert(0, FileSystemLoader(str(override_dir)))
+        self.env = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(["html", "xml"]),  # .txt bodies are plain text
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["date"] = _date
+        self.env.filters["short_date"] = _short_date
+
+    def messages(self) -> list[str]:
+        names = {Path(n).stem for n in self.env.list_templates(extensions=["txt"])}
+        return sorted(names - {"base"})
+
+    def render(self, message: str, context: dict[str, Any]) -> Rendered:
+        try:
+            text_t = self.env.get_template(f"{message}.txt")
+        except TemplateNotFound:
+            raise KeyError(
+                f"there is no message {message!r}; the messages are {', '.join(self.messages())}"
+            ) from None
+
+        def block(name: str) -> str:
+            fn = text_t.blocks.get(name)
+            if fn is None:
+                return ""
+            return "".join(fn(text_t.new_context(dict(context)))).strip()
+
+        # Never let text break out of the Subject header.
+        subject = " ".join(block("subject").split())
+        if not subject:
+            raise KeyError(f"{message}.txt has no subject block")
+        text = re.sub(r"\n{3,}", "\n\n", text_t.render(context)).strip() + "\n"
+        try:
+            html_t = self.env.get_template(f"{message}.html")
+        except TemplateNotFound:
+            html_t = self.env.get_template("base.html")
+        parts = {
+            name: [p.strip() for p in block(name).split("\n\n") if p.strip()]
+            for name in ("headline", "body", "todo")
+        }
+        html = html_t.render({**context, "subject": subject, "parts": parts})
+        return Rendered(subject=subject, text=text, html=html)

@@ -1,0 +1,149 @@
+"""Two transports: .eml files in a folder (the embedded default) and SMTP (stdlib smtplib)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One e-mail, as the outbox hands it over."""
+
+    row_id: int
+    key: str
+    to_addr: str
+    subject: str
+    text: str
+    html: str
+    created_at: datetime
+    message: str
+
+
+class TransientError(Exception):
+    """Try again later (server down, 4xx). `connection` means the whole run should stop."""
+
+    def __init__(self, message: str, *, connection: bool = False) -> None:
+        super().__init__(message)
+        self.connection = connection
+
+
+class PermanentError(Exception):
+    """This message cannot be delivered as it stands (5xx, bad address)."""
+
+
+def message_id(out: Outgoing, sender: str) -> str:
+    """Stable, derived from the outbox row: a resend after a crash is recognisable."""
+    domain = sender.rsplit("@", 1)[-1].strip("> ") or "drp.invalid"
+    digest = hashlib.sha256(out.key.encode()).hexdigest()[:16]
+    return f"<drp.{out.row_id}.{digest}@{domain}>"
+
+
+def build_email(out: Outgoing, sender: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = out.to_addr
+    msg["Subject"] = out.subject
+    msg["Date"] = format_datetime(out.created_at)
+    msg["Message-ID"] = message_id(out, sender)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    msg["X-drp-Message"] = out.message
+    msg.set_content(out.text)
+    msg.add_alternative(out.html, subtype="html")
+    return msg
+
+
+class Transport(Protocol):
+    def send(self, out: Outgoing) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileTransport:
+    """Writes each message as one RFC 5322 .eml file; rewriting after a crash replaces the
+    same file, so the folder never holds a message twice."""
+
+    def __init__(self, folder: Path, sender: str) -> None:
+        self.folder, self.sender = folder, sender
+
+    def send(self, out: Outgoing) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"{out.row_id:08d}-{out.message}.eml"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(bytes(build_email(out, self.sender)))
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise TransientError(f"cannot write to {self.folder}: {exc.strerror}",
+                                 connection=True) from None
+
+    def close(self) -> None:
+        pass
+
+
+class SmtpTransport:
+    """One connection per delivery run, opened on the first message."""
+
+    def __init__(self, host: str, port: int, tls: str, user: str | None,
+                 password: str | None, sender: str, timeout: float = 30.0) -> None:
+        self.host, self.port, self.tls = host, port, tls
+        self.user, self.password, self.sender, self.timeout = user, password, sender, timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        context = ssl.create_default_context()
+        try:
+            smtp: smtplib.SMTP
+            if self.tls == "ssl":
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                        context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                if self.tls == "starttls":
+                    smtp.starttls(context=context)
+            if self.user:
+                smtp.login(self.user, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransientError(f"SMTP sign-in refused ({exc.smtp_code}); check"
+                                 " DRP_SMTP_USER and DRP_SMTP_PASSWORD", connection=True) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"cannot reach the SMTP server {self.host}:{self.port}"
+                                 f" ({exc})", connection=True) from None
+        self._smtp = smtp
+        return smtp
+
+    def send(self, out: Outgoing) -> None:
+        smtp = self._connect()
+        try:
+            smtp.send_message(build_email(out, self.sender), from_addr=self.sender,
+                              to_addrs=[out.to_addr])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            if 400 <= code < 500:
+                raise TransientError(f"recipient deferred ({code})") from None
+            raise PermanentError(f"recipient refused ({code} {text.decode(errors='replace')})"
+                                 ) from None
+        except smtplib.SMTPResponseException as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(f"server deferred the message ({exc.smtp_code})") from None
+            raise PermanentError(f"server refused the message ({exc.smtp_code})") from None
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._smtp = None
+            raise TransientError(f"lost the SMTP server ({exc})", connection=True) from None
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._smtp.quit()
+            self._smtp = None
