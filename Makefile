@@ -22,7 +22,7 @@ run: install
 	$(BIN)/drp alert list --as irom.khan
 
 lint: install
-	$(BIN)/ruff check drp tests
+	$(BIN)/ruff check drp notifications flows tests
 	$(BIN)/mypy
 
 test: lint

@@ -1,0 +1,307 @@
+"""E-mail through the outbox against a real SMTP server on loopback: both parts, the right
+people, nothing unescaped, nothing lost when the server is down, nothing doubled."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from drp import db
+from drp.alerts import ActionIn, AlertService
+from drp.calendar import WorkingCalendar
+from drp.clock import FixedClock, parse_instant
+from drp.models import Alert, Event, OutboxMessage
+from drp.notify import Notice, Notifier
+from drp.protocol import Protocol
+from notifications.outbox import deliver, enqueue
+from notifications.render import Renderer
+from notifications.samples import sample_context
+from notifications.transports import FileTransport, Outgoing, SmtpTransport
+
+from .conftest import LONDON, backends
+from .smtp import SmtpServer
+
+HOSTILE = "Report missing <script>alert(1)</script> {{ 7*7 }} & more"
+ADDR = {u: f"{u.split('.')[1]}@riverside.example" for u in (
+    "iro.ada", "iro.ben", "irom.cat", "sw.dan", "sw.eve", "tm.fay", "tm.gus", "sm.hal",
+    "hos.ivy", "hos.jon", "ad.kim", "dcs.lou")}
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+class Mailer:
+    def __init__(self, engine: Engine, protocol: Protocol, smtp: SmtpServer) -> None:
+        self.engine, self.protocol, self.smtp = engine, protocol, smtp
+        self.notifier = Notifier(renderer=Renderer(), base_url="https://drp.example/")
+        self.when = parse_instant("2027-03-01T09:00", LONDON)
+
+    def transport(self) -> SmtpTransport:
+        return SmtpTransport("127.0.0.1", self.smtp.port, "none", None, None,
+                             "drp@riverside.example", timeout=5)
+
+    def __call__(self, when: str, fn: Callable[[AlertService], Any]) -> Any:
+        self.when = parse_instant(when, LONDON)
+        with db.transaction(self.engine) as session:
+            result = fn(AlertService(session, protocol=self.protocol,
+                                     calendar=WorkingCalendar(), clock=FixedClock(self.when),
+                                     tz=LONDON, notifier=self.notifier))
+        self.report = deliver(self.engine, self.transport(), lambda: self.when)
+        return result
+
+    def rows(self) -> list[OutboxMessage]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(OutboxMessage).order_by(OutboxMessage.id)))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def mailer(org: Engine, protocol: Protocol, smtp: SmtpServer) -> Mailer:
+    return Mailer(org, protocol, smtp)
+
+
+def test_every_message_renders_both_parts_with_a_clear_subject() -> None:
+    renderer = Renderer()
+    assert len(renderer.messages()) == 14
+    for message in renderer.messages():
+        for role in ("responsible", "iro", "copy", "owner"):
+            r = renderer.render(message, sample_context(role))
+            assert r.subject.startswith("[drp] ") and "alert 17 (C1001)" in r.subject
+            assert "https://" not in r.subject and "\n" not in r.subject
+            assert "http://127.0.0.1:8000/alerts/17" in r.text and r.html.count("/alerts/17") >= 2
+            assert "<html" in r.html and "<html" not in r.text
+
+
+def test_a_council_can_override_the_wording(tmp_path: Path) -> None:
+    (tmp_path / "escalated.txt").write_text(
+        '{% extends "base.txt" %}{% block subject %}[drp] Escalation: alert {{ alert.id }}'
+        ' ({{ alert.child }}){% endblock %}{% block headline %}Our own words{% endblock %}')
+    r = Renderer(tmp_path).render("escalated", sample_context())
+    assert r.subject == "[drp] Escalation: alert 17 (C1001)"
+    assert "Our own words" in r.text and "Our own words" in r.html
+    assert Renderer(tmp_path).render("resolved", sample_context()).subject.startswith(
+        "[drp] Resolved")
+
+
+@backends
+def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> None:
+    alert = mailer("2027-03-01T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", HOSTILE, detail="The child's story stays in drp"))
+    aid = int(alert.id)
+    got = mailer.smtp.received
+    assert sorted(r.rcpt[0] for r in got) == sorted(
+        [ADDR["tm.fay"], ADDR["sw.dan"], ADDR["iro.ada"]])
+    first = mailer.smtp.to(ADDR["tm.fay"])[0]
+    assert first.subject == "[drp] Informal resolution response due 8 March: alert 1 (R100)"
+    html, text = first.part("html"), first.part("plain")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "{{ 7*7 }}" in html
+    assert "49" not in text and "<script>alert(1)</script> {{ 7*7 }}" in text
+    assert "story" not in text and "story" not in html  # the detail never leaves drp
+    assert "https://drp.example/alerts/1" in text
+    assert "Respond in drp by 8 March 2027" in text
+
+    def sent_to(when: str, fn: Callable[[AlertService], Any]) -> dict[str, str]:
+        before = len(mailer.smtp.received)
+        mailer(when, fn)
+        return {r.rcpt[0]: r.subject for r in mailer.smtp.received[before:]}
+
+    assert set(sent_to("2027-03-02T09:00", lambda s: s.respond(
+        aid, "tm.fay", "Will do", [ActionIn("Share it", date(2027, 3, 12))]))) == {
+        ADDR["iro.ada"]}
+    escalated = sent_to("2027-03-03T09:00", lambda s: s.escalate(aid, "iro.ada", "No"))
+    assert set(escalated) == {ADDR[u] for u in ("tm.fay", "sw.dan", "iro.ada", "irom.cat")}
+    escalated = sent_to("2027-03-04T09:00", lambda s: s.escalate(aid, "iro.ada", "No"))
+    assert set(escalated) == {ADDR[u] for u in ("hos.ivy", "tm.fay", "iro.ada", "irom.cat")}
+    assert escalated[ADDR["hos.ivy"]] == "[drp] Stage 2 response due 11 March: alert 1 (R100)"
+    held = sent_to("2027-03-05T09:00", lambda s: s.hold(aid, "iro.ada", "Court"))
+    assert set(held) == {ADDR["hos.ivy"], ADDR["iro.ada"]}
+    assert set(sent_to("2027-03-08T09:00", lambda s: s.resume(aid, "iro.ada"))) == set(held)
+    assert set(sent_to("2027-03-08T10:00", lambda s: s.extend(
+        aid, "iro.ada", date(2027, 3, 19), "Leave"))) == set(held)
+    resolved = sent_to("2027-03-09T09:00", lambda s: s.resolve(aid, "iro.ada", "Agreed"))
+    assert set(resolved) == {ADDR["hos.ivy"], ADDR["tm.fay"], ADDR["iro.ada"]}
+    assert set(sent_to("2027-03-10T09:00", lambda s: s.reopen(aid, "iro.ada", "Not done"))) \
+        == set(held)
+    referred = sent_to("2027-03-11T09:00", lambda s: s.refer(aid, "iro.ada", "Advice"))
+    assert set(referred) == {ADDR[u] for u in ("iro.ada", "irom.cat", "dcs.lou", "ad.kim",
+                                                "hos.ivy")}
+    other = mailer("2027-03-11T10:00", lambda s: s.raise_alert("iro.ben", "R200", "West"))
+    assert set(sent_to("2027-03-12T09:00", lambda s: s.withdraw(
+        int(other.id), "iro.ben", "Duplicate"))) == {ADDR["tm.gus"], ADDR["sw.eve"], ADDR["iro.ben"]}
+    # Every message: both parts, once each.
+    for r in mailer.smtp.received:
+        assert r.message.get_content_type() == "multipart/alternative"
+        assert r.part("plain") and r.part("html")
+    ids = Counter(str(r.message["Message-ID"]) for r in mailer.smtp.received)
+    assert max(ids.values()) == 1
+    assert all(row.status == "sent" for row in mailer.rows())
+
+
+@backends
+def test_flow_messages_reach_the_right_people(mailer: Mailer) -> None:
+    alert = mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x",
+                                                              stage="stage4"))
+    mailer("2027-03-02T09:00", lambda s: s.respond(
+        int(alert.id), "dcs.lou", "ok", [ActionIn("Act", date(2027, 3, 3), owner="sw.dan")]))
+    before = len(mailer.smtp.received)
+    with db.transaction(mailer.engine) as s:
+        row = s.get(Alert, alert.id)
+        assert row is not None
+        from drp.access import Line
+        from drp.models import Action, Child
+        child = s.get(Child, row.child_id)
+        assert child is not None
+        line = Line.of(s, child)
+        action = s.exec(select(Action)).one()
+        for kind, extra in (("reminder", {}), ("overdue", {}), ("cafcass_prompt", {}),
+                            ("action_overdue", {"action_no": 1, "action_due": action.due,
+                                                "action_owner": "Dan Worker"})):
+            row.last_seq += 1
+            event = Event(alert_id=row.id, seq=row.last_seq, at=mailer.when, actor="system",
+                          kind=kind)
+            s.add(event)
+            s.flush()
+            mailer.notifier.queue(s, mailer.protocol, row, line,
+                                  Notice(event, extra=extra, action=action), mailer.when)
+    deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
+    got = [(r.rcpt[0], r.subject.split(":")[0]) for r in mailer.smtp.received[before:]]
+    assert sorted(got) == sorted([
+        (ADDR["dcs.lou"], "[drp] Reminder"),
+        (ADDR["dcs.lou"], "[drp] Overdue"), (ADDR["iro.ada"], "[drp] Overdue"),
+        (ADDR["iro.ada"], "[drp] Consider referral to Cafcass"),
+        (ADDR["irom.cat"], "[drp] Consider referral to Cafcass"),
+        (ADDR["sw.dan"], "[drp] Agreed action overdue (due 3 March)"),
+        (ADDR["iro.ada"], "[drp] Agreed action overdue (due 3 March)"),
+    ])
+
+
+def test_with_the_server_down_commands_succeed_and_mail_waits(mailer: Mailer) -> None:
+    mailer.smtp.stop()
+    a = mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    mailer("2027-03-01T10:00", lambda s: s.escalate(int(a.id), "iro.ada", "y"))
+    assert mailer.report.sent == 0 and mailer.report.errors
+    rows = mailer.rows()
+    assert len(rows) == 7 and all(r.status == "pending" for r in rows)
+    assert sum(r.attempts for r in rows) == 2  # one try per delivery run, not one per message
+    mailer.smtp.start()
+    # Messages never tried go at once; the one that failed waits for its backoff...
+    report = deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
+    assert report.sent == 6
+    # ...and goes later, exactly once.
+    later = mailer.when + timedelta(hours=1)
+    report = deliver(mailer.engine, mailer.transport(), lambda: later)
+    assert report.sent == 1
+    report = deliver(mailer.engine, mailer.transport(), lambda: later + timedelta(hours=1))
+    assert report.sent == 0
+    assert len(mailer.smtp.received) == 7
+    assert len({str(r.message["Message-ID"]) for r in mailer.smtp.received}) == 7
+
+
+def test_a_crash_between_sending_and_marking_resends_with_the_same_message_id(
+    mailer: Mailer,
+) -> None:
+    mailer.smtp.stop()
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    mailer.smtp.start()
+
+    class CrashAfterSend(SmtpTransport):
+        def send(self, out: Outgoing) -> None:
+            super().send(out)
+            raise SystemExit("killed between send and mark")
+
+    t = mailer.when + timedelta(minutes=5)
+    crashing = CrashAfterSend("127.0.0.1", mailer.smtp.port, "none", None, None,
+                              "drp@riverside.example")
+    with pytest.raises(SystemExit):
+        deliver(mailer.engine, crashing, lambda: t)
+    assert len(mailer.smtp.received) == 1
+    crashed = [r for r in mailer.rows() if r.status == "sending"]
+    assert len(crashed) == 1
+    # Within the lease nobody touches it; after the lease it is sent again, same Message-ID.
+    assert deliver(mailer.engine, mailer.transport(), lambda: t).sent == 2
+    assert deliver(mailer.engine, mailer.transport(), lambda: t + timedelta(minutes=11)).sent == 1
+    assert len(mailer.smtp.received) == 4
+    ids = Counter(str(r.message["Message-ID"]) for r in mailer.smtp.received)
+    assert sorted(ids.values()) == [1, 1, 2]
+    assert all(r.status == "sent" for r in mailer.rows())
+
+
+def test_a_message_is_queued_once_per_event_and_recipient(org: Engine) -> None:
+    from notifications.render import Rendered
+
+    rendered = Rendered("s", "t", "<p>h</p>")
+    now = parse_instant("2027-03-01T09:00", LONDON)
+    with db.transaction(org) as s:
+        assert enqueue(s, key="1:x", message="m", alert_id=None, recipient="x",
+                       to_addr="x@example.org", rendered=rendered, now=now) is not None
+        assert enqueue(s, key="1:x", message="m", alert_id=None, recipient="x",
+                       to_addr="x@example.org", rendered=rendered, now=now) is None
+
+
+def test_after_the_bounded_attempts_a_message_fails_and_can_be_retried(
+    mailer: Mailer,
+) -> None:
+    from notifications.outbox import MAX_ATTEMPTS, retry
+
+    mailer.smtp.stop()
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    t = mailer.when
+    for _ in range(MAX_ATTEMPTS + 2):
+        t += timedelta(hours=5)
+        deliver(mailer.engine, mailer.transport(), lambda t=t: t)
+    rows = mailer.rows()
+    assert [r.status for r in rows].count("failed") >= 1
+    assert all(r.status in ("failed", "pending") for r in rows)
+    mailer.smtp.start()
+    assert retry(mailer.engine, t) >= 1
+    deliver(mailer.engine, mailer.transport(), lambda: t, due_only=False)
+    assert all(r.status == "sent" for r in mailer.rows())
+
+
+def test_a_person_without_an_address_is_reported_not_skipped(
+    org: Engine, protocol: Protocol, tmp_path: Path
+) -> None:
+    from drp.models import Person
+
+    with db.transaction(org) as s:
+        fay = s.exec(select(Person).where(Person.username == "tm.fay")).one()
+        fay.email = None
+        s.add(fay)
+    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
+    with db.transaction(org) as s:
+        AlertService(s, protocol=protocol, calendar=WorkingCalendar(),
+                     clock=FixedClock(parse_instant("2027-03-01T09:00", LONDON)), tz=LONDON,
+                     notifier=notifier).raise_alert("iro.ada", "R100", "x")
+    assert len(notifier.missing) == 1 and "tm.fay has no e-mail address" in notifier.missing[0]
+    with Session(org) as s:
+        row = s.exec(select(OutboxMessage).where(OutboxMessage.recipient == "tm.fay")).one()
+        assert row.status == "failed" and "no e-mail address" in (row.last_error or "")
+
+
+def test_the_file_transport_writes_one_eml_per_message(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    out = Outgoing(row_id=3, key="9:tm.fay", to_addr="fay@example.org", subject="[drp] Hi",
+                   text="plain", html="<p>html</p>", created_at=datetime(2027, 3, 1, tzinfo=UTC),
+                   message="escalated")
+    transport = FileTransport(tmp_path, "drp@example.org")
+    transport.send(out)
+    transport.send(out)  # a resend after a crash replaces the file, never adds one
+    files = list(tmp_path.glob("*.eml"))
+    assert len(files) == 1
+    msg = message_from_bytes(files[0].read_bytes(), policy=default)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Message-ID"].startswith("<drp.3.") and msg["Message-ID"].endswith("@example.org>")
