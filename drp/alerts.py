@@ -510,6 +510,89 @@ class AlertService:
         self._commit_point(alert)
         return alert
 
+    # -- what the flows do (actor `system`): each re-checks that it is still due ----------------
+    def _stage_late(self, alert: Alert) -> bool:
+        return (alert.status == "open" and not alert.on_hold and alert.stage_due is not None
+                and alert.stage_responded_at is None and self.today > alert.stage_due)
+
+    @_reports_conflicts
+    def remind(self, alert_id: int) -> bool:
+        """The reminder before a stage's due date, once per due date."""
+        alert, line = self._load(alert_id, SYSTEM_ACTOR)
+        if (alert.status != "open" or alert.on_hold or alert.stage_due is None
+                or alert.stage_responded_at is not None or alert.reminded_for == alert.stage_due
+                or alert.stage not in self.protocol.keys):
+            return False
+        lead = self.protocol.stage(alert.stage).reminder_lead_working_days
+        if not (self.today <= alert.stage_due <= self.cal.add(self.today, lead)):
+            return False
+        self._fire(alert, SYSTEM_ACTOR, line, "remind")
+        alert.reminded_for = alert.stage_due
+        event = self._event(alert, SYSTEM_ACTOR, "reminder", from_stage=alert.stage,
+                            to_stage=alert.stage, data={"due": alert.stage_due.isoformat()})
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return True
+
+    @_reports_conflicts
+    def act_on_overdue(self, alert_id: int) -> str | None:
+        """What the protocol orders when a stage's response is late: escalate, remind the IRO
+        (a pause point) or prompt the IRO to consider Cafcass. Returns what was done."""
+        alert, line = self._load(alert_id, SYSTEM_ACTOR)
+        if not self._stage_late(alert) or alert.stage not in self.protocol.keys:
+            return None
+        stage = self.protocol.stage(alert.stage)
+        due = alert.stage_due
+        assert due is not None
+        if stage.when_overdue == "escalate":
+            self.escalate(alert_id, SYSTEM_ACTOR.username,
+                          f"No response at {stage.title} by {due.isoformat()}, its due date")
+            return "escalated"
+        if alert.overdue_notified_for == due:
+            return None
+        kind = "cafcass_prompt" if stage.when_overdue == "consider_cafcass" else "overdue"
+        self._fire(alert, SYSTEM_ACTOR, line, "remind")
+        alert.overdue_notified_for = due
+        event = self._event(alert, SYSTEM_ACTOR, kind, from_stage=alert.stage,
+                            to_stage=alert.stage, data={"due": due.isoformat()})
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return kind
+
+    @_reports_conflicts
+    def end_hold(self, alert_id: int) -> bool:
+        """Resume an alert whose hold has reached its end date."""
+        alert, _line = self._load(alert_id, SYSTEM_ACTOR)
+        if not alert.on_hold or alert.hold_until is None or alert.hold_until > self.today:
+            return False
+        self.resume(alert_id, SYSTEM_ACTOR.username,
+                    f"The hold ended on {alert.hold_until.isoformat()}")
+        return True
+
+    @_reports_conflicts
+    def action_overdue(self, alert_id: int, action_no: int) -> bool:
+        """Tell the owner and the IRO, once, that an agreed action is past its date."""
+        alert, line = self._load(alert_id, SYSTEM_ACTOR)
+        action = self.s.exec(
+            select(Action).where(Action.alert_id == alert.id, Action.no == action_no)
+        ).first()
+        if (action is None or action.done_at is not None or action.overdue_notified_at
+                is not None or self.today <= action.due or alert.on_hold
+                or alert.status not in ("open", "resolved")):
+            return False
+        self._fire(alert, SYSTEM_ACTOR, line, "remind")
+        action.overdue_notified_at = self.now
+        self.s.add(action)
+        owner = self.s.get(Person, action.owner_id)
+        event = self._event(alert, SYSTEM_ACTOR, "action_overdue", from_stage=alert.stage,
+                            to_stage=alert.stage, comment=None,
+                            data={"no": action_no, "due": action.due.isoformat()})
+        self._notices.append((alert, line, Notice(event, None, {
+            "action_no": action_no, "action_due": action.due,
+            "action_owner": owner.name if owner else ""}, action)))
+        self._commit_point(alert)
+        return True
+
     # -- reading -----------------------------------------------------------------------------
     def _overdue(self, alert: Alert) -> bool:
         if alert.status != "open" or alert.on_hold:

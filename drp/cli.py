@@ -5,28 +5,23 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from . import db, mail
 from .alerts import ActionIn, AlertService
-from .calendar import WorkingCalendar, default_calendar
+from .calendar import default_calendar
 from .clock import Clock, clock_for, parse_date
 from .errors import BadValue, ConfigError, DrpError
-from .protocol import Protocol, protocol_from
+from .runtime import Runtime, runtime
 from .schemas import AlertDetail, AlertView
-from .settings import Settings, get_settings
-from .themes import Taxonomy, load_taxonomy
 
 T = TypeVar("T")
 
@@ -46,6 +41,8 @@ outbox_app = typer.Typer(no_args_is_help=True, help="E-mails waiting, sent and f
 mail_app = typer.Typer(no_args_is_help=True, help="The e-mail messages drp sends.")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(mail_app, name="mail")
+flows_app = typer.Typer(no_args_is_help=True, help="The Prefect flows: run once, or serve.")
+app.add_typer(flows_app, name="flows")
 
 # Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -60,29 +57,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on s
 AlertId = Annotated[int, typer.Argument(help="The alert's number.", min=1)]
 
 
-@dataclass
-class Env:
-    settings: Settings
-    engine: Engine
-    protocol: Protocol
-    calendar: WorkingCalendar
-    taxonomy: Taxonomy
-
-
-def env() -> Env:
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "DRP_" + str(first["loc"][0]).upper() if first["loc"] else "a DRP_ setting"
-        raise ConfigError(f"{name}: {first['msg']}") from None
-    return Env(
-        settings=settings,
-        engine=db.engine_for(settings.database_url),
-        protocol=protocol_from(settings.protocol),
-        calendar=default_calendar(),
-        taxonomy=load_taxonomy(settings.themes),
-    )
+def env() -> Runtime:
+    return runtime()
 
 
 @contextmanager
@@ -94,10 +70,7 @@ def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertSer
     clock = clock or clock_for(now, e.settings.tz)
     notifier = mail.notifier(e.settings)
     with db.transaction(e.engine) as session:
-        svc = AlertService(
-            session, protocol=e.protocol, calendar=e.calendar, clock=clock, tz=e.settings.tz,
-            taxonomy=e.taxonomy, notifier=notifier,
-        )
+        svc = e.service(session, clock, notifier)
         yield svc
     for line in notifier.missing:
         err.print(f"drp: warning: {line}", markup=False)
@@ -561,6 +534,75 @@ def mail_preview(
         raise BadValue(str(exc.args[0])) from None
     sys.stdout.write(f"Subject: {rendered.subject}\n\n")
     sys.stdout.write(rendered.html if html else rendered.text)
+
+
+# --- flows ----------------------------------------------------------------------------------
+
+FLOWS = ("timescales", "digest", "themes")
+
+
+@flows_app.command("run")
+def flows_run(
+    name: Annotated[str, typer.Argument(help="timescales, digest or themes.")],
+    now: Now = None,
+    as_json: Json = False,
+) -> None:
+    """Run one flow once, as of --now (under a local Prefect server unless PREFECT_API_URL
+    names one)."""
+    if name not in FLOWS:
+        raise BadValue(f"there is no flow {name!r}; the flows are {', '.join(FLOWS)}")
+    e = env()
+    db.require_schema(e.engine)
+    if now:
+        clock_for(now, e.settings.tz)  # a malformed --now is refused before Prefect starts
+    from flows import prefect_home
+
+    prefect_home(e.settings)
+    if name == "timescales":
+        from flows.timescales import timescales_flow as flow_fn
+    elif name == "digest":
+        from flows.digest import digest_flow as flow_fn
+    else:
+        from flows.themes import themes_flow as flow_fn
+    result = flow_fn(now=now)
+    if as_json:
+        emit(result)
+        return
+    if name == "timescales":
+        if not result["working_day"]:
+            out.print(f"{result['today']} is not a working day: nothing to do.")
+            return
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in result["counts"].items())
+        out.print(f"Timescales as of {result['today']}: {counts}. Mail: {result['mail']}.")
+        for problem in result["problems"]:
+            err.print(f"drp: {problem}", markup=False)
+    elif name == "digest":
+        if result["skipped"]:
+            out.print(result["skipped"])
+        else:
+            already = ", ".join(result["already_sent"])
+            out.print(f"Digest for the fortnight from {result['fortnight']}: queued for"
+                      f" {', '.join(result['queued_for']) or 'nobody new'}"
+                      f"{'; already sent to ' + already if already else ''}."
+                      f" Mail: {result['mail']}.")
+    else:
+        out.print(f"Themes: {len(result['unthemed'])} alert(s) without a theme;"
+                  f" {len(result['categorised'])} categorised.")
+
+
+@flows_app.command("serve")
+def flows_serve() -> None:
+    """Serve every flow on its schedule until stopped (Ctrl-C)."""
+    e = env()
+    db.require_schema(e.engine)
+    from flows import prefect_home
+
+    prefect_home(e.settings)
+    from flows.serve import serve_all
+
+    out.print("Serving drp's flows: timescales hourly 07:00-18:00 on working days, the digest"
+              " every other Monday at 08:00, themes nightly (Europe/London). Ctrl-C stops.")
+    serve_all()
 
 
 def main() -> None:

@@ -197,6 +197,10 @@ def build_machine(protocol: Protocol) -> Machine:
         {"trigger": "action_done", "source": [*keys, *TERMINAL], "dest": None,
          "conditions": [_permitted]}
     )
+    # A notice about agreed actions can follow a resolved alert too.
+    transitions.append(
+        {"trigger": "remind", "source": "resolved", "dest": None, "conditions": [_permitted]}
+    )
     return Machine(
         model=None,
         states=states,

@@ -145,6 +145,10 @@ class Alert(SQLModel, table=True):
     held_since: date | None = None
     hold_until: date | None = None
     closed_at: datetime | None = _instant(nullable=True, default=None)
+    # The stage due date a reminder / an overdue notice was last sent for (the flows' guard
+    # against sending twice; a new due date makes them due again).
+    reminded_for: date | None = None
+    overdue_notified_for: date | None = None
     last_seq: int = 0
     version: int = Field(default=1, sa_column=_version_col)
 
@@ -164,6 +168,7 @@ class Action(SQLModel, table=True):
     agreed_at: datetime = _instant()
     done_at: datetime | None = _instant(nullable=True, default=None)
     done_by_id: int | None = Field(default=None, foreign_key="person.id")
+    overdue_notified_at: datetime | None = _instant(nullable=True, default=None)
 
 
 class Event(SQLModel, table=True):

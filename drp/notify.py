@@ -166,6 +166,7 @@ class Notifier:
                 "stage_due": alert.stage_due, "resolution_due": alert.resolution_due,
                 "summary": alert.summary, "url": self.alert_url(alert.id),
             },
+            "link": self.alert_url(alert.id), "link_text": f"View alert {alert.id}",
             "recipient": {"name": recipient.person.name, "part": PARTS[recipient.role]},
             "role": recipient.role,
             "actor": actor_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +35,12 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     mail_from: str = "drp@localhost"
+    digest_anchor: date = Field(
+        default=date(2024, 1, 1), description="a Monday: fortnights are counted from it"
+    )
+    digest_empty_note: bool = Field(
+        default=True, description="send a short 'nothing outstanding' digest rather than none"
+    )
     templates_dir: Path | None = Field(
         default=None, description="a council's own message templates, searched first"
     )
@@ -43,6 +50,13 @@ class Settings(BaseSettings):
     def _tls_mode(cls, value: str | None) -> str | None:
         if value is not None and value not in ("none", "starttls", "ssl"):
             raise ValueError(f"{value!r} is not a TLS mode; use none, starttls or ssl")
+        return value
+
+    @field_validator("digest_anchor")
+    @classmethod
+    def _monday(cls, value: date) -> date:
+        if value.weekday() != 0:
+            raise ValueError(f"{value.isoformat()} is not a Monday; fortnights start on Mondays")
         return value
 
     @property

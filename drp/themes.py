@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -41,3 +41,18 @@ class Taxonomy(BaseModel):
 @lru_cache(maxsize=4)
 def load_taxonomy(path: Path) -> Taxonomy:
     return load_yaml(path).validate(Taxonomy)
+
+
+def categorise_unthemed(session: Any, taxonomy: Taxonomy, now: Any) -> dict[str, Any]:
+    """Alerts with no theme yet. The classifier that suggests one arrives with the themes
+    issue; until then this reports them, so the flow and its schedule are in place."""
+    from sqlmodel import col, select
+
+    from .models import Alert
+
+    ids = [i for i in session.exec(
+        select(col(Alert.id)).where(col(Alert.theme).is_(None)).order_by(col(Alert.id)))]
+    markdown = (f"# Themes\n\n{len(ids)} alert(s) without a theme: "
+                f"{', '.join(map(str, ids)) or 'none'}.\n\nNo classifier is configured yet,"
+                " so none were categorised.\n")
+    return {"unthemed": ids, "categorised": [], "markdown": markdown}

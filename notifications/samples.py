@@ -27,6 +27,7 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
             "summary": "No social work report shared before the child's review",
             "url": "http://127.0.0.1:8000/alerts/17",
         },
+        "link": "http://127.0.0.1:8000/alerts/17", "link_text": "View alert 17",
         "recipient": {"name": "Helen Smith", "part": PARTS[role]},
         "role": role,
         "actor": "Asha Patel",
@@ -40,6 +41,20 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
         "hold_until": date(2026, 4, 20), "held_working_days": 3,
         "previous_due": date(2026, 3, 6),
         "action_no": 1, "action_due": date(2026, 3, 13), "action_owner": "Tom Jones",
+        # the digest
+        "scope": "North Locality", "fortnight": date(2026, 3, 2), "today": date(2026, 3, 2),
+        "overdue": 1, "totals": None,
+        "rows": [
+            {"id": 17, "child": "C1001", "team": "North Team 1",
+             "stage_title": "Stage 2: Head of service", "days_open": 12,
+             "stage_due": date(2026, 2, 27), "overdue": True,
+             "theme": "Accountability and record keeping",
+             "last_event": "escalated 20 February", "url": "http://127.0.0.1:8000/alerts/17"},
+            {"id": 21, "child": "C1004", "team": "North Team 2",
+             "stage_title": "Informal resolution", "days_open": 2,
+             "stage_due": date(2026, 3, 6), "overdue": False, "theme": None,
+             "last_event": "raised 26 February", "url": "http://127.0.0.1:8000/alerts/21"},
+        ],
     }
 
 

@@ -172,6 +172,20 @@ class AlertLadder(RuleBasedStateMachine):
                 person = s.get(Person, pid) if pid is not None else None
             return person.username if person is not None else NOBODY
 
+    def _alert(self, alert_id: int) -> Alert:
+        with Session(self.engine) as s:
+            alert = s.get(Alert, alert_id)
+            assert alert is not None
+            return alert
+
+    def _check_stage_entered(self, alert: Alert) -> None:
+        """Just entered its stage: the stage's clock starts today, in London."""
+        stage = PROTOCOL.stage(alert.stage)
+        assert alert.stage_entered_at == self.now
+        assert alert.stage_due == CALENDAR.add(self.today, stage.timescale_working_days), (
+            alert.stage, self.today, alert.stage_due)
+        assert alert.stage_responded_at is None
+
     def _max_event_id(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM event")).scalar_one())
@@ -244,7 +258,14 @@ class AlertLadder(RuleBasedStateMachine):
             "raise", who, step,
             lambda s: s.raise_alert(who, child, summary, stage=stage, theme=theme),
         )
-        return multiple() if aid is None else aid
+        if aid is None:
+            return multiple()
+        after = self._alert(aid)
+        assert (after.status, after.stage) == ("open", stage or KEYS[0])
+        assert after.raised_at == after.stage_entered_at == self.now
+        self._check_stage_entered(after)
+        assert after.resolution_due == CALENDAR.add(self.today, PROTOCOL.resolution_working_days)
+        return aid
 
     @rule(alert=alerts, step=steps, who=responders, message=words, actions=actions_in)
     def respond(
@@ -252,39 +273,74 @@ class AlertLadder(RuleBasedStateMachine):
         actions: list[tuple[str, int, bool, str | None]],
     ) -> None:
         who = self._who(who, alert)
+        before = self._alert(alert)
+        sent: list[ActionIn] = []
 
         def call(s: AlertService) -> Alert:
-            acts = []
+            sent.clear()
             for what, offset, to_working_day, owner in actions:
                 due = s.today + timedelta(days=offset)
                 if to_working_day:
                     due = CALENDAR.next_working_day(max(due, s.today))
-                acts.append(ActionIn(what, due, owner))
-            return s.respond(alert, who, message, acts)
+                sent.append(ActionIn(what, due, owner))
+            return s.respond(alert, who, message, sent)
 
         kinds = ["responded"] + ["action_agreed"] * len(actions)
-        self._run("respond", who, step, call, alert_id=alert, kinds=kinds)
+        if self._run("respond", who, step, call, alert_id=alert, kinds=kinds) is None:
+            return
+        after = self._alert(alert)
+        assert (after.status, after.stage) == (before.status, before.stage)
+        assert after.stage_responded_at == (before.stage_responded_at or self.now)
+        with Session(self.engine) as s:
+            new = list(s.exec(
+                select(Action).where(Action.alert_id == alert, col(Action.agreed_at) == self.now)
+                .order_by(col(Action.no))
+            ))
+            owners = {p.id: p.username for p in s.exec(select(Person))}
+        assert [(a.text, a.due, owners[a.owner_id], a.stage) for a in new] == [
+            (a.text.strip(), a.due, a.owner or who, after.stage) for a in sent
+        ]
 
     @rule(alert=alerts, step=steps, who=people, reason=words, to=escalate_to)
     def escalate(self, alert: int, step: timedelta, who: str, reason: str, to: str | None) -> None:
         who = self._who(who, alert)
-        self._run("escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
-                  alert_id=alert)
+        before = self._alert(alert)
+        if self._run("escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert before.status == after.status == "open" and not before.on_hold
+        assert after.stage == (to or KEYS[KEYS.index(before.stage) + 1])
+        assert KEYS.index(after.stage) > KEYS.index(before.stage)
+        self._check_stage_entered(after)
+        assert after.resolution_due == before.resolution_due
+
+    def _close(self, verb: str, status: str, alert: int, who: str, step: timedelta,
+               text: str) -> None:
+        who = self._who(who, alert)
+        before = self._alert(alert)
+        if self._run(verb, who, step, lambda s: getattr(s, verb)(alert, who, text),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert before.status == "open"
+        assert after.status == status
+        assert after.stage == (CAFCASS if status == "referred" else before.stage)
+        assert after.closed_at == self.now
+        assert not after.on_hold and after.hold_until is None
+        assert after.outcome == (text.strip() if status == "resolved" else before.outcome)
 
     @rule(alert=alerts, step=steps, who=people, outcome=words)
     def resolve(self, alert: int, step: timedelta, who: str, outcome: str) -> None:
-        who = self._who(who, alert)
-        self._run("resolve", who, step, lambda s: s.resolve(alert, who, outcome), alert_id=alert)
+        self._close("resolve", "resolved", alert, who, step, outcome)
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
     def withdraw(self, alert: int, step: timedelta, who: str, reason: str) -> None:
-        who = self._who(who, alert)
-        self._run("withdraw", who, step, lambda s: s.withdraw(alert, who, reason), alert_id=alert)
+        self._close("withdraw", "withdrawn", alert, who, step, reason)
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
     def refer(self, alert: int, step: timedelta, who: str, reason: str) -> None:
-        who = self._who(who, alert)
-        self._run("refer", who, step, lambda s: s.refer(alert, who, reason), alert_id=alert)
+        self._close("refer", "referred", alert, who, step, reason)
 
     @rule(
         alert=alerts, step=steps, who=people, reason=words,
@@ -294,31 +350,66 @@ class AlertLadder(RuleBasedStateMachine):
         self, alert: int, step: timedelta, who: str, reason: str, until: int | None
     ) -> None:
         who = self._who(who, alert)
+        before = self._alert(alert)
+        days: list[date | None] = []
 
         def call(s: AlertService) -> Alert:
-            day = None if until is None else s.today + timedelta(days=until)
-            return s.hold(alert, who, reason, until=day)
+            days[:] = [None if until is None else s.today + timedelta(days=until)]
+            return s.hold(alert, who, reason, until=days[0])
 
-        self._run("hold", who, step, call, alert_id=alert)
+        if self._run("hold", who, step, call, alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert before.status == "open" and not before.on_hold
+        assert (after.on_hold, after.held_since, after.hold_until) == (True, self.today, days[0])
+        assert (after.stage_due, after.resolution_due) == (
+            before.stage_due, before.resolution_due)
 
     @rule(alert=alerts, step=steps, who=people, comment=st.one_of(st.none(), words))
     def resume(self, alert: int, step: timedelta, who: str, comment: str | None) -> None:
         who = self._who(who, alert)
-        self._run("resume", who, step, lambda s: s.resume(alert, who, comment), alert_id=alert)
+        before = self._alert(alert)
+        if self._run("resume", who, step, lambda s: s.resume(alert, who, comment),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert before.on_hold and before.held_since is not None
+        assert not after.on_hold and after.held_since is None and after.hold_until is None
+        # The working days on hold move both clocks on.
+        held = max(0, CALENDAR.between(before.held_since, self.today))
+        assert before.stage_due is not None
+        assert after.stage_due == CALENDAR.add(before.stage_due, held)
+        assert after.resolution_due == CALENDAR.add(before.resolution_due, held)
 
     @rule(alert=alerts, step=steps, who=people, until=day_offsets, reason=words)
     def extend(self, alert: int, step: timedelta, who: str, until: int, reason: str) -> None:
         who = self._who(who, alert)
-
-        def call(s: AlertService) -> Alert:
-            return s.extend(alert, who, s.today + timedelta(days=until), reason)
-
-        self._run("extend", who, step, call, alert_id=alert)
+        before = self._alert(alert)
+        if self._run("extend", who, step,
+                     lambda s: s.extend(alert, who, s.today + timedelta(days=until), reason),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert before.status == "open" and not before.on_hold
+        assert after.stage_due == self.today + timedelta(days=until)
+        assert before.stage_due is not None and after.stage_due > before.stage_due
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
     def reopen(self, alert: int, step: timedelta, who: str, reason: str) -> None:
         who = self._who(who, alert)
-        self._run("reopen", who, step, lambda s: s.reopen(alert, who, reason), alert_id=alert)
+        before = self._alert(alert)
+        if self._run("reopen", who, step, lambda s: s.reopen(alert, who, reason),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert before.status == "resolved"
+        assert (after.status, after.stage) == ("open", before.stage)
+        assert after.closed_at is None and after.outcome is None
+        self._check_stage_entered(after)
+        with Session(self.engine) as s:
+            outstanding = s.exec(select(Action).where(
+                Action.alert_id == alert, col(Action.done_at).is_(None))).all()
+        assert outstanding, "reopened with every agreed action done"
 
     @rule(
         alert=alerts, step=steps, who=responders, no=st.integers(0, 4),
@@ -328,8 +419,18 @@ class AlertLadder(RuleBasedStateMachine):
         self, alert: int, step: timedelta, who: str, no: int, comment: str | None
     ) -> None:
         who = self._who(who, alert)
-        self._run("action_done", who, step, lambda s: s.action_done(alert, no, who, comment),
-                  alert_id=alert)
+        before = self._alert(alert)
+        if self._run("action_done", who, step,
+                     lambda s: s.action_done(alert, no, who, comment),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert (after.status, after.stage, after.on_hold) == (
+            before.status, before.stage, before.on_hold)
+        with Session(self.engine) as s:
+            action = s.exec(select(Action).where(Action.alert_id == alert, Action.no == no)).one()
+            person = s.exec(select(Person).where(Person.username == who)).one()
+        assert (action.done_at, action.done_by_id) == (self.now, person.id)
 
     @rule(step=steps, who=anyone, verb=st.sampled_from(sorted(EXPECTED_KINDS)))
     def no_such_alert(self, step: timedelta, who: str, verb: str) -> None:
@@ -358,22 +459,27 @@ class AlertLadder(RuleBasedStateMachine):
 
         assert self._run(verb, who, step, expect_not_found) is None
 
-    # -- reads: they must not fail other than by DrpError, and write no event -----------------
+    # -- reads: they fail only with a DrpError, write no event, and agree with each other ------
+    def _service(self, session: Session) -> AlertService:
+        return AlertService(
+            session, protocol=PROTOCOL, calendar=CALENDAR, clock=FixedClock(self.now),
+            tz=LONDON, taxonomy=TAXONOMY,
+        )
+
     @rule(alert=alerts, step=steps, who=anyone)
     def show(self, alert: int, step: timedelta, who: str) -> None:
         self.now += step
         before = self._max_event_id()
         try:
             with db.transaction(self.engine) as session:
-                svc = AlertService(
-                    session, protocol=PROTOCOL, calendar=CALENDAR, clock=FixedClock(self.now),
-                    tz=LONDON, taxonomy=TAXONOMY,
-                )
-                view = svc.show(alert, who)
+                view = self._service(session).show(alert, who)
                 logged = session.exec(select(Event).where(Event.alert_id == alert)).all()
-                assert len(view.events) == len(logged)
         except DrpError:
             pass
+        else:
+            row = self._alert(alert)
+            assert [e.kind for e in view.events] == [e.kind for e in logged]
+            assert (view.status, view.stage, view.on_hold) == (row.status, row.stage, row.on_hold)
         assert self._max_event_id() == before
 
     @rule(
@@ -381,18 +487,35 @@ class AlertLadder(RuleBasedStateMachine):
         status=st.sampled_from([None, "open", "overdue", "closed", "bogus"]),
     )
     def list_alerts(self, step: timedelta, who: str, status: str | None) -> None:
+        """The list shows exactly the alerts this person may look at one by one."""
         self.now += step
         before = self._max_event_id()
         try:
             with db.transaction(self.engine) as session:
-                svc = AlertService(
-                    session, protocol=PROTOCOL, calendar=CALENDAR, clock=FixedClock(self.now),
-                    tz=LONDON, taxonomy=TAXONOMY,
-                )
-                svc.list(who, status)
+                svc = self._service(session)
+                listed = svc.list(who, status)
+                visible = set()
+                for aid in session.exec(select(Alert.id)):
+                    try:
+                        svc.show(int(aid or 0), who)
+                    except NotFound:
+                        continue
+                    visible.add(aid)
         except DrpError:
-            pass
+            assert status == "bogus" or who == NOBODY, (who, status)
+            return
         assert self._max_event_id() == before
+        ids = {v.id for v in listed}
+        assert ids <= visible, (who, status, ids - visible)
+        if status is None:
+            assert ids == visible, (who, visible - ids)
+        for v in listed:
+            if status in ("open", "overdue"):
+                assert v.status == "open", v
+            if status == "closed":
+                assert v.status in ("resolved", "withdrawn", "referred"), v
+            if status == "overdue":
+                assert v.overdue and not v.on_hold, v
 
     # -- invariants ----------------------------------------------------------------------------
     @invariant()

@@ -1,0 +1,166 @@
+"""The fortnightly digest of outstanding alerts (domain.md: "Updates are sent to Heads of
+Service and Group Managers on a two-weekly basis"). Each head of service and service manager
+gets their services' open alerts, overdue first; IRO managers get the whole council's list
+with totals by stage, team and theme. Sent once per fortnight: the outbox key names the
+fortnight and the person, so a rerun sends nothing new."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from notifications.outbox import enqueue
+from notifications.render import Renderer
+
+from .calendar import WorkingCalendar
+from .models import Alert, Child, Council, Event, Person, PersonRole, Service, Team
+from .protocol import Protocol, Role
+from .themes import Taxonomy
+
+# Fortnights are counted from this Monday (a council can choose its own week).
+DEFAULT_ANCHOR = date(2024, 1, 1)
+
+
+def fortnight_start(day: date, anchor: date = DEFAULT_ANCHOR) -> date:
+    """The Monday that starts the fortnight containing `day`."""
+    return anchor + timedelta(days=((day - anchor).days // 14) * 14)
+
+
+def digest_day(day: date, calendar: WorkingCalendar, anchor: date = DEFAULT_ANCHOR) -> date:
+    """The fortnight's digest goes on its Monday, or the next working day when that Monday is
+    a bank holiday."""
+    return calendar.next_working_day(fortnight_start(day, anchor))
+
+
+def digest_dates(after: date, n: int, calendar: WorkingCalendar,
+                 anchor: date = DEFAULT_ANCHOR) -> list[date]:
+    """The next `n` digest days on or after `after`."""
+    out: list[date] = []
+    start = fortnight_start(after, anchor)
+    while len(out) < n:
+        day = calendar.next_working_day(start)
+        if day >= after:
+            out.append(day)
+        start += timedelta(days=14)
+    return out
+
+
+@dataclass
+class DigestReport:
+    fortnight: date
+    sent_to: list[str] = field(default_factory=list)
+    already_sent: list[str] = field(default_factory=list)
+    missing_address: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fortnight": self.fortnight.isoformat(), "queued_for": self.sent_to,
+                "already_sent": self.already_sent, "missing_address": self.missing_address,
+                "skipped": self.skipped}
+
+    def markdown(self) -> str:
+        if self.skipped:
+            return f"# Digest, fortnight from {self.fortnight.isoformat()}\n\n{self.skipped}\n"
+        return (f"# Digest, fortnight from {self.fortnight.isoformat()}\n\n"
+                f"- queued for: {', '.join(self.sent_to) or 'nobody new'}\n"
+                f"- already sent this fortnight: {', '.join(self.already_sent) or 'none'}\n"
+                f"- no e-mail address: {', '.join(self.missing_address) or 'none'}\n")
+
+
+def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today: date,
+          tz: ZoneInfo, taxonomy: Taxonomy | None, base_url: str) -> list[dict[str, Any]]:
+    last_seq = (select(Event.alert_id, func.max(Event.seq).label("seq"))
+                .group_by(col(Event.alert_id)).subquery())
+    query = (
+        sa_select(Alert, col(Child.ref), col(Team.name), col(Team.service_id), col(Event.kind),
+                  col(Event.at))
+        .join(Child, col(Child.id) == Alert.child_id)
+        .join(Team, col(Team.id) == Child.team_id)
+        .join(last_seq, last_seq.c.alert_id == Alert.id)
+        .join(Event, (col(Event.alert_id) == Alert.id) & (col(Event.seq) == last_seq.c.seq))
+        .where(col(Alert.status) == "open")
+    )
+    titles = {t.key: t.title for t in taxonomy.themes} if taxonomy else {}
+    rows = []
+    for alert, ref, team, service_id, kind, at in session.execute(query).tuples():
+        overdue = not alert.on_hold and (
+            (alert.stage_due is not None and alert.stage_responded_at is None
+             and today > alert.stage_due) or today > alert.resolution_due)
+        local = at.astimezone(tz).date()
+        rows.append({
+            "id": alert.id, "child": ref, "team": team, "service_id": service_id,
+            "stage": alert.stage,
+            "stage_title": protocol.title(alert.stage) + (" (on hold)" if alert.on_hold else ""),
+            "days_open": calendar.between(alert.raised_at.astimezone(tz).date(), today),
+            "stage_due": alert.stage_due, "overdue": overdue,
+            "theme": titles.get(alert.theme or "", alert.theme),
+            "last_event": f"{kind.replace('_', ' ')} {local.day} {local:%B}",
+            "url": f"{base_url.rstrip('/')}/alerts/{alert.id}",
+        })
+    rows.sort(key=lambda r: (not r["overdue"], r["stage_due"] or date.max, r["id"]))
+    return rows
+
+
+def queue_digest(
+    session: Session, *, protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy | None,
+    renderer: Renderer, base_url: str, tz: ZoneInfo, now: datetime,
+    empty_note: bool = True, anchor: date = DEFAULT_ANCHOR,
+) -> DigestReport:
+    today = now.astimezone(tz).date()
+    fortnight = fortnight_start(today, anchor)
+    report = DigestReport(fortnight=fortnight)
+    rows = _rows(session, protocol, calendar, today, tz, taxonomy, base_url)
+    council = session.get(Council, 1)
+    link = f"{base_url.rstrip('/')}/outstanding"
+
+    def send(person: Person, scope: str, part: str, mine: list[dict[str, Any]],
+             totals: dict[str, list[tuple[str, int]]] | None) -> None:
+        if not mine and not empty_note:
+            return
+        context = {
+            "council": council.name if council else "drp", "scope": scope,
+            "fortnight": fortnight, "today": today, "rows": mine, "totals": totals,
+            "overdue": sum(1 for r in mine if r["overdue"]),
+            "link": link, "link_text": "See all outstanding alerts in drp",
+            "recipient": {"name": person.name, "part": part},
+        }
+        row = enqueue(session, key=f"digest:{fortnight.isoformat()}:{person.username}",
+                      message="digest", alert_id=None, recipient=person.username,
+                      to_addr=person.email, rendered=renderer.render("digest", context),
+                      now=now)
+        if row is None:
+            report.already_sent.append(person.username)
+        else:
+            report.sent_to.append(person.username)
+            if not person.email:
+                report.missing_address.append(person.username)
+
+    services = session.exec(
+        select(Service).where(col(Service.active)).order_by(col(Service.key))).all()
+    for service in services:
+        mine = [r for r in rows if r["service_id"] == service.id]
+        for pid, post in ((service.head_of_service_id, "head of service"),
+                          (service.service_manager_id, "service manager")):
+            person = session.get(Person, pid) if pid else None
+            if person is not None and person.active:
+                send(person, service.name, f"{post} for {service.name}", mine, None)
+    managers = session.exec(
+        select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
+        .where(PersonRole.role == Role.iro_manager, col(Person.active))
+        .order_by(col(Person.username))).all()
+
+    def count(key: str) -> list[tuple[str, int]]:
+        return sorted(Counter(str(r[key] or "not set") for r in rows).items())
+
+    totals = {"stage": count("stage_title"), "team": count("team"), "theme": count("theme")}
+    for person in managers:
+        send(person, council.name if council else "the council", "an IRO manager", rows,
+             totals)
+    return report

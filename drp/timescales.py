@@ -1,0 +1,180 @@
+"""The timescale run: find, with a few set-based queries, every alert due a reminder, overdue,
+or whose hold has ended, and every agreed action now overdue; then apply what the protocol
+orders through the service layer (actor `system`), which re-checks each one, so a rerun at the
+same or a later instant never repeats a reminder or an escalation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from . import db
+from .alerts import AlertService
+from .calendar import WorkingCalendar
+from .errors import DrpError
+from .models import Action, Alert
+from .protocol import Protocol
+
+T = TypeVar("T")
+CHUNK = 200
+
+
+@dataclass
+class DueSet:
+    hold_ended: list[int] = field(default_factory=list)
+    overdue: list[int] = field(default_factory=list)
+    remind: list[int] = field(default_factory=list)
+    actions: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.hold_ended) + len(self.overdue) + len(self.remind) + len(self.actions)
+
+
+@dataclass
+class TimescaleReport:
+    today: date
+    working_day: bool
+    resumed: list[int] = field(default_factory=list)
+    escalated: list[int] = field(default_factory=list)
+    overdue_notices: list[int] = field(default_factory=list)
+    cafcass_prompts: list[int] = field(default_factory=list)
+    reminded: list[int] = field(default_factory=list)
+    actions_overdue: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    mail: str = ""
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "resumed": len(self.resumed), "escalated": len(self.escalated),
+            "overdue_notices": len(self.overdue_notices),
+            "cafcass_prompts": len(self.cafcass_prompts), "reminded": len(self.reminded),
+            "actions_overdue": len(self.actions_overdue), "problems": len(self.problems),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"today": self.today.isoformat(), "working_day": self.working_day,
+                "counts": self.counts(), "resumed": self.resumed, "escalated": self.escalated,
+                "overdue_notices": self.overdue_notices,
+                "cafcass_prompts": self.cafcass_prompts, "reminded": self.reminded,
+                "actions_overdue": self.actions_overdue, "problems": self.problems,
+                "mail": self.mail}
+
+    def markdown(self) -> str:
+        if not self.working_day:
+            return (f"# Timescales {self.today.isoformat()}\n\nNot a working day: nothing to"
+                    " do.\n")
+        rows = "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in self.counts().items())
+
+        def ids(values: Iterable[object]) -> str:
+            listed = ", ".join(str(v) for v in values)
+            return listed or "none"
+
+        return (
+            f"# Timescales {self.today.isoformat()}\n\n| what | how many |\n|---|---|\n{rows}\n\n"
+            f"- resumed (hold ended): {ids(self.resumed)}\n"
+            f"- escalated automatically: {ids(self.escalated)}\n"
+            f"- overdue notices (pause points): {ids(self.overdue_notices)}\n"
+            f"- Cafcass prompts: {ids(self.cafcass_prompts)}\n"
+            f"- reminders: {ids(self.reminded)}\n"
+            f"- agreed actions overdue (alert/action): {ids(self.actions_overdue)}\n"
+            + "".join(f"- problem: {p}\n" for p in self.problems)
+            + (f"\nMail: {self.mail}\n" if self.mail else "")
+        )
+
+
+def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
+             today: date) -> DueSet:
+    """Candidates, by set-based queries (the service layer re-checks each)."""
+    due = DueSet()
+    open_ = and_(col(Alert.status) == "open", col(Alert.on_hold).is_(False))
+    unanswered = and_(col(Alert.stage_responded_at).is_(None),
+                      col(Alert.stage_due).is_not(None))
+    def ids(*where: Any) -> list[int]:
+        query = select(col(Alert.id)).where(*where).order_by(col(Alert.id))
+        return [i for i in session.exec(query) if i is not None]
+
+    due.hold_ended = ids(col(Alert.status) == "open", col(Alert.on_hold).is_(True),
+                         col(Alert.hold_until) <= today)
+    escalating = [s.key for s in protocol.stages if s.when_overdue == "escalate"]
+    due.overdue = ids(open_, unanswered, col(Alert.stage_due) < today,
+                      or_(col(Alert.stage).in_(escalating),
+                          col(Alert.overdue_notified_for).is_(None),
+                          col(Alert.overdue_notified_for) != col(Alert.stage_due)))
+    # A reminder is due when the stage's due date is within its lead (due dates are working
+    # days, so "due <= add(today, lead)" is "at most `lead` working days away").
+    per_stage = [and_(col(Alert.stage) == s.key,
+                      col(Alert.stage_due) <= calendar.add(today, s.reminder_lead_working_days))
+                 for s in protocol.stages]
+    due.remind = ids(open_, unanswered, col(Alert.stage_due) >= today, or_(*per_stage),
+                     or_(col(Alert.reminded_for).is_(None),
+                         col(Alert.reminded_for) != col(Alert.stage_due)))
+    due.actions = [(a, n) for a, n in session.exec(
+        select(Action.alert_id, Action.no)
+        .join(Alert, col(Alert.id) == Action.alert_id)
+        .where(col(Action.done_at).is_(None), col(Action.overdue_notified_at).is_(None),
+               col(Action.due) < today, col(Alert.status).in_(("open", "resolved")),
+               col(Alert.on_hold).is_(False))
+        .order_by(col(Action.alert_id), col(Action.no)))]
+    return due
+
+
+def _in_chunks(
+    engine: Engine, make: Callable[[Session], AlertService], items: list[T],
+    apply: Callable[[AlertService, T], Any], report: TimescaleReport,
+) -> list[tuple[T, Any]]:
+    """Apply in transactions of CHUNK items; if one item is refused, its chunk is rolled back
+    and redone an item per transaction, so one bad alert never holds up the rest."""
+    done: list[tuple[T, Any]] = []
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start:start + CHUNK]
+        try:
+            results: list[tuple[T, Any]] = []
+            with db.transaction(engine) as session:
+                svc = make(session)
+                for item in chunk:
+                    results.append((item, apply(svc, item)))
+            done += results
+        except DrpError:
+            for item in chunk:
+                try:
+                    with db.transaction(engine) as session:
+                        done.append((item, apply(make(session), item)))
+                except DrpError as exc:
+                    report.problems.append(f"{item}: {exc.message}")
+    return done
+
+
+def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Protocol,
+        calendar: WorkingCalendar, today: date) -> TimescaleReport:
+    """One timescale run as of the service's clock. Only working days do anything: a due
+    date's consequences land on the working day after it."""
+    report = TimescaleReport(today=today, working_day=calendar.is_working_day(today))
+    if not report.working_day:
+        return report
+    with Session(engine) as session:
+        due = find_due(session, protocol, calendar, today)
+    for aid, ok in _in_chunks(engine, make, due.hold_ended, lambda s, a: s.end_hold(a), report):
+        if ok:
+            report.resumed.append(aid)
+    for aid, what in _in_chunks(engine, make, due.overdue,
+                                lambda s, a: s.act_on_overdue(a), report):
+        {"escalated": report.escalated, "overdue": report.overdue_notices,
+         "cafcass_prompt": report.cafcass_prompts}.get(what or "", []).append(aid)
+    # Alerts resumed or escalated just now may be due a reminder: look again.
+    with Session(engine) as session:
+        reminders = find_due(session, protocol, calendar, today).remind
+    for aid, ok in _in_chunks(engine, make, reminders, lambda s, a: s.remind(a), report):
+        if ok:
+            report.reminded.append(aid)
+    for (aid, no), ok in _in_chunks(engine, make, due.actions,
+                                    lambda s, item: s.action_overdue(*item), report):
+        if ok:
+            report.actions_overdue.append(f"{aid}/{no}")
+    return report

@@ -1,0 +1,53 @@
+"""The fortnightly outstanding-alerts digest to heads of service, service managers and IRO
+managers. Sent once per fortnight, whatever the scheduler does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from drp import db, digest, mail
+
+from .common import as_of
+
+
+@task(cache_policy=NO_CACHE)
+def queue_digest(now: str, only_on_digest_day: bool) -> dict[str, Any]:
+    rt, _, instant = as_of(now)
+    db.require_schema(rt.engine)
+    s = rt.settings
+    today = instant.astimezone(s.tz).date()
+    if only_on_digest_day and today != digest.digest_day(today, rt.calendar, s.digest_anchor):
+        report = digest.DigestReport(fortnight=digest.fortnight_start(today, s.digest_anchor))
+        report.skipped = (f"{today.isoformat()} is not the fortnight's digest day"
+                          f" ({digest.digest_day(today, rt.calendar, s.digest_anchor)});"
+                          " nothing sent")
+    else:
+        with db.transaction(rt.engine) as session:
+            report = digest.queue_digest(
+                session, protocol=rt.protocol, calendar=rt.calendar, taxonomy=rt.taxonomy,
+                renderer=mail.renderer(s), base_url=s.base_url, tz=s.tz, now=instant,
+                empty_note=s.digest_empty_note, anchor=s.digest_anchor,
+            )
+    return {"report": report.as_dict(), "markdown": report.markdown()}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
+def deliver_mail(now: str) -> str:
+    rt, clock, _ = as_of(now)
+    return mail.send(rt.engine, rt.settings, clock).summary()
+
+
+@flow(name="drp-digest", description="Fortnightly digest of outstanding alerts.")
+def digest_flow(now: str | None = None, only_on_digest_day: bool = False) -> dict[str, Any]:
+    _, _, instant = as_of(now)
+    result = queue_digest(instant.isoformat(), only_on_digest_day)
+    report = result["report"]
+    report["mail"] = deliver_mail(instant.isoformat())
+    create_markdown_artifact(key="drp-digest",
+                             markdown=result["markdown"] + f"\nMail: {report['mail']}\n",
+                             description=f"drp digest as of {instant.isoformat()}")
+    return dict(report)

@@ -1,0 +1,30 @@
+"""Categorise alerts that have no confirmed theme yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from drp import db, themes
+
+from .common import as_of
+
+
+@task(cache_policy=NO_CACHE)
+def categorise(now: str) -> dict[str, Any]:
+    rt, clock, _ = as_of(now)
+    db.require_schema(rt.engine)
+    with db.transaction(rt.engine) as session:
+        return themes.categorise_unthemed(session, rt.taxonomy, clock.now())
+
+
+@flow(name="drp-themes", description="Suggest themes for alerts that have none.")
+def themes_flow(now: str | None = None) -> dict[str, Any]:
+    _, _, instant = as_of(now)
+    report = categorise(instant.isoformat())
+    create_markdown_artifact(key="drp-themes", markdown=report.pop("markdown"),
+                             description=f"drp themes as of {instant.isoformat()}")
+    return report

@@ -1,0 +1,48 @@
+"""The timescale flow: reminders, overdue notices, automatic escalations, the Cafcass prompt,
+holds that have ended and agreed actions now overdue, for every due alert in one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from drp import db, mail, timescales
+
+from .common import as_of
+
+
+@task(cache_policy=NO_CACHE)
+def apply_timescales(now: str) -> dict[str, Any]:
+    """Find the due set with a few queries and act on it through the service layer."""
+    rt, clock, instant = as_of(now)
+    db.require_schema(rt.engine)
+    notifier = rt.notifier()
+    report = timescales.run(
+        rt.engine, lambda session: rt.service(session, clock, notifier), rt.protocol,
+        rt.calendar, instant.astimezone(rt.settings.tz).date(),
+    )
+    report.problems += sorted(set(notifier.missing))
+    return {"report": report.as_dict(), "markdown": report.markdown()}
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
+def deliver_mail(now: str) -> str:
+    """Send what the run queued (and anything else due); what cannot go waits in the outbox."""
+    rt, clock, _ = as_of(now)
+    return mail.send(rt.engine, rt.settings, clock).summary()
+
+
+@flow(name="drp-timescales", description="Enforce the dispute ladder's working-day timescales.")
+def timescales_flow(now: str | None = None) -> dict[str, Any]:
+    _, _, instant = as_of(now)
+    result = apply_timescales(instant.isoformat())
+    report = result["report"]
+    report["mail"] = deliver_mail(instant.isoformat())
+    create_markdown_artifact(
+        key="drp-timescales", markdown=result["markdown"] + f"\nMail: {report['mail']}\n",
+        description=f"drp timescales as of {instant.isoformat()}",
+    )
+    return dict(report)
