@@ -89,7 +89,7 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
     )
     titles = {t.key: t.title for t in taxonomy.themes} if taxonomy else {}
     rows = []
-    for alert, ref, team, service_id, kind, at in session.execute(query).tuples():
+    for alert, ref, team, service_id, kind, at in session.execute(query):
         overdue = not alert.on_hold and (
             (alert.stage_due is not None and alert.stage_responded_at is None
              and today > alert.stage_due) or today > alert.resolution_due)

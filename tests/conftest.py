@@ -109,3 +109,29 @@ def run(org: Engine, protocol: Protocol, calendar: WorkingCalendar) -> Run:
             return fn(svc)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One local Prefect server for the whole session (the first flow run starts it)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def drp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point drp's settings (read once per process) at a fresh SQLite database of this test."""
+    from drp import runtime, settings
+
+    for key in [k for k in os.environ if k.startswith("DRP_") and k != "DRP_TEST_POSTGRES_URL"]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DRP_DATABASE_URL", f"sqlite:///{tmp_path / 'drp.db'}")
+    monkeypatch.setenv("DRP_MAIL_DIR", str(tmp_path / "mail"))
+    monkeypatch.setenv("DRP_BASE_URL", "https://drp.example")
+    settings.get_settings.cache_clear()
+    runtime.runtime.cache_clear()
+    yield tmp_path
+    settings.get_settings.cache_clear()
+    runtime.runtime.cache_clear()

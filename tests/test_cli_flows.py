@@ -1,0 +1,32 @@
+"""`drp flows run` as a user runs it (each run starts a local Prefect server, ~10 s)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import DATA
+from .test_cli import Cli
+
+
+def test_flows_run_from_the_command_line(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli("init")
+    cli("org", "load", str(DATA / "org.yaml"))
+    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "x",
+        "--stage", "stage1", "--now", "2027-03-18T10:00")  # due Thu 25 March
+    reminder = json.loads(cli("flows", "run", "timescales", "--now", "2027-03-24T08:00",
+                              "--json").stdout)
+    assert reminder["reminded"] == [1] and reminder["escalated"] == []
+    easter = cli("flows", "run", "timescales", "--now", "2027-03-29T08:00")
+    assert "2027-03-29 is not a working day" in easter.stdout
+    escalated = json.loads(cli("flows", "run", "timescales", "--now", "2027-03-30T08:00",
+                               "--json").stdout)
+    assert escalated["escalated"] == [1]
+    shown = cli.json("alert", "show", "1", "--as", "irom.cat")
+    assert shown["stage"] == "stage2" and shown["events"][-1]["actor"] == "system"
+    assert [e["kind"] for e in shown["events"]] == ["raised", "reminder", "auto_escalated"]
+    digest = cli("flows", "run", "digest", "--now", "2027-03-30T09:00").stdout
+    assert "queued for hos.ivy, sm.hal, hos.jon, irom.cat" in digest
+    assert "there is no flow 'nope'" in cli.refused("flows", "run", "nope")
+    assert "not a date and time" in cli.refused("flows", "run", "digest", "--now", "soon")

@@ -1,0 +1,87 @@
+"""The fortnightly digest: who gets which alerts, once per fortnight; its dates."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from drp import db
+from drp.calendar import WorkingCalendar
+from drp.clock import parse_instant
+from drp.digest import digest_dates, digest_day, fortnight_start, queue_digest
+from drp.models import OutboxMessage
+from drp.protocol import Protocol
+from drp.settings import CONFIG_DIR
+from drp.themes import load_taxonomy
+from notifications.render import Renderer
+
+from .conftest import LONDON, Run, backends
+
+CAL = WorkingCalendar()
+
+
+def digest_at(engine: Engine, protocol: Protocol, when: str, empty_note: bool = True) -> object:
+    with db.transaction(engine) as s:
+        return queue_digest(
+            s, protocol=protocol, calendar=CAL, taxonomy=load_taxonomy(CONFIG_DIR / "themes.yaml"),
+            renderer=Renderer(), base_url="https://drp.example", tz=LONDON,
+            now=parse_instant(when, LONDON), empty_note=empty_note)
+
+
+def digests(engine: Engine) -> dict[str, str]:
+    with Session(engine) as s:
+        return {m.recipient: m.text_body for m in s.exec(select(OutboxMessage))
+                if m.message == "digest"}
+
+
+def test_digest_days_are_alternate_mondays_moved_off_bank_holidays() -> None:
+    assert digest_dates(date(2026, 1, 1), 4, CAL) == [
+        date(2026, 1, 12), date(2026, 1, 26), date(2026, 2, 9), date(2026, 2, 23)]
+    # With fortnights from 15 March 2027, Easter Monday (29 March) moves to the Tuesday.
+    anchor = date(2027, 3, 15)
+    assert digest_dates(date(2027, 3, 20), 3, CAL, anchor) == [
+        date(2027, 3, 30), date(2027, 4, 12), date(2027, 4, 26)]
+    assert fortnight_start(date(2027, 4, 1), anchor) == date(2027, 3, 29)
+    assert digest_day(date(2027, 4, 9), CAL, anchor) == date(2027, 3, 30)
+    # Late May bank holiday and Christmas
+    assert digest_day(date(2026, 5, 26), CAL, date(2026, 5, 25)) == date(2026, 5, 26)
+    assert digest_day(date(2026, 12, 30), CAL, date(2026, 12, 28)) == date(2026, 12, 29)
+
+
+@backends
+def test_each_head_of_service_gets_their_services_alerts_overdue_first(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    a = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", theme="safeguarding")).id)
+    b = int(run("2027-03-10T10:00", lambda s: s.raise_alert("iro.ben", "R101", "y")).id)
+    c = int(run("2027-03-10T10:00", lambda s: s.raise_alert("iro.ben", "R200", "z")).id)
+    report = digest_at(org, protocol, "2027-03-15T08:00")
+    sent = digests(org)
+    assert set(sent) == {"hos.ivy", "sm.hal", "hos.jon", "irom.cat"}
+    east = sent["hos.ivy"]
+    assert f"Alert {c} " not in east and "R200" not in east
+    assert east.index(f"OVERDUE Alert {a} ") < east.index(f"Alert {b} ")  # overdue first
+    assert "theme: Safeguarding" in east and "open 10 working days" in east
+    assert sent["sm.hal"] == east.replace("head of service", "service manager")
+    assert "R200" in sent["hos.jon"] and "R100" not in sent["hos.jon"]
+    everything = sent["irom.cat"]
+    assert all(ref in everything for ref in ("R100", "R101", "R200"))
+    assert "Totals by stage: Informal resolution 3." in everything
+    assert "Totals by team: East A 2; West A 1." in everything
+    assert report.fortnight == date(2027, 3, 8)  # fortnights from 2024-01-01
+    # The same fortnight again: nothing new.
+    again = digest_at(org, protocol, "2027-03-19T08:00")
+    assert again.sent_to == [] and len(again.already_sent) == 4
+    # The next fortnight: a new digest each.
+    nxt = digest_at(org, protocol, "2027-03-22T08:00")
+    assert len(nxt.sent_to) == 4
+
+
+def test_nothing_outstanding_gets_a_short_note_or_nothing(org: Engine, protocol: Protocol) -> None:
+    digest_at(org, protocol, "2027-03-15T08:00", empty_note=False)
+    assert digests(org) == {}
+    digest_at(org, protocol, "2027-03-15T08:00")
+    assert "Nothing is outstanding for East Service" in digests(org)["hos.ivy"]

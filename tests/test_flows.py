@@ -1,0 +1,143 @@
+"""The flows under a real local Prefect server (one for the session): they act through the
+service layer, rerun safely, leave artifacts, and their schedules give the right dates."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import Session, select
+
+from drp import db
+from drp.calendar import WorkingCalendar
+from drp.digest import digest_day
+from drp.models import OutboxMessage
+from drp.org import load_org
+from drp.runtime import runtime
+
+from .conftest import DATA
+from .smtp import SmtpServer
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def smtp(drp_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    monkeypatch.setenv("DRP_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("DRP_SMTP_PORT", str(server.port))
+    from drp import settings
+    settings.get_settings.cache_clear()
+    runtime.cache_clear()
+    rt = runtime()
+    db.upgrade(rt.engine)
+    with db.transaction(rt.engine) as s:
+        load_org(s, DATA / "org.yaml", rt.protocol)
+    yield server
+    server.stop()
+
+
+def raise_alert(when: str, child: str, iro: str, stage: str | None = None) -> int:
+    from drp.clock import FixedClock, parse_instant
+
+    rt = runtime()
+    with db.transaction(rt.engine) as s:
+        svc = rt.service(s, FixedClock(parse_instant(when, rt.settings.tz)), rt.notifier())
+        return int(svc.raise_alert(iro, child, "Care plan drift", stage=stage).id or 0)
+
+
+def test_the_timescale_flow_escalates_once_and_says_what_it_did(smtp: SmtpServer) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.timescales import timescales_flow
+
+    aid = raise_alert("2027-03-01T10:00", "R100", "iro.ada", stage="stage1")
+    result = timescales_flow(now="2027-03-09T08:00")
+    assert result["escalated"] == [aid] and result["counts"]["escalated"] == 1
+    assert "7 sent" in result["mail"]  # 3 from raising; hos.ivy, tm.fay, iro.ada, irom.cat
+    again = timescales_flow(now="2027-03-09T08:00")
+    assert again["counts"] == {k: 0 for k in again["counts"]}
+    later = timescales_flow(now="2027-03-09T15:00")
+    assert later["counts"]["escalated"] == 0
+    assert [r.subject for r in smtp.to("ivy@riverside.example")] == [
+        "[drp] Stage 2 response due 16 March: alert 1 (R100)"]
+
+    async def latest() -> str:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts()
+            mine = [a for a in artifacts if a.key == "drp-timescales"]
+            return str(mine[0].data) if mine else ""
+
+    assert "escalated automatically: 1" in asyncio.run(latest()) or \
+        "escalated automatically" in asyncio.run(latest())
+
+
+def test_the_digest_flow_sends_once_per_fortnight_on_its_day(smtp: SmtpServer) -> None:
+    from flows.digest import digest_flow
+
+    raise_alert("2027-03-01T10:00", "R100", "iro.ada")
+    # 2027-03-08 is a digest Monday (fortnights from 2024-01-01); the 9th is not.
+    skipped = digest_flow(now="2027-03-09T08:00", only_on_digest_day=True)
+    def digests() -> list[str]:
+        return [r.rcpt[0] for r in smtp.received if "Outstanding alerts" in r.subject]
+
+    assert skipped["skipped"] and digests() == []
+    sent = digest_flow(now="2027-03-08T08:00", only_on_digest_day=True)
+    assert sorted(sent["queued_for"]) == ["hos.ivy", "hos.jon", "irom.cat", "sm.hal"]
+    assert digest_flow(now="2027-03-08T09:00")["queued_for"] == []
+    assert len(digests()) == 4
+    jon = smtp.to("jon@riverside.example")[0]
+    assert "Nothing is outstanding for West Service" in jon.part("plain")
+    assert "R100" in smtp.to("ivy@riverside.example")[0].part("html")
+
+
+def test_the_themes_flow_runs(smtp: SmtpServer) -> None:
+    from flows.themes import themes_flow
+
+    aid = raise_alert("2027-03-01T10:00", "R100", "iro.ada")
+    assert themes_flow(now="2027-03-02T01:30")["unthemed"] == [aid]
+
+
+def test_schedules_run_the_digest_on_alternate_mondays_and_after_bank_holidays() -> None:
+    from prefect.server.schemas.schedules import CronSchedule
+
+    from flows.serve import DIGEST_CRON, TIMESCALES_CRON, TZ, deployments
+
+    names = {d.name: d for d in deployments()}
+    assert set(names) == {"drp-timescales", "drp-digest", "drp-themes"}
+    assert names["drp-digest"].parameters == {"only_on_digest_day": True}
+    cal = WorkingCalendar()
+    london = ZoneInfo(TZ)
+
+    def runs(cron: str, start: datetime, n: int) -> list[datetime]:
+        dates = CronSchedule(cron=cron, timezone=TZ).get_dates(n=n, start=start)
+        if asyncio.iscoroutine(dates):
+            dates = asyncio.run(dates)
+        return [datetime.fromtimestamp(d.timestamp(), london) for d in dates]
+
+    # The digest cron fires every weekday at 08:00; the flow sends on digest days only.
+    fired = runs(DIGEST_CRON, datetime(2026, 12, 1, tzinfo=UTC), 60)
+    assert all(d.hour == 8 and d.weekday() < 5 for d in fired)
+    sends = [d.date() for d in fired if d.date() == digest_day(d.date(), cal)]
+    # Boxing Day (observed) is Monday 28 December 2026: that digest goes on the Tuesday.
+    assert sends[:5] == [date(2026, 12, 14), date(2026, 12, 29), date(2027, 1, 11),
+                         date(2027, 1, 25), date(2027, 2, 8)]
+    spring = [d.date() for d in runs(DIGEST_CRON, datetime(2027, 3, 20, tzinfo=UTC), 20)
+              if d.date() == digest_day(d.date(), cal)]
+    assert spring[:2] == [date(2027, 3, 22), date(2027, 4, 5)]
+    timescale_hours = {d.hour for d in runs(TIMESCALES_CRON, datetime(2027, 3, 1, tzinfo=UTC), 24)}
+    assert timescale_hours == set(range(7, 19))
+
+
+def test_no_outbox_rows_are_left_pending(smtp: SmtpServer) -> None:
+    from flows.timescales import timescales_flow
+
+    raise_alert("2027-03-01T10:00", "R100", "iro.ada", stage="stage1")
+    timescales_flow(now="2027-03-05T08:00")
+    with Session(runtime().engine) as s:
+        assert {m.status for m in s.exec(select(OutboxMessage))} == {"sent"}

@@ -1,0 +1,183 @@
+"""The timescale run over weeks of simulated time: every reminder and escalation on the right
+working day, exactly once, across weekends and Easter; reruns change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from drp import db, timescales
+from drp.alerts import ActionIn, AlertService
+from drp.calendar import WorkingCalendar
+from drp.clock import FixedClock, parse_instant
+from drp.models import Event, OutboxMessage
+from drp.notify import Notifier
+from drp.protocol import Protocol
+from notifications.render import Renderer
+
+from .conftest import LONDON, Run, backends
+
+CAL = WorkingCalendar()
+
+
+def flow_at(engine: Engine, protocol: Protocol, when: str) -> timescales.TimescaleReport:
+    instant = parse_instant(when, LONDON)
+    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
+
+    def make(session: Session) -> AlertService:
+        return AlertService(session, protocol=protocol, calendar=CAL,
+                            clock=FixedClock(instant), tz=LONDON, notifier=notifier)
+
+    return timescales.run(engine, make, protocol, CAL, instant.astimezone(LONDON).date())
+
+
+def system_events(engine: Engine, alert_id: int) -> list[tuple[str, str, str | None]]:
+    with Session(engine) as s:
+        rows = s.exec(select(Event).where(Event.alert_id == alert_id, Event.actor == "system")
+                      .order_by(col(Event.seq))).all()
+        return [(e.at.astimezone(LONDON).date().isoformat(), e.kind, e.to_stage) for e in rows]
+
+
+def every_day(engine: Engine, protocol: Protocol, first: date, last: date,
+              times: tuple[str, ...] = ("08:00", "13:00")) -> None:
+    day = first
+    while day <= last:
+        for t in times:  # twice a day: the second run must change nothing
+            flow_at(engine, protocol, f"{day.isoformat()}T{t}")
+        day += timedelta(days=1)
+
+
+@backends
+def test_reminder_the_day_before_and_escalation_after_easter_exactly_once(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    aid = int(run("2027-03-18T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", stage="stage1")).id)  # stage 1 due Thu 25 March
+    every_day(org, protocol, date(2027, 3, 19), date(2027, 4, 9))
+    assert system_events(org, aid) == [
+        ("2027-03-24", "reminder", "stage1"),       # one working day before 25 March
+        ("2027-03-30", "auto_escalated", "stage2"),  # Good Friday and Easter Monday skipped
+        ("2027-04-05", "reminder", "stage2"),       # stage 2 due Tue 6 April
+        ("2027-04-07", "auto_escalated", "stage3"),
+    ]
+    view = run("2027-04-09T17:00", lambda s: s.show(aid, "irom.cat"))
+    assert (view.stage, view.stage_due) == ("stage3", date(2027, 4, 14))
+
+
+@backends
+def test_a_response_stops_the_clock_of_the_stage(run: Run, org: Engine,
+                                                  protocol: Protocol) -> None:
+    aid = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", stage="stage1")).id)  # due Mon 8 March
+    run("2027-03-04T10:00", lambda s: s.respond(aid, "tm.fay", "On it"))
+    every_day(org, protocol, date(2027, 3, 2), date(2027, 3, 12), ("09:00",))
+    assert system_events(org, aid) == []
+
+
+@backends
+def test_the_pause_point_and_the_cafcass_prompt_notify_once_and_never_escalate(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    informal = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "informal")).id)           # due 8 March, remind_iro
+    last = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "top", stage="stage4")).id)  # due 8 March, consider_cafcass
+    every_day(org, protocol, date(2027, 3, 2), date(2027, 3, 16))
+    assert system_events(org, informal) == [
+        ("2027-03-05", "reminder", "informal"), ("2027-03-09", "overdue", "informal")]
+    assert system_events(org, last) == [
+        ("2027-03-05", "reminder", "stage4"), ("2027-03-09", "cafcass_prompt", "stage4")]
+    with Session(org) as s:
+        messages = sorted((m.message, m.recipient) for m in s.exec(select(OutboxMessage))
+                          if m.message in ("overdue", "cafcass_consider"))
+    assert messages == [("cafcass_consider", "iro.ada"), ("cafcass_consider", "irom.cat"),
+                        ("overdue", "iro.ada"), ("overdue", "sw.dan"), ("overdue", "tm.fay")]
+    # An extension gives the pause point a new due date, and a new notice when it passes.
+    run("2027-03-17T10:00", lambda s: s.extend(informal, "iro.ada", date(2027, 3, 19), "Leave"))
+    every_day(org, protocol, date(2027, 3, 17), date(2027, 3, 23), ("09:00",))
+    assert [k for _, k, _ in system_events(org, informal)][2:] == ["reminder", "overdue"]
+
+
+@backends
+def test_a_hold_ends_on_its_date_and_the_clock_runs_again(run: Run, org: Engine,
+                                                           protocol: Protocol) -> None:
+    aid = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", stage="stage1")).id)
+    run("2027-03-02T10:00", lambda s: s.hold(aid, "iro.ada", "Court", until=date(2027, 3, 6)))
+    every_day(org, protocol, date(2027, 3, 3), date(2027, 3, 12), ("09:00",))
+    events = system_events(org, aid)
+    assert events[0] == ("2027-03-08", "resumed", "stage1")  # Saturday's end, next working day
+    # Held 2 to 8 March: four working days (3, 4, 5, 8) move the due date 8 -> 12 March.
+    assert ("2027-03-11", "reminder", "stage1") in events
+    assert not any(k == "auto_escalated" for _, k, _ in events)
+
+
+@backends
+def test_an_agreed_action_overdue_is_told_once_even_after_resolution(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    aid = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", stage="stage1")).id)
+    run("2027-03-02T10:00", lambda s: s.respond(
+        aid, "tm.fay", "Plan", [ActionIn("Write it", date(2027, 3, 4), owner="sw.dan")]))
+    run("2027-03-03T10:00", lambda s: s.resolve(aid, "iro.ada", "Agreed"))
+    every_day(org, protocol, date(2027, 3, 4), date(2027, 3, 10), ("09:00",))
+    assert system_events(org, aid) == [("2027-03-05", "action_overdue", "stage1")]
+    with Session(org) as s:
+        told = sorted(m.recipient for m in s.exec(select(OutboxMessage))
+                      if m.message == "action_overdue")
+    assert told == ["iro.ada", "sw.dan"]
+
+
+def test_nothing_happens_on_a_weekend_or_bank_holiday(run: Run, org: Engine,
+                                                      protocol: Protocol) -> None:
+    run("2027-03-01T10:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage1"))
+    for day in ("2027-03-13T09:00", "2027-03-26T09:00"):  # a Saturday; Good Friday
+        report = flow_at(org, protocol, day)
+        assert not report.working_day and report.counts()["escalated"] == 0
+
+
+def test_one_refused_alert_does_not_hold_up_the_rest(run: Run, org: Engine,
+                                                      protocol: Protocol, tmp_path: Any) -> None:
+    from drp.org import load_org
+
+    from .conftest import DATA
+
+    ids = [int(run("2027-03-01T10:00", lambda s, ref=ref: s.raise_alert(
+        "iro.ben", ref, "x", stage="stage1")).id) for ref in ("R101", "R200")]
+    # The west service loses its head of service: R200's alert cannot go to stage 2.
+    text = (DATA / "org.yaml").read_text().replace(
+        "{key: west, name: West Service, head_of_service: hos.jon}", "{key: west, name: West}")
+    text = text.replace("  - {ref: R200, team: west-a, iro: iro.ben, social_worker: sw.eve}\n", "")
+    (tmp_path / "org.yaml").write_text(text)
+    with db.transaction(org) as s:
+        load_org(s, tmp_path / "org.yaml", protocol)
+    report = flow_at(org, protocol, "2027-03-09T09:00")
+    assert report.escalated == [ids[0]]
+    assert len(report.problems) == 1 and "head of service" in report.problems[0]
+
+
+def test_the_due_set_is_found_by_a_few_queries(run: Run, org: Engine, protocol: Protocol) -> None:
+    from sqlalchemy import event
+
+    for _ in range(30):
+        run("2027-03-01T10:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage1"))
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(org, "before_cursor_execute", count)
+    try:
+        with Session(org) as s:
+            due = timescales.find_due(s, protocol, CAL, date(2027, 3, 9))
+    finally:
+        event.remove(org, "before_cursor_execute", count)
+    assert len(due.overdue) == 30 and len(statements) <= 4
+
+
+Make = Callable[[Session], AlertService]
