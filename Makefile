@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job on the embedded default (SQLite under ./var, mail to files).
+# The main job on the embedded default (SQLite under ./var, mail to files in ./var/mail):
+# the demo council, its alerts, then the flows on their schedules until Ctrl-C.
 run: install
 	$(BIN)/drp demo
 	@echo
 	$(BIN)/drp alert list --as irom.khan
+	@echo
+	$(BIN)/drp flows serve
 
 lint: install
 	$(BIN)/ruff check drp notifications flows tests

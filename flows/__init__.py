@@ -13,6 +13,9 @@ def prefect_home(settings: Any) -> None:
     """Keep Prefect's own state beside drp's (./var/prefect) unless the operator chose a
     place or a server (PREFECT_HOME, PREFECT_API_URL). Prefect reads only its environment,
     so this is the one place drp writes to it, before Prefect is first imported."""
+    # No telemetry: councils' servers often have no way out, and children's services should
+    # not phone home.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if "PREFECT_HOME" not in os.environ and "PREFECT_API_URL" not in os.environ:
         db_path = Path(str(settings.database_url).removeprefix("sqlite:///"))
         base = db_path.parent if settings.database_url.startswith("sqlite:///") else Path("var")

@@ -141,3 +141,19 @@ def test_no_outbox_rows_are_left_pending(smtp: SmtpServer) -> None:
     timescales_flow(now="2027-03-05T08:00")
     with Session(runtime().engine) as s:
         assert {m.status for m in s.exec(select(OutboxMessage))} == {"sent"}
+
+
+def test_prefect_yaml_deploys_the_same_flows_and_schedules_as_serve() -> None:
+    import yaml
+
+    from flows.serve import DIGEST_CRON, THEMES_CRON, TIMESCALES_CRON
+
+    spec = yaml.safe_load((Path(__file__).parent.parent / "prefect.yaml").read_text())
+    crons = {d["name"]: (d["schedules"][0]["cron"], d["schedules"][0]["timezone"])
+             for d in spec["deployments"]}
+    assert crons == {"drp-timescales": (TIMESCALES_CRON, "Europe/London"),
+                     "drp-digest": (DIGEST_CRON, "Europe/London"),
+                     "drp-themes": (THEMES_CRON, "Europe/London")}
+    for d in spec["deployments"]:
+        module, name = d["entrypoint"].split(":")
+        assert (Path(__file__).parent.parent / module).exists() and name.endswith("_flow")
