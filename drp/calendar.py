@@ -17,6 +17,7 @@ class WorkingCalendar:
     def __init__(self, extra: Iterable[date] = ()) -> None:
         self._extra = frozenset(extra)
         self._bank = holidays.country_holidays("GB", subdiv="ENG")
+        self._working: dict[date, bool] = {}  # the flows ask about the same days many times
 
     def is_holiday(self, day: date) -> bool:
         return day in self._bank or day in self._extra
@@ -28,7 +29,10 @@ class WorkingCalendar:
         return str(name) if name else None
 
     def is_working_day(self, day: date) -> bool:
-        return day.weekday() < 5 and not self.is_holiday(day)
+        known = self._working.get(day)
+        if known is None:
+            known = self._working[day] = day.weekday() < 5 and not self.is_holiday(day)
+        return known
 
     def add(self, start: date, n: int) -> date:
         """The date `n` working days after `start` (before it when `n` is negative).

@@ -5,12 +5,12 @@ rows it writes commit (or roll back) with the event."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from notifications.outbox import enqueue
+from notifications.outbox import NewMessage, enqueue_many
 from notifications.render import Renderer
 
 from .access import Line
@@ -191,29 +191,28 @@ class Notifier:
         message = MESSAGE_FOR_EVENT.get(notice.event.kind)
         if message is None:
             return 0
+        with session.no_autoflush:
+            actor = session.exec(
+                select(Person.name).where(Person.username == notice.event.actor)).first()
+            actor_name = actor or "drp (automatically)"
+            new = [
+                NewMessage(
+                    key=f"{notice.event.id}:{r.person.username}", message=message,
+                    alert_id=alert.id, recipient=r.person.username, to_addr=r.person.email,
+                    rendered=self.renderer.render(message, self.context(
+                        session, protocol, alert, line, notice, r, actor_name)),
+                )
+                for r in self.recipients(session, protocol, message, alert, line, notice)
+            ]
         queued = 0
-        actor = session.exec(
-            select(Person.name).where(Person.username == notice.event.actor)).first()
-        actor_name = actor or "drp (automatically)"
-        for recipient in self.recipients(session, protocol, message, alert, line, notice):
-            context = self.context(session, protocol, alert, line, notice, recipient,
-                                   actor_name)
-            rendered = self.renderer.render(message, context)
-            person = recipient.person
-            row = enqueue(
-                session, key=f"{notice.event.id}:{person.username}", message=message,
-                alert_id=alert.id, recipient=person.username, to_addr=person.email,
-                rendered=rendered, now=now,
-            )
-            queued += row is not None
-            if row is not None and not person.email:
+        for m, row in zip(new, enqueue_many(session, new, now), strict=True):
+            if row is None:
+                continue
+            queued += 1
+            if not m.to_addr:
                 self.missing.append(
-                    f"{person.username} has no e-mail address, so was not sent '{message}'"
+                    f"{m.recipient} has no e-mail address, so was not sent '{message}'"
                     f" for alert {alert.id}; add one in the organisation file, then"
                     " `drp outbox retry --all-failed`"
                 )
         return queued
-
-
-def first_due(dues: list[date]) -> date | None:
-    return min(dues) if dues else None

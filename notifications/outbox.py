@@ -32,22 +32,50 @@ def backoff(attempts: int) -> timedelta:
     return min(wait, LONGEST_WAIT)
 
 
+@dataclass(frozen=True)
+class NewMessage:
+    key: str
+    message: str
+    alert_id: int | None
+    recipient: str
+    to_addr: str | None
+    rendered: Rendered
+
+
+def enqueue_many(session: Session, messages: list[NewMessage], now: datetime
+                 ) -> list[OutboxMessage | None]:
+    """Queue messages in the caller's transaction, one query to skip keys already queued;
+    returns the new row for each message, or None where its key was queued before."""
+    keys = [m.key for m in messages]
+    with session.no_autoflush:
+        seen = set(session.exec(
+            select(OutboxMessage.key).where(col(OutboxMessage.key).in_(keys)))) if keys else set()
+    out: list[OutboxMessage | None] = []
+    for m in messages:
+        if m.key in seen:
+            out.append(None)
+            continue
+        seen.add(m.key)
+        row = OutboxMessage(
+            key=m.key, message=m.message, alert_id=m.alert_id, recipient=m.recipient,
+            to_addr=m.to_addr, subject=m.rendered.subject, text_body=m.rendered.text,
+            html_body=m.rendered.html, status="pending" if m.to_addr else "failed",
+            created_at=now, next_attempt_at=now,
+            last_error=None if m.to_addr else (
+                f"{m.recipient} has no e-mail address; add one in the organisation file"),
+        )
+        session.add(row)
+        out.append(row)
+    return out
+
+
 def enqueue(
     session: Session, *, key: str, message: str, alert_id: int | None, recipient: str,
     to_addr: str | None, rendered: Rendered, now: datetime,
 ) -> OutboxMessage | None:
     """Queue one message in the caller's transaction; a key already queued is left alone."""
-    if session.exec(select(OutboxMessage.id).where(OutboxMessage.key == key)).first():
-        return None
-    row = OutboxMessage(
-        key=key, message=message, alert_id=alert_id, recipient=recipient, to_addr=to_addr,
-        subject=rendered.subject, text_body=rendered.text, html_body=rendered.html,
-        status="pending" if to_addr else "failed", created_at=now, next_attempt_at=now,
-        last_error=None if to_addr else (
-            f"{recipient} has no e-mail address; add one in the organisation file"),
-    )
-    session.add(row)
-    return row
+    return enqueue_many(
+        session, [NewMessage(key, message, alert_id, recipient, to_addr, rendered)], now)[0]
 
 
 @dataclass
