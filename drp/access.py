@@ -22,7 +22,8 @@ from .protocol import LINE_ROLES, Protocol, Role
 SYSTEM = "system"
 SEE_ALL = frozenset({Role.iro_manager, Role.assistant_director, Role.director})
 IRO_SIDE_TRIGGERS = frozenset(
-    {"escalate", "resolve", "withdraw", "hold", "resume", "extend", "refer", "reopen"}
+    {"escalate", "resolve", "withdraw", "hold", "resume", "extend", "refer", "reopen",
+     "set_theme"}
 )
 
 
@@ -159,7 +160,7 @@ def may(
 ) -> bool:
     """May this person fire `trigger` on this alert? (The machine asks too, as a guard.)"""
     if actor.is_system:
-        return trigger in ("escalate", "remind", "resume")
+        return trigger in ("escalate", "remind", "resume", "set_theme")
     if not can_see_child(actor, line.child, alert.iro_id):
         return False
     iro_side = actor.is_iro_manager or is_alert_iro(actor, alert, line.child)

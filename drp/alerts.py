@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -23,6 +23,9 @@ from .errors import BadValue, Conflict, InvalidTransition, NotFound, NotPermitte
 from .machine import NEW, VERBS, AlertState, describe_state, fire, possible_triggers
 from .models import AccessLog, Action, Alert, Child, Event, Person, Team
 from .notify import Notice, Notifier
+
+if TYPE_CHECKING:
+    from .classifier import Suggestion
 from .protocol import Protocol
 from .schemas import ActionView, AlertDetail, AlertView, EventView
 from .themes import Taxonomy
@@ -71,6 +74,7 @@ class AlertService:
         tz: ZoneInfo,
         taxonomy: Taxonomy | None = None,
         notifier: Notifier | None = None,
+        suggester: Callable[[list[str]], list[Suggestion]] | None = None,
     ) -> None:
         self.s = session
         self.protocol = protocol
@@ -79,6 +83,8 @@ class AlertService:
         self.tz = tz
         self.taxonomy = taxonomy
         self.notifier = notifier
+        self.suggester = suggester
+        self.last_suggestion: Suggestion | None = None
         self._now: datetime | None = None
         self._notices: list[tuple[Alert, Line, Notice]] = []
         self.queued = 0  # outbox rows written by this unit of work
@@ -282,6 +288,15 @@ class AlertService:
             raise BadValue(
                 f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}"
             )
+        suggestion = None
+        if self.suggester is not None:
+            text = " ".join(t for t in (summary_t, detail, impact) if t)
+            found = self.suggester([text])
+            suggestion = self.last_suggestion = found[0] if found else None
+        chosen: str | None = theme
+        confirmed = theme is not None
+        if theme is None and suggestion is not None and not suggestion.unsure:
+            chosen = suggestion.theme
         alert = Alert(
             child_id=_id(child.id), iro_id=child.iro_id, status="open", stage=NEW,
             summary=summary_t or "",
@@ -289,7 +304,10 @@ class AlertService:
             impact=self._text(impact, "the impact on the child", required=False, limit=5000),
             outcome_wanted=self._text(outcome_wanted, "the outcome wanted", required=False,
                                       limit=5000),
-            theme=theme, raised_at=self.now, stage_entered_at=self.now,
+            theme=chosen, theme_confirmed=confirmed,
+            theme_suggested=suggestion.theme if suggestion else None,
+            theme_confidence=round(suggestion.confidence, 3) if suggestion else None,
+            raised_at=self.now, stage_entered_at=self.now,
             resolution_due=self.cal.add(self.today, self.protocol.resolution_working_days),
         )
         # A new alert: the machine starts from `new`.
@@ -309,7 +327,9 @@ class AlertService:
         self.s.add(alert)
         self.s.flush()
         event = self._event(alert, actor, "raised", to_stage=alert.stage, comment=summary_t,
-                            data={"theme": theme} if theme else None)
+                            data={"theme": chosen, "theme_confirmed": confirmed,
+                                  "suggested": alert.theme_suggested,
+                                  "confidence": alert.theme_confidence})
         self._notice(alert, line, event)
         self._commit_point(alert)
         return alert
@@ -509,6 +529,44 @@ class AlertService:
                     or action.text, data={"no": action_no})
         self._commit_point(alert)
         return alert
+
+    @_reports_conflicts
+    def set_theme(self, alert_id: int, username: str, theme: str) -> Alert:
+        """The IRO confirms the suggested theme or chooses another; both are recorded, so
+        agreement between drp's suggestions and IROs can be reported."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        if self.taxonomy is not None and theme not in self.taxonomy.keys:
+            raise BadValue(
+                f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}")
+        self._fire(alert, actor, line, "set_theme")
+        previous = alert.theme
+        alert.theme, alert.theme_confirmed = theme, True
+        self._event(alert, actor, "theme_confirmed", from_stage=alert.stage,
+                    to_stage=alert.stage, comment=theme,
+                    data={"from": previous, "to": theme, "suggested": alert.theme_suggested,
+                          "agreed": theme == alert.theme_suggested})
+        self._commit_point(alert)
+        return alert
+
+    @_reports_conflicts
+    def suggest_theme(self, alert_id: int, suggestion: Suggestion) -> bool:
+        """The themes flow: give an alert with no theme the classifier's suggestion."""
+        alert, line = self._load(alert_id, SYSTEM_ACTOR)
+        if alert.theme is not None or alert.theme_confirmed:
+            return False
+        self._fire(alert, SYSTEM_ACTOR, line, "set_theme")
+        alert.theme_suggested = suggestion.theme
+        alert.theme_confidence = round(suggestion.confidence, 3)
+        if not suggestion.unsure:
+            alert.theme = suggestion.theme
+        self._event(alert, SYSTEM_ACTOR, "theme_suggested", from_stage=alert.stage,
+                    to_stage=alert.stage, comment=suggestion.theme,
+                    data={"suggested": suggestion.theme,
+                          "confidence": round(suggestion.confidence, 3),
+                          "unsure": suggestion.unsure, "because": list(suggestion.because)})
+        self._commit_point(alert)
+        return not suggestion.unsure
 
     # -- what the flows do (actor `system`): each re-checks that it is still due ----------------
     def _stage_late(self, alert: Alert) -> bool:

@@ -43,6 +43,8 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(mail_app, name="mail")
 flows_app = typer.Typer(no_args_is_help=True, help="The Prefect flows: run once, or serve.")
 app.add_typer(flows_app, name="flows")
+themes_app = typer.Typer(no_args_is_help=True, help="The theme taxonomy and the classifier.")
+app.add_typer(themes_app, name="themes")
 
 # Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -72,8 +74,9 @@ def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertSer
     with db.transaction(e.engine) as session:
         svc = e.service(session, clock, notifier)
         yield svc
-    for line in notifier.missing:
+    for line in [*notifier.missing, *e.warnings]:
         err.print(f"drp: warning: {line}", markup=False)
+    e.warnings.clear()
     queued = svc.queued
     if queued:
         report = mail.send(e.engine, e.settings, clock)
@@ -303,12 +306,39 @@ def alert_raise(
     as_json: Json = False,
 ) -> None:
     """Raise an alert; it starts at the first stage unless --stage names a formal one."""
-    act(None, as_, now, as_json,
-        lambda s: s.raise_alert(as_, child, summary, detail=detail, impact=impact,
-                                outcome_wanted=outcome_wanted, theme=theme, stage=stage),
-        lambda v: f"Alert {v.id} raised for {v.child} at {v.stage_title}; response due"
-                  f" {_when(v.stage_due)} from {v.responsible}; resolution due"
-                  f" {_when(v.resolution_due)}.")
+    def done(v: AlertDetail) -> str:
+        line = (f"Alert {v.id} raised for {v.child} at {v.stage_title}; response due"
+                f" {_when(v.stage_due)} from {v.responsible}; resolution due"
+                f" {_when(v.resolution_due)}.")
+        s = suggested[0] if suggested else None
+        if theme is None and s is not None:
+            why = f" (because of: {', '.join(s.because)})" if s.because else ""
+            verdict = "unsure, so no theme was set" if s.unsure else "set, not yet confirmed"
+            line += (f"\nSuggested theme: {s.theme}, confidence {s.confidence:.2f}{why}:"
+                     f" {verdict}. Confirm or change it: drp alert theme {v.id} --as {as_}"
+                     f" --theme KEY")
+        return line
+
+    suggested: list[Any] = []
+
+    def do(s: AlertService) -> Any:
+        alert = s.raise_alert(as_, child, summary, detail=detail, impact=impact,
+                              outcome_wanted=outcome_wanted, theme=theme, stage=stage)
+        suggested.append(s.last_suggestion)
+        return alert
+
+    act(None, as_, now, as_json, do, done)
+
+
+@alert_app.command("theme")
+def alert_theme(
+    alert_id: AlertId, as_: As,
+    theme: Annotated[str, typer.Option(help="The theme key (drp themes list).")],
+    now: Now = None, as_json: Json = False,
+) -> None:
+    """Confirm the suggested theme, or choose another (the child's IRO or an IRO manager)."""
+    act(alert_id, as_, now, as_json, lambda s: s.set_theme(alert_id, as_, theme),
+        lambda v: f"Alert {v.id}: theme {v.theme} confirmed.")
 
 
 @alert_app.command("respond")
@@ -536,6 +566,86 @@ def mail_preview(
     sys.stdout.write(rendered.html if html else rendered.text)
 
 
+# --- themes ---------------------------------------------------------------------------------
+
+
+@themes_app.command("list")
+def themes_list(as_json: Json = False) -> None:
+    """The theme keys with their titles (DRP_THEMES)."""
+    t = env().taxonomy
+    if as_json:
+        emit([{"key": x.key, "title": x.title, "description": x.description} for x in t.themes])
+        return
+    table = Table(title=t.name, title_justify="left")
+    for column in ("key", "title", "what belongs"):
+        table.add_column(column, overflow="fold")
+    for x in t.themes:
+        table.add_row(x.key, x.title, x.description)
+    out.print(table)
+
+
+@themes_app.command("classify")
+def themes_classify(
+    as_json: Json = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Say which words led to it.")] = False,
+) -> None:
+    """Read one alert text per line on stdin; print each line's theme key (with --json, one
+    JSON object per line: theme, confidence 0-1, unsure, and the words that led to it)."""
+    classifier = env().classifier()
+    lines = sys.stdin.read().splitlines()
+    for start in range(0, len(lines), 2000):
+        chunk = lines[start:start + 2000]
+        for s in classifier.suggest_many(chunk, explain=as_json or explain):
+            if as_json:
+                sys.stdout.write(json.dumps(s.as_json()) + "\n")
+            elif explain:
+                flag = " (unsure)" if s.unsure else ""
+                sys.stdout.write(f"{s.theme}\t{s.confidence:.2f}{flag}\t{', '.join(s.because)}\n")
+            else:
+                sys.stdout.write(s.theme + "\n")
+
+
+@themes_app.command("evaluate")
+def themes_evaluate(
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="A JSON-lines file of {text, theme}: cross-validate on it instead.")] = None,
+    heldout: Annotated[Path | None, typer.Option(
+        "--heldout", help="Train on the corpus, then test on this JSON-lines file.")] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.", min=2, max=20)] = 5,
+    as_json: Json = False,
+) -> None:
+    """Accuracy, per-theme precision and recall, and a confusion matrix."""
+    from .classifier import cross_validate, held_out, load_corpus
+
+    e = env()
+    if heldout is not None:
+        result = held_out(e.classifier(), load_corpus(heldout, e.taxonomy))
+    else:
+        examples = load_corpus(file, e.taxonomy) if file else e.corpus()
+        result = cross_validate(e.taxonomy, examples, folds)
+    if as_json:
+        emit(result)
+        return
+    out.print(f"{result['method']}: {result['examples']} examples, accuracy"
+              f" {result['accuracy']:.1%}")
+    table = Table(title_justify="left")
+    for column in ("theme", "precision", "recall", "f1", "examples"):
+        table.add_column(column)
+    for key, m in result["per_theme"].items():
+        table.add_row(key, f"{m['precision']:.2f}", f"{m['recall']:.2f}", f"{m['f1']:.2f}",
+                      str(m["support"]))
+    out.print(table)
+    labels = result["confusion"]["labels"]
+    matrix = Table(title="Confusion (rows: true theme; columns: suggested)",
+                   title_justify="left")
+    matrix.add_column("")
+    for i in range(len(labels)):
+        matrix.add_column(str(i + 1), justify="right")
+    for i, row in enumerate(result["confusion"]["rows_true_columns_predicted"]):
+        matrix.add_row(f"{i + 1} {labels[i]}", *[str(v) for v in row])
+    out.print(matrix)
+
+
 # --- flows ----------------------------------------------------------------------------------
 
 FLOWS = ("timescales", "digest", "themes")
@@ -587,7 +697,8 @@ def flows_run(
                       f" Mail: {result['mail']}.")
     else:
         out.print(f"Themes: {len(result['unthemed'])} alert(s) without a theme;"
-                  f" {len(result['categorised'])} categorised.")
+                  f" {len(result['categorised'])} categorised, {len(result['unsure'])} left"
+                  f" for the IRO (unsure). Trained on {result['trained_on']} examples.")
 
 
 @flows_app.command("serve")

@@ -34,6 +34,7 @@ TRIGGERS = (
     "reopen",
     "action_done",
     "remind",
+    "set_theme",
 )
 
 # Words people use for the triggers (the CLI command names).
@@ -50,6 +51,7 @@ VERBS = {
     "reopen": "reopen",
     "action_done": "action-done",
     "remind": "remind",
+    "set_theme": "set the theme of",
 }
 
 
@@ -197,6 +199,10 @@ def build_machine(protocol: Protocol) -> Machine:
         {"trigger": "action_done", "source": [*keys, *TERMINAL], "dest": None,
          "conditions": [_permitted]}
     )
+    transitions.append(
+        {"trigger": "set_theme", "source": [*keys, *TERMINAL], "dest": None,
+         "conditions": [_permitted]}
+    )
     # A notice about agreed actions can follow a resolved alert too.
     transitions.append(
         {"trigger": "remind", "source": "resolved", "dest": None, "conditions": [_permitted]}
@@ -227,7 +233,7 @@ def possible_triggers(protocol: Protocol, state: str) -> list[str]:
 
 def _offered(trigger: str, adapter: AlertState) -> bool:
     """Worth suggesting to a person, given the hold and the actions."""
-    if trigger == "remind":
+    if trigger in ("remind", "set_theme"):
         return False
     if trigger in ("escalate", "hold", "extend"):
         return not adapter.on_hold

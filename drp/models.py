@@ -136,6 +136,9 @@ class Alert(SQLModel, table=True):
     outcome_wanted: str | None = Field(default=None, max_length=5000)
     outcome: str | None = Field(default=None, max_length=5000)
     theme: str | None = Field(default=None, max_length=64, index=True)
+    theme_confirmed: bool = False  # chosen or confirmed by the IRO, not only suggested
+    theme_suggested: str | None = Field(default=None, max_length=64)
+    theme_confidence: float | None = None
     raised_at: datetime = _instant()
     stage_entered_at: datetime = _instant()
     stage_due: date | None = Field(default=None, index=True)

@@ -3,18 +3,21 @@ protocol, the calendar, the taxonomy, and a factory for the service layer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlmodel import Session, col, select
 
 from . import db, mail
 from .alerts import AlertService
 from .calendar import WorkingCalendar, default_calendar
+from .classifier import Example, Suggestion, ThemeClassifier, clean, corpus_path, load_corpus
 from .clock import Clock
 from .errors import ConfigError
+from .models import Alert
 from .notify import Notifier
 from .protocol import Protocol, protocol_from
 from .settings import Settings, get_settings
@@ -28,13 +31,47 @@ class Runtime:
     protocol: Protocol
     calendar: WorkingCalendar
     taxonomy: Taxonomy
+    _classifier: ThemeClassifier | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def service(self, session: Session, clock: Clock,
                 notifier: Notifier | None = None) -> AlertService:
         return AlertService(
             session, protocol=self.protocol, calendar=self.calendar, clock=clock,
             tz=self.settings.tz, taxonomy=self.taxonomy, notifier=notifier,
+            suggester=self.suggest,
         )
+
+    def corpus(self) -> list[Example]:
+        return load_corpus(corpus_path(self.settings.themes, self.taxonomy), self.taxonomy)
+
+    def own_labels(self) -> list[Example]:
+        """Themes IROs have chosen or confirmed in this council's database."""
+        try:
+            with Session(self.engine) as session:
+                rows = session.exec(select(Alert).where(col(Alert.theme_confirmed))).all()
+        except (OperationalError, ProgrammingError):  # no database yet
+            return []
+        keys = set(self.taxonomy.keys)
+        return [Example(clean(" ".join(t for t in (a.summary, a.detail, a.impact) if t)),
+                        a.theme) for a in rows if a.theme in keys]
+
+    def classifier(self, retrain: bool = False) -> ThemeClassifier:
+        """Trained on first use (about a second): the shipped corpus, plus the council's own
+        confirmed themes once there are enough of them."""
+        if self._classifier is None or retrain:
+            self._classifier = ThemeClassifier.train(self.taxonomy, self.corpus(),
+                                                     self.own_labels())
+        return self._classifier
+
+    def suggest(self, texts: list[str]) -> list[Suggestion]:
+        """Suggestions for new alerts; a classifier that cannot be built never stops an alert
+        being raised (the problem is reported, and the IRO picks the theme)."""
+        try:
+            return self.classifier().suggest_many(texts)
+        except ConfigError as exc:
+            self.warnings.append(f"no theme suggested: {exc.message}")
+            return []
 
     def notifier(self) -> Notifier:
         return mail.notifier(self.settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -23,6 +23,7 @@ class Theme(BaseModel):
 class Taxonomy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1)
+    corpus: str | None = None  # labelled examples to learn from, relative to this file
     themes: tuple[Theme, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -37,22 +38,15 @@ class Taxonomy(BaseModel):
     def keys(self) -> tuple[str, ...]:
         return tuple(t.key for t in self.themes)
 
+    def title(self, key: str | None) -> str:
+        """A theme's title; a key from an earlier taxonomy is shown as it was stored."""
+        for t in self.themes:
+            if t.key == key:
+                return t.title
+        return key or "not set"
+
 
 @lru_cache(maxsize=4)
 def load_taxonomy(path: Path) -> Taxonomy:
     return load_yaml(path).validate(Taxonomy)
 
-
-def categorise_unthemed(session: Any, taxonomy: Taxonomy, now: Any) -> dict[str, Any]:
-    """Alerts with no theme yet. The classifier that suggests one arrives with the themes
-    issue; until then this reports them, so the flow and its schedule are in place."""
-    from sqlmodel import col, select
-
-    from .models import Alert
-
-    ids = [i for i in session.exec(
-        select(col(Alert.id)).where(col(Alert.theme).is_(None)).order_by(col(Alert.id)))]
-    markdown = (f"# Themes\n\n{len(ids)} alert(s) without a theme: "
-                f"{', '.join(map(str, ids)) or 'none'}.\n\nNo classifier is configured yet,"
-                " so none were categorised.\n")
-    return {"unthemed": ids, "categorised": [], "markdown": markdown}

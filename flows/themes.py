@@ -8,7 +8,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from drp import db, themes
+from drp import db
+from drp.categorise import categorise as categorise_alerts
 
 from .common import as_of
 
@@ -17,8 +18,7 @@ from .common import as_of
 def categorise(now: str) -> dict[str, Any]:
     rt, clock, _ = as_of(now)
     db.require_schema(rt.engine)
-    with db.transaction(rt.engine) as session:
-        return themes.categorise_unthemed(session, rt.taxonomy, clock.now())
+    return categorise_alerts(rt, clock)
 
 
 @flow(name="drp-themes", description="Suggest themes for alerts that have none.")
