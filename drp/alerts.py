@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
@@ -21,7 +21,7 @@ from .calendar import WorkingCalendar
 from .clock import Clock, local_date
 from .errors import BadValue, Conflict, InvalidTransition, NotFound, NotPermitted
 from .machine import NEW, VERBS, AlertState, describe_state, fire, possible_triggers
-from .models import AccessLog, Action, Alert, Child, Event, Person, Team
+from .models import AccessLog, Action, Alert, Child, Event, Person, Service, Team
 from .notify import Notice, Notifier
 
 if TYPE_CHECKING:
@@ -707,7 +707,10 @@ class AlertService:
             ],
         )
 
-    def list(self, username: str, status: str | None = None) -> list[AlertView]:
+    def list_alerts(self, username: str, status: str | None = None, *, team: str | None = None,
+             stage: str | None = None, theme: str | None = None, service: str | None = None,
+             mine: bool = False) -> list[AlertView]:
+        """The alerts this person may see, filtered. `mine`: an IRO's own alerts."""
         actor = self.actor(username)
         query = (
             select(Alert, Child, Team)
@@ -716,6 +719,17 @@ class AlertService:
             .where(access.visible_alerts(actor))
             .order_by(col(Alert.id))
         )
+        if team:
+            query = query.where(Team.key == team)
+        if stage:
+            query = query.where(Alert.stage == stage)
+        if theme:
+            query = query.where(Alert.theme == theme)
+        if service:
+            query = query.join(Service, col(Service.id) == Team.service_id).where(
+                Service.key == service)
+        if mine:
+            query = query.where(or_(col(Alert.iro_id) == actor.id, col(Child.iro_id) == actor.id))
         if status in ("open", "overdue"):
             query = query.where(Alert.status == "open")
         elif status == "closed":
@@ -726,13 +740,62 @@ class AlertService:
         names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
         lines: dict[int, Line] = {}
         out = []
-        for alert, child, team in rows:
+        for alert, child, team_row in rows:
             assert child.id is not None
             if child.id not in lines:
                 lines[child.id] = Line.of(self.s, child)
-            view = AlertView(**self._view(alert, child, team, names, lines[child.id]))
+            view = AlertView(**self._view(alert, child, team_row, names, lines[child.id]))
             if status == "overdue" and not view.overdue:
                 continue
             out.append(view)
         self._audit(actor, "list", None, f"{len(out)} alerts, status={status or 'all'}")
+        return out
+
+    def inbox(self, username: str) -> list[AlertView]:
+        """Open alerts awaiting this person's response (responsible at the current stage, or
+        above it on the child's line), oldest due first."""
+        actor = self.actor(username)
+        waiting = []
+        for view in self.list_alerts(username, "open"):
+            alert = self.s.get(Alert, view.id)
+            assert alert is not None
+            if alert.stage_responded_at is not None or alert.on_hold:
+                continue
+            child = self.s.get(Child, alert.child_id)
+            assert child is not None
+            line = Line.of(self.s, child)
+            if self._responsible_id(alert.stage, line) == actor.id or (
+                    alert.stage in self.protocol.keys and actor.id is not None
+                    and any(line.holder(r) == actor.id
+                            for r in self.protocol.stage(alert.stage).also_respond)):
+                waiting.append(view)
+        return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
+
+    def allowed(self, alert_id: int, username: str) -> list[str]:
+        """What this person may do to this alert now (the triggers the pages offer)."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        adapter = self._adapter(alert, actor, line)
+        return [t for t in possible_triggers(self.protocol, adapter.state)
+                if t not in ("remind", "action_done") and adapter.permitted(t)
+                and (t != "resume" or alert.on_hold)
+                and (t not in ("hold", "extend", "escalate") or not alert.on_hold)
+                and (t != "reopen" or adapter.outstanding_actions > 0)]
+
+    def children_for(self, username: str) -> list[str]:
+        """The children this person may raise an alert for."""
+        actor = self.actor(username)
+        query = select(Child).where(col(Child.active)).order_by(col(Child.ref))
+        return [c.ref for c in self.s.exec(query) if access.may_raise(actor, c)]
+
+    def people_on_line(self, alert_id: int, username: str) -> list[tuple[str, str]]:
+        """(username, name) of the people an agreed action could be given to."""
+        actor = self.actor(username)
+        _alert, line = self._load(alert_id, actor)
+        ids = [pid for pid in line.by_role.values() if pid]
+        out = []
+        for pid in dict.fromkeys(ids):
+            person = self.s.get(Person, pid)
+            if person is not None and person.active:
+                out.append((person.username, person.name))
         return out

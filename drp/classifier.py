@@ -89,7 +89,9 @@ def _pipeline() -> Pipeline:
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True,
                                   min_df=2, strip_accents="unicode", lowercase=True)),
     ])
-    model = LogisticRegression(C=8.0, max_iter=2000, class_weight="balanced")
+    # saga is several times faster than lbfgs on these sparse features, with the same answers.
+    model = LogisticRegression(C=8.0, max_iter=3000, class_weight="balanced", solver="saga",
+                               random_state=7)
     return Pipeline([("features", features), ("model", model)])
 
 

@@ -467,7 +467,7 @@ def alert_list(
 ) -> None:
     """List the alerts you may see."""
     with service(now) as svc:
-        views = svc.list(as_, status)
+        views = svc.list_alerts(as_, status)
     if as_json:
         emit([v.model_dump(mode="json") for v in views])
     else:

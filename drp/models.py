@@ -229,3 +229,37 @@ class OutboxMessage(SQLModel, table=True):
     claimed_at: datetime | None = _instant(nullable=True, default=None)
     sent_at: datetime | None = _instant(nullable=True, default=None)
     last_error: str | None = Field(default=None, max_length=500)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. Server-side, so signing out (or an administrator) revokes it."""
+
+    __tablename__ = "web_session"
+    id: str = Field(primary_key=True, max_length=64)  # sha256 of the token in the cookie
+    person_id: int = Field(foreign_key="person.id", index=True)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = _instant()
+    last_seen_at: datetime = _instant()
+    revoked_at: datetime | None = _instant(nullable=True, default=None)
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Sign-in attempts, to slow down and lock out password guessing."""
+
+    __tablename__ = "login_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=80, index=True)
+    at: datetime = _instant(index=True)
+    ok: bool = False
+
+
+class ApiToken(SQLModel, table=True):
+    """A token another council system uses for the JSON API, acting as one person."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    label: str = Field(max_length=100)
+    created_at: datetime = _instant()
+    revoked_at: datetime | None = _instant(nullable=True, default=None)

@@ -41,6 +41,19 @@ class Settings(BaseSettings):
     digest_empty_note: bool = Field(
         default=True, description="send a short 'nothing outstanding' digest rather than none"
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="signs session cookies; unset: generated once into ./var/secret_key",
+    )
+    session_idle_minutes: int = Field(default=30, ge=5, le=720)
+    session_max_hours: int = Field(default=12, ge=1, le=72)
+    login_max_failures: int = Field(default=5, ge=3, le=50)
+    login_lockout_minutes: int = Field(default=15, ge=1, le=1440)
+    oidc_metadata_url: str | None = Field(
+        default=None, description="the council identity provider's OpenID configuration URL"
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
     templates_dir: Path | None = Field(
         default=None, description="a council's own message templates, searched first"
     )

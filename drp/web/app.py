@@ -1,0 +1,264 @@
+"""The FastAPI application: pages for people, /api for the council's other systems."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+from sqlmodel import select
+
+from .. import db, mail
+from ..alerts import AlertService
+from ..clock import Clock
+from ..errors import DrpError, NotFound
+from ..models import Person, PersonRole
+from ..runtime import Runtime
+from .auth import LOGIN_COOKIE, SESSION_COOKIE, Auth, Signed, same, secret_key
+
+HERE = Path(__file__).resolve().parent
+HOME_FOR = (  # the first page for each role, in order of precedence
+    ("admin", "/admin"), ("iro_manager", "/alerts"), ("director", "/alerts"),
+    ("assistant_director", "/alerts"), ("head_of_service", "/outstanding"),
+    ("service_manager", "/outstanding"), ("iro", "/my-alerts"),
+    ("team_manager", "/inbox"), ("social_worker", "/inbox"),
+)
+
+
+class SignInNeeded(Exception):
+    pass
+
+
+@dataclass
+class Who:
+    person: Person
+    roles: frozenset[str]
+    csrf: str
+    token: str | None  # the session's cookie token (None for API tokens)
+
+
+def security_headers(response: Response) -> None:
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+        " frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
+    clock = clock or Clock()
+    settings = rt.settings
+    auth = Auth(rt.engine, settings)
+    signer = Signed(secret_key(settings))
+    secure_cookies = settings.base_url.startswith("https://")
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["date"] = lambda d: f"{d.day} {d:%B %Y}" if d else "-"
+    templates.env.filters["when"] = (
+        lambda t: t.astimezone(settings.tz).strftime("%-d %b %Y %H:%M") if t else "-")
+    templates.env.globals["theme_title"] = rt.taxonomy.title
+    templates.env.globals["stage_title"] = lambda k: rt.protocol.title(k) if k in (
+        *rt.protocol.keys, rt.protocol.cafcass.key) else k
+
+    app = FastAPI(
+        title="drp", version="0.1.0",
+        description="Dispute resolution for IRO services: the JSON API. Authenticate with a"
+                    " bearer token (`drp user token USERNAME`) or a signed-in session plus the"
+                    " X-CSRF-Token header.",
+        docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json",
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.state.rt, app.state.auth, app.state.clock = rt, auth, clock
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[..., Any]) -> Response:
+        response: Response = await call_next(request)
+        security_headers(response)
+        return response
+
+    # -- who is asking -------------------------------------------------------------------------
+    def who(request: Request) -> Who | None:
+        token = signer.unsign(request.cookies.get(SESSION_COOKIE), "session")
+        found = auth.session_for(token, clock.now())
+        if found is None:
+            return None
+        web, person = found
+        return Who(person, roles_of(person), web.csrf, token)
+
+    def roles_of(person: Person) -> frozenset[str]:
+        with db.transaction(rt.engine) as s:
+            return frozenset(s.exec(select(PersonRole.role).where(
+                PersonRole.person_id == person.id)))
+
+    def need(request: Request) -> Who:
+        user = who(request)
+        if user is None:
+            raise SignInNeeded
+        return user
+
+    @contextmanager
+    def service() -> Iterator[AlertService]:
+        notifier = rt.notifier()
+        with db.transaction(rt.engine) as session:
+            svc = rt.service(session, clock, notifier)
+            yield svc
+        if svc.queued:
+            mail.send(rt.engine, settings, clock)
+
+    def page(request: Request, name: str, user: Who | None, status: int = 200,
+             **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {
+            "user": user, "roles": user.roles if user else frozenset(),
+            "csrf": user.csrf if user else "", "council": council_name(), **context,
+        }, status_code=status)
+
+    def council_name() -> str:
+        with db.transaction(rt.engine) as s:
+            row = s.exec(text("SELECT name FROM council WHERE id = 1")).first()  # type: ignore[call-overload]
+            return str(row[0]) if row else "drp"
+
+    def check_csrf(request: Request, user: Who, form: dict[str, Any]) -> None:
+        origin = request.headers.get("origin")
+        if origin and origin.rstrip("/") not in allowed_origins(request):
+            raise Forbidden("this form came from another site; open drp and try again")
+        if not same(str(form.get("csrf_token", "")), user.csrf):
+            raise Forbidden("the form has expired or was not sent by drp; reload the page"
+                            " and try again")
+
+    def allowed_origins(request: Request) -> set[str]:
+        base = settings.base_url.rstrip("/")
+        here = f"{request.url.scheme}://{request.url.netloc}"
+        return {base, here}
+
+    class Forbidden(DrpError):
+        http_status = 403
+
+    app.state.need, app.state.who, app.state.service = need, who, service
+    app.state.page, app.state.check_csrf, app.state.Forbidden = page, check_csrf, Forbidden
+    app.state.templates, app.state.signer = templates, signer
+
+    @app.exception_handler(SignInNeeded)
+    async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
+        if request.url.path.startswith("/api"):
+            return JSONResponse({"detail": "sign in first: send a bearer token"}, 401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        return RedirectResponse(f"/login?next={request.url.path}", 303)
+
+    @app.exception_handler(DrpError)
+    async def _refused(request: Request, exc: DrpError) -> Response:
+        if request.url.path.startswith("/api"):
+            return JSONResponse({"detail": exc.message}, exc.http_status)
+        return page(request, "error.html", who(request), status=exc.http_status,
+                    message=exc.message)
+
+    @app.exception_handler(404)
+    async def _missing(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/api"):
+            return JSONResponse({"detail": "not found"}, 404)
+        return page(request, "error.html", who(request), status=404,
+                    message="There is no such page, or it is not one you can see.")
+
+    # -- health and sign-in ----------------------------------------------------------------------
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        with rt.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, next: str = "/") -> Response:
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        response = page(request, "login.html", None, login_csrf=token,
+                        next=next if next.startswith("/") and not next.startswith("//") else "/",
+                        sso=bool(settings.oidc_metadata_url))
+        response.set_cookie(LOGIN_COOKIE, signer.sign(token, "login"), httponly=True,
+                            samesite="lax", secure=secure_cookies, max_age=1800)
+        return response
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        expected = signer.unsign(request.cookies.get(LOGIN_COOKIE), "login")
+        next_url = str(form.get("next") or "/")
+        if not next_url.startswith("/") or next_url.startswith("//"):
+            next_url = "/"
+        if not same(str(form.get("csrf_token", "")), expected):
+            raise Forbidden("the sign-in form has expired or was not sent by drp; reload the"
+                            " page and try again")
+        try:
+            token, _web = auth.sign_in(str(form.get("username", "")),
+                                       str(form.get("password", "")), clock.now())
+        except DrpError as exc:
+            import secrets
+
+            fresh = secrets.token_urlsafe(24)
+            response = page(request, "login.html", None, status=400, error=exc.message,
+                            login_csrf=fresh, next=next_url, username=form.get("username", ""),
+                            sso=bool(settings.oidc_metadata_url))
+            response.set_cookie(LOGIN_COOKIE, signer.sign(fresh, "login"), httponly=True,
+                                samesite="lax", secure=secure_cookies, max_age=1800)
+            return response
+        done = RedirectResponse(next_url, 303)
+        done.set_cookie(SESSION_COOKIE, signer.sign(token, "session"), httponly=True,
+                        samesite="lax", secure=secure_cookies)
+        done.delete_cookie(LOGIN_COOKIE)
+        return done
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        user = need(request)
+        check_csrf(request, user, dict(await request.form()))
+        auth.sign_out(user.token, clock.now())
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        user = need(request)
+        for role, url in HOME_FOR:
+            if role in user.roles:
+                return RedirectResponse(url, 303)
+        return RedirectResponse("/alerts", 303)
+
+    from . import api, pages
+
+    pages.register(app)
+    api.register(app)
+    return app
+
+
+def csv_safe(value: Any) -> str:
+    """Cells a spreadsheet would run as a formula are prefixed with an apostrophe."""
+    text_value = "" if value is None else str(value)
+    if text_value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text_value
+    return text_value
+
+
+def csv_response(rows: list[dict[str, Any]], filename: str) -> Response:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: csv_safe(v.isoformat() if isinstance(v, date) else v)
+                             for k, v in row.items()})
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+NotFoundError = NotFound
