@@ -43,6 +43,8 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(mail_app, name="mail")
 flows_app = typer.Typer(no_args_is_help=True, help="The Prefect flows: run once, or serve.")
 app.add_typer(flows_app, name="flows")
+user_app = typer.Typer(no_args_is_help=True, help="Local sign-in: passwords and API tokens.")
+app.add_typer(user_app, name="user")
 themes_app = typer.Typer(no_args_is_help=True, help="The theme taxonomy and the classifier.")
 app.add_typer(themes_app, name="themes")
 
@@ -644,6 +646,72 @@ def themes_evaluate(
     for i, row in enumerate(result["confusion"]["rows_true_columns_predicted"]):
         matrix.add_row(f"{i + 1} {labels[i]}", *[str(v) for v in row])
     out.print(matrix)
+
+
+# --- people and the web app -----------------------------------------------------------------
+
+
+@user_app.command("password")
+def user_password(
+    username: Annotated[str, typer.Argument(help="The person's username.")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Set a person's password for local sign-in (at least 12 characters)."""
+    from .web.auth import set_password
+
+    if not password_stdin:
+        raise BadValue("give the password on standard input with --password-stdin, so it"
+                       " stays out of your shell history")
+    password = sys.stdin.readline().rstrip("\r\n")
+    e = env()
+    db.require_schema(e.engine)
+    set_password(e.engine, username, password)
+    out.print(f"Password set for {username}; their other sessions are signed out.")
+
+
+@user_app.command("token")
+def user_token(
+    username: Annotated[str, typer.Argument(help="The person the system acts as.")],
+    label: Annotated[str, typer.Option(help="What uses it.")] = "api",
+) -> None:
+    """Create an API token (printed once) for another system to use the JSON API."""
+    from .web.auth import Auth
+
+    e = env()
+    db.require_schema(e.engine)
+    now = clock_for(None, e.settings.tz).now()
+    token = Auth(e.engine, e.settings).new_api_token(username, label, now)
+    sys.stdout.write(token + "\n")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    no_flows: Annotated[bool, typer.Option("--no-flows", help="Do not serve the flows.")] = False,
+) -> None:
+    """Serve the web app (and, unless --no-flows, the flows on their schedules)."""
+    import subprocess
+
+    import uvicorn
+
+    from .web.app import create_app
+
+    e = env()
+    db.require_schema(e.engine)
+    flows_process = None
+    if not no_flows:
+        flows_process = subprocess.Popen(
+            [sys.executable, "-m", "drp.cli", "flows", "serve"])
+    out.print(f"drp is at http://{host}:{port}/ (sign in as a demo user; Ctrl-C stops).")
+    try:
+        uvicorn.run(create_app(e), host=host, port=port, log_level="warning",
+                    proxy_headers=True)
+    finally:
+        if flows_process is not None:
+            flows_process.terminate()
+            flows_process.wait(timeout=30)
 
 
 # --- flows ----------------------------------------------------------------------------------

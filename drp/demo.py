@@ -22,6 +22,7 @@ from .settings import CONFIG_DIR, Settings
 from .themes import Taxonomy
 
 DEMO_ORG = CONFIG_DIR / "demo.yaml"
+DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - the demo's published password
 
 
 def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService], Any]]]:
@@ -115,12 +116,19 @@ def run_demo(
         report = mail.send(engine, settings, clock)
         where = settings.smtp_host or settings.mail_dir
         say(f"Added 8 demo alerts at different stages; e-mails: {report.summary()} ({where}).")
+    from .web.auth import hash_password
+
     with db.transaction(engine) as session:
+        hashed = hash_password(DEMO_PASSWORD)
+        for person in session.exec(select(Person).where(col(Person.password_hash).is_(None))):
+            person.password_hash = hashed  # the demo's people share one published password
+            session.add(person)
         rows = session.exec(
             select(Person.username, Person.name, PersonRole.role)
             .join(PersonRole, col(PersonRole.person_id) == Person.id)
             .order_by(Person.username)
         ).all()
-    say("Act as any of these people with --as USERNAME:")
+    say(f"Sign in to the web app (drp serve) as any of these people with the password"
+        f" {DEMO_PASSWORD!r}, or act as them on the command line with --as USERNAME:")
     for username, name, role in rows:
         say(f"  {username:<12} {name:<22} {role}")

@@ -135,3 +135,65 @@ def drp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield tmp_path
     settings.get_settings.cache_clear()
     runtime.runtime.cache_clear()
+
+
+TEST_PASSWORD = "test-password-123"
+
+
+class MovableClock:
+    """A clock the test moves (for idle timeouts and lock-outs)."""
+
+    def __init__(self, when: str = "2027-03-01T09:00") -> None:
+        self.instant = parse_instant(when, LONDON)
+
+    def now(self) -> datetime:
+        return self.instant
+
+    def move(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.instant += timedelta(**delta)
+
+
+@pytest.fixture
+def web(drp_env: Path) -> Any:
+    """The web app on a fresh SQLite database with tests/data/org.yaml, every person's
+    password TEST_PASSWORD, and a movable clock: returns (app, clock, runtime)."""
+    from drp import runtime as runtime_module
+    from drp.web.app import create_app
+    from drp.web.auth import hash_password
+
+    rt = runtime_module.runtime()
+    db.upgrade(rt.engine)
+    with db.transaction(rt.engine) as s:
+        load_org(s, DATA / "org.yaml", rt.protocol)
+        from sqlmodel import select
+
+        from drp.models import Person
+
+        hashed = hash_password(TEST_PASSWORD)
+        for person in s.exec(select(Person)):
+            person.password_hash = hashed
+            s.add(person)
+    clock = MovableClock()
+    return create_app(rt, clock), clock, rt
+
+
+def sign_in(app: Any, username: str, password: str = TEST_PASSWORD) -> Any:
+    """A TestClient signed in as `username` (its .csrf holds the session's CSRF token)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app, base_url="https://testserver")  # cookies are Secure
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    response = client.post("/login", data={"username": username, "password": password,
+                                           "csrf_token": token.group(1), "next": "/"},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    home = client.get("/", follow_redirects=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
+    client.csrf = found.group(1) if found else ""  # type: ignore[attr-defined]
+    return client

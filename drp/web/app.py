@@ -67,6 +67,7 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     templates.env.filters["date"] = lambda d: f"{d.day} {d:%B %Y}" if d else "-"
     templates.env.filters["when"] = (
         lambda t: t.astimezone(settings.tz).strftime("%-d %b %Y %H:%M") if t else "-")
+    templates.env.filters["intersects"] = lambda roles, names: bool(set(roles) & set(names))
     templates.env.globals["theme_title"] = rt.taxonomy.title
     templates.env.globals["stage_title"] = lambda k: rt.protocol.title(k) if k in (
         *rt.protocol.keys, rt.protocol.cafcass.key) else k

@@ -43,7 +43,7 @@ def register(app: FastAPI) -> None:
         views.sort(key=lambda v: (v.status != "open", not v.overdue,
                                   v.stage_due or v.resolution_due, v.id))
         return st.page(request, "alerts.html", user, title=title, intro=intro, views=views,
-                       filters=f, status=status, show_filters=not inbox, export=export,
+                       filters=f, status_filter=status, show_filters=not inbox, export=export,
                        path=request.url.path, stages=rt.protocol.keys,
                        themes=rt.taxonomy.themes)
 
