@@ -213,7 +213,7 @@ def test_overdue_when_a_stage_response_is_late(run: Run) -> None:
     aid = raise_r100(run, stage="stage1")  # due 2027-03-31
     assert not run("2027-03-31T17:00", lambda s: s.show(aid, "iro.ada")).overdue
     assert run("2027-04-01T09:00", lambda s: s.show(aid, "iro.ada")).overdue
-    listed = run("2027-04-01T09:00", lambda s: s.list("iro.ada", "overdue"))
+    listed = run("2027-04-01T09:00", lambda s: s.list_alerts("iro.ada", "overdue"))
     assert [v.id for v in listed] == [aid]
     run("2027-04-01T10:00", lambda s: s.respond(aid, "tm.fay", "Late but here"))
     assert not run("2027-04-01T11:00", lambda s: s.show(aid, "iro.ada")).overdue
@@ -230,7 +230,7 @@ def test_everyone_sees_only_what_their_roles_allow(run: Run) -> None:
         "hos.jon": {b}, "ad.kim": {a, b, c}, "dcs.lou": {a, b, c}, "admin.max": set(),
     }
     for user, ids in expected.items():
-        listed = {v.id for v in run("2027-03-23T09:00", lambda s, u=user: s.list(u))}
+        listed = {v.id for v in run("2027-03-23T09:00", lambda s, u=user: s.list_alerts(u))}
         assert listed == ids, user
         for aid in (a, b, c):
             if aid in ids:
