@@ -114,7 +114,8 @@ class AlertService:
         return access.load_actor(self.s, person)
 
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
-        alert = self.s.get(Alert, alert_id)
+        # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
+        alert = self.s.get(Alert, alert_id) if 0 < alert_id < 2**31 else None
         child = self.s.get(Child, alert.child_id) if alert else None
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
             raise NotFound(
@@ -509,7 +510,7 @@ class AlertService:
         alert, line = self._load(alert_id, actor)
         action = self.s.exec(
             select(Action).where(Action.alert_id == alert.id, Action.no == action_no)
-        ).first()
+        ).first() if 0 < action_no < 2**31 else None
         if action is None:
             raise NotFound(
                 f"alert {alert.id} has no action {action_no}; its actions are listed by"
@@ -633,7 +634,7 @@ class AlertService:
         alert, line = self._load(alert_id, SYSTEM_ACTOR)
         action = self.s.exec(
             select(Action).where(Action.alert_id == alert.id, Action.no == action_no)
-        ).first()
+        ).first() if 0 < action_no < 2**31 else None
         if (action is None or action.done_at is not None or action.overdue_notified_at
                 is not None or self.today <= action.due or alert.on_hold
                 or alert.status not in ("open", "resolved")):
