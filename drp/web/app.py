@@ -21,7 +21,7 @@ from sqlmodel import select
 from .. import db, mail
 from ..alerts import AlertService
 from ..clock import Clock
-from ..errors import DrpError, NotFound
+from ..errors import BadValue, DrpError, NotFound
 from ..models import Person, PersonRole
 from ..runtime import Runtime
 from .auth import LOGIN_COOKIE, SESSION_COOKIE, Auth, Signed, same, secret_key
@@ -235,11 +235,57 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
                 return RedirectResponse(url, 303)
         return RedirectResponse("/alerts", 303)
 
+    if settings.oidc_metadata_url:
+        add_single_sign_on(app, rt, auth, signer, secure_cookies)
+
     from . import api, pages
 
     pages.register(app)
     api.register(app)
     return app
+
+
+def add_single_sign_on(app: FastAPI, rt: Runtime, auth: Auth, signer: Signed,
+                       secure_cookies: bool) -> None:
+    """OpenID Connect with the council's identity provider (e.g. Entra ID), via authlib.
+    The person is matched by e-mail address (then username) to someone in the organisation
+    file; nobody else gets in."""
+    from authlib.integrations.starlette_client import OAuth, OAuthError
+    from starlette.middleware.sessions import SessionMiddleware
+
+    settings = rt.settings
+    app.add_middleware(SessionMiddleware, secret_key=signer.key, session_cookie="drp_sso",
+                       max_age=600, same_site="lax", https_only=secure_cookies)
+    oauth = OAuth()
+    oauth.register(
+        "council", server_metadata_url=settings.oidc_metadata_url,
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret.get_secret_value()
+        if settings.oidc_client_secret else None,
+        client_kwargs={"scope": "openid email profile"},
+    )
+
+    @app.get("/login/sso", include_in_schema=False)
+    async def sso(request: Request) -> Response:
+        callback = settings.base_url.rstrip("/") + "/auth/callback"
+        return await oauth.council.authorize_redirect(request, callback)
+
+    @app.get("/auth/callback", include_in_schema=False)
+    async def sso_callback(request: Request) -> Response:
+        try:
+            token = await oauth.council.authorize_access_token(request)
+        except OAuthError:
+            raise BadValue("single sign-on did not complete; try again") from None
+        info = token.get("userinfo") or {}
+        person = auth.person_for_identity(info.get("email"), info.get("preferred_username"))
+        if person is None or person.id is None:
+            raise BadValue("your council account is not a drp user; ask the drp administrator"
+                           " to add your e-mail address to the organisation file")
+        session_token, _ = auth.start_session(person.id, app.state.clock.now())
+        response = RedirectResponse("/", 303)
+        response.set_cookie(SESSION_COOKIE, signer.sign(session_token, "session"),
+                            httponly=True, samesite="lax", secure=secure_cookies)
+        return response
 
 
 def csv_safe(value: Any) -> str:

@@ -121,12 +121,30 @@ class Auth:
             if not ok or person is None or person.id is None:
                 s.commit()
                 raise BadValue("the username or password is not right; check both and try again")
-            token = secrets.token_urlsafe(32)
-            web = WebSession(id=_digest(token), person_id=person.id,
-                             csrf=secrets.token_urlsafe(32), created_at=now, last_seen_at=now)
+            s.commit()
+            return self.start_session(person.id, now)
+
+    def start_session(self, person_id: int, now: datetime) -> tuple[str, WebSession]:
+        """A brand-new session for someone whose identity has been proved."""
+        token = secrets.token_urlsafe(32)
+        web = WebSession(id=_digest(token), person_id=person_id,
+                         csrf=secrets.token_urlsafe(32), created_at=now, last_seen_at=now)
+        with Session(self.engine, expire_on_commit=False) as s:
             s.add(web)
             s.commit()
-            return token, web
+        return token, web
+
+    def person_for_identity(self, email: str | None, username: str | None) -> Person | None:
+        """The active person a single sign-on identity belongs to (by e-mail, then username)."""
+        with Session(self.engine) as s:
+            for column, value in ((Person.email, email), (Person.username, username)):
+                if not value:
+                    continue
+                person = s.exec(select(Person).where(
+                    func.lower(column) == value.strip().lower())).first()
+                if person is not None and person.active:
+                    return person
+        return None
 
     def session_for(self, token: str | None, now: datetime) -> tuple[WebSession, Person] | None:
         """The live session for a cookie's token, touched; None when absent, revoked, idle
