@@ -15,14 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The main job on the embedded default (SQLite under ./var, mail to files in ./var/mail):
-# the demo council, its alerts, then the flows on their schedules until Ctrl-C.
+# The whole product on the embedded default (SQLite under ./var, mail to files in ./var/mail):
+# the demo council and its alerts, then the web app and the flows on their schedules until
+# Ctrl-C. Point a browser at http://127.0.0.1:8000/ and sign in as a demo user.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 run: install
 	$(BIN)/drp demo
 	@echo
 	$(BIN)/drp alert list --as irom.khan
 	@echo
-	$(BIN)/drp flows serve
+	$(BIN)/drp serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check drp notifications flows tests
