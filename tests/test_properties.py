@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,10 @@ IRO_OF: dict[str, str] = {c["ref"]: c["iro"] for c in _ORG["children"]}
 NOBODY = "nobody.zed"  # not in the organisation file
 EVERYONE = [*ORG_PEOPLE, NOBODY, SYSTEM]
 MISSING_ALERT = 10**6
+ORG_TABLES = {
+    "alembic_version", "council", "person", "person_role", "service", "team", "team_member",
+    "child",
+}
 
 # Monday 15 March 2027, 09:00 in London: the run crosses the clocks going forward (28 March),
 # Easter (Good Friday 26 March, Easter Monday 29 March) and the May bank holidays.
@@ -67,10 +71,18 @@ START = datetime(2027, 3, 15, 9, 0, tzinfo=LONDON).astimezone(UTC)
 
 # --- strategies ------------------------------------------------------------------------------
 
-steps = st.one_of(
+# How far the clock moves before a command: a timedelta, or (days, local time) for "that many
+# days on, at that time in London", which lands on the edges of the local day (around midnight,
+# when the UTC date and the London date differ in summer) far more often than chance would.
+Step = timedelta | tuple[int, time]
+steps: st.SearchStrategy[Step] = st.one_of(
     st.integers(0, 180).map(lambda m: timedelta(minutes=m)),
     st.integers(1, 72).map(lambda h: timedelta(hours=h)),
     st.integers(1, 6 * 24 * 60).map(lambda m: timedelta(minutes=m)),
+    st.tuples(
+        st.integers(0, 4),
+        st.sampled_from([time(0, 0), time(0, 30), time(9, 0), time(17, 30), time(23, 59)]),
+    ),
 )
 # Anyone at all, but (so that enough commands get through) the people who may act on the alert
 # more often than chance. The placeholders are replaced, as the rule runs, by the alert's IRO
@@ -131,7 +143,8 @@ class AlertLadder(RuleBasedStateMachine):
         db.upgrade(self.engine)
         with db.transaction(self.engine) as session:
             load_org(session, ORG_FILE, PROTOCOL)
-        self.tables = sorted(inspect(self.engine).get_table_names())
+        # What a command may write: everything but the organisation and the schema version.
+        self.tables = sorted(set(inspect(self.engine).get_table_names()) - ORG_TABLES)
         self.now = START
 
     def teardown(self) -> None:
@@ -186,17 +199,28 @@ class AlertLadder(RuleBasedStateMachine):
             alert.stage, self.today, alert.stage_due)
         assert alert.stage_responded_at is None
 
+    def _advance(self, step: Step) -> None:
+        if isinstance(step, timedelta):
+            self.now += step
+            return
+        days, at = step
+        local = self.now.astimezone(LONDON)
+        later = datetime.combine(local.date() + timedelta(days=days), at, tzinfo=LONDON)
+        while later.astimezone(UTC) < self.now:
+            later += timedelta(days=1)
+        self.now = later.astimezone(UTC)
+
     def _max_event_id(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM event")).scalar_one())
 
     def _run(
-        self, verb: str, username: str, step: timedelta, call: Callable[[AlertService], Any],
+        self, verb: str, username: str, step: Step, call: Callable[[AlertService], Any],
         *, alert_id: int | None = None, kinds: list[str] | None = None,
     ) -> int | None:
         """One unit of work as of `step` after the last one. Returns the alert's id when the
         command succeeded, None when it was refused (after checking it changed nothing)."""
-        self.now += step
+        self._advance(step)
         before = self._snapshot()
         last_event = self._max_event_id()
         try:
@@ -250,7 +274,7 @@ class AlertLadder(RuleBasedStateMachine):
         summary=words, stage=stage_choice, theme=themes,
     )
     def raise_alert(
-        self, step: timedelta, who: str, child: str, summary: str, stage: str | None,
+        self, step: Step, who: str, child: str, summary: str, stage: str | None,
         theme: str | None,
     ) -> Any:
         who = self._who(who, child=child)
@@ -269,7 +293,7 @@ class AlertLadder(RuleBasedStateMachine):
 
     @rule(alert=alerts, step=steps, who=responders, message=words, actions=actions_in)
     def respond(
-        self, alert: int, step: timedelta, who: str, message: str,
+        self, alert: int, step: Step, who: str, message: str,
         actions: list[tuple[str, int, bool, str | None]],
     ) -> None:
         who = self._who(who, alert)
@@ -302,7 +326,7 @@ class AlertLadder(RuleBasedStateMachine):
         ]
 
     @rule(alert=alerts, step=steps, who=people, reason=words, to=escalate_to)
-    def escalate(self, alert: int, step: timedelta, who: str, reason: str, to: str | None) -> None:
+    def escalate(self, alert: int, step: Step, who: str, reason: str, to: str | None) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
@@ -315,7 +339,7 @@ class AlertLadder(RuleBasedStateMachine):
         self._check_stage_entered(after)
         assert after.resolution_due == before.resolution_due
 
-    def _close(self, verb: str, status: str, alert: int, who: str, step: timedelta,
+    def _close(self, verb: str, status: str, alert: int, who: str, step: Step,
                text: str) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
@@ -331,15 +355,15 @@ class AlertLadder(RuleBasedStateMachine):
         assert after.outcome == (text.strip() if status == "resolved" else before.outcome)
 
     @rule(alert=alerts, step=steps, who=people, outcome=words)
-    def resolve(self, alert: int, step: timedelta, who: str, outcome: str) -> None:
+    def resolve(self, alert: int, step: Step, who: str, outcome: str) -> None:
         self._close("resolve", "resolved", alert, who, step, outcome)
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
-    def withdraw(self, alert: int, step: timedelta, who: str, reason: str) -> None:
+    def withdraw(self, alert: int, step: Step, who: str, reason: str) -> None:
         self._close("withdraw", "withdrawn", alert, who, step, reason)
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
-    def refer(self, alert: int, step: timedelta, who: str, reason: str) -> None:
+    def refer(self, alert: int, step: Step, who: str, reason: str) -> None:
         self._close("refer", "referred", alert, who, step, reason)
 
     @rule(
@@ -347,7 +371,7 @@ class AlertLadder(RuleBasedStateMachine):
         until=st.one_of(st.none(), day_offsets),
     )
     def hold(
-        self, alert: int, step: timedelta, who: str, reason: str, until: int | None
+        self, alert: int, step: Step, who: str, reason: str, until: int | None
     ) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
@@ -366,7 +390,7 @@ class AlertLadder(RuleBasedStateMachine):
             before.stage_due, before.resolution_due)
 
     @rule(alert=alerts, step=steps, who=people, comment=st.one_of(st.none(), words))
-    def resume(self, alert: int, step: timedelta, who: str, comment: str | None) -> None:
+    def resume(self, alert: int, step: Step, who: str, comment: str | None) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("resume", who, step, lambda s: s.resume(alert, who, comment),
@@ -382,7 +406,7 @@ class AlertLadder(RuleBasedStateMachine):
         assert after.resolution_due == CALENDAR.add(before.resolution_due, held)
 
     @rule(alert=alerts, step=steps, who=people, until=day_offsets, reason=words)
-    def extend(self, alert: int, step: timedelta, who: str, until: int, reason: str) -> None:
+    def extend(self, alert: int, step: Step, who: str, until: int, reason: str) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("extend", who, step,
@@ -395,7 +419,7 @@ class AlertLadder(RuleBasedStateMachine):
         assert before.stage_due is not None and after.stage_due > before.stage_due
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
-    def reopen(self, alert: int, step: timedelta, who: str, reason: str) -> None:
+    def reopen(self, alert: int, step: Step, who: str, reason: str) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("reopen", who, step, lambda s: s.reopen(alert, who, reason),
@@ -416,7 +440,7 @@ class AlertLadder(RuleBasedStateMachine):
         comment=st.one_of(st.none(), words),
     )
     def action_done(
-        self, alert: int, step: timedelta, who: str, no: int, comment: str | None
+        self, alert: int, step: Step, who: str, no: int, comment: str | None
     ) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
@@ -433,7 +457,7 @@ class AlertLadder(RuleBasedStateMachine):
         assert (action.done_at, action.done_by_id) == (self.now, person.id)
 
     @rule(step=steps, who=anyone, verb=st.sampled_from(sorted(EXPECTED_KINDS)))
-    def no_such_alert(self, step: timedelta, who: str, verb: str) -> None:
+    def no_such_alert(self, step: Step, who: str, verb: str) -> None:
         calls: dict[str, Callable[[AlertService], Any]] = {
             "raise": lambda s: s.raise_alert(who, "R999", "No such child"),
             "escalate": lambda s: s.escalate(MISSING_ALERT, who, "x"),
@@ -467,8 +491,8 @@ class AlertLadder(RuleBasedStateMachine):
         )
 
     @rule(alert=alerts, step=steps, who=anyone)
-    def show(self, alert: int, step: timedelta, who: str) -> None:
-        self.now += step
+    def show(self, alert: int, step: Step, who: str) -> None:
+        self._advance(step)
         before = self._max_event_id()
         try:
             with db.transaction(self.engine) as session:
@@ -486,14 +510,14 @@ class AlertLadder(RuleBasedStateMachine):
         step=steps, who=anyone,
         status=st.sampled_from([None, "open", "overdue", "closed", "bogus"]),
     )
-    def list_alerts(self, step: timedelta, who: str, status: str | None) -> None:
+    def list_alerts(self, step: Step, who: str, status: str | None) -> None:
         """The list shows exactly the alerts this person may look at one by one."""
-        self.now += step
+        self._advance(step)
         before = self._max_event_id()
         try:
             with db.transaction(self.engine) as session:
                 svc = self._service(session)
-                listed = svc.list(who, status)
+                listed = svc.list_alerts(who, status)
                 visible = set()
                 for aid in session.exec(select(Alert.id)):
                     try:
