@@ -214,9 +214,17 @@ class AlertService:
         data: dict[str, Any] | None = None,
     ) -> Event:
         alert.last_seq += 1
+        # Each event keeps the clocks as they stood after it, so reports can replay an
+        # alert's state at any instant (due dates move with holds and extensions).
+        snapshot = {
+            "stage_due": alert.stage_due.isoformat() if alert.stage_due else None,
+            "resolution_due": alert.resolution_due.isoformat(),
+            "on_hold": alert.on_hold,
+        }
         event = Event(
             alert_id=_id(alert.id), seq=alert.last_seq, at=self.now, actor=actor.username,
-            kind=kind, from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
+            kind=kind, from_stage=from_stage, to_stage=to_stage, comment=comment,
+            data={**snapshot, **(data or {})},
         )
         self.s.add(alert)
         self.s.add(event)

@@ -45,6 +45,8 @@ flows_app = typer.Typer(no_args_is_help=True, help="The Prefect flows: run once,
 app.add_typer(flows_app, name="flows")
 user_app = typer.Typer(no_args_is_help=True, help="Local sign-in: passwords and API tokens.")
 app.add_typer(user_app, name="user")
+report_app = typer.Typer(no_args_is_help=True, help="The figures councils publish.")
+app.add_typer(report_app, name="report")
 themes_app = typer.Typer(no_args_is_help=True, help="The theme taxonomy and the classifier.")
 app.add_typer(themes_app, name="themes")
 
@@ -646,6 +648,44 @@ def themes_evaluate(
     for i, row in enumerate(result["confusion"]["rows_true_columns_predicted"]):
         matrix.add_row(f"{i + 1} {labels[i]}", *[str(v) for v in row])
     out.print(matrix)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+@report_app.command("disputes")
+def report_disputes(
+    from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD.")],
+    to: Annotated[str, typer.Option("--to", help="Last day, YYYY-MM-DD (included).")],
+    fmt: Annotated[str, typer.Option("--format", help="json, html, csv or md.")] = "json",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """The dispute resolution figures for a period, beside the previous one."""
+    from sqlmodel import Session
+
+    from . import report_render
+    from .models import Council
+    from .reports import report
+
+    if fmt not in ("json", "html", "csv", "md"):
+        raise BadValue(f"--format {fmt!r} is not known; use json, html, csv or md")
+    start, end = parse_date(from_, "--from"), parse_date(to, "--to")
+    e = env()
+    db.require_schema(e.engine)
+    with Session(e.engine) as session:
+        r = report(session, e.protocol, e.calendar, e.taxonomy, e.settings.tz, start, end)
+        council = session.get(Council, 1)
+    if fmt == "html":
+        text = report_render.to_html(r, council.name if council else "drp")
+    else:
+        text = {"json": report_render.to_json, "csv": report_render.to_csv,
+                "md": report_render.to_md}[fmt](r)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"Wrote {out_file}.")
+    else:
+        sys.stdout.write(text)
 
 
 # --- people and the web app -----------------------------------------------------------------

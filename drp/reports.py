@@ -1,0 +1,322 @@
+"""The dispute resolution figures a council publishes, for any period, from the event log.
+
+Every figure is computed by replaying each alert's events, so the state of any alert at any
+instant (its status, stage, clocks and holds) is known exactly. Definitions live beside each
+figure in DEFINITIONS; docs/reports.md prints them."""
+
+from __future__ import annotations
+
+import calendar as month_calendar
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from statistics import median
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from .calendar import WorkingCalendar
+from .models import Action, Alert, Child, Event, Service, Team
+from .protocol import Protocol, Role
+from .themes import Taxonomy
+
+CLOSING = {"resolved": "resolved", "withdrawn": "withdrawn", "referred": "referred"}
+ENTERING = ("raised", "escalated", "auto_escalated", "referred")
+
+DEFINITIONS: dict[str, str] = {
+    "raised": "Alerts raised in the period (the date of raising, in local time, falls in it).",
+    "reached": "For each stage of the protocol in force (and cafcass), the alerts that entered"
+               " it in the period: raising at a stage, escalating or bypassing to it, or"
+               " referral (cafcass). Reopening does not count as entering.",
+    "reached_monthly_average": "reached divided by the number of months in the period.",
+    "closed": "Alerts whose last outcome in the period was resolved, withdrawn or referred to"
+              " Cafcass, whenever they were raised.",
+    "resolved_by_stage": "Of the alerts resolved in the period, the stage at which they were"
+                         " resolved (likewise withdrawn_by_stage and referred_from_stage).",
+    "resolved_informally_or_first_formal_pct": "Of those resolved, the share resolved at"
+                                               " the first stage or the first formal stage.",
+    "resolved_within_timescale_pct": "Of those resolved, the share resolved on or before"
+                                     " their resolution due date (20 working days from"
+                                     " raising, moved on by working days on hold).",
+    "resolved_within_stage_timescale_pct": "Of those resolved, the share resolved on or"
+                                           " before the due date of the stage at which they"
+                                           " were resolved (extensions included).",
+    "working_days_to_resolution": "Median and 90th percentile of the working days from"
+                                  " raising to resolution, working days on hold excluded.",
+    "automatic_escalations": "Escalations drp made because a stage's response was late.",
+    "outstanding_at_end": "Alerts open at the end of the period's last day.",
+    "overdue_at_end": "Of those, the ones past a due date at that moment: the stage's"
+                      " response due date (when no response had been recorded) or the"
+                      " resolution due date; alerts on hold are not overdue.",
+    "themes": "Alerts raised in the period by theme (not_set where none), with shares; the"
+              " main theme is the most common one.",
+    "by_team": "For each team (and by_service for each service): alerts raised, resolved and"
+               " outstanding at the end.",
+    "actions": "Agreed actions due in the period: how many, how many done on or before their"
+               " due date, and the share.",
+    "referred_to_director": "Alerts that reached the stage at which the director of"
+                            " children's services is responsible, in the period.",
+    "referred_to_cafcass": "Alerts referred to Cafcass in the period.",
+    "previous": "The same figures for the period of equal length just before (a period of"
+                " whole calendar months is shifted back by that many months).",
+}
+
+
+@dataclass
+class History:
+    alert: Alert
+    team: str
+    service: str
+    events: list[Event] = field(default_factory=list)
+
+
+def _local(instant: datetime, tz: ZoneInfo) -> date:
+    return instant.astimezone(tz).date()
+
+
+def previous_period(start: date, end: date) -> tuple[date, date]:
+    """Whole months shift back by that many months; other periods by their length."""
+    last_day = month_calendar.monthrange(end.year, end.month)[1]
+    if start.day == 1 and end.day == last_day:
+        months = (end.year - start.year) * 12 + end.month - start.month + 1
+        y, m = divmod(start.year * 12 + start.month - 1 - months, 12)
+        p_start = date(y, m + 1, 1)
+        y2, m2 = divmod(end.year * 12 + end.month - 1 - months, 12)
+        p_end = date(y2, m2 + 1, month_calendar.monthrange(y2, m2 + 1)[1])
+        return p_start, p_end
+    length = end - start + timedelta(days=1)
+    return start - length, start - timedelta(days=1)
+
+
+def months_in(start: date, end: date) -> float:
+    return round(((end - start).days + 1) / (365.25 / 12), 2)
+
+
+def load(session: Session, until: datetime) -> list[History]:
+    rows = session.exec(
+        select(Alert, Team.key, Service.key)
+        .join(Child, col(Child.id) == Alert.child_id)
+        .join(Team, col(Team.id) == Child.team_id)
+        .join(Service, col(Service.id) == Team.service_id)
+        .where(col(Alert.raised_at) < until).order_by(col(Alert.id))).all()
+    histories = {a.id: History(a, team, service) for a, team, service in rows}
+    events = session.exec(select(Event).where(col(Event.at) < until)
+                          .order_by(col(Event.alert_id), col(Event.seq))).all()
+    for e in events:
+        if e.alert_id in histories:
+            histories[e.alert_id].events.append(e)
+    return list(histories.values())
+
+
+@dataclass
+class Snapshot:
+    status: str
+    stage: str
+    stage_due: date | None
+    resolution_due: date | None
+    on_hold: bool
+    responded: bool
+
+
+def state_at(h: History, when: datetime) -> Snapshot | None:
+    """An alert as it stood at an instant (None when not yet raised)."""
+    snap: Snapshot | None = None
+    snapshots = False
+    for e in h.events:
+        if e.at >= when:
+            break
+        data = e.data or {}
+        if snap is None:
+            snap = Snapshot("open", e.to_stage or "", None, None, False, False)
+        if e.kind in CLOSING:
+            snap.status = CLOSING[e.kind]
+        elif e.kind == "reopened":
+            snap.status = "open"
+        if e.to_stage:
+            if e.kind in ("escalated", "auto_escalated", "reopened", "raised"):
+                snap.responded = False
+            snap.stage = e.to_stage
+        if e.kind == "responded":
+            snap.responded = True
+        if "stage_due" in data:
+            snapshots = True
+            snap.stage_due = date.fromisoformat(data["stage_due"]) if data["stage_due"] else None
+        if data.get("resolution_due"):
+            snap.resolution_due = date.fromisoformat(data["resolution_due"])
+        if "on_hold" in data:
+            snap.on_hold = bool(data["on_hold"])
+        elif e.kind in ("held", "resumed"):
+            snap.on_hold = e.kind == "held"
+    if snap is not None and not snapshots:  # events written before clocks were kept in them
+        snap.stage_due, snap.resolution_due = h.alert.stage_due, h.alert.resolution_due
+    return snap
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+def _percentile(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 1)
+
+
+def _buckets(days: list[int]) -> dict[str, int]:
+    edges = [(0, 5), (6, 10), (11, 15), (16, 20), (21, 30), (31, 10**6)]
+    return {(f"{lo}-{hi}" if hi < 10**6 else f"{lo}+"): sum(1 for d in days if lo <= d <= hi)
+            for lo, hi in edges}
+
+
+def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalendar,
+            taxonomy: Taxonomy, tz: ZoneInfo, start: date, end: date,
+            actions: list[Action]) -> dict[str, Any]:
+    begin = datetime.combine(start, time.min, tzinfo=tz).astimezone(UTC)
+    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+    stages = [*protocol.keys, protocol.cafcass.key]
+    formal = [s.key for s in protocol.stages if s.formal]
+    early = {protocol.keys[0], *(formal[:1])}
+    director_stages = {s.key for s in protocol.stages if s.responsible == Role.director}
+
+    def in_period(e: Event) -> bool:
+        return begin <= e.at < finish
+
+    raised = [h for h in histories if begin <= h.alert.raised_at < finish]
+    reached = {s: 0 for s in stages}
+    monthly: dict[str, Counter[str]] = {}
+    auto = 0
+    closed: dict[str, list[tuple[History, Event]]] = {k: [] for k in CLOSING.values()}
+    for h in histories:
+        entered: set[str] = set()
+        last_close: Event | None = None
+        for e in h.events:
+            if not in_period(e):
+                continue
+            if e.kind in ENTERING and e.to_stage in reached and e.to_stage not in entered:
+                entered.add(e.to_stage)
+                reached[e.to_stage] += 1
+                month = _local(e.at, tz).strftime("%Y-%m")
+                monthly.setdefault(month, Counter())[e.to_stage] += 1
+            if e.kind == "auto_escalated":
+                auto += 1
+            if e.kind in CLOSING:
+                last_close = e
+            elif e.kind == "reopened" and last_close is not None:
+                last_close = None
+        if last_close is not None:
+            closed[CLOSING[last_close.kind]].append((h, last_close))
+
+    resolved = closed["resolved"]
+    within = within_stage = 0
+    days: list[int] = []
+    for h, e in resolved:
+        data = e.data or {}
+        day = _local(e.at, tz)
+        due = date.fromisoformat(data["resolution_due"]) if data.get("resolution_due") \
+            else h.alert.resolution_due
+        within += day <= due
+        stage_due = data.get("stage_due")
+        within_stage += stage_due is not None and day <= date.fromisoformat(stage_due)
+        held = sum(int((x.data or {}).get("held_working_days", 0)) for x in h.events
+                   if x.kind == "resumed" and x.at <= e.at)
+        days.append(max(0, calendar.between(_local(h.alert.raised_at, tz), day) - held))
+
+    def by_stage(items: list[tuple[History, Event]]) -> dict[str, int]:
+        counts = Counter(e.from_stage or "" for _, e in items)
+        return {s: counts[s] for s in stages if counts[s]}
+
+    outstanding = overdue = 0
+    open_at_end: list[History] = []
+    for h in histories:
+        snap = state_at(h, finish)
+        if snap is None or snap.status != "open":
+            continue
+        outstanding += 1
+        open_at_end.append(h)
+        late_stage = (snap.stage_due is not None and not snap.responded
+                      and end > snap.stage_due)
+        late_overall = snap.resolution_due is not None and end > snap.resolution_due
+        overdue += not snap.on_hold and (late_stage or late_overall)
+
+    theme_counts = Counter(h.alert.theme or "not_set" for h in raised)
+    themes = {k: {"count": v, "share_pct": _pct(v, len(raised)),
+                  "title": taxonomy.title(k) if k != "not_set" else "Not set"}
+              for k, v in theme_counts.most_common()}
+
+    def grouped(key: str) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for h in raised:
+            out.setdefault(getattr(h, key), Counter())["raised"] += 1
+        for h, _ in resolved:
+            out.setdefault(getattr(h, key), Counter())["resolved"] += 1
+        for h in open_at_end:
+            out.setdefault(getattr(h, key), Counter())["outstanding_at_end"] += 1
+        return {k: {m: v.get(m, 0) for m in ("raised", "resolved", "outstanding_at_end")}
+                for k, v in sorted(out.items())}
+
+    due_actions = [a for a in actions if start <= a.due <= end]
+    on_time = sum(1 for a in due_actions
+                  if a.done_at is not None and _local(a.done_at, tz) <= a.due)
+    months = months_in(start, end)
+    main = next((k for k, _ in theme_counts.most_common() if k != "not_set"), None)
+    return {
+        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        "raised": len(raised),
+        "reached": reached,
+        "reached_monthly_average": {s: round(v / months, 1) if months else None
+                                    for s, v in reached.items()},
+        "closed": {k: len(v) for k, v in closed.items()},
+        "resolved_by_stage": by_stage(resolved),
+        "withdrawn_by_stage": by_stage(closed["withdrawn"]),
+        "referred_from_stage": by_stage(closed["referred"]),
+        "resolved_informally_or_first_formal_pct": _pct(
+            sum(1 for _, e in resolved if e.from_stage in early), len(resolved)),
+        "resolved_within_timescale_pct": _pct(within, len(resolved)),
+        "resolved_within_stage_timescale_pct": _pct(within_stage, len(resolved)),
+        "working_days_to_resolution": {"median": median(days) if days else None,
+                                       "p90": _percentile(days, 0.9),
+                                       "distribution": _buckets(days)},
+        "automatic_escalations": auto,
+        "outstanding_at_end": outstanding,
+        "overdue_at_end": overdue,
+        "themes": {k: v["count"] for k, v in themes.items()},
+        "theme_shares": themes,
+        "main_theme": main,
+        "by_team": grouped("team"),
+        "by_service": grouped("service"),
+        "actions": {"due": len(due_actions), "done_on_time": on_time,
+                    "done_on_time_pct": _pct(on_time, len(due_actions))},
+        "referred_to_director": sum(reached[s] for s in director_stages),
+        "referred_to_cafcass": reached[protocol.cafcass.key],
+        "monthly": {m: {s: c.get(s, 0) for s in stages} for m, c in sorted(monthly.items())},
+    }
+
+
+def report(session: Session, protocol: Protocol, calendar: WorkingCalendar,
+           taxonomy: Taxonomy, tz: ZoneInfo, start: date, end: date) -> dict[str, Any]:
+    """The figures for the period, the previous period beside them, and the change."""
+    from .errors import BadValue
+
+    if end < start:
+        raise BadValue(f"--to {end.isoformat()} is before --from {start.isoformat()}")
+    p_start, p_end = previous_period(start, end)
+    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+    histories = load(session, until)
+    actions = list(session.exec(select(Action)).all())
+    current = figures(histories, protocol, calendar, taxonomy, tz, start, end, actions)
+    previous = figures(histories, protocol, calendar, taxonomy, tz, p_start, p_end, actions)
+    current["previous"] = previous
+    current["change"] = {
+        k: current[k] - previous[k] for k in
+        ("raised", "automatic_escalations", "outstanding_at_end", "overdue_at_end",
+         "referred_to_director", "referred_to_cafcass")}
+    current["change"]["reached"] = {s: current["reached"][s] - previous["reached"][s]
+                                    for s in current["reached"]}
+    current["protocol"] = protocol.name
+    current["taxonomy"] = taxonomy.name
+    current["definitions"] = DEFINITIONS
+    return current
