@@ -1,0 +1,135 @@
+"""The published figures against hand-computed expectations on a crafted history: alerts that
+span the period's boundaries, holds, a bypass, a reopening, a withdrawal and a referral."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from drp.alerts import ActionIn
+from drp.calendar import WorkingCalendar
+from drp.protocol import Protocol
+from drp.reports import previous_period, report
+from drp.settings import CONFIG_DIR
+from drp.themes import load_taxonomy
+
+from .conftest import LONDON, Run, backends
+
+
+def history(run: Run) -> None:
+    def raised(when: str, iro: str, child: str, **kw: Any) -> int:
+        return int(run(when, lambda s: s.raise_alert(iro, child, "x", **kw)).id)
+
+    a1 = raised("2027-03-15T10:00", "iro.ada", "R100")             # before the period
+    run("2027-04-05T10:00", lambda s: s.escalate(a1, "iro.ada", "no response"))
+    run("2027-04-08T10:00", lambda s: s.resolve(a1, "iro.ada", "done"))
+    a2 = raised("2027-04-06T10:00", "iro.ada", "R100", theme="safeguarding")
+    run("2027-04-07T10:00", lambda s: s.resolve(a2, "iro.ada", "done"))
+    a3 = raised("2027-04-12T10:00", "iro.ada", "R100", stage="stage1")
+    run("2027-04-13T10:00", lambda s: s.hold(a3, "iro.ada", "court", date(2027, 4, 20)))
+    run("2027-04-20T10:00", lambda s: s.resume(a3, "iro.ada"))
+    run("2027-04-22T10:00", lambda s: s.escalate(a3, "iro.ada", "no"))
+    run("2027-04-23T10:00", lambda s: s.withdraw(a3, "iro.ada", "duplicate"))
+    a4 = raised("2027-05-04T10:00", "iro.ben", "R200", theme="safeguarding")
+    run("2027-05-05T10:00", lambda s: s.escalate(a4, "iro.ben", "urgent", to="stage3"))
+    run("2027-05-06T10:00", lambda s: s.refer(a4, "iro.ben", "legal advice taken"))
+    a7 = raised("2027-05-10T10:00", "iro.ada", "R100", stage="stage1")
+    run("2027-05-10T11:00", lambda s: s.respond(
+        a7, "tm.fay", "plan", [ActionIn("share the plan", date(2027, 5, 14))]))
+    run("2027-05-11T10:00", lambda s: s.resolve(a7, "iro.ada", "agreed"))
+    run("2027-05-17T10:00", lambda s: s.reopen(a7, "iro.ada", "not shared"))
+    run("2027-05-18T09:00", lambda s: s.action_done(a7, 1, "tm.fay"))   # four days late
+    run("2027-05-18T10:00", lambda s: s.resolve(a7, "iro.ada", "shared"))
+    raised("2027-06-21T10:00", "iro.ada", "R100", theme="funding")     # overdue at the end
+    a6 = raised("2027-06-28T10:00", "iro.ben", "R101")
+    run("2027-06-29T10:00", lambda s: s.respond(a6, "tm.fay", "on it"))
+    a8 = raised("2027-06-29T10:00", "iro.ada", "R100")
+    run("2027-07-02T10:00", lambda s: s.resolve(a8, "iro.ada", "after the period"))
+
+
+def figures(org: Engine, protocol: Protocol, start: date, end: date) -> dict[str, Any]:
+    with Session(org) as s:
+        return report(s, protocol, WorkingCalendar(), load_taxonomy(CONFIG_DIR / "themes.yaml"),
+                      LONDON, start, end)
+
+
+@backends
+def test_the_quarters_figures_match_the_hand_count(run: Run, org: Engine,
+                                                    protocol: Protocol) -> None:
+    history(run)
+    r = figures(org, protocol, date(2027, 4, 1), date(2027, 6, 30))
+    assert r["period"] == {"from": "2027-04-01", "to": "2027-06-30"}
+    assert r["raised"] == 7
+    assert r["reached"] == {"informal": 5, "stage1": 3, "stage2": 1, "stage3": 1, "stage4": 0,
+                            "cafcass": 1}
+    assert r["closed"] == {"resolved": 3, "withdrawn": 1, "referred": 1}
+    assert r["resolved_by_stage"] == {"informal": 1, "stage1": 2}
+    assert r["withdrawn_by_stage"] == {"stage2": 1}
+    assert r["referred_from_stage"] == {"stage3": 1}
+    assert r["resolved_within_timescale_pct"] == 100.0
+    assert r["resolved_within_stage_timescale_pct"] == 100.0
+    assert r["resolved_informally_or_first_formal_pct"] == 100.0
+    assert r["working_days_to_resolution"]["median"] == 6
+    assert r["working_days_to_resolution"]["p90"] == 14.0
+    assert (r["outstanding_at_end"], r["overdue_at_end"]) == (3, 1)
+    assert r["themes"] == {"not_set": 4, "safeguarding": 2, "funding": 1}
+    assert r["main_theme"] == "safeguarding"
+    assert r["automatic_escalations"] == 0
+    assert r["actions"] == {"due": 1, "done_on_time": 0, "done_on_time_pct": 0.0}
+    assert r["referred_to_director"] == 0 and r["referred_to_cafcass"] == 1
+    assert r["by_team"] == {"east-a": {"raised": 6, "resolved": 3, "outstanding_at_end": 3},
+                            "west-a": {"raised": 1, "resolved": 0, "outstanding_at_end": 0}}
+    assert r["previous"]["period"] == {"from": "2027-01-01", "to": "2027-03-31"}
+    assert r["previous"]["raised"] == 1 and r["previous"]["outstanding_at_end"] == 1
+    assert r["change"]["raised"] == 6
+    assert r["reached_monthly_average"]["informal"] == pytest.approx(5 / 2.99, abs=0.05)
+
+
+def test_the_month_after_sees_the_late_resolution(run: Run, org: Engine,
+                                                  protocol: Protocol) -> None:
+    history(run)
+    r = figures(org, protocol, date(2027, 7, 1), date(2027, 7, 31))
+    assert r["raised"] == 0 and r["closed"]["resolved"] == 1
+    assert r["outstanding_at_end"] == 2  # the overdue one and the one responded to
+    assert r["previous"]["period"] == {"from": "2027-06-01", "to": "2027-06-30"}
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    (date(2027, 4, 1), date(2027, 6, 30), (date(2027, 1, 1), date(2027, 3, 31))),
+    (date(2027, 1, 1), date(2027, 12, 31), (date(2026, 1, 1), date(2026, 12, 31))),
+    (date(2027, 3, 1), date(2027, 3, 31), (date(2027, 2, 1), date(2027, 2, 28))),
+    (date(2027, 3, 10), date(2027, 3, 19), (date(2027, 2, 28), date(2027, 3, 9))),
+])
+def test_the_previous_period(start: date, end: date, expected: tuple[date, date]) -> None:
+    assert previous_period(start, end) == expected
+
+
+def test_the_report_from_the_command_line_in_every_format(tmp_path: Any) -> None:
+    import json
+
+    from .conftest import DATA
+    from .test_cli import Cli
+
+    cli = Cli(tmp_path)
+    cli("init")
+    cli("org", "load", str(DATA / "org.yaml"))
+    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "<b>x</b>",
+        "--theme", "funding", "--now", "2027-04-06T10:00")
+    r = json.loads(cli("report", "disputes", "--from", "2027-04-01", "--to", "2027-06-30").stdout)
+    assert r["raised"] == 1 and r["themes"] == {"funding": 1}
+    for fmt in ("html", "csv", "md"):
+        out = tmp_path / f"report.{fmt}"
+        cli("report", "disputes", "--from", "2027-04-01", "--to", "2027-06-30", "--format", fmt,
+            "--out", str(out))
+        text = out.read_text()
+        assert "Alerts raised" in text
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<svg") >= 3 and "<script" not in html
+    assert "--to 2027-03-01 is before --from" in cli.refused(
+        "report", "disputes", "--from", "2027-04-01", "--to", "2027-03-01")
+    assert "not known" in cli.refused(
+        "report", "disputes", "--from", "2027-04-01", "--to", "2027-06-30", "--format", "pdf")
