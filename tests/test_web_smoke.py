@@ -6,3 +6,12 @@ def test_smoke(web):
     assert r.status_code == 303, r.text
     assert c.get("/alerts/1").status_code == 200
     assert sign_in(app, "iro.ben").get("/alerts/1").status_code == 404
+
+
+def test_the_report_page_for_iro_managers_only(web):
+    app, clock, rt = web
+    c = sign_in(app, "irom.cat")
+    page = c.get("/reports/disputes?from=2027-01-01&to=2027-03-31")
+    assert page.status_code == 200 and "Alerts raised" in page.text and "<svg" in page.text
+    assert c.get("/reports/disputes?from=2027-01-01&to=2027-03-31&format=json").json()["raised"] == 0
+    assert sign_in(app, "tm.fay").get("/reports/disputes").status_code == 403

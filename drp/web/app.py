@@ -69,6 +69,7 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
         lambda t: t.astimezone(settings.tz).strftime("%-d %b %Y %H:%M") if t else "-")
     templates.env.filters["intersects"] = lambda roles, names: bool(set(roles) & set(names))
     templates.env.globals["theme_title"] = rt.taxonomy.title
+    templates.env.globals["council_name"] = lambda: council_name()
     templates.env.globals["stage_title"] = lambda k: rt.protocol.title(k) if k in (
         *rt.protocol.keys, rt.protocol.cafcass.key) else k
 
@@ -85,7 +86,12 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[..., Any]) -> Response:
         response: Response = await call_next(request)
-        security_headers(response)
+        if "Content-Security-Policy" not in response.headers:
+            security_headers(response)
+        else:
+            csp = response.headers["Content-Security-Policy"]
+            security_headers(response)
+            response.headers["Content-Security-Policy"] = csp
         return response
 
     # -- who is asking -------------------------------------------------------------------------

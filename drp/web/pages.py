@@ -211,6 +211,54 @@ def register(app: FastAPI) -> None:
                               error=exc.message)
         return RedirectResponse(f"/alerts/{alert_id}?done=action", 303)
 
+    # -- reports ----------------------------------------------------------------------------------
+    @app.get("/reports/disputes", include_in_schema=False)
+    def dispute_report(request: Request) -> Response:
+        from datetime import date
+
+        from sqlmodel import Session
+
+        from .. import report_render
+        from ..reports import report
+
+        user = st.need(request)
+        if not user.roles & {"iro_manager", "assistant_director", "director",
+                             "head_of_service"}:
+            raise st.Forbidden("the dispute report is for IRO managers and senior managers")
+        today = st.clock.now().astimezone(rt.settings.tz).date()
+        q = request.query_params
+        first = date(today.year if today.month >= 4 else today.year - 1, 4, 1)
+        start = parse_date(q["from"], "from") if q.get("from") else first
+        end = parse_date(q["to"], "to") if q.get("to") else today
+        fmt = q.get("format", "page")
+        with Session(rt.engine) as session:
+            r = report(session, rt.protocol, rt.calendar, rt.taxonomy, rt.settings.tz,
+                       start, end)
+        name = f"drp-disputes-{start.isoformat()}-{end.isoformat()}"
+        if fmt == "json":
+            return Response(report_render.to_json(r), media_type="application/json")
+        if fmt == "csv":
+            return Response(report_render.to_csv(r), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        if fmt == "md":
+            return Response(report_render.to_md(r), media_type="text/markdown; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.md"'})
+        council = st.templates.env.globals.get("council_name", lambda: "drp")()
+        html = report_render.to_html(r, council)
+        if fmt == "html":
+            response = Response(html, media_type="text/html; charset=utf-8", headers={
+                "Content-Disposition": f'attachment; filename="{name}.html"'})
+        else:
+            body = html.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+            response = st.page(request, "report.html", user, title="Dispute report",
+                               body=body, start=start, end=end,
+                               query=f"from={start.isoformat()}&to={end.isoformat()}")
+        # The report carries its own stylesheet, so it stays one file when downloaded.
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline';"
+            " frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        return response
+
     # -- administration ---------------------------------------------------------------------------
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     def admin(request: Request) -> Response:
