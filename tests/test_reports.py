@@ -133,3 +133,11 @@ def test_the_report_from_the_command_line_in_every_format(tmp_path: Any) -> None
         "report", "disputes", "--from", "2027-04-01", "--to", "2027-03-01")
     assert "not known" in cli.refused(
         "report", "disputes", "--from", "2027-04-01", "--to", "2027-06-30", "--format", "pdf")
+
+
+def test_every_figure_is_defined_in_the_docs() -> None:
+    from drp.reports import DEFINITIONS
+
+    docs = (CONFIG_DIR.parent / "docs" / "reports.md").read_text()
+    for key in DEFINITIONS:
+        assert f"`{key}`" in docs, key
