@@ -31,6 +31,7 @@ from .schemas import ActionView, AlertDetail, AlertView, EventView
 from .themes import Taxonomy
 
 SUMMARY_MAX = 500
+_BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,7 +152,10 @@ class AlertService:
 
     @staticmethod
     def _text(value: str | None, what: str, *, required: bool, limit: int) -> str | None:
-        value = (value or "").strip()
+        # Bidirectional overrides can make text read differently from what it says
+        # ("fdp.exe" shown as "exe.pdf"); control characters have no place in a record.
+        value = "".join(ch for ch in (value or "") if ch not in _BIDI_OVERRIDES
+                        and (ch in "\n\t" or ord(ch) >= 32)).strip()
         if not value:
             if required:
                 raise BadValue(f"{what} is empty; say it in a few words")
@@ -703,7 +707,8 @@ class AlertService:
         self._audit(actor, "view", alert.id, None)
         view = self._view(alert, line.child, line.team, {}, line)
         return AlertDetail(
-            **view,
+            **view, detail=alert.detail, impact=alert.impact,
+            outcome_wanted=alert.outcome_wanted, outcome=alert.outcome,
             events=[EventView(at=e.at, actor=e.actor, kind=e.kind, from_stage=e.from_stage,
                               to_stage=e.to_stage, comment=e.comment) for e in events],
             actions=[

@@ -62,6 +62,10 @@ class AlertView(BaseModel):
 
 
 class AlertDetail(AlertView):
+    detail: str | None
+    impact: str | None
+    outcome_wanted: str | None
+    outcome: str | None
     events: list[EventView]
     actions: list[ActionView]
 

@@ -50,6 +50,8 @@ def enqueue_many(session: Session, messages: list[NewMessage], now: datetime
     with session.no_autoflush:
         seen = set(session.exec(
             select(OutboxMessage.key).where(col(OutboxMessage.key).in_(keys)))) if keys else set()
+    # ...and rows queued earlier in this unit of work, not yet flushed.
+    seen |= {o.key for o in session.new if isinstance(o, OutboxMessage)}
     out: list[OutboxMessage | None] = []
     for m in messages:
         if m.key in seen:

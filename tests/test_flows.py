@@ -96,11 +96,26 @@ def test_the_digest_flow_sends_once_per_fortnight_on_its_day(smtp: SmtpServer) -
     assert "R100" in smtp.to("ivy@riverside.example")[0].part("html")
 
 
-def test_the_themes_flow_runs(smtp: SmtpServer) -> None:
+def test_the_themes_flow_categorises_alerts_without_a_theme(smtp: SmtpServer) -> None:
+    from drp.alerts import AlertService
+    from drp.clock import FixedClock, parse_instant
     from flows.themes import themes_flow
 
-    aid = raise_alert("2027-03-01T10:00", "R100", "iro.ada")
-    assert themes_flow(now="2027-03-02T01:30")["unthemed"] == [aid]
+    rt = runtime()
+    with db.transaction(rt.engine) as s:  # raised with no classifier at hand: no theme
+        svc = AlertService(s, protocol=rt.protocol, calendar=rt.calendar, tz=rt.settings.tz,
+                           clock=FixedClock(parse_instant("2027-03-01T10:00", rt.settings.tz)))
+        aid = int(svc.raise_alert("iro.ada", "R100", "Pathway plan not started at 17 and no"
+                                  " personal adviser").id or 0)
+    result = themes_flow(now="2027-03-02T01:30")
+    assert result["unthemed"] == [aid] and result["categorised"] == [aid]
+    assert themes_flow(now="2027-03-03T01:30")["unthemed"] == []
+    with db.transaction(rt.engine) as s:
+        from drp.models import Alert
+
+        alert = s.get(Alert, aid)
+        assert alert is not None
+        assert (alert.theme, alert.theme_confirmed) == ("leaving_care", False)
 
 
 def test_schedules_run_the_digest_on_alternate_mondays_and_after_bank_holidays() -> None:

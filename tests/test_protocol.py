@@ -82,7 +82,7 @@ def test_the_machine_is_built_from_the_protocol_not_written_per_stage() -> None:
         assert set(machine.states) == {"new", *p.keys, "resolved", "withdrawn", "referred"}
         assert "escalate" not in possible_triggers(p, p.keys[-1])
         assert "refer" in possible_triggers(p, p.keys[0])
-        assert possible_triggers(p, "withdrawn") == ["action_done"]
+        assert possible_triggers(p, "withdrawn") == ["action_done", "set_theme"]
 
 
 def test_a_refused_trigger_names_the_stage_and_the_way_on() -> None:

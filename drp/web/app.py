@@ -166,8 +166,11 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     async def _refused(request: Request, exc: DrpError) -> Response:
         if request.url.path.startswith("/api"):
             return JSONResponse({"detail": exc.message}, exc.http_status)
+        message = exc.message
+        if isinstance(exc, NotFound):  # the service's wording speaks to the command line
+            message = "There is no such page, or it is not one you can see."
         return page(request, "error.html", who(request), status=exc.http_status,
-                    message=exc.message)
+                    message=message)
 
     @app.exception_handler(404)
     async def _missing(request: Request, exc: Exception) -> Response:
