@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q
+
+# Benchmarks print their figures and ratios and write bench/results.json.
+bench: install
+	cd bench && ../$(BIN)/python timescales.py && ../$(BIN)/python themes.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
