@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # Benchmarks print their figures and ratios and write bench/results.json.
 bench: install

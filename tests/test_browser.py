@@ -33,9 +33,11 @@ ACTION_DUE = "2027-03-05"  # a Friday, four days after the clock's Monday 1 Marc
 
 # -- the browser and the served app ----------------------------------------------------------
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session (skips, saying why, where it cannot run)."""
+    """One headless Chromium for the module (skips, saying why, where it cannot run). Not for
+    the session: Playwright's sync API keeps an event loop running in the thread until it
+    stops, which would turn Prefect's sync calls in later tests into coroutines."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: the browser tests need Debian's chromium"
                     " (apt-get install chromium)")

@@ -1,6 +1,7 @@
 """Property-based tests of the service layer: a hypothesis state machine drives random
 sequences of commands, by random people, at random (forward-moving) instants, against a real
-SQLite database, and checks the ladder's invariants by reading the database after every step.
+SQLite database (a fresh one per example), and checks the ladder's invariants by reading the
+database after every step.
 
 Every command must either succeed or be refused with a DrpError that changes nothing; any other
 exception is a bug and propagates."""
@@ -32,6 +33,7 @@ from drp import db
 from drp.access import SYSTEM, Line
 from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
+from drp.classifier import Suggestion
 from drp.clock import FixedClock, local_date
 from drp.errors import DrpError, NotFound
 from drp.models import Action, Alert, Child, Event, Person
@@ -49,6 +51,7 @@ CALENDAR = WorkingCalendar()
 KEYS = PROTOCOL.keys
 CAFCASS = PROTOCOL.cafcass.key
 STATUSES = ("open", "resolved", "withdrawn", "referred")
+CLOSED = ("resolved", "withdrawn", "referred")
 
 _ORG = yaml.safe_load(ORG_FILE.read_text(encoding="utf-8"))
 ORG_PEOPLE: list[str] = [p["username"] for p in _ORG["people"]]
@@ -60,45 +63,52 @@ IRO_OF: dict[str, str] = {c["ref"]: c["iro"] for c in _ORG["children"]}
 NOBODY = "nobody.zed"  # not in the organisation file
 EVERYONE = [*ORG_PEOPLE, NOBODY, SYSTEM]
 MISSING_ALERT = 10**6
+# What a command may write: every table but the organisation's and the schema version.
 ORG_TABLES = {
     "alembic_version", "council", "person", "person_role", "service", "team", "team_member",
     "child",
 }
 
-# Monday 15 March 2027, 09:00 in London: the run crosses the clocks going forward (28 March),
-# Easter (Good Friday 26 March, Easter Monday 29 March) and the May bank holidays.
+APPEND_ONLY = {"event", "access_log"}
+
+# Monday 15 March 2027, 09:00 in London: runs cross Easter (Good Friday 26 March, Easter
+# Monday 29 March), the clocks going forward (28 March) and the May bank holidays.
 START = datetime(2027, 3, 15, 9, 0, tzinfo=LONDON).astimezone(UTC)
 
 # --- strategies ------------------------------------------------------------------------------
 
-# How far the clock moves before a command: a timedelta, or (days, local time) for "that many
-# days on, at that time in London", which lands on the edges of the local day (around midnight,
-# when the UTC date and the London date differ in summer) far more often than chance would.
-Step = timedelta | tuple[int, time]
-steps: st.SearchStrategy[Step] = st.one_of(
-    st.integers(0, 180).map(lambda m: timedelta(minutes=m)),
-    st.integers(1, 72).map(lambda h: timedelta(hours=h)),
-    st.integers(1, 6 * 24 * 60).map(lambda m: timedelta(minutes=m)),
-    st.tuples(
-        st.integers(0, 4),
-        st.sampled_from([time(0, 0), time(0, 30), time(9, 0), time(17, 30), time(23, 59)]),
+# How the clock moves before a command: (days on, local time). (0, None) leaves it where it is;
+# (n, None) moves it on n whole days; (n, t) moves it to the first time t in London at least n
+# days on and not before now: so from a few minutes to several days, crossing weekends and
+# bank holidays, and often at the edges of the day (around midnight the UTC and London dates
+# differ in summer). Each step names its time of day, so removing an earlier step (shrinking)
+# does not move the later ones off the edge where they fail.
+Step = tuple[int, time | None]
+EDGES = [time(0, 0), time(0, 30), time(9, 0), time(17, 30), time(23, 59)]
+steps: st.SearchStrategy[Step] = st.tuples(
+    st.sampled_from([0, 0, 0, 1, 1, 2, 3, 4, 6]),
+    st.one_of(
+        st.none(),
+        st.sampled_from(EDGES),
+        st.integers(0, 24 * 60 - 1).map(lambda m: time(m // 60, m % 60)),
     ),
 )
+
 # Anyone at all, but (so that enough commands get through) the people who may act on the alert
 # more often than chance. The placeholders are replaced, as the rule runs, by the alert's IRO
 # (the child's IRO, for raising) and by whoever is responsible at the alert's stage.
 THE_IRO = "<the IRO>"
 THE_RESPONSIBLE = "<the responsible>"
-people = st.sampled_from([*EVERYONE, *[THE_IRO] * 8, *IRO_SIDE])
-raisers = st.sampled_from([*EVERYONE, THE_IRO, THE_IRO])  # fewer alerts, more done to each
+people = st.sampled_from([*EVERYONE, *[THE_IRO] * 8, *IRO_SIDE])  # the IRO side's commands
+# Raising and closing get through less often: fewer alerts, living longer, more done to each.
+raisers = closers = st.sampled_from([*EVERYONE, THE_IRO, THE_IRO])
 responders = st.sampled_from([*EVERYONE, *[THE_RESPONSIBLE] * 8, THE_IRO])
 anyone = st.sampled_from(EVERYONE)
+
 GOOD = "Care plan not shared"
 words = st.sampled_from([*[GOOD] * 8, "No response", "x", "   ", ""])
 day_offsets = st.integers(-3, 30)  # days from today (local): past, today, weekends, holidays
-stage_choice = st.sampled_from(
-    [*[None] * 6, *KEYS, CAFCASS, "new", "resolved", "stage9", ""]
-)
+stage_choice = st.sampled_from([*[None] * 6, *KEYS, CAFCASS, "new", "resolved", "stage9", ""])
 escalate_to = st.sampled_from([*[None] * 4, *KEYS, CAFCASS, "bogus"])
 themes = st.one_of(st.none(), st.sampled_from([*TAXONOMY.keys, "drift"]))
 # An agreed action: (text, days from today, whether to move that day on to a working day,
@@ -113,6 +123,7 @@ actions_in = st.lists(
     max_size=3,
 )
 
+# The events a successful command writes.
 EXPECTED_KINDS: dict[str, list[str]] = {
     "raise": ["raised"],
     "escalate": ["escalated"],
@@ -124,7 +135,13 @@ EXPECTED_KINDS: dict[str, list[str]] = {
     "extend": ["extended"],
     "reopen": ["reopened"],
     "action_done": ["action_done"],
+    "set_theme": ["theme_confirmed"],
+    "suggest_theme": ["theme_suggested"],
+    "remind": ["reminder"],
+    "end_hold": ["resumed"],
+    "action_overdue": ["action_overdue"],
 }
+FLOWS = ("remind", "act_on_overdue", "end_hold", "action_overdue", "suggest_theme")
 
 Snapshot = tuple[Any, ...]
 
@@ -143,7 +160,6 @@ class AlertLadder(RuleBasedStateMachine):
         db.upgrade(self.engine)
         with db.transaction(self.engine) as session:
             load_org(session, ORG_FILE, PROTOCOL)
-        # What a command may write: everything but the organisation and the schema version.
         self.tables = sorted(set(inspect(self.engine).get_table_names()) - ORG_TABLES)
         self.now = START
 
@@ -156,21 +172,58 @@ class AlertLadder(RuleBasedStateMachine):
     def today(self) -> date:
         return local_date(self.now, LONDON)
 
+    def _advance(self, step: Step) -> None:
+        days, at = step
+        if at is None:
+            self.now += timedelta(days=days)
+            return
+        local = self.now.astimezone(LONDON)
+        later = datetime.combine(local.date() + timedelta(days=days), at, tzinfo=LONDON)
+        while later.astimezone(UTC) < self.now:
+            later += timedelta(days=1)
+        self.now = later.astimezone(UTC)
+
+    def _service(self, session: Session) -> AlertService:
+        return AlertService(
+            session, protocol=PROTOCOL, calendar=CALENDAR, clock=FixedClock(self.now),
+            tz=LONDON, taxonomy=TAXONOMY,
+        )
+
     def _snapshot(self) -> Snapshot:
-        """Every row of every table (alerts with their versions, events, actions, the access
-        log and whatever else a command might write), read straight from the database."""
+        """Every row a command may write (alerts with their versions, actions, the outbox, ...;
+        of the append-only logs, how many rows and the last id), read straight from the
+        database."""
         with self.engine.connect() as conn:
             return tuple(
-                (name, conn.execute(text(f'SELECT * FROM "{name}" ORDER BY 1')).all())
+                (name, conn.execute(text(
+                    f'SELECT count(*), max(id) FROM "{name}"' if name in APPEND_ONLY
+                    else f'SELECT * FROM "{name}" ORDER BY 1'
+                )).all())
                 for name in self.tables
             )
 
+    @staticmethod
+    def _changed(before: Snapshot, after: Snapshot) -> list[str]:
+        return [name for (name, rows), (_, rows2) in zip(before, after, strict=True)
+                if rows != rows2]
+
+    def _max_event_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM event")).scalar_one())
+
+    def _alert(self, alert_id: int) -> Alert:
+        with Session(self.engine) as s:
+            alert = s.get(Alert, alert_id)
+            assert alert is not None
+            return alert
+
     def _who(self, who: str, alert_id: int | None = None, child: str | None = None) -> str:
-        """A username for a placeholder, read from the database as it is now."""
+        """The username for a placeholder, read from the database as it is now."""
         if who not in (THE_IRO, THE_RESPONSIBLE):
             return who
         if child is not None:
             return IRO_OF[child]
+        assert alert_id is not None
         with Session(self.engine) as s:
             alert = s.get(Alert, alert_id)
             assert alert is not None
@@ -185,12 +238,6 @@ class AlertLadder(RuleBasedStateMachine):
                 person = s.get(Person, pid) if pid is not None else None
             return person.username if person is not None else NOBODY
 
-    def _alert(self, alert_id: int) -> Alert:
-        with Session(self.engine) as s:
-            alert = s.get(Alert, alert_id)
-            assert alert is not None
-            return alert
-
     def _check_stage_entered(self, alert: Alert) -> None:
         """Just entered its stage: the stage's clock starts today, in London."""
         stage = PROTOCOL.stage(alert.stage)
@@ -199,42 +246,31 @@ class AlertLadder(RuleBasedStateMachine):
             alert.stage, self.today, alert.stage_due)
         assert alert.stage_responded_at is None
 
-    def _advance(self, step: Step) -> None:
-        if isinstance(step, timedelta):
-            self.now += step
-            return
-        days, at = step
-        local = self.now.astimezone(LONDON)
-        later = datetime.combine(local.date() + timedelta(days=days), at, tzinfo=LONDON)
-        while later.astimezone(UTC) < self.now:
-            later += timedelta(days=1)
-        self.now = later.astimezone(UTC)
-
-    def _max_event_id(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM event")).scalar_one())
-
     def _run(
         self, verb: str, username: str, step: Step, call: Callable[[AlertService], Any],
-        *, alert_id: int | None = None, kinds: list[str] | None = None,
-    ) -> int | None:
-        """One unit of work as of `step` after the last one. Returns the alert's id when the
-        command succeeded, None when it was refused (after checking it changed nothing)."""
+        *, alert_id: int | None = None, kinds: Callable[[Any], list[str]] | None = None,
+    ) -> Any:
+        """One unit of work, as of `step` after the last one, as conftest's `run` does it.
+
+        Returns what the command returned when it did something; None when it was refused
+        with a DrpError or did nothing (a flow with nothing to do), after checking that no row
+        changed. Anything else raised propagates: that is a bug."""
         self._advance(step)
         before = self._snapshot()
         last_event = self._max_event_id()
         try:
             with db.transaction(self.engine) as session:
-                svc = AlertService(
-                    session, protocol=PROTOCOL, calendar=CALENDAR, clock=FixedClock(self.now),
-                    tz=LONDON, taxonomy=TAXONOMY,
-                )
-                result = call(svc)
-                done_id = int(result.id)
+                result = call(self._service(session))
+                done_id = int(result.id) if isinstance(result, Alert) else alert_id
         except DrpError as exc:
             event(f"{verb}: {type(exc).__name__}")
-            after = self._snapshot()
-            assert after == before, f"{verb} by {username} was refused ({exc}) but changed rows"
+            changed = self._changed(before, self._snapshot())
+            assert not changed, f"{verb} by {username} was refused ({exc}) but wrote {changed}"
+            return None
+        if not result:
+            event(f"{verb}: nothing to do")
+            changed = self._changed(before, self._snapshot())
+            assert not changed, f"{verb} did nothing (returned {result!r}) but wrote {changed}"
             return None
 
         event(f"{verb}: ok")
@@ -248,12 +284,14 @@ class AlertLadder(RuleBasedStateMachine):
             assert e.actor == username, (verb, username, e.actor, e.kind)
             assert e.alert_id == done_id, (verb, e.alert_id, done_id)
             assert e.at == self.now, (verb, e.at, self.now)
-        if kinds is None:
-            kinds = list(EXPECTED_KINDS[verb])
-            if verb == "escalate" and username == SYSTEM:
-                kinds = ["auto_escalated"]
-        assert [e.kind for e in events] == kinds, (verb, username)
-        return done_id
+        if kinds is not None:
+            expected = kinds(result)
+        elif verb == "escalate" and username == SYSTEM:
+            expected = ["auto_escalated"]
+        else:
+            expected = EXPECTED_KINDS[verb]
+        assert [e.kind for e in events] == expected, (verb, username)
+        return result
 
     # -- commands ------------------------------------------------------------------------------
     @initialize(
@@ -263,11 +301,11 @@ class AlertLadder(RuleBasedStateMachine):
     def first_alert(self, child: str, stage: str | None) -> int:
         """Every run starts with one alert raised properly by the child's IRO."""
         iro = IRO_OF[child]
-        aid = self._run(
-            "raise", iro, timedelta(0), lambda s: s.raise_alert(iro, child, GOOD, stage=stage)
+        alert = self._run(
+            "raise", iro, (0, None), lambda s: s.raise_alert(iro, child, GOOD, stage=stage)
         )
-        assert aid is not None
-        return aid
+        assert alert is not None
+        return int(alert.id)
 
     @rule(
         target=alerts, step=steps, who=raisers, child=st.sampled_from(CHILDREN),
@@ -278,18 +316,18 @@ class AlertLadder(RuleBasedStateMachine):
         theme: str | None,
     ) -> Any:
         who = self._who(who, child=child)
-        aid = self._run(
+        alert = self._run(
             "raise", who, step,
             lambda s: s.raise_alert(who, child, summary, stage=stage, theme=theme),
         )
-        if aid is None:
+        if alert is None:
             return multiple()
-        after = self._alert(aid)
-        assert (after.status, after.stage) == ("open", stage or KEYS[0])
-        assert after.raised_at == after.stage_entered_at == self.now
+        after = self._alert(int(alert.id))
+        assert (after.status, after.stage, after.on_hold) == ("open", stage or KEYS[0], False)
+        assert after.raised_at == self.now
         self._check_stage_entered(after)
         assert after.resolution_due == CALENDAR.add(self.today, PROTOCOL.resolution_working_days)
-        return aid
+        return int(alert.id)
 
     @rule(alert=alerts, step=steps, who=responders, message=words, actions=actions_in)
     def respond(
@@ -310,10 +348,11 @@ class AlertLadder(RuleBasedStateMachine):
             return s.respond(alert, who, message, sent)
 
         kinds = ["responded"] + ["action_agreed"] * len(actions)
-        if self._run("respond", who, step, call, alert_id=alert, kinds=kinds) is None:
+        if self._run("respond", who, step, call, alert_id=alert, kinds=lambda _: kinds) is None:
             return
         after = self._alert(alert)
-        assert (after.status, after.stage) == (before.status, before.stage)
+        assert (after.status, after.stage) == (before.status, before.stage) == (
+            "open", before.stage)
         assert after.stage_responded_at == (before.stage_responded_at or self.now)
         with Session(self.engine) as s:
             new = list(s.exec(
@@ -332,7 +371,9 @@ class AlertLadder(RuleBasedStateMachine):
         if self._run("escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
                      alert_id=alert) is None:
             return
-        after = self._alert(alert)
+        self._check_escalated(before, self._alert(alert), to)
+
+    def _check_escalated(self, before: Alert, after: Alert, to: str | None) -> None:
         assert before.status == after.status == "open" and not before.on_hold
         assert after.stage == (to or KEYS[KEYS.index(before.stage) + 1])
         assert KEYS.index(after.stage) > KEYS.index(before.stage)
@@ -354,15 +395,15 @@ class AlertLadder(RuleBasedStateMachine):
         assert not after.on_hold and after.hold_until is None
         assert after.outcome == (text.strip() if status == "resolved" else before.outcome)
 
-    @rule(alert=alerts, step=steps, who=people, outcome=words)
+    @rule(alert=alerts, step=steps, who=closers, outcome=words)
     def resolve(self, alert: int, step: Step, who: str, outcome: str) -> None:
         self._close("resolve", "resolved", alert, who, step, outcome)
 
-    @rule(alert=alerts, step=steps, who=people, reason=words)
+    @rule(alert=alerts, step=steps, who=closers, reason=words)
     def withdraw(self, alert: int, step: Step, who: str, reason: str) -> None:
         self._close("withdraw", "withdrawn", alert, who, step, reason)
 
-    @rule(alert=alerts, step=steps, who=people, reason=words)
+    @rule(alert=alerts, step=steps, who=closers, reason=words)
     def refer(self, alert: int, step: Step, who: str, reason: str) -> None:
         self._close("refer", "referred", alert, who, step, reason)
 
@@ -370,15 +411,13 @@ class AlertLadder(RuleBasedStateMachine):
         alert=alerts, step=steps, who=people, reason=words,
         until=st.one_of(st.none(), day_offsets),
     )
-    def hold(
-        self, alert: int, step: Step, who: str, reason: str, until: int | None
-    ) -> None:
+    def hold(self, alert: int, step: Step, who: str, reason: str, until: int | None) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
-        days: list[date | None] = []
+        days: list[date | None] = [None]
 
         def call(s: AlertService) -> Alert:
-            days[:] = [None if until is None else s.today + timedelta(days=until)]
+            days[0] = None if until is None else s.today + timedelta(days=until)
             return s.hold(alert, who, reason, until=days[0])
 
         if self._run("hold", who, step, call, alert_id=alert) is None:
@@ -396,7 +435,9 @@ class AlertLadder(RuleBasedStateMachine):
         if self._run("resume", who, step, lambda s: s.resume(alert, who, comment),
                      alert_id=alert) is None:
             return
-        after = self._alert(alert)
+        self._check_resumed(before, self._alert(alert))
+
+    def _check_resumed(self, before: Alert, after: Alert) -> None:
         assert before.on_hold and before.held_since is not None
         assert not after.on_hold and after.held_since is None and after.hold_until is None
         # The working days on hold move both clocks on.
@@ -456,8 +497,66 @@ class AlertLadder(RuleBasedStateMachine):
             person = s.exec(select(Person).where(Person.username == who)).one()
         assert (action.done_at, action.done_by_id) == (self.now, person.id)
 
+    @rule(alert=alerts, step=steps, who=people, theme=st.sampled_from([*TAXONOMY.keys, "drift"]))
+    def set_theme(self, alert: int, step: Step, who: str, theme: str) -> None:
+        who = self._who(who, alert)
+        before = self._alert(alert)
+        if self._run("set_theme", who, step, lambda s: s.set_theme(alert, who, theme),
+                     alert_id=alert) is None:
+            return
+        after = self._alert(alert)
+        assert (after.theme, after.theme_confirmed) == (theme, True)
+        assert (after.status, after.stage) == (before.status, before.stage)
+
+    @rule(
+        alert=alerts, step=steps, flow=st.sampled_from(FLOWS), no=st.integers(1, 3),
+        theme=st.sampled_from(TAXONOMY.keys), unsure=st.booleans(),
+    )
+    def flow(self, alert: int, step: Step, flow: str, no: int, theme: str,
+             unsure: bool) -> None:
+        """What the scheduled flows do, as `system`: each either acts or does nothing."""
+        before = self._alert(alert)
+        # A suggestion is recorded (even an unsure one) only while no theme is set.
+        suggests = before.theme is None and not before.theme_confirmed
+
+        def suggest(s: AlertService) -> Any:
+            done = s.suggest_theme(
+                alert, Suggestion(theme=theme, confidence=0.5, unsure=unsure))
+            assert done == (suggests and not unsure)
+            return s.s.get(Alert, alert) if suggests else done
+
+        calls: dict[str, Callable[[AlertService], Any]] = {
+            "remind": lambda s: s.remind(alert),
+            "act_on_overdue": lambda s: s.act_on_overdue(alert),
+            "end_hold": lambda s: s.end_hold(alert),
+            "action_overdue": lambda s: s.action_overdue(alert, no),
+            "suggest_theme": suggest,
+        }
+
+        def kinds(done: Any) -> list[str]:
+            if flow == "act_on_overdue":
+                return ["auto_escalated" if done == "escalated" else str(done)]
+            return EXPECTED_KINDS[flow]
+
+        done = self._run(flow, SYSTEM, step, calls[flow], alert_id=alert, kinds=kinds)
+        if done is None:
+            return
+        after = self._alert(alert)
+        if flow == "act_on_overdue" and done == "escalated":
+            self._check_escalated(before, after, None)
+        elif flow == "end_hold":
+            assert before.hold_until is not None and before.hold_until <= self.today
+            self._check_resumed(before, after)
+        else:
+            assert (after.status, after.stage, after.on_hold) == (
+                before.status, before.stage, before.on_hold)
+        if flow == "suggest_theme":
+            assert (after.theme, after.theme_suggested, after.theme_confirmed) == (
+                None if unsure else theme, theme, False)
+
     @rule(step=steps, who=anyone, verb=st.sampled_from(sorted(EXPECTED_KINDS)))
     def no_such_alert(self, step: Step, who: str, verb: str) -> None:
+        """Whatever is asked of an alert that does not exist is refused as NotFound."""
         calls: dict[str, Callable[[AlertService], Any]] = {
             "raise": lambda s: s.raise_alert(who, "R999", "No such child"),
             "escalate": lambda s: s.escalate(MISSING_ALERT, who, "x"),
@@ -469,12 +568,17 @@ class AlertLadder(RuleBasedStateMachine):
             "extend": lambda s: s.extend(MISSING_ALERT, who, date(2027, 12, 1), "x"),
             "reopen": lambda s: s.reopen(MISSING_ALERT, who, "x"),
             "action_done": lambda s: s.action_done(MISSING_ALERT, 1, who),
+            "set_theme": lambda s: s.set_theme(MISSING_ALERT, who, TAXONOMY.keys[0]),
+            "suggest_theme": lambda s: s.suggest_theme(
+                MISSING_ALERT, Suggestion(theme=TAXONOMY.keys[0], confidence=1, unsure=False)),
+            "remind": lambda s: s.remind(MISSING_ALERT),
+            "end_hold": lambda s: s.end_hold(MISSING_ALERT),
+            "action_overdue": lambda s: s.action_overdue(MISSING_ALERT, 1),
         }
-        call = calls[verb]
 
         def expect_not_found(s: AlertService) -> Any:
             try:
-                call(s)
+                calls[verb](s)
             except NotFound:
                 raise
             except DrpError as exc:
@@ -484,12 +588,6 @@ class AlertLadder(RuleBasedStateMachine):
         assert self._run(verb, who, step, expect_not_found) is None
 
     # -- reads: they fail only with a DrpError, write no event, and agree with each other ------
-    def _service(self, session: Session) -> AlertService:
-        return AlertService(
-            session, protocol=PROTOCOL, calendar=CALENDAR, clock=FixedClock(self.now),
-            tz=LONDON, taxonomy=TAXONOMY,
-        )
-
     @rule(alert=alerts, step=steps, who=anyone)
     def show(self, alert: int, step: Step, who: str) -> None:
         self._advance(step)
@@ -537,7 +635,7 @@ class AlertLadder(RuleBasedStateMachine):
             if status in ("open", "overdue"):
                 assert v.status == "open", v
             if status == "closed":
-                assert v.status in ("resolved", "withdrawn", "referred"), v
+                assert v.status in CLOSED, v
             if status == "overdue":
                 assert v.overdue and not v.on_hold, v
 
@@ -559,7 +657,7 @@ class AlertLadder(RuleBasedStateMachine):
         for alert in alerts:
             assert alert.id is not None
             aid = alert.id
-            # One current stage, on the ladder, or Cafcass exactly when referred.
+            # One current stage: on the ladder, or Cafcass exactly when referred.
             assert alert.status in STATUSES, (aid, alert.status)
             if alert.status == "referred":
                 assert alert.stage == CAFCASS, (aid, alert.stage)
@@ -569,7 +667,7 @@ class AlertLadder(RuleBasedStateMachine):
             assert (alert.held_since is not None) == alert.on_hold, aid
             assert (alert.closed_at is None) == (alert.status == "open"), aid
 
-            # The event log: 1..n, in order, in time, starting with `raised`.
+            # The event log: seq 1..n in order, `at` never going back, starting with `raised`.
             log = by_alert.get(aid, [])
             assert [e.seq for e in log] == list(range(1, len(log) + 1)), (aid, log)
             assert alert.last_seq == len(log), (aid, alert.last_seq, len(log))
@@ -585,6 +683,13 @@ class AlertLadder(RuleBasedStateMachine):
                         aid, e.kind, e.from_stage, e.to_stage,
                     )
             assert log[-1].to_stage == alert.stage, (aid, log[-1].kind, alert.stage)
+            # The last event keeps the clocks as they stand (reports replay them).
+            kept = log[-1].data or {}
+            if "resolution_due" in kept:
+                assert (kept["stage_due"], kept["resolution_due"], kept["on_hold"]) == (
+                    alert.stage_due.isoformat() if alert.stage_due else None,
+                    alert.resolution_due.isoformat(), alert.on_hold,
+                ), (aid, log[-1].kind)
 
             # Due dates fall on working days.
             if alert.stage_due is not None:
