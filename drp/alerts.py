@@ -131,12 +131,20 @@ class AlertService:
         person = self.s.get(Person, person_id)
         return person.username if person else None
 
-    def _person_id(self, username: str, what: str) -> int:
+    def _owner_id(self, username: str, what: str, alert: Alert, line: Line) -> int:
+        """An agreed action's owner: someone who works on the child's case (the child's line
+        or IROs), so they can see the alert and mark the action done."""
         pid = self.s.exec(
             select(Person.id).where(Person.username == username, col(Person.active))
         ).first()
         if pid is None:
-            raise NotFound(f"{what}: there is no active person {username!r}")
+            raise BadValue(f"{what}: there is no active person {username!r}; check the"
+                           " username")
+        allowed = {p for p in (*line.by_role.values(), line.child.iro_id, alert.iro_id) if p}
+        if pid not in allowed:
+            raise BadValue(f"{what}: {username} does not work on child {line.child.ref}'s"
+                           " case; choose the child's social worker, a manager on the child's"
+                           " line or the IRO")
         return pid
 
     # -- validation helpers -----------------------------------------------------------------
@@ -196,6 +204,21 @@ class AlertService:
         self, alert: Alert, actor: Actor, line: Line, trigger: str, *,
         may_kw: dict[str, Any] | None = None, **kwargs: Any,
     ) -> AlertState:
+        adapter = self._check(alert, actor, line, trigger, may_kw, **kwargs)
+        fire(self.protocol, adapter, trigger, f"alert {alert.id}", **kwargs)
+        self._not_before_last_event(alert)
+        alert.status, alert.stage = adapter.status, adapter.stage
+        return adapter
+
+    def check(self, alert_id: int, username: str, trigger: str) -> None:
+        """Raise what `trigger` would raise for this person now (NotFound, InvalidTransition,
+        NotPermitted), without doing it: for pages that ask before they act."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        self._check(alert, actor, line, trigger, None)
+
+    def _check(self, alert: Alert, actor: Actor, line: Line, trigger: str,
+               may_kw: dict[str, Any] | None, **kwargs: Any) -> AlertState:
         adapter = self._adapter(alert, actor, line, **(may_kw or {}))
         subject = f"alert {alert.id}"
         if trigger not in possible_triggers(self.protocol, adapter.state):
@@ -207,9 +230,6 @@ class AlertService:
                 f"{actor.username} may not {VERBS[trigger]} alert {alert.id} ({where}):"
                 f" {access.who_may(trigger, self.protocol, alert, line)} may"
             )
-        fire(self.protocol, adapter, trigger, subject, **kwargs)
-        self._not_before_last_event(alert)
-        alert.status, alert.stage = adapter.status, adapter.stage
         return adapter
 
     def _event(
@@ -296,6 +316,9 @@ class AlertService:
                 f"there is no child {child_ref!r} that {username} can see; check the reference"
             )
         line = Line.of(self.s, child)
+        if stage is not None and stage not in self.protocol.keys:
+            raise BadValue(f"there is no stage {stage!r}; the stages are"
+                           f" {', '.join(self.protocol.keys)}")
         summary_t = self._text(summary, "the summary", required=True, limit=SUMMARY_MAX)
         if theme is not None and self.taxonomy is not None and theme not in self.taxonomy.keys:
             raise BadValue(
@@ -373,7 +396,8 @@ class AlertService:
                     f" from {self.today.isoformat()}"
                 )
             self._working_day(a.due, f"action {i}'s due date")
-            owner_id = self._person_id(a.owner, f"action {i}'s owner") if a.owner else actor.id
+            owner_id = (self._owner_id(a.owner, f"action {i}'s owner", alert, line) if a.owner
+                        else actor.id)
             assert owner_id is not None
             action = Action(
                 alert_id=_id(alert.id), no=next_no + i, text=a_text or "", owner_id=owner_id,

@@ -290,9 +290,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 # =============================================================================================
 LIST_PAGES = ("/my-alerts", "/inbox", "/outstanding", "/alerts", "/alerts.csv", "/alerts/new")
 ADMIN_PAGES = ("/admin", "/admin/protocol.svg")
-REFER_PAGE_BUG = pytest.mark.xfail(
-    reason="BUG: GET /alerts/{id}/refer for someone who may see the alert but may not refer"
-           " answers 422 (BadValue) instead of 403 (NotPermitted)", strict=True)
 
 
 def page_cases() -> Iterator[Any]:
@@ -301,10 +298,7 @@ def page_cases() -> Iterator[Any]:
             yield pytest.param(who, url, None, id=f"{name(who)}-GET {url}")
         for child in CHILDREN:
             for url in ("/alerts/{id}", "/alerts/{id}/refer"):
-                marks = [REFER_PAGE_BUG] if (
-                    url.endswith("refer") and who in SEES[child]
-                    and who not in IRO_SIDE[child]) else []
-                yield pytest.param(who, url, child, marks=marks,
+                yield pytest.param(who, url, child,
                                    id=f"{name(who)}-GET {url.replace('{id}', child)}")
 
 
@@ -512,20 +506,12 @@ def test_an_action_at_the_wrong_stage_answers_409(world: World, surface: str, op
         assert "refer" in message
 
 
-@pytest.mark.xfail(reason="BUG: GET /alerts/{id}/refer for an alert that can no longer be"
-                          " referred (closed) answers 422 (BadValue) instead of 409",
-                   strict=True)
 def test_the_refer_page_of_a_closed_alert_answers_409(world: World) -> None:
     aid = world.raise_alert("R100")
     world.do(lambda s: s.withdraw(aid, "iro.ada", "Raised in error"))
     assert world.page("iro.ada", "GET", f"/alerts/{aid}/refer").status_code == 409
 
 
-@pytest.mark.xfail(reason="BUG: an agreed action may be given to anyone active, even someone"
-                          " who may not see the child (sw.eve for R100): the form's owner list"
-                          " is not enforced, the owner cannot see or mark the action done, and"
-                          " is e-mailed about the child's alert when it is resolved",
-                   strict=True)
 @pytest.mark.parametrize("surface", ["api", "form"])
 def test_an_agreed_action_is_only_given_to_someone_who_may_see_the_child(
         world: World, surface: str) -> None:
@@ -590,10 +576,6 @@ def test_api_refuses_a_bad_bearer_token_with_401(world: World) -> None:
         assert r.status_code == 401, header
 
 
-@pytest.mark.xfail(reason="BUG: POST /api/... without credentials but with a malformed body"
-                          " answers 422 with the schema's validation errors instead of 401:"
-                          " the caller is identified inside the handler, after FastAPI has"
-                          " validated the body", strict=True)
 def test_api_answers_401_before_validating_the_body(world: World) -> None:
     aid = world.shared["R100"]
     assert world.anon.post("/api/alerts", json={}).status_code == 401
@@ -879,8 +861,6 @@ def test_csv_export_holds_only_the_alerts_the_person_may_see(world: World, who: 
     assert {r["child"] for r in rows} <= VISIBLE_CHILDREN[who]
 
 
-@pytest.mark.xfail(reason="BUG: /alerts.csv with no alerts to show is an empty body, without"
-                          " even the header row", strict=True)
 def test_an_empty_csv_export_still_has_its_header_row(world: World) -> None:
     r = world.page("admin.max", "GET", "/alerts.csv")
     assert r.text.splitlines()[0].split(",")[:3] == ["id", "child", "team"]
@@ -906,18 +886,6 @@ ACTION_FIELDS = [("respond", "message"), ("respond", "action1"), ("respond", "ac
                  ("resolve", "outcome"), ("withdraw", "reason"), ("hold", "reason"),
                  ("hold", "until"), ("extend", "reason"), ("extend", "until"),
                  ("refer", "reason"), ("reopen", "reason"), ("theme", "theme")]
-RAISE_NO_MESSAGE_BUG = pytest.mark.xfail(
-    reason="BUG: a refused raise form shows the message for detail, outcome_wanted and stage"
-           " only in the summary at the top, not next to the field (raise.html has no"
-           " error-message for them; _field_of knows no word for outcome_wanted)", strict=True)
-RAISE_WRONG_FIELD_BUG = pytest.mark.xfail(
-    reason="BUG: a too-long impact is reported next to the Child field: its message ('the"
-           " impact on the child is ...') contains 'child', which _field_of tries first",
-    strict=True)
-OWNER_BUG = pytest.mark.xfail(
-    reason="BUG: an unknown owner in the respond form answers the 404 'no such page' error"
-           " page (NotFound re-raised by the form handler) instead of the alert page with the"
-           " message next to the field", strict=True)
 
 
 def as_kept(payload: str) -> set[str]:
@@ -938,12 +906,7 @@ def shown_inert(body: str, payload: str) -> None:
 def raise_cases() -> Iterator[Any]:
     for field in RAISE_FIELDS:
         for key in HOSTILE:
-            marks = []
-            if field == "stage" or (field in ("detail", "outcome_wanted") and key == "100kB"):
-                marks = [RAISE_NO_MESSAGE_BUG]
-            elif field == "impact" and key == "100kB":
-                marks = [RAISE_WRONG_FIELD_BUG]
-            yield pytest.param(field, key, marks=marks, id=f"{field}-{key}")
+            yield pytest.param(field, key, id=f"{field}-{key}")
 
 
 @pytest.mark.parametrize(("field", "key"), list(raise_cases()))
@@ -988,8 +951,7 @@ def test_hostile_text_for_a_theme_suggestion_is_shown_inert(world: World, key: s
 def action_cases() -> Iterator[Any]:
     for op, field in ACTION_FIELDS:
         for key in HOSTILE:
-            marks = [OWNER_BUG] if field == "action1_owner" else []
-            yield pytest.param(op, field, key, marks=marks, id=f"{op}.{field}-{key}")
+            yield pytest.param(op, field, key, id=f"{op}.{field}-{key}")
 
 
 @pytest.mark.parametrize(("op", "field", "key"), list(action_cases()))

@@ -5,9 +5,9 @@ signed-in session plus the X-CSRF-Token header for changes."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
 from ..alerts import ActionIn
@@ -75,35 +75,50 @@ class Me(BaseModel):
     roles: list[str]
 
 
+def _caller(request: Request, changing: bool) -> str:
+    st = request.app.state
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        person = st.auth.api_person(header[7:].strip())
+        if person is None:
+            from .app import SignInNeeded
+
+            raise SignInNeeded
+        return str(person.username)
+    user = st.need(request)
+    if changing:
+        st.check_csrf(request, user, {"csrf_token": request.headers.get("x-csrf-token")})
+    return str(user.person.username)
+
+
+# Dependencies, so who is asking is settled before the body is validated: a request without
+# credentials is told 401, whatever it sent.
+def reader(request: Request) -> str:
+    return _caller(request, False)
+
+
+def writer(request: Request) -> str:
+    return _caller(request, True)
+
+
+Reader = Annotated[str, Depends(reader)]
+Writer = Annotated[str, Depends(writer)]
+
+
 def register(app: FastAPI) -> None:
     st = app.state
     router = APIRouter(prefix="/api", tags=["alerts"])
-
-    def caller(request: Request, changing: bool) -> str:
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            person = st.auth.api_person(header[7:].strip())
-            if person is None:
-                from .app import SignInNeeded
-
-                raise SignInNeeded
-            return str(person.username)
-        user = st.need(request)
-        if changing:
-            st.check_csrf(request, user, {"csrf_token": request.headers.get("x-csrf-token")})
-        return str(user.person.username)
 
     def detail(aid: int, who: str) -> dict[str, Any]:
         with st.service() as svc:
             return svc.show(aid, who).public()
 
     @router.get("/me", response_model=Me)
-    def me(request: Request) -> Me:
+    def me(who: Reader) -> Me:
         from sqlmodel import select
 
         from ..models import Person, PersonRole
 
-        who = caller(request, False)
         with st.service() as svc:
             person = svc.s.exec(select(Person).where(Person.username == who)).one()
             roles = sorted(svc.s.exec(select(PersonRole.role).where(
@@ -111,19 +126,17 @@ def register(app: FastAPI) -> None:
         return Me(username=who, name=person.name, roles=roles)
 
     @router.get("/alerts", response_model=list[AlertView])
-    def list_alerts(request: Request, status: str | None = None, team: str | None = None,
+    def list_alerts(who: Reader, status: str | None = None, team: str | None = None,
                     stage: str | None = None, theme: str | None = None) -> list[AlertView]:
-        who = caller(request, False)
         with st.service() as svc:
             return list(svc.list_alerts(who, status, team=team, stage=stage, theme=theme))
 
     @router.get("/alerts/{alert_id}", response_model=AlertDetail)
-    def show(request: Request, alert_id: int) -> dict[str, Any]:
-        return detail(alert_id, caller(request, False))
+    def show(who: Reader, alert_id: int) -> dict[str, Any]:
+        return detail(alert_id, who)
 
     @router.post("/alerts", response_model=AlertDetail, status_code=201)
-    def raise_alert(request: Request, body: RaiseIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def raise_alert(who: Writer, body: RaiseIn) -> dict[str, Any]:
         with st.service() as svc:
             alert = svc.raise_alert(who, body.child, body.summary, detail=body.detail,
                                     impact=body.impact, outcome_wanted=body.outcome_wanted,
@@ -132,60 +145,52 @@ def register(app: FastAPI) -> None:
         return detail(aid, who)
 
     @router.post("/alerts/{alert_id}/respond", response_model=AlertDetail)
-    def respond(request: Request, alert_id: int, body: RespondIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def respond(who: Writer, alert_id: int, body: RespondIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.respond(alert_id, who, body.message,
                         [ActionIn(a.text, a.due, a.owner) for a in body.actions])
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/escalate", response_model=AlertDetail)
-    def escalate(request: Request, alert_id: int, body: EscalateIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def escalate(who: Writer, alert_id: int, body: EscalateIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.escalate(alert_id, who, body.reason, to=body.to)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail)
-    def resolve(request: Request, alert_id: int, body: OutcomeIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def resolve(who: Writer, alert_id: int, body: OutcomeIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.resolve(alert_id, who, body.outcome)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/withdraw", response_model=AlertDetail)
-    def withdraw(request: Request, alert_id: int, body: ReasonIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def withdraw(who: Writer, alert_id: int, body: ReasonIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.withdraw(alert_id, who, body.reason)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/hold", response_model=AlertDetail)
-    def hold(request: Request, alert_id: int, body: HoldIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def hold(who: Writer, alert_id: int, body: HoldIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.hold(alert_id, who, body.reason, body.until)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/resume", response_model=AlertDetail)
-    def resume(request: Request, alert_id: int) -> dict[str, Any]:
-        who = caller(request, True)
+    def resume(who: Writer, alert_id: int) -> dict[str, Any]:
         with st.service() as svc:
             svc.resume(alert_id, who)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/extend", response_model=AlertDetail)
-    def extend(request: Request, alert_id: int, body: ExtendIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def extend(who: Writer, alert_id: int, body: ExtendIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.extend(alert_id, who, body.until, body.reason)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/refer", response_model=AlertDetail)
-    def refer(request: Request, alert_id: int, body: ReferIn) -> dict[str, Any]:
+    def refer(who: Writer, alert_id: int, body: ReferIn) -> dict[str, Any]:
         from ..errors import BadValue
 
-        who = caller(request, True)
         if not body.legal_advice_taken:
             raise BadValue("a referral to Cafcass needs legal_advice_taken: true (the IRO"
                            " manager consulted and independent legal advice taken)")
@@ -194,22 +199,19 @@ def register(app: FastAPI) -> None:
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/reopen", response_model=AlertDetail)
-    def reopen(request: Request, alert_id: int, body: ReasonIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def reopen(who: Writer, alert_id: int, body: ReasonIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.reopen(alert_id, who, body.reason)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/theme", response_model=AlertDetail)
-    def theme(request: Request, alert_id: int, body: ThemeIn) -> dict[str, Any]:
-        who = caller(request, True)
+    def theme(who: Writer, alert_id: int, body: ThemeIn) -> dict[str, Any]:
         with st.service() as svc:
             svc.set_theme(alert_id, who, body.theme)
         return detail(alert_id, who)
 
     @router.post("/alerts/{alert_id}/actions/{action_no}/done", response_model=AlertDetail)
-    def action_done(request: Request, alert_id: int, action_no: int) -> dict[str, Any]:
-        who = caller(request, True)
+    def action_done(who: Writer, alert_id: int, action_no: int) -> dict[str, Any]:
         with st.service() as svc:
             svc.action_done(alert_id, action_no, who)
         return detail(alert_id, who)

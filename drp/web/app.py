@@ -305,11 +305,11 @@ def csv_safe(value: Any) -> str:
     return text_value
 
 
-def csv_response(rows: list[dict[str, Any]], filename: str) -> Response:
+def csv_response(rows: list[dict[str, Any]], filename: str, columns: list[str]) -> Response:
     buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()  # even with no rows, so a spreadsheet knows the columns
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
         for row in rows:
             writer.writerow({k: csv_safe(v.isoformat() if isinstance(v, date) else v)
                              for k, v in row.items()})

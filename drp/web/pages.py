@@ -11,6 +11,8 @@ from ..alerts import ActionIn
 from ..clock import parse_date
 from ..errors import BadValue, DrpError
 
+CSV_COLUMNS = ["id", "child", "team", "status", "stage", "responsible", "theme", "raised_at",
+               "stage_due", "resolution_due", "overdue", "summary"]
 ACTION_LABELS = {
     "respond": "Respond", "escalate": "Escalate", "resolve": "Resolve",
     "withdraw": "Withdraw", "hold": "Put on hold", "resume": "Resume",
@@ -82,7 +84,7 @@ def register(app: FastAPI) -> None:
                  "raised_at": v.raised_at.isoformat(), "stage_due": v.stage_due,
                  "resolution_due": v.resolution_due, "overdue": v.overdue,
                  "summary": v.summary} for v in views]
-        return csv_response(rows, "drp-alerts.csv")
+        return csv_response(rows, "drp-alerts.csv", CSV_COLUMNS)
 
     # -- raising ----------------------------------------------------------------------------------
     def raise_form(request: Request, user: Any, status: int = 200, **context: Any) -> Response:
@@ -142,8 +144,7 @@ def register(app: FastAPI) -> None:
         user = st.need(request)
         with st.service() as svc:
             view = svc.show(alert_id, user.person.username)
-            if "refer" not in svc.allowed(alert_id, user.person.username):
-                raise BadValue("you cannot refer this alert to Cafcass now")
+            svc.check(alert_id, user.person.username, "refer")  # 403 or 409 with the reason
         return st.page(request, "refer.html", user, view=view, form={})
 
     @app.post("/alerts/{alert_id}/{action}", response_class=HTMLResponse,
@@ -334,8 +335,9 @@ def _actions(form: dict[str, str]) -> list[ActionIn]:
 
 
 def _field_of(message: str) -> str | None:
-    for word, field in (("summary", "summary"), ("child", "child"), ("theme", "theme"),
-                        ("stage", "stage"), ("detail", "detail"), ("impact", "impact")):
+    for word, field in (("summary", "summary"), ("impact", "impact"), ("detail", "detail"),
+                        ("outcome wanted", "outcome_wanted"), ("theme", "theme"),
+                        ("stage", "stage"), ("child", "child")):
         if word in message:
             return field
     return None
