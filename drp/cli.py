@@ -192,6 +192,28 @@ def demo(
              say=out.print)
 
 
+@app.command()
+def simulate(
+    year: Annotated[int, typer.Option(help="The reporting year that starts on 1 April.")],
+    profile: Annotated[str, typer.Option(
+        help="manchester, peterborough or cambridgeshire (their annual reports' figures).")],
+    seed: Annotated[int, typer.Option(help="The same seed gives the same year.")] = 2025,
+    scale: Annotated[float, typer.Option(help="Multiply the volumes (1 = as published).")] = 1.0,
+    as_json: Json = False,
+) -> None:
+    """Create a realistic year of alerts in an empty database, through the real service
+    layer and timescale flow, matching a council's published volumes and stage funnel."""
+    from .simulate import simulate as run_simulation
+
+    e = env()
+    db.require_schema(e.engine)
+    result = run_simulation(e.engine, e.protocol, e.calendar, e.taxonomy, e.settings.tz,
+                            year=year, profile=profile, seed=seed, scale=scale,
+                            say=(lambda _m: None) if as_json else out.print)
+    if as_json:
+        emit(result)
+
+
 @org_app.command("load")
 def org_load(
     file: Annotated[Path, typer.Argument(help="The organisation file (YAML).")],

@@ -176,3 +176,4 @@ def test_demo_runs_and_lists_alerts(tmp_path: Path) -> None:
     listed = c.json("alert", "list", "--as", "irom.khan")
     assert len(listed) == 8
     assert "already has 8 alert(s)" in c("demo").stdout
+    assert "Added 8 demo alerts" in c("demo", "--reset").stdout  # downgrades with alerts in
