@@ -196,7 +196,7 @@ def test_bad_values_are_refused_with_the_fix(run: Run) -> None:
         run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R100", "  "))
     with pytest.raises(BadValue, match="no theme 'drift'"):
         run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", theme="drift"))
-    with pytest.raises(InvalidTransition, match="no stage 'stage9'"):
+    with pytest.raises(BadValue, match="no stage 'stage9'"):
         run("2027-03-22T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage9"))
     with pytest.raises(NotPermitted, match="only the child's IRO"):
         run("2027-03-22T09:00", lambda s: s.raise_alert("tm.fay", "R100", "x"))
