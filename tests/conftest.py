@@ -161,22 +161,28 @@ def web(drp_env: Path) -> Any:
     password TEST_PASSWORD, and a movable clock: returns (app, clock, runtime)."""
     from drp import runtime as runtime_module
     from drp.web.app import create_app
-    from drp.web.auth import hash_password
 
     rt = runtime_module.runtime()
+    prepare(rt)
+    clock = MovableClock()
+    return create_app(rt, clock), clock, rt
+
+
+def prepare(rt: Any) -> None:
+    """Bring the runtime's database to the newest schema, load tests/data/org.yaml and give
+    every person the password TEST_PASSWORD."""
+    from sqlmodel import select
+
+    from drp.models import Person
+    from drp.web.auth import hash_password
+
     db.upgrade(rt.engine)
     with db.transaction(rt.engine) as s:
         load_org(s, DATA / "org.yaml", rt.protocol)
-        from sqlmodel import select
-
-        from drp.models import Person
-
         hashed = hash_password(TEST_PASSWORD)
         for person in s.exec(select(Person)):
             person.password_hash = hashed
             s.add(person)
-    clock = MovableClock()
-    return create_app(rt, clock), clock, rt
 
 
 def sign_in(app: Any, username: str, password: str = TEST_PASSWORD) -> Any:

@@ -19,10 +19,7 @@ from typing import Any
 
 import pytest
 
-from drp import db
-from drp.org import load_org
-
-from .conftest import DATA, ROOT, TEST_PASSWORD, MovableClock
+from .conftest import ROOT, TEST_PASSWORD, MovableClock, prepare
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -118,7 +115,6 @@ def site(drp_env: Path, monkeypatch: pytest.MonkeyPatch, browser: Any,
     from drp import runtime as runtime_module
     from drp import settings
     from drp.web.app import create_app
-    from drp.web.auth import hash_password
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -127,17 +123,7 @@ def site(drp_env: Path, monkeypatch: pytest.MonkeyPatch, browser: Any,
     runtime_module.runtime.cache_clear()
     rt = runtime_module.runtime()
     assert rt.settings.base_url == base
-    db.upgrade(rt.engine)
-    with db.transaction(rt.engine) as s:
-        load_org(s, DATA / "org.yaml", rt.protocol)
-        from sqlmodel import select
-
-        from drp.models import Person
-
-        hashed = hash_password(TEST_PASSWORD)
-        for person in s.exec(select(Person)):
-            person.password_hash = hashed
-            s.add(person)
+    prepare(rt)
     # The theme classifier trains in a few seconds on first use; every test's database starts
     # with no confirmed themes, so each would train the same one: train it once.
     if "classifier" not in _TRAINED:

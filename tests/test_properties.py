@@ -35,7 +35,7 @@ from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
 from drp.classifier import Suggestion
 from drp.clock import FixedClock, local_date
-from drp.errors import DrpError, NotFound
+from drp.errors import BadValue, DrpError, InvalidTransition, NotFound
 from drp.models import Action, Alert, Child, Event, Person
 from drp.org import load_org
 from drp.protocol import load_protocol
@@ -63,12 +63,12 @@ IRO_OF: dict[str, str] = {c["ref"]: c["iro"] for c in _ORG["children"]}
 NOBODY = "nobody.zed"  # not in the organisation file
 EVERYONE = [*ORG_PEOPLE, NOBODY, SYSTEM]
 MISSING_ALERT = 10**6
-# What a command may write: every table but the organisation's and the schema version.
+# What a command may write: every table but the organisation's and the schema version. Of the
+# append-only logs, a snapshot keeps only the number of rows and the last id.
 ORG_TABLES = {
     "alembic_version", "council", "person", "person_role", "service", "team", "team_member",
     "child",
 }
-
 APPEND_ONLY = {"event", "access_log"}
 
 # Monday 15 March 2027, 09:00 in London: runs cross Easter (Good Friday 26 March, Easter
@@ -147,7 +147,7 @@ Snapshot = tuple[Any, ...]
 
 
 @settings(
-    max_examples=60, stateful_step_count=50, deadline=None,
+    max_examples=75, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 class AlertLadder(RuleBasedStateMachine):
@@ -238,6 +238,10 @@ class AlertLadder(RuleBasedStateMachine):
                 person = s.get(Person, pid) if pid is not None else None
             return person.username if person is not None else NOBODY
 
+    @staticmethod
+    def _offers(trigger: str, alert: int, who: str) -> Callable[[AlertService], bool]:
+        return lambda s: trigger in s.allowed(alert, who)
+
     def _check_stage_entered(self, alert: Alert) -> None:
         """Just entered its stage: the stage's clock starts today, in London."""
         stage = PROTOCOL.stage(alert.stage)
@@ -249,13 +253,27 @@ class AlertLadder(RuleBasedStateMachine):
     def _run(
         self, verb: str, username: str, step: Step, call: Callable[[AlertService], Any],
         *, alert_id: int | None = None, kinds: Callable[[Any], list[str]] | None = None,
+        offer: Callable[[AlertService], bool] | None = None,
+        benign: Callable[[DrpError], bool] = lambda exc: isinstance(exc, BadValue),
     ) -> Any:
         """One unit of work, as of `step` after the last one, as conftest's `run` does it.
 
         Returns what the command returned when it did something; None when it was refused
         with a DrpError or did nothing (a flow with nothing to do), after checking that no row
-        changed. Anything else raised propagates: that is a bug."""
+        changed. Anything else raised propagates: that is a bug.
+
+        `offer` asks, just before, whether the pages would offer this to the person
+        (AlertService.allowed, children_for): what is offered is refused only for a `benign`
+        reason (a bad value given), what is not offered is refused, and what the person may not
+        see is refused as NotFound."""
         self._advance(step)
+        offered: bool | None = None
+        if offer is not None:
+            try:
+                with db.transaction(self.engine) as session:
+                    offered = offer(self._service(session))
+            except NotFound:
+                offered = None  # the person cannot see it (or does not exist)
         before = self._snapshot()
         last_event = self._max_event_id()
         try:
@@ -266,6 +284,10 @@ class AlertLadder(RuleBasedStateMachine):
             event(f"{verb}: {type(exc).__name__}")
             changed = self._changed(before, self._snapshot())
             assert not changed, f"{verb} by {username} was refused ({exc}) but wrote {changed}"
+            if offer is not None and offered is None:
+                assert isinstance(exc, NotFound), f"{verb} by {username}, who cannot see it: {exc}"
+            if offered:
+                assert benign(exc), f"{verb} was offered to {username} but refused: {exc!r}"
             return None
         if not result:
             event(f"{verb}: nothing to do")
@@ -274,6 +296,8 @@ class AlertLadder(RuleBasedStateMachine):
             return None
 
         event(f"{verb}: ok")
+        if offer is not None:
+            assert offered, f"{verb} by {username} succeeded but was not offered to them"
         if alert_id is not None:
             assert done_id == alert_id
         with Session(self.engine) as s:
@@ -319,6 +343,7 @@ class AlertLadder(RuleBasedStateMachine):
         alert = self._run(
             "raise", who, step,
             lambda s: s.raise_alert(who, child, summary, stage=stage, theme=theme),
+            offer=lambda s: child in s.children_for(who),
         )
         if alert is None:
             return multiple()
@@ -348,7 +373,13 @@ class AlertLadder(RuleBasedStateMachine):
             return s.respond(alert, who, message, sent)
 
         kinds = ["responded"] + ["action_agreed"] * len(actions)
-        if self._run("respond", who, step, call, alert_id=alert, kinds=lambda _: kinds) is None:
+        if self._run(
+            "respond", who, step, call, alert_id=alert, kinds=lambda _: kinds,
+            offer=self._offers("respond", alert, who),
+            # a bad action (empty, in the past, not on a working day, no such owner)
+            benign=lambda exc: isinstance(exc, BadValue | NotFound) and (
+                isinstance(exc, BadValue) or str(exc).startswith("action ")),
+        ) is None:
             return
         after = self._alert(alert)
         assert (after.status, after.stage) == (before.status, before.stage) == (
@@ -368,8 +399,13 @@ class AlertLadder(RuleBasedStateMachine):
     def escalate(self, alert: int, step: Step, who: str, reason: str, to: str | None) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
-        if self._run("escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
-                     alert_id=alert) is None:
+        if self._run(
+            "escalate", who, step, lambda s: s.escalate(alert, who, reason, to=to),
+            alert_id=alert, offer=self._offers("escalate", alert, who),
+            # a stage named that is not later on the ladder
+            benign=lambda exc: isinstance(exc, BadValue)
+            or (isinstance(exc, InvalidTransition) and to is not None),
+        ) is None:
             return
         self._check_escalated(before, self._alert(alert), to)
 
@@ -385,7 +421,7 @@ class AlertLadder(RuleBasedStateMachine):
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run(verb, who, step, lambda s: getattr(s, verb)(alert, who, text),
-                     alert_id=alert) is None:
+                     alert_id=alert, offer=self._offers(verb, alert, who)) is None:
             return
         after = self._alert(alert)
         assert before.status == "open"
@@ -420,7 +456,8 @@ class AlertLadder(RuleBasedStateMachine):
             days[0] = None if until is None else s.today + timedelta(days=until)
             return s.hold(alert, who, reason, until=days[0])
 
-        if self._run("hold", who, step, call, alert_id=alert) is None:
+        if self._run("hold", who, step, call, alert_id=alert,
+                     offer=self._offers("hold", alert, who)) is None:
             return
         after = self._alert(alert)
         assert before.status == "open" and not before.on_hold
@@ -433,7 +470,7 @@ class AlertLadder(RuleBasedStateMachine):
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("resume", who, step, lambda s: s.resume(alert, who, comment),
-                     alert_id=alert) is None:
+                     alert_id=alert, offer=self._offers("resume", alert, who)) is None:
             return
         self._check_resumed(before, self._alert(alert))
 
@@ -452,7 +489,7 @@ class AlertLadder(RuleBasedStateMachine):
         before = self._alert(alert)
         if self._run("extend", who, step,
                      lambda s: s.extend(alert, who, s.today + timedelta(days=until), reason),
-                     alert_id=alert) is None:
+                     alert_id=alert, offer=self._offers("extend", alert, who)) is None:
             return
         after = self._alert(alert)
         assert before.status == "open" and not before.on_hold
@@ -464,7 +501,7 @@ class AlertLadder(RuleBasedStateMachine):
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("reopen", who, step, lambda s: s.reopen(alert, who, reason),
-                     alert_id=alert) is None:
+                     alert_id=alert, offer=self._offers("reopen", alert, who)) is None:
             return
         after = self._alert(alert)
         assert before.status == "resolved"
@@ -502,7 +539,7 @@ class AlertLadder(RuleBasedStateMachine):
         who = self._who(who, alert)
         before = self._alert(alert)
         if self._run("set_theme", who, step, lambda s: s.set_theme(alert, who, theme),
-                     alert_id=alert) is None:
+                     alert_id=alert, offer=self._offers("set_theme", alert, who)) is None:
             return
         after = self._alert(alert)
         assert (after.theme, after.theme_confirmed) == (theme, True)
@@ -590,12 +627,19 @@ class AlertLadder(RuleBasedStateMachine):
     # -- reads: they fail only with a DrpError, write no event, and agree with each other ------
     @rule(alert=alerts, step=steps, who=anyone)
     def show(self, alert: int, step: Step, who: str) -> None:
+        """An alert as shown agrees with its row and its events; every alert in the person's
+        inbox is one they are offered to respond to."""
         self._advance(step)
         before = self._max_event_id()
         try:
             with db.transaction(self.engine) as session:
-                view = self._service(session).show(alert, who)
+                svc = self._service(session)
+                view = svc.show(alert, who)
                 logged = session.exec(select(Event).where(Event.alert_id == alert)).all()
+                inbox = svc.inbox(who)
+                for waiting in inbox:
+                    assert waiting.status == "open" and not waiting.on_hold, waiting
+                    assert "respond" in svc.allowed(waiting.id, who), (who, waiting.id)
         except DrpError:
             pass
         else:

@@ -33,9 +33,8 @@ from sqlmodel import Session, col, select
 from drp import db
 from drp.alerts import ActionIn
 from drp.models import AccessLog, Alert, Child, Event
-from drp.org import load_org
 from drp.web.auth import SESSION_COOKIE, Auth
-from tests.conftest import DATA, TEST_PASSWORD, MovableClock, sign_in
+from tests.conftest import DATA, TEST_PASSWORD, MovableClock, prepare, sign_in
 
 BASE = "https://testserver"  # the cookies are Secure
 NOBODY = None  # not signed in
@@ -248,9 +247,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     TEST_PASSWORD, a MovableClock that stays put), once for the module."""
     from drp import runtime as runtime_module
     from drp import settings as settings_module
-    from drp.models import Person
     from drp.web.app import create_app
-    from drp.web.auth import hash_password
 
     tmp = tmp_path_factory.mktemp("web_routes")
     with pytest.MonkeyPatch.context() as mp:
@@ -270,13 +267,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     # Only for speed: no fsync at each of the module's thousands of commits.
     event.listen(rt.engine, "connect",
                  lambda conn, _record: conn.execute("PRAGMA synchronous=OFF"))
-    db.upgrade(rt.engine)
-    with db.transaction(rt.engine) as s:
-        load_org(s, DATA / "org.yaml", rt.protocol)
-        hashed = hash_password(TEST_PASSWORD)
-        for person in s.exec(select(Person)):
-            person.password_hash = hashed
-            s.add(person)
+    prepare(rt)
     clock = MovableClock()
     with ExitStack() as stack:
         w = World(create_app(rt, clock), clock, rt, stack)
