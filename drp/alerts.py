@@ -329,10 +329,10 @@ class AlertService:
             text = " ".join(t for t in (summary_t, detail, impact) if t)
             found = self.suggester([text])
             suggestion = self.last_suggestion = found[0] if found else None
+        # The suggestion is recorded beside the alert; only the IRO's choice (or, for alerts
+        # left without one, the nightly themes flow) sets its theme.
         chosen: str | None = theme
         confirmed = theme is not None
-        if theme is None and suggestion is not None and not suggestion.unsure:
-            chosen = suggestion.theme
         alert = Alert(
             child_id=_id(child.id), iro_id=child.iro_id, status="open", stage=NEW,
             summary=summary_t or "",

@@ -339,10 +339,10 @@ def alert_raise(
         s = suggested[0] if suggested else None
         if theme is None and s is not None:
             why = f" (because of: {', '.join(s.because)})" if s.because else ""
-            verdict = "unsure, so no theme was set" if s.unsure else "set, not yet confirmed"
-            line += (f"\nSuggested theme: {s.theme}, confidence {s.confidence:.2f}{why}:"
-                     f" {verdict}. Confirm or change it: drp alert theme {v.id} --as {as_}"
-                     f" --theme KEY")
+            verdict = " (unsure)" if s.unsure else ""
+            line += (f"\nSuggested theme: {s.theme}, confidence {s.confidence:.2f}{verdict}"
+                     f"{why}. Confirm it or choose another: drp alert theme {v.id} --as {as_}"
+                     f" --theme {s.theme}")
         return line
 
     suggested: list[Any] = []

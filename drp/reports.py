@@ -49,8 +49,8 @@ DEFINITIONS: dict[str, str] = {
     "overdue_at_end": "Of those, the ones past a due date at that moment: the stage's"
                       " response due date (when no response had been recorded) or the"
                       " resolution due date; alerts on hold are not overdue.",
-    "themes": "Alerts raised in the period by theme (not_set where none), with shares; the"
-              " main theme is the most common one.",
+    "themes": "Alerts raised in the period by theme, with shares of all raised; the main"
+              " theme is the most common one. themes_not_set: those raised with no theme.",
     "by_team": "For each team (and by_service for each service): alerts raised, resolved and"
                " outstanding at the end.",
     "actions": "Agreed actions due in the period: how many, how many done on or before their"
@@ -242,9 +242,8 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
         late_overall = snap.resolution_due is not None and end > snap.resolution_due
         overdue += not snap.on_hold and (late_stage or late_overall)
 
-    theme_counts = Counter(h.alert.theme or "not_set" for h in raised)
-    themes = {k: {"count": v, "share_pct": _pct(v, len(raised)),
-                  "title": taxonomy.title(k) if k != "not_set" else "Not set"}
+    theme_counts = Counter(h.alert.theme for h in raised if h.alert.theme)
+    themes = {k: {"count": v, "share_pct": _pct(v, len(raised)), "title": taxonomy.title(k)}
               for k, v in theme_counts.most_common()}
 
     def grouped(key: str) -> dict[str, dict[str, int]]:
@@ -262,7 +261,7 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
     on_time = sum(1 for a in due_actions
                   if a.done_at is not None and _local(a.done_at, tz) <= a.due)
     months = months_in(start, end)
-    main = next((k for k, _ in theme_counts.most_common() if k != "not_set"), None)
+    main = next((k for k, _ in theme_counts.most_common()), None)
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "raised": len(raised),
@@ -284,6 +283,7 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
         "outstanding_at_end": outstanding,
         "overdue_at_end": overdue,
         "themes": {k: v["count"] for k, v in themes.items()},
+        "themes_not_set": sum(1 for h in raised if not h.alert.theme),
         "theme_shares": themes,
         "main_theme": main,
         "by_team": grouped("team"),
