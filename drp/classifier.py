@@ -214,3 +214,63 @@ def held_out(classifier: ThemeClassifier, examples: Sequence[Example]) -> dict[s
                                                           explain=False)]
     return {"method": "held-out file, classifier trained on the corpus",
             **_report(classifier.taxonomy, [e.theme for e in examples], predicted)}
+
+
+class ModelCache:
+    """Trained classifiers kept in ./var/models, so a command does not retrain on every run.
+    A model is loaded only if its HMAC (keyed by drp's secret key) matches: pickles from
+    anywhere else are never unpickled."""
+
+    def __init__(self, settings: Any) -> None:
+        self.folder = Path(str(settings.mail_dir)).parent / "models"
+        self.settings = settings
+
+    def _secret(self) -> bytes:
+        from .web.auth import secret_key
+
+        return secret_key(self.settings).encode()
+
+    @staticmethod
+    def key(taxonomy: Taxonomy, corpus: Sequence[Example], own: Sequence[Example]) -> str:
+        import hashlib
+
+        import sklearn
+
+        h = hashlib.sha256()
+        h.update(f"{sklearn.__version__}|{UNSURE_BELOW}|{OWN_LABELS_NEEDED}".encode())
+        h.update(taxonomy.model_dump_json().encode())
+        for e in (*corpus, *own):
+            h.update(f"{e.theme}\t{e.text}\n".encode())
+        return h.hexdigest()[:32]
+
+    def load(self, key: str) -> ThemeClassifier | None:
+        import hmac
+        import pickle
+
+        path = self.folder / f"themes-{key}.pickle"
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            return None
+        mac, data = blob[:32], blob[32:]
+        if not hmac.compare_digest(mac, hmac.digest(self._secret(), data, "sha256")):
+            return None
+        try:
+            model = pickle.loads(data)  # noqa: S301 - authenticated above
+        except Exception:
+            return None
+        return model if isinstance(model, ThemeClassifier) else None
+
+    def save(self, key: str, model: ThemeClassifier) -> None:
+        import hmac
+        import os
+        import pickle
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            data = pickle.dumps(model)
+            tmp = self.folder / f".themes-{key}.tmp"
+            tmp.write_bytes(hmac.digest(self._secret(), data, "sha256") + data)
+            os.replace(tmp, self.folder / f"themes-{key}.pickle")
+        except OSError:
+            pass  # a cache that cannot be written only costs a retraining

@@ -14,7 +14,15 @@ from sqlmodel import Session, col, select
 from . import db, mail
 from .alerts import AlertService
 from .calendar import WorkingCalendar, default_calendar
-from .classifier import Example, Suggestion, ThemeClassifier, clean, corpus_path, load_corpus
+from .classifier import (
+    Example,
+    ModelCache,
+    Suggestion,
+    ThemeClassifier,
+    clean,
+    corpus_path,
+    load_corpus,
+)
 from .clock import Clock
 from .errors import ConfigError
 from .models import Alert
@@ -60,8 +68,14 @@ class Runtime:
         """Trained on first use (about a second): the shipped corpus, plus the council's own
         confirmed themes once there are enough of them."""
         if self._classifier is None or retrain:
-            self._classifier = ThemeClassifier.train(self.taxonomy, self.corpus(),
-                                                     self.own_labels())
+            corpus, own = self.corpus(), self.own_labels()
+            cache = ModelCache(self.settings)
+            key = cache.key(self.taxonomy, corpus, own)
+            found = None if retrain else cache.load(key)
+            if found is None:
+                found = ThemeClassifier.train(self.taxonomy, corpus, own)
+                cache.save(key, found)
+            self._classifier = found
         return self._classifier
 
     def suggest(self, texts: list[str]) -> list[Suggestion]:
