@@ -36,7 +36,8 @@ test: lint
 
 # Benchmarks print their figures and ratios and write bench/results.json.
 bench: install
-	cd bench && ../$(BIN)/python timescales.py && ../$(BIN)/python themes.py
+	cd bench && ../$(BIN)/python timescales.py && ../$(BIN)/python themes.py \
+		&& ../$(BIN)/python commands.py && ../$(BIN)/python digest.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
