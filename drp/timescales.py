@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from . import db
@@ -141,13 +142,17 @@ def _in_chunks(
                 for item in chunk:
                     results.append((item, apply(svc, item)))
             done += results
-        except DrpError:
+        except (DrpError, OperationalError):
+            # One refused alert, or a busy database: redo the chunk an alert at a time.
             for item in chunk:
                 try:
                     with db.transaction(engine) as session:
                         done.append((item, apply(make(session), item)))
                 except DrpError as exc:
                     report.problems.append(f"{item}: {exc.message}")
+                except OperationalError as exc:
+                    report.problems.append(f"{item}: database busy ({exc.orig}); the next"
+                                           " run will take it up")
     return done
 
 

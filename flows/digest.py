@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.exc import IntegrityError
 
 from drp import db, digest, mail
 
@@ -26,12 +27,20 @@ def queue_digest(now: str, only_on_digest_day: bool) -> dict[str, Any]:
                           f" ({digest.digest_day(today, rt.calendar, s.digest_anchor)});"
                           " nothing sent")
     else:
-        with db.transaction(rt.engine) as session:
-            report = digest.queue_digest(
-                session, protocol=rt.protocol, calendar=rt.calendar, taxonomy=rt.taxonomy,
-                renderer=mail.renderer(s), base_url=s.base_url, tz=s.tz, now=instant,
-                empty_note=s.digest_empty_note, anchor=s.digest_anchor,
-            )
+        def queue() -> digest.DigestReport:
+            with db.transaction(rt.engine) as session:
+                return digest.queue_digest(
+                    session, protocol=rt.protocol, calendar=rt.calendar, taxonomy=rt.taxonomy,
+                    renderer=mail.renderer(s), base_url=s.base_url, tz=s.tz, now=instant,
+                    empty_note=s.digest_empty_note, anchor=s.digest_anchor,
+                )
+
+        try:
+            report = queue()
+        except IntegrityError:
+            # A simultaneous run queued the same fortnight's digests first: look again, and
+            # find them already sent.
+            report = queue()
     return {"report": report.as_dict(), "markdown": report.markdown()}
 
 
