@@ -177,9 +177,13 @@ class AlertService:
             select(func.max(Event.at)).where(Event.alert_id == alert.id)
         ).one()
         if last is not None and self.now < last:
+            def local(t: datetime) -> str:
+                return t.astimezone(self.tz).strftime("%-d %b %Y %H:%M")
+
             raise BadValue(
-                f"alert {alert.id} already has an event at {last.isoformat()}; an action"
-                f" cannot be dated before it (--now {self.now.isoformat()})"
+                f"alert {alert.id} already has an event dated {local(last)}, after the time of"
+                f" this action ({local(self.now)}); events must stay in order, so act as of"
+                " a later time (was drp run with --now in the future?)"
             )
 
     # -- the machine ----------------------------------------------------------------------------
