@@ -25,7 +25,7 @@ run: install
 	@echo
 	$(BIN)/drp alert list --as irom.khan
 	@echo
-	$(BIN)/drp serve --host $(HOST) --port $(PORT)
+	DRP_BASE_URL=$${DRP_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/drp serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check drp notifications flows tests

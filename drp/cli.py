@@ -843,7 +843,10 @@ def flows_serve() -> None:
 
     out.print("Serving drp's flows: timescales hourly 07:00-18:00 on working days, the digest"
               " every other Monday at 08:00, themes nightly (Europe/London). Ctrl-C stops.")
-    serve_all()
+    try:
+        serve_all(say=out.print)
+    except KeyboardInterrupt:
+        out.print("Stopped serving the flows.")
 
 
 def main() -> None:

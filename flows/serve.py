@@ -1,15 +1,19 @@
-"""Serve every flow on its schedule with Prefect's `serve` (the embedded default), or deploy
-them to a work pool with prefect.yaml (production)."""
+"""Serve every flow on its schedule (the embedded default), or deploy them to a work pool with
+prefect.yaml (production, with a Prefect server and workers of the council's own).
+
+The local Prefect server that Prefect starts on its own runs no scheduler, so `drp flows
+serve` keeps the schedules itself: it asks Prefect's own cron schedules for each flow's next
+run and runs the flow then, in this process (each run is still a Prefect flow run, with its
+tasks, retries and artifact). Idempotency, not the scheduler, guarantees once."""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from prefect.schedules import Cron
-
-from .digest import digest_flow
-from .themes import themes_flow
-from .timescales import timescales_flow
 
 TZ = "Europe/London"
 # Working-day mornings and hourly through the working day (the flow does nothing on bank
@@ -20,20 +24,82 @@ TIMESCALES_CRON = "0 7-18 * * 1-5"
 DIGEST_CRON = "0 8 * * 1-5"
 THEMES_CRON = "30 1 * * *"
 
+log = logging.getLogger("drp.flows")
 
-def deployments() -> list[Any]:
+
+def next_run(cron: str, after: datetime) -> datetime:
+    """The first time after `after` that `cron` (Europe/London) fires, by Prefect's own
+    schedule arithmetic."""
+    import asyncio
+
+    from prefect.server.schemas.schedules import CronSchedule
+
+    found: Any = CronSchedule(cron=cron, timezone=TZ).get_dates(
+        n=1, start=after + timedelta(seconds=1))
+    if asyncio.iscoroutine(found):
+        found = asyncio.run(found)
+    return datetime.fromtimestamp(found[0].timestamp(), UTC)
+
+
+@dataclass
+class Scheduled:
+    name: str
+    cron: str
+    run: Callable[..., Any]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    due: datetime | None = None
+
+
+def schedule() -> list[Scheduled]:
+    from .digest import digest_flow
+    from .themes import themes_flow
+    from .timescales import timescales_flow
+
     return [
-        timescales_flow.to_deployment(
-            name="drp-timescales", schedules=[Cron(TIMESCALES_CRON, timezone=TZ)]),
-        digest_flow.to_deployment(
-            name="drp-digest", schedules=[Cron(DIGEST_CRON, timezone=TZ)],
-            parameters={"only_on_digest_day": True}),
-        themes_flow.to_deployment(
-            name="drp-themes", schedules=[Cron(THEMES_CRON, timezone=TZ)]),
+        Scheduled("drp-timescales", TIMESCALES_CRON, timescales_flow),
+        Scheduled("drp-digest", DIGEST_CRON, digest_flow, {"only_on_digest_day": True}),
+        Scheduled("drp-themes", THEMES_CRON, themes_flow),
     ]
 
 
-def serve_all() -> None:
-    from prefect import serve
+def tick(jobs: list[Scheduled], now: datetime) -> list[str]:
+    """Run every job whose time has come, then set its next time; returns the names run.
+    A failed run is logged and the schedule goes on."""
+    ran = []
+    for job in jobs:
+        if job.due is None:
+            job.due = next_run(job.cron, now)
+            continue
+        if job.due <= now:
+            try:
+                job.run(**job.parameters)
+            except Exception:  # one failed run must not stop the schedules
+                log.exception("%s failed; it runs again at its next time", job.name)
+            ran.append(job.name)
+            job.due = next_run(job.cron, now)
+    return ran
 
-    serve(*deployments())
+
+def deployments() -> list[Any]:
+    """The same flows and schedules as Prefect deployments (see prefect.yaml)."""
+    from prefect.schedules import Cron
+
+    runs: list[Any] = [job.run for job in schedule()]
+    return [
+        flow.to_deployment(name=job.name, schedules=[Cron(job.cron, timezone=TZ)],
+                           parameters=job.parameters or None)
+        for flow, job in zip(runs, schedule(), strict=True)
+    ]
+
+
+def serve_all(say: Callable[[str], None] = print,
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+              poll_seconds: float = 20.0) -> None:
+    jobs = schedule()
+    tick(jobs, clock())
+    for job in jobs:
+        say(f"{job.name}: next run {job.due:%Y-%m-%d %H:%M} UTC")
+    while True:
+        for name in tick(jobs, clock()):
+            say(f"{name} ran at {clock():%Y-%m-%d %H:%M} UTC")
+        time.sleep(poll_seconds)

@@ -172,3 +172,33 @@ def test_prefect_yaml_deploys_the_same_flows_and_schedules_as_serve() -> None:
     for d in spec["deployments"]:
         module, name = d["entrypoint"].split(":")
         assert (Path(__file__).parent.parent / module).exists() and name.endswith("_flow")
+
+
+def test_the_local_schedule_runs_each_flow_at_its_time() -> None:
+    from flows.serve import Scheduled, tick
+
+    calls: list[tuple[str, dict[str, object]]] = []
+    london = ZoneInfo("Europe/London")
+
+    def job(name: str, cron: str, **params: object) -> Scheduled:
+        return Scheduled(name, cron, lambda **kw: calls.append((name, kw)), dict(params))
+
+    jobs = [job("timescales", "0 7-18 * * 1-5"),
+            job("digest", "0 8 * * 1-5", only_on_digest_day=True)]
+    start = datetime(2027, 3, 26, 6, 0, tzinfo=london)  # Good Friday, before 07:00
+    assert tick(jobs, start) == []  # first tick only sets the next times
+    assert jobs[0].due == datetime(2027, 3, 26, 7, 0, tzinfo=london)
+    assert tick(jobs, datetime(2027, 3, 26, 7, 0, 30, tzinfo=london)) == ["timescales"]
+    assert tick(jobs, datetime(2027, 3, 26, 7, 1, tzinfo=london)) == []  # not twice
+    assert tick(jobs, datetime(2027, 3, 26, 8, 0, tzinfo=london)) == ["timescales", "digest"]
+    assert calls[-1] == ("digest", {"only_on_digest_day": True})
+    # Friday 18:00 is the last of the week; the next is Monday 07:00.
+    tick(jobs, datetime(2027, 3, 26, 18, 0, tzinfo=london))
+    assert jobs[0].due == datetime(2027, 3, 29, 7, 0, tzinfo=london)
+
+    def broken(**_kw: object) -> None:
+        raise RuntimeError("boom")
+
+    failing = [Scheduled("x", "* * * * *", broken)]
+    tick(failing, start)
+    assert tick(failing, datetime(2027, 3, 26, 6, 2, tzinfo=london)) == ["x"]  # survives
