@@ -76,8 +76,13 @@ class LoadedYaml:
                        if e["type"] == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
             close = difflib.get_close_matches(str(loc[-1]), missing, n=1) or (
                 difflib.get_close_matches(str(loc[-1]), sorted(known), n=1))
+            close = [c for c in close if c != str(loc[-1])]
             msg = f"unknown field {loc[-1]!r}" + (
                 f" (did you mean {close[0]!r}?)" if close else " (a typo?)")
+            if loc[:1] == ("children",) and str(loc[-1]) in ("name", "first_name", "surname",
+                                                              "dob", "date_of_birth"):
+                msg = (f"unknown field {loc[-1]!r}: drp records children by reference only;"
+                       " remove it")
         elif first["type"] not in ("missing", "value_error"):
             shown = first.get("input")
             if isinstance(shown, (str, int, float)):

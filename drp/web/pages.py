@@ -127,7 +127,8 @@ def register(app: FastAPI) -> None:
         with st.service() as svc:
             view = svc.show(alert_id, user.person.username)
             allowed = svc.allowed(alert_id, user.person.username)
-            people = svc.people_on_line(alert_id, user.person.username)
+            people = [p for p in svc.people_on_line(alert_id, user.person.username)
+                      if p[0] != user.person.username]  # "Me" is offered already
         return st.page(request, "alert.html", user, status=status, view=view,
                        allowed=allowed, labels=ACTION_LABELS, people=people,
                        stages=rt.protocol.keys, themes=rt.taxonomy.themes,
