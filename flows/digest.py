@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from drp import db, digest, mail
 
-from .common import as_of
+from .common import as_of, deliver_mail
 
 
 @task(cache_policy=NO_CACHE)
@@ -43,11 +43,6 @@ def queue_digest(now: str, only_on_digest_day: bool) -> dict[str, Any]:
             report = queue()
     return {"report": report.as_dict(), "markdown": report.markdown()}
 
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
-def deliver_mail(now: str) -> str:
-    rt, clock, _ = as_of(now)
-    return mail.send(rt.engine, rt.settings, clock).summary()
 
 
 @flow(name="drp-digest", description="Fortnightly digest of outstanding alerts.")

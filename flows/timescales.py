@@ -9,9 +9,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from drp import db, mail, timescales
+from drp import db, timescales
 
-from .common import as_of
+from .common import as_of, deliver_mail
 
 
 @task(cache_policy=NO_CACHE)
@@ -27,12 +27,6 @@ def apply_timescales(now: str) -> dict[str, Any]:
     report.problems += sorted(set(notifier.missing))
     return {"report": report.as_dict(), "markdown": report.markdown()}
 
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
-def deliver_mail(now: str) -> str:
-    """Send what the run queued (and anything else due); what cannot go waits in the outbox."""
-    rt, clock, _ = as_of(now)
-    return mail.send(rt.engine, rt.settings, clock).summary()
 
 
 @flow(name="drp-timescales", description="Enforce the dispute ladder's working-day timescales.")
