@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 run: install
-	$(BIN)/drp demo
+	DRP_BASE_URL=$${DRP_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/drp demo
 	@echo
 	$(BIN)/drp alert list --as irom.khan
 	@echo
