@@ -203,3 +203,14 @@ def sign_in(app: Any, username: str, password: str = TEST_PASSWORD) -> Any:
     found = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
     client.csrf = found.group(1) if found else ""  # type: ignore[attr-defined]
     return client
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server on loopback (aiosmtpd) that records what it receives."""
+    from .smtp import SmtpServer
+
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

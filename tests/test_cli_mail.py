@@ -4,22 +4,11 @@ that is stopped and started in the middle; every message arrives once, nothing i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from .conftest import DATA
 from .smtp import SmtpServer
 from .test_cli import Cli
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_mail_survives_an_smtp_outage_and_arrives_once(tmp_path: Path, smtp: SmtpServer) -> None:

@@ -257,13 +257,6 @@ def drivers(tmp_path: Path, db_url: str) -> Iterator[Drivers]:
     d.close()
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
 
 # -- the database, read back ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ people, nothing unescaped, nothing lost when the server is down, nothing doubled
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from email import message_from_bytes
 from email.policy import default
@@ -35,13 +35,6 @@ ADDR = {u: f"{u.split('.')[1]}@riverside.example" for u in (
     "iro.ada", "iro.ben", "irom.cat", "sw.dan", "sw.eve", "tm.fay", "tm.gus", "sm.hal",
     "hos.ivy", "hos.jon", "ad.kim", "dcs.lou")}
 
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 class Mailer:
