@@ -449,6 +449,7 @@ def test_keyboard_sign_in_skip_link_and_labels(site: Site) -> None:
     assert skip.bounding_box()["x"] >= 0  # shown when focused
     site.shot(page, "login-skip-link-focused", full_page=False)
     page.keyboard.press("Enter")
+    page.wait_for_url("**/login#main", timeout=5000)  # the fragment lands a moment later
     assert page.url.endswith("/login#main")
     page.keyboard.press("Tab")  # from the skip target: the first field of the form
     assert active(page) == "username|INPUT"
