@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from common import SMALL, database, record, timed  # type: ignore[import-not-found]
 from sqlalchemy import text
 
 from drp import db
@@ -15,8 +16,6 @@ from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock
 from drp.notify import Notifier
 from notifications.render import Renderer
-
-from common import SMALL, database, record, timed  # type: ignore[import-not-found]
 
 LONDON = ZoneInfo("Europe/London")
 

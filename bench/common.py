@@ -1,24 +1,27 @@
-"""Shared by the benchmarks: a database with an organisation, bulk-loaded alerts, timing, and
-bench/results.json (every figure named, merged run by run)."""
+"""Shared by the benchmarks: databases (SQLite, and PostgreSQL where reachable) with an
+organisation, bulk-loaded alerts, timing, and bench/results.json (every figure named, merged
+run by run)."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import Engine
 
 from drp import db
 from drp.calendar import WorkingCalendar
-from drp.models import Alert, Child, Event
+from drp.models import Alert, Event
 from drp.org import load_org
 from drp.protocol import Protocol, load_protocol
 from drp.settings import CONFIG_DIR
@@ -26,14 +29,22 @@ from drp.settings import CONFIG_DIR
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 SMALL = os.environ.get("BENCH_SCALE", "").lower() == "small"
+PG_URL = os.environ.get("DRP_BENCH_POSTGRES_URL") or os.environ.get("DRP_TEST_POSTGRES_URL")
+ALERT = Alert.__table__  # type: ignore[attr-defined]
+EVENT = Event.__table__  # type: ignore[attr-defined]
 
 
 def record(figures: dict[str, Any]) -> None:
     current = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     current.update(figures)
+    current["_machine"] = {
+        "cores": os.cpu_count(), "machine": platform.machine(),
+        "python": platform.python_version(), "scale": "small" if SMALL else "full",
+        "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     RESULTS.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
     for key, value in figures.items():
-        print(f"  {key}: {value}")
+        print(f"  {key}: {value}", flush=True)
 
 
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
@@ -46,41 +57,109 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     return best, result
 
 
+def backends() -> list[str]:
+    """sqlite always; postgres where DRP_BENCH_POSTGRES_URL (or DRP_TEST_POSTGRES_URL) names
+    a server that answers."""
+    found = ["sqlite"]
+    if not PG_URL:
+        print("PostgreSQL: DRP_BENCH_POSTGRES_URL is not set, so only SQLite is measured")
+        return found
+    try:
+        probe = create_engine(PG_URL)
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        probe.dispose()
+        found.append("postgres")
+    except Exception as exc:
+        print(f"PostgreSQL at DRP_BENCH_POSTGRES_URL does not answer ({type(exc).__name__}),"
+              " so only SQLite is measured")
+    return found
+
+
 @contextmanager
-def database(url: str | None = None) -> Iterator[tuple[Engine, Protocol]]:
+def _url(kind: str, tmp: str) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp}/bench.db"
+        return
+    assert PG_URL
+    name = "bench_" + uuid.uuid4().hex[:10]
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+@contextmanager
+def database(kind: str = "sqlite") -> Iterator[tuple[Engine, Protocol]]:
+    """A fresh database of that kind, migrated, with the test organisation loaded."""
     protocol = load_protocol(CONFIG_DIR / "protocol.yaml")
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = db.make_engine(url or f"sqlite:///{tmp}/bench.db")
+    with tempfile.TemporaryDirectory() as tmp, _url(kind, tmp) as url:
+        engine = db.make_engine(url)
         db.upgrade(engine)
         with db.transaction(engine) as s:
             load_org(s, ROOT / "tests" / "data" / "org.yaml", protocol)
-        yield engine, protocol
-        engine.dispose()
+        try:
+            yield engine, protocol
+        finally:
+            engine.dispose()
 
 
-def bulk_alerts(engine: Engine, total: int, due: int, today: date,
-                calendar: WorkingCalendar) -> None:
-    """`total` open alerts at stage 1; `due` of them past their stage due date."""
+def bulk_alerts(engine: Engine, total: int, due: int, today: date, calendar: WorkingCalendar,
+                *, spare_sets: int = 0) -> None:
+    """`total` alerts, each with its `raised` event, as a council's database holds them after
+    years: a quarter open (at stage 1, due in four working days), the rest resolved. `due` of
+    them are open and overdue at stage 1; `spare_sets` more sets of `due` are overdue too but
+    on hold until 2099 (release_set() lets the next one go, for a repeated measurement)."""
     with engine.begin() as conn:
         children = conn.execute(text("SELECT id, iro_id FROM child ORDER BY id")).all()
-        raised = datetime.combine(calendar.add(today, -8), datetime.min.time(), tzinfo=UTC)
-        past, future = calendar.add(today, -2), calendar.add(today, 4)
+    raised = datetime.combine(calendar.add(today, -8), datetime.min.time(), tzinfo=UTC)
+    closed = datetime.combine(calendar.add(today, -3), datetime.min.time(), tzinfo=UTC)
+    past, future = calendar.add(today, -2), calendar.add(today, 4)
+    special = due * (1 + spare_sets)
+    step = max(total // special, 1)
+    batch = 50_000
+    for start in range(0, total, batch):
         rows = []
-        for i in range(total):
+        for i in range(start, min(start + batch, total)):
             child_id, iro_id = children[i % len(children)]
-            rows.append({
+            row = {
                 "child_id": child_id, "iro_id": iro_id, "status": "open", "stage": "stage1",
                 "summary": f"Alert {i}", "raised_at": raised, "stage_entered_at": raised,
-                "stage_due": past if i % (total // due) == 0 and i // (total // due) < due
-                else future,
-                "resolution_due": calendar.add(today, 12), "on_hold": False, "last_seq": 1,
-                "version": 1,
-            })
-        for start in range(0, total, 20000):
-            conn.execute(insert(Alert), rows[start:start + 20000])
-        ids = [r[0] for r in conn.execute(text("SELECT id FROM alert ORDER BY id"))]
-        for start in range(0, len(ids), 20000):
-            conn.execute(insert(Event), [
-                {"alert_id": a, "seq": 1, "at": raised, "actor": "iro.ada", "kind": "raised",
-                 "to_stage": "stage1"} for a in ids[start:start + 20000]])
-    assert Child is not None
+                "stage_due": future, "resolution_due": calendar.add(today, 12),
+                "on_hold": False, "last_seq": 1, "version": 1, "theme_confirmed": False,
+                "hold_until": None, "held_since": None, "closed_at": None,
+            }
+            if i % step == 0 and i // step < special:
+                row["stage_due"] = past
+                if i // step >= due:  # a spare set: held until released
+                    row.update(on_hold=True, hold_until=date(2099, 1, 1),
+                               held_since=calendar.add(today, -3))
+            elif i % 4:
+                row.update(status="resolved", stage_due=past, closed_at=closed)
+            rows.append(row)
+        with engine.begin() as conn:
+            first = conn.execute(text("SELECT coalesce(max(id), 0) FROM alert")).scalar_one()
+            conn.execute(insert(ALERT), rows)
+            conn.execute(insert(EVENT), [
+                {"alert_id": first + 1 + k, "seq": 1, "at": raised, "actor": "iro.ada",
+                 "kind": "raised", "to_stage": "stage1", "data": None}
+                for k in range(len(rows))])
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))  # as a live database's statistics would be
+
+
+def release_set(engine: Engine, due: int) -> int:
+    """Take the next spare set off hold (untimed set-up between repeated measurements)."""
+    with engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(text(
+            "SELECT id FROM alert WHERE on_hold = true AND hold_until = :h ORDER BY id"
+            " LIMIT :n"), {"h": date(2099, 1, 1), "n": due})]
+        conn.execute(ALERT.update().where(ALERT.c.id.in_(ids)).values(
+            on_hold=False, hold_until=None, held_since=None))
+    return len(ids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from common import SMALL, database, record, timed  # type: ignore[import-not-found]
 from sqlalchemy import insert, text
 
 from drp import db
@@ -15,8 +16,6 @@ from drp.models import Alert, Child, Event, Person, PersonRole, Service, Team
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 from notifications.render import Renderer
-
-from common import SMALL, database, record, timed  # type: ignore[import-not-found]
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import random
 
+from common import SMALL, record, timed  # type: ignore[import-not-found]
+
 from drp.classifier import ThemeClassifier, corpus_path, load_corpus
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
-
-from common import SMALL, record, timed  # type: ignore[import-not-found]
 
 
 def main() -> None:

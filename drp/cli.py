@@ -511,6 +511,8 @@ def outbox_list(
     """List the outbox: what waits, what was sent, what failed and why."""
     from sqlmodel import Session, col, select
 
+    from notifications.render import load_context
+
     from .models import OutboxMessage
 
     e = env()
@@ -520,10 +522,20 @@ def outbox_list(
         query = query.where(OutboxMessage.status == "failed") if failed else query.where(
             OutboxMessage.status != "sent")
         rows = session.exec(query).all()
+    templates = mail.renderer(e.settings)
+
+    def subject(r: OutboxMessage) -> str:
+        if r.subject or r.context is None:
+            return r.subject
+        try:  # queued in bulk: rendered when sent
+            return templates.render(r.message, load_context(r.context)).subject
+        except Exception as exc:
+            return f"(cannot be rendered: {exc})"
+
     items = [{"id": r.id, "message": r.message, "alert": r.alert_id, "to": r.recipient,
               "address": r.to_addr, "status": r.status, "attempts": r.attempts,
               "next_attempt_at": r.next_attempt_at.isoformat(),
-              "subject": r.subject, "error": r.last_error} for r in rows]
+              "subject": subject(r), "error": r.last_error} for r in rows]
     if as_json:
         emit(items)
         return

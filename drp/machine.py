@@ -226,8 +226,14 @@ def machine_for(protocol: Protocol) -> Machine:
     return _machine_for(protocol)
 
 
+@lru_cache(maxsize=256)
+def _triggers(machine: Machine, state: str) -> frozenset[str]:
+    """The triggers defined from a state (the machine is built once and never changes)."""
+    return frozenset(machine.get_triggers(state))
+
+
 def possible_triggers(protocol: Protocol, state: str) -> list[str]:
-    available = set(machine_for(protocol).get_triggers(state))
+    available = _triggers(machine_for(protocol), state)
     return [t for t in TRIGGERS if t in available]
 
 
@@ -260,25 +266,28 @@ def fire(
     done from there. The caller has already checked the person's role (NotPermitted)."""
     machine = machine_for(protocol)
     state = adapter.state
-    verb = VERBS.get(trigger, trigger)
-    possible = [VERBS[t] for t in possible_triggers(protocol, state) if _offered(t, adapter)]
-    where = describe_state(protocol, adapter)
-    options = f"what may be done from there: {', '.join(possible)}" if possible else (
-        "nothing more may be done with it"
-    )
-    if trigger not in machine.get_triggers(state):
+
+    def refused(why: str) -> InvalidTransition:
+        # Worded only when refusing: a timescale run fires this thousands of times.
+        possible = [VERBS[t] for t in possible_triggers(protocol, state) if _offered(t, adapter)]
+        options = f"what may be done from there: {', '.join(possible)}" if possible else (
+            "nothing more may be done with it"
+        )
+        return InvalidTransition(
+            f"{subject} is {describe_state(protocol, adapter)}: {why}; {options}")
+
+    if trigger not in _triggers(machine, state):
         hint = ""
         if trigger == "escalate" and state == protocol.keys[-1]:
             hint = "; it is at the last stage, so refer it to Cafcass instead (drp alert refer)"
-        raise InvalidTransition(f"{subject} is {where}: it cannot {verb}{hint}; {options}")
+        raise refused(f"it cannot {VERBS.get(trigger, trigger)}{hint}")
     adapter.refusal = None
     try:
         ok = machine.events[trigger].trigger(adapter, **kwargs)
     except MachineError as exc:  # pragma: no cover - guarded by get_triggers above
-        raise InvalidTransition(f"{subject} is {where}: {exc.value}; {options}") from None
+        raise refused(str(exc.value)) from None
     if not ok:
-        reason = adapter.refusal or "that is not possible from here"
-        raise InvalidTransition(f"{subject} is {where}: {reason}; {options}")
+        raise refused(adapter.refusal or "that is not possible from here")
 
 
 # --- diagrams ------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ def transport(settings: Settings) -> Transport:
 
 def send(engine: Engine, settings: Settings, clock: Clock, *, due_only: bool = True
          ) -> DeliveryReport:
-    return deliver(engine, transport(settings), clock.now, due_only=due_only)
+    return deliver(engine, transport(settings), clock.now, due_only=due_only,
+                   renderer=renderer(settings))
 
 
 def refresh_addresses(engine: Engine) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -122,6 +123,12 @@ class Alert(SQLModel, table=True):
     """A case alert (dispute). `status` and `stage` are plain columns the machine drives."""
 
     __tablename__ = "alert"
+    # The timescale run's due queries read these ranges, so a run grows with the due set, not
+    # with the table (closed alerts keep their old dates).
+    __table_args__ = (
+        Index("ix_alert_open_stage_due", "status", "on_hold", "stage_due"),
+        Index("ix_alert_open_hold_until", "status", "on_hold", "hold_until"),
+    )
     # Optimistic concurrency: every UPDATE checks the version it read.
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": _version_col}
 
@@ -160,7 +167,8 @@ class Action(SQLModel, table=True):
     """An agreed (remedial) action: what will be done, by whom, by when."""
 
     __tablename__ = "action"
-    __table_args__ = (UniqueConstraint("alert_id", "no"),)
+    __table_args__ = (UniqueConstraint("alert_id", "no"),
+                      Index("ix_action_not_done_due", "done_at", "overdue_notified_at", "due"))
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)
     no: int
@@ -222,6 +230,9 @@ class OutboxMessage(SQLModel, table=True):
     subject: str = Field(max_length=300)
     text_body: str
     html_body: str
+    # Rows the timescale run queues in bulk carry their message's context (JSON, as it stood at
+    # the event) and empty bodies; delivery renders them, once, and keeps what it sent.
+    context: str | None = None
     status: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
     created_at: datetime = _instant()

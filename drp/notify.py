@@ -61,6 +61,47 @@ class Notice:
     action: Action | None = None
 
 
+class Directory:
+    """Where the notifier looks people up: the unit of work's session, one row at a time."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def person(self, person_id: int) -> Person | None:
+        return self.s.get(Person, person_id)
+
+    def council(self) -> Council | None:
+        return self.s.get(Council, 1)
+
+    def iro_managers(self) -> list[int | None]:
+        rows = self.s.exec(
+            select(Person.id).join(PersonRole, col(PersonRole.person_id) == Person.id)
+            .where(PersonRole.role == Role.iro_manager, col(Person.active))
+            .order_by(col(Person.id))
+        )
+        return list(rows)
+
+
+class Snapshot(Directory):
+    """Everyone, read once: for a run that writes to many alerts (the organisation changes
+    only through `drp org load`, and a run is a few seconds long)."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        self.people = {p.id: p for p in session.exec(select(Person))}
+        self._council = session.get(Council, 1)
+        self._managers = super().iro_managers()
+
+    def person(self, person_id: int) -> Person | None:
+        return self.people.get(person_id)
+
+    def council(self) -> Council | None:
+        return self._council
+
+    def iro_managers(self) -> list[int | None]:
+        return self._managers
+
+
 @dataclass
 class Notifier:
     renderer: Renderer
@@ -71,30 +112,26 @@ class Notifier:
         return f"{self.base_url.rstrip('/')}/alerts/{alert_id}"
 
     # -- recipients -----------------------------------------------------------------------------
-    def _people(self, session: Session, ids: list[tuple[int | None, str]]) -> list[Recipient]:
+    def _people(self, session: Session, ids: list[tuple[int | None, str]],
+                directory: Directory | None = None) -> list[Recipient]:
+        find = directory or Directory(session)
         out: list[Recipient] = []
         seen: set[int] = set()
         for pid, role in ids:
             if pid is None or pid in seen:
                 continue
-            person = session.get(Person, pid)
+            person = find.person(pid)
             if person is None or not person.active:
                 continue
             seen.add(pid)
             out.append(Recipient(person, role))
         return out
 
-    @staticmethod
-    def _iro_managers(session: Session) -> list[int | None]:
-        rows = session.exec(
-            select(Person.id).join(PersonRole, col(PersonRole.person_id) == Person.id)
-            .where(PersonRole.role == Role.iro_manager, col(Person.active))
-            .order_by(col(Person.id))
-        )
-        return list(rows)
-
     def recipients(self, session: Session, protocol: Protocol, message: str, alert: Alert,
-                   line: Line, notice: Notice) -> list[Recipient]:
+                   line: Line, notice: Notice, directory: Directory | None = None
+                   ) -> list[Recipient]:
+        find = directory or Directory(session)
+
         def stage_people(stage_key: str | None, role: str) -> list[tuple[int | None, str]]:
             if stage_key is None or stage_key not in protocol.keys:
                 return []
@@ -111,7 +148,7 @@ class Notifier:
         iro: list[tuple[int | None, str]] = [(alert.iro_id, "iro")]
         if line.child.iro_id != alert.iro_id:
             iro.append((line.child.iro_id, "iro"))
-        managers = [(pid, "iro_manager") for pid in self._iro_managers(session)]
+        managers = [(pid, "iro_manager") for pid in find.iro_managers()]
         now_stage = stage_people(alert.stage, "responsible")
         ids: list[tuple[int | None, str]]
         if message == "alert_raised":
@@ -143,18 +180,20 @@ class Notifier:
             ids = [(notice.action.owner_id, "owner"), *iro]
         else:  # pragma: no cover - every message is listed above
             raise KeyError(message)
-        return self._people(session, ids)
+        return self._people(session, ids, find)
 
     # -- context ----------------------------------------------------------------------------------
     def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-                notice: Notice, recipient: Recipient, actor_name: str) -> dict[str, Any]:
+                notice: Notice, recipient: Recipient, actor_name: str,
+                directory: Directory | None = None) -> dict[str, Any]:
         assert alert.id is not None
+        find = directory or Directory(session)
         title = protocol.title(alert.stage) if alert.stage in (
             *protocol.keys, protocol.cafcass.key) else alert.stage
         responsible_id = (line.holder(protocol.stage(alert.stage).responsible)
                           if alert.stage in protocol.keys else None)
-        responsible = session.get(Person, responsible_id) if responsible_id else None
-        council = session.get(Council, 1)
+        responsible = find.person(responsible_id) if responsible_id else None
+        council = find.council()
         stage = protocol.stage(alert.stage) if alert.stage in protocol.keys else None
         previous = notice.previous_stage
         context: dict[str, Any] = {

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from . import db
 from .alerts import AlertService
+from .batch import Batch, StaleChunk
 from .calendar import WorkingCalendar
 from .errors import DrpError
 from .models import Action, Alert
@@ -24,6 +25,7 @@ from .protocol import Protocol
 
 T = TypeVar("T")
 CHUNK = 200
+BULK = 1000  # alerts per transaction in the set-based writer
 
 
 @dataclass
@@ -156,6 +158,41 @@ def _in_chunks(
     return done
 
 
+def _in_bulk(
+    engine: Engine, make: Callable[[Session], AlertService], ids: list[int], kind: str,
+    today: date, protocol: Protocol, calendar: WorkingCalendar, report: TimescaleReport,
+) -> list[tuple[int, str | None]]:
+    """Reminders or overdue actions for `ids`, BULK alerts per transaction through the
+    set-based writer; a chunk in which an alert changed meanwhile (or the database was busy)
+    is redone an alert at a time through the service layer, which re-checks each."""
+    if not ids:
+        return []
+    done: list[tuple[int, str | None]] = []
+    with Session(engine) as reader:
+        probe = make(reader)
+        batch = Batch(reader, protocol=protocol, calendar=calendar, now=probe.now, today=today,
+                      notifier=probe.notifier)
+        for start in range(0, len(ids), BULK):
+            chunk = ids[start:start + BULK]
+            try:
+                with db.transaction(engine) as session:
+                    result = (batch.overdue if kind == "overdue" else batch.remind)(
+                        session, chunk)
+            except (StaleChunk, OperationalError):
+                def one(svc: AlertService, aid: int) -> str | None:
+                    if kind == "overdue":
+                        return svc.act_on_overdue(aid)
+                    return "reminder" if svc.remind(aid) else None
+
+                done += _in_chunks(engine, make, chunk, one, report)
+                continue
+            done += [(aid, what) for aid, what in result.done]
+            report.problems += result.problems
+            if probe.notifier is not None:
+                probe.notifier.missing += result.missing
+    return done
+
+
 def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Protocol,
         calendar: WorkingCalendar, today: date) -> TimescaleReport:
     """One timescale run as of the service's clock. Only working days do anything: a due
@@ -168,15 +205,16 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
     for aid, ok in _in_chunks(engine, make, due.hold_ended, lambda s, a: s.end_hold(a), report):
         if ok:
             report.resumed.append(aid)
-    for aid, what in _in_chunks(engine, make, due.overdue,
-                                lambda s, a: s.act_on_overdue(a), report):
+    for aid, what in _in_bulk(engine, make, due.overdue, "overdue", today, protocol, calendar,
+                              report):
         {"escalated": report.escalated, "overdue": report.overdue_notices,
          "cafcass_prompt": report.cafcass_prompts}.get(what or "", []).append(aid)
     # Alerts resumed or escalated just now may be due a reminder: look again.
     with Session(engine) as session:
         reminders = find_due(session, protocol, calendar, today).remind
-    for aid, ok in _in_chunks(engine, make, reminders, lambda s, a: s.remind(a), report):
-        if ok:
+    for aid, what in _in_bulk(engine, make, reminders, "remind", today, protocol, calendar,
+                              report):
+        if what:
             report.reminded.append(aid)
     for (aid, no), ok in _in_chunks(engine, make, due.actions,
                                     lambda s, item: s.action_overdue(*item), report):

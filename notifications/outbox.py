@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from drp.models import OutboxMessage
 
-from .render import Rendered
+from .render import Rendered, Renderer, load_context
 from .transports import Outgoing, PermanentError, TransientError, Transport
 
 MAX_ATTEMPTS = 10
@@ -99,10 +99,13 @@ class DeliveryReport:
 def deliver(
     engine: Engine, transport: Transport, now: Callable[[], datetime], *,
     due_only: bool = True, limit: int = 1000, max_attempts: int = MAX_ATTEMPTS,
+    renderer: Renderer | None = None,
 ) -> DeliveryReport:
     """Send what is waiting: rows whose retry time has come (or every pending row when
-    `due_only` is false), and rows whose sender crashed more than a lease ago."""
+    `due_only` is false), and rows whose sender crashed more than a lease ago. Rows queued in
+    bulk are rendered here, from the context stored with them, and keep what was sent."""
     report = DeliveryReport()
+    templates = renderer
     start = now()
     claimable = or_(
         col(OutboxMessage.status) == "pending",
@@ -130,6 +133,20 @@ def deliver(
                     continue  # another sender has it
                 row = session.get(OutboxMessage, row_id)
                 assert row is not None and row.to_addr is not None
+                if row.context is not None and not row.text_body:
+                    templates = templates or Renderer()
+                    try:
+                        done = templates.render(row.message, load_context(row.context))
+                    except Exception as exc:  # a council's template broken since queueing
+                        row.status = "failed"
+                        row.last_error = f"the message could not be rendered: {exc}"[:500]
+                        report.failed += 1
+                        report.errors.append(f"message {row_id} to {row.recipient}:"
+                                             f" {row.last_error}")
+                        session.add(row)
+                        session.commit()
+                        continue
+                    row.subject, row.text_body, row.html_body = done.subject, done.text, done.html
                 out = Outgoing(row_id=row_id, key=row.key, to_addr=row.to_addr,
                                subject=row.subject, text=row.text_body, html=row.html_body,
                                created_at=row.created_at, message=row.message)

@@ -9,8 +9,10 @@ own folder (DRP_TEMPLATES_DIR), searched first."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,33 @@ from jinja2 import (
 )
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+# A message's context kept as JSON (outbox rows rendered at delivery): dates stay dates.
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    raise TypeError(f"cannot store {type(value).__name__} in a message context")
+
+
+def _json_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if "$date" in obj:
+            return date.fromisoformat(obj["$date"])
+        if "$datetime" in obj:
+            return datetime.fromisoformat(obj["$datetime"])
+    return obj
+
+
+def dump_context(context: dict[str, Any]) -> str:
+    return json.dumps(context, default=_json_default, separators=(",", ":"))
+
+
+def load_context(text: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(text, object_hook=_json_hook)
+    return loaded
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,11 @@ elif mode == "timescales":
     # As the timescale flow's task does; killed after the Nth overdue alert has been acted on.
     # With "go": once the due set is found, wait for the starting gun (duplicate runs).
     counts = {"calls": 0, "attempts": 0, "due": None}
+    timescales.BULK = 200  # three chunks of the set-based writer (200, 200, 50)
+    from drp.batch import Batch
+
     original = AlertService.act_on_overdue
+    original_decide = Batch._overdue
     original_escalate = AlertService.escalate
     original_find_due = timescales.find_due
 
@@ -119,6 +123,14 @@ elif mode == "timescales":
         counts["attempts"] += 1  # including those rolled back
         return original_escalate(self, *args, **kwargs)
 
+    def decide(self, *args):  # the set-based writer, an alert at a time before it writes
+        result = original_decide(self, *args)
+        counts["calls"] += 1
+        counts["attempts"] += result is not None
+        if counts["calls"] == spec.get("kill_after"):
+            hang(calls=counts["calls"])
+        return result
+
     def find_due(*args):
         due = original_find_due(*args)
         if counts["due"] is None:
@@ -129,6 +141,7 @@ elif mode == "timescales":
 
     AlertService.act_on_overdue = act_on_overdue
     AlertService.escalate = escalate
+    Batch._overdue = decide
     timescales.find_due = find_due
     notifier = rt.notifier()
     today = clock.now().astimezone(rt.settings.tz).date()

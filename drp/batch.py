@@ -1,0 +1,299 @@
+"""The timescale run's set-based writer: reminders, overdue notices and automatic escalations
+for a whole chunk of due alerts in a handful of statements.
+
+It applies exactly the rules of the service layer's system methods (AlertService.remind and
+.act_on_overdue, which the per-alert fallback still uses): the same re-checks, the same machine
+(`transitions`, through the same adapter), the same events with the clocks snapshotted, the
+same recipients and message context. What differs is how it writes:
+
+- one SELECT of the chunk's alerts (locked FOR UPDATE on PostgreSQL), one of their open
+  actions and one of their latest event times; the organisation is read once per run;
+- one UPDATE per kind of change, executed for every row at once, each row guarded by the
+  version it read: if any row changed meanwhile the whole chunk is rolled back (StaleChunk) and
+  the caller redoes it an alert at a time through the service layer;
+- one INSERT of the events (RETURNING their ids) and one of the outbox rows, which carry the
+  message's context as JSON and are rendered at delivery.
+
+All in the caller's transaction: the change, its event and its e-mails commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
+
+from notifications.render import dump_context
+
+from . import access
+from .access import SYSTEM_ACTOR, Line
+from .calendar import WorkingCalendar
+from .errors import DrpError
+from .machine import AlertState, fire
+from .models import Action, Alert, Child, Event, OutboxMessage, Service, Team
+from .notify import MESSAGE_FOR_EVENT, PARTS, Notice, Notifier, Snapshot
+from .protocol import Protocol, Role
+
+ALERT = cast(Any, Alert).__table__
+EVENT = cast(Any, Event).__table__
+OUTBOX = cast(Any, OutboxMessage).__table__
+ACTOR_NAME = "drp (automatically)"
+
+
+class StaleChunk(Exception):
+    """An alert in the chunk changed between reading and writing: redo the chunk."""
+
+
+@dataclass
+class ChunkResult:
+    done: list[tuple[int, str]] = field(default_factory=list)  # (alert id, what was done)
+    problems: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # recipients without an address
+    queued: int = 0
+
+
+@dataclass
+class _Change:
+    row: Any  # the alert as read (a Row with attribute access)
+    line: Line
+    what: str  # escalated / overdue / cafcass_prompt / reminder
+    values: dict[str, Any]  # the alert's new column values
+    event: dict[str, Any]
+    previous_stage: str | None = None
+
+
+class Batch:
+    """System actions for many alerts, as of one instant (a run's)."""
+
+    def __init__(self, session: Session, *, protocol: Protocol, calendar: WorkingCalendar,
+                 now: datetime, today: date, notifier: Notifier | None) -> None:
+        self.protocol = protocol
+        self.cal = calendar
+        self.now = now
+        self.today = today
+        self.notifier = notifier
+        # Read once per run: everyone, the teams and services, and (per chunk) the children.
+        self.org = Snapshot(session)
+        self.teams = {t.id: t for t in session.exec(select_rows(Team))}
+        self.services = {s.id: s for s in session.exec(select_rows(Service))}
+        self.children: dict[int, Child] = {}
+        self.reader = session
+        self._lines: dict[int, Line] = {}
+
+    # -- reading -----------------------------------------------------------------------------
+    def _line(self, child_id: int) -> Line:
+        line = self._lines.get(child_id)
+        if line is None:
+            child = self.children[child_id]
+            team = self.teams[child.team_id]
+            service = self.services[team.service_id]
+            council = self.org.council()
+            line = Line(child=child, team=team, service=service, council=council, by_role={
+                Role.social_worker: child.social_worker_id,
+                Role.team_manager: team.team_manager_id,
+                Role.service_manager: service.service_manager_id,
+                Role.head_of_service: service.head_of_service_id,
+                Role.assistant_director: council.assistant_director_id if council else None,
+                Role.director: council.director_id if council else None,
+            })
+            self._lines[child_id] = line
+        return line
+
+    def _read(self, session: Session, ids: list[int]) -> tuple[list[Any], dict[int, int],
+                                                                dict[int, datetime]]:
+        rows = session.execute(
+            select(ALERT).where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id).with_for_update()
+        ).all()
+        missing = sorted({r.child_id for r in rows} - self.children.keys())
+        if missing:
+            for child in self.reader.exec(select_rows(Child).where(col(Child.id).in_(missing))):
+                self.children[cast(int, child.id)] = child
+        outstanding: dict[int, int] = {a: n for a, n in session.execute(
+            select(col(Action.alert_id), func.count()).where(
+                col(Action.alert_id).in_(ids), col(Action.done_at).is_(None))
+            .group_by(col(Action.alert_id)))}
+        last_at: dict[int, datetime] = {a: at for a, at in session.execute(
+            select(col(Event.alert_id), func.max(col(Event.at)))
+            .where(col(Event.alert_id).in_(ids)).group_by(col(Event.alert_id)))}
+        return list(rows), outstanding, last_at
+
+    # -- deciding (the rules of AlertService.remind / .act_on_overdue) ------------------------
+    def _machine(self, row: Any, line: Line, outstanding: int, trigger: str) -> AlertState:
+        adapter = AlertState(
+            status=row.status, stage=row.stage, cafcass_key=self.protocol.cafcass.key,
+            on_hold=row.on_hold, outstanding_actions=outstanding,
+            permitted=lambda t: access.may(SYSTEM_ACTOR, t, self.protocol, cast(Alert, row),
+                                           line))
+        fire(self.protocol, adapter, trigger, f"alert {row.id}")
+        return adapter
+
+    def _in_order(self, row: Any, last_at: datetime | None) -> None:
+        if last_at is not None and self.now < last_at:
+            raise DrpError(
+                f"alert {row.id} already has an event dated after this run's time; events must"
+                " stay in order, so run as of a later time (was drp run with --now in the"
+                " future?)")
+
+    def _event(self, row: Any, kind: str, values: dict[str, Any], *, to_stage: str,
+               comment: str | None = None, data: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+        stage_due = values.get("stage_due", row.stage_due)
+        return {
+            "alert_id": row.id, "seq": row.last_seq + 1, "at": self.now,
+            "actor": SYSTEM_ACTOR.username, "kind": kind, "from_stage": row.stage,
+            "to_stage": to_stage, "comment": comment,
+            "data": {"stage_due": stage_due.isoformat() if stage_due else None,
+                     "resolution_due": row.resolution_due.isoformat(),
+                     "on_hold": row.on_hold, **(data or {})},
+        }
+
+    def _overdue(self, row: Any, line: Line, outstanding: int) -> _Change | None:
+        if not (row.status == "open" and not row.on_hold and row.stage_due is not None
+                and row.stage_responded_at is None and self.today > row.stage_due
+                and row.stage in self.protocol.keys):
+            return None
+        stage = self.protocol.stage(row.stage)
+        due: date = row.stage_due
+        if stage.when_overdue == "escalate":
+            adapter = self._machine(row, line, outstanding, "escalate")
+            to = adapter.stage
+            responsible = self.protocol.stage(to).responsible
+            if line.holder(responsible) is None:
+                role = responsible.value.replace("_", " ")
+                raise DrpError(
+                    f"nobody holds the post of {role} for child {line.child.ref} (team"
+                    f" {line.team.key}, service {line.service.key}), who is responsible at"
+                    f" {to}; name one in the organisation file and run `drp org load`")
+            values = {"stage": to, "stage_entered_at": self.now,
+                      "stage_due": self.cal.add(self.today,
+                                                self.protocol.stage(to).timescale_working_days),
+                      "stage_responded_at": None}
+            event = self._event(row, "auto_escalated", values, to_stage=to,
+                                comment=f"No response at {stage.title} by {due.isoformat()},"
+                                        " its due date")
+            return _Change(row, line, "escalated", values, event, previous_stage=row.stage)
+        if row.overdue_notified_for == due:
+            return None
+        kind = "cafcass_prompt" if stage.when_overdue == "consider_cafcass" else "overdue"
+        self._machine(row, line, outstanding, "remind")
+        values = {"overdue_notified_for": due}
+        event = self._event(row, kind, values, to_stage=row.stage,
+                            data={"due": due.isoformat()})
+        return _Change(row, line, kind, values, event)
+
+    def _remind(self, row: Any, line: Line, outstanding: int) -> _Change | None:
+        if (row.status != "open" or row.on_hold or row.stage_due is None
+                or row.stage_responded_at is not None or row.reminded_for == row.stage_due
+                or row.stage not in self.protocol.keys):
+            return None
+        lead = self.protocol.stage(row.stage).reminder_lead_working_days
+        if not (self.today <= row.stage_due <= self.cal.add(self.today, lead)):
+            return None
+        self._machine(row, line, outstanding, "remind")
+        values = {"reminded_for": row.stage_due}
+        event = self._event(row, "reminder", values, to_stage=row.stage,
+                            data={"due": row.stage_due.isoformat()})
+        return _Change(row, line, "reminder", values, event)
+
+    # -- writing ------------------------------------------------------------------------------
+    def overdue(self, session: Session, ids: list[int]) -> ChunkResult:
+        return self._apply(session, ids, self._overdue)
+
+    def remind(self, session: Session, ids: list[int]) -> ChunkResult:
+        return self._apply(session, ids, self._remind)
+
+    def _apply(self, session: Session, ids: list[int], decide: Any) -> ChunkResult:
+        result = ChunkResult()
+        rows, outstanding, last_at = self._read(session, ids)
+        changes: list[_Change] = []
+        for row in rows:
+            try:
+                line = self._line(row.child_id)
+                change = decide(row, line, outstanding.get(row.id, 0))
+                if change is not None:
+                    self._in_order(row, last_at.get(row.id))
+                    changes.append(change)
+            except DrpError as exc:
+                result.problems.append(f"{row.id}: {exc.message}")
+        if not changes:
+            return result
+        self._update(session, changes)
+        event_ids = self._insert_events(session, changes)
+        result.queued = self._queue(session, changes, event_ids, result)
+        result.done = [(c.row.id, c.what) for c in changes]
+        return result
+
+    def _update(self, session: Session, changes: list[_Change]) -> None:
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for c in changes:
+            params = {f"new_{k}": v for k, v in c.values.items()}
+            params.update(b_id=c.row.id, b_version=c.row.version,
+                          new_last_seq=c.row.last_seq + 1, new_version=c.row.version + 1)
+            by_columns.setdefault(tuple(sorted(c.values)), []).append(params)
+        for columns, batch in by_columns.items():
+            statement = (
+                update(ALERT)
+                .where(ALERT.c.id == bindparam("b_id"), ALERT.c.version == bindparam("b_version"))
+                .values({**{name: bindparam(f"new_{name}") for name in columns},
+                         "last_seq": bindparam("new_last_seq"),
+                         "version": bindparam("new_version")})
+            )
+            updated = session.connection().execute(statement, batch).rowcount
+            if updated != len(batch):
+                raise StaleChunk(f"{len(batch) - updated} alert(s) changed during the run")
+
+    def _insert_events(self, session: Session, changes: list[_Change]) -> list[int]:
+        rows = session.connection().execute(
+            insert(EVENT).returning(EVENT.c.id, EVENT.c.alert_id), [c.event for c in changes])
+        ids = {alert_id: event_id for event_id, alert_id in rows}  # one event per alert here
+        return [ids[c.row.id] for c in changes]
+
+    def _queue(self, session: Session, changes: list[_Change], event_ids: Iterable[int],
+               result: ChunkResult) -> int:
+        if self.notifier is None:
+            return 0
+        outbox: list[dict[str, Any]] = []
+        for c, event_id in zip(changes, event_ids, strict=True):
+            message = MESSAGE_FOR_EVENT[c.event["kind"]]
+            alert = cast(Alert, SimpleNamespace(**{**c.row._asdict(), **c.values}))
+            notice = Notice(cast(Event, SimpleNamespace(id=event_id, kind=c.event["kind"])),
+                            c.previous_stage)
+            people = self.notifier.recipients(session, self.protocol, message, alert, c.line,
+                                              notice, self.org)
+            if not people:
+                continue
+            # The context is the same for every recipient but for who they are: build it and
+            # encode it once, then add each recipient's part.
+            context = self.notifier.context(session, self.protocol, alert, c.line, notice,
+                                            people[0], ACTOR_NAME, self.org)
+            for name in ("recipient", "role"):
+                context.pop(name)
+            shared = dump_context(context)[:-1]
+            for r in people:
+                address = r.person.email
+                mine = dump_context({"recipient": {"name": r.person.name, "part": PARTS[r.role]},
+                                     "role": r.role})
+                outbox.append({
+                    "key": f"{event_id}:{r.person.username}", "message": message,
+                    "alert_id": c.row.id, "recipient": r.person.username, "to_addr": address,
+                    "subject": "", "text_body": "", "html_body": "",
+                    "context": f"{shared},{mine[1:]}",
+                    "status": "pending" if address else "failed", "attempts": 0,
+                    "created_at": self.now, "next_attempt_at": self.now,
+                    "last_error": None if address else (
+                        f"{r.person.username} has no e-mail address; add one in the"
+                        " organisation file"),
+                })
+                if not address:
+                    result.missing.append(
+                        f"{r.person.username} has no e-mail address, so was not sent"
+                        f" '{message}' for alert {c.row.id}; add one in the organisation file,"
+                        " then `drp outbox retry --all-failed`")
+        if outbox:
+            session.connection().execute(insert(OUTBOX), outbox)
+        return len(outbox)

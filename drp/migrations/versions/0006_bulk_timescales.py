@@ -1,0 +1,36 @@
+"""bulk timescale runs: due-date indexes, outbox context rendered at delivery
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-24
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+
+revision: str = '0006'
+down_revision: str | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('outbox') as batch:
+        batch.add_column(sa.Column('context', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.create_index('ix_alert_open_stage_due', 'alert', ['status', 'on_hold', 'stage_due'])
+    op.create_index('ix_alert_open_hold_until', 'alert', ['status', 'on_hold', 'hold_until'])
+    op.create_index('ix_action_not_done_due', 'action',
+                    ['done_at', 'overdue_notified_at', 'due'])
+
+
+def downgrade() -> None:
+    op.drop_index('ix_action_not_done_due', table_name='action')
+    op.drop_index('ix_alert_open_hold_until', table_name='alert')
+    op.drop_index('ix_alert_open_stage_due', table_name='alert')
+    with op.batch_alter_table('outbox') as batch:
+        batch.drop_column('context')
