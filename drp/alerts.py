@@ -173,9 +173,13 @@ class AlertService:
         return value
 
     def _not_before_last_event(self, alert: Alert) -> None:
-        last = self.s.exec(
-            select(func.max(Event.at)).where(Event.alert_id == alert.id)
+        last, last_seq = self.s.exec(
+            select(func.max(Event.at), func.max(Event.seq)).where(Event.alert_id == alert.id)
         ).one()
+        if last_seq is not None and last_seq > alert.last_seq:
+            # Someone else's event committed since this unit of work read the alert: that is
+            # a concurrent change (say who made it), not a clock out of order.
+            raise self._conflict(_id(alert.id))
         if last is not None and self.now < last:
             def local(t: datetime) -> str:
                 return t.astimezone(self.tz).strftime("%-d %b %Y %H:%M")

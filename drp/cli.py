@@ -173,7 +173,7 @@ def init() -> None:
         db.upgrade(e.engine)
     except OperationalError as exc:
         raise ConfigError(
-            f"cannot open the database ({exc.orig}); check DRP_DATABASE_URL"
+            f"cannot open the database ({db.reason(exc)}); check DRP_DATABASE_URL"
         ) from None
     url = e.engine.url.render_as_string(hide_password=True)
     out.print(f"Database ready ({url}).")
@@ -868,7 +868,7 @@ def main() -> None:
         err.print(f"drp: {exc.message}", markup=False)
         sys.exit(exc.exit_code)
     except OperationalError as exc:
-        err.print(f"drp: database error ({str(exc.orig).splitlines()[0]}); check"
+        err.print(f"drp: database error ({db.reason(exc)}); check"
                   " DRP_DATABASE_URL and that `drp init` has run", markup=False)
         sys.exit(1)
 

@@ -25,6 +25,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
+    # A 64 MiB page cache (the default is 2 MiB): a council's alert and event indexes stay in
+    # memory, so runs and pages cost the same at a million alerts as at ten thousand.
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 
@@ -45,6 +48,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+def reason(exc: OperationalError) -> str:
+    """The driver's reason in one line (psycopg adds hints on lines of their own)."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0].strip() if lines else type(exc.orig).__name__
 
 
 @lru_cache(maxsize=4)
@@ -86,7 +95,7 @@ def require_schema(engine: Engine) -> None:
         tables = set(inspect(engine).get_table_names())
     except OperationalError as exc:
         raise ConfigError(
-            f"cannot open the database ({exc.orig}); check DRP_DATABASE_URL"
+            f"cannot open the database ({reason(exc)}); check DRP_DATABASE_URL"
         ) from None
     if "alert" not in tables:
         raise ConfigError("the database has no drp tables yet; run `drp init` first")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -127,7 +128,10 @@ class Alert(SQLModel, table=True):
     # with the table (closed alerts keep their old dates).
     __table_args__ = (
         Index("ix_alert_open_stage_due", "status", "on_hold", "stage_due"),
-        Index("ix_alert_open_hold_until", "status", "on_hold", "hold_until"),
+        # Only held alerts, by the day their hold ends (SQLite's planner cannot tell from its
+        # statistics that hold_until is NULL for every other alert).
+        Index("ix_alert_held_until", "hold_until", sqlite_where=text("on_hold = 1"),
+              postgresql_where=text("on_hold")),
     )
     # Optimistic concurrency: every UPDATE checks the version it read.
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": _version_col}
@@ -135,7 +139,8 @@ class Alert(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     child_id: int = Field(foreign_key="child.id", index=True)
     iro_id: int = Field(foreign_key="person.id", index=True)
-    status: str = Field(default="open", max_length=16, index=True)
+    # (status and stage_due are indexed together, with on_hold: see __table_args__)
+    status: str = Field(default="open", max_length=16)
     stage: str = Field(max_length=32, index=True)
     summary: str = Field(max_length=500)
     detail: str | None = Field(default=None, max_length=10000)
@@ -148,7 +153,7 @@ class Alert(SQLModel, table=True):
     theme_confidence: float | None = None
     raised_at: datetime = _instant()
     stage_entered_at: datetime = _instant()
-    stage_due: date | None = Field(default=None, index=True)
+    stage_due: date | None = None
     stage_responded_at: datetime | None = _instant(nullable=True, default=None)
     resolution_due: date = Field(index=True)
     on_hold: bool = False
@@ -186,9 +191,10 @@ class Event(SQLModel, table=True):
     """The append-only event log of an alert. The database refuses UPDATE and DELETE."""
 
     __tablename__ = "event"
+    # (alert_id, seq) is unique, and its index serves lookups by alert_id too.
     __table_args__ = (UniqueConstraint("alert_id", "seq"),)
     id: int | None = Field(default=None, primary_key=True)
-    alert_id: int = Field(foreign_key="alert.id", index=True)
+    alert_id: int = Field(foreign_key="alert.id")
     seq: int
     at: datetime = _instant()
     actor: str = Field(max_length=80)

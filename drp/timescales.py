@@ -103,7 +103,8 @@ def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
         query = select(col(Alert.id)).where(*where).order_by(col(Alert.id))
         return [i for i in session.exec(query) if i is not None]
 
-    due.hold_ended = ids(col(Alert.status) == "open", col(Alert.on_hold).is_(True),
+    # "on_hold = true" (not "IS true") so the planner may use the partial index of held alerts.
+    due.hold_ended = ids(col(Alert.status) == "open", col(Alert.on_hold) == True,  # noqa: E712
                          col(Alert.hold_until) <= today)
     escalating = [s.key for s in protocol.stages if s.when_overdue == "escalate"]
     due.overdue = ids(open_, unanswered, col(Alert.stage_due) < today,
@@ -115,7 +116,9 @@ def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
     per_stage = [and_(col(Alert.stage) == s.key,
                       col(Alert.stage_due) <= calendar.add(today, s.reminder_lead_working_days))
                  for s in protocol.stages]
-    due.remind = ids(open_, unanswered, col(Alert.stage_due) >= today, or_(*per_stage),
+    furthest = calendar.add(today, max(s.reminder_lead_working_days for s in protocol.stages))
+    due.remind = ids(open_, unanswered, col(Alert.stage_due) >= today,
+                     col(Alert.stage_due) <= furthest, or_(*per_stage),
                      or_(col(Alert.reminded_for).is_(None),
                          col(Alert.reminded_for) != col(Alert.stage_due)))
     due.actions = [(a, n) for a, n in session.exec(
@@ -153,7 +156,7 @@ def _in_chunks(
                 except DrpError as exc:
                     report.problems.append(f"{item}: {exc.message}")
                 except OperationalError as exc:
-                    report.problems.append(f"{item}: database busy ({exc.orig}); the next"
+                    report.problems.append(f"{item}: database busy ({db.reason(exc)}); the next"
                                            " run will take it up")
     return done
 

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from .. import db, mail
@@ -171,6 +172,19 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
             message = "There is no such page, or it is not one you can see."
         return page(request, "error.html", who(request), status=exc.http_status,
                     message=message)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
+        # The database restarting or unreachable: say so, and that nothing was saved (the
+        # unit of work rolled back). Nothing about the request goes to the log.
+        message = ("The database cannot be reached just now, so nothing was read or saved."
+                   " Try again in a minute.")
+        headers = {"Retry-After": "30"}
+        if request.url.path.startswith("/api"):
+            return JSONResponse({"detail": message}, 503, headers=headers)
+        return templates.TemplateResponse(request, "error.html", {
+            "user": None, "roles": frozenset(), "csrf": "", "council": "drp",
+            "message": message}, status_code=503, headers=headers)
 
     @app.exception_handler(404)
     async def _missing(request: Request, exc: Exception) -> Response:

@@ -23,14 +23,23 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox') as batch:
         batch.add_column(sa.Column('context', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     op.create_index('ix_alert_open_stage_due', 'alert', ['status', 'on_hold', 'stage_due'])
-    op.create_index('ix_alert_open_hold_until', 'alert', ['status', 'on_hold', 'hold_until'])
+    op.create_index('ix_alert_held_until', 'alert', ['hold_until'],
+                    sqlite_where=sa.text('on_hold = 1'), postgresql_where=sa.text('on_hold'))
     op.create_index('ix_action_not_done_due', 'action',
                     ['done_at', 'overdue_notified_at', 'due'])
+    # Indexes the ones above (and the event's unique (alert_id, seq)) make redundant: fewer
+    # to maintain on every write.
+    op.drop_index('ix_alert_status', table_name='alert')
+    op.drop_index('ix_alert_stage_due', table_name='alert')
+    op.drop_index('ix_event_alert_id', table_name='event')
 
 
 def downgrade() -> None:
+    op.create_index('ix_event_alert_id', 'event', ['alert_id'])
+    op.create_index('ix_alert_stage_due', 'alert', ['stage_due'])
+    op.create_index('ix_alert_status', 'alert', ['status'])
     op.drop_index('ix_action_not_done_due', table_name='action')
-    op.drop_index('ix_alert_open_hold_until', table_name='alert')
+    op.drop_index('ix_alert_held_until', table_name='alert')
     op.drop_index('ix_alert_open_stage_due', table_name='alert')
     with op.batch_alter_table('outbox') as batch:
         batch.drop_column('context')
