@@ -34,10 +34,14 @@ lint: install
 test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
-# Benchmarks print their figures and ratios and write bench/results.json.
+# Benchmarks print their figures and ratios and write bench/results.json (BENCH_SCALE=small:
+# a quick run, into bench/results-small.json). PostgreSQL is measured too where
+# DRP_BENCH_POSTGRES_URL answers (by default the local server CI uses).
+BENCH_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: install
-	cd bench && ../$(BIN)/python timescales.py && ../$(BIN)/python themes.py \
-		&& ../$(BIN)/python commands.py && ../$(BIN)/python digest.py
+	cd bench && export DRP_BENCH_POSTGRES_URL=$${DRP_BENCH_POSTGRES_URL-$(BENCH_PG)} \
+		&& ../$(BIN)/python timescales.py && ../$(BIN)/python commands.py \
+		&& ../$(BIN)/python web.py && ../$(BIN)/python digest.py && ../$(BIN)/python themes.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,89 +1,127 @@
-"""Commands per second through the service layer (raise, respond, escalate: state machine,
-access policy, events, outbox rows, e-mails rendered), against the bare SQL inserts and
-updates those commands make, in the same run: the engine's overhead."""
+"""Commands per second through the service layer (raise, respond, escalate: the state machine,
+the access policy, the version check, events, outbox rows with their e-mails rendered), one
+transaction per command as people make them, against the bare SQL inserts and updates those
+commands come to, in the same run and database: the engine's overhead. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from common import SMALL, database, record, timed  # type: ignore[import-not-found]
+from common import SMALL, backends, database, record, timed  # type: ignore[import-not-found]
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from drp import db
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock
 from drp.notify import Notifier
+from drp.protocol import Protocol
 from notifications.render import Renderer
 
 LONDON = ZoneInfo("Europe/London")
+START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+MAIL = {"raise": 4, "respond": 1, "escalate": 5}  # outbox rows each command writes here
+
+
+def bare(engine: Engine, n: int) -> dict[str, float]:
+    """The rows the three commands write, in hand-written SQL, one transaction each."""
+    ids: list[int] = []
+    outbox = text(
+        "INSERT INTO outbox (key, message, alert_id, recipient, to_addr, subject, text_body,"
+        " html_body, status, attempts, created_at, next_attempt_at) VALUES (:k, 'm', :a, 'x',"
+        " 'x@riverside.example', :s, :t, :h, 'pending', 0, :at, :at)")
+    body = {"s": "[drp] Alert 1: subject", "t": "text " * 120, "h": "<p>html</p> " * 120}
+
+    def event(conn: Any, aid: int, seq: int, kind: str, at: datetime) -> int:
+        return int(conn.execute(text(
+            "INSERT INTO event (alert_id, seq, at, actor, kind, from_stage, to_stage, comment,"
+            " data) VALUES (:a, :q, :t, 'iro.ada', :k, 'informal', 'informal', 'c', :d)"
+            " RETURNING id"), {"a": aid, "q": seq, "t": at, "k": kind,
+                               "d": '{"stage_due": "2027-03-08"}'}).scalar_one())
+
+    def mail(conn: Any, aid: int, eid: int, k: int, at: datetime) -> None:
+        conn.execute(outbox, [{"k": f"b{eid}:{r}", "a": aid, "at": at, **body}
+                              for r in range(k)])
+
+    def raise_all() -> None:
+        for i in range(n):
+            at = START + timedelta(minutes=i)
+            with engine.begin() as conn:
+                aid = conn.execute(text(
+                    "INSERT INTO alert (child_id, iro_id, status, stage, summary, raised_at,"
+                    " stage_entered_at, stage_due, resolution_due, on_hold, last_seq, version,"
+                    " theme_confirmed) VALUES (1, 1, 'open', 'informal', :s, :t, :t, :d, :d,"
+                    " false, 1, 1, false) RETURNING id"),
+                    {"s": f"B {i}", "t": at, "d": date(2027, 3, 8)}).scalar_one()
+                mail(conn, aid, event(conn, aid, 1, "raised", at), MAIL["raise"], at)
+                ids.append(aid)
+
+    def update_all(kind: str, offset: int, seq: int) -> None:
+        for i, aid in enumerate(ids):
+            at = START + timedelta(minutes=offset + i)
+            with engine.begin() as conn:
+                conn.execute(text("SELECT * FROM alert WHERE id = :a"), {"a": aid}).one()
+                done = conn.execute(text(
+                    "UPDATE alert SET stage_responded_at = :t, last_seq = :q,"
+                    " version = version + 1 WHERE id = :a AND version = :v"),
+                    {"t": at, "q": seq, "a": aid, "v": seq - 1})
+                assert done.rowcount == 1
+                mail(conn, aid, event(conn, aid, seq, kind, at), MAIL[kind], at)
+
+    raise_s, _ = timed(raise_all)
+    respond_s, _ = timed(lambda: update_all("respond", n, 2))
+    escalate_s, _ = timed(lambda: update_all("escalate", 2 * n, 3))
+    return {"raise": raise_s, "respond": respond_s, "escalate": escalate_s}
+
+
+def engine_run(engine: Engine, protocol: Protocol, n: int) -> dict[str, float]:
+    cal = WorkingCalendar()
+    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
+
+    def svc_at(session: Any, minutes: int) -> AlertService:
+        return AlertService(session, protocol=protocol, calendar=cal, tz=LONDON,
+                            clock=FixedClock(START + timedelta(minutes=minutes)),
+                            notifier=notifier)
+
+    ids: list[int] = []
+
+    def raise_all() -> None:
+        for i in range(n):
+            with db.transaction(engine) as s:
+                ids.append(int(svc_at(s, i).raise_alert("iro.ada", "R100", f"A {i}").id or 0))
+
+    def respond_all() -> None:
+        for i, aid in enumerate(ids):
+            with db.transaction(engine) as s:
+                svc_at(s, n + i).respond(aid, "tm.fay", "on it")
+
+    def escalate_all() -> None:
+        for i, aid in enumerate(ids):
+            with db.transaction(engine) as s:
+                svc_at(s, 2 * n + i).escalate(aid, "iro.ada", "no progress")
+
+    return {"raise": timed(raise_all)[0], "respond": timed(respond_all)[0],
+            "escalate": timed(escalate_all)[0]}
 
 
 def main() -> None:
     n = 100 if SMALL else 500
-    cal = WorkingCalendar()
-    start = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
-    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
-    with database() as (engine, protocol):
-        def svc_at(session, minutes: int) -> AlertService:  # type: ignore[no-untyped-def]
-            return AlertService(session, protocol=protocol, calendar=cal, tz=LONDON,
-                                clock=FixedClock(start + timedelta(minutes=minutes)),
-                                notifier=notifier)
-
-        ids: list[int] = []
-
-        def raise_all() -> None:
-            for i in range(n):
-                with db.transaction(engine) as s:
-                    ids.append(int(svc_at(s, i).raise_alert("iro.ada", "R100", f"A {i}").id))
-
-        def respond_all() -> None:
-            for i, aid in enumerate(ids):
-                with db.transaction(engine) as s:
-                    svc_at(s, n + i).respond(aid, "tm.fay", "on it")
-
-        def escalate_all() -> None:
-            for i, aid in enumerate(ids):
-                with db.transaction(engine) as s:
-                    svc_at(s, 2 * n + i).escalate(aid, "iro.ada", "no progress")
-
-        raise_s, _ = timed(raise_all)
-        respond_s, _ = timed(respond_all)
-        escalate_s, _ = timed(escalate_all)
-
-        # The same writes in bare SQL, one transaction per command.
-        def bare() -> None:
-            now = start
-            for i in range(n):
-                with engine.begin() as conn:
-                    aid = conn.execute(text(
-                        "INSERT INTO alert (child_id, iro_id, status, stage, summary, raised_at,"
-                        " stage_entered_at, stage_due, resolution_due, on_hold, last_seq,"
-                        " version, theme_confirmed) VALUES (1, 1, 'open', 'informal', :s, :t,"
-                        " :t, :d, :d, false, 1, 1, false) RETURNING id"),
-                        {"s": f"B {i}", "t": now, "d": date(2027, 3, 8)}).scalar_one()
-                    conn.execute(text(
-                        "INSERT INTO event (alert_id, seq, at, actor, kind, to_stage)"
-                        " VALUES (:a, 1, :t, 'iro.ada', 'raised', 'informal')"),
-                        {"a": aid, "t": now})
-                    for r in range(3):
-                        conn.execute(text(
-                            "INSERT INTO outbox (key, message, alert_id, recipient, subject,"
-                            " text_body, html_body, status, attempts, created_at,"
-                            " next_attempt_at) VALUES (:k, 'm', :a, 'x', 's', 't', 'h',"
-                            " 'pending', 0, :t, :t)"), {"k": f"b{aid}:{r}", "a": aid, "t": now})
-
-        bare_s, _ = timed(bare)
-    per_command_bare = bare_s / n
-    print(f"commands: {n} of each through the service layer")
-    record({
-        "commands_raise_per_s": round(n / raise_s, 1),
-        "commands_respond_per_s": round(n / respond_s, 1),
-        "commands_escalate_per_s": round(n / escalate_s, 1),
-        "commands_bare_sql_raise_per_s": round(n / bare_s, 1),
-        "commands_raise_over_bare_sql": round((raise_s / n) / per_command_bare, 1),
-    })
+    print(f"commands: {n} of each, one transaction per command")
+    for kind in backends():
+        with database(kind) as (engine, protocol):
+            bare_s = bare(engine, n)
+        with database(kind) as (engine, protocol):
+            ours = engine_run(engine, protocol, n)
+        figures: dict[str, float] = {}
+        for command in ("raise", "respond", "escalate"):
+            figures[f"commands_{kind}_{command}_per_s"] = round(n / ours[command], 1)
+            figures[f"commands_{kind}_{command}_bare_sql_per_s"] = round(n / bare_s[command], 1)
+            figures[f"commands_{kind}_{command}_over_bare_sql"] = round(
+                ours[command] / bare_s[command], 2)
+        record(figures)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from drp.protocol import Protocol, load_protocol
 from drp.settings import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results.json"
 SMALL = os.environ.get("BENCH_SCALE", "").lower() == "small"
+# A quick run writes beside the full figures, never over them.
+RESULTS = ROOT / "bench" / ("results-small.json" if SMALL else "results.json")
 PG_URL = os.environ.get("DRP_BENCH_POSTGRES_URL") or os.environ.get("DRP_TEST_POSTGRES_URL")
 ALERT = Alert.__table__  # type: ignore[attr-defined]
 EVENT = Event.__table__  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from common import SMALL, database, record, timed  # type: ignore[import-not-found]
+from common import SMALL, backends, database, record, timed  # type: ignore[import-not-found]
 from sqlalchemy import insert, text
 
 from drp import db
@@ -21,11 +21,16 @@ LONDON = ZoneInfo("Europe/London")
 
 
 def main() -> None:
+    for kind in backends():
+        measure(kind)
+
+
+def measure(kind: str) -> None:
     services, per = (15, 100) if SMALL else (150, 100)
     cal = WorkingCalendar()
     taxonomy = load_taxonomy(CONFIG_DIR / "themes.yaml")
     now = datetime(2027, 3, 8, 8, 0, tzinfo=UTC)
-    with database() as (engine, protocol):
+    with database(kind) as (engine, protocol):
         with engine.begin() as conn:
             iro = conn.execute(text("SELECT id FROM person WHERE username='iro.ada'")).scalar_one()
             for s in range(services):
@@ -80,8 +85,8 @@ def main() -> None:
                                        "totals": {"stage": [], "team": [], "theme": []}})
 
         templates_s, _ = timed(templates_only)
-    print(f"digest: {services} services x {per} open alerts, {sent} digests")
-    label = "15" if SMALL else "150"
+    print(f"digest on {kind}: {services} services x {per} open alerts, {sent} digests")
+    label = f"{kind}_{15 if SMALL else 150}"
     record({
         f"digest_{label}_services_s": round(digest_s, 3),
         f"digest_{label}_templates_only_s": round(templates_s, 3),

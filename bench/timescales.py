@@ -17,10 +17,22 @@ Baselines, in the same process on the same database:
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from common import ALERT, EVENT, SMALL, backends, bulk_alerts, database, record, release_set, timed  # type: ignore[import-not-found]
+from common import (  # type: ignore[import-not-found]
+    ALERT,
+    EVENT,
+    RESULTS,
+    SMALL,
+    backends,
+    bulk_alerts,
+    database,
+    record,
+    release_set,
+    timed,
+)
 from sqlalchemy import bindparam, insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -147,9 +159,13 @@ def run(engine: Engine, protocol: Protocol, cal: WorkingCalendar, notifier: Noti
     return timescales.run(engine, make, protocol, cal, TODAY)
 
 
+BOUNDS = "run over bare at most 3; largest over smallest at most 1.5"
+
+
 def main() -> None:
     print(f"timescales: due set {DUE} alerts overdue at stage 1, sizes"
           f" {', '.join(label for _, label in SIZES)}")
+    failed: list[str] = []
     for kind in backends():
         runs = {label: measure(kind, total, label)[f"timescales_{kind}_{label}_run_s"]
                 for total, label in SIZES}
@@ -159,6 +175,20 @@ def main() -> None:
             ratio[f"timescales_{big}_over_{small}"] = ratio[
                 f"timescales_{kind}_{big}_over_{small}"]
         record(ratio)
+        figures = json.loads(RESULTS.read_text())
+        for label in runs:
+            over = figures[f"timescales_{kind}_{label}_run_over_bare"]
+            if over > 3:
+                failed.append(f"{kind} {label}: run over bare {over} > 3")
+        growth = ratio[f"timescales_{kind}_{big}_over_{small}"]
+        if growth > 1.5:
+            failed.append(f"{kind}: {big} over {small} {growth} > 1.5")
+    print(f"timescales bounds ({BOUNDS}): " + ("met" if not failed else "NOT MET"))
+    for line in failed:
+        print(f"  {line}")
+    record({"timescales_bounds_met": not failed})
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

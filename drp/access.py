@@ -86,7 +86,11 @@ class Line:
         assert team is not None
         service = session.get(Service, team.service_id)
         assert service is not None
-        council = session.get(Council, 1)
+        return cls.build(child, team, service, session.get(Council, 1))
+
+    @classmethod
+    def build(cls, child: Child, team: Team, service: Service, council: Council | None) -> Line:
+        """From rows already read (pages and runs that build many lines read them once)."""
         by_role: dict[str, int | None] = {
             Role.social_worker: child.social_worker_id,
             Role.team_manager: team.team_manager_id,

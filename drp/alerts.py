@@ -21,7 +21,7 @@ from .calendar import WorkingCalendar
 from .clock import Clock, local_date
 from .errors import BadValue, Conflict, InvalidTransition, NotFound, NotPermitted
 from .machine import NEW, VERBS, AlertState, describe_state, fire, possible_triggers
-from .models import AccessLog, Action, Alert, Child, Event, Person, Service, Team
+from .models import AccessLog, Action, Alert, Child, Council, Event, Person, Service, Team
 from .notify import Notice, Notifier
 
 if TYPE_CHECKING:
@@ -89,6 +89,10 @@ class AlertService:
         self._now: datetime | None = None
         self._notices: list[tuple[Alert, Line, Notice]] = []
         self.queued = 0  # outbox rows written by this unit of work
+        # The session's identity map holds rows weakly; a page asks about the same alert,
+        # person and line several times in one unit of work, so keep what was read.
+        self._actors: dict[str, Actor] = {}
+        self._kept: list[Any] = []
 
     # -- time ---------------------------------------------------------------------------
     @property
@@ -106,13 +110,17 @@ class AlertService:
     def actor(self, username: str) -> Actor:
         if username == access.SYSTEM:
             return SYSTEM_ACTOR
+        known = self._actors.get(username)
+        if known is not None:
+            return known
         person = self.s.exec(select(Person).where(Person.username == username)).first()
         if person is None or not person.active:
             raise NotFound(
                 f"there is no active person {username!r}; check --as (people come from"
                 " `drp org load`)"
             )
-        return access.load_actor(self.s, person)
+        actor = self._actors[username] = access.load_actor(self.s, person)
+        return actor
 
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
         # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
@@ -123,12 +131,15 @@ class AlertService:
                 f"there is no alert {alert_id} that {actor.username} can see; check the number"
                 " with `drp alert list`"
             )
-        return alert, Line.of(self.s, child)
+        line = Line.of(self.s, child)
+        self._kept.append((alert, line))
+        return alert, line
 
     def _username(self, person_id: int | None) -> str | None:
         if person_id is None:
             return None
         person = self.s.get(Person, person_id)
+        self._kept.append(person)
         return person.username if person else None
 
     def _owner_id(self, username: str, what: str, alert: Alert, line: Line) -> int:
@@ -711,7 +722,8 @@ class AlertService:
         responsible = None
         if alert.status == "open" and line is not None:
             rid = self._responsible_id(alert.stage, line)
-            responsible = self._username(rid)
+            responsible = names.get(rid) if rid else None
+            responsible = responsible or self._username(rid)
         return {
             "id": alert.id, "child": child.ref, "status": alert.status, "stage": alert.stage,
             "iro": names.get(alert.iro_id) or self._username(alert.iro_id),
@@ -757,6 +769,18 @@ class AlertService:
              stage: str | None = None, theme: str | None = None, service: str | None = None,
              mine: bool = False) -> list[AlertView]:
         """The alerts this person may see, filtered. `mine`: an IRO's own alerts."""
+        actor, rows = self._listing(username, status, team=team, stage=stage, theme=theme,
+                                    service=service, mine=mine)
+        out = [view for view, _alert, _line in rows]
+        self._audit(actor, "list", None, f"{len(out)} alerts, status={status or 'all'}")
+        return out
+
+    def _listing(self, username: str, status: str | None, *, team: str | None = None,
+                 stage: str | None = None, theme: str | None = None,
+                 service: str | None = None, mine: bool = False,
+                 ) -> tuple[Actor, list[tuple[AlertView, Alert, Line]]]:
+        """A few queries whatever the number of alerts: the alerts with their children and
+        teams in one, everyone's usernames, the services and the council in one each."""
         actor = self.actor(username)
         query = (
             select(Alert, Child, Team)
@@ -784,37 +808,36 @@ class AlertService:
             raise BadValue(f"--status {status!r} is not known; use open, overdue or closed")
         rows = self.s.exec(query).all()
         names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
+        services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
+        council = self.s.get(Council, 1) if rows else None
         lines: dict[int, Line] = {}
         out = []
         for alert, child, team_row in rows:
             assert child.id is not None
-            if child.id not in lines:
-                lines[child.id] = Line.of(self.s, child)
-            view = AlertView(**self._view(alert, child, team_row, names, lines[child.id]))
+            line = lines.get(child.id)
+            if line is None:
+                line = lines[child.id] = Line.build(child, team_row,
+                                                    services[team_row.service_id], council)
+            view = AlertView(**self._view(alert, child, team_row, names, line))
             if status == "overdue" and not view.overdue:
                 continue
-            out.append(view)
-        self._audit(actor, "list", None, f"{len(out)} alerts, status={status or 'all'}")
-        return out
+            out.append((view, alert, line))
+        return actor, out
 
     def inbox(self, username: str) -> list[AlertView]:
         """Open alerts awaiting this person's response (responsible at the current stage, or
         above it on the child's line), oldest due first."""
-        actor = self.actor(username)
+        actor, rows = self._listing(username, "open")
         waiting = []
-        for view in self.list_alerts(username, "open"):
-            alert = self.s.get(Alert, view.id)
-            assert alert is not None
+        for view, alert, line in rows:
             if alert.stage_responded_at is not None or alert.on_hold:
                 continue
-            child = self.s.get(Child, alert.child_id)
-            assert child is not None
-            line = Line.of(self.s, child)
             if self._responsible_id(alert.stage, line) == actor.id or (
                     alert.stage in self.protocol.keys and actor.id is not None
                     and any(line.holder(r) == actor.id
                             for r in self.protocol.stage(alert.stage).also_respond)):
                 waiting.append(view)
+        self._audit(actor, "list", None, f"{len(waiting)} alerts, inbox")
         return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
 
     def allowed(self, alert_id: int, username: str) -> list[str]:

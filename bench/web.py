@@ -1,0 +1,202 @@
+"""The web app under load: requests per second and 95th percentile latency for a manager's
+inbox and an alert page, against a bare endpoint of the same app (/healthz: the same server,
+middleware and a database round trip, no page), on SQLite and PostgreSQL.
+
+The server is `drp serve --no-flows` (uvicorn, one process) on loopback; the load comes from
+this process: CONNECTIONS keep-alive connections, each sending its next request as soon as the
+last is answered, for SECONDS per endpoint (asyncio, raw HTTP/1.1, so the generator costs far
+less than the server it measures). The database holds a simulated year of Manchester's alerts
+(`drp simulate`, its published volumes) plus 25 open alerts waiting for one team manager, who
+is the signed-in user. Each alert page view writes its access-log row, as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from common import PG_URL, ROOT, SMALL, backends, record  # type: ignore[import-not-found]
+
+CONNECTIONS = 8
+SECONDS = 4 if SMALL else 15
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _database(kind: str, tmp: str) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp}/web.db"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    assert PG_URL
+    name = "bench_web_" + uuid.uuid4().hex[:8]
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+def prepare(env: dict[str, str]) -> tuple[str, int, str]:
+    """Simulate the year, add a busy manager's inbox; returns (cookie, alert id, username)."""
+    scale = "0.3" if SMALL else "1"
+    subprocess.run([str(BIN / "drp"), "init"], env=env, check=True, capture_output=True)
+    subprocess.run([str(BIN / "drp"), "simulate", "--year", "2025", "--profile", "manchester",
+                    "--scale", scale], env=env, check=True, capture_output=True)
+    code = """
+import json, sys
+from datetime import UTC, datetime
+from sqlmodel import Session, col, select
+from drp import db
+from drp.clock import Clock
+from drp.models import Child, Person, Team
+from drp.runtime import runtime
+from drp.web.auth import Auth, Signed, secret_key
+
+rt = runtime()
+clock = Clock()
+with Session(rt.engine) as s:
+    team = s.exec(select(Team).where(col(Team.team_manager_id).is_not(None))).first()
+    manager = s.get(Person, team.team_manager_id)
+    children = list(s.exec(select(Child).where(Child.team_id == team.id, col(Child.active))))
+first = None
+for i in range(25):
+    child = children[i % len(children)]
+    with db.transaction(rt.engine) as s:
+        svc = rt.service(s, clock, rt.notifier())
+        iro = s.get(Person, child.iro_id).username
+        alert = svc.raise_alert(iro, child.ref, f"Care plan not updated ({i})",
+                                stage=rt.protocol.keys[1])
+        first = first or alert.id
+token, _ = Auth(rt.engine, rt.settings).start_session(manager.id, clock.now())
+cookie = Signed(secret_key(rt.settings)).sign(token, "session")
+print(json.dumps({"cookie": cookie, "alert": first, "user": manager.username}))
+"""
+    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, check=True,
+                          capture_output=True, text=True)
+    import json
+
+    info: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return info["cookie"], int(info["alert"]), info["user"]
+
+
+async def _client(port: int, path: str, cookie: str, until: float,
+                  latencies: list[float], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               f"Cookie: drp_session={cookie}\r\nAccept: text/html\r\n\r\n").encode()
+    try:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            if status != 200:
+                errors.append(f"{path}: HTTP {status}")
+                return
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+def load(port: int, path: str, cookie: str) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def main() -> None:
+        until = time.perf_counter() + SECONDS
+        await asyncio.gather(*[_client(port, path, cookie, until, latencies, errors)
+                               for _ in range(CONNECTIONS)])
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"web bench: {errors[0]}")
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed,
+            "p95_ms": latencies[int(len(latencies) * 0.95) - 1] * 1000}
+
+
+def measure(kind: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, _database(kind, tmp) as url:
+        port = _free_port()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("DRP_")},
+               "DRP_DATABASE_URL": url, "DRP_MAIL_DIR": f"{tmp}/mail",
+               "DRP_PROTOCOL": str(ROOT / "config" / "protocol.manchester.yaml"),
+               "DRP_BASE_URL": f"http://127.0.0.1:{port}", "DRP_SECRET_KEY": "bench-" * 6}
+        print(f"web on {kind}: simulating Manchester's year ...", flush=True)
+        cookie, alert_id, user = prepare(env)
+        server = subprocess.Popen([str(BIN / "drp"), "serve", "--no-flows", "--port", str(port)],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise SystemExit("web bench: the server did not start") from None
+                    time.sleep(0.2)
+            load(port, "/healthz", cookie)  # warm up
+            bare = load(port, "/healthz", cookie)
+            inbox = load(port, "/inbox", cookie)
+            page = load(port, f"/alerts/{alert_id}", cookie)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    name = f"web_{kind}"
+    print(f"  (signed in as {user}; {CONNECTIONS} connections, {SECONDS} s each)")
+    return {
+        f"{name}_bare_rps": round(bare["rps"], 1),
+        f"{name}_bare_p95_ms": round(bare["p95_ms"], 1),
+        f"{name}_inbox_rps": round(inbox["rps"], 1),
+        f"{name}_inbox_p95_ms": round(inbox["p95_ms"], 1),
+        f"{name}_alert_page_rps": round(page["rps"], 1),
+        f"{name}_alert_page_p95_ms": round(page["p95_ms"], 1),
+        # How many times slower than the bare endpoint (throughput and 95th percentile).
+        f"{name}_inbox_over_bare_rps": round(bare["rps"] / inbox["rps"], 2),
+        f"{name}_inbox_over_bare_p95": round(inbox["p95_ms"] / bare["p95_ms"], 2),
+        f"{name}_alert_page_over_bare_rps": round(bare["rps"] / page["rps"], 2),
+        f"{name}_alert_page_over_bare_p95": round(page["p95_ms"] / bare["p95_ms"], 2),
+    }
+
+
+def main() -> None:
+    print(f"web: {datetime.now(UTC):%H:%M} UTC")
+    for kind in backends():
+        record(measure(kind))
+
+
+if __name__ == "__main__":
+    main()
