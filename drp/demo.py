@@ -15,6 +15,7 @@ from . import db, mail
 from .alerts import ActionIn, AlertService
 from .calendar import WorkingCalendar
 from .clock import Clock, FixedClock, clock_for
+from .errors import BadValue
 from .models import Alert, Person, PersonRole
 from .org import load_org
 from .protocol import Protocol
@@ -85,11 +86,30 @@ def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService],
     ]
 
 
+DEMO_COUNCIL = "Exampleshire County Council"
+
+
+def _refuse_to_erase_a_live_council(engine: Engine) -> None:
+    """`--reset` drops every table, the audit logs with them: only ever the demo's."""
+    from sqlalchemy import inspect, text
+
+    if "council" not in inspect(engine).get_table_names():
+        return
+    with engine.connect() as conn:
+        name = conn.execute(text("SELECT name FROM council WHERE id = 1")).scalar()
+    if name is not None and name != DEMO_COUNCIL:
+        raise BadValue(
+            f"this database holds {name}'s records, not the demo's; `drp demo --reset` would"
+            " erase them and their audit log, so it is refused. Point DRP_DATABASE_URL at a"
+            " database of its own for the demo")
+
+
 def run_demo(
     engine: Engine, protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy,
     settings: Settings, *, now: str | None, reset: bool, say: Callable[[str], None],
 ) -> None:
     if reset:
+        _refuse_to_erase_a_live_council(engine)
         db.downgrade(engine, "base")
     db.upgrade(engine)
     with db.transaction(engine) as session:

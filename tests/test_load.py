@@ -122,13 +122,19 @@ def check_log(engine: Engine, tally: Tally) -> None:
     assert outbox_events <= kept
 
 
-def no_locks_left(engine: Engine) -> None:
+def no_locks_left(engine: Engine, app: str) -> None:
+    """None of this test's connections (application_name `app`; other tests share the
+    server) waits for a lock or sits in an open transaction."""
     with engine.connect() as conn:
+        mine = ("SELECT pid FROM pg_stat_activity WHERE application_name = :app"
+                " AND pid <> pg_backend_pid()")
         waiting = conn.execute(text(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar_one()
+            f"SELECT count(*) FROM pg_locks WHERE NOT granted AND pid IN ({mine})"),
+            {"app": app}).scalar_one()
         idle_in_tx = conn.execute(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()")).scalar_one()
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app"
+            " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"),
+            {"app": app}).scalar_one()
     assert waiting == 0 and idle_in_tx == 0
 
 
@@ -151,7 +157,9 @@ def test_fifty_people_acting_on_the_same_alerts_lose_nothing_and_leave_no_lock(
     protocol: Protocol,
 ) -> None:
     with pg_schema() as url:
-        engine = create_engine(url, pool_size=50, max_overflow=5, pool_pre_ping=True)
+        app = f"drp-fifty-{uuid.uuid4().hex[:6]}"
+        engine = create_engine(url, pool_size=50, max_overflow=5, pool_pre_ping=True,
+                               connect_args={"application_name": app})
         db.upgrade(engine)
         with db.transaction(engine) as s:
             load_org(s, DATA / "org.yaml", protocol)
@@ -170,7 +178,7 @@ def test_fifty_people_acting_on_the_same_alerts_lose_nothing_and_leave_no_lock(
         assert tally.in_doubt == []  # no deadlock, no broken connection
         assert len(tally.saved) > 20 and tally.refused["conflict"] > 0, tally
         check_log(engine, tally)
-        no_locks_left(engine)
+        no_locks_left(engine, app)
         engine.dispose()
 
 
