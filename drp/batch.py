@@ -37,7 +37,7 @@ from .errors import DrpError
 from .machine import AlertState, fire
 from .models import Action, Alert, Child, Event, OutboxMessage, Service, Team
 from .notify import MESSAGE_FOR_EVENT, PARTS, Notice, Notifier, Snapshot
-from .protocol import Protocol, Role
+from .protocol import Protocol
 
 ALERT = cast(Any, Alert).__table__
 EVENT = cast(Any, Event).__table__
@@ -70,57 +70,39 @@ class _Change:
 class Batch:
     """System actions for many alerts, as of one instant (a run's)."""
 
-    def __init__(self, session: Session, *, protocol: Protocol, calendar: WorkingCalendar,
-                 now: datetime, today: date, notifier: Notifier | None) -> None:
+    def __init__(self, *, protocol: Protocol, calendar: WorkingCalendar, now: datetime,
+                 today: date, notifier: Notifier | None) -> None:
         self.protocol = protocol
         self.cal = calendar
         self.now = now
         self.today = today
         self.notifier = notifier
-        # Read once per run: everyone, the teams and services, and (per chunk) the children.
-        self.org = Snapshot(session)
-        self.teams = {t.id: t for t in session.exec(select_rows(Team))}
-        self.services = {s.id: s for s in session.exec(select_rows(Service))}
-        self.children: dict[int, Child] = {}
-        self.reader = session
-        self._lines: dict[int, Line] = {}
 
-    # -- reading -----------------------------------------------------------------------------
-    def _line(self, child_id: int) -> Line:
-        line = self._lines.get(child_id)
-        if line is None:
-            child = self.children[child_id]
-            team = self.teams[child.team_id]
-            service = self.services[team.service_id]
-            council = self.org.council()
-            line = Line(child=child, team=team, service=service, council=council, by_role={
-                Role.social_worker: child.social_worker_id,
-                Role.team_manager: team.team_manager_id,
-                Role.service_manager: service.service_manager_id,
-                Role.head_of_service: service.head_of_service_id,
-                Role.assistant_director: council.assistant_director_id if council else None,
-                Role.director: council.director_id if council else None,
-            })
-            self._lines[child_id] = line
-        return line
-
-    def _read(self, session: Session, ids: list[int]) -> tuple[list[Any], dict[int, int],
-                                                                dict[int, datetime]]:
+    # -- reading (everything inside the chunk's own transaction, so a chunk sees one state of
+    #    the organisation even if `drp org load` runs meanwhile; it is small) ----------------
+    def _read(self, session: Session, ids: list[int]) -> tuple[
+            list[Any], dict[int, Line], dict[int, int], dict[int, tuple[datetime, int]]]:
         rows = session.execute(
             select(ALERT).where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id).with_for_update()
         ).all()
-        missing = sorted({r.child_id for r in rows} - self.children.keys())
-        if missing:
-            for child in self.reader.exec(select_rows(Child).where(col(Child.id).in_(missing))):
-                self.children[cast(int, child.id)] = child
+        self.org = Snapshot(session)
+        teams = {t.id: t for t in session.exec(select_rows(Team))}
+        services = {s.id: s for s in session.exec(select_rows(Service))}
+        council = self.org.council()
+        child_ids = sorted({r.child_id for r in rows})
+        lines = {}
+        for child in session.exec(select_rows(Child).where(col(Child.id).in_(child_ids))):
+            team = teams[child.team_id]
+            lines[cast(int, child.id)] = Line.build(child, team, services[team.service_id],
+                                                    council)
         outstanding: dict[int, int] = {a: n for a, n in session.execute(
             select(col(Action.alert_id), func.count()).where(
                 col(Action.alert_id).in_(ids), col(Action.done_at).is_(None))
             .group_by(col(Action.alert_id)))}
-        last_at: dict[int, datetime] = {a: at for a, at in session.execute(
-            select(col(Event.alert_id), func.max(col(Event.at)))
+        last: dict[int, tuple[datetime, int]] = {a: (at, seq) for a, at, seq in session.execute(
+            select(col(Event.alert_id), func.max(col(Event.at)), func.max(col(Event.seq)))
             .where(col(Event.alert_id).in_(ids)).group_by(col(Event.alert_id)))}
-        return list(rows), outstanding, last_at
+        return list(rows), lines, outstanding, last
 
     # -- deciding (the rules of AlertService.remind / .act_on_overdue) ------------------------
     def _machine(self, row: Any, line: Line, outstanding: int, trigger: str) -> AlertState:
@@ -132,12 +114,17 @@ class Batch:
         fire(self.protocol, adapter, trigger, f"alert {row.id}")
         return adapter
 
-    def _in_order(self, row: Any, last_at: datetime | None) -> None:
-        if last_at is not None and self.now < last_at:
+    def _in_order(self, row: Any, last: tuple[datetime, int] | None) -> None:
+        if last is None:
+            return
+        last_at, last_seq = last
+        if last_seq > row.last_seq:  # an event the alert's row does not count: redo singly
+            raise StaleChunk(f"alert {row.id} has events its row does not count")
+        if self.now < last_at:
             raise DrpError(
-                f"alert {row.id} already has an event dated after this run's time; events must"
-                " stay in order, so run as of a later time (was drp run with --now in the"
-                " future?)")
+                f"alert {row.id} already has an event dated {last_at:%Y-%m-%d %H:%M} UTC, after"
+                " the time of this run; events must stay in order, so run as of a later time"
+                " (was drp run with --now in the future?)")
 
     def _event(self, row: Any, kind: str, values: dict[str, Any], *, to_stage: str,
                comment: str | None = None, data: dict[str, Any] | None = None
@@ -209,14 +196,13 @@ class Batch:
 
     def _apply(self, session: Session, ids: list[int], decide: Any) -> ChunkResult:
         result = ChunkResult()
-        rows, outstanding, last_at = self._read(session, ids)
+        rows, lines, outstanding, last = self._read(session, ids)
         changes: list[_Change] = []
         for row in rows:
             try:
-                line = self._line(row.child_id)
-                change = decide(row, line, outstanding.get(row.id, 0))
+                change = decide(row, lines[row.child_id], outstanding.get(row.id, 0))
                 if change is not None:
-                    self._in_order(row, last_at.get(row.id))
+                    self._in_order(row, last.get(row.id))
                     changes.append(change)
             except DrpError as exc:
                 result.problems.append(f"{row.id}: {exc.message}")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from . import db
@@ -171,28 +171,31 @@ def _in_bulk(
     if not ids:
         return []
     done: list[tuple[int, str | None]] = []
-    with Session(engine) as reader:
-        probe = make(reader)
-        batch = Batch(reader, protocol=protocol, calendar=calendar, now=probe.now, today=today,
-                      notifier=probe.notifier)
-        for start in range(0, len(ids), BULK):
-            chunk = ids[start:start + BULK]
-            try:
-                with db.transaction(engine) as session:
-                    result = (batch.overdue if kind == "overdue" else batch.remind)(
-                        session, chunk)
-            except (StaleChunk, OperationalError):
-                def one(svc: AlertService, aid: int) -> str | None:
-                    if kind == "overdue":
-                        return svc.act_on_overdue(aid)
-                    return "reminder" if svc.remind(aid) else None
+    with Session(engine) as unused:  # the run's instant and notifier, as the service has them
+        probe = make(unused)
+    batch = Batch(protocol=protocol, calendar=calendar, now=probe.now, today=today,
+                  notifier=probe.notifier)
 
-                done += _in_chunks(engine, make, chunk, one, report)
-                continue
-            done += [(aid, what) for aid, what in result.done]
-            report.problems += result.problems
-            if probe.notifier is not None:
-                probe.notifier.missing += result.missing
+    def one(svc: AlertService, aid: int) -> str | None:
+        if kind == "overdue":
+            return svc.act_on_overdue(aid)
+        return "reminder" if svc.remind(aid) else None
+
+    for start in range(0, len(ids), BULK):
+        chunk = ids[start:start + BULK]
+        try:
+            with db.transaction(engine) as session:
+                result = (batch.overdue if kind == "overdue" else batch.remind)(session, chunk)
+        except (StaleChunk, SQLAlchemyError):
+            # An alert changed meanwhile, the database was busy or went away, or a row broke a
+            # constraint: the chunk wrote nothing; an alert at a time, each is re-checked and
+            # any that still fails is named in the report.
+            done += _in_chunks(engine, make, chunk, one, report)
+            continue
+        done += [(aid, what) for aid, what in result.done]
+        report.problems += result.problems
+        if probe.notifier is not None:
+            probe.notifier.missing += result.missing
     return done
 
 

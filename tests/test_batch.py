@@ -217,3 +217,39 @@ def test_the_run_writes_in_a_few_statements_per_chunk(org: Engine, protocol: Pro
     # find the due set twice, read the organisation, the chunk, its actions and last events;
     # one UPDATE, one INSERT of events, one of outbox rows: not one statement per alert.
     assert len(statements) <= 20, statements
+
+
+def test_each_chunk_reads_the_organisation_as_it_stands(
+    org: Engine, protocol: Protocol, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`drp org load` between two chunks of a run: the later chunk escalates to the line as it
+    now is (R200 moved to the east service, whose new head, hos.new, is told; not hos.jon)."""
+    with db.transaction(org) as s:
+        svc = service(s, protocol, "2027-03-01T10:00")
+        first = int(svc.raise_alert("iro.ada", "R100", "x", stage="stage1").id or 0)
+        second = int(svc.raise_alert("iro.ben", "R200", "y", stage="stage1").id or 0)
+    monkeypatch.setattr(timescales, "BULK", 1)
+    moved = (DATA / "org.yaml").read_text().replace(
+        "{ref: R200, team: west-a,", "{ref: R200, team: east-a,").replace(
+        "head_of_service: hos.ivy,", "head_of_service: hos.new,").replace(
+        "services:", "  - {username: hos.new, name: New Head, email: new@riverside.example,"
+        " roles: [head_of_service]}\nservices:")
+    (tmp_path / "org.yaml").write_text(moved)
+    original = Batch.overdue
+    calls: list[int] = []
+
+    def reorganise_before_the_second(self: Batch, session: Session, chunk: list[int]) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the chunk's transaction has read nothing yet
+            with db.transaction(org) as other:
+                load_org(other, tmp_path / "org.yaml", protocol)
+        return original(self, session, chunk)
+
+    monkeypatch.setattr(Batch, "overdue", reorganise_before_the_second)
+    report = run(org, protocol, "2027-03-09T08:00")
+    assert report.escalated == [first, second] and report.problems == []
+    assert len(calls) == 2  # both chunks went through the set-based writer
+    with Session(org) as s:
+        told = {m.recipient for m in s.exec(select(OutboxMessage).where(
+            OutboxMessage.alert_id == second, OutboxMessage.message == "escalated"))}
+    assert "hos.new" in told and "hos.jon" not in told, told

@@ -57,3 +57,19 @@ def test_the_event_log_cannot_be_altered(engine: Engine, protocol: Protocol) -> 
             conn.execute(text(statement))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT comment FROM event")).scalar_one() == "x"
+
+
+def test_downgrading_below_bulk_rendering_waits_for_its_mail(engine: Engine) -> None:
+    """Rows queued in bulk are rendered when sent: a downgrade that would drop their context
+    is refused while any wait."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO outbox (key, message, recipient, subject, text_body, html_body,"
+            " context, status, attempts, created_at, next_attempt_at) VALUES ('1:x',"
+            " 'reminder', 'x', '', '', '', '{}', 'pending', 0, '2027-03-01', '2027-03-01')"))
+    with pytest.raises(RuntimeError, match="drp outbox send"):
+        db.downgrade(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET status = 'sent'"))
+    db.downgrade(engine, "0005")
+    db.upgrade(engine)

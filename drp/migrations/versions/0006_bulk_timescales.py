@@ -35,6 +35,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Messages queued in bulk are rendered when sent; without their context they would go out
+    # empty. Refuse until they have been delivered.
+    waiting = op.get_bind().execute(sa.text(
+        "SELECT count(*) FROM outbox WHERE context IS NOT NULL AND text_body = ''"
+        " AND status <> 'sent'")).scalar_one()
+    if waiting:
+        raise RuntimeError(
+            f"{waiting} queued e-mail(s) are rendered only when sent; run `drp outbox send`"
+            " (or wait for delivery) before downgrading below 0006")
     op.create_index('ix_event_alert_id', 'event', ['alert_id'])
     op.create_index('ix_alert_stage_due', 'alert', ['stage_due'])
     op.create_index('ix_alert_status', 'alert', ['status'])
