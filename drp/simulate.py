@@ -779,10 +779,12 @@ class _Tally:
 def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
              taxonomy: Taxonomy, tz: ZoneInfo, *, year: int, profile: str, seed: int = 2025,
              notifier: Notifier | None = None, say: Callable[[str], None] = print,
-             scale: float = 1.0) -> dict[str, Any]:
+             scale: float = 1.0,
+             after_run: Callable[[date, datetime], None] | None = None) -> dict[str, Any]:
     """Simulate a council's reporting year (1 April `year` to 31 March `year`+1) into an empty
     database; returns (and says) what was written. `scale` multiplies the alert volumes (the
-    organisation stays council-sized)."""
+    organisation stays council-sized). `after_run` is called after each day's timescale run,
+    before the day's people act."""
     began = timer.perf_counter()
     _check(profile, protocol, year, scale)
     db.require_schema(engine)
@@ -902,6 +904,8 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                 tally.counts["reminders"] += len(result.reminded)
                 tally.counts["overdue_notices"] += len(result.overdue_notices)
                 tally.counts["actions_overdue"] += len(result.actions_overdue)
+                if after_run is not None:  # e.g. the scheduled flows, in a soak test
+                    after_run(day, at)
             for s in sorted(steps_by_day.get(day, []), key=lambda s: (s.at, s.alert)):
                 if s.alert in derailed:
                     continue

@@ -1,15 +1,23 @@
 """Soak: a council's year (Peterborough's published volumes: 205 alerts, a timescale run every
-working day at 07:00, people acting through the service layer in between) on SQLite and
-PostgreSQL, then every e-mail delivered to a real SMTP server; at the end, the invariants that
-must hold however the year went."""
+working day at 07:00, people acting through the service layer in between), then the invariants
+that must hold however the year went.
+
+- On SQLite, through the Prefect flows under a real local Prefect server: on each of the
+  year's 26 digest days the timescale flow runs again (it must find nothing left to do) and
+  the digest flow runs twice (the second must send nothing); the flows deliver the mail to a
+  real SMTP server as the year goes.
+- On PostgreSQL, the same year through the flows' work (the timescale run), then every e-mail
+  delivered to a real SMTP server at the end."""
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -28,38 +36,19 @@ from notifications.outbox import deliver
 from notifications.render import Renderer
 from notifications.transports import SmtpTransport
 
-from .conftest import LONDON, backends
+from .conftest import LONDON
 from .smtp import SmtpServer
 
 YEAR = 2025
 CAL = WorkingCalendar()
 
 
-def last_run_again(engine: Engine, protocol: Protocol, notifier: Notifier
-                   ) -> timescales.TimescaleReport:
-    day = date(YEAR + 1, 3, 31)
-    while not CAL.is_working_day(day):
-        day = day.fromordinal(day.toordinal() - 1)
-    at = datetime.combine(day, time(7, 30), tzinfo=LONDON)
-    return timescales.run(engine, lambda s: AlertService(
-        s, protocol=protocol, calendar=CAL, clock=FixedClock(at), tz=LONDON,
-        notifier=notifier), protocol, CAL, day)
-
-
-@backends
-def test_a_simulated_year_keeps_every_invariant(
-    engine: Engine, protocol: Protocol, smtp: SmtpServer,
-) -> None:
-    taxonomy = load_taxonomy(CONFIG_DIR / "themes.yaml")
-    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
-    summary = simulate(engine, protocol, CAL, taxonomy, LONDON, year=YEAR,
-                       profile="peterborough", notifier=notifier, say=lambda _line: None)
-    assert summary["problems"] == [] and summary["raised"] == 205
-
+def check_year(engine: Engine, protocol: Protocol, notifier: Notifier,
+               summary: dict[str, Any], taxonomy: Any) -> None:
     with Session(engine) as s:
         alerts = {a.id: a for a in s.exec(select(Alert))}
         events = list(s.exec(select(Event).order_by(col(Event.alert_id), col(Event.seq))))
-        outbox = list(s.exec(select(OutboxMessage)))
+        outbox = [m for m in s.exec(select(OutboxMessage)) if m.message != "digest"]
 
     # 1. Each alert's log is whole and in time order; its version moved with it.
     by_alert: dict[int, list[Event]] = {}
@@ -96,7 +85,42 @@ def test_a_simulated_year_keeps_every_invariant(
     silent = [e for e in events if e.kind in MESSAGE_FOR_EVENT and e.id not in mailed]
     assert silent == []
 
-    # 5. Delivered through a real SMTP server: each message once, none lost.
+    # 5. The published figures, replayed from the log, are what the year did.
+    with Session(engine) as s:
+        figures: dict[str, Any] = report(s, protocol, CAL, taxonomy, LONDON,
+                                         date(YEAR, 4, 1), date(YEAR + 1, 3, 31))
+    assert figures["raised"] == summary["raised"]
+    assert figures["automatic_escalations"] == summary["automatic_escalations"]
+    assert figures["outstanding_at_end"] == summary["outstanding_at_end"]
+
+
+def last_run_again(engine: Engine, protocol: Protocol, notifier: Notifier
+                   ) -> timescales.TimescaleReport:
+    day = date(YEAR + 1, 3, 31)
+    while not CAL.is_working_day(day):
+        day = day.fromordinal(day.toordinal() - 1)
+    at = datetime.combine(day, time(7, 30), tzinfo=LONDON)
+    return timescales.run(engine, lambda s: AlertService(
+        s, protocol=protocol, calendar=CAL, clock=FixedClock(at), tz=LONDON,
+        notifier=notifier), protocol, CAL, day)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_a_simulated_year_keeps_every_invariant(
+    engine: Engine, protocol: Protocol, smtp: SmtpServer,
+) -> None:
+    taxonomy = load_taxonomy(CONFIG_DIR / "themes.yaml")
+    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
+    summary = simulate(engine, protocol, CAL, taxonomy, LONDON, year=YEAR,
+                       profile="peterborough", notifier=notifier, say=lambda _line: None)
+    assert summary["problems"] == [] and summary["raised"] == 205
+    check_year(engine, protocol, notifier, summary, taxonomy)
+
+    # Delivered through a real SMTP server: each message once, none lost.
+    with Session(engine) as s:
+        outbox = list(s.exec(select(OutboxMessage)))
+
     transport = SmtpTransport("127.0.0.1", smtp.port, "none", None, None,
                               "drp@peterborough.example", timeout=10)
     end = datetime(YEAR + 1, 4, 1, 9, 0, tzinfo=LONDON)
@@ -114,10 +138,59 @@ def test_a_simulated_year_keeps_every_invariant(
     assert len(set(ids)) == len(ids)
     assert all("https://drp.example/alerts/" in r.part("plain") for r in smtp.received)
 
-    # 6. The published figures, replayed from the log, are what the year did.
-    with Session(engine) as s:
-        figures: dict[str, Any] = report(s, protocol, CAL, taxonomy, LONDON,
-                                         date(YEAR, 4, 1), date(YEAR + 1, 3, 31))
-    assert figures["raised"] == summary["raised"]
-    assert figures["automatic_escalations"] == summary["automatic_escalations"]
-    assert figures["outstanding_at_end"] == summary["outstanding_at_end"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_simulated_year_through_the_prefect_flows(
+    drp_env: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from drp import db, runtime, settings
+    from drp.digest import digest_day
+    from flows.digest import digest_flow
+    from flows.timescales import timescales_flow
+
+    server = SmtpServer()
+    server.start()
+    try:
+        monkeypatch.setenv("DRP_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("DRP_SMTP_PORT", str(server.port))
+        monkeypatch.setenv("DRP_MAIL_FROM", "drp@peterborough.example")
+        settings.get_settings.cache_clear()
+        runtime.runtime.cache_clear()
+        rt = runtime.runtime()
+        db.upgrade(rt.engine)
+        digests: list[tuple[str, int, int]] = []
+
+        def scheduled_flows(day: date, at: datetime) -> None:
+            if day != digest_day(day, CAL, rt.settings.digest_anchor):
+                return
+            later = (at.astimezone(LONDON) + timedelta(minutes=30)).isoformat()
+            again = timescales_flow(now=later)  # a second timescale run that day
+            assert again["counts"] == {k: 0 for k in again["counts"]}, (day, again)
+            first = digest_flow(now=later, only_on_digest_day=True)
+            second = digest_flow(now=later, only_on_digest_day=True)
+            digests.append((day.isoformat(), len(first["queued_for"]),
+                            len(second["queued_for"])))
+
+        summary = simulate(rt.engine, rt.protocol, CAL, rt.taxonomy, LONDON, year=YEAR,
+                           profile="peterborough", notifier=rt.notifier(),
+                           say=lambda _line: None, after_run=scheduled_flows)
+        assert summary["problems"] == [] and summary["raised"] == 205
+        check_year(rt.engine, rt.protocol, rt.notifier(), summary, rt.taxonomy)
+        # Every fortnight's digest went once; the rerun sent nothing.
+        assert len(digests) == 26 and all(n > 0 and again == 0 for _, n, again in digests)
+        with Session(rt.engine) as s:
+            rows = list(s.exec(select(OutboxMessage)))
+        keys = Counter(m.key for m in rows if m.message == "digest")
+        assert len(keys) == sum(n for _, n, _ in digests) and max(keys.values()) == 1
+        # What the flows delivered reached the SMTP server once each; the rest (the last
+        # days' mail, after the last digest day) waits in the outbox, none failed.
+        sent = [m for m in rows if m.status == "sent"]
+        assert len(server.received) == len(sent) > 0
+        assert not [m for m in rows if m.status == "failed" and m.to_addr]
+        ids = [r.message["Message-ID"] for r in server.received]
+        assert len(set(ids)) == len(ids)
+    finally:
+        server.stop()
+        settings.get_settings.cache_clear()
+        runtime.runtime.cache_clear()
