@@ -193,7 +193,8 @@ def measure(kind: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    print(f"web: {datetime.now(UTC):%H:%M} UTC")
+    print(f"web: {CONNECTIONS} keep-alive connections, {SECONDS} s per endpoint (started"
+          f" {datetime.now(UTC):%H:%M} UTC)")
     for kind in backends():
         record(measure(kind))
 

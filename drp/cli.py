@@ -514,7 +514,8 @@ def outbox_list(
     failed: Annotated[bool, typer.Option("--failed", help="Only failed messages.")] = False,
     as_json: Json = False,
 ) -> None:
-    """List the outbox: what waits, what was sent, what failed and why."""
+    """List the outbox: what waits to be sent and what failed, and why (sent messages are
+    not listed: they are in the mail directory or with the SMTP server)."""
     from sqlmodel import Session, col, select
 
     from notifications.render import load_context
