@@ -215,6 +215,7 @@ class Notifier:
             "automatic": notice.event.kind == "auto_escalated",
             "when_overdue": stage.when_overdue.value if stage else "",
             "stage_entered": alert.stage_entered_at.date(),
+            "resolution_working_days": protocol.resolution_working_days,
             "raised_on": alert.raised_at.date(),
             "actions_agreed": 0, "first_action_due": None, "outstanding_actions": 0,
             "hold_until": alert.hold_until, "held_working_days": 0, "previous_due": None,

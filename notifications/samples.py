@@ -36,6 +36,7 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
         "automatic": False,
         "when_overdue": "escalate",
         "stage_entered": date(2026, 3, 2),
+        "resolution_working_days": 20,
         "raised_on": date(2026, 2, 23),
         "actions_agreed": 2, "first_action_due": date(2026, 3, 13), "outstanding_actions": 1,
         "hold_until": date(2026, 4, 20), "held_working_days": 3,

@@ -300,3 +300,17 @@ def test_the_file_transport_writes_one_eml_per_message(tmp_path: Path) -> None:
     msg = message_from_bytes(files[0].read_bytes(), policy=default)
     assert msg.get_content_type() == "multipart/alternative"
     assert msg["Message-ID"].startswith("<drp.3.") and msg["Message-ID"].endswith("@example.org>")
+
+
+def test_an_escalation_after_the_resolution_date_says_that_date_has_passed() -> None:
+    from datetime import date
+
+    context = sample_context("responsible")
+    context["alert"] = {**context["alert"], "resolution_due": date(2026, 2, 27)}
+    text = Renderer().render("escalated", context).text
+    assert "It should have been resolved by 27 February 2026 (20 working days from raising):" \
+           " that date has passed." in " ".join(text.split())
+    context["resolution_working_days"] = 15
+    context["alert"]["resolution_due"] = date(2026, 3, 30)
+    text = " ".join(Renderer().render("escalated", context).text.split())
+    assert "The aim is to have it resolved by 30 March 2026 (15 working days" in text
