@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from common import (  # type: ignore[import-not-found]
@@ -134,6 +135,7 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
         assert again.counts()["escalated"] == 0
         update_s, writes_s = bare_writes(engine, escalated,
                                          datetime(2027, 3, 9, 10, 0, tzinfo=UTC))
+        mail = delivery(engine) if label == SIZES[0][1] else {}
     run_s = min(runs)
     name = f"timescales_{kind}_{label}"
     figures = {
@@ -146,8 +148,45 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
         f"{name}_run_over_bare": round(run_s / (select_s + writes_s), 2),
         f"{name}_run_over_bare_select_update": round(run_s / (select_s + update_s), 2),
     }
+    figures.update({f"{name}_{k}": v for k, v in mail.items()})
     record(figures)
     return figures
+
+
+def delivery(engine: Engine) -> dict[str, float]:
+    """The flow's second task: deliver what the runs queued (rendered now, from the stored
+    context) as .eml files; against writing the same number of already-rendered messages."""
+    import tempfile
+
+    from notifications.outbox import deliver
+    from notifications.render import Renderer as Templates
+    from notifications.transports import FileTransport, Outgoing
+
+    with engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'pending'")
+                         ).scalar_one()
+    at = datetime(2027, 3, 9, 11, 0, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        templates = Templates()
+        seconds, report = timed(lambda: deliver(
+            engine, FileTransport(Path(tmp) / "mail", "drp@example.org"), lambda: at,
+            due_only=False, limit=n, renderer=templates))
+        assert report.sent == n, report.summary()
+        with engine.connect() as conn:
+            sample = conn.execute(text("SELECT id, key, to_addr, subject, text_body, html_body,"
+                                       " message FROM outbox LIMIT 1")).one()
+        bare = FileTransport(Path(tmp) / "bare", "drp@example.org")
+        out = Outgoing(row_id=sample.id, key=sample.key, to_addr=sample.to_addr,
+                       subject=sample.subject, text=sample.text_body, html=sample.html_body,
+                       created_at=at, message=sample.message)
+
+        def write_all() -> None:
+            for i in range(n):
+                bare.send(Outgoing(**{**out.__dict__, "row_id": i}))
+
+        bare_s, _ = timed(write_all)
+    return {"delivery_messages": n, "delivery_per_s": round(n / seconds, 1),
+            "delivery_over_files_only": round(seconds / bare_s, 2)}
 
 
 def run(engine: Engine, protocol: Protocol, cal: WorkingCalendar, notifier: Notifier,
