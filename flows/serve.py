@@ -95,11 +95,26 @@ def deployments() -> list[Any]:
 def serve_all(say: Callable[[str], None] = print,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC),
               poll_seconds: float = 20.0) -> None:
+    from zoneinfo import ZoneInfo
+
+    from drp.digest import digest_dates
+    from drp.runtime import runtime
+
     jobs = schedule()
-    tick(jobs, clock())
+    now = clock()
+    tick(jobs, now)
+    local = ZoneInfo(TZ)
+    rt = runtime()
     for job in jobs:
-        say(f"{job.name}: next run {job.due:%Y-%m-%d %H:%M} UTC")
+        assert job.due is not None
+        line = f"{job.name}: next run {job.due.astimezone(local):%a %-d %b %Y %H:%M} ({TZ})"
+        if job.parameters.get("only_on_digest_day"):
+            day = digest_dates(now.astimezone(rt.settings.tz).date(), 1, rt.calendar,
+                               rt.settings.digest_anchor)[0]
+            line += (f"; it looks every weekday and sends on the fortnight's digest day,"
+                     f" next {day:%a %-d %b %Y}")
+        say(line)
     while True:
         for name in tick(jobs, clock()):
-            say(f"{name} ran at {clock():%Y-%m-%d %H:%M} UTC")
+            say(f"{name} ran at {clock().astimezone(local):%a %-d %b %Y %H:%M} ({TZ})")
         time.sleep(poll_seconds)

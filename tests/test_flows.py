@@ -202,3 +202,29 @@ def test_the_local_schedule_runs_each_flow_at_its_time() -> None:
     failing = [Scheduled("x", "* * * * *", broken)]
     tick(failing, start)
     assert tick(failing, datetime(2027, 3, 26, 6, 2, tzinfo=london)) == ["x"]  # survives
+
+
+def test_flows_serve_says_when_each_flow_runs_next_in_local_time(
+    drp_env: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from flows import serve
+
+    said: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(_seconds: float) -> None:
+        raise Stop
+
+    monkeypatch.setattr(serve.time, "sleep", stop)
+    with pytest.raises(Stop):  # Tuesday 24 November 2026, 10:00 GMT
+        serve.serve_all(say=said.append, clock=lambda: datetime(2026, 11, 24, 10, 0,
+                                                                  tzinfo=UTC))
+    assert said[0] == "drp-timescales: next run Tue 24 Nov 2026 11:00 (Europe/London)"
+    assert said[1].startswith("drp-digest: next run Wed 25 Nov 2026 08:00 (Europe/London);"
+                              " it looks every weekday and sends on the fortnight's digest"
+                              " day, next Mon ")
+    assert said[2] == "drp-themes: next run Wed 25 Nov 2026 01:30 (Europe/London)"
