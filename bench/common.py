@@ -78,7 +78,8 @@ def backends() -> list[str]:
 
 
 @contextmanager
-def _url(kind: str, tmp: str) -> Iterator[str]:
+def database_url(kind: str, tmp: str) -> Iterator[str]:
+    """A fresh database of that kind: a SQLite file in `tmp`, or a PostgreSQL schema."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp}/bench.db"
         return
@@ -100,7 +101,7 @@ def _url(kind: str, tmp: str) -> Iterator[str]:
 def database(kind: str = "sqlite") -> Iterator[tuple[Engine, Protocol]]:
     """A fresh database of that kind, migrated, with the test organisation loaded."""
     protocol = load_protocol(CONFIG_DIR / "protocol.yaml")
-    with tempfile.TemporaryDirectory() as tmp, _url(kind, tmp) as url:
+    with tempfile.TemporaryDirectory() as tmp, database_url(kind, tmp) as url:
         engine = db.make_engine(url)
         db.upgrade(engine)
         with db.transaction(engine) as s:

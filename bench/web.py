@@ -18,13 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import PG_URL, ROOT, SMALL, backends, record  # type: ignore[import-not-found]
+from common import ROOT, SMALL, backends, database_url, record  # type: ignore[import-not-found]
 
 CONNECTIONS = 8
 SECONDS = 4 if SMALL else 15
@@ -35,29 +33,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextmanager
-def _database(kind: str, tmp: str) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp}/web.db"
-        return
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    assert PG_URL
-    name = "bench_web_" + uuid.uuid4().hex[:8]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
 
 
 def prepare(env: dict[str, str]) -> tuple[str, int, str]:
@@ -148,7 +123,7 @@ def load(port: int, path: str, cookie: str) -> dict[str, float]:
 
 
 def measure(kind: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, _database(kind, tmp) as url:
+    with tempfile.TemporaryDirectory() as tmp, database_url(kind, tmp) as url:
         port = _free_port()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("DRP_")},
                "DRP_DATABASE_URL": url, "DRP_MAIL_DIR": f"{tmp}/mail",
