@@ -15,7 +15,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from . import access
+from . import access, rules
 from .access import SYSTEM_ACTOR, Actor, Line
 from .calendar import WorkingCalendar
 from .clock import Clock, local_date
@@ -257,17 +257,10 @@ class AlertService:
         data: dict[str, Any] | None = None,
     ) -> Event:
         alert.last_seq += 1
-        # Each event keeps the clocks as they stood after it, so reports can replay an
-        # alert's state at any instant (due dates move with holds and extensions).
-        snapshot = {
-            "stage_due": alert.stage_due.isoformat() if alert.stage_due else None,
-            "resolution_due": alert.resolution_due.isoformat(),
-            "on_hold": alert.on_hold,
-        }
         event = Event(
             alert_id=_id(alert.id), seq=alert.last_seq, at=self.now, actor=actor.username,
             kind=kind, from_stage=from_stage, to_stage=to_stage, comment=comment,
-            data={**snapshot, **(data or {})},
+            data={**rules.clocks(alert), **(data or {})},
         )
         self.s.add(alert)
         self.s.add(event)
@@ -314,13 +307,7 @@ class AlertService:
         return line.holder(self.protocol.stage(stage_key).responsible)
 
     def _require_responsible(self, stage_key: str, line: Line) -> None:
-        if self._responsible_id(stage_key, line) is None:
-            role = self.protocol.stage(stage_key).responsible.value.replace("_", " ")
-            raise InvalidTransition(
-                f"nobody holds the post of {role} for child {line.child.ref} (team"
-                f" {line.team.key}, service {line.service.key}), who is responsible at"
-                f" {stage_key}; name one in the organisation file and run `drp org load`"
-            )
+        rules.require_responsible(self.protocol, stage_key, line)
 
     # -- commands -----------------------------------------------------------------------------
     def raise_alert(
@@ -625,25 +612,17 @@ class AlertService:
         return not suggestion.unsure
 
     # -- what the flows do (actor `system`): each re-checks that it is still due ----------------
-    def _stage_late(self, alert: Alert) -> bool:
-        return (alert.status == "open" and not alert.on_hold and alert.stage_due is not None
-                and alert.stage_responded_at is None and self.today > alert.stage_due)
-
     @_reports_conflicts
     def remind(self, alert_id: int) -> bool:
         """The reminder before a stage's due date, once per due date."""
         alert, line = self._load(alert_id, SYSTEM_ACTOR)
-        if (alert.status != "open" or alert.on_hold or alert.stage_due is None
-                or alert.stage_responded_at is not None or alert.reminded_for == alert.stage_due
-                or alert.stage not in self.protocol.keys):
-            return False
-        lead = self.protocol.stage(alert.stage).reminder_lead_working_days
-        if not (self.today <= alert.stage_due <= self.cal.add(self.today, lead)):
+        due = alert.stage_due
+        if due is None or not rules.reminder_due(self.protocol, self.cal, self.today, alert):
             return False
         self._fire(alert, SYSTEM_ACTOR, line, "remind")
-        alert.reminded_for = alert.stage_due
+        alert.reminded_for = due
         event = self._event(alert, SYSTEM_ACTOR, "reminder", from_stage=alert.stage,
-                            to_stage=alert.stage, data={"due": alert.stage_due.isoformat()})
+                            to_stage=alert.stage, data={"due": due.isoformat()})
         self._notice(alert, line, event)
         self._commit_point(alert)
         return True
@@ -653,25 +632,21 @@ class AlertService:
         """What the protocol orders when a stage's response is late: escalate, remind the IRO
         (a pause point) or prompt the IRO to consider Cafcass. Returns what was done."""
         alert, line = self._load(alert_id, SYSTEM_ACTOR)
-        if not self._stage_late(alert) or alert.stage not in self.protocol.keys:
-            return None
-        stage = self.protocol.stage(alert.stage)
+        what = rules.on_overdue(self.protocol, self.today, alert)
         due = alert.stage_due
-        assert due is not None
-        if stage.when_overdue == "escalate":
-            self.escalate(alert_id, SYSTEM_ACTOR.username,
-                          f"No response at {stage.title} by {due.isoformat()}, its due date")
-            return "escalated"
-        if alert.overdue_notified_for == due:
+        if what is None or due is None:
             return None
-        kind = "cafcass_prompt" if stage.when_overdue == "consider_cafcass" else "overdue"
+        if what == "escalated":
+            self.escalate(alert_id, SYSTEM_ACTOR.username,
+                          rules.escalation_reason(self.protocol.stage(alert.stage), due))
+            return what
         self._fire(alert, SYSTEM_ACTOR, line, "remind")
         alert.overdue_notified_for = due
-        event = self._event(alert, SYSTEM_ACTOR, kind, from_stage=alert.stage,
+        event = self._event(alert, SYSTEM_ACTOR, what, from_stage=alert.stage,
                             to_stage=alert.stage, data={"due": due.isoformat()})
         self._notice(alert, line, event)
         self._commit_point(alert)
-        return kind
+        return what
 
     @_reports_conflicts
     def end_hold(self, alert_id: int) -> bool:

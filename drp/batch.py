@@ -30,7 +30,7 @@ from sqlmodel import select as select_rows
 
 from notifications.render import dump_context
 
-from . import access
+from . import access, rules
 from .access import SYSTEM_ACTOR, Line
 from .calendar import WorkingCalendar
 from .errors import DrpError
@@ -54,7 +54,6 @@ class ChunkResult:
     done: list[tuple[int, str]] = field(default_factory=list)  # (alert id, what was done)
     problems: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # recipients without an address
-    queued: int = 0
 
 
 @dataclass
@@ -129,57 +128,37 @@ class Batch:
     def _event(self, row: Any, kind: str, values: dict[str, Any], *, to_stage: str,
                comment: str | None = None, data: dict[str, Any] | None = None
                ) -> dict[str, Any]:
-        stage_due = values.get("stage_due", row.stage_due)
         return {
             "alert_id": row.id, "seq": row.last_seq + 1, "at": self.now,
             "actor": SYSTEM_ACTOR.username, "kind": kind, "from_stage": row.stage,
             "to_stage": to_stage, "comment": comment,
-            "data": {"stage_due": stage_due.isoformat() if stage_due else None,
-                     "resolution_due": row.resolution_due.isoformat(),
-                     "on_hold": row.on_hold, **(data or {})},
+            "data": {**rules.clocks(row, values.get("stage_due")), **(data or {})},
         }
 
     def _overdue(self, row: Any, line: Line, outstanding: int) -> _Change | None:
-        if not (row.status == "open" and not row.on_hold and row.stage_due is not None
-                and row.stage_responded_at is None and self.today > row.stage_due
-                and row.stage in self.protocol.keys):
+        what = rules.on_overdue(self.protocol, self.today, row)
+        if what is None:
             return None
-        stage = self.protocol.stage(row.stage)
         due: date = row.stage_due
-        if stage.when_overdue == "escalate":
-            adapter = self._machine(row, line, outstanding, "escalate")
-            to = adapter.stage
-            responsible = self.protocol.stage(to).responsible
-            if line.holder(responsible) is None:
-                role = responsible.value.replace("_", " ")
-                raise DrpError(
-                    f"nobody holds the post of {role} for child {line.child.ref} (team"
-                    f" {line.team.key}, service {line.service.key}), who is responsible at"
-                    f" {to}; name one in the organisation file and run `drp org load`")
+        if what == "escalated":
+            to = self._machine(row, line, outstanding, "escalate").stage
+            rules.require_responsible(self.protocol, to, line)
             values = {"stage": to, "stage_entered_at": self.now,
                       "stage_due": self.cal.add(self.today,
                                                 self.protocol.stage(to).timescale_working_days),
                       "stage_responded_at": None}
             event = self._event(row, "auto_escalated", values, to_stage=to,
-                                comment=f"No response at {stage.title} by {due.isoformat()},"
-                                        " its due date")
-            return _Change(row, line, "escalated", values, event, previous_stage=row.stage)
-        if row.overdue_notified_for == due:
-            return None
-        kind = "cafcass_prompt" if stage.when_overdue == "consider_cafcass" else "overdue"
+                                comment=rules.escalation_reason(
+                                    self.protocol.stage(row.stage), due))
+            return _Change(row, line, what, values, event, previous_stage=row.stage)
         self._machine(row, line, outstanding, "remind")
         values = {"overdue_notified_for": due}
-        event = self._event(row, kind, values, to_stage=row.stage,
+        event = self._event(row, what, values, to_stage=row.stage,
                             data={"due": due.isoformat()})
-        return _Change(row, line, kind, values, event)
+        return _Change(row, line, what, values, event)
 
     def _remind(self, row: Any, line: Line, outstanding: int) -> _Change | None:
-        if (row.status != "open" or row.on_hold or row.stage_due is None
-                or row.stage_responded_at is not None or row.reminded_for == row.stage_due
-                or row.stage not in self.protocol.keys):
-            return None
-        lead = self.protocol.stage(row.stage).reminder_lead_working_days
-        if not (self.today <= row.stage_due <= self.cal.add(self.today, lead)):
+        if not rules.reminder_due(self.protocol, self.cal, self.today, row):
             return None
         self._machine(row, line, outstanding, "remind")
         values = {"reminded_for": row.stage_due}
@@ -210,7 +189,7 @@ class Batch:
             return result
         self._update(session, changes)
         event_ids = self._insert_events(session, changes)
-        result.queued = self._queue(session, changes, event_ids, result)
+        self._queue(session, changes, event_ids, result)
         result.done = [(c.row.id, c.what) for c in changes]
         return result
 
@@ -240,9 +219,9 @@ class Batch:
         return [ids[c.row.id] for c in changes]
 
     def _queue(self, session: Session, changes: list[_Change], event_ids: Iterable[int],
-               result: ChunkResult) -> int:
+               result: ChunkResult) -> None:
         if self.notifier is None:
-            return 0
+            return
         outbox: list[dict[str, Any]] = []
         for c, event_id in zip(changes, event_ids, strict=True):
             message = MESSAGE_FOR_EVENT[c.event["kind"]]
@@ -282,4 +261,3 @@ class Batch:
                         " then `drp outbox retry --all-failed`")
         if outbox:
             session.connection().execute(insert(OUTBOX), outbox)
-        return len(outbox)
