@@ -9,7 +9,6 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -84,17 +83,8 @@ def database_url(kind: str, tmp: str) -> Iterator[str]:
         yield f"sqlite:///{tmp}/bench.db"
         return
     assert PG_URL
-    name = "bench_" + uuid.uuid4().hex[:10]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+    with db.temporary_schema(PG_URL, "bench_") as url:
+        yield url
 
 
 @contextmanager

@@ -5,7 +5,6 @@ one unit of work as of a given instant."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -14,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from drp import db
@@ -44,17 +42,8 @@ def pg_schema() -> Iterator[str]:
     """A fresh PostgreSQL schema; the URL routes every connection to it."""
     if not PG_URL:
         pytest.skip(NO_PG)
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
+    with db.temporary_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture
@@ -120,21 +109,30 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+def point_drp_at(mp: pytest.MonkeyPatch, folder: Path) -> None:
+    """drp's settings (read once per process, then cached) pointed at a fresh SQLite database
+    and mail folder in `folder`, whatever DRP_* the shell had; call forget_settings() after."""
+    for key in [k for k in os.environ if k.startswith("DRP_") and k != "DRP_TEST_POSTGRES_URL"]:
+        mp.delenv(key)
+    mp.setenv("DRP_DATABASE_URL", f"sqlite:///{folder / 'drp.db'}")
+    mp.setenv("DRP_MAIL_DIR", str(folder / "mail"))
+    mp.setenv("DRP_BASE_URL", "https://drp.example")
+    forget_settings()
+
+
+def forget_settings() -> None:
+    from drp import runtime, settings
+
+    settings.get_settings.cache_clear()
+    runtime.runtime.cache_clear()
+
+
 @pytest.fixture
 def drp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point drp's settings (read once per process) at a fresh SQLite database of this test."""
-    from drp import runtime, settings
-
-    for key in [k for k in os.environ if k.startswith("DRP_") and k != "DRP_TEST_POSTGRES_URL"]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("DRP_DATABASE_URL", f"sqlite:///{tmp_path / 'drp.db'}")
-    monkeypatch.setenv("DRP_MAIL_DIR", str(tmp_path / "mail"))
-    monkeypatch.setenv("DRP_BASE_URL", "https://drp.example")
-    settings.get_settings.cache_clear()
-    runtime.runtime.cache_clear()
+    point_drp_at(monkeypatch, tmp_path)
     yield tmp_path
-    settings.get_settings.cache_clear()
-    runtime.runtime.cache_clear()
+    forget_settings()
 
 
 TEST_PASSWORD = "test-password-123"

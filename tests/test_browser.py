@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, TEST_PASSWORD, MovableClock, prepare
+from .conftest import ROOT, TEST_PASSWORD, MovableClock, forget_settings, prepare
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -113,14 +113,12 @@ def site(drp_env: Path, monkeypatch: pytest.MonkeyPatch, browser: Any,
     import uvicorn
 
     from drp import runtime as runtime_module
-    from drp import settings
     from drp.web.app import create_app
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("DRP_BASE_URL", base)
-    settings.get_settings.cache_clear()
-    runtime_module.runtime.cache_clear()
+    forget_settings()
     rt = runtime_module.runtime()
     assert rt.settings.base_url == base
     prepare(rt)

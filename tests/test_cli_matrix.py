@@ -9,7 +9,6 @@ database for the module: a case costs a command, not a process and a new databas
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -23,7 +22,7 @@ from drp import db
 from drp.alerts import ActionIn, AlertService
 from drp.clock import FixedClock, parse_instant
 from drp.models import AccessLog, Event
-from tests.conftest import LONDON, prepare
+from tests.conftest import LONDON, forget_settings, point_drp_at, prepare
 from tests.test_web_routes import (
     CHILDREN,
     EVENT_OF,
@@ -96,24 +95,15 @@ class Module:
 @pytest.fixture(scope="module")
 def module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Module]:
     from drp import runtime as runtime_module
-    from drp import settings as settings_module
 
     tmp = tmp_path_factory.mktemp("cli_matrix")
     with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("DRP_")
-                    and k != "DRP_TEST_POSTGRES_URL"]:
-            mp.delenv(key)
-        mp.setenv("DRP_DATABASE_URL", f"sqlite:///{tmp / 'drp.db'}")
-        mp.setenv("DRP_MAIL_DIR", str(tmp / "mail"))
-        mp.setenv("DRP_BASE_URL", "https://drp.example")
+        point_drp_at(mp, tmp)
         mp.setenv("COLUMNS", "200")
-        settings_module.get_settings.cache_clear()
-        runtime_module.runtime.cache_clear()
         rt = runtime_module.runtime()
         prepare(rt)
         yield Module(rt)
-        settings_module.get_settings.cache_clear()
-        runtime_module.runtime.cache_clear()
+        forget_settings()
         rt.engine.dispose()
 
 

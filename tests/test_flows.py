@@ -19,7 +19,7 @@ from drp.models import OutboxMessage
 from drp.org import load_org
 from drp.runtime import runtime
 
-from .conftest import DATA
+from .conftest import DATA, forget_settings
 from .smtp import SmtpServer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -31,9 +31,7 @@ def smtp(drp_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]
     server.start()
     monkeypatch.setenv("DRP_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("DRP_SMTP_PORT", str(server.port))
-    from drp import settings
-    settings.get_settings.cache_clear()
-    runtime.cache_clear()
+    forget_settings()
     rt = runtime()
     db.upgrade(rt.engine)
     with db.transaction(rt.engine) as s:

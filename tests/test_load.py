@@ -37,7 +37,7 @@ from drp.org import load_org
 from drp.protocol import Protocol
 from notifications.render import Renderer
 
-from .conftest import DATA, LONDON, PG_URL, pg_schema
+from .conftest import DATA, LONDON, PG_URL, forget_settings, pg_schema
 
 NOTIFIER = Notifier(renderer=Renderer(), base_url="https://drp.example")
 IROS = {"R100": "iro.ada", "R101": "iro.ben", "R200": "iro.ben"}
@@ -279,7 +279,7 @@ def test_a_database_restart_under_load_loses_no_saved_command_and_the_app_recove
     from drp import runtime
     from drp.web.app import create_app
 
-    runtime.runtime.cache_clear()
+    forget_settings()
     client = TestClient(create_app(runtime.runtime()))
     assert client.get("/healthz").status_code == 200
     threads = [threading.Thread(target=person, args=(i,)) for i in range(8)]

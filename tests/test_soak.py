@@ -36,7 +36,7 @@ from notifications.outbox import deliver
 from notifications.render import Renderer
 from notifications.transports import SmtpTransport
 
-from .conftest import LONDON
+from .conftest import LONDON, forget_settings
 from .smtp import SmtpServer
 
 YEAR = 2025
@@ -144,7 +144,7 @@ def test_a_simulated_year_keeps_every_invariant(
 def test_a_simulated_year_through_the_prefect_flows(
     drp_env: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from drp import db, runtime, settings
+    from drp import db, runtime
     from drp.digest import digest_day
     from flows.digest import digest_flow
     from flows.timescales import timescales_flow
@@ -155,8 +155,7 @@ def test_a_simulated_year_through_the_prefect_flows(
         monkeypatch.setenv("DRP_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("DRP_SMTP_PORT", str(server.port))
         monkeypatch.setenv("DRP_MAIL_FROM", "drp@peterborough.example")
-        settings.get_settings.cache_clear()
-        runtime.runtime.cache_clear()
+        forget_settings()
         rt = runtime.runtime()
         db.upgrade(rt.engine)
         digests: list[tuple[str, int, int]] = []
@@ -192,5 +191,4 @@ def test_a_simulated_year_through_the_prefect_flows(
         assert len(set(ids)) == len(ids)
     finally:
         server.stop()
-        settings.get_settings.cache_clear()
-        runtime.runtime.cache_clear()
+        forget_settings()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -34,7 +33,15 @@ from drp import db
 from drp.alerts import ActionIn
 from drp.models import AccessLog, Alert, Child, Event
 from drp.web.auth import SESSION_COOKIE, Auth
-from tests.conftest import DATA, TEST_PASSWORD, MovableClock, prepare, sign_in
+from tests.conftest import (
+    DATA,
+    TEST_PASSWORD,
+    MovableClock,
+    forget_settings,
+    point_drp_at,
+    prepare,
+    sign_in,
+)
 
 BASE = "https://testserver"  # the cookies are Secure
 NOBODY = None  # not signed in
@@ -246,24 +253,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The `web` fixture's app (fresh SQLite database, tests/data/org.yaml, every password
     TEST_PASSWORD, a MovableClock that stays put), once for the module."""
     from drp import runtime as runtime_module
-    from drp import settings as settings_module
     from drp.web.app import create_app
 
     tmp = tmp_path_factory.mktemp("web_routes")
     with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("DRP_")
-                    and k != "DRP_TEST_POSTGRES_URL"]:
-            mp.delenv(key)
-        mp.setenv("DRP_DATABASE_URL", f"sqlite:///{tmp / 'drp.db'}")
-        mp.setenv("DRP_MAIL_DIR", str(tmp / "mail"))
-        mp.setenv("DRP_BASE_URL", "https://drp.example")
-        settings_module.get_settings.cache_clear()
-        runtime_module.runtime.cache_clear()
+        point_drp_at(mp, tmp)
         try:
             rt = runtime_module.runtime()
         finally:
-            settings_module.get_settings.cache_clear()
-            runtime_module.runtime.cache_clear()
+            forget_settings()
     # Only for speed: no fsync at each of the module's thousands of commits.
     event.listen(rt.engine, "connect",
                  lambda conn, _record: conn.execute("PRAGMA synchronous=OFF"))
