@@ -83,13 +83,7 @@ def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertSer
     e.warnings.clear()
     queued = svc.queued
     if queued:
-        try:
-            report = mail.send(e.engine, e.settings, clock)
-        except OperationalError as exc:  # the command is saved; only its mail waits
-            err.print(f"drp: warning: saved, but its e-mails could not be sent just now"
-                      f" ({db.reason(exc)}); they wait in the outbox (drp outbox send)",
-                      markup=False)
-            return
+        report = mail.send_after_commit(e.engine, e.settings, clock)
         if report.errors or report.failed:
             err.print(f"drp: mail: {report.summary()}; {'; '.join(report.errors[:1])}"
                       " (the messages wait in the outbox: drp outbox list)", markup=False)

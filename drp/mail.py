@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from notifications.outbox import DeliveryReport, deliver
@@ -36,6 +37,19 @@ def send(engine: Engine, settings: Settings, clock: Clock, *, due_only: bool = T
          ) -> DeliveryReport:
     return deliver(engine, transport(settings), clock.now, due_only=due_only,
                    renderer=renderer(settings))
+
+
+def send_after_commit(engine: Engine, settings: Settings, clock: Clock) -> DeliveryReport:
+    """Deliver what a committed action queued. The action stands whatever happens here: if the
+    database cannot be reached for delivery, the messages wait in the outbox for the next one
+    (the report says so in its errors)."""
+    try:
+        return send(engine, settings, clock)
+    except OperationalError as exc:
+        from .db import reason
+
+        return DeliveryReport(errors=[
+            f"the database could not be reached for delivery ({reason(exc)})"])
 
 
 def refresh_addresses(engine: Engine) -> int:

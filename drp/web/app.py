@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -122,10 +122,7 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
             svc = rt.service(session, clock, notifier)
             yield svc
         if svc.queued:
-            # Committed: from here on nothing may report the action as failed. If delivery
-            # cannot run now, its messages wait in the outbox for the next delivery.
-            with suppress(OperationalError):
-                mail.send(rt.engine, settings, clock)
+            mail.send_after_commit(rt.engine, settings, clock)
 
     def page(request: Request, name: str, user: Who | None, status: int = 200,
              **context: Any) -> HTMLResponse:
