@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
@@ -51,6 +52,12 @@ themes_app = typer.Typer(no_args_is_help=True, help="The theme taxonomy and the 
 app.add_typer(themes_app, name="themes")
 
 # Tables stay readable when stdout is a file or a pipe (rich would assume 80 columns).
+def esc(text: str) -> str:
+    """Text from people or the database, shown as it is: never read as rich markup (a summary
+    such as "[/]" or "[bold]" would otherwise be styled, or refused with a traceback)."""
+    return escape(text)
+
+
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -101,10 +108,11 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
     status = view.status if view.status != "open" else f"open at {view.stage_title}"
     if view.on_hold:
         status += f" (on hold{' until ' + view.hold_until.isoformat() if view.hold_until else ''})"
-    out.print(f"[bold]Alert {view.id}[/] for child {view.child} (team {view.team}): {status}")
+    out.print(f"[bold]Alert {view.id}[/] for child {esc(view.child)} (team {esc(view.team)}):"
+              f" {esc(status)}")
     out.print(f"  Summary: {view.summary}", markup=False)
     out.print(f"  IRO: {view.iro}; responsible now: {view.responsible or '-'}; "
-              f"theme: {view.theme or '-'}")
+              f"theme: {view.theme or '-'}", markup=False)
     if view.status == "open":
         overdue = " [red bold]OVERDUE[/]" if view.overdue else ""
         out.print(f"  Stage due: {_when(view.stage_due)}; resolution due: "
@@ -116,9 +124,8 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
         stage = ev.to_stage or ""
         if ev.from_stage and ev.from_stage != ev.to_stage:
             stage = f"{ev.from_stage} → {ev.to_stage}"
-        table.add_row(str(i), ev.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), ev.actor, ev.kind,
-                      stage,
-                      (ev.comment or "")[:80])
+        table.add_row(str(i), ev.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"), esc(ev.actor),
+                      ev.kind, esc(stage), esc((ev.comment or "")[:80]))
     out.print(table)
     if view.actions:
         actions = Table(title="Agreed actions", title_justify="left")
@@ -126,7 +133,7 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
             actions.add_column(column)
         for a in view.actions:
             done = "yes" if a.done else ("[red]overdue[/]" if a.overdue else "no")
-            actions.add_row(str(a.no), a.text, a.owner, a.due.isoformat(), done)
+            actions.add_row(str(a.no), esc(a.text), esc(a.owner), a.due.isoformat(), done)
         out.print(actions)
 
 
@@ -140,10 +147,11 @@ def print_list(views: list[AlertView]) -> None:
         table.add_column(column, overflow="fold")
     for v in views:
         table.add_row(
-            str(v.id), v.child, v.team, v.status + (" (held)" if v.on_hold else ""), v.stage,
-            v.responsible or "-", v.stage_due.isoformat() if v.stage_due else "-",
+            str(v.id), esc(v.child), esc(v.team), v.status + (" (held)" if v.on_hold else ""),
+            esc(v.stage), esc(v.responsible or "-"),
+            v.stage_due.isoformat() if v.stage_due else "-",
             v.resolution_due.isoformat(), "[red bold]yes[/]" if v.overdue else "no",
-            v.summary[:60],
+            esc(v.summary[:60]),
         )
     out.print(table)
 
@@ -176,7 +184,7 @@ def init() -> None:
             f"cannot open the database ({db.reason(exc)}); check DRP_DATABASE_URL"
         ) from None
     url = e.engine.url.render_as_string(hide_password=True)
-    out.print(f"Database ready ({url}).")
+    out.print(f"Database ready ({url}).", markup=False)
 
 
 @app.command()
@@ -269,7 +277,7 @@ def protocol_diagram(
     from .machine import diagram
 
     path = diagram(env().protocol, out_file)
-    out.print(f"Wrote {path}.")
+    out.print(f"Wrote {path}.", markup=False)
 
 
 # --- calendar ------------------------------------------------------------------------------
@@ -548,8 +556,8 @@ def outbox_list(
     for column in ("id", "status", "to", "attempts", "subject", "problem"):
         table.add_column(column, overflow="fold")
     for i in items:
-        table.add_row(str(i["id"]), str(i["status"]), str(i["to"]), str(i["attempts"]),
-                      str(i["subject"]), str(i["error"] or ""))
+        table.add_row(str(i["id"]), str(i["status"]), esc(str(i["to"])), str(i["attempts"]),
+                      esc(str(i["subject"])), esc(str(i["error"] or "")))
     out.print(table)
 
 
@@ -718,7 +726,7 @@ def report_disputes(
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(text, encoding="utf-8")
-        err.print(f"Wrote {out_file}.")
+        err.print(f"Wrote {out_file}.", markup=False)
     else:
         sys.stdout.write(text)
 

@@ -177,3 +177,18 @@ def test_demo_runs_and_lists_alerts(tmp_path: Path) -> None:
     assert len(listed) == 8
     assert "already has 8 alert(s)" in c("demo").stdout
     assert "Added 8 demo alerts" in c("demo", "--reset").stdout  # downgrades with alerts in
+
+
+def test_text_that_looks_like_markup_is_shown_as_written(cli: Cli) -> None:
+    """Summaries, comments and actions are people's words: "[/]" or "[bold]" in them is shown
+    as it is in the tables (never styled, never a traceback)."""
+    cli.env.update(DRP_SMTP_HOST="127.0.0.1", DRP_SMTP_PORT="1")  # the mail waits, listed
+    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary",
+        "Plan [/] missing [bold]x", "--now", "2026-03-02T09:00")
+    cli("alert", "respond", "1", "--as", "tm.fay", "--message", "[/] on it [red]",
+        "--action", "Visit [the child]|2026-03-09", "--now", "2026-03-02T10:00")
+    listed = cli("alert", "list", "--as", "iro.ada").stdout
+    assert "Plan [/] missing [bold]x" in listed
+    shown = cli("alert", "show", "1", "--as", "iro.ada").stdout
+    assert "[/] on it [red]" in shown and "Visit [the child]" in shown
+    assert "[drp]" in cli("outbox", "list").stdout  # subjects keep their "[drp]" tag
