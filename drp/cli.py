@@ -167,7 +167,7 @@ def act(
     if as_json:
         emit(view.public())
     else:
-        out.print(done(view))
+        out.print(done(view), markup=False)
 
 
 # --- set-up -------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def org_load(
         result.deactivated) else ""
     out.print(
         f"Loaded {result.council}: {result.people} people, {result.services} services,"
-        f" {result.teams} teams, {result.children} children{gone}."
+        f" {result.teams} teams, {result.children} children{gone}.", markup=False
     )
 
 
