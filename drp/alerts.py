@@ -442,10 +442,11 @@ class AlertService:
 
     @_reports_conflicts
     def _close(self, alert_id: int, username: str, trigger: str, kind: str, text: str | None,
-               what: str) -> Alert:
+               what: str, extra: Callable[[], dict[str, Any]] | None = None) -> Alert:
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         body = self._text(text, what, required=True, limit=5000)
+        data = extra() if extra is not None else None
         from_stage = alert.stage
         self._fire(alert, actor, line, trigger)
         alert.closed_at = self.now
@@ -453,7 +454,7 @@ class AlertService:
         if trigger == "resolve":
             alert.outcome = body
         event = self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
-                            comment=body)
+                            comment=body, data=data)
         outstanding = self.s.exec(select(func.count()).select_from(Action).where(
             Action.alert_id == alert.id, col(Action.done_at).is_(None))).one()
         self._notice(alert, line, event, previous_stage=from_stage,
@@ -467,8 +468,24 @@ class AlertService:
     def withdraw(self, alert_id: int, username: str, reason: str) -> Alert:
         return self._close(alert_id, username, "withdraw", "withdrawn", reason, "the reason")
 
-    def refer(self, alert_id: int, username: str, reason: str) -> Alert:
-        return self._close(alert_id, username, "refer", "referred", reason, "the reason")
+    def refer(self, alert_id: int, username: str, reason: str, *, legal_advice: str | None,
+              advised_on: date | None = None) -> Alert:
+        """Refer to Cafcass. The Handbook expects the IRO to have taken independent legal
+        advice first: every channel must say who advised (and may say when)."""
+        def legal_advice_taken() -> dict[str, Any]:
+            advice = self._text(legal_advice, "the legal advice taken", required=False,
+                                limit=500)
+            if advice is None:
+                raise BadValue("a referral to Cafcass needs the legal advice taken: say who"
+                               " advised (--legal-advice), after consulting the IRO manager")
+            if advised_on is not None and advised_on > self.today:
+                raise BadValue(f"the legal advice date {advised_on.isoformat()} is after today"
+                               f" ({self.today.isoformat()}); give the day it was given")
+            return {"legal_advice": advice,
+                    "advised_on": advised_on.isoformat() if advised_on else None}
+
+        return self._close(alert_id, username, "refer", "referred", reason, "the reason",
+                           extra=legal_advice_taken)
 
     @_reports_conflicts
     def hold(self, alert_id: int, username: str, reason: str,

@@ -74,7 +74,7 @@ def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService],
             6, "iro.mensah", "Risk to the child is immediate.", to=top)),
         (12, "iro.mensah", lambda s: s.refer(
             6, "iro.mensah", "No plan to keep the child safe after the director's response;"
-            " legal advice taken.")),
+            " legal advice taken.", legal_advice="Legal services (duty solicitor)")),
         # 7: withdrawn
         (14, "iro.patel", lambda s: s.raise_alert(
             "iro.patel", "C2004", "Personal adviser not allocated", theme="leaving_care")),

@@ -856,7 +856,7 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
             elif s.kind == "withdraw":
                 svc.withdraw(aid, s.actor, s.text)
             elif s.kind == "refer":
-                svc.refer(aid, s.actor, s.text)
+                svc.refer(aid, s.actor, s.text, legal_advice="The council's legal services")
             elif s.kind == "action_done":
                 svc.action_done(aid, s.action_no, s.actor, s.text)
             else:  # pragma: no cover - the planner writes only the kinds above

@@ -64,7 +64,7 @@ def test_an_alert_climbs_the_ladder_to_cafcass_across_easter(run: Run) -> None:
         run("2027-04-05T10:00", lambda s: s.escalate(aid, "iro.ada", "Still nothing"))
     assert state(run, aid) == before
 
-    run("2027-04-12T10:00", lambda s: s.refer(aid, "iro.ada", "Legal advice taken"))
+    run("2027-04-12T10:00", lambda s: s.refer(aid, "iro.ada", "Legal advice taken", legal_advice="Legal services"))
     view = run("2027-04-12T10:01", lambda s: s.show(aid, "irom.cat"))
     assert (view.status, view.stage, view.responsible) == ("referred", "cafcass", None)
     kinds = [(e.kind, e.from_stage, e.to_stage, e.actor) for e in view.events]
@@ -93,7 +93,7 @@ def test_wrong_people_are_refused_and_nothing_changes(run: Run) -> None:
         (NotFound, lambda s: s.respond(aid, "hos.jon", "Other service")),
         (NotPermitted, lambda s: s.resolve(aid, "sw.dan", "Done")),
         (NotPermitted, lambda s: s.respond(aid, "iro.ada", "I cannot answer myself")),
-        (NotPermitted, lambda s: s.refer(aid, "hos.ivy", "Not theirs to refer")),
+        (NotPermitted, lambda s: s.refer(aid, "hos.ivy", "Not theirs to refer", legal_advice="x")),
         (NotFound, lambda s: s.show(aid, "admin.max")),
         (NotFound, lambda s: s.escalate(aid, "nobody", "Who?")),
     ]
@@ -298,3 +298,26 @@ def test_lists_and_the_inbox_cost_the_same_few_queries_for_five_alerts_or_fifty(
                       statements(lambda s: s.list_alerts("hos.ivy", "open"))))
     assert costs[0] == costs[1], costs
     assert costs[0][0] <= 12, costs
+
+
+@backends
+def test_a_referral_to_cafcass_needs_the_legal_advice_taken_whatever_the_channel(
+        run: Run) -> None:
+    aid = raise_r100(run)
+    before = state(run, aid)
+    for advice in (None, "", "   "):
+        with pytest.raises(BadValue, match="needs the legal advice taken"):
+            run("2027-03-24T10:00", lambda s, a=advice: s.refer(
+                aid, "iro.ada", "No plan", legal_advice=a))
+    with pytest.raises(BadValue, match="legal advice date 2027-03-25 is after today"):
+        run("2027-03-24T10:00", lambda s: s.refer(
+            aid, "iro.ada", "No plan", legal_advice="Legal services",
+            advised_on=date(2027, 3, 25)))
+    assert state(run, aid) == before
+    run("2027-03-24T10:00", lambda s: s.refer(
+        aid, "iro.ada", "No plan", legal_advice="Ms Okafor, legal services",
+        advised_on=date(2027, 3, 23)))
+    referred = run("2027-03-24T10:01", lambda s: s.s.exec(
+        select(Event).where(Event.alert_id == aid, Event.kind == "referred")).one())
+    assert referred.data["legal_advice"] == "Ms Okafor, legal services"
+    assert referred.data["advised_on"] == "2027-03-23"

@@ -130,7 +130,7 @@ def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> No
     assert set(resolved) == {ADDR["hos.ivy"], ADDR["tm.fay"], ADDR["iro.ada"]}
     assert set(sent_to("2027-03-10T09:00", lambda s: s.reopen(aid, "iro.ada", "Not done"))) \
         == set(held)
-    referred = sent_to("2027-03-11T09:00", lambda s: s.refer(aid, "iro.ada", "Advice"))
+    referred = sent_to("2027-03-11T09:00", lambda s: s.refer(aid, "iro.ada", "Advice", legal_advice="Legal services"))
     assert set(referred) == {ADDR[u] for u in ("iro.ada", "irom.cat", "dcs.lou", "ad.kim",
                                                 "hos.ivy")}
     other = mailer("2027-03-11T10:00", lambda s: s.raise_alert("iro.ben", "R200", "West"))

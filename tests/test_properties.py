@@ -601,7 +601,7 @@ class AlertLadder(RuleBasedStateMachine):
             "escalate": lambda s: s.escalate(MISSING_ALERT, who, "x"),
             "resolve": lambda s: s.resolve(MISSING_ALERT, who, "x"),
             "withdraw": lambda s: s.withdraw(MISSING_ALERT, who, "x"),
-            "refer": lambda s: s.refer(MISSING_ALERT, who, "x"),
+            "refer": lambda s: s.refer(MISSING_ALERT, who, "x", legal_advice="x"),
             "hold": lambda s: s.hold(MISSING_ALERT, who, "x"),
             "resume": lambda s: s.resume(MISSING_ALERT, who),
             "extend": lambda s: s.extend(MISSING_ALERT, who, date(2027, 12, 1), "x"),

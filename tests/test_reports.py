@@ -36,7 +36,7 @@ def history(run: Run) -> None:
     run("2027-04-23T10:00", lambda s: s.withdraw(a3, "iro.ada", "duplicate"))
     a4 = raised("2027-05-04T10:00", "iro.ben", "R200", theme="safeguarding")
     run("2027-05-05T10:00", lambda s: s.escalate(a4, "iro.ben", "urgent", to="stage3"))
-    run("2027-05-06T10:00", lambda s: s.refer(a4, "iro.ben", "legal advice taken"))
+    run("2027-05-06T10:00", lambda s: s.refer(a4, "iro.ben", "legal advice taken", legal_advice="Legal services"))
     a7 = raised("2027-05-10T10:00", "iro.ada", "R100", stage="stage1")
     run("2027-05-10T11:00", lambda s: s.respond(
         a7, "tm.fay", "plan", [ActionIn("share the plan", date(2027, 5, 14))]))
