@@ -15,8 +15,7 @@ from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from drp.models import OutboxMessage
-
+from .models import OutboxMessage
 from .render import Rendered, Renderer, load_context
 from .transports import Outgoing, PermanentError, TransientError, Transport
 
