@@ -65,14 +65,27 @@ def test_the_timescale_flow_escalates_once_and_says_what_it_did(smtp: SmtpServer
     assert [r.subject for r in smtp.to("ivy@riverside.example")] == [
         "[drp] Stage 2 response due 16 March: alert 1 (R100)"]
 
-    async def latest() -> str:
-        async with get_client() as client:
-            artifacts = await client.read_artifacts()
-            mine = [a for a in artifacts if a.key == "drp-timescales"]
-            return str(mine[0].data) if mine else ""
+    async def reports() -> list[tuple[str, str]]:
+        """This test's timescale artifacts (description, markdown), oldest first."""
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+        from prefect.client.schemas.sorting import ArtifactSort
 
-    assert "escalated automatically: 1" in asyncio.run(latest()) or \
-        "escalated automatically" in asyncio.run(latest())
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drp-timescales"])),
+                sort=ArtifactSort.CREATED_DESC)
+        return [(str(a.description), str(a.data)) for a in reversed(artifacts)
+                if "as of 2027-03-09T" in str(a.description)]
+
+    made = asyncio.run(reports())
+    assert [d.split("as of ")[1][:16] for d, _ in made] == [
+        "2027-03-09T08:00", "2027-03-09T08:00", "2027-03-09T15:00"]
+    first, rerun, afternoon = (markdown for _, markdown in made)
+    assert "| escalated | 1 |" in first
+    assert f"- escalated automatically: {aid}\n" in first
+    for nothing in (rerun, afternoon):
+        assert "| escalated | 0 |" in nothing
+        assert "- escalated automatically: none\n" in nothing
 
 
 def test_the_digest_flow_sends_once_per_fortnight_on_its_day(smtp: SmtpServer) -> None:
