@@ -98,6 +98,55 @@ def test_the_month_after_sees_the_late_resolution(run: Run, org: Engine,
     assert r["previous"]["period"] == {"from": "2027-06-01", "to": "2027-06-30"}
 
 
+def late_history(run: Run) -> None:
+    """September 2027 (no bank holiday in it): three resolutions, some late, and three agreed
+    actions, one done late. Every date below was counted by hand on a calendar."""
+    def raised(when: str, **kw: Any) -> int:
+        return int(run(when, lambda s: s.raise_alert("iro.ada", "R100", "x", **kw)).id)
+
+    # b1: informal, raised Wed 1 Sep: stage due Wed 8 Sep, resolution due Wed 29 Sep (20
+    # working days: 2-3, 6-10, 13-17, 20-24, 27-29). Resolved Fri 3 Sep: on time twice over.
+    b1 = raised("2027-09-01T10:00")
+    run("2027-09-03T10:00", lambda s: s.resolve(b1, "iro.ada", "sorted"))
+    # b2: informal, same dues; resolved Thu 30 Sep: a day past both.
+    b2 = raised("2027-09-01T10:00")
+    run("2027-09-30T10:00", lambda s: s.resolve(b2, "iro.ada", "sorted late"))
+    # b3: stage 1, raised Wed 1 Sep; three actions due Tue 7, Wed 8 and Thu 9 Sep, done Mon 6,
+    # Fri 10 (late) and Thu 9; escalated Mon 13 Sep to stage 2 (due Mon 20 Sep); resolved
+    # Fri 24 Sep: within the 20 working days, but late for stage 2.
+    b3 = raised("2027-09-01T10:00", stage="stage1")
+    run("2027-09-02T10:00", lambda s: s.respond(b3, "tm.fay", "plan", [
+        ActionIn("one", date(2027, 9, 7)), ActionIn("two", date(2027, 9, 8)),
+        ActionIn("three", date(2027, 9, 9))]))
+    run("2027-09-06T10:00", lambda s: s.action_done(b3, 1, "tm.fay"))
+    run("2027-09-09T10:00", lambda s: s.action_done(b3, 3, "tm.fay"))
+    run("2027-09-10T10:00", lambda s: s.action_done(b3, 2, "tm.fay"))
+    run("2027-09-13T10:00", lambda s: s.escalate(b3, "iro.ada", "still no plan"))
+    run("2027-09-24T10:00", lambda s: s.resolve(b3, "iro.ada", "plan agreed"))
+
+
+@backends
+def test_late_resolutions_and_late_actions_lower_the_shares(run: Run, org: Engine,
+                                                            protocol: Protocol) -> None:
+    late_history(run)
+    r = figures(org, protocol, date(2027, 9, 1), date(2027, 9, 30))
+    assert r["closed"] == {"resolved": 3, "withdrawn": 0, "referred": 0}
+    assert r["resolved_by_stage"] == {"informal": 2, "stage2": 1}
+    # Within 20 working days: b1 and b3, not b2.
+    assert r["resolved_within_timescale_pct"] == 66.7
+    # Within the stage's own due date: b1 only (b2 past 8 Sep, b3 past 20 Sep).
+    assert r["resolved_within_stage_timescale_pct"] == 33.3
+    # Informally or at the first formal stage: b1 and b2, not b3 (stage 2).
+    assert r["resolved_informally_or_first_formal_pct"] == 66.7
+    # Working days from raising: b1 2 (2, 3 Sep), b2 21, b3 17 (2-3, 6-10, 13-17, 20-24).
+    assert r["working_days_to_resolution"]["median"] == 17
+    assert r["working_days_to_resolution"]["p90"] == 20.2  # 17 + 0.8 * (21 - 17)
+    assert r["working_days_to_resolution"]["distribution"] == {
+        "0-5": 1, "6-10": 0, "11-15": 0, "16-20": 1, "21-30": 1, "31+": 0}
+    assert r["actions"] == {"due": 3, "done_on_time": 2, "done_on_time_pct": 66.7}
+    assert (r["outstanding_at_end"], r["overdue_at_end"]) == (0, 0)
+
+
 @pytest.mark.parametrize(("start", "end", "expected"), [
     (date(2027, 4, 1), date(2027, 6, 30), (date(2027, 1, 1), date(2027, 3, 31))),
     (date(2027, 1, 1), date(2027, 12, 31), (date(2026, 1, 1), date(2026, 12, 31))),
