@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlmodel import Session, col, select
 
+from .errors import InvalidTransition
 from .models import Alert, Child, Council, Person, PersonRole, Service, Team, TeamMember
 from .protocol import LINE_ROLES, Protocol, Role
 
@@ -147,14 +148,28 @@ def may_raise(actor: Actor, child: Child) -> bool:
     )
 
 
+REPORT_READERS = frozenset(
+    {Role.iro_manager, Role.assistant_director, Role.director, Role.head_of_service}
+)
+
+
+def may_see_report(roles: frozenset[str]) -> bool:
+    """The dispute report (the published figures, no child's record): IRO managers and
+    senior managers. Over roles alone (an Actor's `roles`, or a signed-in person's)."""
+    return bool(roles & REPORT_READERS)
+
+
+def may_administer(roles: frozenset[str]) -> bool:
+    """The administration pages (the organisation file, the protocol): administrators."""
+    return Role.admin in roles
+
+
 def may_respond(actor: Actor, protocol: Protocol, stage_key: str, line: Line) -> bool:
     if actor.id is None or stage_key not in protocol.keys:
         return False
-    stage = protocol.stage(stage_key)
-    for role in stage.also_respond:
-        if line.holder(role) == actor.id:
-            return True
-    needed = LINE_ROLES.index(stage.responsible)
+    if actor.id in responders(protocol, stage_key, line):
+        return True
+    needed = LINE_ROLES.index(protocol.stage(stage_key).responsible)
     return line.rank(actor.id) >= needed
 
 
@@ -195,3 +210,38 @@ def who_may(trigger: str, protocol: Protocol, alert: Alert, line: Line) -> str:
     if trigger == "action_done":
         return "only the action's owner, the child's IRO, an IRO manager or the line manager"
     return "nobody in your roles"
+
+
+# -- who is asked to respond at a stage (the inbox, the e-mails and the refusals ask here) ----
+def responsible_id(protocol: Protocol, stage_key: str, line: Line) -> int | None:
+    """Who holds the post responsible at this stage for this child (None when nobody)."""
+    if stage_key not in protocol.keys:
+        return None
+    return line.holder(protocol.stage(stage_key).responsible)
+
+
+def responders(protocol: Protocol, stage_key: str | None, line: Line) -> list[int | None]:
+    """The people asked to respond at a stage: the responsible post's holder, then the posts
+    the stage also lets respond (`also_respond`). Managers above them may respond too
+    (`may_respond`), but are not asked."""
+    if stage_key is None or stage_key not in protocol.keys:
+        return []
+    stage = protocol.stage(stage_key)
+    return [line.holder(stage.responsible), *(line.holder(r) for r in stage.also_respond)]
+
+
+def awaits_response_from(actor: Actor, protocol: Protocol, alert: Alert, line: Line) -> bool:
+    """Is this open alert waiting for this person's response (their inbox)?"""
+    return (alert.status == "open" and not alert.on_hold and alert.stage_responded_at is None
+            and actor.id is not None and actor.id in responders(protocol, alert.stage, line))
+
+
+def require_responsible(protocol: Protocol, stage_key: str, line: Line) -> None:
+    """Refuse to move an alert to a stage whose responsible post nobody holds."""
+    if responsible_id(protocol, stage_key, line) is None:
+        role = protocol.stage(stage_key).responsible.value.replace("_", " ")
+        raise InvalidTransition(
+            f"nobody holds the post of {role} for child {line.child.ref} (team"
+            f" {line.team.key}, service {line.service.key}), who is responsible at"
+            f" {stage_key}; name one in the organisation file and run `drp org load`"
+        )

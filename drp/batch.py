@@ -28,21 +28,19 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from notifications.render import dump_context
-
-from . import access, rules
+from . import access, due
 from .access import SYSTEM_ACTOR, Line
+from .alerts import steps
 from .calendar import WorkingCalendar
 from .errors import DrpError
 from .machine import AlertState, fire
 from .models import Action, Alert, Child, Event, OutboxMessage, Service, Team
-from .notify import MESSAGE_FOR_EVENT, PARTS, Notice, Notifier, Snapshot
+from .notify import Notice, Notifier, Snapshot
 from .protocol import Protocol
 
 ALERT = cast(Any, Alert).__table__
 EVENT = cast(Any, Event).__table__
 OUTBOX = cast(Any, OutboxMessage).__table__
-ACTOR_NAME = "drp (automatically)"
 
 
 class StaleChunk(Exception):
@@ -105,11 +103,7 @@ class Batch:
 
     # -- deciding (the rules of AlertService.remind / .act_on_overdue) ------------------------
     def _machine(self, row: Any, line: Line, outstanding: int, trigger: str) -> AlertState:
-        adapter = AlertState(
-            status=row.status, stage=row.stage, cafcass_key=self.protocol.cafcass.key,
-            on_hold=row.on_hold, outstanding_actions=outstanding,
-            permitted=lambda t: access.may(SYSTEM_ACTOR, t, self.protocol, cast(Alert, row),
-                                           line))
+        adapter = steps.alert_state(self.protocol, row, SYSTEM_ACTOR, line, outstanding)
         fire(self.protocol, adapter, trigger, f"alert {row.id}")
         return adapter
 
@@ -128,37 +122,33 @@ class Batch:
     def _event(self, row: Any, kind: str, values: dict[str, Any], *, to_stage: str,
                comment: str | None = None, data: dict[str, Any] | None = None
                ) -> dict[str, Any]:
-        return {
-            "alert_id": row.id, "seq": row.last_seq + 1, "at": self.now,
-            "actor": SYSTEM_ACTOR.username, "kind": kind, "from_stage": row.stage,
-            "to_stage": to_stage, "comment": comment,
-            "data": {**rules.clocks(row, values.get("stage_due")), **(data or {})},
-        }
+        return steps.event_values(
+            row, seq=row.last_seq + 1, at=self.now, actor=SYSTEM_ACTOR.username, kind=kind,
+            from_stage=row.stage, to_stage=to_stage, comment=comment, data=data,
+            stage_due=values.get("stage_due"))
 
     def _overdue(self, row: Any, line: Line, outstanding: int) -> _Change | None:
-        what = rules.on_overdue(self.protocol, self.today, row)
+        what = due.on_overdue(self.protocol, self.today, row)
         if what is None:
             return None
-        due: date = row.stage_due
+        due_date: date = row.stage_due
         if what == "escalated":
             to = self._machine(row, line, outstanding, "escalate").stage
-            rules.require_responsible(self.protocol, to, line)
-            values = {"stage": to, "stage_entered_at": self.now,
-                      "stage_due": self.cal.add(self.today,
-                                                self.protocol.stage(to).timescale_working_days),
-                      "stage_responded_at": None}
+            access.require_responsible(self.protocol, to, line)
+            values = {"stage": to, **due.stage_entry(self.protocol, self.cal, to, now=self.now,
+                                                     today=self.today)}
             event = self._event(row, "auto_escalated", values, to_stage=to,
-                                comment=rules.escalation_reason(
-                                    self.protocol.stage(row.stage), due))
+                                comment=due.escalation_reason(
+                                    self.protocol.stage(row.stage), due_date))
             return _Change(row, line, what, values, event, previous_stage=row.stage)
         self._machine(row, line, outstanding, "remind")
-        values = {"overdue_notified_for": due}
+        values = {"overdue_notified_for": due_date}
         event = self._event(row, what, values, to_stage=row.stage,
-                            data={"due": due.isoformat()})
+                            data={"due": due_date.isoformat()})
         return _Change(row, line, what, values, event)
 
     def _remind(self, row: Any, line: Line, outstanding: int) -> _Change | None:
-        if not rules.reminder_due(self.protocol, self.cal, self.today, row):
+        if not due.reminder_due(self.protocol, self.cal, self.today, row):
             return None
         self._machine(row, line, outstanding, "remind")
         values = {"reminded_for": row.stage_due}
@@ -223,41 +213,15 @@ class Batch:
         if self.notifier is None:
             return
         outbox: list[dict[str, Any]] = []
+        already_missing = len(self.notifier.missing)
         for c, event_id in zip(changes, event_ids, strict=True):
-            message = MESSAGE_FOR_EVENT[c.event["kind"]]
             alert = cast(Alert, SimpleNamespace(**{**c.row._asdict(), **c.values}))
             notice = Notice(cast(Event, SimpleNamespace(id=event_id, kind=c.event["kind"])),
                             c.previous_stage)
-            people = self.notifier.recipients(session, self.protocol, message, alert, c.line,
-                                              notice, self.org)
-            if not people:
-                continue
-            # The context is the same for every recipient but for who they are: build it and
-            # encode it once, then add each recipient's part.
-            context = self.notifier.context(session, self.protocol, alert, c.line, notice,
-                                            people[0], ACTOR_NAME, self.org)
-            for name in ("recipient", "role"):
-                context.pop(name)
-            shared = dump_context(context)[:-1]
-            for r in people:
-                address = r.person.email
-                mine = dump_context({"recipient": {"name": r.person.name, "part": PARTS[r.role]},
-                                     "role": r.role})
-                outbox.append({
-                    "key": f"{event_id}:{r.person.username}", "message": message,
-                    "alert_id": c.row.id, "recipient": r.person.username, "to_addr": address,
-                    "subject": "", "text_body": "", "html_body": "",
-                    "context": f"{shared},{mine[1:]}",
-                    "status": "pending" if address else "failed", "attempts": 0,
-                    "created_at": self.now, "next_attempt_at": self.now,
-                    "last_error": None if address else (
-                        f"{r.person.username} has no e-mail address; add one in the"
-                        " organisation file"),
-                })
-                if not address:
-                    result.missing.append(
-                        f"{r.person.username} has no e-mail address, so was not sent"
-                        f" '{message}' for alert {c.row.id}; add one in the organisation file,"
-                        " then `drp outbox retry --all-failed`")
+            outbox += self.notifier.deferred(session, self.protocol, alert, c.line, notice,
+                                             self.now, self.org)
+        # Named in the run's report once the chunk has committed (a redone chunk says it again).
+        result.missing += self.notifier.missing[already_missing:]
+        del self.notifier.missing[already_missing:]
         if outbox:
             session.connection().execute(insert(OUTBOX), outbox)

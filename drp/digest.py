@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from notifications.outbox import enqueue
 from notifications.render import Renderer
 
+from . import due
 from .calendar import WorkingCalendar
 from .models import Alert, Child, Council, Event, Person, PersonRole, Service, Team
 from .protocol import Protocol, Role
@@ -90,9 +91,7 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
     titles = {t.key: t.title for t in taxonomy.themes} if taxonomy else {}
     rows = []
     for alert, ref, team, service_id, kind, at in session.execute(query):
-        overdue = not alert.on_hold and (
-            (alert.stage_due is not None and alert.stage_responded_at is None
-             and today > alert.stage_due) or today > alert.resolution_due)
+        overdue = due.alert_overdue(alert, today)
         local = at.astimezone(tz).date()
         rows.append({
             "id": alert.id, "child": ref, "team": team, "service_id": service_id,

@@ -8,7 +8,7 @@ commits or rolls back the whole transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -110,6 +110,12 @@ def _held(event: EventData) -> bool:
     return _refuse(event, "the alert is not on hold")
 
 
+def _actions_outstanding(event: EventData) -> bool:
+    if _model(event).outstanding_actions > 0:
+        return True
+    return _refuse(event, "it has no agreed actions outstanding")
+
+
 def build_machine(protocol: Protocol) -> Machine:
     keys = list(protocol.keys)
     states = [NEW, *keys, *TERMINAL]
@@ -197,7 +203,7 @@ def build_machine(protocol: Protocol) -> Machine:
         )
     transitions.append(
         {"trigger": "action_done", "source": [*keys, *TERMINAL], "dest": None,
-         "conditions": [_permitted]}
+         "conditions": [_permitted, _actions_outstanding]}
     )
     transitions.append(
         {"trigger": "set_theme", "source": [*keys, *TERMINAL], "dest": None,
@@ -237,17 +243,24 @@ def possible_triggers(protocol: Protocol, state: str) -> list[str]:
     return [t for t in TRIGGERS if t in available]
 
 
-def _offered(trigger: str, adapter: AlertState) -> bool:
-    """Worth suggesting to a person, given the hold and the actions."""
-    if trigger in ("remind", "set_theme"):
-        return False
-    if trigger in ("escalate", "hold", "extend"):
-        return not adapter.on_hold
-    if trigger == "resume":
-        return adapter.on_hold
-    if trigger in ("action_done", "reopen"):
-        return adapter.outstanding_actions > 0
-    return True
+def permitted_triggers(protocol: Protocol, adapter: AlertState) -> list[str]:
+    """The triggers that would succeed now, by the machine's own conditions (the person's
+    permission included), without changing anything: each is tried on a copy of the adapter
+    (transitions' callbacks do no I/O, so a trial has no effect beyond the copy)."""
+    machine = machine_for(protocol)
+    out = []
+    for trigger in possible_triggers(protocol, adapter.state):
+        trial = replace(adapter)
+        kwargs = {"resolved_stage": adapter.stage} if trigger == "reopen" else {}
+        if machine.events[trigger].trigger(trial, **kwargs):
+            out.append(trigger)
+    return out
+
+
+def _offered(protocol: Protocol, adapter: AlertState) -> list[str]:
+    """What may be done from here, whoever asks: worded in a refusal."""
+    anyone = replace(adapter, permitted=lambda _t: True)
+    return [t for t in permitted_triggers(protocol, anyone) if t not in ("remind", "set_theme")]
 
 
 def describe_state(protocol: Protocol, adapter: AlertState) -> str:
@@ -269,7 +282,7 @@ def fire(
 
     def refused(why: str) -> InvalidTransition:
         # Worded only when refusing: a timescale run fires this thousands of times.
-        possible = [VERBS[t] for t in possible_triggers(protocol, state) if _offered(t, adapter)]
+        possible = [VERBS[t] for t in _offered(protocol, adapter)]
         options = f"what may be done from there: {', '.join(possible)}" if possible else (
             "nothing more may be done with it"
         )

@@ -10,12 +10,15 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from notifications.outbox import NewMessage, enqueue_many
-from notifications.render import Renderer
+from notifications.outbox import NewMessage, enqueue_many, row_values
+from notifications.render import Renderer, dump_context
 
+from . import access
 from .access import Line
 from .models import Action, Alert, Council, Event, Person, PersonRole
 from .protocol import Protocol, Role
+
+SYSTEM_NAME = "drp (automatically)"  # who the e-mails say acted, for the flows
 
 # Which message each event sends.
 MESSAGE_FOR_EVENT = {
@@ -133,12 +136,7 @@ class Notifier:
         find = directory or Directory(session)
 
         def stage_people(stage_key: str | None, role: str) -> list[tuple[int | None, str]]:
-            if stage_key is None or stage_key not in protocol.keys:
-                return []
-            stage = protocol.stage(stage_key)
-            found = [(line.holder(stage.responsible), role)]
-            found += [(line.holder(r), role) for r in stage.also_respond]
-            return found
+            return [(pid, role) for pid in access.responders(protocol, stage_key, line)]
 
         def notify_roles(stage_key: str) -> list[tuple[int | None, str]]:
             if stage_key not in protocol.keys:
@@ -190,8 +188,7 @@ class Notifier:
         find = directory or Directory(session)
         title = protocol.title(alert.stage) if alert.stage in (
             *protocol.keys, protocol.cafcass.key) else alert.stage
-        responsible_id = (line.holder(protocol.stage(alert.stage).responsible)
-                          if alert.stage in protocol.keys else None)
+        responsible_id = access.responsible_id(protocol, alert.stage, line)
         responsible = find.person(responsible_id) if responsible_id else None
         council = find.council()
         stage = protocol.stage(alert.stage) if alert.stage in protocol.keys else None
@@ -224,7 +221,44 @@ class Notifier:
         context.update(notice.extra)
         return context
 
-    # -- writing ----------------------------------------------------------------------------------
+    # -- writing: rendered now (a person's command) or at delivery (the timescale run) -------------
+    def _no_address(self, username: str, message: str, alert_id: int) -> None:
+        self.missing.append(
+            f"{username} has no e-mail address, so was not sent '{message}' for alert"
+            f" {alert_id}; add one in the organisation file, then"
+            " `drp outbox retry --all-failed`")
+
+    def deferred(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
+                 notice: Notice, now: datetime, directory: Directory | None = None
+                 ) -> list[dict[str, Any]]:
+        """The outbox rows (as column values) for one event, carrying the message's context
+        to be rendered at delivery: for the set-based writer, which inserts many at once."""
+        message = MESSAGE_FOR_EVENT.get(notice.event.kind)
+        if message is None:
+            return []
+        people = self.recipients(session, protocol, message, alert, line, notice, directory)
+        if not people:
+            return []
+        # The context is the same for every recipient but for who they are: build it and
+        # encode it once, then add each recipient's part.
+        context = self.context(session, protocol, alert, line, notice, people[0],
+                               SYSTEM_NAME, directory)
+        for name in ("recipient", "role"):
+            context.pop(name)
+        shared = dump_context(context)[:-1]
+        rows = []
+        for r in people:
+            address = r.person.email
+            mine = dump_context({"recipient": {"name": r.person.name, "part": PARTS[r.role]},
+                                 "role": r.role})
+            if not address:
+                self._no_address(r.person.username, message, _known(alert.id))
+            rows.append(row_values(
+                key=outbox_key(notice.event.id, r.person.username), message=message,
+                alert_id=alert.id, recipient=r.person.username, to_addr=address, now=now,
+                context=f"{shared},{mine[1:]}"))
+        return rows
+
     def queue(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
               notice: Notice, now: datetime) -> int:
         """Write the outbox rows for one event; returns how many."""
@@ -234,10 +268,10 @@ class Notifier:
         with session.no_autoflush:
             actor = session.exec(
                 select(Person.name).where(Person.username == notice.event.actor)).first()
-            actor_name = actor or "drp (automatically)"
+            actor_name = actor or SYSTEM_NAME
             new = [
                 NewMessage(
-                    key=f"{notice.event.id}:{r.person.username}", message=message,
+                    key=outbox_key(notice.event.id, r.person.username), message=message,
                     alert_id=alert.id, recipient=r.person.username, to_addr=r.person.email,
                     rendered=self.renderer.render(message, self.context(
                         session, protocol, alert, line, notice, r, actor_name)),
@@ -250,9 +284,15 @@ class Notifier:
                 continue
             queued += 1
             if not m.to_addr:
-                self.missing.append(
-                    f"{m.recipient} has no e-mail address, so was not sent '{message}'"
-                    f" for alert {alert.id}; add one in the organisation file, then"
-                    " `drp outbox retry --all-failed`"
-                )
+                self._no_address(m.recipient, message, _known(alert.id))
         return queued
+
+
+def _known(value: int | None) -> int:
+    assert value is not None
+    return value
+
+
+def outbox_key(event_id: int | None, username: str) -> str:
+    """One message per event and recipient: the outbox's unique key, whichever path queues."""
+    return f"{event_id}:{username}"

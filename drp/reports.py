@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
+from . import due
 from .calendar import WorkingCalendar
 from .models import Action, Alert, Child, Event, Service, Team
 from .protocol import Protocol, Role
@@ -216,9 +217,9 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
     for h, e in resolved:
         data = e.data or {}
         day = _local(e.at, tz)
-        due = date.fromisoformat(data["resolution_due"]) if data.get("resolution_due") \
-            else h.alert.resolution_due
-        within += day <= due
+        resolution_due = date.fromisoformat(data["resolution_due"]) \
+            if data.get("resolution_due") else h.alert.resolution_due
+        within += day <= resolution_due
         stage_due = data.get("stage_due")
         within_stage += stage_due is not None and day <= date.fromisoformat(stage_due)
         held = sum(int((x.data or {}).get("held_working_days", 0)) for x in h.events
@@ -237,10 +238,9 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
             continue
         outstanding += 1
         open_at_end.append(h)
-        late_stage = (snap.stage_due is not None and not snap.responded
-                      and end > snap.stage_due)
-        late_overall = snap.resolution_due is not None and end > snap.resolution_due
-        overdue += not snap.on_hold and (late_stage or late_overall)
+        overdue += due.is_overdue(open_=True, on_hold=snap.on_hold, stage_due=snap.stage_due,
+                                  responded=snap.responded,
+                                  resolution_due=snap.resolution_due, today=end)
 
     theme_counts = Counter(h.alert.theme for h in raised if h.alert.theme)
     themes = {k: {"count": v, "share_pct": _pct(v, len(raised)), "title": taxonomy.title(k)}

@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from . import db
+from . import db, due
 from .alerts import AlertService
 from .batch import Batch, StaleChunk
 from .calendar import WorkingCalendar
@@ -94,41 +93,22 @@ class TimescaleReport:
 
 def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
              today: date) -> DueSet:
-    """Candidates, by set-based queries (the service layer re-checks each)."""
-    due = DueSet()
-    open_ = and_(col(Alert.status) == "open", col(Alert.on_hold).is_(False))
-    unanswered = and_(col(Alert.stage_responded_at).is_(None),
-                      col(Alert.stage_due).is_not(None))
-    def ids(*where: Any) -> list[int]:
-        query = select(col(Alert.id)).where(*where).order_by(col(Alert.id))
+    """Candidates, by the SQL twins of the rules in `drp.due` (the writers re-check each)."""
+    found = DueSet()
+
+    def ids(where: Any) -> list[int]:
+        query = select(col(Alert.id)).where(where).order_by(col(Alert.id))
         return [i for i in session.exec(query) if i is not None]
 
-    # "on_hold = true" (not "IS true") so the planner may use the partial index of held alerts.
-    due.hold_ended = ids(col(Alert.status) == "open", col(Alert.on_hold) == True,  # noqa: E712
-                         col(Alert.hold_until) <= today)
-    escalating = [s.key for s in protocol.stages if s.when_overdue == "escalate"]
-    due.overdue = ids(open_, unanswered, col(Alert.stage_due) < today,
-                      or_(col(Alert.stage).in_(escalating),
-                          col(Alert.overdue_notified_for).is_(None),
-                          col(Alert.overdue_notified_for) != col(Alert.stage_due)))
-    # A reminder is due when the stage's due date is within its lead (due dates are working
-    # days, so "due <= add(today, lead)" is "at most `lead` working days away").
-    per_stage = [and_(col(Alert.stage) == s.key,
-                      col(Alert.stage_due) <= calendar.add(today, s.reminder_lead_working_days))
-                 for s in protocol.stages]
-    furthest = calendar.add(today, max(s.reminder_lead_working_days for s in protocol.stages))
-    due.remind = ids(open_, unanswered, col(Alert.stage_due) >= today,
-                     col(Alert.stage_due) <= furthest, or_(*per_stage),
-                     or_(col(Alert.reminded_for).is_(None),
-                         col(Alert.reminded_for) != col(Alert.stage_due)))
-    due.actions = [(a, n) for a, n in session.exec(
+    found.hold_ended = ids(due.hold_ended_where(today))
+    found.overdue = ids(due.on_overdue_where(protocol, today))
+    found.remind = ids(due.reminder_due_where(protocol, calendar, today))
+    found.actions = [(a, n) for a, n in session.exec(
         select(Action.alert_id, Action.no)
         .join(Alert, col(Alert.id) == Action.alert_id)
-        .where(col(Action.done_at).is_(None), col(Action.overdue_notified_at).is_(None),
-               col(Action.due) < today, col(Alert.status).in_(("open", "resolved")),
-               col(Alert.on_hold).is_(False))
+        .where(due.action_overdue_where(today))
         .order_by(col(Action.alert_id), col(Action.no)))]
-    return due
+    return found
 
 
 def _in_chunks(

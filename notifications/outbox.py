@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.engine import Engine
@@ -41,6 +42,23 @@ class NewMessage:
     rendered: Rendered
 
 
+def row_values(*, key: str, message: str, alert_id: int | None, recipient: str,
+               to_addr: str | None, now: datetime, rendered: Rendered | None = None,
+               context: str | None = None) -> dict[str, Any]:
+    """A new outbox row's columns, whichever path queues it: rendered now (`rendered`), or
+    carrying its context (JSON) to be rendered once, at delivery."""
+    return {
+        "key": key, "message": message, "alert_id": alert_id, "recipient": recipient,
+        "to_addr": to_addr, "subject": rendered.subject if rendered else "",
+        "text_body": rendered.text if rendered else "",
+        "html_body": rendered.html if rendered else "", "context": context,
+        "status": "pending" if to_addr else "failed", "attempts": 0,
+        "created_at": now, "next_attempt_at": now,
+        "last_error": None if to_addr else (
+            f"{recipient} has no e-mail address; add one in the organisation file"),
+    }
+
+
 def enqueue_many(session: Session, messages: list[NewMessage], now: datetime
                  ) -> list[OutboxMessage | None]:
     """Queue messages in the caller's transaction, one query to skip keys already queued;
@@ -57,14 +75,9 @@ def enqueue_many(session: Session, messages: list[NewMessage], now: datetime
             out.append(None)
             continue
         seen.add(m.key)
-        row = OutboxMessage(
+        row = OutboxMessage(**row_values(
             key=m.key, message=m.message, alert_id=m.alert_id, recipient=m.recipient,
-            to_addr=m.to_addr, subject=m.rendered.subject, text_body=m.rendered.text,
-            html_body=m.rendered.html, status="pending" if m.to_addr else "failed",
-            created_at=now, next_attempt_at=now,
-            last_error=None if m.to_addr else (
-                f"{m.recipient} has no e-mail address; add one in the organisation file"),
-        )
+            to_addr=m.to_addr, now=now, rendered=m.rendered))
         session.add(row)
         out.append(row)
     return out

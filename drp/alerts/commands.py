@@ -1,0 +1,334 @@
+"""What people do to an alert: raise, respond, escalate, resolve, withdraw, refer, hold,
+resume, extend, reopen, mark an action done, confirm a theme. Each is one unit of work: the
+state change, its events and its e-mails are written together or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from .. import access, due
+from ..access import Line
+from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
+from ..machine import NEW, fire
+from ..models import Action, Alert, Child, Person
+from . import inputs, steps
+from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
+from .unit import UnitOfWork, known_id, reports_conflicts
+
+__all__ = ["ActionIn", "Commands"]
+
+
+class Commands(UnitOfWork):
+    def raise_alert(
+        self, username: str, child_ref: str, summary: str, *, detail: str | None = None,
+        impact: str | None = None, outcome_wanted: str | None = None,
+        theme: str | None = None, stage: str | None = None,
+    ) -> Alert:
+        actor = self.actor(username)
+        child = self.s.exec(select(Child).where(Child.ref == child_ref)).first()
+        if child is None or not child.active or not access.can_see_child(actor, child):
+            raise NotFound(
+                f"there is no child {child_ref!r} that {username} can see; check the reference"
+            )
+        line = Line.of(self.s, child)
+        if stage is not None and stage not in self.protocol.keys:
+            raise BadValue(f"there is no stage {stage!r}; the stages are"
+                           f" {', '.join(self.protocol.keys)}")
+        summary_t = inputs.text(summary, "the summary", required=True, limit=SUMMARY_MAX)
+        if theme is not None and self.taxonomy is not None and theme not in self.taxonomy.keys:
+            raise BadValue(
+                f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}"
+            )
+        suggestion = None
+        if self.suggester is not None:
+            text = " ".join(t for t in (summary_t, detail, impact) if t)
+            found = self.suggester([text])
+            suggestion = self.last_suggestion = found[0] if found else None
+        # The suggestion is recorded beside the alert; only the IRO's choice (or, for alerts
+        # left without one, the nightly themes flow) sets its theme.
+        chosen: str | None = theme
+        confirmed = theme is not None
+        alert = Alert(
+            child_id=known_id(child.id), iro_id=child.iro_id, status="open", stage=NEW,
+            summary=summary_t or "",
+            detail=inputs.text(detail, "the detail", required=False, limit=DETAIL_MAX),
+            impact=inputs.text(impact, "the impact on the child", required=False, limit=TEXT_MAX),
+            outcome_wanted=inputs.text(outcome_wanted, "the outcome wanted", required=False,
+                                      limit=TEXT_MAX),
+            theme=chosen, theme_confirmed=confirmed,
+            theme_suggested=suggestion.theme if suggestion else None,
+            theme_confidence=round(suggestion.confidence, 3) if suggestion else None,
+            raised_at=self.now, stage_entered_at=self.now,
+            resolution_due=due.resolution_due_from(self.protocol, self.cal, self.today),
+        )
+        # A new alert: the machine starts from `new`.
+        adapter = steps.alert_state(self.protocol, alert, actor, line, 0)
+        if not adapter.permitted("raise_alert"):
+            raise NotPermitted(
+                f"{username} may not raise an alert for child {child.ref}: only the child's IRO"
+                " or an IRO manager may"
+            )
+        fire(self.protocol, adapter, "raise_alert", f"a new alert for {child.ref}", stage=stage)
+        alert.stage = adapter.stage
+        access.require_responsible(self.protocol, alert.stage, line)
+        self._enter_stage(alert, alert.stage)
+        self.s.add(alert)
+        self.s.flush()
+        event = self._event(alert, actor, "raised", to_stage=alert.stage, comment=summary_t,
+                            data={"theme": chosen, "theme_confirmed": confirmed,
+                                  "suggested": alert.theme_suggested,
+                                  "confidence": alert.theme_confidence})
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def respond(
+        self, alert_id: int, username: str, message: str,
+        actions: Sequence[ActionIn] = (),
+    ) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = inputs.text(message, "the response", required=True, limit=DETAIL_MAX)
+        self._fire(alert, actor, line, "respond")
+        if alert.stage_responded_at is None:
+            alert.stage_responded_at = self.now
+        response = self._event(alert, actor, "responded", from_stage=alert.stage,
+                               to_stage=alert.stage, comment=text)
+        self._notice(alert, line, response, actions_agreed=len(actions),
+                     first_action_due=min((a.due for a in actions), default=None))
+        next_no = self.s.exec(
+            select(func.coalesce(func.max(Action.no), 0)).where(Action.alert_id == alert.id)
+        ).one()
+        for i, a in enumerate(actions, start=1):
+            a_text = inputs.text(a.text, f"action {i}", required=True, limit=inputs.ACTION_MAX)
+            if a.due < self.today:
+                raise BadValue(
+                    f"action {i} is due {a.due.isoformat()}, which is in the past; give a date"
+                    f" from {self.today.isoformat()}"
+                )
+            inputs.working_day(self.cal, a.due, f"action {i}'s due date")
+            owner_id = (self._owner_id(a.owner, f"action {i}'s owner", alert, line) if a.owner
+                        else actor.id)
+            assert owner_id is not None
+            action = Action(
+                alert_id=known_id(alert.id), no=next_no + i, text=a_text or "", owner_id=owner_id,
+                due=a.due, stage=alert.stage, agreed_at=self.now,
+            )
+            self.s.add(action)
+            self._event(alert, actor, "action_agreed", from_stage=alert.stage,
+                        to_stage=alert.stage, comment=a_text,
+                        data={"no": action.no, "due": a.due.isoformat(),
+                              "owner": self._username(owner_id)})
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def escalate(
+        self, alert_id: int, username: str, reason: str, *, to: str | None = None,
+    ) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
+        if to is not None and to not in self.protocol.keys:
+            hint = " (to refer to Cafcass use drp alert refer)" if to == "cafcass" else ""
+            raise BadValue(
+                f"there is no stage {to!r}; the stages are {', '.join(self.protocol.keys)}{hint}"
+            )
+        from_stage = alert.stage
+        self._fire(alert, actor, line, "escalate", to=to)
+        access.require_responsible(self.protocol, alert.stage, line)
+        self._enter_stage(alert, alert.stage)
+        kind = "auto_escalated" if actor.is_system else "escalated"
+        event = self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
+                            comment=text)
+        self._notice(alert, line, event, previous_stage=from_stage)
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def _close(self, alert_id: int, username: str, trigger: str, kind: str, text: str | None,
+               what: str, extra: Callable[[], dict[str, Any]] | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        body = inputs.text(text, what, required=True, limit=TEXT_MAX)
+        data = extra() if extra is not None else None
+        from_stage = alert.stage
+        self._fire(alert, actor, line, trigger)
+        alert.closed_at = self.now
+        alert.on_hold, alert.held_since, alert.hold_until = False, None, None
+        if trigger == "resolve":
+            alert.outcome = body
+        event = self._event(alert, actor, kind, from_stage=from_stage, to_stage=alert.stage,
+                            comment=body, data=data)
+        outstanding = self.s.exec(select(func.count()).select_from(Action).where(
+            Action.alert_id == alert.id, col(Action.done_at).is_(None))).one()
+        self._notice(alert, line, event, previous_stage=from_stage,
+                     outstanding_actions=outstanding)
+        self._commit_point(alert)
+        return alert
+
+    def resolve(self, alert_id: int, username: str, outcome: str) -> Alert:
+        return self._close(alert_id, username, "resolve", "resolved", outcome, "the outcome")
+
+    def withdraw(self, alert_id: int, username: str, reason: str) -> Alert:
+        return self._close(alert_id, username, "withdraw", "withdrawn", reason, "the reason")
+
+    def refer(self, alert_id: int, username: str, reason: str, *, legal_advice: str | None,
+              advised_on: date | None = None) -> Alert:
+        """Refer to Cafcass. The Handbook expects the IRO to have taken independent legal
+        advice first: every channel must say who advised (and may say when)."""
+        def legal_advice_taken() -> dict[str, Any]:
+            advice = inputs.text(legal_advice, "the legal advice taken", required=False,
+                                limit=500)
+            if advice is None:
+                raise BadValue("a referral to Cafcass needs the legal advice taken: say who"
+                               " advised (--legal-advice), after consulting the IRO manager")
+            if advised_on is not None and advised_on > self.today:
+                raise BadValue(f"the legal advice date {advised_on.isoformat()} is after today"
+                               f" ({self.today.isoformat()}); give the day it was given")
+            return {"legal_advice": advice,
+                    "advised_on": advised_on.isoformat() if advised_on else None}
+
+        return self._close(alert_id, username, "refer", "referred", reason, "the reason",
+                           extra=legal_advice_taken)
+
+    @reports_conflicts
+    def hold(self, alert_id: int, username: str, reason: str,
+             until: date | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
+        if until is not None and until <= self.today:
+            raise BadValue(
+                f"the hold would end {until.isoformat()}, which is not after today"
+                f" ({self.today.isoformat()}); give a later date"
+            )
+        self._fire(alert, actor, line, "hold")
+        alert.on_hold, alert.held_since, alert.hold_until = True, self.today, until
+        event = self._event(alert, actor, "held", from_stage=alert.stage, to_stage=alert.stage,
+                            comment=text, data={"until": until.isoformat() if until else None})
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def resume(self, alert_id: int, username: str, comment: str | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        self._fire(alert, actor, line, "resume")
+        assert alert.held_since is not None
+        alert.stage_due, alert.resolution_due, held = due.after_hold(self.cal, alert,
+                                                                      self.today)
+        alert.on_hold, alert.held_since, alert.hold_until = False, None, None
+        event = self._event(
+            alert, actor, "resumed", from_stage=alert.stage, to_stage=alert.stage,
+            comment=inputs.text(comment, "the comment", required=False, limit=TEXT_MAX),
+            data={"held_working_days": held})
+        self._notice(alert, line, event, held_working_days=held)
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def extend(self, alert_id: int, username: str, until: date, reason: str) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
+        self._fire(alert, actor, line, "extend")
+        inputs.working_day(self.cal, until, "the new due date")
+        if alert.stage_due is not None and until <= alert.stage_due:
+            raise BadValue(
+                f"the new due date {until.isoformat()} is not after the current one"
+                f" ({alert.stage_due.isoformat()}); an extension must be later"
+            )
+        previous = alert.stage_due
+        alert.stage_due = until
+        event = self._event(
+            alert, actor, "extended", from_stage=alert.stage, to_stage=alert.stage,
+            comment=text, data={"from": previous.isoformat() if previous else None,
+                                "to": until.isoformat()})
+        self._notice(alert, line, event, previous_due=previous)
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def reopen(self, alert_id: int, username: str, reason: str) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
+        self._fire(alert, actor, line, "reopen", resolved_stage=alert.stage)
+        alert.closed_at, alert.outcome = None, None
+        self._enter_stage(alert, alert.stage)
+        event = self._event(alert, actor, "reopened", from_stage=alert.stage,
+                            to_stage=alert.stage, comment=text)
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def action_done(self, alert_id: int, action_no: int, username: str,
+                    comment: str | None = None) -> Alert:
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        action = self.s.exec(
+            select(Action).where(Action.alert_id == alert.id, Action.no == action_no)
+        ).first() if 0 < action_no < 2**31 else None
+        if action is None:
+            raise NotFound(
+                f"alert {alert.id} has no action {action_no}; its actions are listed by"
+                f" `drp alert show {alert.id}`"
+            )
+        if action.done_at is not None:
+            raise InvalidTransition(
+                f"action {action_no} of alert {alert.id} was already marked done at"
+                f" {action.done_at.astimezone(self.tz):%Y-%m-%d %H:%M}"
+            )
+        self._fire(alert, actor, line, "action_done",
+                   may_kw={"action_owner_id": action.owner_id, "action_stage": action.stage})
+        action.done_at, action.done_by_id = self.now, actor.id
+        self.s.add(action)
+        self._event(alert, actor, "action_done", from_stage=alert.stage, to_stage=alert.stage,
+                    comment=inputs.text(comment, "the comment", required=False, limit=TEXT_MAX)
+                    or action.text, data={"no": action_no})
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def set_theme(self, alert_id: int, username: str, theme: str) -> Alert:
+        """The IRO confirms the suggested theme or chooses another; both are recorded, so
+        agreement between drp's suggestions and IROs can be reported."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        if self.taxonomy is not None and theme not in self.taxonomy.keys:
+            raise BadValue(
+                f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}")
+        self._fire(alert, actor, line, "set_theme")
+        previous = alert.theme
+        alert.theme, alert.theme_confirmed = theme, True
+        self._event(alert, actor, "theme_confirmed", from_stage=alert.stage,
+                    to_stage=alert.stage, comment=theme,
+                    data={"from": previous, "to": theme, "suggested": alert.theme_suggested,
+                          "agreed": theme == alert.theme_suggested})
+        self._commit_point(alert)
+        return alert
+
+    def _owner_id(self, username: str, what: str, alert: Alert, line: Line) -> int:
+        """An agreed action's owner: someone who works on the child's case (the child's line
+        or IROs), so they can see the alert and mark the action done."""
+        pid = self.s.exec(
+            select(Person.id).where(Person.username == username, col(Person.active))
+        ).first()
+        if pid is None:
+            raise BadValue(f"{what}: there is no active person {username!r}; check the"
+                           " username")
+        allowed = {p for p in (*line.by_role.values(), line.child.iro_id, alert.iro_id) if p}
+        if pid not in allowed:
+            raise BadValue(f"{what}: {username} does not work on child {line.child.ref}'s"
+                           " case; choose the child's social worker, a manager on the child's"
+                           " line or the IRO")
+        return pid

@@ -1,0 +1,48 @@
+"""What people type, cleaned and limited in one place: text (no control characters or
+bidirectional overrides, a length limit each), working days, agreed actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from ..calendar import WorkingCalendar
+from ..errors import BadValue
+
+SUMMARY_MAX = 500
+DETAIL_MAX = 10000
+TEXT_MAX = 5000
+ACTION_MAX = 2000
+_BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+@dataclass(frozen=True)
+class ActionIn:
+    text: str
+    due: date
+    owner: str | None = None
+
+
+def text(value: str | None, what: str, *, required: bool, limit: int) -> str | None:
+    # Bidirectional overrides can make text read differently from what it says
+    # ("fdp.exe" shown as "exe.pdf"); control characters have no place in a record.
+    value = "".join(ch for ch in (value or "") if ch not in _BIDI_OVERRIDES
+                    and (ch in "\n\t" or ord(ch) >= 32)).strip()
+    if not value:
+        if required:
+            raise BadValue(f"{what} is empty; say it in a few words")
+        return None
+    if len(value) > limit:
+        raise BadValue(f"{what} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+def working_day(calendar: WorkingCalendar, day: date, what: str) -> date:
+    if not calendar.is_working_day(day):
+        why = calendar.holiday_name(day) or day.strftime("%A")
+        nxt = calendar.next_working_day(day)
+        raise BadValue(
+            f"{what} {day.isoformat()} is not a working day ({why}); the next working day"
+            f" is {nxt.isoformat()}"
+        )
+    return day

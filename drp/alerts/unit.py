@@ -1,0 +1,238 @@
+"""One unit of work of the service layer: its instant, who is acting, the alert and its line
+as loaded, the machine, the events it writes and the e-mails they call for, and what a
+concurrent change turns into. Commands, system actions and queries build on this."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel import Session, col, select
+
+from .. import access, due
+from ..access import SYSTEM_ACTOR, Actor, Line
+from ..calendar import WorkingCalendar
+from ..clock import Clock, local_date
+from ..errors import BadValue, Conflict, NotFound, NotPermitted
+from ..machine import VERBS, AlertState, describe_state, fire, possible_triggers
+from ..models import Action, Alert, Child, Event, Person
+from ..notify import Notice, Notifier
+from ..protocol import Protocol
+from ..themes import Taxonomy
+from . import steps
+
+if TYPE_CHECKING:
+    from ..classifier import Suggestion
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_conflicts(method: F) -> F:
+    """A concurrent change to the alert (a stale version at any flush) becomes a Conflict that
+    names who made it; nothing of this unit of work is saved."""
+
+    @functools.wraps(method)
+    def wrapper(self: UnitOfWork, alert_id: int, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, alert_id, *args, **kwargs)
+        except StaleDataError:
+            raise self._conflict(alert_id) from None
+
+    return cast(F, wrapper)
+
+
+def known_id(value: int | None) -> int:
+    """A row's id once it has been flushed."""
+    assert value is not None
+    return value
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        protocol: Protocol,
+        calendar: WorkingCalendar,
+        clock: Clock,
+        tz: ZoneInfo,
+        taxonomy: Taxonomy | None = None,
+        notifier: Notifier | None = None,
+        suggester: Callable[[list[str]], list[Suggestion]] | None = None,
+    ) -> None:
+        self.s = session
+        self.protocol = protocol
+        self.cal = calendar
+        self.clock = clock
+        self.tz = tz
+        self.taxonomy = taxonomy
+        self.notifier = notifier
+        self.suggester = suggester
+        self.last_suggestion: Suggestion | None = None
+        self._now: datetime | None = None
+        self._notices: list[tuple[Alert, Line, Notice]] = []
+        self.queued = 0  # outbox rows written by this unit of work
+        # The session's identity map holds rows weakly; a page asks about the same alert,
+        # person and line several times in one unit of work, so keep what was read.
+        self._actors: dict[str, Actor] = {}
+        self._kept: list[Any] = []
+
+    # -- time ---------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        """One instant per unit of work, so every row it writes agrees."""
+        if self._now is None:
+            self._now = self.clock.now()
+        return self._now
+
+    @property
+    def today(self) -> date:
+        return local_date(self.now, self.tz)
+
+    # -- loading ------------------------------------------------------------------------
+    def actor(self, username: str) -> Actor:
+        if username == access.SYSTEM:
+            return SYSTEM_ACTOR
+        known = self._actors.get(username)
+        if known is not None:
+            return known
+        person = self.s.exec(select(Person).where(Person.username == username)).first()
+        if person is None or not person.active:
+            raise NotFound(
+                f"there is no active person {username!r}; check --as (people come from"
+                " `drp org load`)"
+            )
+        actor = self._actors[username] = access.load_actor(self.s, person)
+        return actor
+
+    def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
+        # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
+        alert = self.s.get(Alert, alert_id) if 0 < alert_id < 2**31 else None
+        child = self.s.get(Child, alert.child_id) if alert else None
+        if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
+            raise NotFound(
+                f"there is no alert {alert_id} that {actor.username} can see; check the number"
+                " with `drp alert list`"
+            )
+        line = Line.of(self.s, child)
+        self._kept.append((alert, line))
+        return alert, line
+
+    def _username(self, person_id: int | None) -> str | None:
+        if person_id is None:
+            return None
+        person = self.s.get(Person, person_id)
+        self._kept.append(person)
+        return person.username if person else None
+
+    # -- the machine ----------------------------------------------------------------------------
+    def _adapter(self, alert: Alert, actor: Actor, line: Line, **may_kw: Any) -> AlertState:
+        outstanding = self.s.exec(
+            select(func.count()).select_from(Action).where(
+                Action.alert_id == alert.id, col(Action.done_at).is_(None)
+            )
+        ).one()
+        return steps.alert_state(self.protocol, alert, actor, line, outstanding, **may_kw)
+
+    def _fire(
+        self, alert: Alert, actor: Actor, line: Line, trigger: str, *,
+        may_kw: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> AlertState:
+        adapter = self._check(alert, actor, line, trigger, may_kw, **kwargs)
+        fire(self.protocol, adapter, trigger, f"alert {alert.id}", **kwargs)
+        self._not_before_last_event(alert)
+        alert.status, alert.stage = adapter.status, adapter.stage
+        return adapter
+
+    def check(self, alert_id: int, username: str, trigger: str) -> None:
+        """Raise what `trigger` would raise for this person now (NotFound, InvalidTransition,
+        NotPermitted), without doing it: for pages that ask before they act."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        self._check(alert, actor, line, trigger, None)
+
+    def _check(self, alert: Alert, actor: Actor, line: Line, trigger: str,
+               may_kw: dict[str, Any] | None, **kwargs: Any) -> AlertState:
+        adapter = self._adapter(alert, actor, line, **(may_kw or {}))
+        subject = f"alert {alert.id}"
+        if trigger not in possible_triggers(self.protocol, adapter.state):
+            fire(self.protocol, adapter, trigger, subject, **kwargs)  # raises InvalidTransition
+        if not adapter.permitted(trigger):
+            # Wrong person: refused before the stage is even considered, naming who may.
+            where = describe_state(self.protocol, adapter)
+            raise NotPermitted(
+                f"{actor.username} may not {VERBS[trigger]} alert {alert.id} ({where}):"
+                f" {access.who_may(trigger, self.protocol, alert, line)} may"
+            )
+        return adapter
+
+    def _not_before_last_event(self, alert: Alert) -> None:
+        last, last_seq = self.s.exec(
+            select(func.max(Event.at), func.max(Event.seq)).where(Event.alert_id == alert.id)
+        ).one()
+        if last_seq is not None and last_seq > alert.last_seq:
+            # Someone else's event committed since this unit of work read the alert: that is
+            # a concurrent change (say who made it), not a clock out of order.
+            raise self._conflict(known_id(alert.id))
+        if last is not None and self.now < last:
+            def local(t: datetime) -> str:
+                return t.astimezone(self.tz).strftime("%-d %b %Y %H:%M")
+
+            raise BadValue(
+                f"alert {alert.id} already has an event dated {local(last)}, after the time of"
+                f" this action ({local(self.now)}); events must stay in order, so act as of"
+                " a later time (was drp run with --now in the future?)"
+            )
+
+    # -- what a unit of work writes ---------------------------------------------------------------
+    def _event(
+        self, alert: Alert, actor: Actor, kind: str, *, from_stage: str | None = None,
+        to_stage: str | None = None, comment: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        alert.last_seq += 1
+        event = Event(**steps.event_values(
+            alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
+            from_stage=from_stage, to_stage=to_stage, comment=comment, data=data))
+        self.s.add(alert)
+        self.s.add(event)
+        return event
+
+    def _notice(self, alert: Alert, line: Line, event: Event, *,
+                previous_stage: str | None = None, **extra: Any) -> None:
+        self._notices.append((alert, line, Notice(event, previous_stage, extra)))
+
+    def _commit_point(self, alert: Alert) -> None:
+        """Flush now, so a concurrent change surfaces inside the unit of work; then queue the
+        e-mails the events call for, in the same transaction."""
+        self.s.flush()
+        notices, self._notices = self._notices, []
+        if self.notifier is None:
+            return
+        for n_alert, line, notice in notices:
+            self.queued += self.notifier.queue(
+                self.s, self.protocol, n_alert, line, notice, self.now)
+        self.s.flush()
+
+    def _conflict(self, alert_id: int) -> Conflict:
+        self.s.rollback()
+        last = self.s.exec(
+            select(Event).where(Event.alert_id == alert_id).order_by(col(Event.seq).desc())
+        ).first()
+        who = ""
+        if last is not None:
+            who = f" by {last.actor} at {last.at.astimezone(self.tz):%Y-%m-%d %H:%M}"
+        return Conflict(
+            f"alert {alert_id} was changed{who} while you were acting; nothing was saved."
+            f" Look at it again (drp alert show {alert_id}) and retry if still needed"
+        )
+
+    def _enter_stage(self, alert: Alert, stage_key: str) -> None:
+        for column, value in due.stage_entry(self.protocol, self.cal, stage_key, now=self.now,
+                                             today=self.today).items():
+            setattr(alert, column, value)
