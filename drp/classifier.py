@@ -226,7 +226,7 @@ class ModelCache:
         self.settings = settings
 
     def _secret(self) -> bytes:
-        from .web.auth import secret_key
+        from .keys import secret_key
 
         return secret_key(self.settings).encode()
 

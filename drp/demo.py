@@ -136,7 +136,7 @@ def run_demo(
         report = mail.send(engine, settings, clock)
         where = settings.smtp_host or settings.mail_dir
         say(f"Added 8 demo alerts at different stages; e-mails: {report.summary()} ({where}).")
-    from .web.auth import hash_password
+    from .keys import hash_password
 
     with db.transaction(engine) as session:
         hashed = hash_password(DEMO_PASSWORD)

@@ -8,9 +8,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, update
@@ -18,20 +16,20 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from ..errors import BadValue
+from ..keys import PASSWORDS as _hasher
+from ..keys import hash_password, secret_key
 from ..models import ApiToken, LoginAttempt, Person, WebSession
 from ..settings import Settings
 
+# hash_password and secret_key live in drp.keys; named here too for the command line, the
+# tests and the benchmarks, which import them from this module.
+__all__ = ["LOGIN_COOKIE", "SESSION_COOKIE", "Auth", "Signed", "hash_password", "same",
+           "secret_key", "set_password"]
+
 SESSION_COOKIE = "drp_session"
 LOGIN_COOKIE = "drp_login"
-_hasher = PasswordHasher()  # argon2id with the library's current parameters
 # Verifying against this keeps the time the same whether or not the username exists.
 _DUMMY_HASH = _hasher.hash("drp-dummy-password")
-
-
-def hash_password(password: str) -> str:
-    if len(password) < 12:
-        raise BadValue("a password needs at least 12 characters")
-    return _hasher.hash(password)
 
 
 def set_password(engine: Engine, username: str, password: str) -> None:
@@ -47,18 +45,6 @@ def set_password(engine: Engine, username: str, password: str) -> None:
                                            col(WebSession.revoked_at).is_(None))
                   .values(revoked_at=func.now()))
         s.commit()
-
-
-def secret_key(settings: Settings) -> str:
-    """The signing key: the setting, or one generated once for the embedded default."""
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    path = Path(str(settings.mail_dir)).parent / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def _digest(token: str) -> str:
