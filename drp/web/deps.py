@@ -1,0 +1,273 @@
+"""What a route needs, declared in its signature as typed FastAPI dependencies (after
+fastapi/full-stack-fastapi-template's backend/app/api/deps.py).
+
+create_app(rt, clock) is called with different runtimes and clocks (the tests build many
+apps), so the per-app objects travel in one typed WebContext; `web_context` is the only
+reader of `app.state`, and `attach` its only writer. Routes ask for:
+
+- `Context`, `RuntimeDep`, `ClockDep`: the app's context, runtime and source of "now";
+- `MaybeUser`, `CurrentUser`: the signed-in person (None, or SignInNeeded when nobody is);
+- `ReportReader`, `Administrator`: the signed-in person, when access.py lets them in;
+- `Work`: a unit of work, `with work() as service:` one transaction of the AlertService;
+- `Page`: renders a template with the person, their roles and CSRF token;
+- `PostedForm`, `PostedFields`: a form whose CSRF token and origin were checked;
+- `ApiReader`, `ApiWriter`: the username behind an API request (bearer token or session).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from starlette.datastructures import FormData
+
+from .. import db, mail
+from ..access import may_administer, may_see_report
+from ..alerts import AlertService
+from ..clock import Clock
+from ..errors import DrpError, NotPermitted
+from ..models import Person, PersonRole
+from ..runtime import Runtime
+from ..settings import Settings
+from .auth import SESSION_COOKIE, Auth, Signed, same
+
+
+class SignInNeeded(Exception):
+    """Nobody is signed in: pages redirect to /login, the API answers 401."""
+
+
+class Forbidden(DrpError):
+    """A form drp did not send (its CSRF token or origin is wrong)."""
+
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """Everything the routes of one app share, built once by create_app."""
+
+    rt: Runtime
+    clock: Clock
+    auth: Auth
+    signer: Signed
+    templates: Jinja2Templates
+    secure_cookies: bool  # cookies marked Secure when drp is served over https
+
+    @property
+    def settings(self) -> Settings:
+        return self.rt.settings
+
+
+def attach(app: FastAPI, context: WebContext) -> None:
+    app.state.drp = context
+
+
+def web_context(request: Request) -> WebContext:
+    """The context of the app serving this request (the one reader of app.state)."""
+    context = request.app.state.drp
+    if not isinstance(context, WebContext):  # pragma: no cover - create_app always attaches
+        raise TypeError("this app was not built by drp.web.app.create_app")
+    return context
+
+
+Context = Annotated[WebContext, Depends(web_context)]
+
+
+def runtime_of(context: Context) -> Runtime:
+    return context.rt
+
+
+def clock_of(context: Context) -> Clock:
+    return context.clock
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+ClockDep = Annotated[Clock, Depends(clock_of)]
+
+
+# -- who is asking ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SignedInUser:
+    person: Person
+    roles: frozenset[str]
+    csrf: str
+    token: str | None  # the session's cookie token
+
+    @property
+    def username(self) -> str:
+        return self.person.username
+
+
+def signed_in(request: Request, context: WebContext) -> SignedInUser | None:
+    """The person whose live session the request's cookie names, or None."""
+    token = context.signer.unsign(request.cookies.get(SESSION_COOKIE), "session")
+    found = context.auth.session_for(token, context.clock.now())
+    if found is None:
+        return None
+    web, person = found
+    return SignedInUser(person, roles_of(context.rt.engine, person), web.csrf, token)
+
+
+def roles_of(engine: Engine, person: Person) -> frozenset[str]:
+    with db.transaction(engine) as session:
+        return frozenset(session.exec(select(PersonRole.role).where(
+            PersonRole.person_id == person.id)))
+
+
+def maybe_user(request: Request, context: Context) -> SignedInUser | None:
+    return signed_in(request, context)
+
+
+MaybeUser = Annotated[SignedInUser | None, Depends(maybe_user)]
+
+
+def current_user(user: MaybeUser) -> SignedInUser:
+    if user is None:
+        raise SignInNeeded
+    return user
+
+
+CurrentUser = Annotated[SignedInUser, Depends(current_user)]
+
+
+def report_reader(user: CurrentUser) -> SignedInUser:
+    if not may_see_report(user.roles):
+        raise NotPermitted("the dispute report is for IRO managers and senior managers")
+    return user
+
+
+def administrator(user: CurrentUser) -> SignedInUser:
+    if not may_administer(user.roles):
+        raise NotPermitted("only an administrator may open the administration pages")
+    return user
+
+
+ReportReader = Annotated[SignedInUser, Depends(report_reader)]
+Administrator = Annotated[SignedInUser, Depends(administrator)]
+
+
+# -- forms -----------------------------------------------------------------------------------
+def check_csrf(request: Request, context: WebContext, user: SignedInUser,
+               sent: object) -> None:
+    """The request came from drp's own page (its origin, if sent) with the session's token."""
+    origin = request.headers.get("origin")
+    base = context.settings.base_url.rstrip("/")
+    here = f"{request.url.scheme}://{request.url.netloc}"
+    if origin and origin.rstrip("/") not in {base, here}:
+        raise Forbidden("this form came from another site; open drp and try again")
+    if not same("" if sent is None else str(sent), user.csrf):
+        raise Forbidden("the form has expired or was not sent by drp; reload the page"
+                        " and try again")
+
+
+async def posted_form(request: Request, context: Context, user: CurrentUser) -> FormData:
+    form = await request.form()
+    check_csrf(request, context, user, form.get("csrf_token"))
+    return form
+
+
+PostedForm = Annotated[FormData, Depends(posted_form)]
+
+
+def posted_fields(form: PostedForm) -> dict[str, str]:
+    return {key: str(value) for key, value in form.items()}
+
+
+PostedFields = Annotated[dict[str, str], Depends(posted_fields)]
+
+
+# -- the service layer -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnitOfWork:
+    """`with work() as service:` one transaction of the service layer; what it queued is
+    delivered after the commit (mail.send_after_commit: the action stands whatever happens)."""
+
+    rt: Runtime
+    clock: Clock
+
+    @contextmanager
+    def __call__(self) -> Iterator[AlertService]:
+        notifier = self.rt.notifier()
+        with db.transaction(self.rt.engine) as session:
+            service = self.rt.service(session, self.clock, notifier)
+            yield service
+        if service.queued:
+            mail.send_after_commit(self.rt.engine, self.rt.settings, self.clock)
+
+
+def unit_of_work(context: Context) -> UnitOfWork:
+    return UnitOfWork(context.rt, context.clock)
+
+
+Work = Annotated[UnitOfWork, Depends(unit_of_work)]
+
+
+# -- pages -----------------------------------------------------------------------------------
+def council_name(engine: Engine) -> str:
+    with db.transaction(engine) as session:
+        row = session.exec(text("SELECT name FROM council WHERE id = 1")).first()  # type: ignore[call-overload]
+        return str(row[0]) if row else "drp"
+
+
+def render(request: Request, context: WebContext, name: str, user: SignedInUser | None,
+           status: int = 200, **values: Any) -> HTMLResponse:
+    return context.templates.TemplateResponse(request, name, {
+        "user": user, "roles": user.roles if user else frozenset(),
+        "csrf": user.csrf if user else "", "council": council_name(context.rt.engine),
+        **values,
+    }, status_code=status)
+
+
+@dataclass(frozen=True)
+class PageRenderer:
+    request: Request
+    context: WebContext
+
+    def __call__(self, name: str, user: SignedInUser | None, status: int = 200,
+                 **values: Any) -> HTMLResponse:
+        return render(self.request, self.context, name, user, status, **values)
+
+
+def page_renderer(request: Request, context: Context) -> PageRenderer:
+    return PageRenderer(request, context)
+
+
+Page = Annotated[PageRenderer, Depends(page_renderer)]
+
+
+# -- the JSON API ----------------------------------------------------------------------------
+def api_caller(request: Request, context: WebContext, changing: bool) -> str:
+    """The username behind an API request: a bearer token (drp user token), or a signed-in
+    session, which must also send its CSRF token in X-CSRF-Token to change anything."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        person = context.auth.api_person(header[7:].strip())
+        if person is None:
+            raise SignInNeeded
+        return str(person.username)
+    user = current_user(signed_in(request, context))
+    if changing:
+        check_csrf(request, context, user, request.headers.get("x-csrf-token"))
+    return str(user.person.username)
+
+
+# Dependencies, so who is asking is settled before the body is validated: a request without
+# credentials is told 401, whatever it sent.
+def api_reader(request: Request, context: Context) -> str:
+    return api_caller(request, context, False)
+
+
+def api_writer(request: Request, context: Context) -> str:
+    return api_caller(request, context, True)
+
+
+ApiReader = Annotated[str, Depends(api_reader)]
+ApiWriter = Annotated[str, Depends(api_writer)]

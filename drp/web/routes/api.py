@@ -1,0 +1,203 @@
+"""The JSON API under /api: the same operations and the same access rules as the pages and
+the command line. Authenticate with `Authorization: Bearer <token>` (drp user token), or a
+signed-in session plus the X-CSRF-Token header for changes."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from ...alerts import ActionIn
+from ...models import Person, PersonRole
+from ...schemas import AlertDetail, AlertView
+from ..deps import ApiReader as Reader
+from ..deps import ApiWriter as Writer
+from ..deps import UnitOfWork, Work
+
+router = APIRouter(prefix="/api", tags=["alerts"])
+
+
+class RaiseIn(BaseModel):
+    child: str = Field(max_length=40)
+    summary: str = Field(max_length=500)
+    detail: str | None = Field(default=None, max_length=10000)
+    impact: str | None = Field(default=None, max_length=5000)
+    outcome_wanted: str | None = Field(default=None, max_length=5000)
+    theme: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, max_length=32)
+
+
+class ActionInModel(BaseModel):
+    text: str = Field(max_length=2000)
+    due: date
+    owner: str | None = Field(default=None, max_length=80)
+
+
+class RespondIn(BaseModel):
+    message: str = Field(max_length=10000)
+    actions: list[ActionInModel] = Field(default_factory=list, max_length=20)
+
+
+class EscalateIn(BaseModel):
+    reason: str = Field(max_length=5000)
+    to: str | None = Field(default=None, max_length=32)
+
+
+class OutcomeIn(BaseModel):
+    outcome: str = Field(max_length=5000)
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(max_length=5000)
+
+
+class HoldIn(BaseModel):
+    reason: str = Field(max_length=5000)
+    until: date | None = None
+
+
+class ExtendIn(BaseModel):
+    until: date
+    reason: str = Field(max_length=5000)
+
+
+class ReferIn(BaseModel):
+    reason: str = Field(max_length=5000)
+    legal_advice: str | None = Field(
+        default=None, max_length=500,
+        description="who gave the independent legal advice, taken after consulting the IRO"
+                    " manager; required (the referral is refused without it)")
+    advised_on: date | None = Field(
+        default=None, description="the day the advice was given; not after today")
+    legal_advice_taken: bool | None = Field(
+        default=None, deprecated=True,
+        description="accepted for compatibility and ignored: legal_advice is what is needed")
+
+
+class ThemeIn(BaseModel):
+    theme: str = Field(max_length=64)
+
+
+class Me(BaseModel):
+    username: str
+    name: str
+    roles: list[str]
+
+
+def detail(work: UnitOfWork, aid: int, who: str) -> dict[str, Any]:
+    with work() as svc:
+        return svc.show(aid, who).public()
+
+
+@router.get("/me", response_model=Me)
+def me(who: Reader, work: Work) -> Me:
+    with work() as svc:
+        person = svc.s.exec(select(Person).where(Person.username == who)).one()
+        roles = sorted(svc.s.exec(select(PersonRole.role).where(
+            PersonRole.person_id == person.id)))
+    return Me(username=who, name=person.name, roles=roles)
+
+
+@router.get("/alerts", response_model=list[AlertView])
+def list_alerts(who: Reader, work: Work, status: str | None = None, team: str | None = None,
+                stage: str | None = None, theme: str | None = None) -> list[AlertView]:
+    with work() as svc:
+        return list(svc.list_alerts(who, status, team=team, stage=stage, theme=theme))
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+def show(who: Reader, work: Work, alert_id: int) -> dict[str, Any]:
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts", response_model=AlertDetail, status_code=201)
+def raise_alert(who: Writer, work: Work, body: RaiseIn) -> dict[str, Any]:
+    with work() as svc:
+        alert = svc.raise_alert(who, body.child, body.summary, detail=body.detail,
+                                impact=body.impact, outcome_wanted=body.outcome_wanted,
+                                theme=body.theme, stage=body.stage)
+        aid = int(alert.id or 0)
+    return detail(work, aid, who)
+
+
+@router.post("/alerts/{alert_id}/respond", response_model=AlertDetail)
+def respond(who: Writer, work: Work, alert_id: int, body: RespondIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.respond(alert_id, who, body.message,
+                    [ActionIn(a.text, a.due, a.owner) for a in body.actions])
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/escalate", response_model=AlertDetail)
+def escalate(who: Writer, work: Work, alert_id: int, body: EscalateIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.escalate(alert_id, who, body.reason, to=body.to)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail)
+def resolve(who: Writer, work: Work, alert_id: int, body: OutcomeIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.resolve(alert_id, who, body.outcome)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/withdraw", response_model=AlertDetail)
+def withdraw(who: Writer, work: Work, alert_id: int, body: ReasonIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.withdraw(alert_id, who, body.reason)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/hold", response_model=AlertDetail)
+def hold(who: Writer, work: Work, alert_id: int, body: HoldIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.hold(alert_id, who, body.reason, body.until)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/resume", response_model=AlertDetail)
+def resume(who: Writer, work: Work, alert_id: int) -> dict[str, Any]:
+    with work() as svc:
+        svc.resume(alert_id, who)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/extend", response_model=AlertDetail)
+def extend(who: Writer, work: Work, alert_id: int, body: ExtendIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.extend(alert_id, who, body.until, body.reason)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/refer", response_model=AlertDetail)
+def refer(who: Writer, work: Work, alert_id: int, body: ReferIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.refer(alert_id, who, body.reason, legal_advice=body.legal_advice,
+                  advised_on=body.advised_on)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/reopen", response_model=AlertDetail)
+def reopen(who: Writer, work: Work, alert_id: int, body: ReasonIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.reopen(alert_id, who, body.reason)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/theme", response_model=AlertDetail)
+def theme(who: Writer, work: Work, alert_id: int, body: ThemeIn) -> dict[str, Any]:
+    with work() as svc:
+        svc.set_theme(alert_id, who, body.theme)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/actions/{action_no}/done", response_model=AlertDetail)
+def action_done(who: Writer, work: Work, alert_id: int, action_no: int) -> dict[str, Any]:
+    with work() as svc:
+        svc.action_done(alert_id, action_no, who)
+    return detail(work, alert_id, who)

@@ -1,0 +1,57 @@
+"""The dispute report: the published figures, on a page or as a download."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from ... import report_render
+from ...clock import parse_date
+from ...reports import report
+from ..deps import ClockDep, Page, ReportReader, RuntimeDep, council_name
+
+router = APIRouter(include_in_schema=False)
+
+# The report carries its own stylesheet, so it stays one file when downloaded.
+REPORT_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline';"
+              " frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+@router.get("/reports/disputes")
+def dispute_report(request: Request, rt: RuntimeDep, clock: ClockDep, user: ReportReader,
+                   page: Page) -> Response:
+    today = clock.now().astimezone(rt.settings.tz).date()
+    q = request.query_params
+    first = date(today.year if today.month >= 4 else today.year - 1, 4, 1)
+    start = parse_date(q["from"], "from") if q.get("from") else first
+    end = parse_date(q["to"], "to") if q.get("to") else today
+    fmt = q.get("format", "page")
+    with Session(rt.engine) as session:
+        r = report(session, rt.protocol, rt.calendar, rt.taxonomy, rt.settings.tz, start, end)
+    name = f"drp-disputes-{start.isoformat()}-{end.isoformat()}"
+    if fmt == "json":
+        return Response(report_render.to_json(r), media_type="application/json")
+    if fmt == "csv":
+        return Response(report_render.to_csv(r), media_type="text/csv; charset=utf-8",
+                        headers=_attachment(f"{name}.csv"))
+    if fmt == "md":
+        return Response(report_render.to_md(r), media_type="text/markdown; charset=utf-8",
+                        headers=_attachment(f"{name}.md"))
+    html = report_render.to_html(r, council_name(rt.engine))
+    response: Response
+    if fmt == "html":
+        response = Response(html, media_type="text/html; charset=utf-8",
+                            headers=_attachment(f"{name}.html"))
+    else:
+        body = html.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+        response = page("report.html", user, title="Dispute report", body=body, start=start,
+                        end=end, query=f"from={start.isoformat()}&to={end.isoformat()}")
+    response.headers["Content-Security-Policy"] = REPORT_CSP
+    return response

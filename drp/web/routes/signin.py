@@ -1,0 +1,86 @@
+"""Health, sign-in and sign-out, and each person's first page."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import text
+
+from ...errors import DrpError
+from ..auth import LOGIN_COOKIE, SESSION_COOKIE, same
+from ..deps import Context, CurrentUser, Forbidden, Page, PostedForm, RuntimeDep
+
+router = APIRouter(include_in_schema=False)
+
+HOME_FOR = (  # the first page for each role, in order of precedence
+    ("admin", "/admin"), ("iro_manager", "/alerts"), ("director", "/alerts"),
+    ("assistant_director", "/alerts"), ("head_of_service", "/outstanding"),
+    ("service_manager", "/outstanding"), ("iro", "/my-alerts"),
+    ("team_manager", "/inbox"), ("social_worker", "/inbox"),
+)
+
+
+def _within_drp(url: str) -> str:
+    return url if url.startswith("/") and not url.startswith("//") else "/"
+
+
+def _login_page(context: Context, page: Page, status: int = 200,
+                **values: object) -> Response:
+    """The sign-in form with a fresh token, also set (signed) in a short-lived cookie."""
+    token = secrets.token_urlsafe(24)
+    response = page("login.html", None, status=status, login_csrf=token,
+                    sso=bool(context.settings.oidc_metadata_url), **values)
+    response.set_cookie(LOGIN_COOKIE, context.signer.sign(token, "login"), httponly=True,
+                        samesite="lax", secure=context.secure_cookies, max_age=1800)
+    return response
+
+
+@router.get("/healthz")
+def healthz(rt: RuntimeDep) -> dict[str, str]:
+    with rt.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"status": "ok"}
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(context: Context, page: Page, next: str = "/") -> Response:
+    return _login_page(context, page, next=_within_drp(next))
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, context: Context, page: Page) -> Response:
+    form = await request.form()
+    expected = context.signer.unsign(request.cookies.get(LOGIN_COOKIE), "login")
+    next_url = _within_drp(str(form.get("next") or "/"))
+    if not same(str(form.get("csrf_token", "")), expected):
+        raise Forbidden("the sign-in form has expired or was not sent by drp; reload the"
+                        " page and try again")
+    try:
+        token, _web = context.auth.sign_in(str(form.get("username", "")),
+                                           str(form.get("password", "")), context.clock.now())
+    except DrpError as exc:
+        return _login_page(context, page, status=400, error=exc.message, next=next_url,
+                           username=form.get("username", ""))
+    done = RedirectResponse(next_url, 303)
+    done.set_cookie(SESSION_COOKIE, context.signer.sign(token, "session"), httponly=True,
+                    samesite="lax", secure=context.secure_cookies)
+    done.delete_cookie(LOGIN_COOKIE)
+    return done
+
+
+@router.post("/logout")
+def logout(context: Context, user: CurrentUser, _form: PostedForm) -> Response:
+    context.auth.sign_out(user.token, context.clock.now())
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/")
+def home(user: CurrentUser) -> Response:
+    for role, url in HOME_FOR:
+        if role in user.roles:
+            return RedirectResponse(url, 303)
+    return RedirectResponse("/alerts", 303)
