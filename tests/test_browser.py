@@ -517,32 +517,32 @@ def test_errors_show_at_the_top_and_next_to_the_field(site: Site) -> None:
 
 # -- 6. the Cafcass pause point ------------------------------------------------------------------
 
-def test_cafcass_referral_needs_the_confirmation(site: Site) -> None:
+def test_cafcass_referral_needs_the_legal_advice(site: Site) -> None:
     ada = site.sign_in("iro.ada")
     aid = raise_alert(site, ada, "Permanence plan drifting for a year", name="alert-raised")
     ada.get_by_role("link", name="Consider a referral").click()
     ada.wait_for_url(f"**/alerts/{aid}/refer")
     assert ada.locator("h1").inner_text() == "Refer to Cafcass?"
-    assert not ada.is_checked("#confirm")
+    assert ada.input_value("#legal_advice") == ""
     site.shot(ada, "refer-pause-point")
 
     ada.fill("#reason", "The local authority has not acted on the plan for a year.")
     with ada.expect_response(lambda r: r.request.method == "POST") as posted:
         ada.get_by_role("button", name="Refer to Cafcass").click()
     assert posted.value.status == 422
-    assert ada.locator(".error-summary a").get_attribute("href") == "#confirm"
-    assert "confirm that you have consulted the IRO manager" in \
-        ada.locator(".error-summary").inner_text()
-    assert "confirm that you have consulted" in \
+    assert ada.locator(".error-summary a").get_attribute("href") == "#legal_advice"
+    assert "needs the legal advice taken" in ada.locator(".error-summary").inner_text()
+    assert "needs the legal advice taken" in \
         ada.locator(".field.error .error-message").inner_text()
     assert "has not acted" in ada.input_value("#reason")  # kept
-    site.shot(ada, "refer-without-confirmation")
+    site.shot(ada, "refer-without-legal-advice")
     ada.goto(f"/alerts/{aid}")
     assert status_line(ada).startswith("Open")
     assert [s for s in timeline(ada) if "Referred" in s] == []
 
     ada.goto(f"/alerts/{aid}/refer")
-    ada.check("#confirm")
+    ada.fill("#legal_advice", "Legal services (duty solicitor)")
+    ada.fill("#advised_on", site.clock.now().date().isoformat())
     ada.fill("#reason", "The local authority has not acted on the plan for a year.")
     ada.get_by_role("button", name="Refer to Cafcass").click()
     ada.wait_for_url(f"**/alerts/{aid}?done=refer")

@@ -109,7 +109,7 @@ FORM = {
     "hold": {"reason": "Awaiting a court hearing", "until": "2027-04-01"},
     "resume": {},
     "extend": {"until": "2027-03-15", "reason": "More time agreed"},
-    "refer": {"reason": "No resolution in time", "confirm": "yes"},
+    "refer": {"reason": "No resolution in time", "legal_advice": "Legal services (J. Okoro)"},
     "reopen": {"reason": "The actions were not done"},
     "theme": {"theme": THEME},
     "done": {},
@@ -123,7 +123,8 @@ BODY: dict[str, dict[str, Any] | None] = {
     "hold": {"reason": "Awaiting a court hearing", "until": "2027-04-01"},
     "resume": None,
     "extend": {"until": "2027-03-15", "reason": "More time agreed"},
-    "refer": {"reason": "No resolution in time", "legal_advice_taken": True},
+    "refer": {"reason": "No resolution in time", "legal_advice": "Legal services (J. Okoro)",
+              "advised_on": "2027-02-26"},
     "reopen": {"reason": "The actions were not done"},
     "theme": {"theme": THEME},
     "done": None,
@@ -501,6 +502,78 @@ def test_the_refer_page_of_a_closed_alert_answers_409(world: World) -> None:
     assert world.page("iro.ada", "GET", f"/alerts/{aid}/refer").status_code == 409
 
 
+# A referral without the legal advice taken, or with a bad date, is refused by the service
+# layer; the page shows its message beside the field (the clock stands at 2027-03-01).
+REFER_REFUSALS = [
+    ("legal_advice", {"legal_advice": ""}, "no-advice"),
+    ("legal_advice", {"legal_advice": "   "}, "blank-advice"),
+    ("legal_advice", {"legal_advice": "x" * 501}, "advice-too-long"),
+    ("advised_on", {"advised_on": "2027-03-02"}, "advised-tomorrow"),
+    ("advised_on", {"advised_on": "1 March"}, "advised-not-a-date"),
+    ("reason", {"reason": ""}, "no-reason"),
+]
+
+
+@pytest.mark.parametrize(("field", "change"), [p[:2] for p in REFER_REFUSALS],
+                         ids=[p[2] for p in REFER_REFUSALS])
+def test_a_refused_referral_shows_the_error_beside_its_field(
+        world: World, field: str, change: dict[str, str]) -> None:
+    aid = world.prepared("refer", "R100")
+    before = world.events(aid)
+    form = {**FORM["refer"], "advised_on": "2027-02-26", **change}
+    r = world.page("iro.ada", "POST", f"/alerts/{aid}/refer", form)
+    assert r.status_code == 422, r.text[:3000]
+    assert world.events(aid) == before
+    assert "There is a problem" in r.text and f'href="#{field}"' in r.text
+    assert re.search(rf'<div class="field error">\s*<label for="{field}"', r.text), field
+    block = r.text.split(f'<label for="{field}"', 1)[1].split('<div class="field', 1)[0]
+    assert 'class="error-message"' in block, f"no message next to {field}"
+    for key, value in form.items():  # what was typed is kept
+        if key != field and value:
+            assert str(escape(value)) in r.text, key
+
+
+def test_a_referral_from_the_page_records_who_gave_the_legal_advice(world: World) -> None:
+    aid = world.raise_alert("R100")
+    page = world.page("iro.ada", "GET", f"/alerts/{aid}/refer")
+    assert page.status_code == 200
+    assert '<label for="legal_advice">Legal advice: who advised</label>' in page.text
+    assert 'type="date" id="advised_on" name="advised_on"' in page.text
+    r = world.page("iro.ada", "POST", f"/alerts/{aid}/refer",
+                   {**FORM["refer"], "advised_on": "2027-02-26"})
+    assert r.status_code == 303 and r.headers["location"] == f"/alerts/{aid}?done=refer"
+    with Session(world.rt.engine) as s:
+        event = s.exec(select(Event).where(Event.alert_id == aid, Event.kind == "referred")
+                       ).one()
+    assert event.data is not None
+    assert event.data["legal_advice"] == FORM["refer"]["legal_advice"]
+    assert event.data["advised_on"] == "2027-02-26"
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"legal_advice_taken": True}, "legal advice"),
+    ({"legal_advice": ""}, "legal advice"),
+    ({"legal_advice": "Legal services", "advised_on": "2027-03-02"}, "after today"),
+], ids=["only-the-old-flag", "empty-advice", "advised-tomorrow"])
+def test_the_api_refuses_a_referral_without_the_legal_advice(
+        world: World, body: dict[str, Any], words: str) -> None:
+    aid = world.prepared("refer", "R100")
+    before = world.events(aid)
+    r = world.api("iro.ada", "POST", f"/api/alerts/{aid}/refer",
+                  {"reason": "No resolution in time", **body})
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"]
+    assert world.events(aid) == before
+
+
+def test_the_api_still_accepts_the_old_flag_beside_the_legal_advice(world: World) -> None:
+    aid = world.raise_alert("R100")
+    r = world.api("iro.ada", "POST", f"/api/alerts/{aid}/refer",
+                  {**(BODY["refer"] or {}), "legal_advice_taken": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == aid
+
+
 @pytest.mark.parametrize("surface", ["api", "form"])
 def test_an_agreed_action_is_only_given_to_someone_who_may_see_the_child(
         world: World, surface: str) -> None:
@@ -869,12 +942,14 @@ HOSTILE = {
     "emoji": "\U0001f600\U0001f525 \U0001f4a5",
 }
 RAISE_FIELDS = ("summary", "detail", "impact", "outcome_wanted", "child", "theme", "stage")
-CHOICE_FIELDS = {"child", "theme", "stage", "to", "until", "action1_due", "action1_owner"}
+CHOICE_FIELDS = {"child", "theme", "stage", "to", "until", "action1_due", "action1_owner",
+                 "advised_on"}
 ACTION_FIELDS = [("respond", "message"), ("respond", "action1"), ("respond", "action1_due"),
                  ("respond", "action1_owner"), ("escalate", "reason"), ("escalate", "to"),
                  ("resolve", "outcome"), ("withdraw", "reason"), ("hold", "reason"),
                  ("hold", "until"), ("extend", "reason"), ("extend", "until"),
-                 ("refer", "reason"), ("reopen", "reason"), ("theme", "theme")]
+                 ("refer", "reason"), ("refer", "advised_on"), ("reopen", "reason"),
+                 ("theme", "theme")]
 
 
 def as_kept(payload: str) -> set[str]:
