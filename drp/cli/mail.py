@@ -1,0 +1,30 @@
+"""`drp mail`: the e-mail messages drp sends."""
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import mail
+from ..errors import BadValue
+from .shared import env
+
+mail_app = typer.Typer(no_args_is_help=True, help="The e-mail messages drp sends.")
+
+
+@mail_app.command("preview")
+def mail_preview(
+    message: Annotated[str, typer.Argument(help="The message name, e.g. escalated.")],
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML part.")] = False,
+    role: Annotated[str, typer.Option(help="responsible, iro, copy or owner.")] = "responsible",
+) -> None:
+    """Render a message with sample data, to review (or override) its wording."""
+    from notifications.samples import sample_context
+
+    renderer = mail.renderer(env().settings)
+    try:
+        rendered = renderer.render(message, sample_context(role))
+    except KeyError as exc:
+        raise BadValue(str(exc.args[0])) from None
+    sys.stdout.write(f"Subject: {rendered.subject}\n\n")
+    sys.stdout.write(rendered.html if html else rendered.text)

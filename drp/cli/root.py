@@ -1,0 +1,95 @@
+"""The `drp` command itself and its top-level commands: init, demo, simulate, serve."""
+
+import sys
+from typing import Annotated
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from .. import db
+from ..errors import ConfigError
+from .shared import Json, Now, emit, env, out
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="drp: the dispute resolution engine for IRO services.",
+)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database to the newest schema (safe to run twice)."""
+    runtime = env()
+    try:
+        db.upgrade(runtime.engine)
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot open the database ({db.reason(exc)}); check DRP_DATABASE_URL"
+        ) from None
+    url = runtime.engine.url.render_as_string(hide_password=True)
+    out.print(f"Database ready ({url}).", markup=False)
+
+
+@app.command()
+def demo(
+    reset: Annotated[bool, typer.Option(help="Empty the database first.")] = False,
+    now: Now = None,
+) -> None:
+    """Initialise the database, load the demo organisation and some sample alerts."""
+    from ..tools.demo import run_demo
+
+    runtime = env()
+    run_demo(runtime.engine, runtime.protocol, runtime.calendar, runtime.taxonomy,
+             runtime.settings, now=now, reset=reset, say=out.print)
+
+
+@app.command()
+def simulate(
+    year: Annotated[int, typer.Option(help="The reporting year that starts on 1 April.")],
+    profile: Annotated[str, typer.Option(
+        help="manchester, peterborough or cambridgeshire (their annual reports' figures).")],
+    seed: Annotated[int, typer.Option(help="The same seed gives the same year.")] = 2025,
+    scale: Annotated[float, typer.Option(help="Multiply the volumes (1 = as published).")] = 1.0,
+    as_json: Json = False,
+) -> None:
+    """Create a realistic year of alerts in an empty database, through the real service
+    layer and timescale flow, matching a council's published volumes and stage funnel."""
+    from ..tools.simulation import simulate as run_simulation
+
+    runtime = env()
+    db.require_schema(runtime.engine)
+    result = run_simulation(runtime.engine, runtime.protocol, runtime.calendar,
+                            runtime.taxonomy, runtime.settings.tz,
+                            year=year, profile=profile, seed=seed, scale=scale,
+                            say=(lambda _message: None) if as_json else out.print)
+    if as_json:
+        emit(result)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    no_flows: Annotated[bool, typer.Option("--no-flows", help="Do not serve the flows.")] = False,
+) -> None:
+    """Serve the web app (and, unless --no-flows, the flows on their schedules)."""
+    import subprocess
+
+    import uvicorn
+
+    from ..web.app import create_app
+
+    runtime = env()
+    db.require_schema(runtime.engine)
+    flows_process = None
+    if not no_flows:
+        flows_process = subprocess.Popen(
+            [sys.executable, "-m", "drp.cli", "flows", "serve"])
+    out.print(f"drp is at http://{host}:{port}/ (sign in as a demo user; Ctrl-C stops).")
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning",
+                    proxy_headers=True)
+    finally:
+        if flows_process is not None:
+            flows_process.terminate()
+            flows_process.wait(timeout=30)
