@@ -1,22 +1,77 @@
-"""Schemathesis against /openapi.json: whatever it sends, no response is a 5xx, and the
-responses match the schema."""
+"""Schemathesis against /openapi.json: whatever it sends, every response conforms to the
+schema the app publishes (status code, content type, headers, body; every check schemathesis
+has), and no response is a 5xx.
+
+The published schema does not yet describe the API's own refusals (issue 12: reported to the
+web layer's owner, not changed here). KNOWN_GAPS tolerates exactly those, each narrowly: a
+refusal of drp's own (a JSON body whose "detail" is one sentence, as drp.web.app answers a
+DrpError) with a status the schema leaves out or a 422 shaped unlike FastAPI's validation
+error. Anything else, and any of these on a success, fails. A gap no longer seen fails too,
+so the list shrinks as the schema is put right."""
 
 from __future__ import annotations
 
+import json
+import warnings
+from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.core.failures import Failure, FailureGroup
 
 from drp.alerts import AlertService
 
 from .conftest import MovableClock
 
+pytestmark = pytest.mark.slow
+
+EXAMPLES = 40  # per operation; derandomized, so every run sends the same requests
+
+# Statuses drp answers with for a refusal (DrpError.http_status: NotPermitted 403, NotFound
+# 404, InvalidTransition and Conflict 409, BadValue 422; a bad token 401) that no operation's
+# `responses` lists.
+UNDOCUMENTED_REFUSALS = {401, 403, 404, 409}
+
+KNOWN_GAPS = {
+    "refusal-status": "a refusal's status (401/403/404/409) is not in the operation's"
+                      " responses",
+    "refusal-422-body": "drp's own 422 ({'detail': '<sentence>'}) is not FastAPI's"
+                        " HTTPValidationError (detail: array)",
+    "refusal-of-schema-valid-data": "the schema allows what drp refuses with a sentence"
+                                    " (blank text, an unknown stage, theme or status, no"
+                                    " legal adviser, a hold ending before today): no"
+                                    " minLength, enum or rule in the schema says so",
+}
+
+
+def drp_refusal(response: Any) -> bool:
+    """A refusal written by drp.web.app's DrpError handler: {"detail": "<one sentence>"}."""
+    try:
+        body = json.loads(response.content or b"null")
+    except ValueError:
+        return False
+    return (isinstance(body, dict) and set(body) == {"detail"}
+            and isinstance(body["detail"], str) and 400 <= response.status_code < 500)
+
+
+def known_gap(failure: Failure, response: Any) -> str | None:
+    if not drp_refusal(response):
+        return None
+    if failure.title == "Undocumented status code" and \
+            response.status_code in UNDOCUMENTED_REFUSALS:
+        return "refusal-status"
+    if failure.title == "Response violates schema" and response.status_code == 422:
+        return "refusal-422-body"
+    if failure.title == "Schema-valid request rejected" and response.status_code == 422:
+        return "refusal-of-schema-valid-data"
+    return None
+
 
 @pytest.fixture
-def api(web: Any) -> tuple[Any, dict[str, str]]:
+def api(web: Any) -> tuple[Any, dict[str, str], int]:
     app, clock, rt = web
     from drp import db
     from drp.web.auth import Auth
@@ -24,30 +79,59 @@ def api(web: Any) -> tuple[Any, dict[str, str]]:
     assert isinstance(clock, MovableClock)
     with db.transaction(rt.engine) as s:
         svc: AlertService = rt.service(s, clock)
-        svc.raise_alert("iro.ada", "R100", "Seed alert for the API tests")
+        seeded = svc.raise_alert("iro.ada", "R100", "Seed alert for the API tests").id
     token = Auth(rt.engine, rt.settings).new_api_token("irom.cat", "schemathesis", clock.now())
-    return app, {"Authorization": f"Bearer {token}"}
+    return app, {"Authorization": f"Bearer {token}"}, int(seeded or 0)
 
 
-def test_no_request_to_the_api_gets_a_server_error(api: tuple[Any, dict[str, str]]) -> None:
-    app, headers = api
+def test_every_api_response_matches_the_published_schema(
+    api: tuple[Any, dict[str, str], int],
+) -> None:
+    app, headers, seeded = api
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures: dict[str, set[str]] = defaultdict(set)
+    tolerated: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
 
-    failures: list[str] = []
+    def check(operation: Any) -> None:
+        label = f"{operation.method.upper()} {operation.path}"
 
-    @settings(max_examples=12, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    def run(case: Any) -> None:
-        response = case.call(headers=headers)
-        try:
-            case.validate_response(response, checks=[not_a_server_error])
-        except Exception as exc:  # collect, so one report names every operation that failed
-            failures.append(f"{case.method} {case.formatted_path}: {exc}"[:300])
+        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(), real=st.booleans())
+        def run(case: Any, real: bool) -> None:
+            calls[label] += 1
+            if real and isinstance(case.body, dict) and "child" in case.body:
+                case.body["child"] = "R100"
+            if real and "alert_id" in (case.path_parameters or {}):
+                case.path_parameters["alert_id"] = seeded  # half the time, an alert there is
+            response = case.call(headers=headers)  # a server exception propagates
+            statuses[response.status_code] += 1
+            try:
+                case.validate_response(response)  # every check schemathesis has
+            except (Failure, FailureGroup) as exc:  # collect: one report names every one
+                found = exc.exceptions if isinstance(exc, FailureGroup) else [exc]
+                for failure in found:
+                    gap = known_gap(failure, response)
+                    if gap:
+                        tolerated[gap] += 1
+                    else:
+                        failures[label].add(
+                            f"{failure.title} ({response.status_code}): "
+                            + " ".join(str(failure.message).split())[:300])
 
-    for operation in schema.get_all_operations():
-        op = operation.ok()
-        strategy = op.as_strategy()
-        from hypothesis import given
+        run()
 
-        given(case=strategy)(run)()
-    assert failures == []
+    for result in schema.get_all_operations():
+        check(result.ok())
+    assert dict(failures) == {}, "\n".join(f"{k}: {sorted(v)}" for k, v in failures.items())
+    # Every operation was tried with many examples (GET /api/me takes no input: one or two are all).
+    assert len(calls) >= 15 and calls.pop("GET /api/me") <= 2, dict(calls)
+    assert all(n > 12 for n in calls.values()), dict(calls)
+    assert statuses[200] > 20 and statuses[201] > 0, statuses  # successes were checked too
+    unseen = set(KNOWN_GAPS) - set(tolerated)
+    assert not unseen, f"no longer seen: remove {sorted(unseen)} from KNOWN_GAPS"
+    warnings.warn("the API schema does not describe: " + "; ".join(
+        f"{KNOWN_GAPS[k]} ({n} responses)" for k, n in sorted(tolerated.items())),
+        stacklevel=1)
