@@ -22,8 +22,8 @@ from drp.models import Alert, Event
 from drp.protocol import Protocol, load_protocol
 from drp.reports import report
 from drp.settings import CONFIG_DIR
-from drp.simulate import PROFILES, plan_year, simulate
 from drp.themes import Taxonomy, load_taxonomy
+from drp.tools.simulation import PROFILES, plan_year, simulate
 
 from .conftest import LONDON
 

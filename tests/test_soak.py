@@ -30,8 +30,8 @@ from drp.notify import MESSAGE_FOR_EVENT, Notifier
 from drp.protocol import Protocol
 from drp.reports import report
 from drp.settings import CONFIG_DIR
-from drp.simulate import simulate
 from drp.themes import load_taxonomy
+from drp.tools.simulation import simulate
 from notifications.outbox import deliver
 from notifications.render import Renderer
 from notifications.transports import SmtpTransport

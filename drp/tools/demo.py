@@ -11,16 +11,16 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from . import db, mail
-from .alerts import ActionIn, AlertService
-from .calendar import WorkingCalendar
-from .clock import Clock, FixedClock, clock_for
-from .errors import BadValue
-from .models import Alert, Person, PersonRole
-from .org import load_org
-from .protocol import Protocol
-from .settings import CONFIG_DIR, Settings
-from .themes import Taxonomy
+from .. import db, mail
+from ..alerts import ActionIn, AlertService
+from ..calendar import WorkingCalendar
+from ..clock import Clock, FixedClock, clock_for
+from ..errors import BadValue
+from ..models import Alert, Person, PersonRole
+from ..org import load_org
+from ..protocol import Protocol
+from ..settings import CONFIG_DIR, Settings
+from ..themes import Taxonomy
 
 DEMO_ORG = CONFIG_DIR / "demo.yaml"
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - the demo's published password
@@ -136,7 +136,7 @@ def run_demo(
         report = mail.send(engine, settings, clock)
         where = settings.smtp_host or settings.mail_dir
         say(f"Added 8 demo alerts at different stages; e-mails: {report.summary()} ({where}).")
-    from .keys import hash_password
+    from ..keys import hash_password
 
     with db.transaction(engine) as session:
         hashed = hash_password(DEMO_PASSWORD)

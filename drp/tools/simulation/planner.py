@@ -1,0 +1,366 @@
+"""The year's plan: who raises which alert about which child and when, and for each stage when
+it is answered, escalated (by the IRO, or by the timescale run), put on hold, resolved,
+withdrawn or referred, chosen so that the alerts entering each stage within the year are the
+profile's published counts. Planning writes nothing."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from ...calendar import WorkingCalendar
+from ...protocol import OverduePolicy, Protocol, Role, Stage
+from ...themes import Taxonomy
+from .organisation import ChildLine, Organisation, build_org
+from .profiles import (
+    ACTION_TEXT,
+    ALERT_TEXT,
+    ESCALATE_NO_RESPONSE,
+    ESCALATE_REASONS,
+    FORMAL_RESPONSES,
+    GENERIC_TEXT,
+    HOLD_REASONS,
+    MONTH_WEIGHT,
+    OUTCOMES,
+    RESPONSES,
+    THEME_SHARES,
+    WEEKDAY_WEIGHT,
+    WITHDRAW_REASONS,
+    Profile,
+    ServiceShape,
+    checked_profile,
+)
+
+RUN_AT = time(7, 0)  # the morning timescale run
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    at: datetime  # UTC
+    alert: int  # index into Plan.alerts
+    kind: str  # raise, respond, escalate, hold, resolve, withdraw, refer, action_done
+    actor: str
+    text: str = ""
+    until: date | None = None
+    actions: tuple[tuple[str, date], ...] = ()
+    action_no: int = 0
+
+
+@dataclass
+class AlertPlan:
+    index: int
+    child: ChildLine
+    theme: str
+    summary: str
+    raised_at: datetime
+    depth: int = 0  # index of the last stage it reaches
+    outcome: str = "resolved"  # resolved, withdrawn, referred, open
+    hold: bool = False
+    steps: list[Step] = field(default_factory=list)
+    autos: list[date] = field(default_factory=list)  # days the timescale run escalates it
+    entered: list[tuple[datetime, str]] = field(default_factory=list)  # within the year
+
+
+@dataclass
+class Plan:
+    profile: Profile
+    start: date
+    end: date
+    org: Organisation
+    alerts: list[AlertPlan]
+    targets: dict[str, int]  # stage key -> alerts to enter it within the year
+    shares: dict[str, float]
+
+    def expected(self, keys: tuple[str, ...], cafcass: str) -> dict[str, int]:
+        """Alerts entering each stage within the year, as planned."""
+        reached = dict.fromkeys((*keys, cafcass), 0)
+        for a in self.alerts:
+            for _at, stage in a.entered:
+                reached[stage] += 1
+        return reached
+
+
+class _Planner:
+    """Turns a profile into a year of dated steps. Each alert's behaviour at each stage comes
+    from a random generator of its own (seeded from the run's seed, the alert and the stage),
+    so an alert's timeline up to a stage does not depend on how far it later climbs."""
+
+    def __init__(self, profile: Profile, protocol: Protocol, calendar: WorkingCalendar,
+                 tz: ZoneInfo, start: date, end: date, seed: int) -> None:
+        self.p, self.protocol, self.cal, self.tz = profile, protocol, calendar, tz
+        self.start, self.end, self.seed = start, end, seed
+        self.stages = protocol.stages
+        self.finish = self.instant(end + timedelta(days=1), time.min)
+
+    def instant(self, day: date, at: time) -> datetime:
+        return datetime.combine(day, at, tzinfo=self.tz).astimezone(UTC)
+
+    def local_day(self, instant: datetime) -> date:
+        return instant.astimezone(self.tz).date()
+
+    def after(self, r: random.Random, cursor: datetime, day: date) -> datetime:
+        """An instant on `day`, in working hours, after `cursor`."""
+        if day <= self.local_day(cursor):
+            today = self.local_day(cursor)
+            soon = max(cursor + timedelta(minutes=r.randint(10, 90)),
+                       self.instant(today, time(8, 30)) + timedelta(minutes=r.randint(0, 60)))
+            return max(min(soon, self.instant(today, time(20, 0))),
+                       cursor + timedelta(minutes=1))
+        return self.instant(day, time(8, 30)) + timedelta(minutes=r.randint(0, 480))
+
+    def run_instant(self, day: date) -> datetime:
+        return self.instant(day, RUN_AT)
+
+    def rng(self, alert: int, stage: int, what: str) -> random.Random:
+        return random.Random(f"{self.seed}/{self.p.key}/{alert}/{stage}/{what}")  # noqa: S311
+
+    def responder(self, r: random.Random, a: AlertPlan, stage: Stage) -> str:
+        if Role.social_worker in stage.also_respond and r.random() < 0.5:
+            return a.child.posts[Role.social_worker.value]
+        return a.child.posts[stage.responsible.value]
+
+    @staticmethod
+    def offset(r: random.Random, window: int) -> int:
+        """Working days to a response: soon more often than late."""
+        return r.choices(range(window + 1), weights=[window + 1 - j for j in range(window + 1)])[0]
+
+    def stage_steps(self, a: AlertPlan, k: int, entry: datetime, exit_: str,
+                    hold: bool = False) -> tuple[list[Step], datetime | None, date | None]:
+        """What happens at stage `k`, entered at `entry`, until the alert leaves it (exit_:
+        escalate, resolved, withdrawn, referred or open). Returns the steps, the instant it
+        enters the next stage (when escalating) and the day the timescale run escalates it
+        (when it does)."""
+        stage = self.stages[k]
+        r = self.rng(a.index, k, exit_)
+        cal, iro = self.cal, a.child.iro
+        steps: list[Step] = []
+        e = self.local_day(entry)
+        due = cal.add(e, stage.timescale_working_days)
+        cursor = entry
+        answer_from = e
+        if hold:
+            h = cal.add(e, r.randint(0, stage.timescale_working_days - 1))
+            length = r.randint(5, 15)
+            until = cal.add(h, length)
+            cursor = self.after(r, cursor, h)
+            steps.append(Step(cursor, a.index, "hold", iro, r.choice(HOLD_REASONS), until=until))
+            cursor = self.run_instant(until)  # the timescale run resumes it that morning
+            due = cal.add(due, length)  # the held working days do not count
+            answer_from = until
+        window = cal.between(answer_from, due)
+        policy = stage.when_overdue
+        late_ok = policy == OverduePolicy.remind_iro
+
+        def respond_day() -> date:
+            if late_ok and r.random() < self.p.late_informal_share:
+                return cal.add(due, r.randint(1, 3))
+            return cal.add(answer_from, self.offset(r, window))
+
+        def respond(day: date, with_actions: bool) -> None:
+            nonlocal cursor
+            cursor = self.after(r, cursor, day)
+            actor = self.responder(r, a, stage)
+            actions: list[tuple[str, date]] = []
+            if with_actions and r.random() < self.p.actions_share:
+                for _ in range(r.choice((1, 1, 2))):
+                    actions.append((r.choice(ACTION_TEXT), cal.add(day, r.randint(3, 12))))
+            text = r.choice(FORMAL_RESPONSES if stage.formal else RESPONSES)
+            steps.append(Step(cursor, a.index, "respond", actor, text, actions=tuple(actions)))
+            # Actions are agreed only at the last stage an alert reaches: numbered from 1.
+            for no, (_text, action_due) in enumerate(actions, start=1):
+                roll = r.random()
+                if roll < 0.8:
+                    when = cal.add(day, r.randint(1, cal.between(day, action_due)))
+                elif roll < 0.9:
+                    when = cal.add(action_due, r.randint(1, 5))
+                else:
+                    continue  # never marked done
+                a_at = self.instant(when, time(8, 30)) + timedelta(minutes=r.randint(0, 480))
+                steps.append(Step(a_at, a.index, "action_done", actor, "Done.", action_no=no))
+
+        if exit_ == "escalate":
+            if policy == OverduePolicy.escalate and not hold and r.random() < self.p.auto_share:
+                day = cal.add(due, 1)  # no response: the run escalates the next working day
+                return steps, self.run_instant(day), day
+            if late_ok and r.random() < self.p.informal_no_response_share:
+                day = cal.add(due, r.randint(1, 2))
+                cursor = self.after(r, cursor, day)
+                steps.append(Step(cursor, a.index, "escalate", iro,
+                                  f"{ESCALATE_NO_RESPONSE} (due {due.isoformat()})."))
+                return steps, cursor, None
+            day = respond_day()
+            respond(day, with_actions=False)
+            cursor = self.after(r, cursor, cal.add(day, r.choice((0, 0, 1, 1, 2, 3))))
+            steps.append(Step(cursor, a.index, "escalate", iro, r.choice(ESCALATE_REASONS)))
+            return steps, cursor, None
+        if exit_ == "withdrawn":
+            day = cal.add(answer_from, r.randint(0, window))
+            cursor = self.after(r, cursor, day)
+            steps.append(Step(cursor, a.index, "withdraw", iro, r.choice(WITHDRAW_REASONS)))
+            return steps, None, None
+        day = respond_day()
+        respond(day, with_actions=stage.formal)
+        if exit_ == "resolved":
+            cursor = self.after(r, cursor, cal.add(day, r.choice((0, 0, 0, 1, 1, 2, 3))))
+            steps.append(Step(cursor, a.index, "resolve", iro, r.choice(OUTCOMES)))
+        elif exit_ == "referred":
+            cursor = self.after(r, cursor, cal.add(day, r.randint(3, 8)))
+            steps.append(Step(cursor, a.index, "refer", iro,
+                              "The council's response does not protect the child's plan;"
+                              " independent legal advice taken and the IRO manager consulted."))
+        return steps, None, None
+
+    def entries(self, a: AlertPlan, depth: int) -> list[datetime]:
+        """When the alert would enter each stage up to `depth`, escalating at each."""
+        out = [a.raised_at]
+        for k in range(depth):
+            _steps, nxt, _auto = self.stage_steps(a, k, out[-1], "escalate")
+            assert nxt is not None
+            out.append(nxt)
+        return out
+
+    def build(self, a: AlertPlan) -> None:
+        """The alert's steps and automatic escalations, cut at the end of the year."""
+        steps = [Step(a.raised_at, a.index, "raise", a.child.iro, a.summary)]
+        autos: list[date] = []
+        entry = a.raised_at
+        for k in range(a.depth + 1):
+            last = k == a.depth
+            more, nxt, auto = self.stage_steps(a, k, entry, a.outcome if last else "escalate",
+                                               hold=a.hold and last)
+            steps += more
+            if auto is not None:
+                autos.append(auto)
+            if nxt is not None:
+                entry = nxt
+        # Steps and escalations on one timeline, cut at 31 March: what is left stays open.
+        timeline = sorted([(s.at, 1, s) for s in steps]
+                          + [(self.run_instant(d), 0, d) for d in autos],
+                          key=lambda item: (item[0], item[1]))
+        keys, stage = self.protocol.keys, 0
+        a.steps, a.autos, a.entered = [], [], []
+        for at, _order, item in timeline:
+            if at >= self.finish:
+                break
+            if isinstance(item, Step):
+                a.steps.append(item)
+                if item.kind == "raise":
+                    a.entered.append((at, keys[0]))
+                elif item.kind == "escalate":
+                    stage += 1
+                    a.entered.append((at, keys[stage]))
+                elif item.kind == "refer":
+                    a.entered.append((at, self.protocol.cafcass.key))
+            else:
+                a.autos.append(item)
+                stage += 1
+                a.entered.append((at, keys[stage]))
+
+
+def _allocate(total: int, shares: dict[str, float]) -> list[str]:
+    """`total` items in the given shares, exactly (largest remainder)."""
+    whole = sum(shares.values())
+    raw = {k: total * v / whole for k, v in shares.items()}
+    counts = {k: int(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[:total - sum(
+            counts.values())]:
+        counts[k] += 1
+    return [k for k, n in counts.items() for _ in range(n)]
+
+
+def _working_days(calendar: WorkingCalendar, start: date, end: date) -> list[date]:
+    days, day = [], start
+    while day <= end:
+        if calendar.is_working_day(day):
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+
+def plan_year(protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy, tz: ZoneInfo,
+              *, year: int, profile: str, seed: int = 2025, scale: float = 1.0) -> Plan:
+    """The year, planned: the organisation and every alert's dated steps. Writes nothing."""
+    prof = checked_profile(profile, protocol, year, scale)
+    rng = random.Random(f"{seed}/{prof.key}")  # noqa: S311 - a simulation, not security
+    start, end = date(year, 4, 1), date(year + 1, 3, 31)
+    org = build_org(prof, rng)
+    planner = _Planner(prof, protocol, calendar, tz, start, end, seed)
+    keys = protocol.keys
+
+    # Themes: Cambridgeshire's shares where the taxonomy has those themes.
+    known = {k: v for k, v in THEME_SHARES.items() if k in taxonomy.keys}
+    shares = known or dict.fromkeys(taxonomy.keys, 1.0)
+    raised = max(1, round(prof.raised * scale))
+    themes = _allocate(raised, shares)
+    rng.shuffle(themes)
+
+    # Raising days: each month's share by its working days and the season, then days within
+    # the month weighted by weekday.
+    days = _working_days(calendar, start, end)
+    months: dict[str, list[date]] = {}
+    for d in days:
+        months.setdefault(f"{d:%Y-%m}", []).append(d)
+    per_month = Counter(_allocate(raised, {m: MONTH_WEIGHT[ds[0].month] * len(ds)
+                                           for m, ds in months.items()}))
+    when = sorted(d for m, ds in months.items() for d in rng.choices(
+        ds, weights=[WEEKDAY_WEIGHT[x.weekday()] for x in ds], k=per_month[m]))
+    by_theme = {t: [i for s in org.by_service if t in _shape(prof, s).themes
+                    for i in org.by_service[s]] for t in shares}
+    alerts: list[AlertPlan] = []
+    for i, (day, theme) in enumerate(zip(when, themes, strict=True)):
+        pool = by_theme.get(theme) or []
+        child = org.children[rng.choice(pool) if pool and rng.random() < 0.7
+                             else rng.randrange(len(org.children))]
+        summaries, _impact, _wanted = ALERT_TEXT.get(theme, GENERIC_TEXT)
+        at = planner.instant(day, time(8, 30)) + timedelta(minutes=rng.randint(0, 480))
+        alerts.append(AlertPlan(i, child, theme, rng.choice(summaries), at))
+    alerts.sort(key=lambda a: a.raised_at)
+    for i, a in enumerate(alerts):
+        a.index = i
+
+    # How far each alert climbs: the deepest stages first, each among the alerts that would
+    # enter it before the year ends, so the counts entering each stage are the targets.
+    formal_targets = [round(n * scale) for n in prof.formal_reached]
+    depth_max = max((i + 1 for i, n in enumerate(formal_targets) if n), default=0)
+    targets = {keys[0]: raised, **{keys[k]: formal_targets[k - 1]
+                                   for k in range(1, depth_max + 1)}}
+    entries = [planner.entries(a, depth_max) for a in alerts]
+    for k in range(depth_max, 0, -1):
+        want = formal_targets[k - 1]
+        have = sum(1 for a in alerts if a.depth >= k)
+        eligible = [a for a in alerts if a.depth == 0 and entries[a.index][k] < planner.finish]
+        for a in rng.sample(eligible, max(0, min(want - have, len(eligible)))):
+            a.depth = k
+
+    # Outcomes at the last stage each reaches.
+    free = list(alerts)
+    if depth_max and rng.random() < prof.cafcass_chance:
+        deepest = [a for a in alerts if a.depth == max(x.depth for x in alerts)]
+        chosen = rng.choice(deepest)
+        chosen.outcome = "referred"
+        free.remove(chosen)
+    if prof.formal_open_at_end:
+        formal = sorted((a for a in free if a.depth >= 1),
+                        key=lambda a: entries[a.index][a.depth], reverse=True)
+        for a in formal[:round(prof.formal_open_at_end * scale)]:
+            a.outcome = "open"
+            free.remove(a)
+    for a in rng.sample(free, round(prof.withdrawn_share * len(alerts))):
+        a.outcome = "withdrawn"
+        free.remove(a)
+    for a in rng.sample(free, round(prof.hold_share * len(alerts))):
+        a.hold = True
+    for a in alerts:
+        planner.build(a)
+    return Plan(prof, start, end, org, alerts, targets, shares)
+
+
+def _shape(profile: Profile, service: str) -> ServiceShape:
+    return next(s for s in profile.services if s.key == service)
