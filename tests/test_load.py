@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -56,16 +55,26 @@ class Tally:
     saved: list[str] = field(default_factory=list)       # the command returned: committed
     in_doubt: list[str] = field(default_factory=list)    # the connection broke mid-command
     refused: Counter[str] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
     def note(self, kind: str, tag: str | None = None) -> None:
-        with self.lock:
+        with self.changed:
             if kind == "saved":
                 self.saved.append(str(tag))
             elif kind == "in_doubt":
                 self.in_doubt.append(str(tag))
             else:
                 self.refused[kind] += 1
+            self.changed.notify_all()
+
+    def wait_for(self, what: str, ready: Callable[[Tally], bool], timeout: float = 60) -> None:
+        """Block until `ready(self)` holds (re-checked at every note); fail, naming `what`,
+        after `timeout` seconds."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: ready(self), timeout=timeout):
+                pytest.fail(f"timed out after {timeout}s waiting for {what}: saved"
+                            f" {len(self.saved)}, in doubt {len(self.in_doubt)},"
+                            f" refused {dict(self.refused)}")
 
 
 def act(engine: Engine, protocol: Protocol, tally: Tally, rng: random.Random,
@@ -235,9 +244,8 @@ def private_cluster() -> Iterator[Cluster]:
         as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
 
     def restart() -> None:
-        stop()
-        time.sleep(0.5)
-        start()
+        stop()  # pg_ctl -w: returns once the server is down
+        start()  # and once it accepts connections again
 
     start()
     try:
@@ -265,15 +273,25 @@ def test_a_database_restart_under_load_loses_no_saved_command_and_the_app_recove
     phase = {"now": "before"}
     saved_after: list[str] = []
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def person(i: int) -> None:
         rng = random.Random(100 + i)
-        while not stop.is_set():
-            before = len(tally.saved)
-            act(engine, protocol, tally, rng, alerts, f"p{i}")
-            if phase["now"] == "after" and len(tally.saved) > before:
-                saved_after.append(tally.saved[-1])
-            time.sleep(0.005)
+        try:
+            while not stop.is_set():
+                with tally.changed:
+                    before = len(tally.saved)
+                    after = phase["now"] == "after"
+                act(engine, protocol, tally, rng, alerts, f"p{i}")
+                with tally.changed:
+                    if after and len(tally.saved) > before:
+                        saved_after.append(tally.saved[-1])
+                        tally.changed.notify_all()
+                stop.wait(0.005)  # pacing only: nothing waits on it
+        except BaseException as exc:  # re-raised below: no worker's failure vanishes
+            errors.append(exc)
+            with tally.changed:
+                tally.changed.notify_all()
 
     monkeypatch.setenv("DRP_DATABASE_URL", private_cluster.url)
     from drp import runtime
@@ -285,20 +303,31 @@ def test_a_database_restart_under_load_loses_no_saved_command_and_the_app_recove
     threads = [threading.Thread(target=person, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    private_cluster.stop()
-    phase["now"] = "down"
-    down = client.get("/healthz")
-    api_down = client.get("/api/alerts", headers={"Authorization": "Bearer nothing"})
-    time.sleep(1.0)
-    private_cluster.start()
-    phase["now"] = "after"
-    deadline = time.monotonic() + 30
-    while len(saved_after) < 10 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
+    try:
+        # Under load before the restart: every worker has saved commands.
+        tally.wait_for("20 saved commands before the restart",
+                       lambda t: bool(errors) or len(t.saved) >= 20)
+        private_cluster.stop()  # pg_ctl -w: the server is down when it returns
+        with tally.changed:
+            phase["now"] = "down"
+            doubted = len(tally.in_doubt)
+        down = client.get("/healthz")
+        api_down = client.get("/api/alerts", headers={"Authorization": "Bearer nothing"})
+        # The workers feel the outage: several commands broken by it.
+        tally.wait_for("commands broken by the outage",
+                       lambda t: bool(errors) or len(t.in_doubt) >= doubted + 8)
+        private_cluster.start()  # pg_ctl -w: accepting connections when it returns
+        with tally.changed:
+            phase["now"] = "after"
+        tally.wait_for("10 commands saved after the restart",
+                       lambda t: bool(errors) or len(saved_after) >= 10)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not [t for t in threads if t.is_alive()], "a worker did not stop"
+    if errors:
+        raise errors[0]
     assert down.status_code == 503 and "nothing was read or saved" in down.text
     assert down.headers["retry-after"] == "30"
     assert api_down.status_code == 503 and "cannot be reached" in api_down.json()["detail"]
