@@ -197,6 +197,13 @@ def may(
     return False
 
 
+def may_own_action(person_id: int, alert: Alert, line: Line) -> bool:
+    """An agreed action's owner works on the child's case (a post on the child's line, or
+    the IRO), so they can see the alert and mark the action done."""
+    return person_id in {p for p in (*line.by_role.values(), line.child.iro_id, alert.iro_id)
+                         if p}
+
+
 def who_may(trigger: str, protocol: Protocol, alert: Alert, line: Line) -> str:
     """In words, for refusals."""
     if trigger in IRO_SIDE_TRIGGERS or trigger == "raise_alert":

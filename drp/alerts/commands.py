@@ -326,8 +326,7 @@ class Commands(UnitOfWork):
         if pid is None:
             raise BadValue(f"{what}: there is no active person {username!r}; check the"
                            " username")
-        allowed = {p for p in (*line.by_role.values(), line.child.iro_id, alert.iro_id) if p}
-        if pid not in allowed:
+        if not access.may_own_action(pid, alert, line):
             raise BadValue(f"{what}: {username} does not work on child {line.child.ref}'s"
                            " case; choose the child's social worker, a manager on the child's"
                            " line or the IRO")
