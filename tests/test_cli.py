@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,10 @@ class Cli:
     def json(self, *args: str) -> Any:
         proc = self(*args, "--json")
         return json.loads(proc.stdout)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(self.cwd / "drp.db")) as connection:
+            return connection.execute(sql).fetchall()
 
     def refused(self, *args: str) -> str:
         proc = self(*args, code=1)
@@ -86,8 +92,13 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
                        "--now", "2027-04-19T09:00")
     assert "at stage4" in line and "drp alert refer" in line
     v = cli.json("alert", "refer", "1", "--as", "iro.ada", "--reason", "Legal advice taken",
+                 "--legal-advice", "Ms Okafor, legal services", "--advised-on", "2027-04-23",
                  "--now", "2027-04-26T09:00")
     assert (v["status"], v["stage"], v["overdue"]) == ("referred", "cafcass", False)
+    [(data,)] = cli.rows("SELECT data FROM event WHERE kind = 'referred'")
+    referral = json.loads(data)
+    assert (referral["legal_advice"], referral["advised_on"]) == (
+        "Ms Okafor, legal services", "2027-04-23")
     shown = cli.json("alert", "show", "1", "--as", "irom.cat")
     assert [e["kind"] for e in shown["events"]] == [
         "raised", "responded", "action_agreed", "escalated", "escalated", "escalated",
@@ -128,6 +139,26 @@ def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cl
         assert expected in cli.refused(*args), args
     after = cli.json("alert", "show", "1", "--as", "irom.cat")
     assert after["events"] == before["events"] and after["stage"] == before["stage"]
+
+
+def test_a_referral_to_cafcass_without_the_legal_advice_is_refused_and_writes_nothing(
+    cli: Cli,
+) -> None:
+    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "x",
+        "--now", "2026-03-02T09:00")
+    counts = "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM access_log)," \
+             " (SELECT count(*) FROM outbox), (SELECT version FROM alert WHERE id = 1)"
+    before = cli.rows(counts)
+    refer = ("alert", "refer", "1", "--as", "iro.ada", "--reason", "No plan",
+             "--now", "2026-03-03T09:00")
+    for advice in ((), ("--legal-advice", ""), ("--legal-advice", "  ")):
+        line = cli.refused(*refer, *advice)
+        assert "needs the legal advice taken" in line and "--legal-advice" in line, advice
+    assert "is after today" in cli.refused(*refer, "--legal-advice", "Legal services",
+                                           "--advised-on", "2026-03-04")
+    assert "--advised-on '2026-02-30' is not a date" in cli.refused(
+        *refer, "--legal-advice", "Legal services", "--advised-on", "2026-02-30")
+    assert cli.rows(counts) == before
 
 
 def test_usage_errors_exit_2(cli: Cli) -> None:

@@ -197,8 +197,24 @@ alert_app.command("withdraw", help="Withdraw the alert, with a reason.")(
     _closing("withdraw", "reason", "Why it is withdrawn."))
 
 
-alert_app.command("refer", help="Refer to Cafcass, from any open stage.")(
-    _closing("refer", "reason", "Why (after advice from the IRO manager and legal)."))
+@alert_app.command("refer", help="Refer to Cafcass, from any open stage.")
+def alert_refer(
+    alert_id: AlertId, as_: As,
+    reason: Annotated[str, typer.Option(
+        help="Why (after advice from the IRO manager and legal).")],
+    legal_advice: Annotated[str | None, typer.Option(
+        help="The legal advice taken: who advised (needed to refer).")] = None,
+    advised_on: Annotated[str | None, typer.Option(
+        help="When the legal advice was given, YYYY-MM-DD.")] = None,
+    now: Now = None, as_json: Json = False,
+) -> None:
+    day = parse_date(advised_on, "--advised-on") if advised_on else None
+    act(alert_id, as_, now, as_json,
+        lambda alerts: alerts.refer(alert_id, as_, reason, legal_advice=legal_advice,
+                                    advised_on=day),
+        closed)
+
+
 alert_app.command("reopen", help="Reopen a resolved alert whose agreed actions are not done.")(
     _closing("reopen", "reason", "Why it is reopened."))
 
