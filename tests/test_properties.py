@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -43,6 +43,7 @@ from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 
 from .conftest import DATA, LONDON
+from .support import workdays
 
 ORG_FILE = DATA / "org.yaml"
 PROTOCOL = load_protocol(CONFIG_DIR / "protocol.yaml")
@@ -247,7 +248,7 @@ class AlertLadder(RuleBasedStateMachine):
         """Just entered its stage: the stage's clock starts today, in London."""
         stage = PROTOCOL.stage(alert.stage)
         assert alert.stage_entered_at == self.now
-        assert alert.stage_due == CALENDAR.add(self.today, stage.timescale_working_days), (
+        assert alert.stage_due == workdays.add(self.today, stage.timescale_working_days), (
             alert.stage, self.today, alert.stage_due)
         assert alert.stage_responded_at is None
 
@@ -352,7 +353,7 @@ class AlertLadder(RuleBasedStateMachine):
         assert (after.status, after.stage, after.on_hold) == ("open", stage or KEYS[0], False)
         assert after.raised_at == self.now
         self._check_stage_entered(after)
-        assert after.resolution_due == CALENDAR.add(self.today, PROTOCOL.resolution_working_days)
+        assert after.resolution_due == workdays.add(self.today, PROTOCOL.resolution_working_days)
         return int(alert.id)
 
     @rule(alert=alerts, step=steps, who=responders, message=words, actions=actions_or_none)
@@ -371,7 +372,7 @@ class AlertLadder(RuleBasedStateMachine):
             for what, offset, to_working_day, owner in actions:
                 due = s.today + timedelta(days=offset)
                 if to_working_day:
-                    due = CALENDAR.next_working_day(max(due, s.today))
+                    due = workdays.on_or_after(max(due, s.today))
                 sent.append(ActionIn(what, due, owner))
             return s.respond(alert, who, message, sent)
 
@@ -419,10 +420,10 @@ class AlertLadder(RuleBasedStateMachine):
         assert after.resolution_due == before.resolution_due
 
     def _close(self, verb: str, status: str, alert: int, who: str, step: Step,
-               text: str) -> None:
+               text: str, **extra: Any) -> None:
         who = self._who(who, alert)
         before = self._alert(alert)
-        if self._run(verb, who, step, lambda s: getattr(s, verb)(alert, who, text),
+        if self._run(verb, who, step, lambda s: getattr(s, verb)(alert, who, text, **extra),
                      alert_id=alert, offer=self._offers(verb, alert, who)) is None:
             return
         after = self._alert(alert)
@@ -441,9 +442,11 @@ class AlertLadder(RuleBasedStateMachine):
     def withdraw(self, alert: int, step: Step, who: str, reason: str) -> None:
         self._close("withdraw", "withdrawn", alert, who, step, reason)
 
-    @rule(alert=alerts, step=steps, who=closers, reason=words)
-    def refer(self, alert: int, step: Step, who: str, reason: str) -> None:
-        self._close("refer", "referred", alert, who, step, reason)
+    @rule(alert=alerts, step=steps, who=closers, reason=words,
+          advice=st.one_of(st.none(), words))
+    def refer(self, alert: int, step: Step, who: str, reason: str, advice: str | None) -> None:
+        # Who gave the legal advice: required (None or blank is refused, changing nothing).
+        self._close("refer", "referred", alert, who, step, reason, legal_advice=advice)
 
     @rule(
         alert=alerts, step=steps, who=people, reason=words,
@@ -480,10 +483,10 @@ class AlertLadder(RuleBasedStateMachine):
         assert before.on_hold and before.held_since is not None
         assert not after.on_hold and after.held_since is None and after.hold_until is None
         # The working days on hold move both clocks on.
-        held = max(0, CALENDAR.between(before.held_since, self.today))
+        held = max(0, workdays.between(before.held_since, self.today))
         assert before.stage_due is not None
-        assert after.stage_due == CALENDAR.add(before.stage_due, held)
-        assert after.resolution_due == CALENDAR.add(before.resolution_due, held)
+        assert after.stage_due == workdays.add(before.stage_due, held)
+        assert after.resolution_due == workdays.add(before.resolution_due, held)
 
     @rule(alert=alerts, step=steps, who=people, until=day_offsets, reason=words)
     def extend(self, alert: int, step: Step, who: str, until: int, reason: str) -> None:
@@ -739,8 +742,8 @@ class AlertLadder(RuleBasedStateMachine):
 
             # Due dates fall on working days.
             if alert.stage_due is not None:
-                assert CALENDAR.is_working_day(alert.stage_due), (aid, alert.stage_due)
-            assert CALENDAR.is_working_day(alert.resolution_due), (aid, alert.resolution_due)
+                assert workdays.is_working_day(alert.stage_due), (aid, alert.stage_due)
+            assert workdays.is_working_day(alert.resolution_due), (aid, alert.resolution_due)
 
             # Actions: numbered 1..m, due on working days, done iff an event says so.
             acts = acts_of.get(aid, [])
@@ -749,8 +752,50 @@ class AlertLadder(RuleBasedStateMachine):
             agreed = [e for e in log if e.kind == "action_agreed"]
             assert len(agreed) == len(acts), aid
             for a in acts:
-                assert CALENDAR.is_working_day(a.due), (aid, a.no, a.due)
+                assert workdays.is_working_day(a.due), (aid, a.no, a.due)
                 assert (a.done_at is not None) == (a.no in done), (aid, a.no)
 
 
 TestAlertLadder = AlertLadder.TestCase
+
+
+# --- the working-day calendar against the hand-written oracle --------------------------------
+
+oracle_days = st.dates(min_value=date(2026, 3, 1), max_value=date(2029, 9, 30))
+
+
+@settings(max_examples=400, deadline=None)
+@given(start=oracle_days, n=st.integers(-40, 60))
+def test_adding_working_days_matches_the_day_by_day_count(start: date, n: int) -> None:
+    assert CALENDAR.add(start, n) == workdays.add(start, n)
+
+
+@settings(max_examples=400, deadline=None)
+@given(a=oracle_days, b=oracle_days)
+def test_working_days_between_match_the_day_by_day_count(a: date, b: date) -> None:
+    assert CALENDAR.between(a, b) == workdays.between(a, b)
+    assert CALENDAR.next_working_day(a) == workdays.on_or_after(a)
+
+
+def test_the_oracle_and_the_calendar_agree_on_every_day_of_its_years() -> None:
+    day = workdays.FIRST
+    while day <= workdays.LAST:
+        assert CALENDAR.is_working_day(day) == workdays.is_working_day(day), day
+        day += timedelta(days=1)
+
+
+def test_the_oracle_on_known_answers() -> None:
+    # Counted on a calendar: Easter 2027 (Good Friday 26 March, Easter Monday 29 March).
+    assert workdays.add(date(2027, 3, 25), 1) == date(2027, 3, 30)
+    assert workdays.add(date(2027, 3, 25), 5) == date(2027, 4, 5)
+    assert workdays.add(date(2027, 4, 5), -5) == date(2027, 3, 25)
+    assert workdays.add(date(2027, 3, 27), 0) == date(2027, 3, 27)
+    assert workdays.between(date(2027, 3, 25), date(2027, 4, 5)) == 5
+    assert workdays.between(date(2027, 4, 5), date(2027, 3, 25)) == -5
+    # 20 working days from Wednesday 1 September 2027 (no bank holiday): Wednesday 29th.
+    assert workdays.add(date(2027, 9, 1), 20) == date(2027, 9, 29)
+    # Christmas 2027 (substitute days Monday 27 and Tuesday 28 December), New Year 2028
+    # (substitute Monday 3 January).
+    assert workdays.add(date(2027, 12, 24), 1) == date(2027, 12, 29)
+    assert workdays.add(date(2027, 12, 31), 1) == date(2028, 1, 4)
+    assert workdays.on_or_after(date(2027, 12, 25)) == date(2027, 12, 29)
