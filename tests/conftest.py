@@ -24,11 +24,40 @@ from drp.protocol import Protocol, load_protocol
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 
+from .support import tools
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 LONDON = ZoneInfo("Europe/London")
 PG_URL = os.environ.get("DRP_TEST_POSTGRES_URL")
 NO_PG = "DRP_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (.ci/run sets it)"
+
+# Whole files (and the Prefect harness) that take long: `make test-quick` leaves them out
+# (-m "not slow"); `make test` and CI run everything.
+SLOW_FILES = {"test_soak.py", "test_faults.py", "test_load.py", "test_browser.py",
+              "test_flows.py", "test_concurrency.py", "test_api_schema.py"}
+SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if (item.path.name in SLOW_FILES or "prefect_harness" in item.fixturenames
+                or any(name in item.nodeid for name in SLOW_TESTS)):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """DRP_TEST_STRICT=1 (CI): a skip for a tool CI promises is a failure, whoever raised it."""
+    report = yield
+    if tools.STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(
+            report.longrepr)
+        if tools.PROMISED.search(str(reason)):
+            report.outcome = "failed"
+            report.longrepr = (f"DRP_TEST_STRICT=1: CI promises this test's tools, but it"
+                               f" skipped: {reason}")
+    return report
 
 backends = pytest.mark.parametrize(
     "db_url",
@@ -41,7 +70,9 @@ backends = pytest.mark.parametrize(
 def pg_schema() -> Iterator[str]:
     """A fresh PostgreSQL schema; the URL routes every connection to it."""
     if not PG_URL:
-        pytest.skip(NO_PG)
+        tools.missing("PostgreSQL", "DRP_TEST_POSTGRES_URL is not set",
+                      "set it to a server's URL, e.g."
+                      " postgresql+psycopg://postgres@127.0.0.1:5432/test (.ci/run does)")
     with db.temporary_schema(PG_URL) as url:
         yield url
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from .conftest import ROOT, TEST_PASSWORD, MovableClock, forget_settings, prepare
+from .support import tools
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,16 +37,19 @@ def browser() -> Iterator[Any]:
     the session: Playwright's sync API keeps an event loop running in the thread until it
     stops, which would turn Prefect's sync calls in later tests into coroutines."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: the browser tests need Debian's chromium"
-                    " (apt-get install chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the browser tests need Playwright (pip install playwright)")
+        tools.missing("Chromium", f"{CHROMIUM} is absent", "apt-get install chromium")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        tools.missing("Playwright", "the playwright package is not installed",
+                      "pip install -e '.[dev]'")
     playwright = sync_api.sync_playwright().start()
     try:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     except Exception as exc:
         playwright.stop()
-        pytest.skip(f"{CHROMIUM} would not start under Playwright: {exc}")
+        tools.missing("Chromium", f"{CHROMIUM} would not start under Playwright: {exc}",
+                      "check that `chromium --headless --no-sandbox --dump-dom about:blank` runs")
     yield chromium
     chromium.close()
     playwright.stop()

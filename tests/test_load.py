@@ -37,6 +37,7 @@ from drp.protocol import Protocol
 from notifications.render import Renderer
 
 from .conftest import DATA, LONDON, PG_URL, forget_settings, pg_schema
+from .support import tools
 
 NOTIFIER = Notifier(renderer=Renderer(), base_url="https://drp.example")
 IROS = {"R100": "iro.ada", "R101": "iro.ben", "R200": "iro.ben"}
@@ -219,10 +220,12 @@ def private_cluster() -> Iterator[Cluster]:
     it disturbs no other test."""
     bin_dir = _pg_bin()
     if not PG_URL:
-        pytest.skip("DRP_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (.ci/run sets it)")
+        tools.missing("PostgreSQL", "DRP_TEST_POSTGRES_URL is not set",
+                      "set it to a server's URL (.ci/run does)")
     if bin_dir is None or os.geteuid() != 0 or shutil.which("runuser") is None:
-        pytest.skip("restarting a database server needs PostgreSQL's initdb and pg_ctl, run as"
-                    " root through runuser (as on the CI machine)")
+        tools.missing("PostgreSQL's initdb and pg_ctl",
+                      "restarting a database server needs them, run as root through runuser",
+                      "apt-get install postgresql and run as root (as on the CI machine)")
     data = Path(f"/tmp/drp-pg-{uuid.uuid4().hex[:10]}")
     data.mkdir(mode=0o700)
     shutil.chown(data, "postgres", "postgres")

@@ -9,6 +9,8 @@ from drp.machine import AlertState, build_machine, diagram, fire, possible_trigg
 from drp.protocol import OverduePolicy, Role, load_protocol
 from drp.settings import CONFIG_DIR
 
+from .support import tools
+
 DEFAULT = CONFIG_DIR / "protocol.yaml"
 MANCHESTER = CONFIG_DIR / "protocol.manchester.yaml"
 
@@ -111,7 +113,8 @@ def test_the_svg_diagram_draws_with_graphviz(tmp_path: Path) -> None:
     import shutil
 
     if shutil.which("dot") is None:
-        pytest.skip("Graphviz's dot is not installed: SVG diagrams cannot be drawn here")
+        tools.missing("Graphviz", "its `dot` is not on PATH, so SVG diagrams cannot be drawn",
+                      "apt-get install graphviz")
     out = diagram(load_protocol(DEFAULT), tmp_path / "ladder.svg")
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
 
