@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-quick lint bench clean
 
 install: $(STAMP)
 
@@ -31,8 +31,14 @@ lint: install
 	$(BIN)/ruff check drp notifications flows tests
 	$(BIN)/mypy
 
+# Everything. Tests needing PostgreSQL (DRP_TEST_POSTGRES_URL), Chromium or Graphviz skip where
+# those are missing and the summary says why; with DRP_TEST_STRICT=1 (.ci/run) they fail instead.
 test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile
+
+# The same without the tests marked slow (see pyproject.toml): for a quick look, not for CI.
+test-quick: lint
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow"
 
 # Benchmarks print their figures and ratios and write bench/results.json (BENCH_SCALE=small:
 # a quick run, into bench/results-small.json). PostgreSQL is measured too where
