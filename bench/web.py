@@ -49,7 +49,8 @@ from drp import db
 from drp.clock import Clock
 from drp.models import Child, Person, Team
 from drp.runtime import runtime
-from drp.web.auth import Auth, Signed, secret_key
+from drp.keys import secret_key
+from drp.web.auth import Auth, Signed
 
 rt = runtime()
 clock = Clock()

@@ -202,8 +202,8 @@ def prepare(rt: Any) -> None:
     every person the password TEST_PASSWORD."""
     from sqlmodel import select
 
+    from drp.keys import hash_password
     from drp.models import Person
-    from drp.web.auth import hash_password
 
     db.upgrade(rt.engine)
     with db.transaction(rt.engine) as s:

@@ -17,14 +17,9 @@ from sqlmodel import Session, col, select
 
 from ..errors import BadValue
 from ..keys import PASSWORDS as _hasher
-from ..keys import hash_password, secret_key
+from ..keys import hash_password
 from ..models import ApiToken, LoginAttempt, Person, WebSession
 from ..settings import Settings
-
-# hash_password and secret_key live in drp.keys; named here too for the command line, the
-# tests and the benchmarks, which import them from this module.
-__all__ = ["LOGIN_COOKIE", "SESSION_COOKIE", "Auth", "Signed", "hash_password", "same",
-           "secret_key", "set_password"]
 
 SESSION_COOKIE = "drp_session"
 LOGIN_COOKIE = "drp_login"
