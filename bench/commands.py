@@ -17,8 +17,8 @@ from drp import db
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock
+from drp.ladder.protocol import Protocol
 from drp.notify import Notifier
-from drp.protocol import Protocol
 from notifications.render import Renderer
 
 LONDON = ZoneInfo("Europe/London")

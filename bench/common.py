@@ -20,9 +20,9 @@ from sqlalchemy.engine import Engine
 
 from drp import db
 from drp.calendar import WorkingCalendar
+from drp.ladder.protocol import Protocol, load_protocol
 from drp.models import Alert, Event
 from drp.org import load_org
-from drp.protocol import Protocol, load_protocol
 from drp.settings import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent

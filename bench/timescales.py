@@ -42,9 +42,9 @@ from drp import timescales
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock
+from drp.ladder.protocol import Protocol
 from drp.models import OutboxMessage
 from drp.notify import Notifier
-from drp.protocol import Protocol
 from notifications.render import Renderer
 
 LONDON = ZoneInfo("Europe/London")

@@ -28,15 +28,15 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
-from . import access, due
-from .access import SYSTEM_ACTOR, Line
 from .alerts import steps
 from .calendar import WorkingCalendar
 from .errors import DrpError
-from .machine import AlertState, fire
+from .ladder import access, due
+from .ladder.access import SYSTEM_ACTOR, Line
+from .ladder.machine import AlertState, fire
+from .ladder.protocol import Protocol
 from .models import Action, Alert, Child, Event, OutboxMessage, Service, Team
 from .notify import Notice, Notifier, Snapshot
-from .protocol import Protocol
 
 ALERT = cast(Any, Alert).__table__
 EVENT = cast(Any, Event).__table__

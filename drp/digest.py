@@ -19,10 +19,10 @@ from sqlmodel import Session, col, select
 from notifications.outbox import enqueue
 from notifications.render import Renderer
 
-from . import due
 from .calendar import WorkingCalendar
+from .ladder import due
+from .ladder.protocol import Protocol, Role
 from .models import Alert, Child, Council, Event, Person, PersonRole, Service, Team
-from .protocol import Protocol, Role
 from .themes import Taxonomy
 
 # Fortnights are counted from this Monday (a council can choose its own week).

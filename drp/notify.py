@@ -13,10 +13,10 @@ from sqlmodel import Session, col, select
 from notifications.outbox import NewMessage, enqueue_many, row_values
 from notifications.render import Renderer, dump_context
 
-from . import access
-from .access import Line
+from .ladder import access
+from .ladder.access import Line
+from .ladder.protocol import Protocol, Role
 from .models import Action, Alert, Council, Event, Person, PersonRole
-from .protocol import Protocol, Role
 
 SYSTEM_NAME = "drp (automatically)"  # who the e-mails say acted, for the flows
 

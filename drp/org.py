@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlmodel import Session, delete, select
 
-from .access import SYSTEM
 from .configfile import LoadedYaml, load_yaml
+from .ladder.access import SYSTEM
+from .ladder.protocol import Protocol, Role
 from .models import Child, Council, Person, PersonRole, Service, Team, TeamMember
-from .protocol import Protocol, Role
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]

@@ -25,9 +25,9 @@ from .classifier import (
 )
 from .clock import Clock
 from .errors import ConfigError
+from .ladder.protocol import Protocol, protocol_from
 from .models import Alert
 from .notify import Notifier
-from .protocol import Protocol, protocol_from
 from .settings import Settings, get_settings
 from .themes import Taxonomy, load_taxonomy
 

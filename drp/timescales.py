@@ -14,13 +14,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from . import db, due
+from . import db
 from .alerts import AlertService
 from .batch import Batch, StaleChunk
 from .calendar import WorkingCalendar
 from .errors import DrpError
+from .ladder import due
+from .ladder.protocol import Protocol
 from .models import Action, Alert
-from .protocol import Protocol
 
 T = TypeVar("T")
 CHUNK = 200

@@ -19,8 +19,8 @@ from drp import db
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
+from drp.ladder.protocol import Protocol, load_protocol
 from drp.org import load_org
-from drp.protocol import Protocol, load_protocol
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 

@@ -20,10 +20,10 @@ from drp.alerts import AlertService
 from drp.batch import Batch, StaleChunk
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
+from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event, OutboxMessage
 from drp.notify import Notifier
 from drp.org import load_org
-from drp.protocol import Protocol
 from notifications.outbox import deliver
 from notifications.render import Renderer, load_context
 from notifications.transports import FileTransport

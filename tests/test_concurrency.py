@@ -18,8 +18,8 @@ from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
 from drp.errors import Conflict
+from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event
-from drp.protocol import Protocol
 
 from .conftest import LONDON, backends
 

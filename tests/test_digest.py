@@ -11,8 +11,8 @@ from drp import db
 from drp.calendar import WorkingCalendar
 from drp.clock import parse_instant
 from drp.digest import digest_dates, digest_day, fortnight_start, queue_digest
+from drp.ladder.protocol import Protocol
 from drp.models import OutboxMessage
-from drp.protocol import Protocol
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 from notifications.render import Renderer

@@ -13,10 +13,10 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from drp import due
 from drp.calendar import WorkingCalendar
+from drp.ladder import due
+from drp.ladder.protocol import Protocol
 from drp.models import Action, Alert, Child
-from drp.protocol import Protocol
 
 from .conftest import backends
 

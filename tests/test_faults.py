@@ -38,9 +38,9 @@ from drp import db
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
+from drp.ladder.protocol import Protocol
 from drp.models import Action, Alert, Child, Event, OutboxMessage
 from drp.notify import Notifier
-from drp.protocol import Protocol
 from notifications.outbox import LEASE, MAX_ATTEMPTS, deliver
 from notifications.render import Renderer
 from notifications.transports import Outgoing, SmtpTransport, message_id

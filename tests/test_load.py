@@ -30,10 +30,10 @@ from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import Clock
 from drp.errors import Conflict, DrpError
+from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event, OutboxMessage
 from drp.notify import Notifier
 from drp.org import load_org
-from drp.protocol import Protocol
 from notifications.render import Renderer
 
 from .conftest import DATA, LONDON, PG_URL, forget_settings, pg_schema

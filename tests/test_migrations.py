@@ -12,8 +12,8 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import SQLModel
 
 from drp import db
+from drp.ladder.protocol import Protocol
 from drp.org import load_org
-from drp.protocol import Protocol
 
 from .conftest import DATA, backends
 

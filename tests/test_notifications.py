@@ -19,9 +19,9 @@ from drp import db
 from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
+from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event, OutboxMessage
 from drp.notify import Notice, Notifier
-from drp.protocol import Protocol
 from notifications.outbox import deliver, enqueue
 from notifications.render import Renderer
 from notifications.samples import sample_context
@@ -155,7 +155,7 @@ def test_flow_messages_reach_the_right_people(mailer: Mailer) -> None:
     with db.transaction(mailer.engine) as s:
         row = s.get(Alert, alert.id)
         assert row is not None
-        from drp.access import Line
+        from drp.ladder.access import Line
         from drp.models import Action, Child
         child = s.get(Child, row.child_id)
         assert child is not None

@@ -8,9 +8,9 @@ from sqlmodel import select
 
 from drp import db
 from drp.errors import ConfigError
+from drp.ladder.protocol import Protocol
 from drp.models import Child, Person, PersonRole, Team
 from drp.org import load_org
-from drp.protocol import Protocol
 
 from .conftest import DATA, backends
 

@@ -30,15 +30,15 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, col, select
 
 from drp import db
-from drp.access import SYSTEM, Line
 from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
 from drp.classifier import Suggestion
 from drp.clock import FixedClock, local_date
 from drp.errors import BadValue, DrpError, InvalidTransition, NotFound
+from drp.ladder.access import SYSTEM, Line
+from drp.ladder.protocol import load_protocol
 from drp.models import Action, Alert, Child, Event, Person
 from drp.org import load_org
-from drp.protocol import load_protocol
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from drp.errors import ConfigError, InvalidTransition
-from drp.machine import AlertState, build_machine, diagram, fire, possible_triggers
-from drp.protocol import OverduePolicy, Role, load_protocol
+from drp.ladder.machine import AlertState, build_machine, diagram, fire, possible_triggers
+from drp.ladder.protocol import OverduePolicy, Role, load_protocol
 from drp.settings import CONFIG_DIR
 
 from .support import tools

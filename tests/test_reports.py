@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from drp.alerts import ActionIn
 from drp.calendar import WorkingCalendar
-from drp.protocol import Protocol
-from drp.reports import previous_period, report
+from drp.ladder.protocol import Protocol
+from drp.reporting.figures import previous_period, report
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 
@@ -185,7 +185,7 @@ def test_the_report_from_the_command_line_in_every_format(tmp_path: Any) -> None
 
 
 def test_every_figure_is_defined_in_the_docs() -> None:
-    from drp.reports import DEFINITIONS
+    from drp.reporting.figures import DEFINITIONS
 
     docs = (CONFIG_DIR.parent / "docs" / "reports.md").read_text()
     for key in DEFINITIONS:

@@ -18,9 +18,9 @@ from sqlmodel import Session, col, select
 from drp import db
 from drp.calendar import WorkingCalendar
 from drp.errors import BadValue
+from drp.ladder.protocol import Protocol, load_protocol
 from drp.models import Alert, Event
-from drp.protocol import Protocol, load_protocol
-from drp.reports import report
+from drp.reporting.figures import report
 from drp.settings import CONFIG_DIR
 from drp.themes import Taxonomy, load_taxonomy
 from drp.tools.simulation import PROFILES, plan_year, simulate

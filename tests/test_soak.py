@@ -25,10 +25,10 @@ from drp import timescales
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock
+from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event, OutboxMessage
 from drp.notify import MESSAGE_FOR_EVENT, Notifier
-from drp.protocol import Protocol
-from drp.reports import report
+from drp.reporting.figures import report
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 from drp.tools.simulation import simulate

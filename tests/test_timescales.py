@@ -14,9 +14,9 @@ from drp import db, timescales
 from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
+from drp.ladder.protocol import Protocol
 from drp.models import Event, OutboxMessage
 from drp.notify import Notifier
-from drp.protocol import Protocol
 from notifications.render import Renderer
 
 from .conftest import LONDON, Run, backends

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from .. import access, due
-from ..access import Line
 from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
-from ..machine import NEW, fire
+from ..ladder import access, due
+from ..ladder.access import Line
+from ..ladder.machine import NEW, fire
 from ..models import Action, Alert, Child, Person
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import col, select
 
-from .. import access, due
-from ..access import Actor, Line
 from ..errors import BadValue
-from ..machine import permitted_triggers
+from ..ladder import access, due
+from ..ladder.access import Actor, Line
+from ..ladder.machine import permitted_triggers
 from ..models import AccessLog, Action, Alert, Child, Council, Event, Person, Service, Team
 from ..schemas import ActionView, AlertDetail, AlertView, EventView
 from .unit import UnitOfWork

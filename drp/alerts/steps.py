@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from .. import access, due
-from ..access import Actor, Line
-from ..machine import AlertState
+from ..ladder import access, due
+from ..ladder.access import Actor, Line
+from ..ladder.machine import AlertState
+from ..ladder.protocol import Protocol
 from ..models import Alert
-from ..protocol import Protocol
 
 
 def alert_state(protocol: Protocol, alert: Any, actor: Actor, line: Line, outstanding: int,

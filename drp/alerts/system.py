@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
-from .. import due
-from ..access import SYSTEM_ACTOR
+from ..ladder import due
+from ..ladder.access import SYSTEM_ACTOR
 from ..models import Action, Person
 from ..notify import Notice
 from .commands import Commands

@@ -14,15 +14,15 @@ from sqlalchemy import func
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from .. import access, due
-from ..access import SYSTEM_ACTOR, Actor, Line
 from ..calendar import WorkingCalendar
 from ..clock import Clock, local_date
 from ..errors import BadValue, Conflict, NotFound, NotPermitted
-from ..machine import VERBS, AlertState, describe_state, fire, possible_triggers
+from ..ladder import access, due
+from ..ladder.access import SYSTEM_ACTOR, Actor, Line
+from ..ladder.machine import VERBS, AlertState, describe_state, fire, possible_triggers
+from ..ladder.protocol import Protocol
 from ..models import Action, Alert, Child, Event, Person
 from ..notify import Notice, Notifier
-from ..protocol import Protocol
 from ..themes import Taxonomy
 from . import steps
 

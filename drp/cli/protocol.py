@@ -42,7 +42,7 @@ def protocol_diagram(
     out_file: Annotated[Path, typer.Option("--out", help=".svg, .png, .pdf, .dot or .mmd")],
 ) -> None:
     """Draw the configured state machine (SVG/PNG with Graphviz, or Mermaid)."""
-    from ..machine import diagram
+    from ..ladder.machine import diagram
 
     path = diagram(env().protocol, out_file)
     out.print(f"Wrote {path}.", markup=False)

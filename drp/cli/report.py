@@ -24,9 +24,9 @@ def report_disputes(
     """The dispute resolution figures for a period, beside the previous one."""
     from sqlmodel import Session
 
-    from .. import report_render
     from ..models import Council
-    from ..reports import report
+    from ..reporting import render as report_render
+    from ..reporting.figures import report
 
     if fmt not in ("json", "html", "csv", "md"):
         raise BadValue(f"--format {fmt!r} is not known; use json, html, csv or md")

@@ -16,9 +16,9 @@ from ..alerts import ActionIn, AlertService
 from ..calendar import WorkingCalendar
 from ..clock import Clock, FixedClock, clock_for
 from ..errors import BadValue
+from ..ladder.protocol import Protocol
 from ..models import Alert, Person, PersonRole
 from ..org import load_org
-from ..protocol import Protocol
 from ..settings import CONFIG_DIR, Settings
 from ..themes import Taxonomy
 

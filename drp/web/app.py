@@ -15,10 +15,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
-from ..access import may_administer, may_see_report
 from ..clock import Clock
 from ..errors import DrpError, NotFound
 from ..keys import secret_key
+from ..ladder.access import may_administer, may_see_report
 from ..runtime import Runtime
 from .auth import Auth, Signed
 from .deps import SignInNeeded, WebContext, attach, council_name, render, signed_in, web_context

@@ -30,10 +30,10 @@ from sqlmodel import select
 from starlette.datastructures import FormData
 
 from .. import db, mail
-from ..access import may_administer, may_see_report
 from ..alerts import AlertService
 from ..clock import Clock
 from ..errors import DrpError, NotPermitted
+from ..ladder.access import may_administer, may_see_report
 from ..models import Person, PersonRole
 from ..runtime import Runtime
 from ..settings import Settings

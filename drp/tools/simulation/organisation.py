@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ...protocol import Role
+from ...ladder.protocol import Role
 from .profiles import FIRST, LAST, Profile
 
 # --- the organisation -------------------------------------------------------------------------

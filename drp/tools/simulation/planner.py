@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ...calendar import WorkingCalendar
-from ...protocol import OverduePolicy, Protocol, Role, Stage
+from ...ladder.protocol import OverduePolicy, Protocol, Role, Stage
 from ...themes import Taxonomy
 from .organisation import ChildLine, Organisation, build_org
 from .profiles import (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import BadValue
-from ...protocol import Protocol, Stage
+from ...ladder.protocol import Protocol, Stage
 
 # --- the profiles: what each council published, and the shape of the council ----------------
 

@@ -27,10 +27,10 @@ from ...alerts import ActionIn, AlertService
 from ...calendar import WorkingCalendar
 from ...clock import FixedClock
 from ...errors import BadValue, DrpError
+from ...ladder.protocol import Protocol
 from ...models import Alert
 from ...notify import Notifier
 from ...org import load_org
-from ...protocol import Protocol
 from ...themes import Taxonomy
 from .planner import RUN_AT, Plan, Step, plan_year
 from .profiles import ALERT_TEXT, GENERIC_TEXT, checked_profile

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ... import db
 from ...errors import DrpError
-from ...machine import diagram
+from ...ladder.machine import diagram
 from ...org import load_org
 from ...runtime import Runtime
 from ..deps import Administrator, Page, PageRenderer, PostedForm, RuntimeDep, SignedInUser

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from ... import report_render
 from ...clock import parse_date
-from ...reports import report
+from ...reporting import render as report_render
+from ...reporting.figures import report
 from ..deps import ClockDep, Page, ReportReader, RuntimeDep, council_name
 
 router = APIRouter(include_in_schema=False)

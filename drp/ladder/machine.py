@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from transitions import EventData, Machine, MachineError
 
-from .errors import InvalidTransition
+from ..errors import InvalidTransition
 from .protocol import TERMINAL, Protocol
 
 NEW = "new"

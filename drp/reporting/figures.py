@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from . import due
-from .calendar import WorkingCalendar
-from .models import Action, Alert, Child, Event, Service, Team
-from .protocol import Protocol, Role
-from .themes import Taxonomy
+from ..calendar import WorkingCalendar
+from ..ladder import due
+from ..ladder.protocol import Protocol, Role
+from ..models import Action, Alert, Child, Event, Service, Team
+from ..themes import Taxonomy
 
 CLOSING = {"resolved": "resolved", "withdrawn": "withdrawn", "referred": "referred"}
 ENTERING = ("raised", "escalated", "auto_escalated", "referred")
@@ -299,7 +299,7 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
 def report(session: Session, protocol: Protocol, calendar: WorkingCalendar,
            taxonomy: Taxonomy, tz: ZoneInfo, start: date, end: date) -> dict[str, Any]:
     """The figures for the period, the previous period beside them, and the change."""
-    from .errors import BadValue
+    from ..errors import BadValue
 
     if end < start:
         raise BadValue(f"--to {end.isoformat()} is before --from {start.isoformat()}")

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_
 from sqlmodel import col
 
-from .calendar import WorkingCalendar
-from .models import Action, Alert
+from ..calendar import WorkingCalendar
+from ..models import Action, Alert
 from .protocol import OverduePolicy, Protocol, Stage
 
 

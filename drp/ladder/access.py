@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlmodel import Session, col, select
 
-from .errors import InvalidTransition
-from .models import Alert, Child, Council, Person, PersonRole, Service, Team, TeamMember
+from ..errors import InvalidTransition
+from ..models import Alert, Child, Council, Person, PersonRole, Service, Team, TeamMember
 from .protocol import LINE_ROLES, Protocol, Role
 
 SYSTEM = "system"
