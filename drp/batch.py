@@ -28,6 +28,8 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
+from notifications.models import OutboxMessage
+
 from .alerts import steps
 from .calendar import WorkingCalendar
 from .errors import DrpError
@@ -35,7 +37,7 @@ from .ladder import access, due
 from .ladder.access import SYSTEM_ACTOR, Line
 from .ladder.machine import AlertState, fire
 from .ladder.protocol import Protocol
-from .models import Action, Alert, Child, Event, OutboxMessage, Service, Team
+from .models import Action, Alert, Child, Event, Service, Team
 from .notify import Notice, Notifier, Snapshot
 
 ALERT = cast(Any, Alert).__table__

@@ -7,12 +7,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from notifications.models import OutboxMessage
 from notifications.outbox import DeliveryReport, deliver
 from notifications.render import Renderer
 from notifications.transports import FileTransport, SmtpTransport, Transport
 
 from .clock import Clock
-from .models import OutboxMessage, Person
+from .models import Person
 from .notify import Notifier
 from .settings import Settings
 

@@ -94,7 +94,7 @@ class TimescaleReport:
 
 def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
              today: date) -> DueSet:
-    """Candidates, by the SQL twins of the rules in `drp.due` (the writers re-check each)."""
+    """Candidates, by the SQL twins of the rules in `drp.ladder.due` (the writers re-check each)."""
     found = DueSet()
 
     def ids(where: Any) -> list[int]:
@@ -188,11 +188,11 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
     if not report.working_day:
         return report
     with Session(engine) as session:
-        due = find_due(session, protocol, calendar, today)
-    for aid, ok in _in_chunks(engine, make, due.hold_ended, lambda s, a: s.end_hold(a), report):
+        found = find_due(session, protocol, calendar, today)
+    for aid, ok in _in_chunks(engine, make, found.hold_ended, lambda s, a: s.end_hold(a), report):
         if ok:
             report.resumed.append(aid)
-    for aid, what in _in_bulk(engine, make, due.overdue, "overdue", today, protocol, calendar,
+    for aid, what in _in_bulk(engine, make, found.overdue, "overdue", today, protocol, calendar,
                               report):
         {"escalated": report.escalated, "overdue": report.overdue_notices,
          "cafcass_prompt": report.cafcass_prompts}.get(what or "", []).append(aid)
@@ -203,7 +203,7 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
                               report):
         if what:
             report.reminded.append(aid)
-    for (aid, no), ok in _in_chunks(engine, make, due.actions,
+    for (aid, no), ok in _in_chunks(engine, make, found.actions,
                                     lambda s, item: s.action_overdue(*item), report):
         if ok:
             report.actions_overdue.append(f"{aid}/{no}")

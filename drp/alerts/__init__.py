@@ -3,22 +3,22 @@
 
 - `commands.py`: what people do (raise, respond, escalate, resolve, withdraw, refer, hold,
   resume, extend, reopen, action done, set the theme);
-- `system.py`: what the flows do, each re-checking that it is still due (`drp.due`);
+- `system.py`: what the flows do, each re-checking that it is still due (`drp.ladder.due`);
 - `queries.py`: what people read (an alert, lists, the inbox, what they may do), each audited;
 - `unit.py`: one unit of work (its instant, the actor, loading, the machine, events, e-mail,
   conflicts), which the three build on; `inputs.py`: what people type, cleaned and limited;
 - `steps.py`: the rows this and the timescale run's set-based writer both write.
 
-The rules themselves live elsewhere, each in one place: who may do what in `drp.access`, when
-things fall due in `drp.due`, what may follow what in `drp.machine`."""
+The rules themselves live elsewhere, each in one place: who may do what in `drp.ladder.access`, when
+things fall due in `drp.ladder.due`, what may follow what in `drp.ladder.machine`."""
 
 from __future__ import annotations
 
-from .inputs import SUMMARY_MAX, ActionIn
+from .inputs import ActionIn
 from .queries import Queries
 from .system import SystemActions
 
-__all__ = ["SUMMARY_MAX", "ActionIn", "AlertService"]
+__all__ = ["ActionIn", "AlertService"]
 
 
 class AlertService(SystemActions, Queries):

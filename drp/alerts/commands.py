@@ -20,8 +20,6 @@ from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
 from .unit import UnitOfWork, known_id, reports_conflicts
 
-__all__ = ["ActionIn", "Commands"]
-
 
 class Commands(UnitOfWork):
     def raise_alert(
@@ -157,9 +155,9 @@ class Commands(UnitOfWork):
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         body = inputs.text(text, what, required=True, limit=TEXT_MAX)
-        data = extra() if extra is not None else None
         from_stage = alert.stage
         self._fire(alert, actor, line, trigger)
+        data = extra() if extra is not None else None  # after the person's right to act
         alert.closed_at = self.now
         alert.on_hold, alert.held_since, alert.hold_until = False, None, None
         if trigger == "resolve":
@@ -185,10 +183,10 @@ class Commands(UnitOfWork):
         advice first: every channel must say who advised (and may say when)."""
         def legal_advice_taken() -> dict[str, Any]:
             advice = inputs.text(legal_advice, "the legal advice taken", required=False,
-                                limit=500)
+                                 limit=inputs.LEGAL_ADVICE_MAX)
             if advice is None:
                 raise BadValue("a referral to Cafcass needs the legal advice taken: say who"
-                               " advised (--legal-advice), after consulting the IRO manager")
+                               " gave it, after consulting the IRO manager")
             if advised_on is not None and advised_on > self.today:
                 raise BadValue(f"the legal advice date {advised_on.isoformat()} is after today"
                                f" ({self.today.isoformat()}); give the day it was given")

@@ -1,6 +1,6 @@
 """The steps both writers take, the service layer one alert at a time and the timescale run's
 set-based writer (drp/batch.py) a chunk at a time, so the two write the same rows: the
-machine's view of an alert, and an event's columns. (A stage's clocks come from `drp.due`;
+machine's view of an alert, and an event's columns. (A stage's clocks come from `drp.ladder.due`;
 outbox rows from `drp.notify`.)"""
 
 from __future__ import annotations

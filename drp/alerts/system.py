@@ -1,5 +1,5 @@
 """What the flows do (actor `system`), one alert at a time: each re-checks that it is still
-due by the rules in `drp.due`, so a rerun never acts twice. The timescale run's set-based
+due by the rules in `drp.ladder.due`, so a rerun never acts twice. The timescale run's set-based
 writer (drp/batch.py) applies the same rules to many alerts at once and falls back to these."""
 
 from __future__ import annotations

@@ -22,9 +22,8 @@ def outbox_list(
     not listed: they are in the mail directory or with the SMTP server)."""
     from sqlmodel import Session, col, select
 
+    from notifications.models import OutboxMessage
     from notifications.render import load_context
-
-    from ..models import OutboxMessage
 
     runtime = env()
     db.require_schema(runtime.engine)

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from ..errors import InvalidTransition
 from ..models import Alert, Child, Council, Person, PersonRole, Service, Team, TeamMember
+from . import due
 from .protocol import LINE_ROLES, Protocol, Role
 
 SYSTEM = "system"
@@ -239,8 +240,8 @@ def responders(protocol: Protocol, stage_key: str | None, line: Line) -> list[in
 
 def awaits_response_from(actor: Actor, protocol: Protocol, alert: Alert, line: Line) -> bool:
     """Is this open alert waiting for this person's response (their inbox)?"""
-    return (alert.status == "open" and not alert.on_hold and alert.stage_responded_at is None
-            and actor.id is not None and actor.id in responders(protocol, alert.stage, line))
+    return (due.awaiting_response(protocol, alert) and actor.id is not None
+            and actor.id in responders(protocol, alert.stage, line))
 
 
 def require_responsible(protocol: Protocol, stage_key: str, line: Line) -> None:

@@ -71,7 +71,7 @@ def stage_late(*, open_: bool, on_hold: bool, stage_due: date | None, responded:
                today: date) -> bool:
     """The stage's responsible person has not responded and its due date has passed."""
     return (open_ and not on_hold and stage_due is not None and not responded
-            and today > stage_due)
+            and not on_time(today, stage_due))
 
 
 def is_overdue(*, open_: bool, on_hold: bool, stage_due: date | None, responded: bool,
@@ -79,7 +79,7 @@ def is_overdue(*, open_: bool, on_hold: bool, stage_due: date | None, responded:
     """The one definition of an overdue alert, for lists, pages, the digest and reports."""
     if not open_ or on_hold:
         return False
-    late_overall = resolution_due is not None and today > resolution_due
+    late_overall = resolution_due is not None and not on_time(today, resolution_due)
     return late_overall or stage_late(open_=open_, on_hold=on_hold, stage_due=stage_due,
                                       responded=responded, today=today)
 
@@ -92,13 +92,20 @@ def alert_overdue(alert: Any, today: date) -> bool:
                       resolution_due=alert.resolution_due, today=today)
 
 
+def on_time(day: date, due: date) -> bool:
+    """Done (resolved, responded, completed) on or before its due date: late is the day
+    after."""
+    return day <= due
+
+
 def action_late(due: date, done: bool, today: date) -> bool:
     """An agreed action not done by its date."""
-    return not done and today > due
+    return not done and not on_time(today, due)
 
 
 # -- what the timescale run does, one alert at a time ----------------------------------------------
-def _awaiting(protocol: Protocol, alert: Any) -> bool:
+def awaiting_response(protocol: Protocol, alert: Any) -> bool:
+    """Open, not on hold, and its stage's response not yet given: the stage clock runs."""
     return bool(alert.status == "open" and not alert.on_hold and alert.stage_due is not None
                 and alert.stage_responded_at is None and alert.stage in protocol.keys)
 
@@ -106,7 +113,7 @@ def _awaiting(protocol: Protocol, alert: Any) -> bool:
 def reminder_due(protocol: Protocol, calendar: WorkingCalendar, today: date, alert: Any
                  ) -> bool:
     """The reminder before a stage's due date: within the stage's lead, once per due date."""
-    if not _awaiting(protocol, alert) or alert.reminded_for == alert.stage_due:
+    if not awaiting_response(protocol, alert) or alert.reminded_for == alert.stage_due:
         return False
     lead = protocol.stage(alert.stage).reminder_lead_working_days
     return bool(today <= alert.stage_due <= calendar.add(today, lead))
@@ -115,7 +122,7 @@ def reminder_due(protocol: Protocol, calendar: WorkingCalendar, today: date, ale
 def on_overdue(protocol: Protocol, today: date, alert: Any) -> str | None:
     """What the protocol orders when a stage's response is late: "escalated", an "overdue"
     notice (a pause point) or a "cafcass_prompt", each notice once per due date; else None."""
-    if not _awaiting(protocol, alert) or not today > alert.stage_due:
+    if not awaiting_response(protocol, alert) or not today > alert.stage_due:
         return None
     when = protocol.stage(alert.stage).when_overdue
     if when is OverduePolicy.escalate:

@@ -219,9 +219,9 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
         day = _local(e.at, tz)
         resolution_due = date.fromisoformat(data["resolution_due"]) \
             if data.get("resolution_due") else h.alert.resolution_due
-        within += day <= resolution_due
+        within += due.on_time(day, resolution_due)
         stage_due = data.get("stage_due")
-        within_stage += stage_due is not None and day <= date.fromisoformat(stage_due)
+        within_stage += stage_due is not None and due.on_time(day, date.fromisoformat(stage_due))
         held = sum(int((x.data or {}).get("held_working_days", 0)) for x in h.events
                    if x.kind == "resumed" and x.at <= e.at)
         days.append(max(0, calendar.between(_local(h.alert.raised_at, tz), day) - held))
@@ -259,7 +259,7 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
 
     due_actions = [a for a in actions if start <= a.due <= end]
     on_time = sum(1 for a in due_actions
-                  if a.done_at is not None and _local(a.done_at, tz) <= a.due)
+                  if a.done_at is not None and due.on_time(_local(a.done_at, tz), a.due))
     months = months_in(start, end)
     main = next((k for k, _ in theme_counts.most_common()), None)
     return {

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from ...alerts import ActionIn
+from ...alerts import ActionIn, inputs
 from ...models import Person, PersonRole
 from ...schemas import AlertDetail, AlertView
 from ..deps import ApiReader as Reader
@@ -23,52 +23,52 @@ router = APIRouter(prefix="/api", tags=["alerts"])
 
 class RaiseIn(BaseModel):
     child: str = Field(max_length=40)
-    summary: str = Field(max_length=500)
-    detail: str | None = Field(default=None, max_length=10000)
-    impact: str | None = Field(default=None, max_length=5000)
-    outcome_wanted: str | None = Field(default=None, max_length=5000)
+    summary: str = Field(max_length=inputs.SUMMARY_MAX)
+    detail: str | None = Field(default=None, max_length=inputs.DETAIL_MAX)
+    impact: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
+    outcome_wanted: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
     theme: str | None = Field(default=None, max_length=64)
     stage: str | None = Field(default=None, max_length=32)
 
 
 class ActionInModel(BaseModel):
-    text: str = Field(max_length=2000)
+    text: str = Field(max_length=inputs.ACTION_MAX)
     due: date
     owner: str | None = Field(default=None, max_length=80)
 
 
 class RespondIn(BaseModel):
-    message: str = Field(max_length=10000)
+    message: str = Field(max_length=inputs.DETAIL_MAX)
     actions: list[ActionInModel] = Field(default_factory=list, max_length=20)
 
 
 class EscalateIn(BaseModel):
-    reason: str = Field(max_length=5000)
+    reason: str = Field(max_length=inputs.TEXT_MAX)
     to: str | None = Field(default=None, max_length=32)
 
 
 class OutcomeIn(BaseModel):
-    outcome: str = Field(max_length=5000)
+    outcome: str = Field(max_length=inputs.TEXT_MAX)
 
 
 class ReasonIn(BaseModel):
-    reason: str = Field(max_length=5000)
+    reason: str = Field(max_length=inputs.TEXT_MAX)
 
 
 class HoldIn(BaseModel):
-    reason: str = Field(max_length=5000)
+    reason: str = Field(max_length=inputs.TEXT_MAX)
     until: date | None = None
 
 
 class ExtendIn(BaseModel):
     until: date
-    reason: str = Field(max_length=5000)
+    reason: str = Field(max_length=inputs.TEXT_MAX)
 
 
 class ReferIn(BaseModel):
-    reason: str = Field(max_length=5000)
+    reason: str = Field(max_length=inputs.TEXT_MAX)
     legal_advice: str | None = Field(
-        default=None, max_length=500,
+        default=None, max_length=inputs.LEGAL_ADVICE_MAX,
         description="who gave the independent legal advice, taken after consulting the IRO"
                     " manager; required (the referral is refused without it)")
     advised_on: date | None = Field(
