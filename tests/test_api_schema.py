@@ -28,7 +28,7 @@ from .conftest import MovableClock
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 40  # per operation; derandomized, so every run sends the same requests
+EXAMPLES = 25  # per operation; derandomized, so every run sends the same requests
 
 # Statuses drp answers with for a refusal (DrpError.http_status: NotPermitted 403, NotFound
 # 404, InvalidTransition and Conflict 409, BadValue 422; a bad token 401) that no operation's

@@ -91,6 +91,17 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
     line = cli.refused("alert", "escalate", "1", "--as", "iro.ada", "--reason", "x",
                        "--now", "2027-04-19T09:00")
     assert "at stage4" in line and "drp alert refer" in line
+    # No referral without the legal advice: one line, exit 1, nothing written. (Blank advice
+    # and a future date are the service layer's refusals, tested in tests/test_alerts.py.)
+    counts = "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM access_log)," \
+             " (SELECT count(*) FROM outbox), (SELECT version FROM alert WHERE id = 1)"
+    before = cli.rows(counts)
+    refer = ("alert", "refer", "1", "--as", "iro.ada", "--reason", "No plan",
+             "--now", "2027-04-26T09:00")
+    assert "needs the legal advice taken: say who gave it" in cli.refused(*refer)
+    assert "--advised-on '2027-02-30' is not a date" in cli.refused(
+        *refer, "--legal-advice", "Legal services", "--advised-on", "2027-02-30")
+    assert cli.rows(counts) == before
     v = cli.json("alert", "refer", "1", "--as", "iro.ada", "--reason", "Legal advice taken",
                  "--legal-advice", "Ms Okafor, legal services", "--advised-on", "2027-04-23",
                  "--now", "2027-04-26T09:00")
@@ -139,25 +150,6 @@ def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cl
         assert expected in cli.refused(*args), args
     after = cli.json("alert", "show", "1", "--as", "irom.cat")
     assert after["events"] == before["events"] and after["stage"] == before["stage"]
-
-
-def test_a_referral_to_cafcass_without_the_legal_advice_is_refused_and_writes_nothing(
-    cli: Cli,
-) -> None:
-    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "x",
-        "--now", "2026-03-02T09:00")
-    counts = "SELECT (SELECT count(*) FROM event), (SELECT count(*) FROM access_log)," \
-             " (SELECT count(*) FROM outbox), (SELECT version FROM alert WHERE id = 1)"
-    before = cli.rows(counts)
-    refer = ("alert", "refer", "1", "--as", "iro.ada", "--reason", "No plan",
-             "--now", "2026-03-03T09:00")
-    # Blank advice and a future date are the service layer's refusals, each tested there
-    # (tests/test_alerts.py); here, that the command line reaches them and parses its date.
-    line = cli.refused(*refer)
-    assert "needs the legal advice taken: say who gave it" in line
-    assert "--advised-on '2026-02-30' is not a date" in cli.refused(
-        *refer, "--legal-advice", "Legal services", "--advised-on", "2026-02-30")
-    assert cli.rows(counts) == before
 
 
 def test_usage_errors_exit_2(cli: Cli) -> None:
