@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -50,13 +51,22 @@ class Cli:
         return lines[0]
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    c = Cli(tmp_path)
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder made once per module by the commands a new user runs; each test gets a copy
+    (three subprocesses with migrations cost several seconds a test)."""
+    folder = tmp_path_factory.mktemp("prepared")
+    c = Cli(folder)
     c("init")
     c("init")  # twice is safe
     c("org", "load", str(DATA / "org.yaml"))
-    return c
+    return folder
+
+
+@pytest.fixture
+def cli(prepared: Path, tmp_path: Path) -> Cli:
+    shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
+    return Cli(tmp_path)
 
 
 def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
