@@ -16,6 +16,10 @@ def prefect_home(settings: Any) -> None:
     # No telemetry: councils' servers often have no way out, and children's services should
     # not phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A temporary (ephemeral) Prefect server takes 5-20 s to start on a busy two-core machine,
+    # and Prefect 3.9 gives up at 20 s: `drp flows run` then failed with nothing but
+    # "Stopping temporary server" (seen in the test suite under load). Allow two minutes.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if "PREFECT_HOME" not in os.environ and "PREFECT_API_URL" not in os.environ:
         db_path = Path(str(settings.database_url).removeprefix("sqlite:///"))
         base = db_path.parent if settings.database_url.startswith("sqlite:///") else Path("var")
