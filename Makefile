@@ -33,12 +33,14 @@ lint: install
 
 # Everything. Tests needing PostgreSQL (DRP_TEST_POSTGRES_URL), Chromium or Graphviz skip where
 # those are missing and the summary says why; with DRP_TEST_STRICT=1 (.ci/run) they fail instead.
+# Each file goes whole to one of two workers, longest first (tests/conftest.py LONGEST_FIRST;
+# --no-loadscope-reorder keeps that order instead of xdist's "most tests first").
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The same without the tests marked slow (see pyproject.toml): for a quick look, not for CI.
 test-quick: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 # Benchmarks print their figures and ratios and write bench/results.json (BENCH_SCALE=small:
 # a quick run, into bench/results-small.json). PostgreSQL is measured too where

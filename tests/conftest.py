@@ -39,9 +39,11 @@ SLOW_FILES = {"test_soak.py", "test_faults.py", "test_load.py", "test_browser.py
 SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
 
 
-# `make test` runs with `-n 2 --dist loadfile`: each file goes whole to a worker, in the order
-# collected. Sending the longest files first keeps one worker from starting a three-minute
-# file when the other is nearly done (measured with --durations=0; scheduling only).
+# `make test` runs with `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to
+# a worker, in the order collected. Sending the longest files first keeps one worker from
+# starting a three-minute file when the other is nearly done (xdist's own order, most tests
+# first, started the soak last: 575 s where the work was 461 s a worker). Measured with
+# --durations=0; scheduling only.
 LONGEST_FIRST = ("test_soak.py", "test_cli.py", "test_cli_flows.py", "test_properties.py",
                  "test_web_routes.py", "test_browser.py", "test_faults.py", "test_cli_mail.py",
                  "test_simulate.py", "test_flows.py")
