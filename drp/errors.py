@@ -23,9 +23,15 @@ class ConfigError(DrpError):
 
 
 class BadValue(DrpError):
-    """A value given on the command line or in a form is malformed."""
+    """A value given on the command line or in a form is malformed. `field`, when given, names
+    the input (as the service layer calls it), so each shell can point at its own option or
+    form field without reading the message."""
 
     http_status = 422
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(DrpError):

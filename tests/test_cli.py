@@ -108,7 +108,9 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
     before = cli.rows(counts)
     refer = ("alert", "refer", "1", "--as", "iro.ada", "--reason", "No plan",
              "--now", "2027-04-26T09:00")
-    assert "needs the legal advice taken: say who gave it" in cli.refused(*refer)
+    assert cli.refused(*refer).endswith(
+        "needs the legal advice taken: say who gave it, after consulting the IRO manager"
+        " (--legal-advice)")
     assert "--advised-on '2027-02-30' is not a date" in cli.refused(
         *refer, "--legal-advice", "Legal services", "--advised-on", "2027-02-30")
     assert cli.rows(counts) == before

@@ -186,10 +186,12 @@ class Commands(UnitOfWork):
                                  limit=inputs.LEGAL_ADVICE_MAX)
             if advice is None:
                 raise BadValue("a referral to Cafcass needs the legal advice taken: say who"
-                               " gave it, after consulting the IRO manager")
+                               " gave it, after consulting the IRO manager",
+                               field="legal_advice")
             if advised_on is not None and advised_on > self.today:
                 raise BadValue(f"the legal advice date {advised_on.isoformat()} is after today"
-                               f" ({self.today.isoformat()}); give the day it was given")
+                               f" ({self.today.isoformat()}); give the day it was given",
+                               field="advised_on")
             return {"legal_advice": advice,
                     "advised_on": advised_on.isoformat() if advised_on else None}
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from .. import db, mail
 from ..alerts import AlertService
 from ..clock import Clock, clock_for
-from ..errors import DrpError
+from ..errors import BadValue, DrpError
 from ..runtime import Runtime
 from ..runtime import runtime as build_runtime
 from ..schemas import AlertDetail
@@ -96,7 +96,11 @@ def run(app: typer.Typer) -> None:
     try:
         app()
     except DrpError as exc:
-        err.print(f"drp: {exc.message}", markup=False)
+        # The service layer names the input it refused; on the command line that is the
+        # option of the same name.
+        field = exc.field if isinstance(exc, BadValue) else None
+        option = f" (--{field.replace('_', '-')})" if field else ""
+        err.print(f"drp: {exc.message}{option}", markup=False)
         sys.exit(exc.exit_code)
     except OperationalError as exc:
         err.print(f"drp: database error ({db.reason(exc)}); check"
