@@ -9,10 +9,8 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlmodel import select
 
 from ...alerts import ActionIn, inputs
-from ...models import Person, PersonRole
 from ...schemas import AlertDetail, AlertView
 from ..deps import ApiReader as Reader
 from ..deps import ApiWriter as Writer
@@ -96,10 +94,8 @@ def detail(work: UnitOfWork, aid: int, who: str) -> dict[str, Any]:
 @router.get("/me", response_model=Me)
 def me(who: Reader, work: Work) -> Me:
     with work() as svc:
-        person = svc.s.exec(select(Person).where(Person.username == who)).one()
-        roles = sorted(svc.s.exec(select(PersonRole.role).where(
-            PersonRole.person_id == person.id)))
-    return Me(username=who, name=person.name, roles=roles)
+        actor = svc.actor(who)  # the person and roles as the access policy loads them
+    return Me(username=who, name=actor.name, roles=sorted(actor.roles))
 
 
 @router.get("/alerts", response_model=list[AlertView])
