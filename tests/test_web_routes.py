@@ -362,6 +362,8 @@ def test_api_reads_answer_as_the_access_policy_says(world: World, who: str | Non
     body = r.json()
     if url == "/api/me":
         assert body["username"] == who
+        if who == "iro.ada":
+            assert (body["name"], body["roles"]) == ("Ada Iro", ["iro"])
     elif url == "/api/alerts":
         summaries = {a["summary"] for a in body}
         children = {a["child"] for a in body}
