@@ -88,12 +88,14 @@ class Batch:
         teams = {t.id: t for t in session.exec(select_rows(Team))}
         services = {s.id: s for s in session.exec(select_rows(Service))}
         council = self.org.council()
+        deputies = access.deputies_on(session, self.today)
+        self.usernames = {pid: p.username for pid, p in self.org.people.items()}
         child_ids = sorted({r.child_id for r in rows})
         lines = {}
         for child in session.exec(select_rows(Child).where(col(Child.id).in_(child_ids))):
             team = teams[child.team_id]
             lines[cast(int, child.id)] = Line.build(child, team, services[team.service_id],
-                                                    council)
+                                                    council, deputies)
         outstanding: dict[int, int] = {a: n for a, n in session.execute(
             select(col(Action.alert_id), func.count()).where(
                 col(Action.alert_id).in_(ids), col(Action.done_at).is_(None))
@@ -121,13 +123,14 @@ class Batch:
                 " the time of this run; events must stay in order, so run as of a later time"
                 " (was drp run with --now in the future?)")
 
-    def _event(self, row: Any, kind: str, values: dict[str, Any], *, to_stage: str,
-               comment: str | None = None, data: dict[str, Any] | None = None
+    def _event(self, row: Any, line: Line, kind: str, values: dict[str, Any], *,
+               to_stage: str, comment: str | None = None, data: dict[str, Any] | None = None
                ) -> dict[str, Any]:
+        after = SimpleNamespace(**{**row._asdict(), **values})
         return steps.event_values(
-            row, seq=row.last_seq + 1, at=self.now, actor=SYSTEM_ACTOR.username, kind=kind,
+            after, seq=row.last_seq + 1, at=self.now, actor=SYSTEM_ACTOR.username, kind=kind,
             from_stage=row.stage, to_stage=to_stage, comment=comment, data=data,
-            stage_due=values.get("stage_due"))
+            team=line.team.key, iro=self.usernames.get(row.iro_id))
 
     def _overdue(self, row: Any, line: Line, outstanding: int) -> _Change | None:
         what = due.on_overdue(self.protocol, self.today, row)
@@ -137,15 +140,15 @@ class Batch:
         if what == "escalated":
             to = self._machine(row, line, outstanding, "escalate").stage
             access.require_responsible(self.protocol, to, line)
-            values = {"stage": to, **due.stage_entry(self.protocol, self.cal, to, now=self.now,
-                                                     today=self.today)}
-            event = self._event(row, "auto_escalated", values, to_stage=to,
+            values = {"stage": to, **due.stage_entry(self.protocol, self.cal, row, to,
+                                                     now=self.now, today=self.today)}
+            event = self._event(row, line, "auto_escalated", values, to_stage=to,
                                 comment=due.escalation_reason(
                                     self.protocol.stage(row.stage), due_date))
             return _Change(row, line, what, values, event, previous_stage=row.stage)
         self._machine(row, line, outstanding, "remind")
         values = {"overdue_notified_for": due_date}
-        event = self._event(row, what, values, to_stage=row.stage,
+        event = self._event(row, line, what, values, to_stage=row.stage,
                             data={"due": due_date.isoformat()})
         return _Change(row, line, what, values, event)
 
@@ -154,7 +157,7 @@ class Batch:
             return None
         self._machine(row, line, outstanding, "remind")
         values = {"reminded_for": row.stage_due}
-        event = self._event(row, "reminder", values, to_stage=row.stage,
+        event = self._event(row, line, "reminder", values, to_stage=row.stage,
                             data={"due": row.stage_due.isoformat()})
         return _Change(row, line, "reminder", values, event)
 

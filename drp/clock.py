@@ -33,18 +33,34 @@ def parse_instant(text: str, tz: ZoneInfo) -> datetime:
         raise BadValue(
             f"{text!r} is not a date and time; write it as ISO 8601, e.g. 2026-03-02T09:00"
         ) from None
+    within_range(value.date(), "the time")
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     return value.astimezone(UTC)
 
 
+# The dates a person may give anywhere: 9999-12-31, a common "no end", is refused plainly
+# rather than overflowing the calendar.
+FIRST_DATE = date(2000, 1, 1)
+LAST_DATE = date(2100, 12, 31)
+
+
+def within_range(value: date, what: str, *, field: str | None = None) -> date:
+    if not FIRST_DATE <= value <= LAST_DATE:
+        raise BadValue(f"{what} {value.isoformat()} is outside the dates drp accepts"
+                       f" ({FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}); give a real"
+                       " date", field=field)
+    return value
+
+
 def parse_date(text: str, what: str = "date") -> date:
     try:
-        return date.fromisoformat(text.strip())
+        value = date.fromisoformat(text.strip())
     except ValueError:
         raise BadValue(
             f"{what} {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2026-03-09"
         ) from None
+    return within_range(value, what)
 
 
 def clock_for(now: str | None, tz: ZoneInfo) -> Clock:

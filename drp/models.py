@@ -118,7 +118,10 @@ class Alert(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     child_id: int = Field(foreign_key="child.id", index=True)
+    # The allocated IRO: the child's, followed on a transfer.
     iro_id: int = Field(foreign_key="person.id", index=True)
+    # "concern" climbs the ladder; "good_practice" is a record with no ladder and no clock.
+    kind: str = Field(default="concern", max_length=16)
     # (status and stage_due are indexed together, with on_hold: see __table_args__)
     status: str = Field(default="open", max_length=16)
     stage: str = Field(max_length=32, index=True)
@@ -135,7 +138,14 @@ class Alert(SQLModel, table=True):
     stage_entered_at: datetime = _instant()
     stage_due: date | None = None
     stage_responded_at: datetime | None = _instant(nullable=True, default=None)
-    resolution_due: date = Field(index=True)
+    # The formal clock (IRO Handbook 6.2): set when the alert first enters a formal stage,
+    # None while it has only been informal.
+    formal_since: date | None = None
+    resolution_due: date | None = Field(default=None, index=True)
+    # The current stage's acknowledgement by the person responsible (reset on each stage).
+    acknowledged_by_id: int | None = Field(default=None, foreign_key="person.id")
+    acknowledged_at: datetime | None = _instant(nullable=True, default=None)
+    ack_reminded_for: date | None = None  # the stage due date an acknowledgement reminder went for
     on_hold: bool = False
     held_since: date | None = None
     hold_until: date | None = None
@@ -183,6 +193,65 @@ class Event(SQLModel, table=True):
     to_stage: str | None = Field(default=None, max_length=32)
     comment: str | None = Field(default=None, max_length=10000)
     data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The child's team (key) and IRO (username) when the event happened, so figures by team
+    # and by IRO are not rewritten by a later transfer (NULL on events before drp 0.7).
+    team: str | None = Field(default=None, max_length=80)
+    iro: str | None = Field(default=None, max_length=80)
+    # Who the actor stood in for, when they acted as recorded cover.
+    as_cover_for: str | None = Field(default=None, max_length=80)
+
+
+class Referral(SQLModel, table=True):
+    """A referral to Cafcass: concurrent with the local process, one per alert."""
+
+    __tablename__ = "referral"
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", unique=True)
+    referred_on: date
+    referred_by_id: int = Field(foreign_key="person.id")
+    reason: str = Field(max_length=5000)
+    legal_advice: str = Field(max_length=1000)
+    advised_on: date | None = None
+    response: str | None = Field(default=None, max_length=16)
+    response_note: str | None = Field(default=None, max_length=5000)
+    responded_on: date | None = None
+
+
+class AlertLink(SQLModel, table=True):
+    """Related alerts (siblings, the same concern): stored once each way."""
+
+    __tablename__ = "alert_link"
+    alert_id: int = Field(foreign_key="alert.id", primary_key=True)
+    other_id: int = Field(foreign_key="alert.id", primary_key=True)
+    created_at: datetime = _instant()
+    created_by: str = Field(max_length=80)
+
+
+class Cover(SQLModel, table=True):
+    """A recorded cover period: while it runs, the deputy receives the absent person's work
+    and may act as cover for them."""
+
+    __tablename__ = "cover"
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    deputy_id: int = Field(foreign_key="person.id", index=True)
+    starts: date
+    ends: date
+    reason: str | None = Field(default=None, max_length=500)
+    source: str = Field(default="command", max_length=16)  # "command" or "file"
+    created_by: str = Field(max_length=80)
+    created_at: datetime = _instant()
+    ended_at: datetime | None = _instant(nullable=True, default=None)
+
+
+class Closure(SQLModel, table=True):
+    """A council closure day or short-notice bank holiday: not a working day."""
+
+    __tablename__ = "closure"
+    day: date = Field(primary_key=True)
+    reason: str = Field(max_length=500)
+    created_by: str = Field(max_length=80)
+    created_at: datetime = _instant()
 
 
 class AccessLog(SQLModel, table=True):

@@ -33,6 +33,7 @@ MESSAGE_FOR_EVENT = {
     "extended": "extended",
     "reopened": "reopened",
     "referred": "referred",
+    "cafcass_response": "cafcass_response",
     "reminder": "reminder",
     "overdue": "overdue",
     "cafcass_prompt": "cafcass_consider",
@@ -143,9 +144,8 @@ class Notifier:
                 return []
             return [(line.holder(r), "copy") for r in protocol.stage(stage_key).also_notify]
 
-        iro: list[tuple[int | None, str]] = [(alert.iro_id, "iro")]
-        if line.child.iro_id != alert.iro_id:
-            iro.append((line.child.iro_id, "iro"))
+        # The allocated IRO, or their recorded cover.
+        iro: list[tuple[int | None, str]] = [(access.iro_of(alert, line), "iro")]
         managers = [(pid, "iro_manager") for pid in find.iro_managers()]
         now_stage = stage_people(alert.stage, "responsible")
         ids: list[tuple[int | None, str]]
@@ -164,15 +164,14 @@ class Notifier:
         elif message in ("held", "resumed", "extended", "reopened", "reminder"):
             ids = now_stage + ([] if message == "reminder" else iro)
         elif message == "overdue":
-            ids = now_stage + iro
+            # A pause point at a formal stage: the IRO decides, with the IRO manager.
+            formal = protocol.is_formal(alert.stage)
+            ids = now_stage + iro + (managers if formal else [])
         elif message == "cafcass_consider":
             ids = iro + managers
-        elif message == "referred":
-            council = line.council
-            senior = [(council.director_id, "copy"), (council.assistant_director_id, "copy")] \
-                if council else []
-            ids = iro + managers + senior + [
-                (p, "copy") for p, _ in stage_people(notice.previous_stage, "")]
+        elif message in ("referred", "cafcass_response"):
+            # The IRO manager and the head of service are told; the local process goes on.
+            ids = iro + managers + [(line.acting(Role.head_of_service), "copy")]
         elif message == "action_overdue":
             assert notice.action is not None
             ids = [(notice.action.owner_id, "owner"), *iro]
@@ -186,8 +185,7 @@ class Notifier:
                 directory: Directory | None = None) -> dict[str, Any]:
         assert alert.id is not None
         find = directory or Directory(session)
-        title = protocol.title(alert.stage) if alert.stage in (
-            *protocol.keys, protocol.cafcass.key) else alert.stage
+        title = protocol.title(alert.stage)
         responsible_id = access.responsible_id(protocol, alert.stage, line)
         responsible = find.person(responsible_id) if responsible_id else None
         council = find.council()
@@ -207,13 +205,14 @@ class Notifier:
             "role": recipient.role,
             "actor": actor_name,
             "responsible": responsible.name if responsible else "the responsible manager",
-            "from_title": protocol.title(previous) if previous in (
-                *protocol.keys, protocol.cafcass.key) else "",
+            "from_title": protocol.title(previous) if previous else "",
             "automatic": notice.event.kind == "auto_escalated",
             "when_overdue": stage.when_overdue.value if stage else "",
             "stage_entered": alert.stage_entered_at.date(),
             "resolution_working_days": protocol.resolution_working_days,
             "raised_on": alert.raised_at.date(),
+            "formal": protocol.is_formal(alert.stage),
+            "cafcass_response": "",
             "actions_agreed": 0, "first_action_due": None, "outstanding_actions": 0,
             "hold_until": alert.hold_until, "held_working_days": 0, "previous_due": None,
             "action_no": None, "action_due": None, "action_owner": "",

@@ -16,6 +16,10 @@ class EventView(BaseModel):
     from_stage: str | None
     to_stage: str | None
     comment: str | None
+    # The child's team and IRO when it happened; whom the actor stood in for as cover.
+    team: str | None = None
+    iro: str | None = None
+    as_cover_for: str | None = None
 
     @field_serializer("at")
     def _iso(self, value: datetime) -> str:
@@ -37,6 +41,19 @@ class ActionView(BaseModel):
         return value.isoformat() if value else None
 
 
+class CafcassView(BaseModel):
+    """The referral to Cafcass (concurrent with the local process)."""
+
+    referred_on: date
+    referred_by: str
+    legal_advice: str
+    advised_on: date | None
+    reason: str
+    response: str | None
+    response_note: str | None
+    responded_on: date | None
+
+
 class AlertView(BaseModel):
     id: int
     child: str
@@ -47,18 +64,27 @@ class AlertView(BaseModel):
     theme: str | None
     raised_at: datetime
     stage_due: date | None
-    resolution_due: date
+    resolution_due: date | None  # None until the alert first enters a formal stage
     overdue: bool
+    kind: str = "concern"  # or "good_practice"
+    cafcass: CafcassView | None = None
+    acknowledged_by: str | None = None  # the current stage's
+    acknowledged_at: datetime | None = None
     # Beyond the contract's keys: useful to people and the web app.
     summary: str
     stage_title: str
     on_hold: bool
     hold_until: date | None
     team: str
+    formal_since: date | None = None
 
     @field_serializer("raised_at")
     def _iso(self, value: datetime) -> str:
         return value.isoformat()
+
+    @field_serializer("acknowledged_at")
+    def _iso_ack(self, value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
 
 
 class AlertDetail(AlertView):
@@ -68,6 +94,8 @@ class AlertDetail(AlertView):
     outcome: str | None
     events: list[EventView]
     actions: list[ActionView]
+    related: list[int] = []  # linked alerts (siblings, the same concern)
+    child_alerts: list[int] = []  # the child's other alerts, open and past
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

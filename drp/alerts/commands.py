@@ -15,29 +15,47 @@ from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
 from ..ladder import access, due
 from ..ladder.access import Line
 from ..ladder.machine import NEW, fire
-from ..models import Action, Alert, Child, Person
+from ..models import Action, Alert, Child, Person, Referral
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
 from .unit import UnitOfWork, known_id, reports_conflicts
+
+# Cafcass's responses to a referral, and how people read them.
+CAFCASS_RESPONSES = {
+    "accepted": "accepted the referral",
+    "declined": "declined the referral",
+    "proceedings": "issued proceedings",
+    "closed": "closed its involvement",
+}
 
 
 class Commands(UnitOfWork):
     def raise_alert(
         self, username: str, child_ref: str, summary: str, *, detail: str | None = None,
         impact: str | None = None, outcome_wanted: str | None = None,
-        theme: str | None = None, stage: str | None = None,
+        theme: str | None = None, stage: str | None = None, due_on: date | None = None,
+        separate: bool = False,
     ) -> Alert:
+        """Raise a concern. `due_on`: the informal stage's due date, the IRO's choice (the
+        protocol's default when None). A child with an open concern already: refused unless
+        `separate` confirms this is a separate matter."""
         actor = self.actor(username)
         child = self.s.exec(select(Child).where(Child.ref == child_ref)).first()
         if child is None or not child.active or not access.can_see_child(actor, child):
             raise NotFound(
                 f"there is no child {child_ref!r} that {username} can see; check the reference"
             )
-        line = Line.of(self.s, child)
+        line = self.line_of(child)
         if stage is not None and stage not in self.protocol.keys:
             raise BadValue(f"there is no stage {stage!r}; the stages are"
-                           f" {', '.join(self.protocol.keys)}")
+                           f" {', '.join(self.protocol.keys)}", field="stage")
         summary_t = inputs.text(summary, "the summary", required=True, limit=SUMMARY_MAX)
+        if due_on is not None:
+            inputs.day(due_on, "the informal due date", field="due")
+            if stage is not None and self.protocol.is_formal(stage):
+                raise BadValue("--due sets the informal stage's date; a formal stage's due"
+                               " date comes from the protocol, so leave it out", field="due")
+        informal = due.informal_due(self.protocol, self.cal, self.today, due_on)
         if theme is not None and self.taxonomy is not None and theme not in self.taxonomy.keys:
             raise BadValue(
                 f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}"
@@ -62,7 +80,6 @@ class Commands(UnitOfWork):
             theme_suggested=suggestion.theme if suggestion else None,
             theme_confidence=round(suggestion.confidence, 3) if suggestion else None,
             raised_at=self.now, stage_entered_at=self.now,
-            resolution_due=due.resolution_due_from(self.protocol, self.cal, self.today),
         )
         # A new alert: the machine starts from `new`.
         adapter = steps.alert_state(self.protocol, alert, actor, line, 0)
@@ -74,13 +91,21 @@ class Commands(UnitOfWork):
         fire(self.protocol, adapter, "raise_alert", f"a new alert for {child.ref}", stage=stage)
         alert.stage = adapter.stage
         access.require_responsible(self.protocol, alert.stage, line)
-        self._enter_stage(alert, alert.stage)
+        open_ids = self.open_concerns(known_id(child.id))
+        if open_ids and not separate:
+            raise InvalidTransition(
+                f"child {child.ref} already has an open alert ({', '.join(map(str, open_ids))});"
+                " add to it, or confirm this is a separate matter (--separate)")
+        self._enter_stage(alert, alert.stage, informal=informal)
         self.s.add(alert)
         self.s.flush()
+        self._lines[known_id(alert.id)] = line
+        self._cover_for[known_id(alert.id)] = access.acting_for(actor, child.iro_id)
         event = self._event(alert, actor, "raised", to_stage=alert.stage, comment=summary_t,
                             data={"theme": chosen, "theme_confirmed": confirmed,
                                   "suggested": alert.theme_suggested,
-                                  "confidence": alert.theme_confidence})
+                                  "confidence": alert.theme_confidence,
+                                  "separate_from": open_ids or None})
         self._notice(alert, line, event)
         self._commit_point(alert)
         return alert
@@ -177,39 +202,88 @@ class Commands(UnitOfWork):
     def withdraw(self, alert_id: int, username: str, reason: str) -> Alert:
         return self._close(alert_id, username, "withdraw", "withdrawn", reason, "the reason")
 
+    @reports_conflicts
     def refer(self, alert_id: int, username: str, reason: str, *, legal_advice: str | None,
               advised_on: date | None = None) -> Alert:
-        """Refer to Cafcass. The Handbook expects the IRO to have taken independent legal
-        advice first: every channel must say who advised (and may say when)."""
-        def legal_advice_taken() -> dict[str, Any]:
-            advice = inputs.text(legal_advice, "the legal advice taken", required=False,
-                                 limit=inputs.LEGAL_ADVICE_MAX)
-            if advice is None:
-                raise BadValue("a referral to Cafcass needs the legal advice taken: say who"
-                               " gave it, after consulting the IRO manager",
-                               field="legal_advice")
-            if advised_on is not None and advised_on > self.today:
+        """Refer to Cafcass: the allocated IRO's decision, after consulting the IRO manager
+        and with independent legal advice (who advised, and when). Concurrent with the local
+        process: the alert stays where it is, and one referral is recorded per alert."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        body = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
+        self._fire(alert, actor, line, "refer")
+        advice = inputs.text(legal_advice, "the legal advice taken", required=False,
+                             limit=inputs.LEGAL_ADVICE_MAX)
+        if advice is None:
+            raise BadValue("a referral to Cafcass needs the legal advice taken: say who gave"
+                           " it (--legal-advice), after consulting the IRO manager",
+                           field="legal_advice")
+        if advised_on is not None:
+            inputs.day(advised_on, "the legal advice date", field="advised_on")
+            if advised_on > self.today:
                 raise BadValue(f"the legal advice date {advised_on.isoformat()} is after today"
                                f" ({self.today.isoformat()}); give the day it was given",
                                field="advised_on")
-            return {"legal_advice": advice,
-                    "advised_on": advised_on.isoformat() if advised_on else None}
+        self.s.add(Referral(alert_id=known_id(alert.id), referred_on=self.today,
+                            referred_by_id=known_id(actor.id), reason=body or "",
+                            legal_advice=advice, advised_on=advised_on))
+        event = self._event(alert, actor, "referred", from_stage=alert.stage,
+                            to_stage=alert.stage, comment=body,
+                            data={"legal_advice": advice,
+                                  "advised_on": advised_on.isoformat() if advised_on else None})
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return alert
 
-        return self._close(alert_id, username, "refer", "referred", reason, "the reason",
-                           extra=legal_advice_taken)
+    @reports_conflicts
+    def cafcass_response(self, alert_id: int, username: str, response: str,
+                         note: str | None = None) -> Alert:
+        """Cafcass's response to the referral, recorded by the IRO (it may come after the
+        local process has ended)."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        if response not in CAFCASS_RESPONSES:
+            raise BadValue(f"{response!r} is not a response drp knows; use one of"
+                           f" {', '.join(CAFCASS_RESPONSES)}", field="response")
+        text = inputs.text(note, "the note", required=False, limit=TEXT_MAX)
+        self._fire(alert, actor, line, "cafcass_response")
+        referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).one()
+        previous = referral.response
+        referral.response, referral.response_note = response, text
+        referral.responded_on = self.today
+        self.s.add(referral)
+        event = self._event(alert, actor, "cafcass_response", from_stage=alert.stage,
+                            to_stage=alert.stage, comment=text,
+                            data={"response": response, "previous": previous})
+        self._notice(alert, line, event, cafcass_response=CAFCASS_RESPONSES[response])
+        self._commit_point(alert)
+        return alert
+
+    @reports_conflicts
+    def acknowledge(self, alert_id: int, username: str) -> Alert:
+        """The person responsible at the current stage (or their cover) has seen the alert.
+        Acknowledged is not responded: the stage's clock runs on."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        self._fire(alert, actor, line, "acknowledge")
+        alert.acknowledged_by_id, alert.acknowledged_at = actor.id, self.now
+        self._event(alert, actor, "acknowledged", from_stage=alert.stage,
+                    to_stage=alert.stage)
+        self._commit_point(alert)
+        return alert
 
     @reports_conflicts
     def hold(self, alert_id: int, username: str, reason: str,
              until: date | None = None) -> Alert:
+        """Put the alert on hold until a date (required, within the protocol's most): held
+        working days do not count on either clock."""
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
         text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
-        if until is not None and until <= self.today:
-            raise BadValue(
-                f"the hold would end {until.isoformat()}, which is not after today"
-                f" ({self.today.isoformat()}); give a later date"
-            )
         self._fire(alert, actor, line, "hold")
+        if until is not None:
+            inputs.day(until, "the hold's end date", field="until")
+        until = due.hold_until_limit(self.protocol, self.cal, self.today, until)
         alert.on_hold, alert.held_since, alert.hold_until = True, self.today, until
         event = self._event(alert, actor, "held", from_stage=alert.stage, to_stage=alert.stage,
                             comment=text, data={"until": until.isoformat() if until else None})
@@ -229,7 +303,9 @@ class Commands(UnitOfWork):
         event = self._event(
             alert, actor, "resumed", from_stage=alert.stage, to_stage=alert.stage,
             comment=inputs.text(comment, "the comment", required=False, limit=TEXT_MAX),
-            data={"held_working_days": held})
+            data={"held_working_days": held,
+                  "resolution_due": alert.resolution_due.isoformat()
+                  if alert.resolution_due else None})
         self._notice(alert, line, event, held_working_days=held)
         self._commit_point(alert)
         return alert
@@ -240,14 +316,13 @@ class Commands(UnitOfWork):
         alert, line = self._load(alert_id, actor)
         text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
         self._fire(alert, actor, line, "extend")
+        inputs.day(until, "the new due date", field="until")
+        due.extension_limit(self.protocol, self.cal, alert, self.today, until)
         inputs.working_day(self.cal, until, "the new due date")
-        if alert.stage_due is not None and until <= alert.stage_due:
-            raise BadValue(
-                f"the new due date {until.isoformat()} is not after the current one"
-                f" ({alert.stage_due.isoformat()}); an extension must be later"
-            )
         previous = alert.stage_due
         alert.stage_due = until
+        alert.resolution_due = due.after_extension(alert, until)
+        # A new due date: its reminder and overdue notice are due again.
         event = self._event(
             alert, actor, "extended", from_stage=alert.stage, to_stage=alert.stage,
             comment=text, data={"from": previous.isoformat() if previous else None,
@@ -316,6 +391,12 @@ class Commands(UnitOfWork):
                           "agreed": theme == alert.theme_suggested})
         self._commit_point(alert)
         return alert
+
+    def open_concerns(self, child_id: int) -> list[int]:
+        """The child's open concerns (repeat concerns: the IRO confirms a new one is separate)."""
+        return [a for a in self.s.exec(
+            select(Alert.id).where(Alert.child_id == child_id, Alert.status == "open",
+                                   Alert.kind == "concern").order_by(col(Alert.id))) if a]
 
     def _owner_id(self, username: str, what: str, alert: Alert, line: Line) -> int:
         """An agreed action's owner: someone who works on the child's case (the child's line

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..calendar import WorkingCalendar
+from ..clock import within_range
 from ..errors import BadValue
 
 SUMMARY_MAX = 500
@@ -47,3 +48,9 @@ def working_day(calendar: WorkingCalendar, day: date, what: str) -> date:
             f" is {nxt.isoformat()}"
         )
     return day
+
+
+
+def day(value: date, what: str, *, field: str | None = None) -> date:
+    """Any date a person gives, within the dates drp accepts (`drp.clock.within_range`)."""
+    return within_range(value, what, field=field)

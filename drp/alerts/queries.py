@@ -14,27 +14,52 @@ from ..errors import BadValue
 from ..ladder import access, due
 from ..ladder.access import Actor, Line
 from ..ladder.machine import permitted_triggers
-from ..models import AccessLog, Action, Alert, Child, Council, Event, Person, Service, Team
-from ..schemas import ActionView, AlertDetail, AlertView, EventView
-from .unit import UnitOfWork
+from ..models import (
+    AccessLog,
+    Action,
+    Alert,
+    AlertLink,
+    Child,
+    Council,
+    Event,
+    Person,
+    Referral,
+    Service,
+    Team,
+)
+from ..schemas import ActionView, AlertDetail, AlertView, CafcassView, EventView
+from .unit import UnitOfWork, known_id
 
 
 class Queries(UnitOfWork):
     def _view(self, alert: Alert, child: Child, team: Team, names: dict[int, str],
-              line: Line | None) -> dict[str, Any]:
+              line: Line | None, referral: Referral | None = None) -> dict[str, Any]:
         responsible = None
         if alert.status == "open" and line is not None:
             rid = access.responsible_id(self.protocol, alert.stage, line)
             responsible = names.get(rid) if rid else None
             responsible = responsible or self._username(rid)
+
+        def name(pid: int | None) -> str | None:
+            return (names.get(pid) or self._username(pid)) if pid else None
+
+        cafcass = None
+        if referral is not None:
+            cafcass = CafcassView(
+                referred_on=referral.referred_on, referred_by=name(referral.referred_by_id) or "",
+                legal_advice=referral.legal_advice, advised_on=referral.advised_on,
+                reason=referral.reason, response=referral.response,
+                response_note=referral.response_note, responded_on=referral.responded_on)
         return {
+            "kind": alert.kind, "cafcass": cafcass, "formal_since": alert.formal_since,
+            "acknowledged_by": name(alert.acknowledged_by_id),
+            "acknowledged_at": alert.acknowledged_at,
             "id": alert.id, "child": child.ref, "status": alert.status, "stage": alert.stage,
             "iro": names.get(alert.iro_id) or self._username(alert.iro_id),
             "responsible": responsible, "theme": alert.theme, "raised_at": alert.raised_at,
             "stage_due": alert.stage_due if alert.status == "open" else None,
             "resolution_due": alert.resolution_due, "overdue": due.alert_overdue(alert, self.today),
-            "summary": alert.summary, "stage_title": self.protocol.title(alert.stage)
-            if alert.stage in (*self.protocol.keys, self.protocol.cafcass.key) else alert.stage,
+            "summary": alert.summary, "stage_title": self.protocol.title(alert.stage),
             "on_hold": alert.on_hold, "hold_until": alert.hold_until, "team": team.key,
         }
 
@@ -52,12 +77,21 @@ class Queries(UnitOfWork):
             select(Action).where(Action.alert_id == alert.id).order_by(col(Action.no))
         ).all()
         self._audit(actor, "view", alert.id, None)
-        view = self._view(alert, line.child, line.team, {}, line)
+        referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
+        view = self._view(alert, line.child, line.team, {}, line, referral)
+        related = [o for o in self.s.exec(select(AlertLink.other_id).where(
+            AlertLink.alert_id == alert.id).order_by(col(AlertLink.other_id)))]
+        others = self.s.exec(select(Alert.id, Alert.iro_id).where(
+            Alert.child_id == alert.child_id, Alert.id != alert.id).order_by(col(Alert.id))).all()
         return AlertDetail(
             **view, detail=alert.detail, impact=alert.impact,
             outcome_wanted=alert.outcome_wanted, outcome=alert.outcome,
+            related=related,
+            child_alerts=[o for o, iro in others if o is not None
+                          and access.can_see_child(actor, line.child, iro)],
             events=[EventView(at=e.at, actor=e.actor, kind=e.kind, from_stage=e.from_stage,
-                              to_stage=e.to_stage, comment=e.comment) for e in events],
+                              to_stage=e.to_stage, comment=e.comment, team=e.team, iro=e.iro,
+                              as_cover_for=e.as_cover_for) for e in events],
             actions=[
                 ActionView(
                     no=a.no, text=a.text, owner=self._username(a.owner_id) or "", due=a.due,
@@ -106,13 +140,15 @@ class Queries(UnitOfWork):
         if status in ("open", "overdue"):
             query = query.where(Alert.status == "open")
         elif status == "closed":
-            query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "referred")))
+            query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "closed")))
         elif status is not None:
             raise BadValue(f"--status {status!r} is not known; use open, overdue or closed")
         rows = self.s.exec(query).all()
         names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
         council = self.s.get(Council, 1) if rows else None
+        referrals = {r.alert_id: r for r in self.s.exec(select(Referral).where(
+            col(Referral.alert_id).in_([a.id for a, _c, _t in rows])))} if rows else {}
         lines: dict[int, Line] = {}
         out = []
         for alert, child, team_row in rows:
@@ -120,8 +156,10 @@ class Queries(UnitOfWork):
             line = lines.get(child.id)
             if line is None:
                 line = lines[child.id] = Line.build(child, team_row,
-                                                    services[team_row.service_id], council)
-            view = AlertView(**self._view(alert, child, team_row, names, line))
+                                                    services[team_row.service_id], council,
+                                                    self.deputies)
+            view = AlertView(**self._view(alert, child, team_row, names, line,
+                                          referrals.get(known_id(alert.id))))
             if status == "overdue" and not view.overdue:
                 continue
             out.append((view, alert, line))

@@ -21,7 +21,7 @@ from ..ladder import access, due
 from ..ladder.access import SYSTEM_ACTOR, Actor, Line
 from ..ladder.machine import VERBS, AlertState, describe_state, fire, possible_triggers
 from ..ladder.protocol import Protocol
-from ..models import Action, Alert, Child, Event, Person
+from ..models import Action, Alert, Child, Event, Person, Referral
 from ..notify import Notice, Notifier
 from ..themes import Taxonomy
 from . import steps
@@ -81,6 +81,9 @@ class UnitOfWork:
         # person and line several times in one unit of work, so keep what was read.
         self._actors: dict[str, Actor] = {}
         self._kept: list[Any] = []
+        self._lines: dict[int, Line] = {}  # by alert id, as loaded
+        self._cover_for: dict[int, str | None] = {}  # by alert id: whom the actor stands in for
+        self._deputies: dict[int, int] | None = None
 
     # -- time ---------------------------------------------------------------------------
     @property
@@ -93,6 +96,16 @@ class UnitOfWork:
     @property
     def today(self) -> date:
         return local_date(self.now, self.tz)
+
+    @property
+    def deputies(self) -> dict[int, int]:
+        """Today's cover periods, absent -> deputy (read once per unit of work)."""
+        if self._deputies is None:
+            self._deputies = access.deputies_on(self.s, self.today)
+        return self._deputies
+
+    def line_of(self, child: Child) -> Line:
+        return Line.of(self.s, child, self.deputies)
 
     # -- loading ------------------------------------------------------------------------
     def actor(self, username: str) -> Actor:
@@ -107,7 +120,7 @@ class UnitOfWork:
                 f"there is no active person {username!r}; check --as (people come from"
                 " `drp org load`)"
             )
-        actor = self._actors[username] = access.load_actor(self.s, person)
+        actor = self._actors[username] = access.load_actor(self.s, person, self.today)
         return actor
 
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
@@ -119,8 +132,9 @@ class UnitOfWork:
                 f"there is no alert {alert_id} that {actor.username} can see; check the number"
                 " with `drp alert list`"
             )
-        line = Line.of(self.s, child)
+        line = self.line_of(child)
         self._kept.append((alert, line))
+        self._lines[alert_id] = line
         return alert, line
 
     def _username(self, person_id: int | None) -> str | None:
@@ -137,13 +151,17 @@ class UnitOfWork:
                 Action.alert_id == alert.id, col(Action.done_at).is_(None)
             )
         ).one()
-        return steps.alert_state(self.protocol, alert, actor, line, outstanding, **may_kw)
+        referred = self.s.exec(select(Referral.id).where(Referral.alert_id == alert.id)).first()
+        return steps.alert_state(self.protocol, alert, actor, line, outstanding,
+                                 referred=referred is not None, **may_kw)
 
     def _fire(
         self, alert: Alert, actor: Actor, line: Line, trigger: str, *,
         may_kw: dict[str, Any] | None = None, **kwargs: Any,
     ) -> AlertState:
         adapter = self._check(alert, actor, line, trigger, may_kw, **kwargs)
+        self._cover_for[known_id(alert.id)] = access.acting_as(actor, trigger, self.protocol,
+                                                              alert, line)
         fire(self.protocol, adapter, trigger, f"alert {alert.id}", **kwargs)
         self._not_before_last_event(alert)
         alert.status, alert.stage = adapter.status, adapter.stage
@@ -193,12 +211,15 @@ class UnitOfWork:
     def _event(
         self, alert: Alert, actor: Actor, kind: str, *, from_stage: str | None = None,
         to_stage: str | None = None, comment: str | None = None,
-        data: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None, line: Line | None = None,
     ) -> Event:
         alert.last_seq += 1
+        line = line or self._lines.get(known_id(alert.id))
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
-            from_stage=from_stage, to_stage=to_stage, comment=comment, data=data))
+            from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
+            team=line.team.key if line else None, iro=self._username(alert.iro_id),
+            as_cover_for=None if actor.is_system else self._cover_for.get(known_id(alert.id))))
         self.s.add(alert)
         self.s.add(event)
         return event
@@ -232,7 +253,8 @@ class UnitOfWork:
             f" Look at it again (drp alert show {alert_id}) and retry if still needed"
         )
 
-    def _enter_stage(self, alert: Alert, stage_key: str) -> None:
-        for column, value in due.stage_entry(self.protocol, self.cal, stage_key, now=self.now,
-                                             today=self.today).items():
+    def _enter_stage(self, alert: Alert, stage_key: str, informal: date | None = None) -> None:
+        for column, value in due.stage_entry(self.protocol, self.cal, alert, stage_key,
+                                             now=self.now, today=self.today,
+                                             informal=informal).items():
             setattr(alert, column, value)

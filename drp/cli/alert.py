@@ -65,7 +65,8 @@ def print_list(views: list[AlertView]) -> None:
             view.status + (" (held)" if view.on_hold else ""),
             esc(view.stage), esc(view.responsible or "-"),
             view.stage_due.isoformat() if view.stage_due else "-",
-            view.resolution_due.isoformat(), "[red bold]yes[/]" if view.overdue else "no",
+            view.resolution_due.isoformat() if view.resolution_due else "-",
+            "[red bold]yes[/]" if view.overdue else "no",
             esc(view.summary[:60]),
         )
     out.print(table)

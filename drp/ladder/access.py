@@ -1,32 +1,55 @@
 """The single access policy: who may see and do what. The CLI, the web app and the flows all
 ask here; nothing else decides.
 
-- The child's IRO (or the alert's IRO) and IRO managers raise, escalate, resolve, withdraw,
-  hold, resume, extend, refer and reopen.
-- The person responsible at the current stage (or anyone above them on the child's
-  management line, or a role the stage lets respond) responds.
+- The allocated IRO's own powers (s.25B(3) Children Act 1989): raising, escalating,
+  resolving, withdrawing, referring to Cafcass (and holding, resuming, extending, reopening,
+  the theme) are the allocated IRO's, or their recorded cover's. An IRO manager sees
+  everything, may withdraw an alert raised in error and move a misfiled one, and otherwise
+  acts on an alert only as the IRO's recorded cover.
+- Cover (`deputies_on`): while a recorded cover period runs, the deputy receives the absent
+  person's work (responsibility at a stage, the inbox, e-mails, reminders) and may do what
+  they may, "as cover for" them (`acting_for`).
+- The person responsible at the current stage (or their cover, anyone above them on the
+  child's management line, or a role the stage lets respond) responds; the one responsible
+  (or their cover) acknowledges. A vacant team manager's post falls to the service manager,
+  else the head of service.
 - Social workers and managers see only their own teams' children; IRO managers, the assistant
   director and the director see all. Admins manage the organisation, not children's records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlmodel import Session, col, select
 
 from ..errors import InvalidTransition
-from ..models import Alert, Child, Council, Person, PersonRole, Service, Team, TeamMember
+from ..models import (
+    Alert,
+    Child,
+    Council,
+    Cover,
+    Person,
+    PersonRole,
+    Service,
+    Team,
+    TeamMember,
+)
 from . import due
 from .protocol import LINE_ROLES, Protocol, Role
 
 SYSTEM = "system"
 SEE_ALL = frozenset({Role.iro_manager, Role.assistant_director, Role.director})
+# The allocated IRO's own (or their recorded cover's).
 IRO_SIDE_TRIGGERS = frozenset(
-    {"escalate", "resolve", "withdraw", "hold", "resume", "extend", "refer", "reopen",
-     "set_theme"}
+    {"escalate", "resolve", "withdraw", "hold", "resume", "extend", "refer",
+     "cafcass_response", "reopen", "set_theme", "move", "link"}
 )
+# What an IRO manager may do in their own right (the rest only as cover).
+IRO_MANAGER_TRIGGERS = frozenset({"withdraw", "move", "link"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,8 @@ class Actor:
     name: str
     roles: frozenset[str]
     team_ids: frozenset[int] = frozenset()  # teams whose children they may see
+    # The people whose work this person has today as their recorded cover: id -> username.
+    covering: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def is_system(self) -> bool:
@@ -55,21 +80,58 @@ class Actor:
 SYSTEM_ACTOR = Actor(id=None, username=SYSTEM, name="drp (automatic)", roles=frozenset())
 
 
-def load_actor(session: Session, person: Person) -> Actor:
-    assert person.id is not None
-    pid = person.id
-    roles = frozenset(session.exec(select(PersonRole.role).where(PersonRole.person_id == pid)))
+def deputies_on(session: Session, today: date) -> dict[int, int]:
+    """Who covers whom today: absent person's id -> deputy's id (cover periods include both
+    their days; an ended period no longer counts)."""
+    rows = session.exec(
+        select(Cover.person_id, Cover.deputy_id).where(
+            col(Cover.starts) <= today, col(Cover.ends) >= today,
+            col(Cover.ended_at).is_(None)).order_by(col(Cover.id)))
+    return {person: deputy for person, deputy in rows}
+
+
+def _scope(session: Session, pids: list[int]) -> set[int]:
     teams: set[int] = set()
-    teams.update(session.exec(select(Team.id).where(Team.team_manager_id == pid)))  # type: ignore[arg-type]
-    teams.update(session.exec(select(TeamMember.team_id).where(TeamMember.person_id == pid)))
+    teams.update(session.exec(select(Team.id).where(col(Team.team_manager_id).in_(pids))))  # type: ignore[arg-type]
+    teams.update(session.exec(select(TeamMember.team_id).where(
+        col(TeamMember.person_id).in_(pids))))
     services = select(Service.id).where(
-        or_(col(Service.head_of_service_id) == pid, col(Service.service_manager_id) == pid)
+        or_(col(Service.head_of_service_id).in_(pids), col(Service.service_manager_id).in_(pids))
     )
     teams.update(session.exec(select(Team.id).where(col(Team.service_id).in_(services))))  # type: ignore[arg-type]
+    return {t for t in teams if t is not None}
+
+
+def load_actor(session: Session, person: Person, today: date | None = None) -> Actor:
+    """The person with their roles, the teams they may see, and (given `today`) the people
+    they cover for, whose teams' children they may then see too."""
+    assert person.id is not None
+    pid = person.id
+    roles = set(session.exec(select(PersonRole.role).where(PersonRole.person_id == pid)))
+    covering: dict[int, str] = {}
+    if today is not None:
+        absent = [p for p, d in deputies_on(session, today).items() if d == pid]
+        if absent:
+            covering = {p.id: p.username for p in session.exec(
+                select(Person).where(col(Person.id).in_(absent))) if p.id is not None}
     return Actor(
-        id=pid, username=person.username, name=person.name, roles=roles,
-        team_ids=frozenset(t for t in teams if t is not None),
+        id=pid, username=person.username, name=person.name, roles=frozenset(roles),
+        team_ids=frozenset(_scope(session, [pid, *covering])), covering=covering,
     )
+
+
+def acts_for(actor: Actor, person_id: int | None) -> bool:
+    """Is this person `person_id`, or their recorded cover today?"""
+    return person_id is not None and actor.id is not None and (
+        actor.id == person_id or person_id in actor.covering)
+
+
+def acting_for(actor: Actor, person_id: int | None) -> str | None:
+    """The username of the person this actor stands in for, when acting as their cover
+    (None when acting in their own right)."""
+    if person_id is None or actor.id == person_id:
+        return None
+    return actor.covering.get(person_id)
 
 
 @dataclass(frozen=True)
@@ -81,30 +143,53 @@ class Line:
     service: Service
     council: Council | None
     by_role: dict[str, int | None] = field(default_factory=dict)
+    deputies: Mapping[int, int] = field(default_factory=dict)  # today's cover: absent -> deputy
+    vacant: tuple[str, ...] = ()  # posts nobody holds, filled from above (see `build`)
 
     @classmethod
-    def of(cls, session: Session, child: Child) -> Line:
+    def of(cls, session: Session, child: Child, deputies: Mapping[int, int] | None = None
+           ) -> Line:
         team = session.get(Team, child.team_id)
         assert team is not None
         service = session.get(Service, team.service_id)
         assert service is not None
-        return cls.build(child, team, service, session.get(Council, 1))
+        return cls.build(child, team, service, session.get(Council, 1), deputies)
 
     @classmethod
-    def build(cls, child: Child, team: Team, service: Service, council: Council | None) -> Line:
-        """From rows already read (pages and runs that build many lines read them once)."""
+    def build(cls, child: Child, team: Team, service: Service, council: Council | None,
+              deputies: Mapping[int, int] | None = None) -> Line:
+        """From rows already read (pages and runs that build many lines read them once). A
+        team without a team manager (a vacancy) has its stage fall to the service manager,
+        else the head of service."""
+        vacant: tuple[str, ...] = ()
+        team_manager = team.team_manager_id
+        if team_manager is None:
+            vacant = (Role.team_manager.value,)
+            team_manager = service.service_manager_id or service.head_of_service_id
         by_role: dict[str, int | None] = {
             Role.social_worker: child.social_worker_id,
-            Role.team_manager: team.team_manager_id,
+            Role.team_manager: team_manager,
             Role.service_manager: service.service_manager_id,
             Role.head_of_service: service.head_of_service_id,
             Role.assistant_director: council.assistant_director_id if council else None,
             Role.director: council.director_id if council else None,
         }
-        return cls(child=child, team=team, service=service, council=council, by_role=by_role)
+        return cls(child=child, team=team, service=service, council=council, by_role=by_role,
+                   deputies=deputies or {}, vacant=vacant)
 
     def holder(self, role: str) -> int | None:
+        """Who holds the post (its substantive holder, or who fills a vacancy)."""
         return self.by_role.get(role)
+
+    def acting(self, role: str) -> int | None:
+        """Who does the post's work today: its holder, or their recorded cover."""
+        return self.covered(self.by_role.get(role))
+
+    def covered(self, person_id: int | None) -> int | None:
+        """`person_id`, or their deputy while a cover period runs."""
+        if person_id is None:
+            return None
+        return self.deputies.get(person_id, person_id)
 
     def rank(self, person_id: int | None) -> int:
         """The highest post this person holds on the line (-1 when none)."""
@@ -112,13 +197,18 @@ class Line:
         return max(ranks, default=-1)
 
 
+def _selves(actor: Actor) -> list[int]:
+    return [] if actor.id is None else [actor.id, *actor.covering]
+
+
 def can_see_child(actor: Actor, child: Child, alert_iro_id: int | None = None) -> bool:
     if actor.sees_all:
         return True
-    return actor.id is not None and (
-        child.iro_id == actor.id
-        or alert_iro_id == actor.id
-        or child.social_worker_id == actor.id
+    selves = _selves(actor)
+    return bool(selves) and (
+        child.iro_id in selves
+        or alert_iro_id in selves
+        or child.social_worker_id in selves
         or child.team_id in actor.team_ids
     )
 
@@ -129,24 +219,30 @@ def visible_alerts(actor: Actor) -> ColumnElement[bool]:
         return true()
     if actor.id is None:
         return false()
+    selves = _selves(actor)
     return or_(
-        col(Child.iro_id) == actor.id,
-        col(Alert.iro_id) == actor.id,
-        col(Child.social_worker_id) == actor.id,
+        col(Child.iro_id).in_(selves),
+        col(Alert.iro_id).in_(selves),
+        col(Child.social_worker_id).in_(selves),
         col(Child.team_id).in_(sorted(actor.team_ids)),
     )
 
 
 def is_alert_iro(actor: Actor, alert: Alert, child: Child) -> bool:
-    return actor.id is not None and Role.iro in actor.roles and actor.id in (
-        alert.iro_id, child.iro_id
-    )
+    """The allocated IRO (the alert's, which follows the child's), or their cover."""
+    del child  # the alert's IRO is the allocated one (a transfer moves it)
+    return acts_for(actor, alert.iro_id) and (
+        Role.iro in actor.roles or alert.iro_id in actor.covering)
 
 
 def may_raise(actor: Actor, child: Child) -> bool:
-    return actor.is_iro_manager or (
-        actor.id is not None and Role.iro in actor.roles and child.iro_id == actor.id
-    )
+    """Raising is the child's IRO's, or their recorded cover's."""
+    return acts_for(actor, child.iro_id) and (
+        Role.iro in actor.roles or child.iro_id in actor.covering)
+
+
+def may_record_good_practice(actor: Actor, child: Child) -> bool:
+    return may_raise(actor, child)
 
 
 REPORT_READERS = frozenset(
@@ -168,10 +264,18 @@ def may_administer(roles: frozenset[str]) -> bool:
 def may_respond(actor: Actor, protocol: Protocol, stage_key: str, line: Line) -> bool:
     if actor.id is None or stage_key not in protocol.keys:
         return False
-    if actor.id in responders(protocol, stage_key, line):
+    asked = responders(protocol, stage_key, line)
+    if any(acts_for(actor, pid) for pid in asked):
         return True
     needed = LINE_ROLES.index(protocol.stage(stage_key).responsible)
-    return line.rank(actor.id) >= needed
+    return max(line.rank(p) for p in _selves(actor)) >= needed
+
+
+def may_acknowledge(actor: Actor, protocol: Protocol, stage_key: str, line: Line) -> bool:
+    """The person responsible at the stage (the post's holder), or their cover."""
+    if stage_key not in protocol.keys:
+        return False
+    return acts_for(actor, line.holder(protocol.stage(stage_key).responsible))
 
 
 def may(
@@ -183,19 +287,43 @@ def may(
         return trigger in ("escalate", "remind", "resume", "set_theme")
     if not can_see_child(actor, line.child, alert.iro_id):
         return False
-    iro_side = actor.is_iro_manager or is_alert_iro(actor, alert, line.child)
+    allocated = is_alert_iro(actor, alert, line.child)
+    iro_side = allocated or actor.is_iro_manager
     if trigger in IRO_SIDE_TRIGGERS:
-        return iro_side
+        return allocated or (actor.is_iro_manager and trigger in IRO_MANAGER_TRIGGERS)
     if trigger == "raise_alert":
         return may_raise(actor, line.child)
     if trigger == "respond":
         return may_respond(actor, protocol, alert.stage, line)
+    if trigger == "acknowledge":
+        return may_acknowledge(actor, protocol, alert.stage, line)
     if trigger == "action_done":
-        if iro_side or (action_owner_id is not None and action_owner_id == actor.id):
+        if iro_side or acts_for(actor, action_owner_id):
             return True
         stage = action_stage if action_stage in protocol.keys else None
         return stage is not None and may_respond(actor, protocol, stage, line)
     return False
+
+
+def acting_as(actor: Actor, trigger: str, protocol: Protocol, alert: Alert, line: Line
+              ) -> str | None:
+    """Whom the actor stands in for when firing `trigger` (recorded on the event), or None
+    when they act in their own right."""
+    if actor.is_system or actor.id is None or not actor.covering:
+        return None
+    if trigger in IRO_SIDE_TRIGGERS or trigger == "raise_alert":
+        if actor.id == alert.iro_id or (trigger in IRO_MANAGER_TRIGGERS
+                                         and actor.is_iro_manager):
+            return None
+        return acting_for(actor, alert.iro_id)
+    if trigger in ("respond", "acknowledge") and alert.stage in protocol.keys:
+        stage = protocol.stage(alert.stage)
+        holders = [line.holder(stage.responsible), *(line.holder(r)
+                                                     for r in stage.also_respond)]
+        if actor.id in holders or line.rank(actor.id) >= LINE_ROLES.index(stage.responsible):
+            return None
+        return next((u for p in holders if (u := acting_for(actor, p))), None)
+    return None
 
 
 def may_own_action(person_id: int, alert: Alert, line: Line) -> bool:
@@ -207,8 +335,14 @@ def may_own_action(person_id: int, alert: Alert, line: Line) -> bool:
 
 def who_may(trigger: str, protocol: Protocol, alert: Alert, line: Line) -> str:
     """In words, for refusals."""
+    if trigger in IRO_MANAGER_TRIGGERS:
+        return "only the allocated IRO, their recorded cover or an IRO manager"
     if trigger in IRO_SIDE_TRIGGERS or trigger == "raise_alert":
-        return "only the child's IRO or an IRO manager"
+        return ("only the allocated IRO or their recorded cover (an IRO manager acts as"
+                " cover once it is recorded: drp cover set)")
+    if trigger == "acknowledge" and alert.stage in protocol.keys:
+        role = protocol.stage(alert.stage).responsible.value.replace("_", " ")
+        return f"only the {role} responsible at {alert.stage}, or their recorded cover,"
     if trigger == "respond":
         stage = protocol.stage(alert.stage)
         return (
@@ -225,23 +359,35 @@ def responsible_id(protocol: Protocol, stage_key: str, line: Line) -> int | None
     """Who holds the post responsible at this stage for this child (None when nobody)."""
     if stage_key not in protocol.keys:
         return None
-    return line.holder(protocol.stage(stage_key).responsible)
+    return line.acting(protocol.stage(stage_key).responsible)
 
 
 def responders(protocol: Protocol, stage_key: str | None, line: Line) -> list[int | None]:
-    """The people asked to respond at a stage: the responsible post's holder, then the posts
-    the stage also lets respond (`also_respond`). Managers above them may respond too
-    (`may_respond`), but are not asked."""
+    """The people asked to respond at a stage: whoever does the responsible post's work
+    today (its holder or their cover), then the posts the stage also lets respond
+    (`also_respond`). Managers above them may respond too (`may_respond`), but are not
+    asked."""
     if stage_key is None or stage_key not in protocol.keys:
         return []
     stage = protocol.stage(stage_key)
-    return [line.holder(stage.responsible), *(line.holder(r) for r in stage.also_respond)]
+    return [line.acting(stage.responsible), *(line.acting(r) for r in stage.also_respond)]
+
+
+def iro_of(alert: Alert, line: Line) -> int | None:
+    """Who gets the allocated IRO's work on this alert today (the IRO, or their cover)."""
+    return line.covered(alert.iro_id)
 
 
 def awaits_response_from(actor: Actor, protocol: Protocol, alert: Alert, line: Line) -> bool:
     """Is this open alert waiting for this person's response (their inbox)?"""
     return (due.awaiting_response(protocol, alert) and actor.id is not None
             and actor.id in responders(protocol, alert.stage, line))
+
+
+def awaits_acknowledgement_from(actor: Actor, protocol: Protocol, alert: Alert, line: Line
+                                ) -> bool:
+    return (due.awaiting_response(protocol, alert) and alert.acknowledged_at is None
+            and actor.id is not None and actor.id == responsible_id(protocol, alert.stage, line))
 
 
 def require_responsible(protocol: Protocol, stage_key: str, line: Line) -> None:

@@ -1,11 +1,18 @@
 """When things fall due: the one home of the ladder's clocks.
 
+- **Two clocks** (IRO Handbook 2010, para 6.2). The informal stage's due date is the IRO's
+  choice when raising (`informal_due`: the stage's timescale by default, at most its
+  `max_timescale_working_days`), outside the 20. The formal clock (`formal_start`) starts the
+  day the alert first enters a formal stage: its resolution due date is the protocol's
+  `resolution_working_days` from then; an informal alert has none.
 - **Entering a stage** (`stage_entry`): the stage's due date is its timescale in working days
-  from the day it is entered; its response clock starts again.
-- **The resolution clock** (`resolution_due_from`): the protocol's `resolution_working_days`
-  from the day the alert is raised.
-- **A hold** stops both clocks (`after_hold`): on resuming, each moves on by the working days
-  held.
+  from the day it is entered, and a formal stage's never later than the resolution due date;
+  its response clock and its acknowledgement start again.
+- **A hold** (`hold_until_limit`) needs an end date at most `max_hold_working_days` away and
+  stops both clocks (`after_hold`): on resuming, each moves on by the working days held.
+- **An extension** (`extension_limit`) moves a due date on by at most
+  `max_extension_working_days`, never into the past; the informal date may also be brought
+  forward. An extension past the resolution due date moves that too (it is agreed).
 - **Overdue** (`is_overdue`): an open alert not on hold whose stage has gone unanswered past
   its due date, or which is past its resolution due date. "Past" is the day after.
 - **What the timescale run does** (`reminder_due`, `on_overdue`, `hold_ended`,
@@ -25,45 +32,163 @@ from sqlalchemy import ColumnElement, and_, false, or_
 from sqlmodel import col
 
 from ..calendar import WorkingCalendar
+from ..errors import BadValue
 from ..models import Action, Alert
 from .protocol import OverduePolicy, Protocol, Stage
 
-
 # -- the clocks ---------------------------------------------------------------------------------
+
+
+
 def stage_due_from(protocol: Protocol, calendar: WorkingCalendar, stage_key: str,
-                   entered: date) -> date:
-    """When stage `stage_key` falls due, entered on `entered`."""
-    return calendar.add(entered, protocol.stage(stage_key).timescale_working_days)
+                   entered: date, resolution_due: date | None = None) -> date:
+    """When stage `stage_key` falls due, entered on `entered`: its timescale, and a formal
+    stage never after the resolution due date."""
+    due = calendar.add(entered, protocol.stage(stage_key).timescale_working_days)
+    if resolution_due is not None and protocol.is_formal(stage_key):
+        due = min(due, max(resolution_due, entered))
+    return due
 
 
-def stage_entry(protocol: Protocol, calendar: WorkingCalendar, stage_key: str, *,
-                now: datetime, today: date) -> dict[str, Any]:
-    """The alert's columns on entering a stage (raising, escalating, reopening)."""
-    return {"stage_entered_at": now,
-            "stage_due": stage_due_from(protocol, calendar, stage_key, today),
-            "stage_responded_at": None}
+def informal_due(protocol: Protocol, calendar: WorkingCalendar, today: date,
+                 chosen: date | None) -> date:
+    """The informal stage's due date: the IRO's choice, or the stage's default timescale.
+    Refuses (BadValue) a date not after today, not a working day, or beyond the maximum."""
+    stage = protocol.stages[0]
+    if chosen is None:
+        return calendar.add(today, stage.timescale_working_days)
+    latest = calendar.add(today, stage.max_working_days)
+    if chosen <= today:
+        raise BadValue(f"the informal due date {chosen.isoformat()} is not after today"
+                       f" ({today.isoformat()}); give a later date", field="due")
+    if chosen > latest:
+        raise BadValue(f"the informal due date {chosen.isoformat()} is more than"
+                       f" {stage.max_working_days} working days away (the protocol's most);"
+                       f" give a date up to {latest.isoformat()}", field="due")
+    if not calendar.is_working_day(chosen):
+        raise BadValue(f"the informal due date {chosen.isoformat()} is not a working day;"
+                       f" give a working day such as"
+                       f" {calendar.next_working_day(chosen).isoformat()}", field="due")
+    return chosen
 
 
-def resolution_due_from(protocol: Protocol, calendar: WorkingCalendar, raised: date) -> date:
-    """When the whole dispute should be resolved, raised on `raised`."""
-    return calendar.add(raised, protocol.resolution_working_days)
+def formal_start(protocol: Protocol, calendar: WorkingCalendar, alert: Any, stage_key: str,
+                 today: date) -> dict[str, Any]:
+    """The formal clock's columns when the alert enters `stage_key`: set the first time it
+    enters a formal stage, unchanged after (nothing while informal)."""
+    if alert.formal_since is not None or not protocol.is_formal(stage_key):
+        return {}
+    return {"formal_since": today,
+            "resolution_due": calendar.add(today, protocol.resolution_working_days)}
+
+
+def stage_entry(protocol: Protocol, calendar: WorkingCalendar, alert: Any, stage_key: str, *,
+                now: datetime, today: date, informal: date | None = None) -> dict[str, Any]:
+    """The alert's columns on entering a stage (raising, escalating, reopening): the formal
+    clock if it starts now, the stage's due date (`informal`: the IRO's date for the
+    informal stage), a fresh response clock and acknowledgement."""
+    values = formal_start(protocol, calendar, alert, stage_key, today)
+    resolution = values.get("resolution_due", alert.resolution_due)
+    if informal is not None and not protocol.is_formal(stage_key):
+        stage_due = informal
+    else:
+        stage_due = stage_due_from(protocol, calendar, stage_key, today, resolution)
+    return {**values, "stage_entered_at": now, "stage_due": stage_due,
+            "stage_responded_at": None, "acknowledged_by_id": None, "acknowledged_at": None}
+
+
+def resolution_due_from(protocol: Protocol, calendar: WorkingCalendar, formal_since: date
+                        ) -> date:
+    """When the formal process should be over, begun on `formal_since`."""
+    return calendar.add(formal_since, protocol.resolution_working_days)
+
+
+def hold_until_limit(protocol: Protocol, calendar: WorkingCalendar, today: date,
+                     until: date | None) -> date:
+    """A hold's end date: required, after today, at most `max_hold_working_days` away."""
+    if until is None:
+        raise BadValue("a hold needs an end date (--until YYYY-MM-DD): the day to look at it"
+                       " again, such as the day after a court hearing", field="until")
+    latest = calendar.add(today, protocol.max_hold_working_days)
+    if until <= today:
+        raise BadValue(f"the hold would end {until.isoformat()}, which is not after today"
+                       f" ({today.isoformat()}); give a later date", field="until")
+    if until > latest:
+        raise BadValue(f"the hold would end {until.isoformat()}, more than"
+                       f" {protocol.max_hold_working_days} working days away (the protocol's"
+                       f" most); give a date up to {latest.isoformat()}, and hold again then"
+                       " if still needed", field="until")
+    return until
+
+
+def extension_limit(protocol: Protocol, calendar: WorkingCalendar, alert: Any, today: date,
+                    until: date) -> None:
+    """Refuse (BadValue) an extension of the stage's due date to `until`: never into the
+    past, at most `max_extension_working_days` after the current due date; only the informal
+    date may be brought forward."""
+    current = alert.stage_due
+    if until < today:
+        raise BadValue(f"the new due date {until.isoformat()} is in the past; give a date"
+                       f" from {today.isoformat()}", field="until")
+    if current is not None:
+        latest = calendar.add(current, protocol.max_extension_working_days)
+        if until > latest:
+            raise BadValue(
+                f"the new due date {until.isoformat()} is more than"
+                f" {protocol.max_extension_working_days} working days after the current one"
+                f" ({current.isoformat()}), the protocol's most; give a date up to"
+                f" {latest.isoformat()}", field="until")
+        if until == current or (until < current and protocol.is_formal(alert.stage)):
+            raise BadValue(
+                f"the new due date {until.isoformat()} is not after the current one"
+                f" ({current.isoformat()}); an extension must be later (only the informal"
+                " stage's date may be brought forward)", field="until")
+
+
+def after_extension(alert: Any, until: date) -> date | None:
+    """The resolution due date after the stage is extended to `until`: an agreed extension
+    past it moves it too."""
+    current: date | None = alert.resolution_due
+    if current is not None and until > current:
+        return until
+    return current
 
 
 def after_hold(calendar: WorkingCalendar, alert: Any, today: date
-               ) -> tuple[date | None, date, int]:
+               ) -> tuple[date | None, date | None, int]:
     """(stage due, resolution due, working days held) on resuming today: working days on
     hold do not count, so both clocks move on by the days held."""
     held = max(0, calendar.between(alert.held_since, today))
     stage_due = calendar.add(alert.stage_due, held) if alert.stage_due is not None else None
-    return stage_due, calendar.add(alert.resolution_due, held), held
+    resolution = (calendar.add(alert.resolution_due, held)
+                  if alert.resolution_due is not None else None)
+    return stage_due, resolution, held
+
+
+def after_closure(calendar_before: WorkingCalendar, calendar: WorkingCalendar, alert: Any,
+                  day: date) -> dict[str, date]:
+    """The due dates a new closure day moves: each open due date the day falls within (after
+    the clock started, up to the date) moves on by the working day lost."""
+    if not calendar_before.is_working_day(day) or calendar.is_working_day(day):
+        return {}
+    entered = alert.stage_entered_at.date()
+    moved: dict[str, date] = {}
+    if alert.stage_due is not None and entered < day <= alert.stage_due:
+        moved["stage_due"] = calendar.add(alert.stage_due, 1)
+    if (alert.resolution_due is not None and alert.formal_since is not None
+            and alert.formal_since < day <= alert.resolution_due):
+        moved["resolution_due"] = calendar.add(alert.resolution_due, 1)
+    return moved
 
 
 def clocks(alert: Any, stage_due: date | None = None) -> dict[str, Any]:
     """The clocks as they stand after an event, kept in its data so reports can replay an
     alert's state at any instant (due dates move with holds and extensions)."""
     due = stage_due if stage_due is not None else alert.stage_due
+    resolution = alert.resolution_due
     return {"stage_due": due.isoformat() if due else None,
-            "resolution_due": alert.resolution_due.isoformat(), "on_hold": alert.on_hold}
+            "resolution_due": resolution.isoformat() if resolution else None,
+            "on_hold": alert.on_hold}
 
 
 # -- overdue --------------------------------------------------------------------------------------
@@ -108,6 +233,23 @@ def awaiting_response(protocol: Protocol, alert: Any) -> bool:
     """Open, not on hold, and its stage's response not yet given: the stage clock runs."""
     return bool(alert.status == "open" and not alert.on_hold and alert.stage_due is not None
                 and alert.stage_responded_at is None and alert.stage in protocol.keys)
+
+
+def ack_reminder_after(calendar: WorkingCalendar, today: date) -> date:
+    """Stages entered before this day and still unacknowledged have gone a working day
+    without it (the last working day up to today)."""
+    day = today
+    while not calendar.is_working_day(day):
+        day = day.fromordinal(day.toordinal() - 1)
+    return day
+
+
+def ack_reminder_due(protocol: Protocol, alert: Any, before: datetime) -> bool:
+    """The reminder to acknowledge: awaiting a response, not acknowledged, the stage entered
+    before `before` (the start of `ack_reminder_after`'s day), once per stage due date."""
+    return bool(awaiting_response(protocol, alert) and alert.acknowledged_at is None
+                and alert.stage_entered_at < before
+                and alert.ack_reminded_for != alert.stage_due)
 
 
 def reminder_due(protocol: Protocol, calendar: WorkingCalendar, today: date, alert: Any
@@ -177,6 +319,14 @@ def reminder_due_where(protocol: Protocol, calendar: WorkingCalendar, today: dat
                 col(Alert.stage_due) <= furthest, or_(*per_stage) if per_stage else false(),
                 or_(col(Alert.reminded_for).is_(None),
                     col(Alert.reminded_for) != col(Alert.stage_due)))
+
+
+def ack_reminder_where(protocol: Protocol, before: datetime) -> ColumnElement[bool]:
+    """`ack_reminder_due(...)` as a WHERE clause over Alert."""
+    return and_(_awaiting_where(protocol), col(Alert.acknowledged_at).is_(None),
+                col(Alert.stage_entered_at) < before,
+                or_(col(Alert.ack_reminded_for).is_(None),
+                    col(Alert.ack_reminded_for) != col(Alert.stage_due)))
 
 
 def hold_ended_where(today: date) -> ColumnElement[bool]:

@@ -19,6 +19,7 @@ from ..errors import InvalidTransition
 from .protocol import TERMINAL, Protocol
 
 NEW = "new"
+CLOSED = "closed"  # a good-practice record: no ladder, closed once recorded
 
 # Triggers people (and the flows, as `system`) may fire.
 TRIGGERS = (
@@ -31,8 +32,12 @@ TRIGGERS = (
     "resume",
     "extend",
     "refer",
+    "cafcass_response",
+    "acknowledge",
     "reopen",
     "action_done",
+    "move",
+    "link",
     "remind",
     "set_theme",
 )
@@ -48,8 +53,12 @@ VERBS = {
     "resume": "resume",
     "extend": "extend",
     "refer": "refer",
+    "cafcass_response": "record Cafcass's response to",
+    "acknowledge": "acknowledge",
     "reopen": "reopen",
     "action_done": "action-done",
+    "move": "move",
+    "link": "link",
     "remind": "remind",
     "set_theme": "set the theme of",
 }
@@ -64,6 +73,9 @@ class AlertState:
     cafcass_key: str
     on_hold: bool = False
     outstanding_actions: int = 0
+    referred: bool = False  # referred to Cafcass (concurrent: the alert stays open)
+    acknowledged: bool = False  # the current stage, by the person responsible
+    responded: bool = False  # the current stage's response given
     permitted: Callable[[str], bool] = field(default=lambda _t: True)
     refusal: str | None = None
 
@@ -75,8 +87,6 @@ class AlertState:
     def state(self, value: str) -> None:
         if value in TERMINAL:
             self.status = value
-            if value == "referred":
-                self.stage = self.cafcass_key
         else:
             self.status, self.stage = "open", value
 
@@ -110,6 +120,28 @@ def _held(event: EventData) -> bool:
     return _refuse(event, "the alert is not on hold")
 
 
+def _not_referred(event: EventData) -> bool:
+    if not _model(event).referred:
+        return True
+    return _refuse(event, "it has already been referred to Cafcass (one referral per alert);"
+                          " record Cafcass's response with drp alert cafcass")
+
+
+def _referred(event: EventData) -> bool:
+    if _model(event).referred:
+        return True
+    return _refuse(event, "it has not been referred to Cafcass")
+
+
+def _unacknowledged(event: EventData) -> bool:
+    model = _model(event)
+    if model.acknowledged:
+        return _refuse(event, "this stage has already been acknowledged")
+    if model.responded:
+        return _refuse(event, "this stage has already been responded to")
+    return True
+
+
 def _actions_outstanding(event: EventData) -> bool:
     if _model(event).outstanding_actions > 0:
         return True
@@ -118,7 +150,7 @@ def _actions_outstanding(event: EventData) -> bool:
 
 def build_machine(protocol: Protocol) -> Machine:
     keys = list(protocol.keys)
-    states = [NEW, *keys, *TERMINAL]
+    states = [NEW, *keys, *TERMINAL, CLOSED]
     transitions: list[dict[str, Any]] = []
     first = keys[0]
     formal = [s.key for s in protocol.stages if s.formal]
@@ -187,7 +219,9 @@ def build_machine(protocol: Protocol) -> Machine:
             ("respond", None, []),
             ("resolve", "resolved", []),
             ("withdraw", "withdrawn", []),
-            ("refer", "referred", []),
+            ("refer", None, [_not_referred]),
+            ("cafcass_response", None, [_referred]),
+            ("acknowledge", None, [_unacknowledged]),
             ("hold", None, [_not_held]),
             ("resume", None, [_held]),
             ("extend", None, [_not_held]),
@@ -209,6 +243,16 @@ def build_machine(protocol: Protocol) -> Machine:
         {"trigger": "set_theme", "source": [*keys, *TERMINAL], "dest": None,
          "conditions": [_permitted]}
     )
+    # A referral's response can come after the local process has ended.
+    transitions.append(
+        {"trigger": "cafcass_response", "source": list(TERMINAL), "dest": None,
+         "conditions": [_permitted, _referred]}
+    )
+    for trigger in ("move", "link"):
+        transitions.append(
+            {"trigger": trigger, "source": [*keys, *TERMINAL, CLOSED], "dest": None,
+             "conditions": [_permitted]}
+        )
     # A notice about agreed actions can follow a resolved alert too.
     transitions.append(
         {"trigger": "remind", "source": "resolved", "dest": None, "conditions": [_permitted]}
@@ -260,15 +304,16 @@ def permitted_triggers(protocol: Protocol, adapter: AlertState) -> list[str]:
 def _offered(protocol: Protocol, adapter: AlertState) -> list[str]:
     """What may be done from here, whoever asks: worded in a refusal."""
     anyone = replace(adapter, permitted=lambda _t: True)
-    return [t for t in permitted_triggers(protocol, anyone) if t not in ("remind", "set_theme")]
+    return [t for t in permitted_triggers(protocol, anyone)
+            if t not in ("remind", "set_theme", "move", "link")]
 
 
 def describe_state(protocol: Protocol, adapter: AlertState) -> str:
     if adapter.status == "open":
         held = ", on hold" if adapter.on_hold else ""
         return f"at {adapter.stage} ({protocol.title(adapter.stage)}){held}"
-    if adapter.status == "referred":
-        return "referred to Cafcass (closed)"
+    if adapter.status == CLOSED:
+        return "a record of good practice"
     return f"{adapter.status} at {adapter.stage} (closed)"
 
 
@@ -292,7 +337,8 @@ def fire(
     if trigger not in _triggers(machine, state):
         hint = ""
         if trigger == "escalate" and state == protocol.keys[-1]:
-            hint = "; it is at the last stage, so refer it to Cafcass instead (drp alert refer)"
+            hint = ("; it is at the last stage, so consider referring it to Cafcass (drp alert"
+                    " refer), which runs alongside it")
         raise refused(f"it cannot {VERBS.get(trigger, trigger)}{hint}")
     adapter.refusal = None
     try:
@@ -320,13 +366,14 @@ def diagram(protocol: Protocol, out: Path) -> Path:
             f"cannot draw {out.name}: name the file .svg, .png, .pdf, .dot or .mmd (Mermaid)"
         )
     keys = list(protocol.keys)
-    states = [NEW, *keys, "resolved", "withdrawn", "referred"]
+    states = [NEW, *keys, "resolved", "withdrawn"]
     edges: list[dict[str, Any]] = [{"trigger": "raise", "source": NEW, "dest": keys[0]}]
     legend = [
         f"{s.key}: {s.title} ({s.responsible.value.replace('_', ' ')},"
         f" {s.timescale_working_days} working days)"
         for s in protocol.stages
-    ] + [f"referred: {protocol.cafcass.title}"]
+    ] + [f"{protocol.cafcass.title}: the IRO's, at any stage, alongside the local process"
+         " (the alert stays open)"]
     title = protocol.name if engine == "mermaid" else "\n".join([protocol.name, *legend])
     for s in protocol.stages[1:]:
         if s.formal:
@@ -341,7 +388,6 @@ def diagram(protocol: Protocol, out: Path) -> Path:
         edges += [
             {"trigger": "resolve", "source": source, "dest": "resolved"},
             {"trigger": "withdraw", "source": source, "dest": "withdrawn"},
-            {"trigger": "refer", "source": source, "dest": "referred"},
             {"trigger": "reopen", "source": "resolved", "dest": source},
         ]
 
@@ -365,8 +411,6 @@ def diagram(protocol: Protocol, out: Path) -> Path:
             label = f"{stage.title} ({stage.timescale_working_days} working days)"
             text = text.replace(f'state "{stage.key}" as {stage.key}\n',
                                 f'state "{label.replace(chr(34), chr(39))}" as {stage.key}\n')
-        text = text.replace('state "referred" as referred\n',
-                            f'state "{protocol.cafcass.title}" as referred\n')
         if suffix == ".md":
             rows = "\n".join(f"- {line}" for line in legend)
             text = (f"# {protocol.name}\n\nDrawn by `drp protocol diagram --out FILE.md` from"

@@ -13,7 +13,9 @@ from ..configfile import load_yaml
 
 StageKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
-TERMINAL = ("resolved", "withdrawn", "referred")
+TERMINAL = ("resolved", "withdrawn")
+# A good-practice record's stage: it has no ladder and no clock.
+GOOD_PRACTICE = "good_practice"
 
 
 class Role(StrEnum):
@@ -57,6 +59,9 @@ class Stage(_Strict):
     also_notify: tuple[Role, ...] = ()
     also_respond: tuple[Role, ...] = ()
     timescale_working_days: int = Field(ge=1, le=60)
+    # The informal stage's due date is the IRO's choice: `timescale_working_days` is the
+    # default and this the most they may give (the formal stages' timescales are fixed).
+    max_timescale_working_days: int | None = Field(default=None, ge=1, le=60)
     reminder_lead_working_days: int = Field(default=1, ge=0, le=30)
     when_overdue: OverduePolicy
 
@@ -70,7 +75,19 @@ class Stage(_Strict):
             raise ValueError(
                 "reminder_lead_working_days must be less than timescale_working_days"
             )
+        if self.max_timescale_working_days is not None:
+            if self.formal:
+                raise ValueError("max_timescale_working_days is only for the informal stage,"
+                                 " whose due date the IRO sets; remove it")
+            if self.max_timescale_working_days < self.timescale_working_days:
+                raise ValueError("max_timescale_working_days must be at least"
+                                 " timescale_working_days (the default)")
         return self
+
+    @property
+    def max_working_days(self) -> int:
+        """The longest timescale the IRO may give this stage when raising."""
+        return self.max_timescale_working_days or self.timescale_working_days
 
 
 class Cafcass(_Strict):
@@ -80,7 +97,10 @@ class Cafcass(_Strict):
 
 class Protocol(_Strict):
     name: str = Field(min_length=1)
+    # The formal clock: from the day an alert first enters a formal stage (IRO Handbook 6.2).
     resolution_working_days: int = Field(default=20, ge=1, le=120)
+    max_hold_working_days: int = Field(default=65, ge=1, le=260)
+    max_extension_working_days: int = Field(default=10, ge=1, le=60)
     stages: tuple[Stage, ...] = Field(min_length=1)
     cafcass: Cafcass = Cafcass()
 
@@ -89,7 +109,7 @@ class Protocol(_Strict):
         keys = [s.key for s in self.stages]
         for key in {k for k in keys if keys.count(k) > 1}:
             raise ValueError(f"stage key {key!r} is used twice; each stage needs its own key")
-        reserved = {"new", *TERMINAL, self.cafcass.key}
+        reserved = {"new", "referred", "closed", GOOD_PRACTICE, *TERMINAL, self.cafcass.key}
         for key in keys:
             if key in reserved:
                 raise ValueError(f"stage key {key!r} is reserved; choose another")
@@ -106,6 +126,12 @@ class Protocol(_Strict):
         for stage in self.stages[1:]:
             if not stage.formal:
                 raise ValueError(f"stage {stage.key}: only the first stage may be informal")
+        formal_days = sum(s.timescale_working_days for s in self.stages if s.formal)
+        if formal_days > self.resolution_working_days:
+            raise ValueError(
+                f"the formal stages' timescales add up to {formal_days} working days, more"
+                f" than resolution_working_days ({self.resolution_working_days}); the formal"
+                " process must fit in it (IRO Handbook: 20 working days)")
         return self
 
     # -- queries -----------------------------------------------------------------
@@ -120,9 +146,7 @@ class Protocol(_Strict):
         raise KeyError(key)
 
     def index(self, key: str) -> int:
-        """Position on the ladder; Cafcass is above every stage."""
-        if key == self.cafcass.key:
-            return len(self.stages)
+        """Position on the ladder."""
         return self.keys.index(key)
 
     def next_stage(self, key: str) -> Stage | None:
@@ -130,7 +154,18 @@ class Protocol(_Strict):
         return self.stages[i + 1] if i + 1 < len(self.stages) else None
 
     def title(self, key: str) -> str:
-        return self.cafcass.title if key == self.cafcass.key else self.stage(key).title
+        """A stage's title; Cafcass's and good practice's for their keys (events of alerts
+        referred before drp 0.7 name the Cafcass key as a stage)."""
+        if key == self.cafcass.key:
+            return self.cafcass.title
+        if key == GOOD_PRACTICE:
+            return "Good practice"
+        if key in self.keys:
+            return self.stage(key).title
+        return key
+
+    def is_formal(self, key: str) -> bool:
+        return key in self.keys and self.stage(key).formal
 
     @property
     def first_formal(self) -> Stage | None:

@@ -217,10 +217,13 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
     for h, e in resolved:
         data = e.data or {}
         day = _local(e.at, tz)
-        resolution_due = date.fromisoformat(data["resolution_due"]) \
-            if data.get("resolution_due") else h.alert.resolution_due
-        within += due.on_time(day, resolution_due)
         stage_due = data.get("stage_due")
+        # The formal clock's date; an alert resolved informally, its informal due date.
+        resolution_due = date.fromisoformat(data["resolution_due"]) \
+            if data.get("resolution_due") else (
+                date.fromisoformat(stage_due) if stage_due and "resolution_due" in data
+                else h.alert.resolution_due)
+        within += resolution_due is not None and due.on_time(day, resolution_due)
         within_stage += stage_due is not None and due.on_time(day, date.fromisoformat(stage_due))
         held = sum(int((x.data or {}).get("held_working_days", 0)) for x in h.events
                    if x.kind == "resumed" and x.at <= e.at)
