@@ -24,17 +24,24 @@ def protocol_show(as_json: Json = False) -> None:
                    "when overdue"):
         table.add_column(column)
     for stage in protocol.stages:
+        days = str(stage.timescale_working_days)
+        if not stage.formal:
+            days = f"set by the IRO ({days} by default, at most {stage.max_working_days})"
         table.add_row(
-            stage.key, stage.title, stage.responsible.value.replace("_", " "),
-            str(stage.timescale_working_days),
+            stage.key, stage.title, stage.responsible.value.replace("_", " "), days,
             f"{stage.reminder_lead_working_days} day(s) before",
             stage.when_overdue.value.replace("_", " "),
         )
-    table.add_row(protocol.cafcass.key, protocol.cafcass.title, "IRO (with IRO manager)", "-",
-                  "-", "status referred")
+    table.add_row(protocol.cafcass.key, protocol.cafcass.title,
+                  "the allocated IRO (after legal advice)", "-", "-",
+                  "alongside the local process")
     out.print(table)
-    out.print(f"Overall aim: resolved within {protocol.resolution_working_days} working days of"
-              " raising. The IRO may bypass stages or refer to Cafcass from any open stage.")
+    out.print(f"The formal process: within {protocol.resolution_working_days} working days of the"
+              " first formal stage (the informal stage's date is the IRO's, outside them)."
+              f" Holds: at most {protocol.max_hold_working_days} working days, with an end"
+              f" date. Extensions: at most {protocol.max_extension_working_days} working days"
+              " each. The IRO may bypass stages, and refer to Cafcass at any point alongside"
+              " the local process.")
 
 
 @protocol_app.command("diagram")
