@@ -11,6 +11,7 @@ PARTS = {
     "responsible": "the person asked to respond",
     "iro": "the child's IRO",
     "copy": "a copy for information",
+    "iro_manager": "an IRO manager",
     "owner": "the owner of the agreed action",
 }
 
@@ -42,6 +43,10 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
         "hold_until": date(2026, 4, 20), "held_working_days": 3,
         "previous_due": date(2026, 3, 6),
         "action_no": 1, "action_due": date(2026, 3, 13), "action_owner": "Tom Jones",
+        "formal": True, "cafcass_response": "accepted the referral",
+        # a cover period (not about one alert)
+        "cover": {"person": "Helen Smith", "deputy": "Ravi Shah", "starts": date(2026, 3, 2),
+                  "ends": date(2026, 3, 13), "reason": "Annual leave"},
         # the digest
         "scope": "North Locality", "fortnight": date(2026, 3, 2), "today": date(2026, 3, 2),
         "overdue": 1, "totals": None,

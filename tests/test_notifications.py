@@ -68,11 +68,13 @@ def mailer(org: Engine, protocol: Protocol, smtp: SmtpServer) -> Mailer:
 
 def test_every_message_renders_both_parts_with_a_clear_subject() -> None:
     renderer = Renderer()
-    assert len(renderer.messages()) == 15
+    assert {"alert_raised", "response_received", "escalated", "resolved", "withdrawn", "held",
+            "resumed", "extended", "reopened", "referred", "cafcass_response", "reminder",
+            "overdue", "cafcass_consider", "action_overdue", "digest"} <= set(renderer.messages())
     for message in renderer.messages():
-        if message == "digest":
-            continue  # not about one alert: tests/test_digest.py
-        for role in ("responsible", "iro", "copy", "owner"):
+        if message in ("digest", "cover_set", "cover_ended"):
+            continue  # not about one alert: tests/test_digest.py, the cover tests
+        for role in ("responsible", "iro", "copy", "iro_manager", "owner"):
             r = renderer.render(message, sample_context(role))
             assert r.subject.startswith("[drp] ") and "alert 17 (C1001)" in r.subject
             assert "https://" not in r.subject and "\n" not in r.subject
@@ -121,7 +123,8 @@ def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> No
     escalated = sent_to("2027-03-04T09:00", lambda s: s.escalate(aid, "iro.ada", "No"))
     assert set(escalated) == {ADDR[u] for u in ("hos.ivy", "tm.fay", "iro.ada", "irom.cat")}
     assert escalated[ADDR["hos.ivy"]] == "[drp] Stage 2 response due 11 March: alert 1 (R100)"
-    held = sent_to("2027-03-05T09:00", lambda s: s.hold(aid, "iro.ada", "Court"))
+    held = sent_to("2027-03-05T09:00", lambda s: s.hold(aid, "iro.ada", "Court",
+                                                         until=date(2027, 3, 12)))
     assert set(held) == {ADDR["hos.ivy"], ADDR["iro.ada"]}
     assert set(sent_to("2027-03-08T09:00", lambda s: s.resume(aid, "iro.ada"))) == set(held)
     assert set(sent_to("2027-03-08T10:00", lambda s: s.extend(
@@ -130,9 +133,11 @@ def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> No
     assert set(resolved) == {ADDR["hos.ivy"], ADDR["tm.fay"], ADDR["iro.ada"]}
     assert set(sent_to("2027-03-10T09:00", lambda s: s.reopen(aid, "iro.ada", "Not done"))) \
         == set(held)
-    referred = sent_to("2027-03-11T09:00", lambda s: s.refer(aid, "iro.ada", "Advice", legal_advice="Legal services"))
-    assert set(referred) == {ADDR[u] for u in ("iro.ada", "irom.cat", "dcs.lou", "ad.kim",
-                                                "hos.ivy")}
+    referred = sent_to("2027-03-11T09:00", lambda s: s.refer(
+        aid, "iro.ada", "Drift since May", legal_advice="Jo Counsel, legal services"))
+    # The IRO, the IRO managers and the head of service (not the director: the local
+    # process goes on).
+    assert set(referred) == {ADDR[u] for u in ("iro.ada", "irom.cat", "hos.ivy")}
     other = mailer("2027-03-11T10:00", lambda s: s.raise_alert("iro.ben", "R200", "West"))
     assert set(sent_to("2027-03-12T09:00", lambda s: s.withdraw(
         int(other.id), "iro.ben", "Duplicate"))) == {ADDR["tm.gus"], ADDR["sw.eve"], ADDR["iro.ben"]}
@@ -176,6 +181,7 @@ def test_flow_messages_reach_the_right_people(mailer: Mailer) -> None:
     assert sorted(got) == sorted([
         (ADDR["dcs.lou"], "[drp] Reminder"),
         (ADDR["dcs.lou"], "[drp] Overdue"), (ADDR["iro.ada"], "[drp] Overdue"),
+        (ADDR["irom.cat"], "[drp] Overdue"),  # a formal stage: the IRO manager too
         (ADDR["iro.ada"], "[drp] Consider referral to Cafcass"),
         (ADDR["irom.cat"], "[drp] Consider referral to Cafcass"),
         (ADDR["sw.dan"], "[drp] Agreed action overdue (due 3 March)"),
@@ -308,9 +314,102 @@ def test_an_escalation_after_the_resolution_date_says_that_date_has_passed() -> 
     context = sample_context("responsible")
     context["alert"] = {**context["alert"], "resolution_due": date(2026, 2, 27)}
     text = Renderer().render("escalated", context).text
-    assert "It should have been resolved by 27 February 2026 (20 working days from raising):" \
-           " that date has passed." in " ".join(text.split())
+    assert ("The formal process should have been over by 27 February 2026 (20 working days"
+            " from its first formal stage): that date has passed.") in " ".join(text.split())
     context["resolution_working_days"] = 15
     context["alert"]["resolution_due"] = date(2026, 3, 30)
     text = " ".join(Renderer().render("escalated", context).text.split())
-    assert "The aim is to have it resolved by 30 March 2026 (15 working days" in text
+    assert ("The IRO Handbook expects the formal process to be over by 30 March 2026 (15"
+            " working days from its first formal stage).") in text
+    assert "should have been" not in text
+
+
+def _mail(mailer: Mailer, when: str, fn: Callable[[AlertService], Any]) -> dict[str, str]:
+    """Run one unit of work; the plain-text part each address was sent, words on one line."""
+    before = len(mailer.smtp.received)
+    mailer(when, fn)
+    return {r.rcpt[0]: " ".join(f"{r.subject} {r.part('plain')}".split())
+            for r in mailer.smtp.received[before:]}
+
+
+@backends
+def test_an_informal_alert_is_never_given_a_handbook_date_a_formal_one_is(
+        mailer: Mailer) -> None:
+    informal = _mail(mailer, "2027-03-01T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "No plan", due_on=date(2027, 3, 4)))
+    assert set(informal) == {ADDR[u] for u in ("tm.fay", "sw.dan", "iro.ada")}
+    for text in informal.values():
+        assert "Handbook" not in text and "formal process" not in text
+        assert "the IRO asks for it to be resolved informally by 4 March 2027" in text
+    response = _mail(mailer, "2027-03-02T09:00", lambda s: s.respond(1, "tm.fay", "Soon"))
+    assert "formal process" not in response[ADDR["iro.ada"]]
+
+    # Raised straight at a formal stage: the formal clock starts that day, 20 working days
+    # (Good Friday and Easter Monday 2027 not counted).
+    formal = _mail(mailer, "2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ben", "R200", "No visits", stage="stage1"))
+    assert set(formal) == {ADDR[u] for u in ("tm.gus", "sw.eve", "iro.ben")}
+    assert WorkingCalendar().add(date(2027, 3, 1), 20) == date(2027, 3, 31)
+    for text in formal.values():
+        assert ("It starts at Stage 1: Team manager, a formal stage. The IRO Handbook expects"
+                " the formal process to be over by 31 March 2027 (20 working days).") in text
+
+    # Escalating the informal one starts its clock on the day of escalation.
+    escalated = _mail(mailer, "2027-03-03T09:00", lambda s: s.escalate(1, "iro.ada", "No"))
+    assert ("The IRO Handbook expects the formal process to be over by 2 April 2027 (20"
+            " working days from its first formal stage).") in escalated[ADDR["tm.fay"]]
+
+
+@backends
+def test_a_referral_and_cafcass_response_tell_the_iro_managers_and_head_of_service_the_minimum(
+        mailer: Mailer) -> None:
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "Plan drift UNIQUESUMMARY", detail="Private story"))
+    referred = _mail(mailer, "2027-03-02T09:00", lambda s: s.refer(
+        1, "iro.ada", "Reason UNIQUEREASON", legal_advice="Jo Counsel UNIQUEADVICE",
+        advised_on=date(2027, 3, 1)))
+    assert set(referred) == {ADDR[u] for u in ("iro.ada", "irom.cat", "hos.ivy")}
+    for addr, text in referred.items():
+        assert text.startswith("[drp] Referred to Cafcass: alert 1 (R100)")
+        assert ("Ada Iro has referred the case of child R100 to Cafcass, under section 25B(3)"
+                " of the Children Act 1989, after taking legal advice. The referral runs"
+                " alongside the local process: the alert stays open at Informal resolution."
+                ) in text
+        # The minimum: no reason, no legal advice, no summary or detail in an e-mail.
+        for secret in ("UNIQUE", "Private", "Jo Counsel"):
+            assert secret not in text, addr
+    assert "For your oversight: the IRO will record Cafcass's response" in referred[
+        ADDR["irom.cat"]]
+    assert "Record Cafcass's response in drp when it comes" in referred[ADDR["iro.ada"]]
+    assert "You receive this as a copy for information" in referred[ADDR["hos.ivy"]]
+
+    answered = _mail(mailer, "2027-03-09T09:00", lambda s: s.cafcass_response(
+        1, "iro.ada", "proceedings", note="Hearing UNIQUENOTE"))
+    assert set(answered) == set(referred)
+    for text in answered.values():
+        assert text.startswith("[drp] Cafcass's response: alert 1 (R100)")
+        assert ("Ada Iro has recorded Cafcass's response to the referral of child R100's case:"
+                " Cafcass has issued proceedings.") in text
+        assert "UNIQUE" not in text
+
+
+@backends
+def test_overdue_at_the_stage3_pause_point_asks_the_iro_and_iro_manager_to_decide(
+        mailer: Mailer) -> None:
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage3"))
+    # Due 8 March; on the 9th the timescale run reminds, and does not escalate.
+    overdue = _mail(mailer, "2027-03-09T07:00", lambda s: s.act_on_overdue(1))
+    assert set(overdue) == {ADDR[u] for u in ("ad.kim", "iro.ada", "irom.cat")}
+    for text in overdue.values():
+        assert text.startswith("[drp] Overdue: Stage 3 response was due 8 March: alert 1")
+        assert "has been at Stage 3: Assistant director since 1 March 2027" in text
+    assert ("Decide what happens next: escalate the alert, agree an extension with a reason,"
+            " or resolve it") in overdue[ADDR["iro.ada"]]
+    assert ("For your oversight: drp does not take the alert further by itself at this stage."
+            " The IRO decides") in overdue[ADDR["irom.cat"]]
+    assert "Respond in drp today." in overdue[ADDR["ad.kim"]]
+    with Session(mailer.engine) as s:
+        alert = s.get(Alert, 1)
+        assert alert is not None and alert.stage == "stage3"
+        assert [e.kind for e in s.exec(select(Event).order_by(Event.seq))] == [  # type: ignore[arg-type]
+            "raised", "overdue"]
