@@ -2,11 +2,12 @@
 
 Bank holidays come from the `holidays` package (substitute days and one-off holidays such as
 2022-09-19 and 2023-05-08 included); a council may add short-notice days of its own
-(`extra`)."""
+(`extra`: its closure days, which an administrator records with `drp calendar close`, with
+their reasons when given as a mapping)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -14,17 +15,28 @@ import holidays
 
 
 class WorkingCalendar:
-    def __init__(self, extra: Iterable[date] = ()) -> None:
+    def __init__(self, extra: Iterable[date] | Mapping[date, str] = ()) -> None:
+        self._names = dict(extra) if isinstance(extra, Mapping) else {}
         self._extra = frozenset(extra)
         self._bank = holidays.country_holidays("GB", subdiv="ENG")
         self._working: dict[date, bool] = {}  # the flows ask about the same days many times
+
+    @property
+    def extra(self) -> frozenset[date]:
+        """The council's own non-working days (closures), beyond the bank holidays."""
+        return self._extra
+
+    def with_days(self, extra: Mapping[date, str]) -> WorkingCalendar:
+        """This calendar with more days of the council's own (closures) added."""
+        names = {d: self._names.get(d, "Additional holiday") for d in self._extra}
+        return WorkingCalendar({**names, **extra})
 
     def is_holiday(self, day: date) -> bool:
         return day in self._bank or day in self._extra
 
     def holiday_name(self, day: date) -> str | None:
         if day in self._extra:
-            return "Additional holiday"
+            return self._names.get(day) or "Additional holiday"
         name = self._bank.get(day)
         return str(name) if name else None
 

@@ -38,6 +38,7 @@ MESSAGE_FOR_EVENT = {
     "overdue": "overdue",
     "cafcass_prompt": "cafcass_consider",
     "action_overdue": "action_overdue",
+    "due_recomputed": "due_changed",
 }
 
 PARTS = {
@@ -172,6 +173,8 @@ class Notifier:
         elif message in ("referred", "cafcass_response"):
             # The IRO manager and the head of service are told; the local process goes on.
             ids = iro + managers + [(line.acting(Role.head_of_service), "copy")]
+        elif message == "due_changed":
+            ids = now_stage + iro
         elif message == "action_overdue":
             assert notice.action is not None
             ids = [(notice.action.owner_id, "owner"), *iro]

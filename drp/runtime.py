@@ -1,9 +1,16 @@
 """Everything a command or a flow needs, built once from the settings: the engine, the
-protocol, the calendar, the taxonomy, and a factory for the service layer."""
+protocol, the calendar, the taxonomy, and a factory for the service layer.
+
+The calendar is the bank holidays plus the council's closure days, which live in the database
+and may be added while a process runs (`drp calendar close` beside a running web app): so it
+is read where it is used, one small query (`calendar` on its own connection, `calendar_for`
+in a unit of work's session), and the calendar built for a set of days is kept while the days
+stay the same."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
 
 from pydantic import ValidationError
@@ -13,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from . import db, mail
 from .alerts import AlertService
+from .alerts.closures import closure_days
 from .calendar import WorkingCalendar, default_calendar
 from .classifier import (
     Example,
@@ -37,16 +45,40 @@ class Runtime:
     settings: Settings
     engine: Engine
     protocol: Protocol
-    calendar: WorkingCalendar
+    holidays: WorkingCalendar  # the bank holidays alone
     taxonomy: Taxonomy
     _classifier: ThemeClassifier | None = field(default=None, repr=False)
     warnings: list[str] = field(default_factory=list)
+    _closures: tuple[tuple[tuple[date, str], ...], WorkingCalendar] | None = field(
+        default=None, repr=False)
 
-    def service(self, session: Session, clock: Clock,
-                notifier: Notifier | None = None) -> AlertService:
+    def calendar_for(self, session: Session) -> WorkingCalendar:
+        """Working days as they stand in this session: bank holidays and closure days."""
+        days = tuple(sorted(closure_days(session).items()))
+        if not days:
+            return self.holidays
+        if self._closures is None or self._closures[0] != days:
+            self._closures = (days, self.holidays.with_days(dict(days)))
+        return self._closures[1]
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        """Working days as they stand now (read on a connection of its own; before `drp init`
+        the bank holidays alone)."""
+        try:
+            with Session(self.engine) as session:
+                return self.calendar_for(session)
+        except (OperationalError, ProgrammingError):  # no database, or no tables yet
+            return self.holidays
+
+    def service(self, session: Session, clock: Clock, notifier: Notifier | None = None,
+                calendar: WorkingCalendar | None = None) -> AlertService:
+        """The service layer on `session`; `calendar`: one the caller read already (a run of
+        many units of work reads it once), else read in the session."""
         return AlertService(
-            session, protocol=self.protocol, calendar=self.calendar, clock=clock,
-            tz=self.settings.tz, taxonomy=self.taxonomy, notifier=notifier,
+            session, protocol=self.protocol,
+            calendar=calendar if calendar is not None else self.calendar_for(session),
+            clock=clock, tz=self.settings.tz, taxonomy=self.taxonomy, notifier=notifier,
             suggester=self.suggest,
         )
 
@@ -107,6 +139,6 @@ def runtime() -> Runtime:
         settings=settings,
         engine=db.engine_for(settings.database_url),
         protocol=protocol_from(settings.protocol),
-        calendar=default_calendar(),
+        holidays=default_calendar(),
         taxonomy=load_taxonomy(settings.themes),
     )

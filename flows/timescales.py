@@ -1,5 +1,6 @@
-"""The timescale flow: reminders, overdue notices, automatic escalations, the Cafcass prompt,
-holds that have ended and agreed actions now overdue, for every due alert in one run."""
+"""The timescale flow: reminders, reminders to acknowledge, overdue notices, automatic
+escalations, the pause points' notices, the Cafcass prompt, holds that have ended and agreed
+actions now overdue, for every due alert in one run."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ def apply_timescales(now: str) -> dict[str, Any]:
     rt, clock, instant = as_of(now)
     db.require_schema(rt.engine)
     notifier = rt.notifier()
+    calendar = rt.calendar  # bank holidays and closure days, read once for the whole run
     report = timescales.run(
-        rt.engine, lambda session: rt.service(session, clock, notifier), rt.protocol,
-        rt.calendar, instant.astimezone(rt.settings.tz).date(),
+        rt.engine, lambda session: rt.service(session, clock, notifier, calendar),
+        rt.protocol, calendar, instant.astimezone(rt.settings.tz).date(),
     )
     report.problems += sorted(set(notifier.missing))
     return {"report": report.as_dict(), "markdown": report.markdown()}
-
 
 
 @flow(name="drp-timescales", description="Enforce the dispute ladder's working-day timescales.")

@@ -92,3 +92,14 @@ def test_a_short_notice_holiday_can_be_added() -> None:
     extra = WorkingCalendar(extra=[date(2026, 3, 4)])
     assert not extra.is_working_day(date(2026, 3, 4))
     assert extra.add(date(2026, 3, 2), 5) == date(2026, 3, 10)
+
+
+def test_closure_days_are_added_with_their_reasons_and_keep_the_earlier_ones() -> None:
+    funeral = WorkingCalendar().with_days({date(2027, 3, 19): "State funeral"})
+    both = funeral.with_days({date(2027, 3, 10): "Snow"})
+    assert both.extra == {date(2027, 3, 19), date(2027, 3, 10)}
+    assert both.holiday_name(date(2027, 3, 19)) == "State funeral"
+    assert both.holiday_name(date(2027, 3, 10)) == "Snow"
+    assert both.add(date(2027, 3, 9), 1) == date(2027, 3, 11)
+    assert both.between(date(2027, 3, 9), date(2027, 3, 22)) == 7  # 11-12, 15-18, 22
+    assert funeral.is_working_day(date(2027, 3, 10))  # the earlier calendar is unchanged

@@ -168,13 +168,18 @@ def after_hold(calendar: WorkingCalendar, alert: Any, today: date
 def after_closure(calendar_before: WorkingCalendar, calendar: WorkingCalendar, alert: Any,
                   day: date) -> dict[str, date]:
     """The due dates a new closure day moves: each open due date the day falls within (after
-    the clock started, up to the date) moves on by the working day lost."""
+    the clock started, up to the date) moves on by the working day lost. A stage already
+    answered has no open due date; an acknowledgement reminder sent for the old date is not
+    sent again for the new one."""
     if not calendar_before.is_working_day(day) or calendar.is_working_day(day):
         return {}
     entered = alert.stage_entered_at.date()
     moved: dict[str, date] = {}
-    if alert.stage_due is not None and entered < day <= alert.stage_due:
+    if (alert.stage_due is not None and alert.stage_responded_at is None
+            and entered < day <= alert.stage_due):
         moved["stage_due"] = calendar.add(alert.stage_due, 1)
+        if alert.ack_reminded_for == alert.stage_due:
+            moved["ack_reminded_for"] = moved["stage_due"]
     if (alert.resolution_due is not None and alert.formal_since is not None
             and alert.formal_since < day <= alert.resolution_due):
         moved["resolution_due"] = calendar.add(alert.resolution_due, 1)
@@ -235,18 +240,17 @@ def awaiting_response(protocol: Protocol, alert: Any) -> bool:
                 and alert.stage_responded_at is None and alert.stage in protocol.keys)
 
 
-def ack_reminder_after(calendar: WorkingCalendar, today: date) -> date:
-    """Stages entered before this day and still unacknowledged have gone a working day
-    without it (the last working day up to today)."""
-    day = today
-    while not calendar.is_working_day(day):
-        day = day.fromordinal(day.toordinal() - 1)
-    return day
+def ack_reminder_after(calendar: WorkingCalendar, now: datetime) -> datetime:
+    """One working day before `now` (a local time): the same time of day on the previous
+    working day. A stage entered before then, still unacknowledged, has gone a working day
+    without it (entered Friday 10:00: reminded from Monday 10:00)."""
+    previous = calendar.add(now.date(), -1)
+    return now.replace(year=previous.year, month=previous.month, day=previous.day)
 
 
 def ack_reminder_due(protocol: Protocol, alert: Any, before: datetime) -> bool:
     """The reminder to acknowledge: awaiting a response, not acknowledged, the stage entered
-    before `before` (the start of `ack_reminder_after`'s day), once per stage due date."""
+    before `before` (`ack_reminder_after`), once per stage due date."""
     return bool(awaiting_response(protocol, alert) and alert.acknowledged_at is None
                 and alert.stage_entered_at < before
                 and alert.ack_reminded_for != alert.stage_due)
