@@ -39,6 +39,8 @@ MESSAGE_FOR_EVENT = {
     "cafcass_prompt": "cafcass_consider",
     "action_overdue": "action_overdue",
     "due_recomputed": "due_changed",
+    "good_practice": "good_practice",
+    "moved": "moved",
 }
 
 PARTS = {
@@ -175,6 +177,14 @@ class Notifier:
             ids = iro + managers + [(line.acting(Role.head_of_service), "copy")]
         elif message == "due_changed":
             ids = now_stage + iro
+        elif message == "good_practice":
+            # No ladder: the team manager and head of service are told, for information.
+            ids = [(line.acting(Role.team_manager), "copy"),
+                   (line.acting(Role.head_of_service), "copy")]
+        elif message == "moved":
+            # A misfiled alert on its right child: that child's IRO, and whoever is asked to
+            # respond on its line while it is open.
+            ids = iro + (now_stage if alert.status == "open" else [])
         elif message == "action_overdue":
             assert notice.action is not None
             ids = [(notice.action.owner_id, "owner"), *iro]
