@@ -306,7 +306,8 @@ def raise_many(engine: Engine, protocol: Protocol, n: int = MANY) -> list[int]:
     refs = sorted(IROS)
     with db.transaction(engine) as s:
         svc = service(s, protocol, RAISED_AT)
-        alerts = [svc.raise_alert(IROS[refs[i % 3]], refs[i % 3], f"Drift {i}", stage="stage1")
+        alerts = [svc.raise_alert(IROS[refs[i % 3]], refs[i % 3], f"Drift {i}", stage="stage1",
+                                  separate=True)
                   for i in range(n)]
     return [int(a.id or 0) for a in alerts]
 
@@ -604,7 +605,7 @@ def test_two_deliveries_at_once_send_each_message_once(
     with db.transaction(org) as s:
         svc = service(s, protocol, "2027-03-01T09:00", n)
         for ref in ("R100", "R101", "R200", "R100", "R101", "R200"):
-            svc.raise_alert(IROS[ref], ref, "Drift")
+            svc.raise_alert(IROS[ref], ref, "Drift", separate=True)
     rows = outbox(org)
     assert len(rows) == 18
     drivers.env.update(DRP_SMTP_HOST="127.0.0.1", DRP_SMTP_PORT=str(smtp.port),

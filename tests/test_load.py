@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ def act(engine: Engine, protocol: Protocol, tally: Tally, rng: random.Random,
             if choice < 0.45:
                 svc.respond(aid, rng.choice(MANAGERS[ref]), f"response {tag}")
             elif choice < 0.6:
-                svc.hold(aid, IROS[ref], f"hold {tag}")
+                svc.hold(aid, IROS[ref], f"hold {tag}", until=svc.today + timedelta(days=14))
             elif choice < 0.75:
                 svc.resume(aid, IROS[ref], f"resume {tag}")
             elif choice < 0.85:
@@ -155,7 +156,8 @@ def raise_alerts(engine: Engine, protocol: Protocol, n: int) -> dict[int, str]:
         svc = service(s, protocol)
         for i in range(n):
             ref = refs[i % len(refs)]
-            out[int(svc.raise_alert(IROS[ref], ref, f"Drift {i}", stage="stage1").id or 0)] = ref
+            alert = svc.raise_alert(IROS[ref], ref, f"Drift {i}", stage="stage1", separate=True)
+            out[int(alert.id or 0)] = ref
     return out
 
 

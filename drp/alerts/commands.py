@@ -86,7 +86,8 @@ class Commands(UnitOfWork):
         if not adapter.permitted("raise_alert"):
             raise NotPermitted(
                 f"{username} may not raise an alert for child {child.ref}: only the child's IRO"
-                " or an IRO manager may"
+                " or their recorded cover may (an IRO manager acts as cover once it is"
+                " recorded: drp cover set)"
             )
         fire(self.protocol, adapter, "raise_alert", f"a new alert for {child.ref}", stage=stage)
         alert.stage = adapter.stage
