@@ -22,7 +22,7 @@ from ..ladder.access import may_administer, may_see_report
 from ..runtime import Runtime
 from .auth import Auth, Signed
 from .deps import SignInNeeded, WebContext, attach, council_name, render, signed_in, web_context
-from .routes import admin, alerts, api, reports, signin, sso
+from .routes import admin, alert, alerts, api, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent
 NOT_YOURS = "There is no such page, or it is not one you can see."
@@ -82,7 +82,8 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.middleware("http")(_headers)
     _handle_errors(app)
-    for router in (signin.router, alerts.router, reports.router, admin.router, api.router):
+    for router in (signin.router, alerts.router, alert.router, reports.router, admin.router,
+                   api.router):
         app.include_router(router)
     if settings.oidc_metadata_url:
         app.add_middleware(SessionMiddleware, secret_key=signer.key, session_cookie="drp_sso",
@@ -103,6 +104,13 @@ async def _headers(request: Request,
     return response
 
 
+def refusal(exc: DrpError) -> dict[str, str]:
+    """The API's answer to a refused request: what is wrong and how to fix it ("detail"), and
+    the input it is about ("field", a key of the request's body) where the service names it."""
+    field = getattr(exc, "field", None)
+    return {"detail": exc.message, **({"field": str(field)} if field else {})}
+
+
 def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(SignInNeeded)
     async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
@@ -114,7 +122,7 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(DrpError)
     async def _refused(request: Request, exc: DrpError) -> Response:
         if request.url.path.startswith("/api"):
-            return JSONResponse({"detail": exc.message}, exc.http_status)
+            return JSONResponse(refusal(exc), exc.http_status)
         # The service's wording for NotFound speaks to the command line.
         message = NOT_YOURS if isinstance(exc, NotFound) else exc.message
         context = web_context(request)

@@ -1,27 +1,27 @@
-"""The alert pages: the lists, raising an alert, one alert and what may be done to it. Each a
-thin shell over the service layer, decided by the same access policy."""
+"""The alert pages: the lists, the CSV export, and raising an alert (a concern, or a record
+of good practice). Each a thin shell over the service layer, decided by the same access
+policy. One alert's page and its forms are in alert.py."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ...alerts import ActionIn, AlertService
+from ...alerts import AlertService
 from ...clock import parse_date
-from ...errors import BadValue, DrpError
+from ...errors import BadValue, DrpError, InvalidTransition
+from ...ladder import due
 from ...runtime import Runtime
 from ..deps import (
     CurrentUser,
     Page,
     PageRenderer,
     PostedFields,
-    PostedForm,
     RuntimeDep,
     SignedInUser,
     UnitOfWork,
@@ -31,19 +31,12 @@ from ..deps import (
 router = APIRouter(include_in_schema=False)
 
 CSV_COLUMNS = ["id", "child", "team", "status", "stage", "responsible", "theme", "raised_at",
-               "stage_due", "resolution_due", "overdue", "summary"]
-ACTION_LABELS = {
-    "respond": "Respond", "escalate": "Escalate", "resolve": "Resolve",
-    "withdraw": "Withdraw", "hold": "Put on hold", "resume": "Resume",
-    "extend": "Agree an extension", "refer": "Refer to Cafcass", "reopen": "Reopen",
-    "set_theme": "Confirm or change the theme",
-}
-# Which form field a refusal is about, from the words of its message (first match wins).
+               "stage_due", "resolution_due", "overdue", "summary", "kind"]
+# Which form field a refusal is about, from the words of its message (first match wins),
+# where the service layer does not name it (BadValue.field).
 RAISE_FIELDS = (("summary", "summary"), ("impact", "impact"), ("detail", "detail"),
                 ("outcome wanted", "outcome_wanted"), ("theme", "theme"), ("stage", "stage"),
-                ("child", "child"))
-REFER_FIELDS = (("legal advice date", "advised_on"), ("legal advice", "legal_advice"),
-                ("reason", "reason"))
+                ("informal due date", "due"), ("child", "child"))
 
 
 # -- the lists --------------------------------------------------------------------------------
@@ -113,7 +106,7 @@ def alerts_csv(request: Request, user: CurrentUser, work: Work) -> Response:
              "stage": v.stage, "responsible": v.responsible, "theme": v.theme,
              "raised_at": v.raised_at.isoformat(), "stage_due": v.stage_due,
              "resolution_due": v.resolution_due, "overdue": v.overdue,
-             "summary": v.summary} for v in views]
+             "summary": v.summary, "kind": v.kind} for v in views]
     return csv_response(rows, "drp-alerts.csv", CSV_COLUMNS)
 
 
@@ -142,14 +135,56 @@ def _raise_form(rt: Runtime, user: SignedInUser, work: UnitOfWork, page: PageRen
                 **values: Any) -> Response:
     with work() as svc:
         children = svc.children_for(user.username)
+        dates = informal_dates(svc)
     return page("raise.html", user, status=status, children=children,
                 themes=rt.taxonomy.themes, stages=list(rt.protocol.stages), form=form or {},
-                **values)
+                dates=dates, **values)
+
+
+def informal_dates(svc: AlertService) -> dict[str, Any]:
+    """What the raise form says about the informal due date: the protocol's default (the date
+    the service gives when none is chosen) and its most, in working days and as a date. A
+    hint only: the service layer refuses a date past the most (drp.ladder.due)."""
+    stage = svc.protocol.stages[0]
+    return {"default": due.informal_due(svc.protocol, svc.cal, svc.today, None),
+            "default_days": stage.timescale_working_days,
+            "latest": svc.cal.add(svc.today, stage.max_working_days),
+            "max_days": stage.max_working_days, "today": svc.today}
 
 
 @router.get("/alerts/new", response_class=HTMLResponse)
 def new_alert(rt: RuntimeDep, user: CurrentUser, work: Work, page: Page) -> Response:
     return _raise_form(rt, user, work, page)
+
+
+# Good practice has no ladder, no clock and no outcome sought: these raise-form fields are
+# refused if filled in (the stage is a choice always sent, so it is left aside).
+NOT_FOR_GOOD_PRACTICE = (("due", "a due date"), ("impact", "an impact on the child"),
+                         ("outcome_wanted", "an outcome wanted"))
+
+
+def _raise(svc: AlertService, who: str, form: dict[str, str]) -> int:
+    kind = form.get("kind") or "concern"
+    if kind == "good_practice":
+        for key, what in NOT_FOR_GOOD_PRACTICE:
+            if form.get(key, "").strip():
+                raise BadValue(f"good practice has no ladder, no clock and no outcome"
+                               f" sought, so it takes no {what.split(' ', 1)[1]}: leave it"
+                               " empty (put more in the detail)", field=key)
+        alert = svc.record_good_practice(who, form.get("child", ""), form.get("summary", ""),
+                                         detail=form.get("detail"),
+                                         theme=form.get("theme") or None)
+    elif kind == "concern":
+        alert = svc.raise_alert(
+            who, form.get("child", ""), form.get("summary", ""), detail=form.get("detail"),
+            impact=form.get("impact"), outcome_wanted=form.get("outcome_wanted"),
+            theme=form.get("theme") or None, stage=form.get("stage") or None,
+            due_on=optional_date(form, "due", "the informal due date"),
+            separate=form.get("separate") == "yes")
+    else:
+        raise BadValue(f"{kind!r} is not a kind of alert; choose a concern or good practice",
+                       field="kind")
+    return int(alert.id or 0)
 
 
 @router.post("/alerts/new", response_class=HTMLResponse)
@@ -162,136 +197,48 @@ def create_alert(rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Wo
                            suggestion=found[0] if found else None)
     try:
         with work() as svc:
-            alert = svc.raise_alert(
-                user.username, form.get("child", ""), form.get("summary", ""),
-                detail=form.get("detail"), impact=form.get("impact"),
-                outcome_wanted=form.get("outcome_wanted"), theme=form.get("theme") or None,
-                stage=form.get("stage") or None)
-            aid = alert.id
+            aid = _raise(svc, user.username, form)
+    except InvalidTransition as exc:
+        # The child has an open concern already: the IRO confirms this one is separate.
+        open_ids = _open_concerns(work, user.username, form.get("child", ""))
+        message = exc.message.replace(" (--separate)", "")
+        return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
+                           error=message, error_field="separate" if open_ids else None,
+                           open_alerts=open_ids)
     except DrpError as exc:
         return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
-                           error=exc.message, error_field=_field_of(exc.message, RAISE_FIELDS))
-    return RedirectResponse(f"/alerts/{aid}?done=raised", 303)
+                           error=exc.message, error_field=field_of(exc, RAISE_FIELDS))
+    done = "good_practice" if form.get("kind") == "good_practice" else "raised"
+    return RedirectResponse(f"/alerts/{aid}?done={done}", 303)
 
 
-# -- one alert --------------------------------------------------------------------------------
-def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
-                page: PageRenderer, alert_id: int, status: int = 200,
-                form: dict[str, str] | None = None, **values: Any) -> Response:
+def _open_concerns(work: UnitOfWork, who: str, child: str) -> list[int]:
+    """The child's open concerns the person can see (the ones the refusal named)."""
     with work() as svc:
-        view = svc.show(alert_id, user.username)
-        allowed = svc.allowed(alert_id, user.username)
-        people = [p for p in svc.people_on_line(alert_id, user.username)
-                  if p[0] != user.username]  # "Me" is offered already
-    return page("alert.html", user, status=status, view=view, allowed=allowed,
-                labels=ACTION_LABELS, people=people, stages=rt.protocol.keys,
-                themes=rt.taxonomy.themes, done=request.query_params.get("done"),
-                form=form or {}, **values)
+        return [v.id for v in svc.list_alerts(who, "open")
+                if v.child == child and v.kind == "concern"]
 
 
-def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
-                 status: int, form: dict[str, str], error: str) -> Response:
-    """The referral form shown again after a refusal, the error beside its field."""
-    with work() as svc:
-        view = svc.show(alert_id, user.username)
-    return page("refer.html", user, status=status, view=view, form=form, error=error,
-                error_field=_field_of(error, REFER_FIELDS))
-
-
-@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
-def show_alert(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work, page: Page,
-               alert_id: int) -> Response:
-    return _alert_page(request, rt, user, work, page, alert_id)
-
-
-@router.get("/alerts/{alert_id}/refer", response_class=HTMLResponse)
-def refer_pause(user: CurrentUser, work: Work, page: Page, alert_id: int) -> Response:
-    with work() as svc:
-        view = svc.show(alert_id, user.username)
-        svc.check(alert_id, user.username, "refer")  # 403 or 409 with the reason
-    return page("refer.html", user, view=view, form={})
-
-
-# What each action's form does: the service layer's command with the form's fields.
-FormAction = Callable[[AlertService, int, str, dict[str, str]], object]
-
-
-def _optional_date(form: dict[str, str], key: str, what: str) -> date | None:
+def optional_date(form: dict[str, str], key: str, what: str) -> date | None:
+    """A date field left empty is None; one not a date is refused naming the field."""
     value = form.get(key, "").strip()
-    return parse_date(value, what) if value else None
-
-
-def _actions(form: dict[str, str]) -> list[ActionIn]:
-    out = []
-    for i in range(1, 4):
-        what = form.get(f"action{i}", "").strip()
-        due = form.get(f"action{i}_due", "").strip()
-        if not what and not due:
-            continue
-        if not what or not due:
-            raise BadValue(f"agreed action {i} needs both what will be done and a due date")
-        out.append(ActionIn(what, parse_date(due, f"action {i}'s due date"),
-                            form.get(f"action{i}_owner") or None))
-    return out
-
-
-FORM_ACTIONS: dict[str, FormAction] = {
-    "respond": lambda svc, aid, who, form: svc.respond(
-        aid, who, form.get("message", ""), _actions(form)),
-    "escalate": lambda svc, aid, who, form: svc.escalate(
-        aid, who, form.get("reason", ""), to=form.get("to") or None),
-    "resolve": lambda svc, aid, who, form: svc.resolve(aid, who, form.get("outcome", "")),
-    "withdraw": lambda svc, aid, who, form: svc.withdraw(aid, who, form.get("reason", "")),
-    "hold": lambda svc, aid, who, form: svc.hold(
-        aid, who, form.get("reason", ""), _optional_date(form, "until", "the end date")),
-    "resume": lambda svc, aid, who, form: svc.resume(aid, who),
-    "extend": lambda svc, aid, who, form: svc.extend(
-        aid, who, parse_date(form.get("until", ""), "the new due date"),
-        form.get("reason", "")),
-    "refer": lambda svc, aid, who, form: svc.refer(
-        aid, who, form.get("reason", ""), legal_advice=form.get("legal_advice"),
-        advised_on=_optional_date(form, "advised_on", "the legal advice date")),
-    "reopen": lambda svc, aid, who, form: svc.reopen(aid, who, form.get("reason", "")),
-    "theme": lambda svc, aid, who, form: svc.set_theme(aid, who, form.get("theme", "")),
-}
-
-
-@router.post("/alerts/{alert_id}/{action}", response_class=HTMLResponse)
-def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Work,
-        page: Page, alert_id: int, action: str) -> Response:
-    command = FORM_ACTIONS.get(action)
+    if not value:
+        return None
     try:
-        if command is None:
-            raise BadValue(f"there is no action {action!r}")
-        with work() as svc:
-            command(svc, alert_id, user.username, form)
-    except DrpError as exc:
-        if exc.http_status == 404:
-            raise
-        if action == "refer" and exc.http_status in (400, 422):
-            return _refer_again(user, work, page, alert_id, exc.http_status, form,
-                                exc.message)
-        return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
-                           error=exc.message, error_action=action, form=form)
-    return RedirectResponse(f"/alerts/{alert_id}?done={action}", 303)
+        return parse_date(value, what)
+    except BadValue as exc:
+        raise BadValue(exc.message, field=key) from None
 
 
-@router.post("/alerts/{alert_id}/actions/{no}/done")
-def action_done(request: Request, rt: RuntimeDep, user: CurrentUser, _form: PostedForm,
-                work: Work, page: Page, alert_id: int, no: int) -> Response:
-    try:
-        with work() as svc:
-            svc.action_done(alert_id, no, user.username)
-    except DrpError as exc:
-        if exc.http_status == 404:
-            raise
-        return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
-                           error=exc.message)
-    return RedirectResponse(f"/alerts/{alert_id}?done=action", 303)
-
-
-def _field_of(message: str, fields: tuple[tuple[str, str], ...]) -> str | None:
-    for words, field in fields:
-        if words in message:
+def field_of(exc: DrpError, words: tuple[tuple[str, str], ...]) -> str | None:
+    """The form field a refusal is about: the one the service layer named (BadValue.field),
+    else the first whose words its message holds."""
+    named = getattr(exc, "field", None)
+    if named:
+        return str(named)
+    for said, field in words:
+        if said in exc.message:
             return field
     return None
+
+

@@ -5,12 +5,14 @@ signed-in session plus the X-CSRF-Token header for changes."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from ...alerts import ActionIn, inputs
+from ...alerts.commands import CAFCASS_RESPONSES
+from ...errors import BadValue
 from ...schemas import AlertDetail, AlertView
 from ..deps import ApiReader as Reader
 from ..deps import ApiWriter as Writer
@@ -27,6 +29,16 @@ class RaiseIn(BaseModel):
     outcome_wanted: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
     theme: str | None = Field(default=None, max_length=64)
     stage: str | None = Field(default=None, max_length=32)
+    due: date | None = Field(
+        default=None, description="the informal stage's due date, the IRO's choice (default"
+                                  " and most: the protocol's); not for a formal stage")
+    kind: Literal["concern", "good_practice"] = Field(
+        default="concern", description="good_practice: a record of good practice on the"
+                                       " child's case (what, and who in the team in `detail`):"
+                                       " no ladder, no clock, closed at once")
+    separate: bool = Field(
+        default=False, description="confirms a separate matter when the child already has an"
+                                   " open concern (refused with 409 otherwise, naming it)")
 
 
 class ActionInModel(BaseModel):
@@ -55,7 +67,8 @@ class ReasonIn(BaseModel):
 
 class HoldIn(BaseModel):
     reason: str = Field(max_length=inputs.TEXT_MAX)
-    until: date | None = None
+    until: date = Field(description="the day to look at it again: after today, at most the"
+                                    " protocol's max_hold_working_days away")
 
 
 class ExtendIn(BaseModel):
@@ -65,15 +78,42 @@ class ExtendIn(BaseModel):
 
 class ReferIn(BaseModel):
     reason: str = Field(max_length=inputs.TEXT_MAX)
-    legal_advice: str | None = Field(
-        default=None, max_length=inputs.LEGAL_ADVICE_MAX,
+    legal_advice: str = Field(
+        min_length=1, max_length=inputs.LEGAL_ADVICE_MAX,
         description="who gave the independent legal advice, taken after consulting the IRO"
-                    " manager; required (the referral is refused without it)")
+                    " manager (required)")
     advised_on: date | None = Field(
         default=None, description="the day the advice was given; not after today")
     legal_advice_taken: bool | None = Field(
         default=None, deprecated=True,
-        description="accepted for compatibility and ignored: legal_advice is what is needed")
+        description="no longer enough on its own: legal_advice (who advised) is required;"
+                    " accepted and ignored beside it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_the_old_flag(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "legal_advice" not in data \
+                and "legal_advice_taken" in data:
+            raise ValueError("legal_advice_taken is no longer enough: give legal_advice, who"
+                             " gave the legal advice (and advised_on, when)")
+        return data
+
+
+class CafcassIn(BaseModel):
+    response: str = Field(
+        max_length=32, json_schema_extra={"enum": list(CAFCASS_RESPONSES)},
+        description="Cafcass's response: " + "; ".join(
+            f"{k}: Cafcass {v}" for k, v in CAFCASS_RESPONSES.items()))
+    note: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
+
+
+class MoveIn(BaseModel):
+    child: str = Field(max_length=40, description="the right child's reference")
+    reason: str = Field(max_length=inputs.TEXT_MAX)
+
+
+class LinkIn(BaseModel):
+    other: int = Field(gt=0, lt=2**31, description="the related alert's number")
 
 
 class ThemeIn(BaseModel):
@@ -112,10 +152,22 @@ def show(who: Reader, work: Work, alert_id: int) -> dict[str, Any]:
 
 @router.post("/alerts", response_model=AlertDetail, status_code=201)
 def raise_alert(who: Writer, work: Work, body: RaiseIn) -> dict[str, Any]:
+    """Raise a concern, or (kind good_practice) record good practice."""
     with work() as svc:
-        alert = svc.raise_alert(who, body.child, body.summary, detail=body.detail,
-                                impact=body.impact, outcome_wanted=body.outcome_wanted,
-                                theme=body.theme, stage=body.stage)
+        if body.kind == "good_practice":
+            given = [k for k in ("stage", "due", "impact", "outcome_wanted")
+                     if getattr(body, k) is not None]
+            if given:
+                raise BadValue(f"good practice has no ladder, no clock and no outcome sought;"
+                               f" leave out {', '.join(given)} (put more in detail)",
+                               field=given[0])
+            alert = svc.record_good_practice(who, body.child, body.summary,
+                                             detail=body.detail, theme=body.theme)
+        else:
+            alert = svc.raise_alert(who, body.child, body.summary, detail=body.detail,
+                                    impact=body.impact, outcome_wanted=body.outcome_wanted,
+                                    theme=body.theme, stage=body.stage, due_on=body.due,
+                                    separate=body.separate)
         aid = int(alert.id or 0)
     return detail(work, aid, who)
 
@@ -175,6 +227,39 @@ def refer(who: Writer, work: Work, alert_id: int, body: ReferIn) -> dict[str, An
     with work() as svc:
         svc.refer(alert_id, who, body.reason, legal_advice=body.legal_advice,
                   advised_on=body.advised_on)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/cafcass", response_model=AlertDetail)
+def cafcass(who: Writer, work: Work, alert_id: int, body: CafcassIn) -> dict[str, Any]:
+    """Record Cafcass's response to the referral (`cafcass.response` in the alert)."""
+    with work() as svc:
+        svc.cafcass_response(alert_id, who, body.response, body.note)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertDetail)
+def acknowledge(who: Writer, work: Work, alert_id: int) -> dict[str, Any]:
+    """The person responsible at the current stage (or their cover) has seen the alert;
+    acknowledged is not responded."""
+    with work() as svc:
+        svc.acknowledge(alert_id, who)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/move", response_model=AlertDetail)
+def move(who: Writer, work: Work, alert_id: int, body: MoveIn) -> dict[str, Any]:
+    """A misfiled alert to the right child (the allocated IRO or an IRO manager)."""
+    with work() as svc:
+        svc.move(alert_id, who, body.child, body.reason)
+    return detail(work, alert_id, who)
+
+
+@router.post("/alerts/{alert_id}/link", response_model=AlertDetail)
+def link(who: Writer, work: Work, alert_id: int, body: LinkIn) -> dict[str, Any]:
+    """Link a related alert (siblings, the same matter): `related` in both."""
+    with work() as svc:
+        svc.link(alert_id, body.other, who)
     return detail(work, alert_id, who)
 
 

@@ -1,0 +1,231 @@
+"""One alert's page and what may be done to it: each form a thin shell over one command of
+the service layer, offered only when the service's `allowed()` includes its trigger (the
+access policy decides, never this module)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ...alerts import ActionIn, AlertService
+from ...alerts.commands import CAFCASS_RESPONSES
+from ...clock import parse_date
+from ...errors import BadValue, DrpError
+from ...runtime import Runtime
+from ...schemas import AlertDetail
+from ..deps import (
+    CurrentUser,
+    Page,
+    PageRenderer,
+    PostedFields,
+    PostedForm,
+    RuntimeDep,
+    SignedInUser,
+    UnitOfWork,
+    Work,
+)
+from .alerts import field_of, optional_date
+
+router = APIRouter(include_in_schema=False)
+
+ACTION_LABELS = {
+    "respond": "Respond", "escalate": "Escalate", "resolve": "Resolve",
+    "withdraw": "Withdraw", "hold": "Put on hold", "resume": "Resume",
+    "extend": "Change the due date", "refer": "Refer to Cafcass", "reopen": "Reopen",
+    "set_theme": "Confirm or change the theme", "cafcass_response": "Cafcass's response",
+    "acknowledge": "Acknowledge", "move": "Move to another child",
+    "link": "Link a related alert",
+}
+# The form (its URL's last part) that fires each trigger, where the two differ.
+FORM_OF = {"set_theme": "theme", "cafcass_response": "cafcass", "action_done": "done"}
+# How the timeline reads each kind of event.
+EVENT_WORDS = {
+    "raised": "Raised", "responded": "Responded", "action_agreed": "Action agreed",
+    "escalated": "Escalated", "auto_escalated": "Escalated automatically (response overdue)",
+    "resolved": "Resolved", "withdrawn": "Withdrawn", "held": "Put on hold",
+    "resumed": "Resumed", "extended": "Due date changed", "reopened": "Reopened",
+    "action_done": "Action done", "theme_confirmed": "Theme confirmed",
+    "theme_suggested": "Theme suggested", "reminder": "Reminder sent",
+    "ack_reminder": "Reminder to acknowledge sent", "overdue": "Overdue: the IRO to decide",
+    "action_overdue": "Action overdue", "referred": "Referred to Cafcass",
+    "cafcass_response": "Cafcass's response recorded", "acknowledged": "Acknowledged",
+    "transferred": "Transferred (the child's team or IRO changed)",
+    "moved": "Moved from another child (misfiled)", "linked": "Linked to a related alert",
+    "good_practice": "Good practice recorded",
+    "due_recomputed": "Due dates recomputed (a closure day)",
+}
+DONE = {
+    "raised": "the alert was raised", "good_practice": "the good practice was recorded",
+    "respond": "your response was recorded", "escalate": "the alert was escalated",
+    "resolve": "the alert was resolved", "withdraw": "the alert was withdrawn",
+    "hold": "the alert is on hold", "resume": "the alert has resumed",
+    "extend": "the new due date was agreed",
+    "refer": "the referral to Cafcass was recorded; the alert stays open",
+    "cafcass": "Cafcass's response was recorded", "acknowledge": "you acknowledged the alert",
+    "move": "the alert was moved to the right child", "link": "the alerts were linked",
+    "reopen": "the alert was reopened", "theme": "the theme was recorded",
+    "action": "the action was marked done",
+}
+REFER_FIELDS = (("legal advice date", "advised_on"), ("legal advice", "legal_advice"),
+                ("reason", "reason"))
+# Where a refusal names no field (BadValue.field), the words that point at one, per form.
+FORM_FIELDS = {
+    "move": (("child", "child"), ("reason", "reason")),
+    "link": (("linked to itself", "other"), ("alert", "other")),
+    "cafcass": (("response", "response"), ("note", "note")),
+}
+
+
+def limits(svc: AlertService, view: AlertDetail) -> dict[str, Any]:
+    """The protocol's limits as the hold and extension forms show them (dates as of today, on
+    the council's calendar). Hints only: the service layer refuses what is past them."""
+    protocol = svc.protocol
+    out: dict[str, Any] = {
+        "hold_days": protocol.max_hold_working_days,
+        "hold_latest": svc.cal.add(svc.today, protocol.max_hold_working_days),
+        "extend_days": protocol.max_extension_working_days,
+        "resolution_days": protocol.resolution_working_days, "today": svc.today,
+        "formal": protocol.is_formal(view.stage) if view.stage in protocol.keys else False,
+    }
+    if view.stage_due is not None:
+        out["extend_latest"] = svc.cal.add(view.stage_due,
+                                           protocol.max_extension_working_days)
+    return out
+
+
+def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
+                page: PageRenderer, alert_id: int, status: int = 200,
+                form: dict[str, str] | None = None, **values: Any) -> Response:
+    with work() as svc:
+        view = svc.show(alert_id, user.username)
+        allowed = svc.allowed(alert_id, user.username)
+        people = [p for p in svc.people_on_line(alert_id, user.username)
+                  if p[0] != user.username]  # "Me" is offered already
+        shown_limits = limits(svc, view)
+    return page("alert.html", user, status=status, view=view, allowed=allowed,
+                labels=ACTION_LABELS, people=people, stages=rt.protocol.keys,
+                themes=rt.taxonomy.themes, done=request.query_params.get("done"),
+                done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
+                limits=shown_limits, form=form or {}, **values)
+
+
+def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
+                 status: int, form: dict[str, str], exc: DrpError) -> Response:
+    """The referral form shown again after a refusal, the error beside its field."""
+    with work() as svc:
+        view = svc.show(alert_id, user.username)
+    return page("refer.html", user, status=status, view=view, form=form, error=exc.message,
+                error_field=field_of(exc, REFER_FIELDS))
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def show_alert(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work, page: Page,
+               alert_id: int) -> Response:
+    return _alert_page(request, rt, user, work, page, alert_id)
+
+
+@router.get("/alerts/{alert_id}/refer", response_class=HTMLResponse)
+def refer_pause(user: CurrentUser, work: Work, page: Page, alert_id: int) -> Response:
+    with work() as svc:
+        view = svc.show(alert_id, user.username)
+        svc.check(alert_id, user.username, "refer")  # 403 or 409 with the reason
+    return page("refer.html", user, view=view, form={})
+
+
+# What each action's form does: the service layer's command with the form's fields.
+FormAction = Callable[[AlertService, int, str, dict[str, str]], object]
+
+
+def _actions(form: dict[str, str]) -> list[ActionIn]:
+    out = []
+    for i in range(1, 4):
+        what = form.get(f"action{i}", "").strip()
+        due = form.get(f"action{i}_due", "").strip()
+        if not what and not due:
+            continue
+        if not what or not due:
+            raise BadValue(f"agreed action {i} needs both what will be done and a due date")
+        out.append(ActionIn(what, parse_date(due, f"action {i}'s due date"),
+                            form.get(f"action{i}_owner") or None))
+    return out
+
+
+def _alert_number(form: dict[str, str], key: str) -> int:
+    text = form.get(key, "").strip().lstrip("#")
+    if not text.isdigit() or not 0 < int(text) < 2**31:
+        raise BadValue(f"{text or 'nothing'!r} is not an alert number; give the related"
+                       " alert's number, such as 42", field=key)
+    return int(text)
+
+
+def _until(form: dict[str, str], what: str) -> date:
+    day = optional_date(form, "until", what)
+    if day is None:
+        raise BadValue(f"{what} is empty; give a date (YYYY-MM-DD)", field="until")
+    return day
+
+
+FORM_ACTIONS: dict[str, FormAction] = {
+    "respond": lambda svc, aid, who, form: svc.respond(
+        aid, who, form.get("message", ""), _actions(form)),
+    "escalate": lambda svc, aid, who, form: svc.escalate(
+        aid, who, form.get("reason", ""), to=form.get("to") or None),
+    "resolve": lambda svc, aid, who, form: svc.resolve(aid, who, form.get("outcome", "")),
+    "withdraw": lambda svc, aid, who, form: svc.withdraw(aid, who, form.get("reason", "")),
+    # An empty end date goes to the service as None: its refusal is the one rule.
+    "hold": lambda svc, aid, who, form: svc.hold(
+        aid, who, form.get("reason", ""), optional_date(form, "until", "the end date")),
+    "resume": lambda svc, aid, who, form: svc.resume(aid, who),
+    "extend": lambda svc, aid, who, form: svc.extend(
+        aid, who, _until(form, "the new due date"), form.get("reason", "")),
+    "refer": lambda svc, aid, who, form: svc.refer(
+        aid, who, form.get("reason", ""), legal_advice=form.get("legal_advice"),
+        advised_on=optional_date(form, "advised_on", "the legal advice date")),
+    "cafcass": lambda svc, aid, who, form: svc.cafcass_response(
+        aid, who, form.get("response", ""), form.get("note") or None),
+    "acknowledge": lambda svc, aid, who, form: svc.acknowledge(aid, who),
+    "move": lambda svc, aid, who, form: svc.move(
+        aid, who, form.get("child", "").strip(), form.get("reason", "")),
+    "link": lambda svc, aid, who, form: svc.link(aid, _alert_number(form, "other"), who),
+    "reopen": lambda svc, aid, who, form: svc.reopen(aid, who, form.get("reason", "")),
+    "theme": lambda svc, aid, who, form: svc.set_theme(aid, who, form.get("theme", "")),
+}
+
+
+@router.post("/alerts/{alert_id}/{action}", response_class=HTMLResponse)
+def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Work,
+        page: Page, alert_id: int, action: str) -> Response:
+    command = FORM_ACTIONS.get(action)
+    try:
+        if command is None:
+            raise BadValue(f"there is no action {action!r}")
+        with work() as svc:
+            command(svc, alert_id, user.username, form)
+    except DrpError as exc:
+        if action == "refer" and exc.http_status in (400, 422):
+            return _refer_again(user, work, page, alert_id, exc.http_status, form, exc)
+        # The page again with the refusal beside the form (for a 404, only if the alert is
+        # one the person may see: the child or alert the form named was not found; otherwise
+        # the page itself answers 404).
+        return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
+                           error=exc.message, error_action=action, form=form,
+                           error_field=field_of(exc, FORM_FIELDS.get(action, ())))
+    return RedirectResponse(f"/alerts/{alert_id}?done={action}", 303)
+
+
+@router.post("/alerts/{alert_id}/actions/{no}/done")
+def action_done(request: Request, rt: RuntimeDep, user: CurrentUser, _form: PostedForm,
+                work: Work, page: Page, alert_id: int, no: int) -> Response:
+    try:
+        with work() as svc:
+            svc.action_done(alert_id, no, user.username)
+    except DrpError as exc:
+        if exc.http_status == 404:
+            raise
+        return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
+                           error=exc.message)
+    return RedirectResponse(f"/alerts/{alert_id}?done=action", 303)
