@@ -17,10 +17,12 @@ LABELS = {
     "overdue_at_end": "Of those, overdue",
     "resolved_informally_or_first_formal_pct": "Resolved informally or at the first formal"
                                                " stage (%)",
-    "resolved_within_timescale_pct": "Resolved within 20 working days (%)",
+    "resolved_within_timescale_pct": "Resolved within timescale: the formal 20 working days,"
+                                     " or the informal due date (%)",
     "resolved_within_stage_timescale_pct": "Resolved within the stage's timescale (%)",
     "referred_to_director": "Reached the director",
-    "referred_to_cafcass": "Referred to Cafcass",
+    "referred_to_cafcass": "Referred to Cafcass (alongside the local process)",
+    "good_practice": "Good practice recorded",
 }
 
 
@@ -36,6 +38,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         out.append((f"Closed: {k}", n, p.get("closed", {}).get(k)))
     for s, n in r["resolved_by_stage"].items():
         out.append((f"Resolved at {s}", n, p.get("resolved_by_stage", {}).get(s)))
+    for k, n in r["cafcass"]["responses"].items():
+        out.append((f"Cafcass's response: {k}", n,
+                    p.get("cafcass", {}).get("responses", {}).get(k)))
     w, pw = r["working_days_to_resolution"], p.get("working_days_to_resolution", {})
     out.append(("Working days to resolution, median", w["median"], pw.get("median")))
     out.append(("Working days to resolution, 90th percentile", w["p90"], pw.get("p90")))
@@ -158,10 +163,12 @@ def to_html(r: dict[str, Any], council: str) -> str:
             f" {e(r['taxonomy'])}.</p>"]
     main = r.get("main_theme")
     body.append(
-        f"<p>{r['raised']} alerts were raised; {r['closed']['resolved']} were resolved,"
-        f" {r['closed']['withdrawn']} withdrawn and {r['closed']['referred']} referred to"
-        f" Cafcass. {r['outstanding_at_end']} were outstanding at the end of the period,"
-        f" {r['overdue_at_end']} of them overdue."
+        f"<p>{r['raised']} alerts were raised; {r['closed']['resolved']} were resolved and"
+        f" {r['closed']['withdrawn']} withdrawn. {r['cafcass']['referred']} referral"
+        f"{'s were' if r['cafcass']['referred'] != 1 else ' was'} made to Cafcass, alongside"
+        f" the local process. {r['outstanding_at_end']} alerts were outstanding at the end of"
+        f" the period, {r['overdue_at_end']} of them overdue. Good practice was"
+        f" recorded {r['good_practice']} time{'s' if r['good_practice'] != 1 else ''}."
         + (f" The main theme was {e(r['theme_shares'][main]['title'])}." if main else "")
         + "</p>")
     body.append(f"<table><caption>The figures, with the previous period ({e(p['from'])} to"
@@ -172,13 +179,14 @@ def to_html(r: dict[str, Any], council: str) -> str:
         body.append(f"<tr><td>{e(label)}</td><td class='n'>{e('-' if now is None else str(now))}"
                     f"</td><td class='n'>{e('-' if before is None else str(before))}</td></tr>")
     body.append("</tbody></table>")
-    body.append("<h2>By team</h2><table><thead><tr><th scope='col'>Team</th>"
-                "<th class='n' scope='col'>Raised</th><th class='n' scope='col'>Resolved</th>"
-                "<th class='n' scope='col'>Outstanding at end</th></tr></thead><tbody>")
-    for team, v in r["by_team"].items():
-        body.append(f"<tr><td>{e(team)}</td><td class='n'>{v['raised']}</td><td class='n'>"
-                    f"{v['resolved']}</td><td class='n'>{v['outstanding_at_end']}</td></tr>")
-    body.append("</tbody></table>")
+    for key, title, column in (("by_team", "By team", "Team"), ("by_iro", "By IRO", "IRO")):
+        body.append(f"<h2>{title}</h2><table><thead><tr><th scope='col'>{column}</th>"
+                    "<th class='n' scope='col'>Raised</th><th class='n' scope='col'>Resolved"
+                    "</th><th class='n' scope='col'>Outstanding at end</th></tr></thead><tbody>")
+        for name, v in r[key].items():
+            body.append(f"<tr><td>{e(name)}</td><td class='n'>{v['raised']}</td><td class='n'>"
+                        f"{v['resolved']}</td><td class='n'>{v['outstanding_at_end']}</td></tr>")
+        body.append("</tbody></table>")
     body.append("<h2>Charts</h2>")
     for title, svg, alt in charts(r):
         body.append(f"<figure role='group' aria-label='{e(title)}'><h3>{e(title)}</h3>"
