@@ -6,20 +6,24 @@ deleted: the event log still names them."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, col, delete, select
 
+from .clock import within_range
 from .configfile import LoadedYaml, load_yaml
+from .errors import BadValue
 from .ladder.access import SYSTEM
 from .ladder.protocol import Protocol, Role
-from .models import Child, Council, Person, PersonRole, Service, Team, TeamMember
+from .models import Child, Council, Cover, Person, PersonRole, Service, Team, TeamMember
 
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+FILE = "organisation file"  # who set a cover period the file holds (Cover.created_by)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -71,6 +75,17 @@ class ChildIn(_In):
     social_worker: Username | None = None
 
 
+class CoverIn(_In):
+    """A cover period: while it runs (both days included), `deputy` receives `person`'s
+    work and acts as cover for them (`drp cover set` records the same by command)."""
+
+    person: Username
+    deputy: Username
+    starts: date = Field(alias="from")
+    ends: date = Field(alias="to")
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class OrgFile(_In):
     council: str = Field(min_length=1, max_length=200)
     people: list[PersonIn] = Field(min_length=1)
@@ -78,6 +93,7 @@ class OrgFile(_In):
     teams: list[TeamIn] = Field(default_factory=list)
     senior: SeniorIn = SeniorIn()
     children: list[ChildIn] = Field(default_factory=list)
+    cover: list[CoverIn] = Field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +104,56 @@ class LoadResult:
     teams: int
     children: int
     deactivated: int
+    covers: int = 0  # cover periods the file holds
+    cover_set: list[Cover] = field(default_factory=list)  # new since the last load
+    cover_removed: list[Cover] = field(default_factory=list)  # no longer in the file
+    # Teams with children and no team manager, each saying who their stage falls to.
+    vacancies: list[str] = field(default_factory=list)
+
+
+# -- cover periods: what makes one valid (the file and `drp cover set` both ask here) --------
+def cover_problem(person: str, deputy: str, starts: date, ends: date) -> BadValue | None:
+    """What is wrong with a cover period on its face (None when nothing); `field` names the
+    input as the service layer calls it."""
+    if person == deputy:
+        return BadValue(f"{person} cannot cover for themselves; name someone else as the"
+                        " deputy", field="deputy")
+    for value, what, name in ((starts, "the cover's first day", "starts"),
+                              (ends, "the cover's last day", "ends")):
+        try:
+            within_range(value, what, field=name)
+        except BadValue as exc:
+            return exc
+    if ends < starts:
+        return BadValue(f"the cover's last day {ends.isoformat()} is before its first day"
+                        f" {starts.isoformat()}; give a last day on or after the first",
+                        field="ends")
+    return None
+
+
+def overlapping_cover(session: Session, person_id: int, starts: date, ends: date
+                      ) -> Cover | None:
+    """A cover period of the same person, not ended, sharing a day with starts..ends."""
+    return session.exec(select(Cover).where(
+        Cover.person_id == person_id, col(Cover.ended_at).is_(None),
+        col(Cover.starts) <= ends, col(Cover.ends) >= starts).order_by(col(Cover.id))).first()
+
+
+def overlap_message(person: str, other: Cover, deputy: str) -> str:
+    how = "the organisation file" if other.source == "file" else "drp cover set"
+    return (f"{person} already has cover from {other.starts.isoformat()} to"
+            f" {other.ends.isoformat()} by {deputy} (set by {how}); change the dates, or end"
+            f" it first (drp cover end {person})")
+
+
+def vacancy_cover(team: Team, service: Service, names: dict[int, str]) -> str:
+    """In words: who a vacant team manager's stage falls to (as `Line.build` fills it)."""
+    for pid, post in ((service.service_manager_id, "service manager"),
+                      (service.head_of_service_id, "head of service")):
+        if pid is not None:
+            return (f"team {team.key} has no team manager: its stage falls to"
+                    f" {names.get(pid, '?')} ({post})")
+    return f"team {team.key} has no team manager and nobody above to take its stage"
 
 
 def _check(doc: LoadedYaml, org: OrgFile, protocol: Protocol) -> None:
@@ -154,9 +220,14 @@ def _check(doc: LoadedYaml, org: OrgFile, protocol: Protocol) -> None:
     used_teams = {c.team for c in org.children}
     for key in sorted(used_teams):
         ti, team = teams[key]
-        if Role.team_manager in needed and team.team_manager is None:
-            raise doc.error(("teams", ti), f"team {key} has children but no team_manager")
         si, service = services[team.service]
+        # A vacancy: the team manager's stage falls to the service manager, else the head of
+        # service (drp.ladder.access.Line.build); only a service with neither is refused.
+        if (Role.team_manager in needed and team.team_manager is None
+                and service.service_manager is None and service.head_of_service is None):
+            raise doc.error(("teams", ti), f"team {key} has children but no team_manager, and"
+                            f" service {service.key} has no service_manager or"
+                            " head_of_service to take its stage; name one")
         for role in (Role.head_of_service, Role.service_manager):
             if role in needed and getattr(service, role.value) is None:
                 raise doc.error(
@@ -164,18 +235,47 @@ def _check(doc: LoadedYaml, org: OrgFile, protocol: Protocol) -> None:
                     f"service {service.key} has children but no {role.value}, which the"
                     f" protocol ({protocol.name}) makes responsible at a stage",
                 )
+    _check_cover(doc, org)
 
 
-def parse_org(path: Path, protocol: Protocol) -> OrgFile:
+def _check_cover(doc: LoadedYaml, org: OrgFile) -> None:
+    known = {p.username for p in org.people}
+    seen: dict[str, list[CoverIn]] = {}
+    for i, c in enumerate(org.cover):
+        for name in ("person", "deputy"):
+            if getattr(c, name) not in known:
+                raise doc.error(("cover", i, name), f"{getattr(c, name)} is not in people; add"
+                                " them or fix the spelling")
+        problem = cover_problem(c.person, c.deputy, c.starts, c.ends)
+        if problem is not None:
+            where = problem.field or "person"
+            raise doc.error(("cover", i, {"starts": "from", "ends": "to"}.get(where, where)),
+                            problem.message)
+        for other in seen.get(c.person, []):
+            if other.starts <= c.ends and other.ends >= c.starts:
+                raise doc.error(("cover", i), f"{c.person} is listed with cover from"
+                                f" {other.starts.isoformat()} to {other.ends.isoformat()}"
+                                " already; cover periods of one person may not overlap")
+        seen.setdefault(c.person, []).append(c)
+
+
+def _parse(path: Path, protocol: Protocol) -> tuple[LoadedYaml, OrgFile]:
     doc = load_yaml(path)
     org = doc.validate(OrgFile)
     _check(doc, org, protocol)
-    return org
+    return doc, org
 
 
-def load_org(session: Session, path: Path, protocol: Protocol) -> LoadResult:
-    """Apply the file in the caller's transaction (all or nothing)."""
-    org = parse_org(path, protocol)
+def parse_org(path: Path, protocol: Protocol) -> OrgFile:
+    return _parse(path, protocol)[1]
+
+
+def load_org(session: Session, path: Path, protocol: Protocol,
+             now: datetime | None = None) -> LoadResult:
+    """Apply the file in the caller's transaction (all or nothing). (What the change does to
+    open alerts, and the audit of cover periods, is the service layer's:
+    `AlertService.load_organisation`.)"""
+    doc, org = _parse(path, protocol)
 
     existing = {p.username: p for p in session.exec(select(Person))}
     people: dict[str, Person] = {}
@@ -257,7 +357,52 @@ def load_org(session: Session, path: Path, protocol: Protocol) -> LoadResult:
             crow.active = False
             session.add(crow)
     session.flush()
-    return LoadResult(
+    result = LoadResult(
         council=org.council, people=len(org.people), services=len(org.services),
         teams=len(org.teams), children=len(org.children), deactivated=deactivated,
+        covers=len(org.cover),
     )
+    _load_cover(session, doc, org, {u: must(pid(u)) for u in people},
+                now or datetime.now(UTC), result)
+    names = {must(p.id): p.name for p in people.values()}
+    for key in sorted({c.team for c in org.children}):
+        trow = teams[key]
+        if trow.team_manager_id is None:
+            result.vacancies.append(vacancy_cover(trow, services[
+                next(t.service for t in org.teams if t.key == key)], names))
+    return result
+
+
+def _load_cover(session: Session, doc: LoadedYaml, org: OrgFile, ids: dict[str, int],
+                now: datetime, result: LoadResult) -> None:
+    """The file's cover periods replace those it gave before; an identical period is kept
+    with its history (ended by `drp cover end` or not); those set by command stay."""
+    old = {(c.person_id, c.deputy_id, c.starts, c.ends): c
+           for c in session.exec(select(Cover).where(Cover.source == "file"))}
+    kept: set[tuple[int, int, date, date]] = set()
+    for c in org.cover:
+        key = (ids[c.person], ids[c.deputy], c.starts, c.ends)
+        if key in old and key not in kept:
+            old[key].reason = c.reason
+            session.add(old[key])
+            kept.add(key)
+    for key, row in old.items():
+        if key not in kept:
+            result.cover_removed.append(row)
+            session.delete(row)
+    session.flush()
+    for i, c in enumerate(org.cover):
+        key = (ids[c.person], ids[c.deputy], c.starts, c.ends)
+        if key in kept:
+            continue
+        other = overlapping_cover(session, ids[c.person], c.starts, c.ends)
+        if other is not None:
+            deputy = session.get(Person, other.deputy_id)
+            raise doc.error(("cover", i), overlap_message(
+                c.person, other, deputy.username if deputy else "?"))
+        row = Cover(person_id=ids[c.person], deputy_id=ids[c.deputy], starts=c.starts,
+                    ends=c.ends, reason=c.reason, source="file", created_by=FILE,
+                    created_at=now)
+        session.add(row)
+        session.flush()
+        result.cover_set.append(row)

@@ -1,15 +1,16 @@
 """The `drp` command: a thin shell over the service layer (docs: interface.md).
 
-One module per sub-command group (alert, org, protocol, calendar, outbox, mail, flows, user,
-report, themes), the top-level commands in root, and what they share in shared; this module
+One module per sub-command group (alert, org, cover, protocol, calendar, outbox, mail, flows,
+user, report, themes), the top-level commands in root, and what they share in shared; this module
 puts them together. Sub-command modules import shared, never each other or this module."""
 
-from . import alert, calendar, flows, mail, org, outbox, protocol, report, themes, user
+from . import alert, calendar, cover, flows, mail, org, outbox, protocol, report, themes, user
 from .root import app
 from .shared import run
 
 app.add_typer(alert.alert_app, name="alert")
 app.add_typer(org.org_app, name="org")
+app.add_typer(cover.cover_app, name="cover")
 app.add_typer(protocol.protocol_app, name="protocol")
 app.add_typer(calendar.calendar_app, name="calendar")
 app.add_typer(outbox.outbox_app, name="outbox")

@@ -261,6 +261,44 @@ def may_administer(roles: frozenset[str]) -> bool:
     return Role.admin in roles
 
 
+WHO_SETS_COVER = ("an administrator, an IRO manager (for an IRO or IRO manager) or a manager"
+                  " above the person on a team's management line")
+
+
+def may_set_cover(session: Session, actor: Actor, person_id: int) -> bool:
+    """Who may record (or end) a cover period for a person: an administrator (the command
+    line acts as one), an IRO manager for an IRO or another IRO manager, or a manager above
+    the person on a team's line (a team manager for a social worker of the team, a head of
+    service for the team managers of their service, the assistant director and director for
+    anyone on a line below them). Nobody arranges cover in their own right otherwise."""
+    if actor.is_system or Role.admin in actor.roles:
+        return True
+    if actor.id is None or actor.id == person_id:
+        return False
+    roles = set(session.exec(select(PersonRole.role).where(PersonRole.person_id == person_id)))
+    if actor.is_iro_manager and roles & {Role.iro.value, Role.iro_manager.value}:
+        return True
+    members: dict[int, set[int | None]] = {}
+    for team_id, pid in [*session.exec(select(TeamMember.team_id, TeamMember.person_id)),
+                         *session.exec(select(Child.team_id, Child.social_worker_id)
+                                       .where(col(Child.active)))]:
+        members.setdefault(team_id, set()).add(pid)
+    council = session.get(Council, 1)
+    senior = ({council.assistant_director_id}, {council.director_id}) if council else (
+        set(), set())
+    for team, service in session.exec(select(Team, Service).join(
+            Service, col(Service.id) == Team.service_id).where(col(Team.active))):
+        posts = (members.get(team.id or 0, set()), {team.team_manager_id},
+                 {service.service_manager_id}, {service.head_of_service_id}, *senior)
+
+        def rank(pid: int | None, posts: tuple[set[int | None], ...] = posts) -> int:
+            return max((i for i, held in enumerate(posts) if pid in held), default=-1)
+
+        if rank(actor.id) > rank(person_id) >= 0:
+            return True
+    return False
+
+
 def may_respond(actor: Actor, protocol: Protocol, stage_key: str, line: Line) -> bool:
     if actor.id is None or stage_key not in protocol.keys:
         return False

@@ -9,12 +9,18 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from ... import db
 from ...errors import DrpError
 from ...ladder.machine import diagram
-from ...org import load_org
 from ...runtime import Runtime
-from ..deps import Administrator, Page, PageRenderer, PostedForm, RuntimeDep, SignedInUser
+from ..deps import (
+    Administrator,
+    Page,
+    PageRenderer,
+    PostedForm,
+    RuntimeDep,
+    SignedInUser,
+    Work,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,7 +45,7 @@ def protocol_svg(rt: RuntimeDep, _user: Administrator) -> Response:
 
 @router.post("/admin/org", response_class=HTMLResponse)
 async def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedForm,
-                            page: Page) -> Response:
+                            page: Page, work: Work) -> Response:
     upload = form.get("file")
     data = await upload.read() if upload is not None and not isinstance(upload, str) else b""
     if not data:
@@ -49,11 +55,10 @@ async def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedFor
         path = Path(tmp) / "organisation.yaml"
         path.write_bytes(data[:5_000_000])
         try:
-            with db.transaction(rt.engine) as session:
-                result = load_org(session, path, rt.protocol)
+            # Open alerts follow their children in the same transaction (transfers).
+            with work() as service:
+                loaded = service.load_organisation(path, user.username)
         except DrpError as exc:
             return _admin_page(rt, user, page, status=400,
                                error=exc.message.replace(str(path), "the file"))
-    return _admin_page(rt, user, page,
-                       done=f"Loaded {result.council}: {result.people} people,"
-                            f" {result.teams} teams, {result.children} children.")
+    return _admin_page(rt, user, page, done=" ".join(loaded.lines()))
