@@ -38,6 +38,7 @@ MESSAGE_FOR_EVENT = {
     "overdue": "overdue",
     "cafcass_prompt": "cafcass_consider",
     "action_overdue": "action_overdue",
+    "transferred": "transferred",
     "due_recomputed": "due_changed",
     "good_practice": "good_practice",
     "moved": "moved",
@@ -185,6 +186,10 @@ class Notifier:
             # A misfiled alert on its right child: that child's IRO, and whoever is asked to
             # respond on its line while it is open.
             ids = iro + (now_stage if alert.status == "open" else [])
+        elif message == "transferred":
+            # A reloaded organisation file moved the child or replaced a person: the new IRO
+            # and whoever is now asked to respond (the old IRO no longer sees the alert).
+            ids = iro + now_stage
         elif message == "action_overdue":
             assert notice.action is not None
             ids = [(notice.action.owner_id, "owner"), *iro]
