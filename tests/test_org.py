@@ -15,6 +15,8 @@ from drp.org import load_org
 from .conftest import DATA, backends
 
 ORG = (DATA / "org.yaml").read_text()
+LAST = "{ref: R200, team: west-a, iro: iro.ben, social_worker: sw.eve}\n"
+COVER = "cover:\n  - {person: tm.fay, deputy: tm.gus, from: 2027-03-01, to: 2027-03-05}\n"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -68,6 +70,16 @@ def test_loading_twice_updates_in_place(engine: Engine, protocol: Protocol,
          r"line 18: services\[1\]: service west has children but no head_of_service"),
         (("email: ada@riverside.example", "email: ada-at-riverside"),
          r"line 3: people\[0\]\.email: 'ada-at-riverside' is not an e-mail"),
+        ((LAST, LAST + COVER.replace("deputy: tm.gus", "deputy: tm.fay")),
+         r"line 30: cover\[0\]\.deputy: tm.fay cannot cover for themselves"),
+        ((LAST, LAST + COVER.replace("deputy: tm.gus", "deputy: tm.nobody")),
+         r"line 30: cover\[0\]\.deputy: tm.nobody is not in people"),
+        ((LAST, LAST + COVER.replace("to: 2027-03-05", "to: 2027-02-26")),
+         r"line 30: cover\[0\]\.to: the cover's last day 2027-02-26 is before its first day"),
+        ((LAST, LAST + COVER.replace("to: 2027-03-05", "to: 9999-12-31")),
+         r"cover\[0\]\.to: the cover's last day 9999-12-31 is outside the dates drp accepts"),
+        ((LAST, LAST + COVER + COVER.split("\n")[1].replace("03-01", "03-05") + "\n"),
+         r"line 31: cover\[1\]: tm.fay is listed with cover from 2027-03-01 to 2027-03-05"),
     ],
 )
 def test_a_bad_org_file_is_refused_whole_naming_the_line(
@@ -94,3 +106,22 @@ def test_a_reload_that_fails_leaves_the_previous_organisation(
         team = s.exec(select(Team).where(Team.key == "east-a")).one()
         fay = s.exec(select(Person).where(Person.username == "tm.fay")).one()
         assert team.team_manager_id == fay.id
+
+
+@backends
+def test_a_team_without_a_team_manager_loads_and_says_who_takes_its_stage(
+    engine: Engine, protocol: Protocol, tmp_path: Path
+) -> None:
+    vacant = ORG.replace("{key: west-a, name: West A, service: west, team_manager: tm.gus}",
+                         "{key: west-a, name: West A, service: west}")
+    with db.transaction(engine) as session:
+        result = load_org(session, write(tmp_path, vacant), protocol)
+    # West has no service manager: the head of service takes the team manager's stage.
+    assert result.vacancies == [
+        "team west-a has no team manager: its stage falls to Jon Head (head of service)"]
+    nobody = vacant.replace("{key: west, name: West Service, head_of_service: hos.jon}",
+                            "{key: west, name: West Service}")
+    with pytest.raises(ConfigError, match=r"line 21: teams\[1\]: team west-a has children but"
+                                          r" no team_manager, and service west has no"
+                                          r" service_manager or head_of_service"):
+        load(engine, write(tmp_path, nobody), protocol)
