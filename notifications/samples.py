@@ -47,6 +47,12 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
         # a cover period (not about one alert)
         "cover": {"person": "Helen Smith", "deputy": "Ravi Shah", "starts": date(2026, 3, 2),
                   "ends": date(2026, 3, 13), "reason": "Annual leave"},
+        # a transfer (transferred)
+        "transfer": {"was": {"team": "North Team 2", "iro": "Sam Okoro",
+                             "responsible": "Tom Jones"},
+                     "now": {"team": "North Team 1", "iro": "Asha Patel",
+                             "responsible": "Helen Smith"},
+                     "iro_changed": True, "team_changed": True},
         # the digest
         "scope": "North Locality", "fortnight": date(2026, 3, 2), "today": date(2026, 3, 2),
         "overdue": 1, "totals": None,
