@@ -1,10 +1,10 @@
-"""The timescale run's set-based writer: reminders, overdue notices and automatic escalations
-for a whole chunk of due alerts in a handful of statements.
+"""The timescale run's set-based writer: reminders, acknowledgement reminders, overdue notices
+and automatic escalations for a whole chunk of due alerts in a handful of statements.
 
-It applies exactly the rules of the service layer's system methods (AlertService.remind and
-.act_on_overdue, which the per-alert fallback still uses): the same re-checks, the same machine
-(`transitions`, through the same adapter), the same events with the clocks snapshotted, the
-same recipients and message context. What differs is how it writes:
+It applies exactly the rules of the service layer's system methods (AlertService.remind,
+.remind_acknowledge and .act_on_overdue, which the per-alert fallback still uses): the same
+re-checks, the same machine (`transitions`, through the same adapter), the same events with
+the clocks snapshotted, the same recipients and message context. What differs is how it writes:
 
 - one SELECT of the chunk's alerts (locked FOR UPDATE on PostgreSQL), one of their open
   actions and one of their latest event times; the organisation is read once per run;
@@ -60,7 +60,7 @@ class ChunkResult:
 class _Change:
     row: Any  # the alert as read (a Row with attribute access)
     line: Line
-    what: str  # escalated / overdue / cafcass_prompt / reminder
+    what: str  # escalated / overdue / cafcass_prompt / reminder / ack_reminder
     values: dict[str, Any]  # the alert's new column values
     event: dict[str, Any]
     previous_stage: str | None = None
@@ -70,12 +70,15 @@ class Batch:
     """System actions for many alerts, as of one instant (a run's)."""
 
     def __init__(self, *, protocol: Protocol, calendar: WorkingCalendar, now: datetime,
-                 today: date, notifier: Notifier | None) -> None:
+                 today: date, notifier: Notifier | None,
+                 ack_before: datetime | None = None) -> None:
         self.protocol = protocol
         self.cal = calendar
         self.now = now
         self.today = today
         self.notifier = notifier
+        # Stages entered before this have gone a working day (`due.ack_reminder_after`).
+        self.ack_before = ack_before
 
     # -- reading (everything inside the chunk's own transaction, so a chunk sees one state of
     #    the organisation even if `drp org load` runs meanwhile; it is small) ----------------
@@ -105,7 +108,7 @@ class Batch:
             .where(col(Event.alert_id).in_(ids)).group_by(col(Event.alert_id)))}
         return list(rows), lines, outstanding, last
 
-    # -- deciding (the rules of AlertService.remind / .act_on_overdue) ------------------------
+    # -- deciding (the rules of AlertService.remind / .remind_acknowledge / .act_on_overdue) --
     def _machine(self, row: Any, line: Line, outstanding: int, trigger: str) -> AlertState:
         adapter = steps.alert_state(self.protocol, row, SYSTEM_ACTOR, line, outstanding)
         fire(self.protocol, adapter, trigger, f"alert {row.id}")
@@ -161,12 +164,25 @@ class Batch:
                             data={"due": row.stage_due.isoformat()})
         return _Change(row, line, "reminder", values, event)
 
+    def _ack_remind(self, row: Any, line: Line, outstanding: int) -> _Change | None:
+        if self.ack_before is None or not due.ack_reminder_due(self.protocol, row,
+                                                               self.ack_before):
+            return None
+        self._machine(row, line, outstanding, "remind")
+        values = {"ack_reminded_for": row.stage_due}
+        event = self._event(row, line, "ack_reminder", values, to_stage=row.stage,
+                            data={"due": row.stage_due.isoformat()})
+        return _Change(row, line, "ack_reminder", values, event)
+
     # -- writing ------------------------------------------------------------------------------
     def overdue(self, session: Session, ids: list[int]) -> ChunkResult:
         return self._apply(session, ids, self._overdue)
 
     def remind(self, session: Session, ids: list[int]) -> ChunkResult:
         return self._apply(session, ids, self._remind)
+
+    def remind_acknowledge(self, session: Session, ids: list[int]) -> ChunkResult:
+        return self._apply(session, ids, self._ack_remind)
 
     def _apply(self, session: Session, ids: list[int], decide: Any) -> ChunkResult:
         result = ChunkResult()

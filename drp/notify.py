@@ -40,6 +40,7 @@ MESSAGE_FOR_EVENT = {
     "action_overdue": "action_overdue",
     "transferred": "transferred",
     "due_recomputed": "due_changed",
+    "ack_reminder": "ack_reminder",
     "good_practice": "good_practice",
     "moved": "moved",
 }
@@ -176,6 +177,9 @@ class Notifier:
         elif message in ("referred", "cafcass_response"):
             # The IRO manager and the head of service are told; the local process goes on.
             ids = iro + managers + [(line.acting(Role.head_of_service), "copy")]
+        elif message == "ack_reminder":
+            # Whoever does the responsible post's work today (the holder, or their cover).
+            ids = [(access.responsible_id(protocol, alert.stage, line), "responsible")]
         elif message == "due_changed":
             ids = now_stage + iro
         elif message == "good_practice":

@@ -1,13 +1,17 @@
 """The timescale run: find, with a few set-based queries, every alert due a reminder, overdue,
-or whose hold has ended, and every agreed action now overdue; then apply what the protocol
-orders through the service layer (actor `system`), which re-checks each one, so a rerun at the
-same or a later instant never repeats a reminder or an escalation."""
+unacknowledged for a working day, or whose hold has ended, and every agreed action now
+overdue; then apply what the protocol orders through the service layer (actor `system`),
+which re-checks each one, so a rerun at the same or a later instant never repeats a reminder
+or an escalation.
+
+The calendar (bank holidays and the council's closure days) is the one the caller read once
+for the run (`Runtime.calendar`); nothing here reads it again per alert."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -33,11 +37,13 @@ class DueSet:
     hold_ended: list[int] = field(default_factory=list)
     overdue: list[int] = field(default_factory=list)
     remind: list[int] = field(default_factory=list)
+    ack_remind: list[int] = field(default_factory=list)
     actions: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
-        return len(self.hold_ended) + len(self.overdue) + len(self.remind) + len(self.actions)
+        return (len(self.hold_ended) + len(self.overdue) + len(self.remind)
+                + len(self.ack_remind) + len(self.actions))
 
 
 @dataclass
@@ -49,6 +55,7 @@ class TimescaleReport:
     overdue_notices: list[int] = field(default_factory=list)
     cafcass_prompts: list[int] = field(default_factory=list)
     reminded: list[int] = field(default_factory=list)
+    ack_reminded: list[int] = field(default_factory=list)
     actions_overdue: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     mail: str = ""
@@ -58,6 +65,7 @@ class TimescaleReport:
             "resumed": len(self.resumed), "escalated": len(self.escalated),
             "overdue_notices": len(self.overdue_notices),
             "cafcass_prompts": len(self.cafcass_prompts), "reminded": len(self.reminded),
+            "ack_reminded": len(self.ack_reminded),
             "actions_overdue": len(self.actions_overdue), "problems": len(self.problems),
         }
 
@@ -66,6 +74,7 @@ class TimescaleReport:
                 "counts": self.counts(), "resumed": self.resumed, "escalated": self.escalated,
                 "overdue_notices": self.overdue_notices,
                 "cafcass_prompts": self.cafcass_prompts, "reminded": self.reminded,
+                "ack_reminded": self.ack_reminded,
                 "actions_overdue": self.actions_overdue, "problems": self.problems,
                 "mail": self.mail}
 
@@ -86,6 +95,7 @@ class TimescaleReport:
             f"- overdue notices (pause points): {ids(self.overdue_notices)}\n"
             f"- Cafcass prompts: {ids(self.cafcass_prompts)}\n"
             f"- reminders: {ids(self.reminded)}\n"
+            f"- reminders to acknowledge: {ids(self.ack_reminded)}\n"
             f"- agreed actions overdue (alert/action): {ids(self.actions_overdue)}\n"
             + "".join(f"- problem: {p}\n" for p in self.problems)
             + (f"\nMail: {self.mail}\n" if self.mail else "")
@@ -93,23 +103,34 @@ class TimescaleReport:
 
 
 def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
-             today: date) -> DueSet:
-    """Candidates, by the SQL twins of the rules in `drp.ladder.due` (the writers re-check each)."""
-    found = DueSet()
-
-    def ids(where: Any) -> list[int]:
-        query = select(col(Alert.id)).where(where).order_by(col(Alert.id))
-        return [i for i in session.exec(query) if i is not None]
-
-    found.hold_ended = ids(due.hold_ended_where(today))
-    found.overdue = ids(due.on_overdue_where(protocol, today))
-    found.remind = ids(due.reminder_due_where(protocol, calendar, today))
+             today: date, ack_before: datetime | None = None) -> DueSet:
+    """Candidates, by the SQL twins of the rules in `drp.ladder.due` (the writers re-check
+    each). `ack_before`: stages entered before it are due an acknowledgement reminder (none
+    looked for without it)."""
+    found = find_reminders(session, protocol, calendar, today, ack_before)
+    found.hold_ended = _ids(session, due.hold_ended_where(today))
+    found.overdue = _ids(session, due.on_overdue_where(protocol, today))
     found.actions = [(a, n) for a, n in session.exec(
         select(Action.alert_id, Action.no)
         .join(Alert, col(Alert.id) == Action.alert_id)
         .where(due.action_overdue_where(today))
         .order_by(col(Action.alert_id), col(Action.no)))]
     return found
+
+
+def find_reminders(session: Session, protocol: Protocol, calendar: WorkingCalendar,
+                   today: date, ack_before: datetime | None = None) -> DueSet:
+    """Only the reminders of `find_due` (the run looks again once it has escalated)."""
+    found = DueSet()
+    found.remind = _ids(session, due.reminder_due_where(protocol, calendar, today))
+    if ack_before is not None:
+        found.ack_remind = _ids(session, due.ack_reminder_where(protocol, ack_before))
+    return found
+
+
+def _ids(session: Session, where: Any) -> list[int]:
+    query = select(col(Alert.id)).where(where).order_by(col(Alert.id))
+    return [i for i in session.exec(query) if i is not None]
 
 
 def _in_chunks(
@@ -145,28 +166,33 @@ def _in_chunks(
 def _in_bulk(
     engine: Engine, make: Callable[[Session], AlertService], ids: list[int], kind: str,
     today: date, protocol: Protocol, calendar: WorkingCalendar, report: TimescaleReport,
+    probe: AlertService,
 ) -> list[tuple[int, str | None]]:
-    """Reminders or overdue actions for `ids`, BULK alerts per transaction through the
-    set-based writer; a chunk in which an alert changed meanwhile (or the database was busy)
-    is redone an alert at a time through the service layer, which re-checks each."""
+    """Reminders ("remind"), acknowledgement reminders ("ack") or what overdue alerts call
+    for ("overdue") for `ids`, BULK alerts per transaction through the set-based writer; a
+    chunk in which an alert changed meanwhile (or the database was busy) is redone an alert at
+    a time through the service layer, which re-checks each. `probe`: a service as the run's
+    writers have it (its instant, notifier and calendar)."""
     if not ids:
         return []
     done: list[tuple[int, str | None]] = []
-    with Session(engine) as unused:  # the run's instant and notifier, as the service has them
-        probe = make(unused)
     batch = Batch(protocol=protocol, calendar=calendar, now=probe.now, today=today,
-                  notifier=probe.notifier)
+                  notifier=probe.notifier, ack_before=probe.ack_before)
+    writer = {"overdue": batch.overdue, "remind": batch.remind,
+              "ack": batch.remind_acknowledge}[kind]
 
     def one(svc: AlertService, aid: int) -> str | None:
         if kind == "overdue":
             return svc.act_on_overdue(aid)
+        if kind == "ack":
+            return "ack_reminder" if svc.remind_acknowledge(aid) else None
         return "reminder" if svc.remind(aid) else None
 
     for start in range(0, len(ids), BULK):
         chunk = ids[start:start + BULK]
         try:
             with db.transaction(engine) as session:
-                result = (batch.overdue if kind == "overdue" else batch.remind)(session, chunk)
+                result = writer(session, chunk)
         except (StaleChunk, SQLAlchemyError):
             # An alert changed meanwhile, the database was busy or went away, or a row broke a
             # constraint: the chunk wrote nothing; an alert at a time, each is re-checked and
@@ -188,21 +214,27 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
     if not report.working_day:
         return report
     with Session(engine) as session:
-        found = find_due(session, protocol, calendar, today)
+        probe = make(session)  # the run's instant, zone and notifier, as the writers have them
+        found = find_due(session, protocol, calendar, today, probe.ack_before)
     for aid, ok in _in_chunks(engine, make, found.hold_ended, lambda s, a: s.end_hold(a), report):
         if ok:
             report.resumed.append(aid)
     for aid, what in _in_bulk(engine, make, found.overdue, "overdue", today, protocol, calendar,
-                              report):
+                              report, probe):
         {"escalated": report.escalated, "overdue": report.overdue_notices,
          "cafcass_prompt": report.cafcass_prompts}.get(what or "", []).append(aid)
-    # Alerts resumed or escalated just now may be due a reminder: look again.
+    # Alerts resumed or escalated just now may be due a reminder: look again. (An alert
+    # escalated now entered its stage now: no acknowledgement is due yet.)
     with Session(engine) as session:
-        reminders = find_due(session, protocol, calendar, today).remind
-    for aid, what in _in_bulk(engine, make, reminders, "remind", today, protocol, calendar,
-                              report):
+        again = find_reminders(session, protocol, calendar, today, probe.ack_before)
+    for aid, what in _in_bulk(engine, make, again.remind, "remind", today, protocol, calendar,
+                              report, probe):
         if what:
             report.reminded.append(aid)
+    for aid, what in _in_bulk(engine, make, again.ack_remind, "ack", today, protocol,
+                              calendar, report, probe):
+        if what:
+            report.ack_reminded.append(aid)
     for (aid, no), ok in _in_chunks(engine, make, found.actions,
                                     lambda s, item: s.action_overdue(*item), report):
         if ok:

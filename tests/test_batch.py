@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,12 @@ def history(engine: Engine, protocol: Protocol) -> None:
         for ref, iro in (("R100", "iro.ada"), ("R101", "iro.ben"), ("R200", "iro.ben")):
             svc.raise_alert(iro, ref, f"No plan for {ref}")                   # informal
             for stage in ("stage1", "stage2", "stage3", "stage4"):
-                svc.raise_alert(iro, ref, f"{stage} {ref}", stage=stage)
+                svc.raise_alert(iro, ref, f"{stage} {ref}", stage=stage, separate=True)
     with db.transaction(engine) as s:
         svc = service(s, protocol, "2027-03-02T10:00")
         svc.respond(2, "tm.fay", "We are on it")
-        svc.hold(3, "iro.ada", "Court hearing")
+        svc.hold(3, "iro.ada", "Court hearing", until=date(2027, 3, 12))
+        svc.acknowledge(4, "ad.kim")  # acknowledged: no reminder to acknowledge
 
 
 def run(engine: Engine, protocol: Protocol, when: str) -> timescales.TimescaleReport:
@@ -116,10 +118,14 @@ def test_the_set_based_writer_does_what_the_service_layer_does(
 
         monkeypatch.setattr(Batch, "overdue", refuse)
         monkeypatch.setattr(Batch, "remind", refuse)
+        monkeypatch.setattr(Batch, "remind_acknowledge", refuse)
         one_by_one = [run(twin, protocol, when).as_dict() for when in days]
         assert bulk == one_by_one
         counts = [r["counts"] for r in bulk]
         assert counts[0]["reminded"] > 0 and counts[1]["escalated"] > 0
+        # Every stage not acknowledged after a working day but three: one answered, one held,
+        # one acknowledged.
+        assert counts[0]["ack_reminded"] == 15 - 3 and 4 not in bulk[0]["ack_reminded"]
         assert counts[1]["overdue_notices"] > 0 and counts[1]["cafcass_prompts"] > 0
         assert counts[2] == {k: 0 for k in counts[2]}  # the rerun
         a, b = state(org), state(twin)
@@ -159,8 +165,8 @@ def test_an_alert_changed_during_the_run_sends_its_chunk_through_the_service_lay
 ) -> None:
     with db.transaction(org) as s:
         svc = service(s, protocol, "2027-03-01T10:00")
-        ids = [int(svc.raise_alert("iro.ada", "R100", f"x{i}", stage="stage1").id or 0)
-               for i in range(5)]
+        ids = [int(svc.raise_alert("iro.ada", "R100", f"x{i}", stage="stage1",
+                                   separate=True).id or 0) for i in range(5)]
     read = Batch._read
     calls = []
 
@@ -202,7 +208,7 @@ def test_the_run_writes_in_a_few_statements_per_chunk(org: Engine, protocol: Pro
         svc = service(s, protocol, "2027-03-01T10:00")
         for i in range(60):
             svc.raise_alert(*(("iro.ada", "R100"), ("iro.ben", "R200"))[i % 2], f"x{i}",
-                            stage="stage1")
+                            stage="stage1", separate=True)
     statements: list[str] = []
 
     def count(*args: Any) -> None:
@@ -214,8 +220,9 @@ def test_the_run_writes_in_a_few_statements_per_chunk(org: Engine, protocol: Pro
     finally:
         event.remove(org, "before_cursor_execute", count)
     assert len(report.escalated) == 60
-    # find the due set twice, read the organisation, the chunk, its actions and last events;
-    # one UPDATE, one INSERT of events, one of outbox rows: not one statement per alert.
+    # find the due set, and the reminders again; read the organisation, the chunk, its
+    # actions and last events; one UPDATE, one INSERT of events, one of outbox rows: not one
+    # statement per alert.
     assert len(statements) <= 20, statements
 
 

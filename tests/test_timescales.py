@@ -1,5 +1,6 @@
-"""The timescale run over weeks of simulated time: every reminder and escalation on the right
-working day, exactly once, across weekends and Easter; reruns change nothing."""
+"""The timescale run over weeks of simulated time: every reminder, reminder to acknowledge,
+escalation and pause point on the right working day, exactly once, across weekends and
+Easter; reruns change nothing."""
 
 from __future__ import annotations
 
@@ -52,20 +53,66 @@ def every_day(engine: Engine, protocol: Protocol, first: date, last: date,
 
 
 @backends
-def test_reminder_the_day_before_and_escalation_after_easter_exactly_once(
+def test_reminders_and_escalations_across_easter_up_to_the_stage3_pause_point(
     run: Run, org: Engine, protocol: Protocol
 ) -> None:
     aid = int(run("2027-03-18T10:00", lambda s: s.raise_alert(
         "iro.ada", "R100", "x", stage="stage1")).id)  # stage 1 due Thu 25 March
-    every_day(org, protocol, date(2027, 3, 19), date(2027, 4, 9))
+    every_day(org, protocol, date(2027, 3, 19), date(2027, 4, 23))
     assert system_events(org, aid) == [
+        ("2027-03-19", "ack_reminder", "stage1"),   # unacknowledged a working day (13:00 run)
         ("2027-03-24", "reminder", "stage1"),       # one working day before 25 March
         ("2027-03-30", "auto_escalated", "stage2"),  # Good Friday and Easter Monday skipped
+        ("2027-03-31", "ack_reminder", "stage2"),   # entered at 08:00: the 13:00 run after
         ("2027-04-05", "reminder", "stage2"),       # stage 2 due Tue 6 April
         ("2027-04-07", "auto_escalated", "stage3"),
+        ("2027-04-08", "ack_reminder", "stage3"),
+        ("2027-04-13", "reminder", "stage3"),       # stage 3 due Wed 14 April
+        ("2027-04-15", "overdue", "stage3"),        # a pause point: the IRO decides, once
     ]
-    view = run("2027-04-09T17:00", lambda s: s.show(aid, "irom.cat"))
+    view = run("2027-04-23T17:00", lambda s: s.show(aid, "irom.cat"))
     assert (view.stage, view.stage_due) == ("stage3", date(2027, 4, 14))
+    with Session(org) as s:
+        asked = sorted((m.message, m.recipient) for m in s.exec(select(OutboxMessage))
+                       if m.message in ("ack_reminder", "overdue"))
+    # Each stage's responsible person is asked to acknowledge; at stage 3 the overdue
+    # response goes to the assistant director, the IRO and the IRO manager.
+    assert asked == [("ack_reminder", "ad.kim"), ("ack_reminder", "hos.ivy"),
+                     ("ack_reminder", "tm.fay"), ("overdue", "ad.kim"), ("overdue", "iro.ada"),
+                     ("overdue", "irom.cat")]
+
+
+@backends
+def test_a_stage_unacknowledged_for_a_working_day_reminds_the_person_responsible_once(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    from drp.models import Alert, Cover, Person
+
+    with db.transaction(org) as s:  # Ivy (head of service, east) is away; Hal covers her
+        ids = {p.username: p.id for p in s.exec(select(Person))}
+        s.add(Cover(person_id=ids["hos.ivy"], deputy_id=ids["sm.hal"], starts=date(2027, 3, 1),
+                    ends=date(2027, 3, 12), created_by="admin.max",
+                    created_at=parse_instant("2027-03-01T09:00", LONDON)))
+    # Raised on Friday 5 March at 10:00: a working day without acknowledgement is Monday 10:00.
+    waiting = int(run("2027-03-05T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", stage="stage1")).id)
+    seen = int(run("2027-03-05T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "y", stage="stage1", separate=True)).id)
+    covered = int(run("2027-03-05T10:00", lambda s: s.raise_alert(
+        "iro.ben", "R101", "z", stage="stage2")).id)
+    run("2027-03-05T15:00", lambda s: s.acknowledge(seen, "tm.fay"))
+    assert flow_at(org, protocol, "2027-03-08T09:00").ack_reminded == []
+    assert flow_at(org, protocol, "2027-03-08T11:00").ack_reminded == [waiting, covered]
+    assert flow_at(org, protocol, "2027-03-08T11:00").counts()["ack_reminded"] == 0  # rerun
+    every_day(org, protocol, date(2027, 3, 9), date(2027, 3, 10), ("09:00",))
+    assert [k for _, k, _ in system_events(org, waiting)].count("ack_reminder") == 1
+    assert system_events(org, seen) == []  # acknowledged (its due-date reminder is on 11th)
+    with Session(org) as s:
+        told = sorted((m.alert_id, m.recipient) for m in s.exec(select(OutboxMessage))
+                      if m.message == "ack_reminder")
+        marked = {a.id: a.ack_reminded_for for a in s.exec(select(Alert))}
+    assert told == [(waiting, "tm.fay"), (covered, "sm.hal")]  # the cover, not hos.ivy
+    assert marked == {waiting: date(2027, 3, 12), seen: None, covered: date(2027, 3, 12)}
 
 
 @backends
@@ -79,26 +126,39 @@ def test_a_response_stops_the_clock_of_the_stage(run: Run, org: Engine,
 
 
 @backends
-def test_the_pause_point_and_the_cafcass_prompt_notify_once_and_never_escalate(
+def test_the_pause_points_and_the_cafcass_prompt_notify_once_and_never_escalate(
     run: Run, org: Engine, protocol: Protocol
 ) -> None:
     informal = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
         "iro.ada", "R100", "informal")).id)           # due 8 March, remind_iro
+    third = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "AD", stage="stage3", separate=True)).id)  # remind_iro
     last = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
-        "iro.ada", "R100", "top", stage="stage4")).id)  # due 8 March, consider_cafcass
+        "iro.ada", "R100", "top", stage="stage4", separate=True)).id)  # consider_cafcass
+    for aid in (informal, third, last):  # the stages' people acknowledge: no reminder for it
+        run("2027-03-01T11:00", lambda s, a=aid: s.acknowledge(
+            a, {informal: "tm.fay", third: "ad.kim", last: "dcs.lou"}[a]))
     every_day(org, protocol, date(2027, 3, 2), date(2027, 3, 16))
     assert system_events(org, informal) == [
         ("2027-03-05", "reminder", "informal"), ("2027-03-09", "overdue", "informal")]
+    assert system_events(org, third) == [
+        ("2027-03-05", "reminder", "stage3"), ("2027-03-09", "overdue", "stage3")]
     assert system_events(org, last) == [
         ("2027-03-05", "reminder", "stage4"), ("2027-03-09", "cafcass_prompt", "stage4")]
     with Session(org) as s:
-        messages = sorted((m.message, m.recipient) for m in s.exec(select(OutboxMessage))
+        messages = sorted((m.alert_id, m.message, m.recipient)
+                          for m in s.exec(select(OutboxMessage))
                           if m.message in ("overdue", "cafcass_consider"))
-    assert messages == [("cafcass_consider", "iro.ada"), ("cafcass_consider", "irom.cat"),
-                        ("overdue", "iro.ada"), ("overdue", "sw.dan"), ("overdue", "tm.fay")]
+    # Informally, the IRO and the stage's people; at stage 3 the IRO manager too.
+    assert messages == [
+        (informal, "overdue", "iro.ada"), (informal, "overdue", "sw.dan"),
+        (informal, "overdue", "tm.fay"),
+        (third, "overdue", "ad.kim"), (third, "overdue", "iro.ada"),
+        (third, "overdue", "irom.cat"),
+        (last, "cafcass_consider", "iro.ada"), (last, "cafcass_consider", "irom.cat")]
     # An extension gives the pause point a new due date, and a new notice when it passes.
     run("2027-03-17T10:00", lambda s: s.extend(informal, "iro.ada", date(2027, 3, 19), "Leave"))
-    every_day(org, protocol, date(2027, 3, 17), date(2027, 3, 23), ("09:00",))
+    every_day(org, protocol, date(2027, 3, 18), date(2027, 3, 23), ("09:00",))
     assert [k for _, k, _ in system_events(org, informal)][2:] == ["reminder", "overdue"]
 
 
@@ -165,7 +225,8 @@ def test_the_due_set_is_found_by_a_few_queries(run: Run, org: Engine, protocol: 
     from sqlalchemy import event
 
     for _ in range(30):
-        run("2027-03-01T10:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage1"))
+        run("2027-03-01T10:00", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage1",
+                                                        separate=True))
     statements: list[str] = []
 
     def count(*args: Any) -> None:

@@ -4,6 +4,7 @@ writer (drp/batch.py) applies the same rules to many alerts at once and falls ba
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlmodel import select
@@ -49,6 +50,27 @@ class SystemActions(Commands):
         self._fire(alert, SYSTEM_ACTOR, line, "remind")
         alert.reminded_for = due_date
         event = self._event(alert, SYSTEM_ACTOR, "reminder", from_stage=alert.stage,
+                            to_stage=alert.stage, data={"due": due_date.isoformat()})
+        self._notice(alert, line, event)
+        self._commit_point(alert)
+        return True
+
+    @property
+    def ack_before(self) -> datetime:
+        """Stages entered before this instant have gone a working day (`due.ack_reminder_after`)."""
+        return due.ack_reminder_after(self.cal, self.now.astimezone(self.tz))
+
+    @reports_conflicts
+    def remind_acknowledge(self, alert_id: int) -> bool:
+        """The reminder to the person responsible (or their cover) to acknowledge a stage
+        that has gone a working day without it, once per stage due date."""
+        alert, line = self._load(alert_id, SYSTEM_ACTOR)
+        due_date = alert.stage_due
+        if due_date is None or not due.ack_reminder_due(self.protocol, alert, self.ack_before):
+            return False
+        self._fire(alert, SYSTEM_ACTOR, line, "remind")
+        alert.ack_reminded_for = due_date
+        event = self._event(alert, SYSTEM_ACTOR, "ack_reminder", from_stage=alert.stage,
                             to_stage=alert.stage, data={"due": due_date.isoformat()})
         self._notice(alert, line, event)
         self._commit_point(alert)
