@@ -17,13 +17,14 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from drp import db
+from drp import db, timescales
 from drp.alerts import AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
 from drp.errors import BadValue, ConfigError, NotFound, NotPermitted
 from drp.ladder.protocol import Protocol
 from drp.models import AccessLog, Alert, Cover, Event, OutboxMessage, Person
+from drp.notify import Notifier
 from notifications.render import Renderer
 
 from .conftest import DATA, LONDON, backends
@@ -59,8 +60,6 @@ def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
 @pytest.fixture
 def svc(org: Engine, protocol: Protocol, calendar: WorkingCalendar) -> Svc:
     """svc(when, fn): one unit of work as of then, queuing its e-mails in the outbox."""
-    from drp.notify import Notifier
-
     notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
 
     def _run(when: str, fn: Callable[[AlertService], Any]) -> Any:
@@ -230,11 +229,12 @@ def test_the_deputy_of_an_iro_acts_as_their_cover_and_an_iro_manager_needs_cover
 
 @backends
 def test_the_deputy_of_a_team_manager_is_responsible_told_and_responds_as_cover(
-    svc: Svc,
+    svc: Svc, org: Engine, protocol: Protocol, calendar: WorkingCalendar,
 ) -> None:
     svc("2027-03-01T08:00", lambda s: s.set_cover(
         "hos.ivy", "tm.fay", "tm.gus", date(2027, 3, 1), date(2027, 3, 3), "Sick leave"))
-    aid = raise_on(svc, "R100", "iro.ada")
+    aid = int(svc("2027-03-01T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "No care plan shared", due_on=date(2027, 3, 3))).id)
     raised_to = mail_for(svc, "alert_raised")
     assert "tm.gus" in raised_to and "tm.fay" not in raised_to
     view = svc("2027-03-01T10:00", lambda s: s.show(aid, "tm.gus"))
@@ -242,10 +242,19 @@ def test_the_deputy_of_a_team_manager_is_responsible_told_and_responds_as_cover(
     assert [a.id for a in svc("2027-03-01T10:00", lambda s: s.inbox("tm.gus"))] == [aid]
     assert svc("2027-03-01T10:00", lambda s: s.inbox("tm.fay")) == []
     svc("2027-03-01T11:00", lambda s: s.acknowledge(aid, "tm.gus"))
-    svc("2027-03-01T12:00", lambda s: s.respond(aid, "tm.gus", "The plan is being written"))
-    events = svc("2027-03-01T12:00", lambda s: [(e.kind, e.actor, e.as_cover_for) for e in s.s.exec(
-        select(Event).where(Event.alert_id == aid).order_by(col(Event.seq)))])
-    assert events[1:] == [("acknowledged", "tm.gus", "tm.fay"),
+    # The timescale run's reminder (a working day before 3 March) goes to the deputy too.
+    when = parse_instant("2027-03-02T08:00", LONDON)
+    timescales.run(org, lambda session: AlertService(
+        session, protocol=protocol, calendar=calendar, clock=FixedClock(when), tz=LONDON,
+        notifier=Notifier(renderer=Renderer(), base_url="https://drp.example")),
+        protocol, calendar, date(2027, 3, 2))
+    reminded = mail_for(svc, "reminder")
+    assert "tm.gus" in reminded and "tm.fay" not in reminded
+    svc("2027-03-02T08:30", lambda s: s.respond(aid, "tm.gus", "The plan is being written"))
+    events = svc("2027-03-02T08:30", lambda s: [
+        (e.kind, e.actor, e.as_cover_for) for e in s.s.exec(
+            select(Event).where(Event.alert_id == aid).order_by(col(Event.seq)))])
+    assert events[1:] == [("acknowledged", "tm.gus", "tm.fay"), ("reminder", "system", None),
                           ("responded", "tm.gus", "tm.fay")]
     # The cover ended, the deputy no longer sees the other team's child.
     svc("2027-03-02T09:00", lambda s: s.end_cover("hos.ivy", "tm.fay"))
