@@ -31,11 +31,11 @@ def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService],
     k = protocol.keys
     top = k[-1]
     return [
-        # 1: informal, fresh
+        # 1: informal, fresh, with the IRO's own (shorter) informal due date
         (2, "iro.patel", lambda s: s.raise_alert(
             "iro.patel", "C1001", "No social work report shared before the review",
             impact="The child's review could not consider an up-to-date assessment.",
-            theme="accountability_record_keeping")),
+            theme="accountability_record_keeping", due_on=s.cal.add(s.today, 3))),
         # 2: stage 1, responded with agreed actions
         (9, "iro.walsh", lambda s: s.raise_alert(
             "iro.walsh", "C1004", "Pathway plan not started at 17",
@@ -53,6 +53,7 @@ def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService],
             3, "iro.mensah", "No response within the informal timescale.")),
         (6, "iro.mensah", lambda s: s.escalate(
             3, "iro.mensah", "Stage 1 response did not set a date for the assessment.")),
+        (5, "hos.murray", lambda s: s.acknowledge(3, "hos.murray")),
         # 4: resolved at informal
         (20, "iro.patel", lambda s: s.raise_alert(
             "iro.patel", "C1005", "Health assessment overdue",
@@ -66,15 +67,21 @@ def _script(protocol: Protocol) -> list[tuple[int, str, Callable[[AlertService],
         (3, "iro.walsh", lambda s: s.hold(
             5, "iro.walsh", "Awaiting the court hearing listed next month.",
             until=s.cal.add(s.today, 15))),
-        # 6: bypassed to the last stage, then referred to Cafcass
-        (25, "irom.khan", lambda s: s.raise_alert(
-            "irom.khan", "C2003", "Repeated missing episodes with no risk assessment",
+        # 6: raised at stage 1 by the child's IRO, bypassed to the last stage, then referred
+        # to Cafcass alongside the local process (the alert stays open), Cafcass accepts
+        (25, "iro.mensah", lambda s: s.raise_alert(
+            "iro.mensah", "C2003", "Repeated missing episodes with no risk assessment",
             theme="safeguarding", stage=k[1])),
         (24, "iro.mensah", lambda s: s.escalate(
             6, "iro.mensah", "Risk to the child is immediate.", to=top)),
+        (20, "dcs.green", lambda s: s.respond(
+            6, "dcs.green", "A strategy meeting will be convened; no date yet.")),
         (12, "iro.mensah", lambda s: s.refer(
-            6, "iro.mensah", "No plan to keep the child safe after the director's response;"
-            " legal advice taken.", legal_advice="Legal services (duty solicitor)")),
+            6, "iro.mensah", "No plan to keep the child safe after the director's response,"
+            " after consulting the IRO manager.",
+            legal_advice="Legal services (duty solicitor)", advised_on=s.cal.add(s.today, -1))),
+        (5, "iro.mensah", lambda s: s.cafcass_response(
+            6, "iro.mensah", "accepted", note="Cafcass's service manager has the case.")),
         # 7: withdrawn
         (14, "iro.patel", lambda s: s.raise_alert(
             "iro.patel", "C2004", "Personal adviser not allocated", theme="leaving_care")),
@@ -104,12 +111,25 @@ def _refuse_to_erase_a_live_council(engine: Engine) -> None:
             " database of its own for the demo")
 
 
+def _forget_good_practice(engine: Engine) -> None:
+    """Migration 0007's downgrade refuses a database holding good-practice records (older
+    schemas cannot hold them); the demo's are about to be erased with everything else."""
+    from sqlalchemy import inspect, text
+
+    if "alert" not in inspect(engine).get_table_names():
+        return
+    with engine.begin() as conn:
+        if "kind" in {c["name"] for c in inspect(conn).get_columns("alert")}:
+            conn.execute(text("UPDATE alert SET kind = 'concern' WHERE kind <> 'concern'"))
+
+
 def run_demo(
     engine: Engine, protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy,
     settings: Settings, *, now: str | None, reset: bool, say: Callable[[str], None],
 ) -> None:
     if reset:
         _refuse_to_erase_a_live_council(engine)
+        _forget_good_practice(engine)
         db.downgrade(engine, "base")
     db.upgrade(engine)
     with db.transaction(engine) as session:
@@ -119,12 +139,13 @@ def run_demo(
         f" {result.children} children.")
     clock: Clock = clock_for(now, settings.tz)
     notifier = mail.notifier(settings)
+    script = _script(protocol)
     if existing:
         say(f"The database already has {existing} alert(s); no demo alerts added"
             " (use `drp demo --reset` to start again).")
     else:
         today = clock.now().astimezone(settings.tz).date()
-        for days_ago, _who, step in _script(protocol):
+        for days_ago, _who, step in script:
             day = calendar.add(today, -days_ago) if days_ago else today
             at = datetime.combine(day, time(10, 0), tzinfo=settings.tz).astimezone(UTC)
             at = min(at, clock.now() - timedelta(minutes=1))
@@ -135,7 +156,10 @@ def run_demo(
                 step(svc)
         report = mail.send(engine, settings, clock)
         where = settings.smtp_host or settings.mail_dir
-        say(f"Added 8 demo alerts at different stages; e-mails: {report.summary()} ({where}).")
+        with db.transaction(engine) as session:
+            added = session.exec(select(func.count()).select_from(Alert)).one()
+        say(f"Added {added} demo alerts at different stages; e-mails: {report.summary()}"
+            f" ({where}).")
     from ..keys import hash_password
 
     with db.transaction(engine) as session:
