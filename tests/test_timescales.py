@@ -16,7 +16,7 @@ from drp.alerts import ActionIn, AlertService
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
 from drp.ladder.protocol import Protocol
-from drp.models import Event, OutboxMessage
+from drp.models import Alert, Event, OutboxMessage
 from drp.notify import Notifier
 from notifications.render import Renderer
 
@@ -71,7 +71,10 @@ def test_reminders_and_escalations_across_easter_up_to_the_stage3_pause_point(
         ("2027-04-15", "overdue", "stage3"),        # a pause point: the IRO decides, once
     ]
     view = run("2027-04-23T17:00", lambda s: s.show(aid, "irom.cat"))
-    assert (view.stage, view.stage_due) == ("stage3", date(2027, 4, 14))
+    # The formal clock started when it was raised at stage 1 and escalating keeps it: 20
+    # working days from 18 March, Easter skipped, is Monday 19 April.
+    assert (view.stage, view.stage_due, view.resolution_due) == (
+        "stage3", date(2027, 4, 14), date(2027, 4, 19))
     with Session(org) as s:
         asked = sorted((m.message, m.recipient) for m in s.exec(select(OutboxMessage))
                        if m.message in ("ack_reminder", "overdue"))
@@ -86,7 +89,7 @@ def test_reminders_and_escalations_across_easter_up_to_the_stage3_pause_point(
 def test_a_stage_unacknowledged_for_a_working_day_reminds_the_person_responsible_once(
     run: Run, org: Engine, protocol: Protocol
 ) -> None:
-    from drp.models import Alert, Cover, Person
+    from drp.models import Cover, Person
 
     with db.transaction(org) as s:  # Ivy (head of service, east) is away; Hal covers her
         ids = {p.username: p.id for p in s.exec(select(Person))}
@@ -113,6 +116,46 @@ def test_a_stage_unacknowledged_for_a_working_day_reminds_the_person_responsible
         marked = {a.id: a.ack_reminded_for for a in s.exec(select(Alert))}
     assert told == [(waiting, "tm.fay"), (covered, "sm.hal")]  # the cover, not hos.ivy
     assert marked == {waiting: date(2027, 3, 12), seen: None, covered: date(2027, 3, 12)}
+
+
+@backends
+def test_escalating_automatically_from_informal_starts_the_formal_clock_on_either_path(
+    org: Engine, protocol: Protocol, monkeypatch: Any
+) -> None:
+    """A council whose informal stage escalates by itself: the run's set-based writer and the
+    service layer (its fallback) both start the formal clock on the day of the escalation."""
+    from drp.batch import Batch, StaleChunk
+
+    data = protocol.model_dump()
+    data["stages"][0]["when_overdue"] = "escalate"
+    eager = Protocol.model_validate(data)
+
+    def raise_on(when: str, iro: str, ref: str) -> int:
+        with db.transaction(org) as s:
+            svc = AlertService(s, protocol=eager, calendar=CAL, tz=LONDON,
+                               clock=FixedClock(parse_instant(when, LONDON)))
+            return int(svc.raise_alert(iro, ref, "x").id or 0)
+
+    one_by_one = raise_on("2027-03-01T10:00", "iro.ada", "R100")  # informal due Mon 8 March
+    bulk = raise_on("2027-03-02T10:00", "iro.ben", "R101")        # due Tuesday 9 March
+    original = Batch.overdue
+
+    def refuse_the_first(self: Batch, session: Session, chunk: list[int]) -> Any:
+        if one_by_one in chunk:
+            raise StaleChunk("as if it changed under the run")
+        return original(self, session, chunk)
+
+    monkeypatch.setattr(Batch, "overdue", refuse_the_first)
+    assert flow_at(org, eager, "2027-03-09T08:00").escalated == [one_by_one]
+    assert flow_at(org, eager, "2027-03-10T08:00").escalated == [bulk]
+    with Session(org) as s:
+        alerts = {a.id: (a.stage, a.formal_since, a.resolution_due, a.stage_due)
+                  for a in s.exec(select(Alert))}
+    # 20 working days from Tuesday 9 March 2027: 10-12 (3), 15-19 (8), 22-25 (12; Good
+    # Friday and Easter Monday off), 30 March-2 April (16), 5-8 April (20). From the 10th: 9th.
+    assert alerts[one_by_one] == ("stage1", date(2027, 3, 9), date(2027, 4, 8),
+                                  date(2027, 3, 16))
+    assert alerts[bulk] == ("stage1", date(2027, 3, 10), date(2027, 4, 9), date(2027, 3, 17))
 
 
 @backends
