@@ -109,7 +109,7 @@ class Casework(UnitOfWork):
             self.s.add(AlertLink(alert_id=known_id(one.id), other_id=known_id(two.id),
                                  created_at=self.now, created_by=actor.username))
             self._event(one, actor, "linked", from_stage=one.stage, to_stage=one.stage,
-                        data={"other": two.id})
+                        comment=f"related to alert {two.id}", data={"other": two.id})
         self._commit_point(alert)
         return alert
 

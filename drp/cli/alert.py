@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..alerts import ActionIn, AlertService
+from ..alerts.commands import CAFCASS_RESPONSES
 from ..clock import parse_date
 from ..errors import BadValue
 from ..schemas import AlertDetail, AlertView
@@ -19,6 +20,8 @@ alert_app = typer.Typer(no_args_is_help=True, help="Raise alerts and move them u
 
 def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
     status = view.status if view.status != "open" else f"open at {view.stage_title}"
+    if view.kind == "good_practice":
+        status = "a record of good practice (no ladder, no clock)"
     if view.on_hold:
         status += f" (on hold{' until ' + view.hold_until.isoformat() if view.hold_until else ''})"
     out.print(f"[bold]Alert {view.id}[/] for child {esc(view.child)} (team {esc(view.team)}):"
@@ -28,8 +31,18 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
               f"theme: {view.theme or '-'}", markup=False)
     if view.status == "open":
         overdue = " [red bold]OVERDUE[/]" if view.overdue else ""
-        out.print(f"  Stage due: {when(view.stage_due)}; resolution due: "
-                  f"{when(view.resolution_due)}{overdue}")
+        formal = (f"resolution due: {when(view.resolution_due)}" if view.resolution_due
+                  else "no formal timescale yet (it starts at the first formal stage)")
+        out.print(f"  Stage due: {when(view.stage_due)}; {formal}{overdue}")
+        if view.acknowledged_by:
+            ack = view.acknowledged_at.astimezone(tz) if view.acknowledged_at else None
+            out.print(f"  Acknowledged by {view.acknowledged_by}"
+                      f"{ack.strftime(' on %a %-d %b %Y at %H:%M') if ack else ''}"
+                      " (acknowledged is not responded)", markup=False)
+        elif view.responsible:
+            out.print(f"  Not yet acknowledged by {view.responsible}", markup=False)
+    for line in casework_lines(view):
+        out.print(f"  {line}", markup=False)
     table = Table(title="Events", show_lines=False, title_justify="left")
     for column in ("#", "when", "who", "what", "stage", "comment"):
         table.add_column(column)
@@ -37,8 +50,10 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
         stage = event.to_stage or ""
         if event.from_stage and event.from_stage != event.to_stage:
             stage = f"{event.from_stage} → {event.to_stage}"
+        who = event.actor + (f" (as cover for {event.as_cover_for})" if event.as_cover_for
+                             else "")
         table.add_row(str(number), event.at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-                      esc(event.actor), event.kind, esc(stage), esc((event.comment or "")[:80]))
+                      esc(who), event.kind, esc(stage), esc((event.comment or "")[:80]))
     out.print(table)
     if view.actions:
         actions = Table(title="Agreed actions", title_justify="left")
@@ -49,6 +64,27 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
             actions.add_row(str(action.no), esc(action.text), esc(action.owner),
                             action.due.isoformat(), done)
         out.print(actions)
+
+
+def casework_lines(view: AlertDetail) -> list[str]:
+    """The referral to Cafcass, linked alerts and the child's other alerts, in words."""
+    lines = []
+    if view.cafcass is not None:
+        c = view.cafcass
+        advised = f", {c.advised_on.isoformat()}" if c.advised_on else ""
+        response = "none recorded yet"
+        if c.response:
+            response = c.response + (f" on {c.responded_on.isoformat()}" if c.responded_on
+                                     else "") + (f" ({c.response_note})" if c.response_note
+                                                 else "")
+        lines.append(f"Referred to Cafcass on {c.referred_on.isoformat()} by {c.referred_by}"
+                     f" (legal advice: {c.legal_advice}{advised}); Cafcass's response:"
+                     f" {response}")
+    if view.related:
+        lines.append(f"Linked alerts: {', '.join(map(str, view.related))}")
+    others = ", ".join(map(str, view.child_alerts)) or "none"
+    lines.append(f"Child {view.child}'s other alerts: {others}")
+    return lines
 
 
 def print_list(views: list[AlertView]) -> None:
@@ -99,22 +135,52 @@ def alert_raise(
     outcome_wanted: Annotated[str | None, typer.Option(help="The outcome wanted.")] = None,
     theme: Annotated[str | None, typer.Option(help="Theme key (drp themes list).")] = None,
     stage: Annotated[str | None, typer.Option(help="Start at this formal stage.")] = None,
+    due: Annotated[str | None, typer.Option(
+        help="The informal stage's due date, YYYY-MM-DD (default and most: the protocol's)."
+    )] = None,
+    kind: Annotated[str, typer.Option(
+        help="concern (the default) or good-practice: a record of good practice, with no"
+             " ladder and no clock.")] = "concern",
+    separate: Annotated[bool, typer.Option(
+        "--separate", help="Confirm a separate matter when the child has an open alert.")
+    ] = False,
     now: Now = None,
     as_json: Json = False,
 ) -> None:
-    """Raise an alert; it starts at the first stage unless --stage names a formal one."""
+    """Raise an alert; it starts at the first stage unless --stage names a formal one.
+    With --kind good-practice, record good practice instead."""
+    kind_key = kind.strip().lower().replace("-", "_")
+    if kind_key not in ("concern", "good_practice"):
+        raise BadValue(f"--kind {kind!r} is not known; use concern or good-practice",
+                       field="kind")
+    day = parse_date(due, "--due") if due else None
+    if kind_key == "good_practice":
+        given = [f"--{n}" for n, v in (("stage", stage), ("due", due), ("impact", impact),
+                                       ("outcome-wanted", outcome_wanted)) if v is not None]
+        if given:
+            raise BadValue(f"good practice has no ladder, no clock and no outcome sought;"
+                           f" leave out {', '.join(given)} (put more in --detail)",
+                           field=given[0][2:])
+        act(None, as_, now, as_json,
+            lambda alerts: alerts.record_good_practice(as_, child, summary, detail=detail,
+                                                       theme=theme),
+            lambda view: f"Good practice recorded as alert {view.id} for {view.child}; its"
+                         " team manager and head of service are told.")
+        return
     suggested: list[Any] = []
 
     def do(alerts: AlertService) -> Any:
         alert = alerts.raise_alert(as_, child, summary, detail=detail, impact=impact,
-                                   outcome_wanted=outcome_wanted, theme=theme, stage=stage)
+                                   outcome_wanted=outcome_wanted, theme=theme, stage=stage,
+                                   due_on=day, separate=separate)
         suggested.append(alerts.last_suggestion)
         return alert
 
     def done(view: AlertDetail) -> str:
+        formal = (f"resolution due {when(view.resolution_due)}" if view.resolution_due
+                  else "the formal timescale starts if it is escalated")
         line = (f"Alert {view.id} raised for {view.child} at {view.stage_title}; response due"
-                f" {when(view.stage_due)} from {view.responsible}; resolution due"
-                f" {when(view.resolution_due)}.")
+                f" {when(view.stage_due)} from {view.responsible}; {formal}.")
         suggestion = suggested[0] if suggested else None
         if theme is None and suggestion is not None:
             why = f" (because of: {', '.join(suggestion.because)})" if suggestion.because else ""
@@ -213,7 +279,58 @@ def alert_refer(
     act(alert_id, as_, now, as_json,
         lambda alerts: alerts.refer(alert_id, as_, reason, legal_advice=legal_advice,
                                     advised_on=day),
-        closed)
+        lambda view: f"Alert {view.id} referred to Cafcass; it stays {view.status} at"
+                     f" {view.stage} and the local process goes on. Record Cafcass's response"
+                     f" with: drp alert cafcass {view.id} --as {as_} --response ...")
+
+
+@alert_app.command("cafcass")
+def alert_cafcass(
+    alert_id: AlertId, as_: As,
+    response: Annotated[str, typer.Option(
+        help=f"Cafcass's response: {'|'.join(CAFCASS_RESPONSES)}.")],
+    note: Annotated[str | None, typer.Option(help="A note on the response.")] = None,
+    now: Now = None, as_json: Json = False,
+) -> None:
+    """Record Cafcass's response to the referral (the allocated IRO or their cover)."""
+    act(alert_id, as_, now, as_json,
+        lambda alerts: alerts.cafcass_response(alert_id, as_, response, note),
+        lambda view: f"Alert {view.id}: Cafcass's response recorded"
+                     f" ({view.cafcass.response if view.cafcass else response}).")
+
+
+@alert_app.command("acknowledge")
+def alert_acknowledge(alert_id: AlertId, as_: As, now: Now = None,
+                      as_json: Json = False) -> None:
+    """Acknowledge the alert at its current stage (the person responsible, or their cover).
+    Acknowledged is not responded: the response is still due."""
+    act(alert_id, as_, now, as_json, lambda alerts: alerts.acknowledge(alert_id, as_),
+        lambda view: f"Alert {view.id} acknowledged at {view.stage}; the response is still due"
+                     f" {when(view.stage_due)}.")
+
+
+@alert_app.command("move")
+def alert_move(
+    alert_id: AlertId, as_: As,
+    child: Annotated[str, typer.Option(help="The child the alert belongs to, e.g. C1001.")],
+    reason: Annotated[str, typer.Option(help="Why it was on the wrong child.")],
+    now: Now = None, as_json: Json = False,
+) -> None:
+    """Move a misfiled alert to the right child (the allocated IRO or an IRO manager)."""
+    act(alert_id, as_, now, as_json,
+        lambda alerts: alerts.move(alert_id, as_, child, reason),
+        lambda view: f"Alert {view.id} is now on child {view.child}'s record (IRO {view.iro}).")
+
+
+@alert_app.command("link")
+def alert_link(
+    alert_id: AlertId,
+    other_id: Annotated[int, typer.Argument(help="The related alert's number.", min=1)],
+    as_: As, now: Now = None, as_json: Json = False,
+) -> None:
+    """Link two related alerts (e.g. siblings'); each then lists the other."""
+    act(alert_id, as_, now, as_json, lambda alerts: alerts.link(alert_id, other_id, as_),
+        lambda view: f"Alerts {view.id} and {other_id} are linked.")
 
 
 alert_app.command("reopen", help="Reopen a resolved alert whose agreed actions are not done.")(
@@ -224,7 +341,9 @@ alert_app.command("reopen", help="Reopen a resolved alert whose agreed actions a
 def alert_hold(
     alert_id: AlertId, as_: As,
     reason: Annotated[str, typer.Option(help="Why the clock stops (e.g. court hearing).")],
-    until: Annotated[str | None, typer.Option(help="When the hold should end, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="When the hold ends, YYYY-MM-DD (required; at most the protocol's limit away)."
+    )] = None,
     now: Now = None, as_json: Json = False,
 ) -> None:
     """Put the alert on hold: working days on hold do not count."""

@@ -2,6 +2,7 @@
 the common options, printing, and the mapping of errors to exit 1 and one stderr line."""
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,24 @@ def act(
         out.print(done(view), markup=False)
 
 
+def option_of(field: str) -> str:
+    """The command-line option for an input as the service layer names it (BadValue.field):
+    advised_on -> --advised-on."""
+    return "--" + field.strip().replace("_", "-")
+
+
+def refusal(exc: DrpError) -> str:
+    """A refusal in one line, naming the option refused when the service layer says which
+    (and the message does not already)."""
+    message = " ".join(exc.message.split())
+    field = exc.field if isinstance(exc, BadValue) else None
+    if not field:
+        return message
+    option = option_of(field)
+    named = re.search(rf"{re.escape(option)}(?![\w-])", message)
+    return message if named else f"{message} ({option})"
+
+
 def run(app: typer.Typer) -> None:
     """Run the command: a refusal (DrpError) or an unreachable database exits 1 with one line
     on stderr; usage errors stay Typer's (exit 2)."""
@@ -98,9 +117,7 @@ def run(app: typer.Typer) -> None:
     except DrpError as exc:
         # The service layer names the input it refused; on the command line that is the
         # option of the same name.
-        field = exc.field if isinstance(exc, BadValue) else None
-        option = f" (--{field.replace('_', '-')})" if field else ""
-        err.print(f"drp: {exc.message}{option}", markup=False)
+        err.print(f"drp: {refusal(exc)}", markup=False)
         sys.exit(exc.exit_code)
     except OperationalError as exc:
         err.print(f"drp: database error ({db.reason(exc)}); check"
