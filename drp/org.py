@@ -17,7 +17,7 @@ from sqlmodel import Session, col, delete, select
 from .clock import within_range
 from .configfile import LoadedYaml, load_yaml
 from .errors import BadValue
-from .ladder.access import SYSTEM
+from .ladder.access import IRO_SIDE, SYSTEM, may_deputise
 from .ladder.protocol import Protocol, Role
 from .models import Child, Council, Cover, Person, PersonRole, Service, Team, TeamMember
 
@@ -131,6 +131,21 @@ def cover_problem(person: str, deputy: str, starts: date, ends: date) -> BadValu
     return None
 
 
+def deputy_problem(person: str, deputy: str, person_roles: frozenset[str],
+                   deputy_roles: frozenset[str]) -> BadValue | None:
+    """A deputy on the wrong side (`access.may_deputise`): an IRO's work to someone on the
+    management line, or a manager's to someone only on the IRO's side."""
+    if may_deputise(person_roles, deputy_roles):
+        return None
+    if person_roles & IRO_SIDE:
+        return BadValue(f"{person}'s work as an IRO may go only to another IRO or an IRO"
+                        f" manager, and {deputy} is neither (IROs are independent of the"
+                        " child's management line); choose one", field="deputy")
+    return BadValue(f"{person}'s work on the management line may not go to {deputy}, who"
+                    " works only on the IRO's side (IROs are independent of the line);"
+                    " choose someone on the line", field="deputy")
+
+
 def overlapping_cover(session: Session, person_id: int, starts: date, ends: date
                       ) -> Cover | None:
     """A cover period of the same person, not ended, sharing a day with starts..ends."""
@@ -240,13 +255,15 @@ def _check(doc: LoadedYaml, org: OrgFile, protocol: Protocol) -> None:
 
 def _check_cover(doc: LoadedYaml, org: OrgFile) -> None:
     known = {p.username for p in org.people}
+    roles = {p.username: frozenset(r.value for r in p.roles) for p in org.people}
     seen: dict[str, list[CoverIn]] = {}
     for i, c in enumerate(org.cover):
         for name in ("person", "deputy"):
             if getattr(c, name) not in known:
                 raise doc.error(("cover", i, name), f"{getattr(c, name)} is not in people; add"
                                 " them or fix the spelling")
-        problem = cover_problem(c.person, c.deputy, c.starts, c.ends)
+        problem = cover_problem(c.person, c.deputy, c.starts, c.ends) or deputy_problem(
+            c.person, c.deputy, roles[c.person], roles[c.deputy])
         if problem is not None:
             where = problem.field or "person"
             raise doc.error(("cover", i, {"starts": "from", "ends": "to"}.get(where, where)),

@@ -158,6 +158,11 @@ def test_bad_cover_is_refused_in_one_line_naming_the_field_and_nothing_is_writte
          ("tm.fay", "tm.gus", date(1999, 12, 31), date(2027, 3, 1))),
         ("deputy", "iro.ben is away themselves from 2027-04-01 to 2027-04-02",
          ("iro.ada", "iro.ben", date(2027, 3, 30), date(2027, 4, 1))),
+        # The IRO's independence holds under cover: neither side's work goes to the other.
+        ("deputy", "iro.ada's work as an IRO may go only to another IRO or an IRO manager",
+         ("iro.ada", "tm.fay", *march)),
+        ("deputy", "tm.fay's work on the management line may not go to irom.cat",
+         ("tm.fay", "irom.cat", *march)),
     ]
     before = counts(svc)
     for field, words, args in cases:
@@ -180,7 +185,7 @@ def test_bad_cover_is_refused_in_one_line_naming_the_field_and_nothing_is_writte
     for i, (who, person) in enumerate(allowed):
         day = date(2027, 6, 1 + 2 * i)
         svc("2027-03-02T09:00", lambda s, w=who, p=person, d=day: s.set_cover(
-            w, p, "irom.cat" if p != "iro.ada" else "iro.ben", d, d))
+            w, p, "dcs.lou" if p != "iro.ada" else "iro.ben", d, d))
 
 
 @backends
@@ -417,7 +422,7 @@ def test_drp_cover_set_list_and_end_on_the_command_line(
                  "2027-03-05", "--reason", "Leave", "--now", "2027-03-01T09:00")
     assert out.strip() == ("Gus Manager (tm.gus) covers for Fay Manager (tm.fay) from"
                            " 2027-03-01 to 2027-03-05 (running).")
-    _, err = drp("cover", "set", "tm.fay", "--by", "iro.ada", "--from", "2027-03-04", "--to",
+    _, err = drp("cover", "set", "tm.fay", "--by", "hos.ivy", "--from", "2027-03-04", "--to",
                  "2027-03-09", code=1)
     assert err.startswith("drp: tm.fay already has cover from 2027-03-01 to 2027-03-05")
     assert err.strip().endswith("(--from)") and len(err.strip().splitlines()) == 1

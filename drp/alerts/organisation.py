@@ -25,8 +25,15 @@ from notifications.outbox import enqueue
 from ..errors import BadValue, NotPermitted
 from ..ladder import access
 from ..ladder.access import Actor, Line
-from ..models import AccessLog, Alert, Child, Council, Cover, Event, Person, Team
-from ..org import LoadResult, cover_problem, load_org, overlap_message, overlapping_cover
+from ..models import AccessLog, Alert, Child, Council, Cover, Event, Person, PersonRole, Team
+from ..org import (
+    LoadResult,
+    cover_problem,
+    deputy_problem,
+    load_org,
+    overlap_message,
+    overlapping_cover,
+)
 from . import inputs
 from .unit import UnitOfWork, known_id
 
@@ -106,8 +113,9 @@ class Organisation(UnitOfWork):
                   reason: str | None = None) -> CoverView:
         """Record that `deputy` covers `person` from `starts` to `ends` (both included).
         Refused, with nothing written: cover for oneself, dates out of order or outside
-        2000-2100, an unknown or inactive person or deputy, a period overlapping the
-        person's other cover, a deputy away themselves then."""
+        2000-2100, an unknown or inactive person or deputy, a deputy on the other side of
+        the IRO's independence (`access.may_deputise`), a period overlapping the person's
+        other cover, a deputy away themselves then."""
         actor = self.actor(username)
         absent = self._active_person(person, "person")
         if not access.may_set_cover(self.s, actor, known_id(absent.id)):
@@ -117,6 +125,9 @@ class Organisation(UnitOfWork):
         if problem is not None:
             raise problem
         stand_in = self._active_person(deputy, "deputy")
+        problem = deputy_problem(person, deputy, self._roles(absent), self._roles(stand_in))
+        if problem is not None:
+            raise problem
         text = inputs.text(reason, "the reason", required=False, limit=REASON_MAX)
         other = overlapping_cover(self.s, known_id(absent.id), starts, ends)
         if other is not None:
@@ -169,6 +180,10 @@ class Organisation(UnitOfWork):
         self.actor(username)
         rows = self.s.exec(select(Cover).order_by(col(Cover.starts), col(Cover.id))).all()
         return [self._cover_view(r) for r in rows]
+
+    def _roles(self, person: Person) -> frozenset[str]:
+        return frozenset(self.s.exec(select(PersonRole.role).where(
+            PersonRole.person_id == person.id)))
 
     def _active_person(self, username: str, what: str) -> Person:
         row = self.s.exec(select(Person).where(Person.username == username)).first()

@@ -261,6 +261,22 @@ def may_administer(roles: frozenset[str]) -> bool:
     return Role.admin in roles
 
 
+IRO_SIDE = frozenset({Role.iro.value, Role.iro_manager.value})
+LINE_SIDE = frozenset(r.value for r in LINE_ROLES)
+
+
+def may_deputise(person_roles: frozenset[str], deputy_roles: frozenset[str]) -> bool:
+    """Whose work may go to whom: the IRO's independence of the child's management line
+    (s.25B Children Act 1989) holds under cover too. An IRO's or IRO manager's deputy is
+    another IRO or IRO manager; a line manager's or social worker's deputy holds a post on
+    the line, not only the IRO's side. (Anyone may cover someone with neither, an
+    administrator.)"""
+    for side in (IRO_SIDE, LINE_SIDE):
+        if person_roles & side and not deputy_roles & side:
+            return False
+    return True
+
+
 WHO_SETS_COVER = ("an administrator, an IRO manager (for an IRO or IRO manager) or a manager"
                   " above the person on a team's management line")
 
