@@ -379,6 +379,8 @@ def test_a_team_manager_removed_leaves_a_vacancy_that_falls_to_the_service_manag
     aid = int(svc("2027-03-01T09:00", lambda s: s.raise_alert(
         "iro.ada", "R100", "No pathway plan", stage="stage1")).id)
     other = raise_on(svc, "R200", "iro.ben")
+    svc("2027-02-01T09:00", lambda s: s.set_cover(
+        "admin.max", "tm.fay", "tm.gus", date(2027, 3, 1), date(2027, 3, 31)))
     gone = moved(ORG, ("  - {username: tm.fay, name: Fay Manager, email: fay@riverside.example,"
                        " roles: [team_manager]}\n", ""),
                  ("{key: east-a, name: East A, service: east, team_manager: tm.fay}",
@@ -391,6 +393,11 @@ def test_a_team_manager_removed_leaves_a_vacancy_that_falls_to_the_service_manag
     assert "Vacancy: team east-a has no team manager: its stage falls to Hal Services" \
            " (service manager)." in loaded.lines()
     assert [t.alert_id for t in loaded.transfers] == [aid]  # R200's line did not change
+    # Fay's cover ends with her place in the file (audited; her deputy is told).
+    assert "Cover ended: tm.gus covering for tm.fay (one of them is no longer in the file)." \
+           in loaded.lines()
+    assert [c.state for c in svc("2027-03-02T09:00", lambda s: s.list_covers())] == ["ended"]
+    assert mail_for(svc, "cover_ended") == ["tm.gus"]
     assert last_event(svc, other).kind == "raised"
     event = last_event(svc, aid)
     assert (event.kind, event.data["to"]["responsible"], event.iro) == (

@@ -95,6 +95,8 @@ class OrgLoad:
 
     result: LoadResult
     transfers: list[Transfer] = field(default_factory=list)
+    # Cover set by command that ended because its person or deputy left the file.
+    covers_ended: list[CoverView] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         r = self.result
@@ -104,6 +106,8 @@ class OrgLoad:
         return [f"Loaded {r.council}: {r.people} people, {r.services} services, {r.teams}"
                 f" teams, {r.children} children{cover}{gone}.",
                 *(f"Vacancy: {v}." for v in r.vacancies),
+                *(f"Cover ended: {c.deputy} covering for {c.person} (one of them is no longer"
+                  " in the file)." for c in self.covers_ended),
                 *(f"Transfer: {t.describe()}." for t in self.transfers)]
 
 
@@ -263,6 +267,17 @@ class Organisation(UnitOfWork):
         for row in result.cover_set:
             self._cover_done(actor, "cover_set", row, tell=row.ends >= self.today)
         load = OrgLoad(result)
+        # Cover set by command ends with its person's or deputy's place in the file.
+        for row in self.s.exec(select(Cover).where(col(Cover.ended_at).is_(None))
+                               .order_by(col(Cover.id))).all():
+            pair = (self.s.get(Person, row.person_id), self.s.get(Person, row.deputy_id))
+            if all(p is not None and p.active for p in pair):
+                continue
+            row.ended_at = self.now
+            self.s.add(row)
+            self._cover_done(actor, "cover_end", row, tell=row.ends >= self.today)
+            load.covers_ended.append(self._cover_view(row))
+        self._deputies = None
         last: Alert | None = None
         for aid, alert, child in self._open_alerts():
             if aid not in before:
