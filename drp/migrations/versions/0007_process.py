@@ -118,6 +118,20 @@ def _protocol_and_calendar():  # type: ignore[no-untyped-def]
     return protocol_from(get_settings().protocol), WorkingCalendar()
 
 
+def _local_day(at) -> date:  # type: ignore[no-untyped-def]
+    """The council's date of an instant as stored (UTC): the day drp's commands call
+    "today" (an escalation at 00:30 in summer is the next day's, not the UTC date's)."""
+    from datetime import UTC
+
+    from drp.clock import local_date
+    from drp.settings import get_settings
+
+    when = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return local_date(when, get_settings().tz)
+
+
 def _referred_become_open() -> None:
     """A referral was an end; it is now concurrent: the alert goes back to the stage it was
     referred from, open, with its referral recorded."""
@@ -136,12 +150,11 @@ def _referred_become_open() -> None:
         data = data or {}
         by = conn.execute(sa.text("SELECT id FROM person WHERE username = :u"),
                           {"u": actor}).scalar() or iro_id
-        when = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
         advised = data.get("advised_on")
         conn.execute(sa.text(
             "INSERT INTO referral (alert_id, referred_on, referred_by_id, reason, legal_advice,"
             " advised_on) VALUES (:a, :on, :by, :reason, :advice, :advised)"),
-            {"a": aid, "on": when.date(), "by": by, "reason": comment or "",
+            {"a": aid, "on": _local_day(at), "by": by, "reason": comment or "",
              "advice": data.get("legal_advice") or "not recorded (referred before drp recorded"
              " the legal advice)", "advised": date.fromisoformat(advised) if advised else None})
         conn.execute(sa.text(
@@ -166,10 +179,9 @@ def _formal_clocks() -> None:
     for aid, at, kind, to_stage, data in events:
         if isinstance(data, str):
             data = json.loads(data)
-        when = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
         if aid not in started:
             if kind != "resumed" and to_stage in formal:
-                started[aid] = when.date()
+                started[aid] = _local_day(at)
         elif kind == "resumed":
             held[aid] = held.get(aid, 0) + int((data or {}).get("held_working_days") or 0)
     for aid, since in started.items():
@@ -192,9 +204,8 @@ def downgrade() -> None:
     protocol, calendar = _protocol_and_calendar()
     for aid, raised in conn.execute(sa.text(
             "SELECT id, raised_at FROM alert WHERE resolution_due IS NULL")).all():
-        when = raised if isinstance(raised, datetime) else datetime.fromisoformat(str(raised))
         conn.execute(sa.text("UPDATE alert SET resolution_due = :d WHERE id = :a"),
-                     {"d": calendar.add(when.date(), protocol.resolution_working_days),
+                     {"d": calendar.add(_local_day(raised), protocol.resolution_working_days),
                       "a": aid})
     conn.execute(sa.text(
         "UPDATE alert SET status = 'referred', stage = :c WHERE status = 'open' AND id IN"
