@@ -79,11 +79,14 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
         "child": "R100", "status": "open", "stage": "informal", "iro": "iro.ada",
         "responsible": "tm.fay", "theme": "accountability_record_keeping",
         "raised_at": "2027-03-22T09:00:00+00:00", "stage_due": "2027-03-31",
-        "resolution_due": "2027-04-21", "overdue": False,
+        "resolution_due": None, "overdue": False,  # informal: no formal clock yet
     }
+    assert (a["kind"], a["cafcass"], a["acknowledged_by"], a["related"]) == (
+        "concern", None, None, [])
     assert a["events"] == [{"at": "2027-03-22T09:00:00+00:00", "actor": "iro.ada",
                             "kind": "raised", "from_stage": None, "to_stage": "informal",
-                            "comment": "No social work report before the review"}]
+                            "comment": "No social work report before the review",
+                            "team": "east-a", "iro": "iro.ada", "as_cover_for": None}]
 
     r = cli.json("alert", "respond", "1", "--as", "tm.fay", "--message", "Will share",
                  "--action", "Share the report|2027-04-09", "--now", "2027-03-24T09:00")
@@ -98,6 +101,8 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
         v = cli.json("alert", "escalate", "1", "--as", "iro.ada", "--reason", "No progress",
                      "--now", now)
         assert (v["stage"], v["responsible"], v["stage_due"]) == (stage, who, due)
+        # The formal clock: 20 working days from the first formal stage (Easter skipped).
+        assert v["resolution_due"] == "2027-04-26"
     line = cli.refused("alert", "escalate", "1", "--as", "iro.ada", "--reason", "x",
                        "--now", "2027-04-19T09:00")
     assert "at stage4" in line and "drp alert refer" in line
@@ -108,16 +113,19 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
     before = cli.rows(counts)
     refer = ("alert", "refer", "1", "--as", "iro.ada", "--reason", "No plan",
              "--now", "2027-04-26T09:00")
-    assert cli.refused(*refer).endswith(
-        "needs the legal advice taken: say who gave it, after consulting the IRO manager"
-        " (--legal-advice)")
+    assert "needs the legal advice taken: say who gave it (--legal-advice)" in cli.refused(
+        *refer)
     assert "--advised-on '2027-02-30' is not a date" in cli.refused(
         *refer, "--legal-advice", "Legal services", "--advised-on", "2027-02-30")
     assert cli.rows(counts) == before
     v = cli.json("alert", "refer", "1", "--as", "iro.ada", "--reason", "Legal advice taken",
                  "--legal-advice", "Ms Okafor, legal services", "--advised-on", "2027-04-23",
                  "--now", "2027-04-26T09:00")
-    assert (v["status"], v["stage"], v["overdue"]) == ("referred", "cafcass", False)
+    # Concurrent with the local process: the alert keeps its status and stage.
+    assert (v["status"], v["stage"]) == ("open", "stage4")
+    assert {k: v["cafcass"][k] for k in ("referred_on", "legal_advice", "response")} == {
+        "referred_on": "2027-04-26", "legal_advice": "Ms Okafor, legal services",
+        "response": None}
     [(data,)] = cli.rows("SELECT data FROM event WHERE kind = 'referred'")
     referral = json.loads(data)
     assert (referral["legal_advice"], referral["advised_on"]) == (
@@ -127,9 +135,10 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
         "raised", "responded", "action_agreed", "escalated", "escalated", "escalated",
         "escalated", "referred"]
     assert [e["to_stage"] for e in shown["events"]][-5:] == [
-        "stage1", "stage2", "stage3", "stage4", "cafcass"]
-    listed = cli.json("alert", "list", "--as", "irom.cat", "--status", "closed")
+        "stage1", "stage2", "stage3", "stage4", "stage4"]
+    listed = cli.json("alert", "list", "--as", "irom.cat", "--status", "open")
     assert [x["id"] for x in listed] == [1] and "events" not in listed[0]
+    assert listed[0]["cafcass"]["legal_advice"] == "Ms Okafor, legal services"
 
 
 def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cli) -> None:
@@ -157,6 +166,12 @@ def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cl
         (("alert", "extend", "1", "--as", "iro.ada", "--until", "2026-03-14", "--reason", "x",
           "--now", "2026-03-03T09:00"), "not a working day"),
         (("alert", "show", "7", "--as", "irom.cat"), "no alert 7"),
+        # The allocated IRO's powers: an IRO manager escalates only as recorded cover.
+        (("alert", "escalate", "1", "--as", "irom.cat", "--reason", "x"), "may not escalate"),
+        (("alert", "hold", "1", "--as", "iro.ada", "--reason", "Court"),
+         "a hold needs an end date (--until"),
+        (("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "y"),
+         "already has an open alert (1)"),
     ]
     for args, expected in refusals:
         assert expected in cli.refused(*args), args
