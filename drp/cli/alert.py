@@ -98,7 +98,8 @@ def print_list(views: list[AlertView]) -> None:
     for view in views:
         table.add_row(
             str(view.id), esc(view.child), esc(view.team),
-            view.status + (" (held)" if view.on_hold else ""),
+            view.status + (" (held)" if view.on_hold else "")
+            + (" (good practice)" if view.kind == "good_practice" else ""),
             esc(view.stage), esc(view.responsible or "-"),
             view.stage_due.isoformat() if view.stage_due else "-",
             view.resolution_due.isoformat() if view.resolution_due else "-",
