@@ -448,3 +448,24 @@ def test_drp_cover_set_list_and_end_on_the_command_line(
     out, _ = drp("cover", "list", "--json")
     assert json.loads(out)[0]["state"] == "ended"
     assert len(list((drp_env / "mail").glob("*cover_*.eml"))) == 4
+
+
+def test_the_administration_page_load_transfers_in_the_same_transaction(web: Any) -> None:
+    from .conftest import sign_in
+
+    app, _clock, rt = web
+    with db.transaction(rt.engine) as session:  # (no theme suggester: no model to train)
+        aid = int(AlertService(session, protocol=rt.protocol, calendar=rt.calendar,
+                               clock=FixedClock(parse_instant("2027-03-01T08:00", LONDON)),
+                               tz=LONDON).raise_alert("iro.ben", "R200", "No plan").id)
+    admin = sign_in(app, "admin.max")
+    r = admin.post("/admin/org", data={"csrf_token": admin.csrf}, files={
+        "file": ("org.yaml", moved(ORG, R200_EAST).encode(), "application/yaml")})
+    assert r.status_code == 200, r.text[:2000]
+    assert (f"Transfer: alert {aid} (child R200): team west-a to east-a; IRO iro.ben to"
+            " iro.ada; responsible tm.gus to tm.fay.") in r.text
+    with db.transaction(rt.engine) as session:
+        event = session.exec(select(Event).where(Event.alert_id == aid)
+                             .order_by(col(Event.seq).desc())).first()
+        assert event is not None
+        assert (event.kind, event.actor, event.iro) == ("transferred", "admin.max", "iro.ada")
