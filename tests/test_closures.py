@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func
+from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -197,6 +197,21 @@ def test_a_closure_day_is_not_a_working_day_from_then_on(run: Run, org: Engine,
         assert calendar.holiday_name(FUNERAL) == "State funeral"
         assert rt.calendar_for(s) is calendar  # kept while the days are unchanged
     assert rt.calendar is calendar
+    # A run of many units of work reads the days once and hands them on: no query per unit.
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(org, "before_cursor_execute", count)
+    try:
+        with Session(org) as s:
+            rt.service(s, FixedClock(parse_instant(ANNOUNCED, LONDON)), None, calendar)
+            given = len(statements)
+            assert rt.service(s, FixedClock(parse_instant(ANNOUNCED, LONDON))).cal is calendar
+    finally:
+        event.remove(org, "before_cursor_execute", count)
+    assert given == 0 and len(statements) == 1 and "closure" in statements[0]
     # A stage entered afterwards counts without it (and without Easter): Tuesday 30 March.
     with db.transaction(org) as s:
         svc = rt.service(s, FixedClock(parse_instant("2027-03-18T10:00", LONDON)))
