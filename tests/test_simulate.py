@@ -19,7 +19,7 @@ from drp import db
 from drp.calendar import WorkingCalendar
 from drp.errors import BadValue
 from drp.ladder.protocol import Protocol, load_protocol
-from drp.models import Alert, Event
+from drp.models import Alert, Event, Referral
 from drp.reporting.figures import report
 from drp.settings import CONFIG_DIR
 from drp.themes import Taxonomy, load_taxonomy
@@ -67,6 +67,7 @@ def assert_report_agrees(summary: dict[str, Any], figures: dict[str, Any]) -> No
     assert figures["outstanding_at_end"] == summary["outstanding_at_end"]
     assert figures["themes"] == summary["themes"]
     assert figures["referred_to_cafcass"] == summary["reached"]["cafcass"]
+    assert figures["cafcass"] == summary["cafcass"]
     for month, row in summary["monthly"].items():
         assert figures["monthly"].get(month, dict.fromkeys(row["reached"], 0)) == \
             row["reached"], month
@@ -92,8 +93,9 @@ def test_peterborough_full_year(engine: Engine, protocol: Protocol,
         open_formal = s.exec(select(Alert).where(
             Alert.status == "open", col(Alert.stage) != "informal")).all()
     assert 3 <= len(open_formal) <= 4
-    # Realistic timing: most resolved within the 20 working days; holds; actions agreed.
-    assert figures["resolved_within_timescale_pct"] > 90
+    # Realistic timing: most resolved within timescale (the informal ones by the IRO's informal
+    # due date, which a late response, about one in eight, misses); holds; actions agreed.
+    assert figures["resolved_within_timescale_pct"] > 80
     assert summary["holds"] >= 1 and summary["holds_resumed"] >= 1
     assert figures["actions"]["due"] > 0
     # Each theme in Cambridgeshire's shares (34% accountability and record keeping...).
@@ -104,11 +106,35 @@ def test_peterborough_full_year(engine: Engine, protocol: Protocol,
     assert org["children"] == 373 and 55 <= org["children"] / org["iros"] <= 65
 
 
-def test_a_second_run_is_refused(engine: Engine, protocol: Protocol,
-                                 taxonomy: Taxonomy) -> None:
-    run(engine, protocol, taxonomy, "peterborough", scale=0.05)
+def test_a_rare_referral_runs_alongside_and_a_second_run_is_refused(
+        engine: Engine, protocol: Protocol, taxonomy: Taxonomy,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """About 20 referrals nationally in ten years: a council-year almost never has one, so
+    one is forced here. It is made with the legal advice and its date, the alert goes on to
+    its outcome, and Cafcass's response is recorded. (One simulated year for both checks: a
+    year's timescale runs are most of a run's time.)"""
+    from dataclasses import replace
+
+    assert PROFILES["peterborough"].cafcass_chance < 0.02
+    monkeypatch.setitem(PROFILES, "peterborough",
+                        replace(PROFILES["peterborough"], cafcass_chance=1.0))
+    summary = run(engine, protocol, taxonomy, "peterborough", scale=0.05)
+    assert_report_agrees(summary, published(engine, protocol, taxonomy))
+    assert summary["cafcass"]["referred"] == 1 and sum(
+        summary["cafcass"]["responses"].values()) == 1
     with Session(engine) as s:
+        referral = s.exec(select(Referral)).one()
+        assert referral.advised_on is not None and referral.advised_on < referral.referred_on
+        assert referral.response in ("accepted", "declined")
+        alert = s.get(Alert, referral.alert_id)
+        assert alert is not None and alert.status == "resolved"
+        kinds = [e.kind for e in s.exec(select(Event).where(
+            Event.alert_id == referral.alert_id).order_by(col(Event.seq)))]
         before = len(s.exec(select(Event)).all())
+    # Referred on entering its last stage, then the local process went on to resolution.
+    assert kinds.index("referred") < kinds.index("resolved")
+    assert "responded" in kinds[kinds.index("referred"):]
+
     with pytest.raises(BadValue, match=r"already has \d+ alert.*use a new database.*drp init"):
         run(engine, protocol, taxonomy, "peterborough", scale=0.05)
     with Session(engine) as s:

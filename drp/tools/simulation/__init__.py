@@ -5,9 +5,10 @@ annual report (Manchester 2020/21, Peterborough 2019/20, Cambridgeshire 2020/21)
 
 The year is planned first: a council-sized organisation, then who raises which alert about
 which child and when, and for each stage when it is answered, escalated (by the IRO, or by the
-timescale run when a formal stage's response is late), put on hold, resolved, withdrawn or
-referred. Which alerts climb how far is chosen so that the alerts entering each stage within
-the year are the published counts. Then the year is played day by day: each working day's
+timescale run when a formal stage's response is late), put on hold, resolved or withdrawn;
+rarely (about one council-year in a hundred) an alert is also referred to Cafcass, alongside
+the local process. Which alerts climb how far is chosen so that the alerts entering each stage
+within the year are the published counts. Then the year is played day by day: each working day's
 timescale run at 07:00 (as the scheduled flow does: it resumes holds that have ended and
 escalates overdue formal stages), then that day's commands, one transaction each, each as of
 its own instant. The summary counts what was actually written, so `drp report disputes` over

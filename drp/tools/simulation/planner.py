@@ -1,7 +1,9 @@
-"""The year's plan: who raises which alert about which child and when, and for each stage when
-it is answered, escalated (by the IRO, or by the timescale run), put on hold, resolved,
-withdrawn or referred, chosen so that the alerts entering each stage within the year are the
-profile's published counts. Planning writes nothing."""
+"""The year's plan: who raises which alert about which child and when (with the informal due
+date the IRO chooses), and for each stage when it is answered, escalated (by the IRO, or by the
+timescale run), put on hold, resolved or withdrawn, chosen so that the alerts entering each
+stage within the year are the profile's published counts; and, rarely, a referral to Cafcass
+alongside the local process. Every due date comes from the ladder's rules (drp.ladder.due), as
+the service layer will set it. Planning writes nothing."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ...calendar import WorkingCalendar
+from ...ladder import due as rules
 from ...ladder.protocol import OverduePolicy, Protocol, Role, Stage
 from ...themes import Taxonomy
 from .organisation import ChildLine, Organisation, build_org
 from .profiles import (
     ACTION_TEXT,
     ALERT_TEXT,
+    CAFCASS_NOTES,
     ESCALATE_NO_RESPONSE,
     ESCALATE_REASONS,
     FORMAL_RESPONSES,
@@ -25,6 +29,7 @@ from .profiles import (
     HOLD_REASONS,
     MONTH_WEIGHT,
     OUTCOMES,
+    REFER_REASON,
     RESPONSES,
     THEME_SHARES,
     WEEKDAY_WEIGHT,
@@ -44,12 +49,16 @@ RUN_AT = time(7, 0)  # the morning timescale run
 class Step:
     at: datetime  # UTC
     alert: int  # index into Plan.alerts
-    kind: str  # raise, respond, escalate, hold, resolve, withdraw, refer, action_done
+    kind: str  # raise, respond, escalate, hold, resolve, withdraw, refer, cafcass_response,
+    # action_done
     actor: str
     text: str = ""
-    until: date | None = None
+    until: date | None = None  # a hold's end date
     actions: tuple[tuple[str, date], ...] = ()
     action_no: int = 0
+    due_on: date | None = None  # raise: the informal due date the IRO chose (None: default)
+    advised_on: date | None = None  # refer: the day the legal advice was given
+    response: str = ""  # cafcass_response: accepted, declined, proceedings, closed
 
 
 @dataclass
@@ -60,8 +69,10 @@ class AlertPlan:
     summary: str
     raised_at: datetime
     depth: int = 0  # index of the last stage it reaches
-    outcome: str = "resolved"  # resolved, withdrawn, referred, open
+    outcome: str = "resolved"  # resolved, withdrawn, open
     hold: bool = False
+    referred: bool = False  # referred to Cafcass on entering its last stage (concurrent)
+    due_on: date | None = None  # the informal due date the IRO chose (None: the default)
     steps: list[Step] = field(default_factory=list)
     autos: list[date] = field(default_factory=list)  # days the timescale run escalates it
     entered: list[tuple[datetime, str]] = field(default_factory=list)  # within the year
@@ -84,6 +95,16 @@ class Plan:
             for _at, stage in a.entered:
                 reached[stage] += 1
         return reached
+
+
+@dataclass
+class _Clock:
+    """An alert's clocks as the service layer keeps them, for the ladder's rules to read."""
+
+    formal_since: date | None = None
+    resolution_due: date | None = None
+    stage_due: date | None = None
+    held_since: date | None = None
 
 
 class _Planner:
@@ -130,28 +151,36 @@ class _Planner:
         """Working days to a response: soon more often than late."""
         return r.choices(range(window + 1), weights=[window + 1 - j for j in range(window + 1)])[0]
 
-    def stage_steps(self, a: AlertPlan, k: int, entry: datetime, exit_: str,
+    def stage_steps(self, a: AlertPlan, k: int, entry: datetime, exit_: str, clock: _Clock,
                     hold: bool = False) -> tuple[list[Step], datetime | None, date | None]:
         """What happens at stage `k`, entered at `entry`, until the alert leaves it (exit_:
-        escalate, resolved, withdrawn, referred or open). Returns the steps, the instant it
-        enters the next stage (when escalating) and the day the timescale run escalates it
-        (when it does)."""
+        escalate, resolved, withdrawn or open). `clock`: the alert's clocks on entering,
+        moved on as the service layer will (the formal clock starting at the first formal
+        stage). Returns the steps, the instant it enters the next stage (when escalating) and
+        the day the timescale run escalates it (when it does)."""
         stage = self.stages[k]
         r = self.rng(a.index, k, exit_)
         cal, iro = self.cal, a.child.iro
         steps: list[Step] = []
         e = self.local_day(entry)
-        due = cal.add(e, stage.timescale_working_days)
+        entered = rules.stage_entry(self.protocol, cal, clock, stage.key, now=entry, today=e,
+                                    informal=a.due_on if k == 0 else None)
+        clock.formal_since = entered.get("formal_since", clock.formal_since)
+        clock.resolution_due = entered.get("resolution_due", clock.resolution_due)
+        due = clock.stage_due = entered["stage_due"]
         cursor = entry
         answer_from = e
         if hold:
-            h = cal.add(e, r.randint(0, stage.timescale_working_days - 1))
-            length = r.randint(5, 15)
-            until = cal.add(h, length)
+            # On hold before the stage falls due (so before any escalation by the run).
+            h = cal.add(e, r.randint(0, max(0, cal.between(e, due) - 1)))
+            until = cal.add(h, r.randint(5, 15))
             cursor = self.after(r, cursor, h)
             steps.append(Step(cursor, a.index, "hold", iro, r.choice(HOLD_REASONS), until=until))
             cursor = self.run_instant(until)  # the timescale run resumes it that morning
-            due = cal.add(due, length)  # the held working days do not count
+            clock.held_since = h
+            stage_due, clock.resolution_due, _held = rules.after_hold(cal, clock, until)
+            assert stage_due is not None
+            due = clock.stage_due = stage_due  # the held working days do not count
             answer_from = until
         window = cal.between(answer_from, due)
         policy = stage.when_overdue
@@ -209,31 +238,45 @@ class _Planner:
         if exit_ == "resolved":
             cursor = self.after(r, cursor, cal.add(day, r.choice((0, 0, 0, 1, 1, 2, 3))))
             steps.append(Step(cursor, a.index, "resolve", iro, r.choice(OUTCOMES)))
-        elif exit_ == "referred":
-            cursor = self.after(r, cursor, cal.add(day, r.randint(3, 8)))
-            steps.append(Step(cursor, a.index, "refer", iro,
-                              "The council's response does not protect the child's plan;"
-                              " independent legal advice taken and the IRO manager consulted."))
         return steps, None, None
+
+    def referral(self, a: AlertPlan, entry: datetime) -> list[Step]:
+        """The IRO refers to Cafcass on the day the alert enters its last stage, before
+        anything else happens there, with legal advice taken a few working days before;
+        Cafcass answers weeks later. The local process goes on meanwhile."""
+        r = self.rng(a.index, a.depth, "refer")
+        day = self.local_day(entry)
+        at = max(entry + timedelta(minutes=5), self.instant(day, time(8, 0)))
+        steps = [Step(at, a.index, "refer", a.child.iro, REFER_REASON,
+                      advised_on=self.cal.add(day, -r.randint(1, 5)))]
+        reply = self.cal.add(day, r.randint(10, 40))
+        note, response = r.choice(CAFCASS_NOTES)
+        steps.append(Step(self.instant(reply, time(8, 30)) + timedelta(minutes=r.randint(0, 480)),
+                          a.index, "cafcass_response", a.child.iro, note, response=response))
+        return steps
 
     def entries(self, a: AlertPlan, depth: int) -> list[datetime]:
         """When the alert would enter each stage up to `depth`, escalating at each."""
         out = [a.raised_at]
+        clock = _Clock()
         for k in range(depth):
-            _steps, nxt, _auto = self.stage_steps(a, k, out[-1], "escalate")
+            _steps, nxt, _auto = self.stage_steps(a, k, out[-1], "escalate", clock)
             assert nxt is not None
             out.append(nxt)
         return out
 
     def build(self, a: AlertPlan) -> None:
         """The alert's steps and automatic escalations, cut at the end of the year."""
-        steps = [Step(a.raised_at, a.index, "raise", a.child.iro, a.summary)]
+        steps = [Step(a.raised_at, a.index, "raise", a.child.iro, a.summary, due_on=a.due_on)]
         autos: list[date] = []
         entry = a.raised_at
+        clock = _Clock()
         for k in range(a.depth + 1):
             last = k == a.depth
+            if last and a.referred:
+                steps += self.referral(a, entry)
             more, nxt, auto = self.stage_steps(a, k, entry, a.outcome if last else "escalate",
-                                               hold=a.hold and last)
+                                               clock, hold=a.hold and last)
             steps += more
             if auto is not None:
                 autos.append(auto)
@@ -322,8 +365,16 @@ def plan_year(protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy,
         at = planner.instant(day, time(8, 30)) + timedelta(minutes=rng.randint(0, 480))
         alerts.append(AlertPlan(i, child, theme, rng.choice(summaries), at))
     alerts.sort(key=lambda a: a.raised_at)
+    informal = protocol.stages[0]
     for i, a in enumerate(alerts):
         a.index = i
+        # The IRO sets the informal due date: the protocol's default mostly, sometimes
+        # sooner for an urgent matter or later (within the protocol's most).
+        r = planner.rng(i, 0, "due")
+        if r.random() < prof.own_informal_due_share:
+            day = planner.local_day(a.raised_at)
+            lead = min(r.choice((2, 3, 7, 10)), informal.max_working_days)
+            a.due_on = rules.informal_due(protocol, calendar, day, calendar.add(day, lead))
 
     # How far each alert climbs: the deepest stages first, each among the alerts that would
     # enter it before the year ends, so the counts entering each stage are the targets.
@@ -339,12 +390,13 @@ def plan_year(protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy,
         for a in rng.sample(eligible, max(0, min(want - have, len(eligible)))):
             a.depth = k
 
-    # Outcomes at the last stage each reaches.
+    # Outcomes at the last stage each reaches. A referral to Cafcass (rare) runs alongside:
+    # the alert then goes on to be resolved.
     free = list(alerts)
     if depth_max and rng.random() < prof.cafcass_chance:
         deepest = [a for a in alerts if a.depth == max(x.depth for x in alerts)]
         chosen = rng.choice(deepest)
-        chosen.outcome = "referred"
+        chosen.referred = True
         free.remove(chosen)
     if prof.formal_open_at_end:
         formal = sorted((a for a in free if a.depth >= 1),

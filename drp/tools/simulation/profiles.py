@@ -52,7 +52,10 @@ class Profile:
     withdrawn_share: float = 0.02
     hold_share: float = 0.015
     auto_share: float = 0.3  # escalations between formal stages made by the timescale run
-    cafcass_chance: float = 0.1  # chance of one referral to Cafcass in the year
+    # Chance of one referral to Cafcass in the year: IROs' referrals are rare, about 20
+    # across England's 153 councils in ten years, so about one council-year in a hundred.
+    cafcass_chance: float = 20 / (153 * 10)
+    own_informal_due_share: float = 0.2  # alerts whose informal due date the IRO chooses
     informal_no_response_share: float = 0.3  # of informal escalations: nobody answered
     late_informal_share: float = 0.12  # informal responses after the informal due date
     actions_share: float = 0.5  # formal responses that agree actions with dates
@@ -78,7 +81,7 @@ PROFILES: dict[str, Profile] = {
         # the deputy director (stage 4) and director (stage 5) counts are not published.
         raised=1000, formal_reached=(625, 153, 32, 6, 2),
         published={"reached": {1: 625, 2: 153, 3: 32}, "monthly_stage1": 52},
-        needs_formal_stages=5, cafcass_chance=0.5,
+        needs_formal_stages=5,
     ),
     "peterborough": Profile(
         key="peterborough", council="Peterborough City Council (simulated)",
@@ -221,6 +224,13 @@ WITHDRAW_REASONS = (
     "The plan changed at the child's review; the alert no longer applies.",
     "Raised on the wrong child's record.",
     "Superseded by a new alert covering the same issue.",
+)
+REFER_REASON = ("The council's responses do not protect the child's plan; the IRO manager"
+                " consulted and independent legal advice taken.")
+CAFCASS_NOTES = (  # (the IRO's note, Cafcass's response)
+    ("Cafcass's service manager has accepted the referral and will contact the council.",
+     "accepted"),
+    ("Cafcass has declined: the council's latest plan addresses the concern.", "declined"),
 )
 HOLD_REASONS = (
     "Awaiting the court hearing listed for the case.",

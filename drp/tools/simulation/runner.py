@@ -69,6 +69,8 @@ class _Tally:
     reached: Counter[str] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)
     closed_at: dict[str, Counter[str]] = field(default_factory=dict)
+    responses: Counter[str] = field(default_factory=Counter)  # Cafcass's
+    open_by_child: Counter[str] = field(default_factory=Counter)
     themes: Counter[str] = field(default_factory=Counter)
     monthly: dict[str, Counter[str]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
@@ -149,8 +151,10 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
             svc = service(session, s.at)
             if s.kind == "raise":
                 _summaries, impact, wanted = ALERT_TEXT.get(a.theme, GENERIC_TEXT)
+                # A child with an open alert already: the IRO confirms it is a separate matter.
                 alert = svc.raise_alert(s.actor, a.child.ref, s.text, impact=impact,
-                                        outcome_wanted=wanted, theme=a.theme)
+                                        outcome_wanted=wanted, theme=a.theme, due_on=s.due_on,
+                                        separate=tally.open_by_child[a.child.ref] > 0)
                 assert alert.id is not None
                 ids[a.index], by_id[alert.id] = alert.id, a.index
                 return
@@ -166,7 +170,10 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
             elif s.kind == "withdraw":
                 svc.withdraw(aid, s.actor, s.text)
             elif s.kind == "refer":
-                svc.refer(aid, s.actor, s.text, legal_advice="The council's legal services")
+                svc.refer(aid, s.actor, s.text, legal_advice="The council's legal services",
+                          advised_on=s.advised_on)
+            elif s.kind == "cafcass_response":
+                svc.cafcass_response(aid, s.actor, s.response, note=s.text)
             elif s.kind == "action_done":
                 svc.action_done(aid, s.action_no, s.actor, s.text)
             else:  # pragma: no cover - the planner writes only the kinds above
@@ -177,17 +184,21 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
         tally.counts[s.kind] += 1
         if s.kind == "raise":
             stage_of[a.index] = 0
+            tally.open_by_child[a.child.ref] += 1
             tally.enter(keys[0], s.at)
             tally.themes[a.theme] += 1
             tally.month(s.at)["raised"] += 1
         elif s.kind == "escalate":
             stage_of[a.index] += 1
             tally.enter(keys[stage_of[a.index]], s.at)
-        elif s.kind in ("resolve", "withdraw", "refer"):
-            kind = {"resolve": "resolved", "withdraw": "withdrawn", "refer": "referred"}[s.kind]
+        elif s.kind in ("resolve", "withdraw"):
+            kind = {"resolve": "resolved", "withdraw": "withdrawn"}[s.kind]
             tally.close(kind, keys[stage_of[a.index]], s.at)
-            if s.kind == "refer":
-                tally.enter(cafcass, s.at)
+            tally.open_by_child[a.child.ref] -= 1
+        elif s.kind == "refer":  # alongside the local process: the alert stays open
+            tally.enter(cafcass, s.at)
+        elif s.kind == "cafcass_response":
+            tally.responses[s.response] += 1
 
     runs = 0
     day = plan.start
@@ -247,7 +258,7 @@ def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems:
     formal = [s.key for s in protocol.stages if s.formal]
     prof = plan.profile
     raised = tally.reached[keys[0]]
-    closed = {k: tally.closed[k] for k in ("resolved", "withdrawn", "referred")}
+    closed = {k: tally.closed[k] for k in ("resolved", "withdrawn")}
     published: dict[str, Any] = {}
     for k, v in prof.published.items():
         if k == "reached":
@@ -263,7 +274,7 @@ def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems:
     for month in months:
         c = tally.monthly.get(month, Counter())
         monthly[month] = {"raised": c["raised"], "reached": {s: c[s] for s in (*keys, cafcass)},
-                          **{k: c[k] for k in ("resolved", "withdrawn", "referred")}}
+                          **{k: c[k] for k in ("resolved", "withdrawn")}}
     resolved_at = tally.closed_at.get("resolved", Counter())
     return {
         "profile": prof.key, "council": prof.council, "source": prof.source,
@@ -278,6 +289,8 @@ def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems:
         "reached_monthly_average": {s: round(tally.reached[s] / 12, 1)
                                     for s in (*keys, cafcass)},
         "closed": closed,
+        "cafcass": {"referred": tally.reached[cafcass],
+                    "responses": dict(sorted(tally.responses.items()))},
         "resolved_by_stage": {s: resolved_at[s] for s in keys if resolved_at[s]},
         "withdrawn_by_stage": dict(tally.closed_at.get("withdrawn", Counter())),
         "resolved_at_first_stage_pct": round(100 * resolved_at[keys[0]] / raised, 1)
@@ -295,7 +308,7 @@ def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems:
         "timescale_runs": runs,
         "commands": sum(tally.counts[k] for k in (
             "raise", "respond", "escalate", "hold", "resolve", "withdraw", "refer",
-            "action_done")),
+            "cafcass_response", "action_done")),
         "problems": problems,
     }
 
@@ -314,8 +327,9 @@ def _say_summary(summary: dict[str, Any], say: Callable[[str], None], seconds: f
     say(f"{summary['council']}, {summary['year']}: {summary['raised']} alerts raised"
         f"{raised_note}; reached: {', '.join(stage(s) for s in reached)}.")
     say(f"Closed: {closed['resolved']} resolved ({summary['resolved_at_first_stage_pct']}% of"
-        f" those raised at the first stage), {closed['withdrawn']} withdrawn,"
-        f" {closed['referred']} referred to Cafcass; {summary['outstanding_at_end']} open at"
+        f" those raised at the first stage), {closed['withdrawn']} withdrawn;"
+        f" {summary['cafcass']['referred']} referred to Cafcass (alongside the local process);"
+        f" {summary['outstanding_at_end']} open at"
         f" {summary['period']['to']}. Automatic escalations {summary['automatic_escalations']},"
         f" holds {summary['holds']}, timescale runs {summary['timescale_runs']},"
         f" {summary['commands']} commands in {seconds:.0f} s.")
