@@ -22,7 +22,7 @@ from notifications.render import Renderer
 from .calendar import WorkingCalendar
 from .ladder import due
 from .ladder.protocol import Protocol, Role
-from .models import Alert, Child, Council, Event, Person, PersonRole, Service, Team
+from .models import Alert, Child, Council, Event, Person, PersonRole, Referral, Service, Team
 from .themes import Taxonomy
 
 # Fortnights are counted from this Monday (a council can choose its own week).
@@ -81,22 +81,27 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
                 .group_by(col(Event.alert_id)).subquery())
     query = (
         sa_select(Alert, col(Child.ref), col(Team.name), col(Team.service_id), col(Event.kind),
-                  col(Event.at))
+                  col(Event.at), col(Referral.referred_on))
         .join(Child, col(Child.id) == Alert.child_id)
         .join(Team, col(Team.id) == Child.team_id)
         .join(last_seq, last_seq.c.alert_id == Alert.id)
         .join(Event, (col(Event.alert_id) == Alert.id) & (col(Event.seq) == last_seq.c.seq))
+        .outerjoin(Referral, col(Referral.alert_id) == Alert.id)
         .where(col(Alert.status) == "open")
     )
     titles = {t.key: t.title for t in taxonomy.themes} if taxonomy else {}
     rows = []
-    for alert, ref, team, service_id, kind, at in session.execute(query):
+    for alert, ref, team, service_id, kind, at, referred in session.execute(query):
         overdue = due.alert_overdue(alert, today)
         local = at.astimezone(tz).date()
+        # A referral to Cafcass runs alongside the local process: the alert is still open.
+        notes = (" (on hold)" if alert.on_hold else "") + (
+            f" (referred to Cafcass {referred.day} {referred:%B})" if referred else "")
         rows.append({
             "id": alert.id, "child": ref, "team": team, "service_id": service_id,
             "stage": alert.stage,
-            "stage_title": protocol.title(alert.stage) + (" (on hold)" if alert.on_hold else ""),
+            "stage_title": protocol.title(alert.stage) + notes,
+            "stage_name": protocol.title(alert.stage),  # for the totals
             "days_open": calendar.between(alert.raised_at.astimezone(tz).date(), today),
             "stage_due": alert.stage_due, "overdue": overdue,
             "theme": titles.get(alert.theme or "", alert.theme),
@@ -158,7 +163,7 @@ def queue_digest(
     def count(key: str) -> list[tuple[str, int]]:
         return sorted(Counter(str(r[key] or "not set") for r in rows).items())
 
-    totals = {"stage": count("stage_title"), "team": count("team"), "theme": count("theme")}
+    totals = {"stage": count("stage_name"), "team": count("team"), "theme": count("theme")}
     for person in managers:
         send(person, council.name if council else "the council", "an IRO manager", rows,
              totals)

@@ -58,6 +58,10 @@ def test_each_head_of_service_gets_their_services_alerts_overdue_first(
         "iro.ada", "R100", "x", theme="safeguarding")).id)
     b = int(run("2027-03-10T10:00", lambda s: s.raise_alert("iro.ben", "R101", "y")).id)
     c = int(run("2027-03-10T10:00", lambda s: s.raise_alert("iro.ben", "R200", "z")).id)
+    # Referred to Cafcass: still outstanding, and marked. Good practice is never outstanding.
+    run("2027-03-11T10:00", lambda s: s.refer(b, "iro.ben", "Drift", legal_advice="Legal"))
+    good = int(run("2027-03-11T11:00", lambda s: s.record_good_practice(
+        "iro.ada", "R100", "A thorough plan")).id)
     report = digest_at(org, protocol, "2027-03-15T08:00")
     sent = digests(org)
     assert set(sent) == {"hos.ivy", "sm.hal", "hos.jon", "irom.cat"}
@@ -65,6 +69,9 @@ def test_each_head_of_service_gets_their_services_alerts_overdue_first(
     assert f"Alert {c} " not in east and "R200" not in east
     assert east.index(f"OVERDUE Alert {a} ") < east.index(f"Alert {b} ")  # overdue first
     assert "theme: Safeguarding" in east and "open 10 working days" in east
+    assert f"Alert {b} | child R101 | East A | Informal resolution (referred to Cafcass 11" \
+           " March) |" in east
+    assert f"Alert {good} " not in east
     assert sent["sm.hal"] == east.replace("head of service", "service manager")
     assert "R200" in sent["hos.jon"] and "R100" not in sent["hos.jon"]
     everything = sent["irom.cat"]
