@@ -146,19 +146,47 @@ def deputy_problem(person: str, deputy: str, person_roles: frozenset[str],
                     " choose someone on the line", field="deputy")
 
 
-def overlapping_cover(session: Session, person_id: int, starts: date, ends: date
-                      ) -> Cover | None:
-    """A cover period of the same person, not ended, sharing a day with starts..ends."""
+def overlapping_cover(session: Session, person_id: int, starts: date, ends: date, *,
+                      as_deputy: bool = False) -> Cover | None:
+    """A cover period of the same person (or, `as_deputy`, one where they are the deputy),
+    not ended, sharing a day with starts..ends."""
+    who = Cover.deputy_id if as_deputy else Cover.person_id
     return session.exec(select(Cover).where(
-        Cover.person_id == person_id, col(Cover.ended_at).is_(None),
+        who == person_id, col(Cover.ended_at).is_(None),
         col(Cover.starts) <= ends, col(Cover.ends) >= starts).order_by(col(Cover.id))).first()
 
 
-def overlap_message(person: str, other: Cover, deputy: str) -> str:
-    how = "the organisation file" if other.source == "file" else "drp cover set"
-    return (f"{person} already has cover from {other.starts.isoformat()} to"
-            f" {other.ends.isoformat()} by {deputy} (set by {how}); change the dates, or end"
-            f" it first (drp cover end {person})")
+def cover_conflict(session: Session, person: Person, deputy: Person, starts: date,
+                   ends: date) -> BadValue | None:
+    """What a new cover period would clash with among those recorded (not ended): the
+    person's own cover on those days, the deputy away themselves, or the person covering
+    for someone else then (cover does not chain: that work would reach nobody)."""
+    def name(pid: int) -> str:
+        row = session.get(Person, pid)
+        return row.username if row else "?"
+
+    pid, did = person.id or 0, deputy.id or 0
+    other = overlapping_cover(session, pid, starts, ends)
+    if other is not None:
+        how = "the organisation file" if other.source == "file" else "drp cover set"
+        return BadValue(
+            f"{person.username} already has cover from {other.starts.isoformat()} to"
+            f" {other.ends.isoformat()} by {name(other.deputy_id)} (set by {how}); change the"
+            f" dates, or end it first (drp cover end {person.username})", field="starts")
+    away = overlapping_cover(session, did, starts, ends)
+    if away is not None:
+        return BadValue(
+            f"{deputy.username} is away themselves from {away.starts.isoformat()} to"
+            f" {away.ends.isoformat()} (covered by {name(away.deputy_id)}); choose another"
+            " deputy", field="deputy")
+    covering = overlapping_cover(session, pid, starts, ends, as_deputy=True)
+    if covering is not None:
+        return BadValue(
+            f"{person.username} covers for {name(covering.person_id)} from"
+            f" {covering.starts.isoformat()} to {covering.ends.isoformat()}, whose work would"
+            f" then reach nobody; end that cover first (drp cover end"
+            f" {name(covering.person_id)}) or change the dates", field="starts")
+    return None
 
 
 def vacancy_cover(team: Team, service: Service, names: dict[int, str]) -> str:
@@ -256,7 +284,6 @@ def _check(doc: LoadedYaml, org: OrgFile, protocol: Protocol) -> None:
 def _check_cover(doc: LoadedYaml, org: OrgFile) -> None:
     known = {p.username for p in org.people}
     roles = {p.username: frozenset(r.value for r in p.roles) for p in org.people}
-    seen: dict[str, list[CoverIn]] = {}
     for i, c in enumerate(org.cover):
         for name in ("person", "deputy"):
             if getattr(c, name) not in known:
@@ -268,12 +295,6 @@ def _check_cover(doc: LoadedYaml, org: OrgFile) -> None:
             where = problem.field or "person"
             raise doc.error(("cover", i, {"starts": "from", "ends": "to"}.get(where, where)),
                             problem.message)
-        for other in seen.get(c.person, []):
-            if other.starts <= c.ends and other.ends >= c.starts:
-                raise doc.error(("cover", i), f"{c.person} is listed with cover from"
-                                f" {other.starts.isoformat()} to {other.ends.isoformat()}"
-                                " already; cover periods of one person may not overlap")
-        seen.setdefault(c.person, []).append(c)
 
 
 def _parse(path: Path, protocol: Protocol) -> tuple[LoadedYaml, OrgFile]:
@@ -412,11 +433,11 @@ def _load_cover(session: Session, doc: LoadedYaml, org: OrgFile, ids: dict[str, 
         key = (ids[c.person], ids[c.deputy], c.starts, c.ends)
         if key in kept:
             continue
-        other = overlapping_cover(session, ids[c.person], c.starts, c.ends)
-        if other is not None:
-            deputy = session.get(Person, other.deputy_id)
-            raise doc.error(("cover", i), overlap_message(
-                c.person, other, deputy.username if deputy else "?"))
+        person, deputy = session.get(Person, ids[c.person]), session.get(Person, ids[c.deputy])
+        assert person is not None and deputy is not None
+        problem = cover_conflict(session, person, deputy, c.starts, c.ends)
+        if problem is not None:
+            raise doc.error(("cover", i), problem.message)
         row = Cover(person_id=ids[c.person], deputy_id=ids[c.deputy], starts=c.starts,
                     ends=c.ends, reason=c.reason, source="file", created_by=FILE,
                     created_at=now)

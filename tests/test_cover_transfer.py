@@ -158,6 +158,9 @@ def test_bad_cover_is_refused_in_one_line_naming_the_field_and_nothing_is_writte
          ("tm.fay", "tm.gus", date(1999, 12, 31), date(2027, 3, 1))),
         ("deputy", "iro.ben is away themselves from 2027-04-01 to 2027-04-02",
          ("iro.ada", "iro.ben", date(2027, 3, 30), date(2027, 4, 1))),
+        ("starts", "iro.ben covers for iro.ada from 2027-03-01 to 2027-03-12, whose work"
+         " would then reach nobody", ("iro.ben", "irom.cat", date(2027, 3, 12),
+                                      date(2027, 3, 13))),
         # The IRO's independence holds under cover: neither side's work goes to the other.
         ("deputy", "iro.ada's work as an IRO may go only to another IRO or an IRO manager",
          ("iro.ada", "tm.fay", *march)),

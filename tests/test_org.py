@@ -81,7 +81,12 @@ def test_loading_twice_updates_in_place(engine: Engine, protocol: Protocol,
         ((LAST, LAST + COVER.replace("to: 2027-03-05", "to: 9999-12-31")),
          r"cover\[0\]\.to: the cover's last day 9999-12-31 is outside the dates drp accepts"),
         ((LAST, LAST + COVER + COVER.split("\n")[1].replace("03-01", "03-05") + "\n"),
-         r"line 31: cover\[1\]: tm.fay is listed with cover from 2027-03-01 to 2027-03-05"),
+         r"line 31: cover\[1\]: tm.fay already has cover from 2027-03-01 to 2027-03-05 by"
+         r" tm.gus \(set by the organisation file\)"),
+        ((LAST, LAST + COVER + "  - {person: tm.gus, deputy: hos.jon, from: 2027-03-02,"
+                               " to: 2027-03-03}\n"),
+         r"line 31: cover\[1\]: tm.gus covers for tm.fay from 2027-03-01 to 2027-03-05, whose"
+         r" work would then reach nobody"),
     ],
 )
 def test_a_bad_org_file_is_refused_whole_naming_the_line(

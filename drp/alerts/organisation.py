@@ -3,7 +3,7 @@ and transfers when a reloaded organisation file moves a child or removes a perso
 
 - Cover: `set_cover`, `end_cover`, `list_covers`. Who may record cover is
   `drp.ladder.access.may_set_cover`; what makes a period valid is `drp.org.cover_problem` and
-  `drp.org.overlapping_cover` (the organisation file's `cover:` list asks the same). Every
+  `drp.org.cover_conflict` (the organisation file's `cover:` list asks the same). Every
   period set or ended is audited (an access-log row) and both people are told by e-mail.
 - `load_organisation`: `drp org load` and the administration page. In one transaction it
   loads the file and moves every open alert whose child changed team or IRO, or whose
@@ -26,14 +26,7 @@ from ..errors import BadValue, NotPermitted
 from ..ladder import access
 from ..ladder.access import Actor, Line
 from ..models import AccessLog, Alert, Child, Council, Cover, Event, Person, PersonRole, Team
-from ..org import (
-    LoadResult,
-    cover_problem,
-    deputy_problem,
-    load_org,
-    overlap_message,
-    overlapping_cover,
-)
+from ..org import LoadResult, cover_conflict, cover_problem, deputy_problem, load_org
 from . import inputs
 from .unit import UnitOfWork, known_id
 
@@ -119,7 +112,8 @@ class Organisation(UnitOfWork):
         Refused, with nothing written: cover for oneself, dates out of order or outside
         2000-2100, an unknown or inactive person or deputy, a deputy on the other side of
         the IRO's independence (`access.may_deputise`), a period overlapping the person's
-        other cover, a deputy away themselves then."""
+        other cover, a deputy away themselves then, a person covering for someone else
+        then (cover does not chain)."""
         actor = self.actor(username)
         absent = self._active_person(person, "person")
         if not access.may_set_cover(self.s, actor, known_id(absent.id)):
@@ -133,16 +127,9 @@ class Organisation(UnitOfWork):
         if problem is not None:
             raise problem
         text = inputs.text(reason, "the reason", required=False, limit=REASON_MAX)
-        other = overlapping_cover(self.s, known_id(absent.id), starts, ends)
-        if other is not None:
-            raise BadValue(overlap_message(person, other, self._username(other.deputy_id)
-                                           or "?"), field="starts")
-        away = overlapping_cover(self.s, known_id(stand_in.id), starts, ends)
-        if away is not None:
-            raise BadValue(
-                f"{deputy} is away themselves from {away.starts.isoformat()} to"
-                f" {away.ends.isoformat()} (covered by {self._username(away.deputy_id)});"
-                " choose another deputy", field="deputy")
+        problem = cover_conflict(self.s, absent, stand_in, starts, ends)
+        if problem is not None:
+            raise problem
         row = Cover(person_id=known_id(absent.id), deputy_id=known_id(stand_in.id),
                     starts=starts, ends=ends, reason=text, source="command",
                     created_by=actor.username, created_at=self.now)
