@@ -413,3 +413,25 @@ def test_overdue_at_the_stage3_pause_point_asks_the_iro_and_iro_manager_to_decid
         assert alert is not None and alert.stage == "stage3"
         assert [e.kind for e in s.exec(select(Event).order_by(Event.seq))] == [  # type: ignore[arg-type]
             "raised", "overdue"]
+
+
+@backends
+def test_while_the_iro_is_covered_the_deputy_refers_and_gets_the_iros_mail(
+        mailer: Mailer) -> None:
+    from drp.models import Cover, Person
+
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    with db.transaction(mailer.engine) as s:
+        ids = {p.username: p.id for p in s.exec(select(Person))}
+        s.add(Cover(person_id=ids["iro.ada"], deputy_id=ids["iro.ben"], starts=date(2027, 3, 2),
+                    ends=date(2027, 3, 12), created_by="admin.max",
+                    created_at=mailer.when))
+    referred = _mail(mailer, "2027-03-03T09:00", lambda s: s.refer(
+        1, "iro.ben", "Drift", legal_advice="Jo Counsel"))
+    # The deputy, not the absent IRO; the IRO managers and head of service as ever.
+    assert set(referred) == {ADDR[u] for u in ("iro.ben", "irom.cat", "hos.ivy")}
+    assert "Ben Iro has referred the case of child R100" in referred[ADDR["iro.ben"]]
+    assert "You receive this as the child's IRO" in referred[ADDR["iro.ben"]]
+    with Session(mailer.engine) as s:
+        event = s.exec(select(Event).where(Event.kind == "referred")).one()
+        assert (event.actor, event.as_cover_for, event.iro) == ("iro.ben", "iro.ada", "iro.ada")
