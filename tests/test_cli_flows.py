@@ -18,6 +18,7 @@ def test_flows_run_from_the_command_line(tmp_path: Path) -> None:
     reminder = json.loads(cli("flows", "run", "timescales", "--now", "2027-03-24T08:00",
                               "--json").stdout)
     assert reminder["reminded"] == [1] and reminder["escalated"] == []
+    assert reminder["ack_reminded"] == [1]  # tm.fay has not acknowledged since the 18th
     easter = cli("flows", "run", "timescales", "--now", "2027-03-29T08:00")
     assert "2027-03-29 is not a working day" in easter.stdout
     escalated = json.loads(cli("flows", "run", "timescales", "--now", "2027-03-30T08:00",
@@ -25,7 +26,8 @@ def test_flows_run_from_the_command_line(tmp_path: Path) -> None:
     assert escalated["escalated"] == [1]
     shown = cli.json("alert", "show", "1", "--as", "irom.cat")
     assert shown["stage"] == "stage2" and shown["events"][-1]["actor"] == "system"
-    assert [e["kind"] for e in shown["events"]] == ["raised", "reminder", "auto_escalated"]
+    assert [e["kind"] for e in shown["events"]] == ["raised", "reminder", "ack_reminder",
+                                                    "auto_escalated"]
     digest = cli("flows", "run", "digest", "--now", "2027-03-30T09:00").stdout
     assert "queued for hos.ivy, sm.hal, hos.jon, irom.cat" in digest
     assert "there is no flow 'nope'" in cli.refused("flows", "run", "nope")
