@@ -342,6 +342,9 @@ def test_open_alerts_follow_a_child_moved_to_another_team_and_iro(
     aid = int(svc("2027-03-01T09:00", lambda s: s.raise_alert(
         "iro.ben", "R200", "No pathway plan", stage="stage1")).id)
     svc("2027-03-01T09:30", lambda s: s.acknowledge(aid, "tm.gus"))
+    with pytest.raises(NotPermitted, match="only an administrator may"):
+        svc("2027-03-02T09:00", lambda s: s.load_organisation(
+            write(tmp_path, moved(ORG, R200_EAST)), "irom.cat"))
     loaded = svc("2027-03-02T09:00", lambda s: s.load_organisation(
         write(tmp_path, moved(ORG, R200_EAST)), "admin.max"))
     assert [t.describe() for t in loaded.transfers] == [
