@@ -134,6 +134,10 @@ def test_only_the_childs_iro_or_their_cover_records_good_practice(act: Run, org:
                                                                        "x")),
         (BadValue, "the summary is empty", lambda s: s.record_good_practice(
             "iro.ada", "R100", "  ")),
+        (BadValue, "takes no informal due date", lambda s: s.record_good_practice(
+            "iro.ada", "R100", "Good work", due=date(2027, 3, 5))),
+        (BadValue, "takes no outcome wanted", lambda s: s.record_good_practice(
+            "iro.ada", "R100", "Good work", outcome_wanted="More of it")),
     ])
     cover(org, "iro.ada", "iro.ben")
     gid = int(act("2027-03-02T09:00", record("iro.ben")).id)

@@ -13,19 +13,34 @@ from . import inputs
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX
 from .unit import UnitOfWork, known_id, reports_conflicts
 
+# What only a concern takes (good practice has no ladder, no clock, no outcome sought).
+CONCERN_ONLY = {"stage": "stage", "due": "informal due date", "impact": "impact",
+                "outcome_wanted": "outcome wanted"}
+
 
 class Casework(UnitOfWork):
     def record_good_practice(self, username: str, child_ref: str, summary: str, *,
-                             detail: str | None = None, theme: str | None = None) -> Alert:
+                             detail: str | None = None, theme: str | None = None,
+                             stage: str | None = None, due: object = None,
+                             impact: str | None = None, outcome_wanted: str | None = None,
+                             ) -> Alert:
         """Good practice on a child's case (what, and who in the team): a record with no
         ladder and no clock, closed once recorded; the team manager and head of service are
-        told. The child's IRO's (or their recorded cover's)."""
+        told. The child's IRO's (or their recorded cover's). `stage`, `due`, `impact` and
+        `outcome_wanted` are a concern's: given (by a shell's form or options), refused."""
         actor = self.actor(username)
         child = self._visible_child(actor, child_ref, username)
         if not access.may_record_good_practice(actor, child):
             raise NotPermitted(
                 f"{username} may not record good practice for child {child.ref}: only the"
                 " child's IRO or their recorded cover may")
+        values = {"stage": stage, "due": due, "impact": impact,
+                  "outcome_wanted": outcome_wanted}
+        given = [name for name in CONCERN_ONLY if values[name] not in (None, "")]
+        if given:
+            raise BadValue("good practice has no ladder, no clock and no outcome sought, so"
+                           f" it takes no {CONCERN_ONLY[given[0]]}: leave it out (put more in"
+                           " the detail)", field=given[0])
         text = inputs.text(summary, "the summary", required=True, limit=SUMMARY_MAX)
         more = inputs.text(detail, "the detail", required=False, limit=DETAIL_MAX)
         if theme is not None and self.taxonomy is not None and theme not in self.taxonomy.keys:

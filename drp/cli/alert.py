@@ -156,15 +156,10 @@ def alert_raise(
                        field="kind")
     day = parse_date(due, "--due") if due else None
     if kind_key == "good_practice":
-        given = [f"--{n}" for n, v in (("stage", stage), ("due", due), ("impact", impact),
-                                       ("outcome-wanted", outcome_wanted)) if v is not None]
-        if given:
-            raise BadValue(f"good practice has no ladder, no clock and no outcome sought;"
-                           f" leave out {', '.join(given)} (put more in --detail)",
-                           field=given[0][2:])
         act(None, as_, now, as_json,
-            lambda alerts: alerts.record_good_practice(as_, child, summary, detail=detail,
-                                                       theme=theme),
+            lambda alerts: alerts.record_good_practice(
+                as_, child, summary, detail=detail, theme=theme, stage=stage, due=due,
+                impact=impact, outcome_wanted=outcome_wanted),
             lambda view: f"Good practice recorded as alert {view.id} for {view.child}; its"
                          " team manager and head of service are told.")
         return
