@@ -195,7 +195,7 @@ def alert_theme(
     theme: Annotated[str, typer.Option(help="The theme key (drp themes list).")],
     now: Now = None, as_json: Json = False,
 ) -> None:
-    """Confirm the suggested theme, or choose another (the child's IRO or an IRO manager)."""
+    """Confirm the suggested theme, or choose another (the allocated IRO or their cover)."""
     act(alert_id, as_, now, as_json, lambda alerts: alerts.set_theme(alert_id, as_, theme),
         lambda view: f"Alert {view.id}: theme {view.theme} confirmed.")
 
@@ -260,7 +260,9 @@ alert_app.command("withdraw", help="Withdraw the alert, with a reason.")(
     _closing("withdraw", "reason", "Why it is withdrawn."))
 
 
-@alert_app.command("refer", help="Refer to Cafcass, from any open stage.")
+@alert_app.command("refer", help="Refer to Cafcass, from any open stage, with the legal"
+                                 " advice taken; the alert stays open and the local process"
+                                 " goes on.")
 def alert_refer(
     alert_id: AlertId, as_: As,
     reason: Annotated[str, typer.Option(
