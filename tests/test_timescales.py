@@ -96,7 +96,8 @@ def test_a_stage_unacknowledged_for_a_working_day_reminds_the_person_responsible
         s.add(Cover(person_id=ids["hos.ivy"], deputy_id=ids["sm.hal"], starts=date(2027, 3, 1),
                     ends=date(2027, 3, 12), created_by="admin.max",
                     created_at=parse_instant("2027-03-01T09:00", LONDON)))
-    # Raised on Friday 5 March at 10:00: a working day without acknowledgement is Monday 10:00.
+    # Raised on Friday 5 March: unacknowledged when that working day ends, so reminded with
+    # Monday's first run (not Friday afternoon's, nor again later on Monday).
     waiting = int(run("2027-03-05T10:00", lambda s: s.raise_alert(
         "iro.ada", "R100", "x", stage="stage1")).id)
     seen = int(run("2027-03-05T10:00", lambda s: s.raise_alert(
@@ -104,9 +105,15 @@ def test_a_stage_unacknowledged_for_a_working_day_reminds_the_person_responsible
     covered = int(run("2027-03-05T10:00", lambda s: s.raise_alert(
         "iro.ben", "R101", "z", stage="stage2")).id)
     run("2027-03-05T15:00", lambda s: s.acknowledge(seen, "tm.fay"))
-    assert flow_at(org, protocol, "2027-03-08T09:00").ack_reminded == []
-    assert flow_at(org, protocol, "2027-03-08T11:00").ack_reminded == [waiting, covered]
-    assert flow_at(org, protocol, "2027-03-08T11:00").counts()["ack_reminded"] == 0  # rerun
+    assert flow_at(org, protocol, "2027-03-05T17:00").ack_reminded == []
+    assert flow_at(org, protocol, "2027-03-08T07:00").ack_reminded == [waiting, covered]
+    assert flow_at(org, protocol, "2027-03-08T07:00").counts()["ack_reminded"] == 0  # rerun
+    assert flow_at(org, protocol, "2027-03-08T16:00").counts()["ack_reminded"] == 0
+    # Raised on a Sunday: Monday is its first working day, so Tuesday's first run reminds.
+    sunday = int(run("2027-03-07T12:00", lambda s: s.raise_alert(
+        "iro.ben", "R200", "w", stage="stage1")).id)
+    assert flow_at(org, protocol, "2027-03-08T17:00").ack_reminded == []
+    assert flow_at(org, protocol, "2027-03-09T07:00").ack_reminded == [sunday]
     every_day(org, protocol, date(2027, 3, 9), date(2027, 3, 10), ("09:00",))
     assert [k for _, k, _ in system_events(org, waiting)].count("ack_reminder") == 1
     assert system_events(org, seen) == []  # acknowledged (its due-date reminder is on 11th)
@@ -114,8 +121,10 @@ def test_a_stage_unacknowledged_for_a_working_day_reminds_the_person_responsible
         told = sorted((m.alert_id, m.recipient) for m in s.exec(select(OutboxMessage))
                       if m.message == "ack_reminder")
         marked = {a.id: a.ack_reminded_for for a in s.exec(select(Alert))}
-    assert told == [(waiting, "tm.fay"), (covered, "sm.hal")]  # the cover, not hos.ivy
-    assert marked == {waiting: date(2027, 3, 12), seen: None, covered: date(2027, 3, 12)}
+    assert told == [(waiting, "tm.fay"), (covered, "sm.hal"),  # the cover, not hos.ivy
+                    (sunday, "tm.gus")]
+    assert marked == {waiting: date(2027, 3, 12), seen: None, covered: date(2027, 3, 12),
+                      sunday: date(2027, 3, 12)}
 
 
 @backends

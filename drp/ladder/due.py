@@ -25,7 +25,7 @@ instance, a row, a report's replayed snapshot)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_
@@ -241,11 +241,13 @@ def awaiting_response(protocol: Protocol, alert: Any) -> bool:
 
 
 def ack_reminder_after(calendar: WorkingCalendar, now: datetime) -> datetime:
-    """One working day before `now` (a local time): the same time of day on the previous
-    working day. A stage entered before then, still unacknowledged, has gone a working day
-    without it (entered Friday 10:00: reminded from Monday 10:00)."""
+    """A stage entered before this instant and still unacknowledged has gone a working day
+    without it: the end (local midnight) of the working day before `now`'s day. So the
+    reminder goes with the first run of the next working day (entered Monday at any time:
+    Tuesday morning; on Friday or at the weekend: Monday or Tuesday morning), and later runs
+    that day find nothing new, like the run's other reminders."""
     previous = calendar.add(now.date(), -1)
-    return now.replace(year=previous.year, month=previous.month, day=previous.day)
+    return datetime.combine(previous + timedelta(days=1), time(0), tzinfo=now.tzinfo)
 
 
 def ack_reminder_due(protocol: Protocol, alert: Any, before: datetime) -> bool:
