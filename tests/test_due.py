@@ -156,6 +156,10 @@ def test_stage_and_resolution_clocks_counted_by_hand(protocol: Protocol,
     late = due.stage_entry(protocol, calendar, started, "stage2", now=NOW,
                            today=date(2027, 4, 6))
     assert late["stage_due"] == date(2027, 4, 6)
+    # ... or, entered on a Saturday (10 April), the Monday after.
+    weekend = due.stage_entry(protocol, calendar, started, "stage2", now=NOW,
+                              today=date(2027, 4, 10))
+    assert weekend["stage_due"] == date(2027, 4, 12)
 
 
 def test_the_informal_date_is_the_iros_within_the_protocols_most(

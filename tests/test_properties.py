@@ -37,7 +37,7 @@ from drp.clock import FixedClock, local_date
 from drp.errors import BadValue, DrpError, InvalidTransition, NotFound
 from drp.ladder.access import SYSTEM, Line
 from drp.ladder.protocol import load_protocol
-from drp.models import Action, Alert, Child, Event, Person
+from drp.models import Action, Alert, Child, Event, Person, Referral
 from drp.org import load_org
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
@@ -51,8 +51,9 @@ TAXONOMY = load_taxonomy(CONFIG_DIR / "themes.yaml")
 CALENDAR = WorkingCalendar()
 KEYS = PROTOCOL.keys
 CAFCASS = PROTOCOL.cafcass.key
-STATUSES = ("open", "resolved", "withdrawn", "referred")
-CLOSED = ("resolved", "withdrawn", "referred")
+STATUSES = ("open", "resolved", "withdrawn")
+CLOSED = ("resolved", "withdrawn")
+RESPONSES = ("accepted", "declined", "proceedings", "closed")
 
 _ORG = yaml.safe_load(ORG_FILE.read_text(encoding="utf-8"))
 ORG_PEOPLE: list[str] = [p["username"] for p in _ORG["people"]]
@@ -60,6 +61,7 @@ IRO_SIDE: list[str] = [
     p["username"] for p in _ORG["people"] if {"iro", "iro_manager"} & set(p["roles"])
 ]
 CHILDREN: list[str] = [c["ref"] for c in _ORG["children"]]
+TEAMS = {c["team"] for c in _ORG["children"]}
 IRO_OF: dict[str, str] = {c["ref"]: c["iro"] for c in _ORG["children"]}
 NOBODY = "nobody.zed"  # not in the organisation file
 EVERYONE = [*ORG_PEOPLE, NOBODY, SYSTEM]
@@ -109,6 +111,10 @@ anyone = st.sampled_from(EVERYONE)
 GOOD = "Care plan not shared"
 words = st.sampled_from([*[GOOD] * 8, "No response", "x", "   ", ""])
 day_offsets = st.integers(-3, 30)  # days from today (local): past, today, weekends, holidays
+# A date a person gives: mostly days from today, sometimes far outside what drp accepts
+# (9999-12-31 is a common "no end"; 2101 is past the last date).
+BEYOND = (date(9999, 12, 31), date(2101, 1, 1), date(1999, 12, 31))
+given_days = st.one_of(day_offsets, day_offsets, day_offsets, st.sampled_from(BEYOND))
 stage_choice = st.sampled_from([*[None] * 6, *KEYS, CAFCASS, "new", "resolved", "stage9", ""])
 escalate_to = st.sampled_from([*[None] * 4, *KEYS, CAFCASS, "bogus"])
 themes = st.one_of(st.none(), st.sampled_from([*TAXONOMY.keys, "drift"]))
@@ -132,6 +138,8 @@ EXPECTED_KINDS: dict[str, list[str]] = {
     "resolve": ["resolved"],
     "withdraw": ["withdrawn"],
     "refer": ["referred"],
+    "cafcass_response": ["cafcass_response"],
+    "acknowledge": ["acknowledged"],
     "hold": ["held"],
     "resume": ["resumed"],
     "extend": ["extended"],
@@ -234,9 +242,7 @@ class AlertLadder(RuleBasedStateMachine):
             else:
                 child_row = s.get(Child, alert.child_id)
                 assert child_row is not None
-                # Once referred, the alert's stage is not on the ladder: ask the first stage's.
-                stage = alert.stage if alert.stage in KEYS else KEYS[0]
-                pid = Line.of(s, child_row).holder(PROTOCOL.stage(stage).responsible)
+                pid = Line.of(s, child_row).holder(PROTOCOL.stage(alert.stage).responsible)
                 person = s.get(Person, pid) if pid is not None else None
             return person.username if person is not None else NOBODY
 
@@ -244,13 +250,33 @@ class AlertLadder(RuleBasedStateMachine):
     def _offers(trigger: str, alert: int, who: str) -> Callable[[AlertService], bool]:
         return lambda s: trigger in s.allowed(alert, who)
 
-    def _check_stage_entered(self, alert: Alert) -> None:
-        """Just entered its stage: the stage's clock starts today, in London."""
+    def _check_stage_entered(self, before: Alert | None, alert: Alert,
+                             informal: date | None = None) -> None:
+        """Just entered its stage: the stage's clock starts today, in London; the formal
+        clock starts the first time it enters a formal stage (20 working days), and a formal
+        stage's due date stays within it (past it, due the day it is entered, or the next
+        working day); the
+        informal stage's date is the IRO's (`informal`) or its default."""
         stage = PROTOCOL.stage(alert.stage)
         assert alert.stage_entered_at == self.now
-        assert alert.stage_due == workdays.add(self.today, stage.timescale_working_days), (
-            alert.stage, self.today, alert.stage_due)
-        assert alert.stage_responded_at is None
+        assert alert.stage_responded_at is None and alert.acknowledged_at is None
+        started = before.formal_since if before is not None else None
+        if stage.formal and started is None:
+            assert alert.formal_since == self.today
+            assert alert.resolution_due == workdays.add(
+                self.today, PROTOCOL.resolution_working_days)
+        elif before is not None:
+            assert (alert.formal_since, alert.resolution_due) == (
+                before.formal_since, before.resolution_due)
+        else:
+            assert (alert.formal_since, alert.resolution_due) == (None, None)
+        due = workdays.add(self.today, stage.timescale_working_days)
+        if stage.formal:
+            assert alert.resolution_due is not None
+            due = min(due, max(alert.resolution_due, workdays.on_or_after(self.today)))
+        elif informal is not None:
+            due = informal
+        assert alert.stage_due == due, (alert.stage, self.today, alert.stage_due)
 
     def _run(
         self, verb: str, username: str, step: Step, call: Callable[[AlertService], Any],
@@ -336,24 +362,37 @@ class AlertLadder(RuleBasedStateMachine):
     @rule(
         target=alerts, step=steps, who=raisers, child=st.sampled_from(CHILDREN),
         summary=words, stage=stage_choice, theme=themes,
+        due_on=st.one_of(st.none(), st.none(), given_days), separate=st.booleans(),
     )
     def raise_alert(
         self, step: Step, who: str, child: str, summary: str, stage: str | None,
-        theme: str | None,
+        theme: str | None, due_on: int | date | None, separate: bool,
     ) -> Any:
         who = self._who(who, child=child)
+        chosen: list[date | None] = [None]
+
+        def call(s: AlertService) -> Alert:
+            chosen[0] = (s.today + timedelta(days=due_on) if isinstance(due_on, int)
+                         else due_on)
+            return s.raise_alert(who, child, summary, stage=stage, theme=theme,
+                                 due_on=chosen[0], separate=separate)
+
         alert = self._run(
-            "raise", who, step,
-            lambda s: s.raise_alert(who, child, summary, stage=stage, theme=theme),
-            offer=lambda s: child in s.children_for(who),
+            "raise", who, step, call, offer=lambda s: child in s.children_for(who),
+            # a bad value, or a second open concern not confirmed as a separate matter
+            benign=lambda exc: isinstance(exc, BadValue) or (
+                not separate and isinstance(exc, InvalidTransition)
+                and "already has an open alert" in str(exc)),
         )
         if alert is None:
             return multiple()
         after = self._alert(int(alert.id))
         assert (after.status, after.stage, after.on_hold) == ("open", stage or KEYS[0], False)
         assert after.raised_at == self.now
-        self._check_stage_entered(after)
-        assert after.resolution_due == workdays.add(self.today, PROTOCOL.resolution_working_days)
+        self._check_stage_entered(None, after, informal=chosen[0])
+        if chosen[0] is not None:  # the IRO's informal date: a working day, at most 10 on
+            assert self.today < chosen[0] <= workdays.add(
+                self.today, PROTOCOL.stages[0].max_working_days)
         return int(alert.id)
 
     @rule(alert=alerts, step=steps, who=responders, message=words, actions=actions_or_none)
@@ -416,8 +455,7 @@ class AlertLadder(RuleBasedStateMachine):
         assert before.status == after.status == "open" and not before.on_hold
         assert after.stage == (to or KEYS[KEYS.index(before.stage) + 1])
         assert KEYS.index(after.stage) > KEYS.index(before.stage)
-        self._check_stage_entered(after)
-        assert after.resolution_due == before.resolution_due
+        self._check_stage_entered(before, after)
 
     def _close(self, verb: str, status: str, alert: int, who: str, step: Step,
                text: str, **extra: Any) -> None:
@@ -429,7 +467,7 @@ class AlertLadder(RuleBasedStateMachine):
         after = self._alert(alert)
         assert before.status == "open"
         assert after.status == status
-        assert after.stage == (CAFCASS if status == "referred" else before.stage)
+        assert after.stage == before.stage
         assert after.closed_at == self.now
         assert not after.on_hold and after.hold_until is None
         assert after.outcome == (text.strip() if status == "resolved" else before.outcome)
@@ -442,23 +480,73 @@ class AlertLadder(RuleBasedStateMachine):
     def withdraw(self, alert: int, step: Step, who: str, reason: str) -> None:
         self._close("withdraw", "withdrawn", alert, who, step, reason)
 
+    def _referral(self, alert: int) -> Referral | None:
+        with Session(self.engine) as s:
+            return s.exec(select(Referral).where(Referral.alert_id == alert)).first()
+
     @rule(alert=alerts, step=steps, who=closers, reason=words,
           advice=st.one_of(st.none(), words))
     def refer(self, alert: int, step: Step, who: str, reason: str, advice: str | None) -> None:
-        # Who gave the legal advice: required (None or blank is refused, changing nothing).
-        self._close("refer", "referred", alert, who, step, reason, legal_advice=advice)
+        """Concurrent with the local process: the alert stays as it was, with one referral.
+        Who gave the legal advice is required (None or blank is refused, changing nothing)."""
+        who = self._who(who, alert)
+        before = self._alert(alert)
+        if self._run("refer", who, step,
+                     lambda s: s.refer(alert, who, reason, legal_advice=advice),
+                     alert_id=alert, offer=self._offers("refer", alert, who)) is None:
+            return
+        after = self._alert(alert)
+        assert before.status == after.status == "open"
+        assert (after.stage, after.stage_due, after.resolution_due, after.on_hold) == (
+            before.stage, before.stage_due, before.resolution_due, before.on_hold)
+        referral = self._referral(alert)
+        assert referral is not None and referral.referred_on == self.today
+        assert advice is not None and referral.legal_advice == advice.strip()
+        assert referral.response is None
+
+    @rule(alert=alerts, step=steps, who=people,
+          response=st.sampled_from([*RESPONSES, "maybe"]), note=st.one_of(st.none(), words))
+    def cafcass_response(self, alert: int, step: Step, who: str, response: str,
+                         note: str | None) -> None:
+        who = self._who(who, alert)
+        before = self._alert(alert)
+        if self._run("cafcass_response", who, step,
+                     lambda s: s.cafcass_response(alert, who, response, note),
+                     alert_id=alert, offer=self._offers("cafcass_response", alert, who),
+                     ) is None:
+            return
+        after = self._alert(alert)
+        assert (after.status, after.stage) == (before.status, before.stage)
+        referral = self._referral(alert)
+        assert referral is not None
+        assert (referral.response, referral.responded_on) == (response, self.today)
+
+    @rule(alert=alerts, step=steps, who=responders)
+    def acknowledge(self, alert: int, step: Step, who: str) -> None:
+        """Acknowledged is not responded: the stage's clock runs on."""
+        who = self._who(who, alert)
+        before = self._alert(alert)
+        if self._run("acknowledge", who, step, lambda s: s.acknowledge(alert, who),
+                     alert_id=alert, offer=self._offers("acknowledge", alert, who)) is None:
+            return
+        after = self._alert(alert)
+        assert before.acknowledged_at is None and after.acknowledged_at == self.now
+        assert (after.stage, after.stage_due, after.stage_responded_at) == (
+            before.stage, before.stage_due, None)
 
     @rule(
         alert=alerts, step=steps, who=people, reason=words,
-        until=st.one_of(st.none(), day_offsets),
+        until=st.one_of(st.none(), given_days, st.integers(80, 100)),
     )
-    def hold(self, alert: int, step: Step, who: str, reason: str, until: int | None) -> None:
+    def hold(self, alert: int, step: Step, who: str, reason: str,
+             until: int | date | None) -> None:
+        """The end date is required, after today, at most 65 working days on, before 2101."""
         who = self._who(who, alert)
         before = self._alert(alert)
         days: list[date | None] = [None]
 
         def call(s: AlertService) -> Alert:
-            days[0] = None if until is None else s.today + timedelta(days=until)
+            days[0] = s.today + timedelta(days=until) if isinstance(until, int) else until
             return s.hold(alert, who, reason, until=days[0])
 
         if self._run("hold", who, step, call, alert_id=alert,
@@ -467,6 +555,8 @@ class AlertLadder(RuleBasedStateMachine):
         after = self._alert(alert)
         assert before.status == "open" and not before.on_hold
         assert (after.on_hold, after.held_since, after.hold_until) == (True, self.today, days[0])
+        assert days[0] is not None and self.today < days[0] <= workdays.add(
+            self.today, PROTOCOL.max_hold_working_days)
         assert (after.stage_due, after.resolution_due) == (
             before.stage_due, before.resolution_due)
 
@@ -486,20 +576,39 @@ class AlertLadder(RuleBasedStateMachine):
         held = max(0, workdays.between(before.held_since, self.today))
         assert before.stage_due is not None
         assert after.stage_due == workdays.add(before.stage_due, held)
-        assert after.resolution_due == workdays.add(before.resolution_due, held)
+        assert after.resolution_due == (None if before.resolution_due is None
+                                        else workdays.add(before.resolution_due, held))
+        assert after.formal_since == before.formal_since
 
-    @rule(alert=alerts, step=steps, who=people, until=day_offsets, reason=words)
-    def extend(self, alert: int, step: Step, who: str, until: int, reason: str) -> None:
+    @rule(alert=alerts, step=steps, who=people, until=given_days, reason=words)
+    def extend(self, alert: int, step: Step, who: str, until: int | date, reason: str) -> None:
+        """Never into the past, at most 10 working days after the current date; only the
+        informal date may come forward; past the formal due date, that moves too."""
         who = self._who(who, alert)
         before = self._alert(alert)
-        if self._run("extend", who, step,
-                     lambda s: s.extend(alert, who, s.today + timedelta(days=until), reason),
-                     alert_id=alert, offer=self._offers("extend", alert, who)) is None:
+        days: list[date] = []
+
+        def call(s: AlertService) -> Alert:
+            days[:] = [s.today + timedelta(days=until) if isinstance(until, int) else until]
+            return s.extend(alert, who, days[0], reason)
+
+        if self._run("extend", who, step, call, alert_id=alert,
+                     offer=self._offers("extend", alert, who)) is None:
             return
         after = self._alert(alert)
         assert before.status == "open" and not before.on_hold
-        assert after.stage_due == self.today + timedelta(days=until)
-        assert before.stage_due is not None and after.stage_due > before.stage_due
+        assert before.stage_due is not None
+        assert after.stage_due == days[0] and days[0] >= self.today
+        assert days[0] <= workdays.add(before.stage_due, PROTOCOL.max_extension_working_days)
+        assert workdays.is_working_day(days[0])
+        if PROTOCOL.is_formal(before.stage):
+            assert after.stage_due > before.stage_due
+        else:
+            assert after.stage_due != before.stage_due
+        if before.resolution_due is None:
+            assert after.resolution_due is None
+        else:
+            assert after.resolution_due == max(before.resolution_due, days[0])
 
     @rule(alert=alerts, step=steps, who=people, reason=words)
     def reopen(self, alert: int, step: Step, who: str, reason: str) -> None:
@@ -512,7 +621,7 @@ class AlertLadder(RuleBasedStateMachine):
         assert before.status == "resolved"
         assert (after.status, after.stage) == ("open", before.stage)
         assert after.closed_at is None and after.outcome is None
-        self._check_stage_entered(after)
+        self._check_stage_entered(before, after)
         with Session(self.engine) as s:
             outstanding = s.exec(select(Action).where(
                 Action.alert_id == alert, col(Action.done_at).is_(None))).all()
@@ -605,7 +714,9 @@ class AlertLadder(RuleBasedStateMachine):
             "resolve": lambda s: s.resolve(MISSING_ALERT, who, "x"),
             "withdraw": lambda s: s.withdraw(MISSING_ALERT, who, "x"),
             "refer": lambda s: s.refer(MISSING_ALERT, who, "x", legal_advice="x"),
-            "hold": lambda s: s.hold(MISSING_ALERT, who, "x"),
+            "cafcass_response": lambda s: s.cafcass_response(MISSING_ALERT, who, "accepted"),
+            "acknowledge": lambda s: s.acknowledge(MISSING_ALERT, who),
+            "hold": lambda s: s.hold(MISSING_ALERT, who, "x", until=date(2027, 12, 1)),
             "resume": lambda s: s.resume(MISSING_ALERT, who),
             "extend": lambda s: s.extend(MISSING_ALERT, who, date(2027, 12, 1), "x"),
             "reopen": lambda s: s.reopen(MISSING_ALERT, who, "x"),
@@ -695,6 +806,11 @@ class AlertLadder(RuleBasedStateMachine):
             alerts = list(s.exec(select(Alert).order_by(col(Alert.id))))
             events = list(s.exec(select(Event).order_by(col(Event.id))))
             actions = list(s.exec(select(Action).order_by(col(Action.id))))
+            referrals: dict[int, list[Referral]] = {}
+            for r in s.exec(select(Referral)):
+                referrals.setdefault(r.alert_id, []).append(r)
+            children = {c.id: c.ref for c in s.exec(select(Child))}
+        child_of = {a.id: children[a.child_id] for a in alerts}
         by_alert: dict[int, list[Event]] = {}
         for e in events:
             by_alert.setdefault(e.alert_id, []).append(e)
@@ -706,12 +822,9 @@ class AlertLadder(RuleBasedStateMachine):
         for alert in alerts:
             assert alert.id is not None
             aid = alert.id
-            # One current stage: on the ladder, or Cafcass exactly when referred.
+            # One current stage, on the ladder (a referral to Cafcass runs alongside it).
             assert alert.status in STATUSES, (aid, alert.status)
-            if alert.status == "referred":
-                assert alert.stage == CAFCASS, (aid, alert.stage)
-            else:
-                assert alert.stage in KEYS, (aid, alert.status, alert.stage)
+            assert alert.stage in KEYS, (aid, alert.status, alert.stage)
             assert not alert.on_hold or alert.status == "open", aid
             assert (alert.held_since is not None) == alert.on_hold, aid
             assert (alert.closed_at is None) == (alert.status == "open"), aid
@@ -732,18 +845,35 @@ class AlertLadder(RuleBasedStateMachine):
                         aid, e.kind, e.from_stage, e.to_stage,
                     )
             assert log[-1].to_stage == alert.stage, (aid, log[-1].kind, alert.stage)
+            # Each event carries the child's team and IRO (no cover is recorded here).
+            assert all(e.team in TEAMS and e.iro == IRO_OF[child_of[aid]] for e in log), aid
+            assert all(e.as_cover_for is None for e in log), aid
+            # The formal clock: started the first time a formal stage was entered, never while
+            # only informal; at most one referral, with its event.
+            formal = [e for e in log if e.to_stage in KEYS and PROTOCOL.is_formal(e.to_stage)]
+            assert (alert.formal_since is None) == (alert.resolution_due is None) == (
+                not formal), (aid, alert.formal_since, alert.resolution_due)
+            if formal:
+                assert alert.formal_since == local_date(formal[0].at, LONDON), aid
+            referred = [e for e in log if e.kind == "referred"]
+            assert len(referred) == len(referrals.get(aid, [])) <= 1, aid
+            answered = [e for e in log if e.kind == "cafcass_response"]
+            assert not answered or (referred and referred[0].seq < answered[0].seq), aid
             # The last event keeps the clocks as they stand (reports replay them).
             kept = log[-1].data or {}
             if "resolution_due" in kept:
                 assert (kept["stage_due"], kept["resolution_due"], kept["on_hold"]) == (
                     alert.stage_due.isoformat() if alert.stage_due else None,
-                    alert.resolution_due.isoformat(), alert.on_hold,
+                    alert.resolution_due.isoformat() if alert.resolution_due else None,
+                    alert.on_hold,
                 ), (aid, log[-1].kind)
 
             # Due dates fall on working days.
             if alert.stage_due is not None:
                 assert workdays.is_working_day(alert.stage_due), (aid, alert.stage_due)
-            assert workdays.is_working_day(alert.resolution_due), (aid, alert.resolution_due)
+            if alert.resolution_due is not None:
+                assert workdays.is_working_day(alert.resolution_due), (
+                    aid, alert.resolution_due)
 
             # Actions: numbered 1..m, due on working days, done iff an event says so.
             acts = acts_of.get(aid, [])

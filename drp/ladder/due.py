@@ -43,10 +43,11 @@ from .protocol import OverduePolicy, Protocol, Stage
 def stage_due_from(protocol: Protocol, calendar: WorkingCalendar, stage_key: str,
                    entered: date, resolution_due: date | None = None) -> date:
     """When stage `stage_key` falls due, entered on `entered`: its timescale, and a formal
-    stage never after the resolution due date."""
+    stage never after the resolution due date (entered after that date: due the day it is
+    entered, or the next working day when entered on a weekend or holiday)."""
     due = calendar.add(entered, protocol.stage(stage_key).timescale_working_days)
     if resolution_due is not None and protocol.is_formal(stage_key):
-        due = min(due, max(resolution_due, entered))
+        due = min(due, max(resolution_due, calendar.next_working_day(entered)))
     return due
 
 
