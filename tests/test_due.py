@@ -250,12 +250,13 @@ def test_the_acknowledgement_reminder_twin_selects_what_its_rule_selects(
         org: Engine, protocol: Protocol, calendar: WorkingCalendar) -> None:
     """A stage not acknowledged after a working day: `ack_reminder_where` against
     `ack_reminder_due`, over the columns both read."""
-    # A working day before Tuesday 30 March 2027 10:00 is Thursday 25th 10:00 (Good Friday
-    # and Easter Monday between); before Wednesday 24th 09:00, Tuesday 23rd 09:00.
+    # The working day before Tuesday 30 March 2027 is Thursday 25th (Good Friday and Easter
+    # Monday between): entered before it ended (midnight into the 26th), reminded on the
+    # 30th; the one before Wednesday 24th is Tuesday 23rd, ending at midnight into the 24th.
     assert due.ack_reminder_after(calendar, datetime(2027, 3, 30, 10, 0, tzinfo=UTC)) == (
-        datetime(2027, 3, 25, 10, 0, tzinfo=UTC))
+        datetime(2027, 3, 26, 0, 0, tzinfo=UTC))
     before = due.ack_reminder_after(calendar, NOW)
-    assert before == datetime(2027, 3, 23, 9, 0, tzinfo=UTC)
+    assert before == datetime(2027, 3, 24, 0, 0, tzinfo=UTC)
     with Session(org) as session:
         child = session.exec(select(Child).where(Child.ref == "R100")).one()
         rows = []
