@@ -8,7 +8,8 @@ ask here; nothing else decides.
   acts on an alert only as the IRO's recorded cover.
 - Cover (`deputies_on`): while a recorded cover period runs, the deputy receives the absent
   person's work (responsibility at a stage, the inbox, e-mails, reminders) and may do what
-  they may, "as cover for" them (`acting_for`).
+  they may, "as cover for" them (`acting_for`). Who records cover: `may_set_cover`; who may
+  deputise for whom (the IRO's independence of the line): `may_deputise`.
 - The person responsible at the current stage (or their cover, anyone above them on the
   child's management line, or a role the stage lets respond) responds; the one responsible
   (or their cover) acknowledges. A vacant team manager's post falls to the service manager,
