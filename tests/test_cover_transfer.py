@@ -416,6 +416,7 @@ def test_a_team_manager_removed_leaves_a_vacancy_that_falls_to_the_service_manag
 
 def test_drp_cover_set_list_and_end_on_the_command_line(
     drp_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    sqlite_template: Path,
 ) -> None:
     import json
 
@@ -429,7 +430,7 @@ def test_drp_cover_set_list_and_end_on_the_command_line(
         assert (done.value.code or 0) == code, (args, got.out, got.err)
         return got.out, got.err
 
-    drp("init")
+    shutil.copyfile(sqlite_template, drp_env / "drp.db")  # as `drp init` leaves it
     drp("org", "load", str(DATA / "org.yaml"))
     out, _ = drp("cover", "set", "tm.fay", "--by", "tm.gus", "--from", "2027-03-01", "--to",
                  "2027-03-05", "--reason", "Leave", "--now", "2027-03-01T09:00")
