@@ -249,6 +249,14 @@ def test_after_closure_moves_only_the_dates_the_day_falls_within() -> None:
     row.formal_since, row.resolution_due = None, None  # informal, due before: nothing
     assert due.after_closure(bank, closed, row, FUNERAL) == {}
     assert due.after_closure(closed, closed, Row(), FUNERAL) == {}  # already closed
+    # Entered at 00:30 (BST) on Monday 14 June 2027, closed that same day: the day a stage is
+    # entered never counts, so nothing moves (in UTC it was entered on Sunday the 13th).
+    june = date(2027, 6, 14)
+    row = Row()
+    row.stage_entered_at = parse_instant("2027-06-14T00:30", LONDON)
+    row.stage_due, row.formal_since, row.resolution_due = date(2027, 6, 21), None, None
+    assert row.stage_entered_at.date() == date(2027, 6, 13)
+    assert due.after_closure(bank, bank.with_days({june: "Flood"}), row, june, LONDON) == {}
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ class Closures(UnitOfWork):
 
     def _recompute(self, alert: Alert, before: WorkingCalendar, after: WorkingCalendar,
                    day: date, reason: str, actor: Actor | None) -> Moved | None:
-        moved = due.after_closure(before, after, alert, day)
+        moved = due.after_closure(before, after, alert, day, self.tz)
         if not moved:
             return None
         alert_id = known_id(alert.id)

@@ -25,7 +25,7 @@ instance, a row, a report's replayed snapshot)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_
@@ -167,14 +167,14 @@ def after_hold(calendar: WorkingCalendar, alert: Any, today: date
 
 
 def after_closure(calendar_before: WorkingCalendar, calendar: WorkingCalendar, alert: Any,
-                  day: date) -> dict[str, date]:
+                  day: date, tz: tzinfo | None = None) -> dict[str, date]:
     """The due dates a new closure day moves: each open due date the day falls within (after
     the clock started, up to the date) moves on by the working day lost. A stage already
     answered has no open due date; an acknowledgement reminder sent for the old date is not
-    sent again for the new one."""
+    sent again for the new one. `tz`: the council's, whose day the stage was entered on."""
     if not calendar_before.is_working_day(day) or calendar.is_working_day(day):
         return {}
-    entered = alert.stage_entered_at.date()
+    entered = (alert.stage_entered_at.astimezone(tz) if tz else alert.stage_entered_at).date()
     moved: dict[str, date] = {}
     if (alert.stage_due is not None and alert.stage_responded_at is None
             and entered < day <= alert.stage_due):
