@@ -19,7 +19,7 @@ from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
 from drp.errors import Conflict
 from drp.ladder.protocol import Protocol
-from drp.models import Alert, Event
+from drp.models import Alert, Event, Referral
 
 from .conftest import LONDON, backends
 
@@ -75,6 +75,41 @@ def test_one_of_several_simultaneous_responses_wins_the_rest_are_told(
         results = Counter(pool.map(respond, RESPONDERS))
     assert results == {"ok": 1, "conflict": len(RESPONDERS) - 1}
     assert counts(org, aid) == (3, 2)  # one response recorded, nothing half-written
+
+
+@backends
+def test_a_referral_sent_twice_at_once_is_recorded_once(
+    org: Engine, protocol: Protocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The IRO's double click: both requests read the alert unreferred; one referral is
+    recorded, the other is told of the change (a Conflict, not a database error)."""
+    aid = raise_one(org, protocol)
+    barrier = threading.Barrier(2)
+    original = AlertService._load
+
+    def load_then_wait(self: AlertService, alert_id: int, actor: Any) -> Any:
+        loaded = original(self, alert_id, actor)
+        barrier.wait(timeout=30)  # both have read the alert before either writes
+        return loaded
+
+    monkeypatch.setattr(AlertService, "_load", load_then_wait)
+
+    def refer(i: int) -> str:
+        try:
+            with db.transaction(org) as s:
+                service(org, protocol, s, "2027-03-02T09:00").refer(
+                    aid, "iro.ada", f"Referral {i}", legal_advice="Legal services")
+            return "ok"
+        except Conflict as exc:
+            assert "was changed by iro.ada" in str(exc)
+            return "conflict"
+
+    with ThreadPoolExecutor(2) as pool:
+        results = Counter(pool.map(refer, range(2)))
+    assert results == {"ok": 1, "conflict": 1}
+    assert counts(org, aid) == (3, 2)
+    with db.transaction(org) as s:
+        assert s.exec(select(func.count()).select_from(Referral)).one() == 1
 
 
 WORKERS = 8
