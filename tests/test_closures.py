@@ -157,7 +157,7 @@ def test_refusals_say_what_is_wrong_and_write_nothing(run: Run, org: Engine,
         "iro.ada", "R100", "No plan", stage="stage1")).id)
     run("2027-03-09T10:00", lambda s: s.extend(aid, "iro.ada", date(2027, 3, 22), "Leave"))
     nothing = written(org)
-    for who in ("iro.ada", "irom.cat", "system"):  # only an administrator closes a day
+    for who in ("iro.ada", "irom.cat", "dcs.lou"):  # only an administrator closes a day
         with pytest.raises(NotPermitted, match="only an administrator"):
             close(org, protocol, who, FUNERAL)
     refusals = {
@@ -304,7 +304,7 @@ def test_the_command_line_closes_a_day_lists_it_and_counts_without_it(
     assert code == 1 and "already a closure day" in err
     listed = json.loads(drp_cli("calendar", "closures", "--json")[1])
     assert [(c["day"], c["reason"]) for c in listed] == [("2027-03-19", "State funeral")]
-    assert "2027-03-19  State funeral" in drp_cli("calendar", "closures")[1]
+    assert "2027-03-19  State funeral  (by system," in drp_cli("calendar", "closures")[1]
     assert drp_cli("calendar", "add", "2027-03-18", "1")[1].strip() == "2027-03-22"
     assert drp_cli("calendar", "between", "2027-03-18", "2027-03-22")[1].strip() == "1"
     shown = json.loads(drp_cli("alert", "show", "1", "--as", "iro.ada", "--json")[1])

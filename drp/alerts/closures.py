@@ -70,8 +70,9 @@ class ClosureView:
 
 class Closures(UnitOfWork):
     def close_day(self, username: str | None, day: date, reason: str) -> ClosureResult:
-        """Record a closure day (an administrator; `username` None: the operator at the
-        command line, as for `drp org load`) and move the open due dates it falls within.
+        """Record a closure day (an administrator; `username` None or `system`: the command
+        line, which acts as one, as for `drp org load` and `drp cover`) and move the open due
+        dates it falls within.
         Refused, with nothing written: a day in the past, outside the dates drp accepts,
         already closed, or already not a working day."""
         actor = self._administrator(username)
@@ -91,7 +92,7 @@ class Closures(UnitOfWork):
             raise BadValue(f"{day.isoformat()} is already not a working day ({why}); only a"
                            " working day can be closed", field="day")
         after = before.with_days({day: text})
-        created_by = actor.username if actor else "command line"
+        created_by = actor.username if actor else access.SYSTEM
         result = ClosureResult(day, text, created_by)
         try:
             self.s.add(Closure(day=day, reason=text, created_by=created_by,
@@ -119,10 +120,10 @@ class Closures(UnitOfWork):
 
     # -- steps --------------------------------------------------------------------------------
     def _administrator(self, username: str | None) -> Actor | None:
-        if username is None:
+        if username is None or username == access.SYSTEM:
             return None
         actor = self.actor(username)
-        if actor.is_system or not access.may_administer(actor.roles):
+        if not access.may_administer(actor.roles):
             raise NotPermitted(f"{username} may not close a day: only an administrator may"
                                " (the admin role in the organisation file)")
         return actor

@@ -63,8 +63,8 @@ def calendar_close(
     day: Annotated[str, typer.Argument(metavar="DATE", help="YYYY-MM-DD: the day closed.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (e.g. a state funeral).")],
     username: Annotated[str | None, typer.Option(
-        "--as", help="The administrator closing it (username); without it, the operator"
-                     " at this command line, as for drp org load.")] = None,
+        "--as", help="The administrator closing it (username); without it, the command"
+                     " line acts as one, as for drp org load.")] = None,
     now: Now = None,
     as_json: Json = False,
 ) -> None:
