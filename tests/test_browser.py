@@ -550,10 +550,30 @@ def test_cafcass_referral_needs_the_legal_advice(site: Site) -> None:
     ada.fill("#reason", "The local authority has not acted on the plan for a year.")
     ada.get_by_role("button", name="Refer to Cafcass").click()
     ada.wait_for_url(f"**/alerts/{aid}?done=refer")
-    assert "the alert was referred to Cafcass" in banner(ada)
-    assert status_line(ada).startswith("Referred")
-    assert "Referred" in timeline(ada)[-1]
+    assert "the referral to Cafcass was recorded; the alert stays open" in banner(ada)
+    # Concurrent with the local process: still open at its stage, its forms still there.
+    assert "Open, at Informal resolution" in status_line(ada)
+    assert "Referred to Cafcass" in timeline(ada)[-1]
+    panel = ada.locator("#cafcass-response")
+    assert panel.inner_text() == "Awaiting Cafcass's response"
+    assert ada.locator("#do-resolve").is_visible() and ada.locator("#do-refer").count() == 0
     site.shot(ada, "referred")
+
+    # Later, Cafcass answers: the IRO records it (a choice is needed first).
+    later(site)
+    with ada.expect_response(lambda r: r.request.method == "POST") as posted:
+        ada.locator("#do-cafcass").get_by_role("button", name="Record the response").click()
+    assert posted.value.status == 422
+    assert ada.locator(".error-summary a").get_attribute("href") == "#do-cafcass"
+    ada.get_by_label("Cafcass issued proceedings").check()
+    ada.fill("#note", "Care proceedings issued; a children's guardian is appointed.")
+    ada.locator("#do-cafcass").get_by_role("button", name="Record the response").click()
+    ada.wait_for_url(f"**/alerts/{aid}?done=cafcass")
+    assert panel.inner_text().startswith("Cafcass issued proceedings (recorded ")
+    assert "a children's guardian is appointed" in panel.inner_text()
+    assert "Cafcass's response recorded" in timeline(ada)[-1]
+    assert status_line(ada).endswith("Open, at Informal resolution")
+    site.shot(ada, "cafcass-response")
 
 
 # -- 7. hostile input ---------------------------------------------------------------------------

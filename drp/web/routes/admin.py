@@ -1,4 +1,6 @@
-"""The administration pages: the protocol in force, and loading the organisation file."""
+"""The administration pages: the protocol in force, loading the organisation file, cover
+periods (who deputises for whom: set, listed, ended) and council closure days. Each change is
+the service layer's (drp.alerts.organisation, drp.alerts.closures), which decides who may."""
 
 from __future__ import annotations
 
@@ -7,20 +9,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ...errors import DrpError
+from ...errors import BadValue, DrpError
 from ...ladder.machine import diagram
 from ...runtime import Runtime
 from ..deps import (
     Administrator,
     Page,
     PageRenderer,
+    PostedFields,
     PostedForm,
     RuntimeDep,
     SignedInUser,
+    UnitOfWork,
     Work,
 )
+from .alerts import field_of, optional_date
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,3 +67,88 @@ async def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedFor
             return _admin_page(rt, user, page, status=400,
                                error=exc.message.replace(str(path), "the file"))
     return _admin_page(rt, user, page, done=" ".join(loaded.lines()))
+
+
+# -- cover periods ------------------------------------------------------------------------
+COVER_FIELDS = (("deputy", "deputy"), ("first day", "starts"), ("last day", "ends"),
+                ("reason", "reason"), ("person", "person"))
+
+
+def _cover_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer, status: int = 200,
+                **values: Any) -> Response:
+    with work() as svc:
+        covers = svc.list_covers(user.username)
+    return page("admin_cover.html", user, status=status, covers=covers,
+                form=values.pop("form", {}), **values)
+
+
+@router.get("/admin/cover", response_class=HTMLResponse)
+def cover(user: Administrator, work: Work, page: Page) -> Response:
+    return _cover_page(user, work, page, done=COVER_DONE.get(page.request.query_params.get(
+        "done", "")))
+
+
+COVER_DONE = {"set": "The cover period was recorded; both people were told.",
+              "end": "The cover was ended; both people were told."}
+
+
+@router.post("/admin/cover", response_class=HTMLResponse)
+def set_cover(user: Administrator, form: PostedFields, work: Work, page: Page) -> Response:
+    try:
+        starts = optional_date(form, "starts", "the cover's first day")
+        ends = optional_date(form, "ends", "the cover's last day")
+        if starts is None or ends is None:
+            raise BadValue("a cover period needs its first and last day (YYYY-MM-DD)",
+                           field="starts" if starts is None else "ends")
+        with work() as svc:
+            svc.set_cover(user.username, form.get("person", "").strip(),
+                          form.get("deputy", "").strip(), starts, ends,
+                          form.get("reason") or None)
+    except DrpError as exc:
+        return _cover_page(user, work, page, status=exc.http_status, form=form,
+                           error=exc.message, error_field=field_of(exc, COVER_FIELDS))
+    return RedirectResponse("/admin/cover?done=set", 303)
+
+
+@router.post("/admin/cover/end", response_class=HTMLResponse)
+def end_cover(user: Administrator, form: PostedFields, work: Work, page: Page) -> Response:
+    try:
+        with work() as svc:
+            svc.end_cover(user.username, form.get("person", "").strip())
+    except DrpError as exc:
+        return _cover_page(user, work, page, status=exc.http_status, error=exc.message,
+                           error_field="end")
+    return RedirectResponse("/admin/cover?done=end", 303)
+
+
+# -- closure days -------------------------------------------------------------------------
+def _closures_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer,
+                   status: int = 200, **values: Any) -> Response:
+    with work() as svc:
+        days = svc.closures()
+    return page("admin_closures.html", user, status=status, days=days,
+                form=values.pop("form", {}), **values)
+
+
+@router.get("/admin/closures", response_class=HTMLResponse)
+def closures(user: Administrator, work: Work, page: Page) -> Response:
+    return _closures_page(user, work, page)
+
+
+@router.post("/admin/closures", response_class=HTMLResponse)
+def close_day(user: Administrator, form: PostedFields, work: Work, page: Page) -> Response:
+    try:
+        day = optional_date(form, "day", "the closure day")
+        if day is None:
+            raise BadValue("the closure day is empty; give the date (YYYY-MM-DD)", field="day")
+        with work() as svc:
+            result = svc.close_day(user.username, day, form.get("reason", ""))
+    except DrpError as exc:
+        return _closures_page(user, work, page, status=exc.http_status, form=form,
+                              error=exc.message,
+                              error_field=field_of(exc, (("reason", "reason"),)) or "day")
+    moved = ", ".join(f"alert {m.alert_id}" for m in result.moved)
+    return _closures_page(user, work, page, done=(
+        f"{result.day:%-d %B %Y} is a closure day: "
+        + (f"the due dates of {moved} were recomputed and the people concerned told."
+           if moved else "no open due date fell on or after it within its clock.")))
