@@ -1180,6 +1180,11 @@ def form_block(page: str, form_id: str) -> str:
     return page.split(f'id="{form_id}"', 1)[1].split("</form>", 1)[0]
 
 
+def row_of(page: str, aid: int) -> str:
+    """An alert's row in a list page."""
+    return page.split(f'<a href="/alerts/{aid}">', 1)[1].split("</tr>", 1)[0]
+
+
 def refused_beside(r: Any, status: int, form_id: str | None, field: str) -> None:
     """A refused form: the status, the error summary, and the field (its label, or the
     fieldset of that id) marked in error with the message in its block, within the form
@@ -1203,6 +1208,8 @@ def test_the_raise_form_offers_the_informal_due_date_within_the_protocols_limits
     assert "by default 8 March 2027 (5 working days)" in page
     assert "at most 10 working days away (15 March 2027)" in page
     assert 'id="kind-good_practice" name="kind" value="good_practice"' in page
+    assert 'id="no-children"' not in page
+    assert 'id="no-children"' in world.page("irom.cat", "GET", "/alerts/new").text  # not cover
     r = world.page("iro.ada", "POST", "/alerts/new", {**RAISE_FORM, "child": "R100",
                                                      "due": "2027-03-03"})
     assert r.status_code == 303, r.text[:2000]
@@ -1263,6 +1270,8 @@ def test_good_practice_is_recorded_from_the_raise_form_and_the_api(world: World)
     assert "Good practice recorded" in page and "What you can do" not in page.split(
         "Timeline")[0]
     assert "Resolution due" not in page
+    assert '<strong class="tag green">good practice</strong>' in row_of(
+        world.page("iro.ada", "GET", "/my-alerts").text, aid)
     body = world.api("iro.ada", "POST", "/api/alerts", {
         "child": "R100", "summary": "A thorough plan", "kind": "good_practice"}).json()
     assert (body["kind"], body["status"], body["resolution_due"]) == ("good_practice",
@@ -1299,6 +1308,8 @@ def test_a_referral_to_cafcass_leaves_the_alert_open_and_its_response_is_recorde
     for form_id in ("do-cafcass", "do-resolve", "do-escalate", "do-withdraw"):
         assert f'id="{form_id}"' in page, form_id  # the local process goes on
     assert 'id="do-refer"' not in page  # one referral per alert
+    assert "Referred to Cafcass, awaiting its response" in row_of(
+        world.page("iro.ada", "GET", "/my-alerts").text, aid)
     before = world.events(aid)
     r = world.page("iro.ada", "POST", f"/alerts/{aid}/cafcass", {"note": "No response yet"})
     refused_beside(r, 422, "do-cafcass", "response")
@@ -1323,6 +1334,7 @@ def test_a_referral_to_cafcass_leaves_the_alert_open_and_its_response_is_recorde
 def test_the_responsible_manager_acknowledges_with_one_click(world: World) -> None:
     aid = world.raise_alert("R100")
     assert "Not yet acknowledged by tm.fay" in page_of(world, "iro.ada", aid)
+    assert "Not yet acknowledged" in row_of(world.page("iro.ada", "GET", "/my-alerts").text, aid)
     assert 'id="do-acknowledge"' not in page_of(world, "iro.ada", aid)
     assert 'id="do-acknowledge"' not in page_of(world, "sw.dan", aid)
     assert 'id="do-acknowledge"' in page_of(world, "tm.fay", aid)
@@ -1332,6 +1344,8 @@ def test_the_responsible_manager_acknowledges_with_one_click(world: World) -> No
     assert "Acknowledged by tm.fay at 1 Mar 2027 09:00" in page
     assert "<strong>Acknowledged</strong>" in page
     assert 'id="do-acknowledge"' not in page_of(world, "tm.fay", aid)
+    row = row_of(world.page("iro.ada", "GET", "/my-alerts").text, aid)
+    assert "Acknowledged" in row and "Not yet" not in row
     before = world.events(aid)
     r = world.page("tm.fay", "POST", f"/alerts/{aid}/acknowledge", {})
     assert r.status_code == 409 and "already been acknowledged" in r.text
