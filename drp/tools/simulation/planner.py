@@ -49,8 +49,8 @@ RUN_AT = time(7, 0)  # the morning timescale run
 class Step:
     at: datetime  # UTC
     alert: int  # index into Plan.alerts
-    kind: str  # raise, respond, escalate, hold, resolve, withdraw, refer, cafcass_response,
-    # action_done
+    kind: str  # raise, acknowledge, respond, escalate, hold, resolve, withdraw, refer,
+    # cafcass_response, action_done
     actor: str
     text: str = ""
     until: date | None = None  # a hold's end date
@@ -170,6 +170,13 @@ class _Planner:
         due = clock.stage_due = entered["stage_due"]
         cursor = entry
         answer_from = e
+        # Most managers acknowledge the alert the day it reaches them (so no reminder to);
+        # a generator of its own, so the rest of the stage's timeline does not depend on it.
+        ack = self.rng(a.index, k, "acknowledge")
+        if ack.random() < self.p.acknowledge_share:
+            cursor = self.after(ack, cursor, e)
+            steps.append(Step(cursor, a.index, "acknowledge",
+                              a.child.posts[stage.responsible.value]))
         if hold:
             # On hold before the stage falls due (so before any escalation by the run).
             h = cal.add(e, r.randint(0, max(0, cal.between(e, due) - 1)))

@@ -56,6 +56,7 @@ class Profile:
     # across England's 153 councils in ten years, so about one council-year in a hundred.
     cafcass_chance: float = 20 / (153 * 10)
     own_informal_due_share: float = 0.2  # alerts whose informal due date the IRO chooses
+    acknowledge_share: float = 0.85  # stages acknowledged on the day they reach the manager
     informal_no_response_share: float = 0.3  # of informal escalations: nobody answered
     late_informal_share: float = 0.12  # informal responses after the informal due date
     actions_share: float = 0.5  # formal responses that agree actions with dates

@@ -159,7 +159,9 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                 ids[a.index], by_id[alert.id] = alert.id, a.index
                 return
             aid = ids[a.index]
-            if s.kind == "respond":
+            if s.kind == "acknowledge":
+                svc.acknowledge(aid, s.actor)
+            elif s.kind == "respond":
                 svc.respond(aid, s.actor, s.text, [ActionIn(t, due) for t, due in s.actions])
             elif s.kind == "escalate":
                 svc.escalate(aid, s.actor, s.text)
@@ -223,6 +225,7 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                              " timescale run as planned" for i in sorted(missed)]
                 tally.counts["resumed"] += len(result.resumed)
                 tally.counts["reminders"] += len(result.reminded)
+                tally.counts["ack_reminders"] += len(result.ack_reminded)
                 tally.counts["overdue_notices"] += len(result.overdue_notices)
                 tally.counts["actions_overdue"] += len(result.actions_overdue)
                 if after_run is not None:  # e.g. the scheduled flows, in a soak test
@@ -300,6 +303,8 @@ def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems:
         "holds": tally.counts["hold"],
         "holds_resumed": tally.counts["resumed"],
         "responses": tally.counts["respond"],
+        "acknowledgements": tally.counts["acknowledge"],
+        "acknowledgement_reminders": tally.counts["ack_reminders"],
         "actions_done": tally.counts["action_done"],
         "reminders": tally.counts["reminders"],
         "overdue_notices": tally.counts["overdue_notices"],
@@ -307,8 +312,8 @@ def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems:
         "monthly": monthly,
         "timescale_runs": runs,
         "commands": sum(tally.counts[k] for k in (
-            "raise", "respond", "escalate", "hold", "resolve", "withdraw", "refer",
-            "cafcass_response", "action_done")),
+            "raise", "acknowledge", "respond", "escalate", "hold", "resolve", "withdraw",
+            "refer", "cafcass_response", "action_done")),
         "problems": problems,
     }
 
