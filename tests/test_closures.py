@@ -185,6 +185,25 @@ def test_refusals_say_what_is_wrong_and_write_nothing(run: Run, org: Engine,
 
 
 @backends
+def test_a_day_closed_by_someone_else_meanwhile_is_refused_cleanly(
+        org: Engine, protocol: Protocol, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two administrators close the same day at once: the second's insert meets the first's
+    row (the day is the key); it is told so, one line, and nothing of it is written."""
+    from drp.alerts.closures import Closures
+
+    close(org, protocol, "admin.max", FUNERAL)
+    nothing = written(org)
+    # The second looked before the first committed: it saw no closure days at all.
+    monkeypatch.setattr(Closures, "_existing", lambda self, day: None)
+    for module in ("drp.alerts.closures", "drp.runtime"):
+        monkeypatch.setattr(f"{module}.closure_days", lambda session: {})
+    with pytest.raises(BadValue, match="was closed by someone else just now") as refused:
+        close(org, protocol, None, FUNERAL, reason="Same day")
+    assert refused.value.field == "day"
+    assert written(org) == nothing
+
+
+@backends
 def test_a_closure_day_is_not_a_working_day_from_then_on(run: Run, org: Engine,
                                                          protocol: Protocol) -> None:
     rt = runtime_on(org, protocol)

@@ -82,7 +82,7 @@ class Closures(UnitOfWork):
             raise BadValue(f"the closure day {day.isoformat()} is in the past (today is"
                            f" {self.today.isoformat()}); give today or a later day",
                            field="day")
-        existing = self.s.get(Closure, day)
+        existing = self._existing(day)
         if existing is not None:
             raise BadValue(f"{day.isoformat()} is already a closure day ({existing.reason},"
                            f" recorded by {existing.created_by}); nothing to add", field="day")
@@ -127,6 +127,9 @@ class Closures(UnitOfWork):
             raise NotPermitted(f"{username} may not close a day: only an administrator may"
                                " (the admin role in the organisation file)")
         return actor
+
+    def _existing(self, day: date) -> Closure | None:
+        return self.s.get(Closure, day)
 
     def _within(self, day: date) -> list[Alert]:
         """Open alerts with a due date on or after the day (the rule decides each), locked
