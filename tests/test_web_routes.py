@@ -1125,7 +1125,9 @@ def test_hostile_text_in_an_action_form_is_refused_clearly_or_stored_inert(
 API_OPERATIONS = [("get", "/api/me"), ("get", "/api/alerts"), ("post", "/api/alerts"),
                   ("get", "/api/alerts/{alert_id}"),
                   *[("post", f"/api/alerts/{{alert_id}}/{op}") for op in OPS if op != "done"],
-                  ("post", "/api/alerts/{alert_id}/actions/{action_no}/done")]
+                  ("post", "/api/alerts/{alert_id}/actions/{action_no}/done"),
+                  ("get", "/api/cover"), ("post", "/api/cover"), ("post", "/api/cover/end"),
+                  ("get", "/api/closures"), ("post", "/api/closures")]
 INTERFACE_KEYS = {"id", "child", "status", "stage", "iro", "responsible", "theme", "raised_at",
                   "stage_due", "resolution_due", "overdue", "events", "kind", "cafcass",
                   "acknowledged_by", "acknowledged_at", "related", "child_alerts"}
@@ -1492,6 +1494,49 @@ def test_a_refused_closure_day_is_shown_beside_its_field(
     assert "No closure days are recorded" in r.text
     assert world.api("iro.ada", "GET", f"/api/alerts/{world.shared['R100']}").json()[
         "stage_due"] == "2027-03-08"
+
+
+def test_cover_and_closure_days_through_the_api(web: Any) -> None:
+    """Cover: set by an IRO manager for an IRO, listed, refused for oneself or overlapping
+    (the field named, nothing written), ended. Closure days: an administrator's; the due
+    dates they fall within move on."""
+    app, clock, rt = web
+    tokens = {who: Auth(rt.engine, rt.settings).new_api_token(who, "test", clock.now())
+              for who in ("irom.cat", "admin.max", "iro.ada")}
+    client = TestClient(app, base_url=BASE)
+
+    def api(who: str, method: str, url: str, body: Any = None) -> Any:
+        return client.request(method, url, json=body,
+                              headers={"Authorization": f"Bearer {tokens[who]}"})
+
+    period = {"person": "iro.ada", "deputy": "iro.ben", "from": "2027-03-01",
+              "to": "2027-03-05", "reason": "Annual leave"}
+    r = api("irom.cat", "POST", "/api/cover", period)
+    assert r.status_code == 201, r.text
+    assert {k: r.json()[k] for k in period} == period and r.json()["state"] == "running"
+    for change, field, status in (({"deputy": "iro.ada"}, "deputy", 422),
+                                  ({"from": "2027-03-05", "to": "2027-03-08"}, "from", 422),
+                                  ({"to": "2027-02-26"}, "to", 422)):
+        r = api("irom.cat", "POST", "/api/cover", {**period, **change})
+        assert r.status_code == status and r.json()["field"] == field, r.text
+    r = api("iro.ada", "POST", "/api/cover", {**period, "person": "iro.ben",
+                                             "deputy": "iro.ada"})
+    assert r.status_code == 403 and "may not set cover" in r.json()["detail"]
+    assert len(api("iro.ada", "GET", "/api/cover").json()) == 1
+    ended = api("irom.cat", "POST", "/api/cover/end", {"person": "iro.ada"}).json()
+    assert [c["state"] for c in ended] == ["ended"]
+
+    with db.transaction(rt.engine) as s:
+        aid = rt.service(s, clock).raise_alert("iro.ada", "R100", "A due date to move").id
+    r = api("iro.ada", "POST", "/api/closures", {"day": "2027-03-04", "reason": "Closed"})
+    assert r.status_code == 403 and api("iro.ada", "GET", "/api/closures").json() == []
+    r = api("admin.max", "POST", "/api/closures", {"day": "2027-03-04", "reason": "Closed"})
+    assert r.status_code == 201, r.text
+    assert r.json()["day"] == "2027-03-04" and r.json()["moved"] == [aid]
+    assert api("iro.ada", "GET", f"/api/alerts/{aid}").json()["stage_due"] == "2027-03-09"
+    r = api("admin.max", "POST", "/api/closures", {"day": "2027-03-04", "reason": "Again"})
+    assert r.status_code == 422 and r.json()["field"] == "day"
+    assert [c["reason"] for c in api("iro.ada", "GET", "/api/closures").json()] == ["Closed"]
 
 
 # =============================================================================================

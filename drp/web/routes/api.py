@@ -4,11 +4,11 @@ signed-in session plus the X-CSRF-Token header for changes."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...alerts import ActionIn, inputs
 from ...alerts.commands import CAFCASS_RESPONSES
@@ -282,3 +282,96 @@ def action_done(who: Writer, work: Work, alert_id: int, action_no: int) -> dict[
     with work() as svc:
         svc.action_done(alert_id, action_no, who)
     return detail(work, alert_id, who)
+
+
+
+# -- cover periods and closure days (the organisation's, not a child's record) ----------------
+class CoverIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    person: str = Field(max_length=80, description="who is away (username)")
+    deputy: str = Field(max_length=80, description="who covers for them (username)")
+    starts: date = Field(alias="from", description="the first day (included)")
+    ends: date = Field(alias="to", description="the last day (included)")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CoverOut(BaseModel):
+    """A cover period, as `drp cover list --json` prints it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    person: str
+    deputy: str
+    starts: date = Field(alias="from")
+    ends: date = Field(alias="to")
+    reason: str | None
+    source: str
+    set_by: str
+    set_at: datetime
+    ended_at: datetime | None
+    state: str
+
+
+class PersonIn(BaseModel):
+    person: str = Field(max_length=80, description="whose cover ends (username)")
+
+
+class ClosureIn(BaseModel):
+    day: date
+    reason: str = Field(max_length=500)
+
+
+class ClosureOut(BaseModel):
+    day: date
+    reason: str
+    created_by: str
+    created_at: datetime
+    moved: list[int] = Field(default_factory=list,
+                             description="the alerts whose due dates the day moved")
+
+
+COVER_FIELDS = {"starts": "from", "ends": "to"}  # the service's names for the body's keys
+
+
+@router.get("/cover", response_model=list[CoverOut], tags=["organisation"])
+def covers(who: Reader, work: Work) -> list[dict[str, Any]]:
+    """Every cover period, earliest first."""
+    with work() as svc:
+        return [c.public() for c in svc.list_covers(who)]
+
+
+@router.post("/cover", response_model=CoverOut, status_code=201, tags=["organisation"])
+def set_cover(who: Writer, work: Work, body: CoverIn) -> dict[str, Any]:
+    """Record that `deputy` covers `person` (an administrator, an IRO manager for an IRO, or a
+    manager above the person on a team's line)."""
+    try:
+        with work() as svc:
+            return svc.set_cover(who, body.person, body.deputy, body.starts, body.ends,
+                                 body.reason).public()
+    except BadValue as exc:
+        field = COVER_FIELDS.get(exc.field or "", exc.field)
+        raise BadValue(exc.message, field=field) from None
+
+
+@router.post("/cover/end", response_model=list[CoverOut], tags=["organisation"])
+def end_cover(who: Writer, work: Work, body: PersonIn) -> list[dict[str, Any]]:
+    """End the person's cover running or still to come."""
+    with work() as svc:
+        return [c.public() for c in svc.end_cover(who, body.person)]
+
+
+@router.get("/closures", response_model=list[ClosureOut], tags=["organisation"])
+def closure_days(who: Reader, work: Work) -> list[dict[str, Any]]:
+    """The council's closure days, oldest first."""
+    with work() as svc:
+        return [c.public() for c in svc.closures()]
+
+
+@router.post("/closures", response_model=ClosureOut, status_code=201, tags=["organisation"])
+def close_day(who: Writer, work: Work, body: ClosureIn) -> dict[str, Any]:
+    """Add a closure day (an administrator): the open due dates it falls within move on."""
+    with work() as svc:
+        result = svc.close_day(who, body.day, body.reason)
+        view = next(c for c in svc.closures() if c.day == result.day)
+    return {**view.public(), "moved": [m.alert_id for m in result.moved]}
