@@ -37,6 +37,7 @@ from tests.conftest import (
     DATA,
     TEST_PASSWORD,
     MovableClock,
+    backends,
     forget_settings,
     point_drp_at,
     prepare,
@@ -1496,11 +1497,27 @@ def test_a_refused_closure_day_is_shown_beside_its_field(
         "stage_due"] == "2027-03-08"
 
 
-def test_cover_and_closure_days_through_the_api(web: Any) -> None:
+@pytest.fixture
+def web_on(db_url: str, drp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The `web` fixture's app on the `backends` database (SQLite, or a PostgreSQL schema)."""
+    from drp import runtime as runtime_module
+    from drp.web.app import create_app
+
+    monkeypatch.setenv("DRP_DATABASE_URL", db_url)
+    forget_settings()
+    rt = runtime_module.runtime()
+    prepare(rt)
+    clock = MovableClock()
+    yield create_app(rt, clock), clock, rt
+    rt.engine.dispose()
+
+
+@backends
+def test_cover_and_closure_days_through_the_api(web_on: Any) -> None:
     """Cover: set by an IRO manager for an IRO, listed, refused for oneself or overlapping
     (the field named, nothing written), ended. Closure days: an administrator's; the due
     dates they fall within move on."""
-    app, clock, rt = web
+    app, clock, rt = web_on
     tokens = {who: Auth(rt.engine, rt.settings).new_api_token(who, "test", clock.now())
               for who in ("irom.cat", "admin.max", "iro.ada")}
     client = TestClient(app, base_url=BASE)
@@ -1542,11 +1559,12 @@ def test_cover_and_closure_days_through_the_api(web: Any) -> None:
 # =============================================================================================
 # 8. The whole ladder, through the pages
 # =============================================================================================
-def test_the_whole_ladder_through_the_pages(web: Any) -> None:
+@backends
+def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     """Raised at stage 1 (the formal clock starts), acknowledged then answered by the team
     manager, escalated by the IRO manager as the IRO's recorded cover (set on the
     administration page), a closure day moving the due dates, resolved."""
-    app, clock, _rt = web
+    app, clock, _rt = web_on
     ada, fay, ivy, cat, admin = (sign_in(app, u) for u in (
         "iro.ada", "tm.fay", "hos.ivy", "irom.cat", "admin.max"))
 
