@@ -17,7 +17,9 @@ def categorise(rt: Runtime, clock: Clock) -> dict[str, Any]:
     classifier = rt.classifier(retrain=True)
     with Session(rt.engine) as session:
         rows = session.exec(
-            select(Alert).where(col(Alert.theme).is_(None), col(Alert.theme_confirmed).is_(False))
+            # Concerns only: a good-practice record has no theme to suggest.
+            select(Alert).where(col(Alert.theme).is_(None), col(Alert.theme_confirmed).is_(False),
+                                Alert.kind == "concern")
             .order_by(col(Alert.id))).all()
         todo = [(a.id, " ".join(t for t in (a.summary, a.detail, a.impact) if t))
                 for a in rows if a.id is not None]
