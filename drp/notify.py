@@ -16,7 +16,7 @@ from notifications.render import Renderer, dump_context
 from .ladder import access
 from .ladder.access import Line
 from .ladder.protocol import Protocol, Role
-from .models import Action, Alert, Council, Event, Person, PersonRole
+from .models import Action, Alert, Council, Event, Person, PersonRole, Referral
 
 SYSTEM_NAME = "drp (automatically)"  # who the e-mails say acted, for the flows
 
@@ -239,6 +239,12 @@ class Notifier:
             "hold_until": alert.hold_until, "held_working_days": 0, "previous_due": None,
             "action_no": None, "action_due": None, "action_owner": "",
         }
+        if notice.event.kind == "cafcass_prompt":
+            # The last stage is overdue: an alert already referred is not asked to consider
+            # a referral again, but told where the referral stands.
+            referral = session.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
+            context["referred_on"] = referral.referred_on if referral else None
+            context["cafcass_answer"] = referral.response if referral else None
         context.update(notice.extra)
         return context
 

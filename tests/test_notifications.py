@@ -435,3 +435,20 @@ def test_while_the_iro_is_covered_the_deputy_refers_and_gets_the_iros_mail(
     with Session(mailer.engine) as s:
         event = s.exec(select(Event).where(Event.kind == "referred")).one()
         assert (event.actor, event.as_cover_for, event.iro) == ("iro.ben", "iro.ada", "iro.ada")
+
+
+def test_an_alert_already_referred_is_not_asked_to_consider_cafcass_again(
+        mailer: Mailer) -> None:
+    """The last stage overdue prompts the IRO to consider a referral; where the referral
+    was made (alongside the local process), the prompt says so instead."""
+    aid = mailer("2027-03-01T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "Placement breaking down", stage="stage4").id)
+    mailer("2027-03-02T09:00", lambda s: s.refer(
+        aid, "iro.ada", "No plan after four stages", legal_advice="Counsel, Smith Chambers"))
+    before = len(mailer.smtp.received)
+    # stage4's 5 working days from Mon 1 March: due Mon 8 March, so late on Tue 9 March.
+    assert mailer("2027-03-09T07:00", lambda s: s.act_on_overdue(aid)) == "cafcass_prompt"
+    prompts = [m for m in mailer.smtp.received[before:] if "Cafcass" in m.subject]
+    assert prompts and all("referred to Cafcass on 2 March 2027" in " ".join(
+        m.part("plain").split()) for m in prompts)
+    assert not any("Consider whether to refer" in m.part("plain") for m in prompts)
