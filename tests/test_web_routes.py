@@ -587,6 +587,7 @@ def test_a_refused_referral_shows_the_error_beside_its_field(
     assert re.search(rf'<div class="field error">\s*<label for="{field}"', r.text), field
     block = r.text.split(f'<label for="{field}"', 1)[1].split('<div class="field', 1)[0]
     assert 'class="error-message"' in block, f"no message next to {field}"
+    assert "--legal-advice" not in r.text  # the page's field, not the command line's option
     for key, value in form.items():  # what was typed is kept
         if key != field and value:
             assert str(escape(value)) in r.text, key
@@ -1373,6 +1374,7 @@ def test_a_hold_needs_an_end_date_within_the_limit(world: World) -> None:
                        {"reason": "Awaiting a court hearing", "until": until})
         refused_beside(r, 422, "do-hold", "until")
         assert words in r.text and "Awaiting a court hearing" in form_block(r.text, "do-hold")
+        assert "--until" not in r.text  # the command line's option, not the page's field
     r = world.api("iro.ada", "POST", f"/api/alerts/{aid}/hold", {"reason": "Court"})
     assert r.status_code == 422 and refused_field(r.json()) == "until"
     assert world.events(aid) == before

@@ -28,7 +28,7 @@ from ..deps import (
     UnitOfWork,
     Work,
 )
-from .alerts import field_of, optional_date
+from .alerts import field_of, on_the_page, optional_date
 
 router = APIRouter(include_in_schema=False)
 
@@ -120,8 +120,8 @@ def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert
     """The referral form shown again after a refusal, the error beside its field."""
     with work() as svc:
         view = svc.show(alert_id, user.username)
-    return page("refer.html", user, status=status, view=view, form=form, error=exc.message,
-                error_field=field_of(exc, REFER_FIELDS))
+    return page("refer.html", user, status=status, view=view, form=form,
+                error=on_the_page(exc), error_field=field_of(exc, REFER_FIELDS))
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
@@ -214,7 +214,7 @@ def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
         # one the person may see: the child or alert the form named was not found; otherwise
         # the page itself answers 404).
         return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
-                           error=exc.message, error_action=action, form=form,
+                           error=on_the_page(exc), error_action=action, form=form,
                            error_field=field_of(exc, FORM_FIELDS.get(action, ())))
     return RedirectResponse(f"/alerts/{alert_id}?done={action}", 303)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date
 from typing import Any
 
@@ -201,13 +202,13 @@ def create_alert(rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Wo
     except InvalidTransition as exc:
         # The child has an open concern already: the IRO confirms this one is separate.
         open_ids = _open_concerns(work, user.username, form.get("child", ""))
-        message = exc.message.replace(" (--separate)", "")
         return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
-                           error=message, error_field="separate" if open_ids else None,
+                           error=on_the_page(exc),
+                           error_field="separate" if open_ids else None,
                            open_alerts=open_ids)
     except DrpError as exc:
         return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
-                           error=exc.message, error_field=field_of(exc, RAISE_FIELDS))
+                           error=on_the_page(exc), error_field=field_of(exc, RAISE_FIELDS))
     done = "good_practice" if form.get("kind") == "good_practice" else "raised"
     return RedirectResponse(f"/alerts/{aid}?done={done}", 303)
 
@@ -217,6 +218,16 @@ def _open_concerns(work: UnitOfWork, who: str, child: str) -> list[int]:
     with work() as svc:
         return [v.id for v in svc.list_alerts(who, "open")
                 if v.child == child and v.kind == "concern"]
+
+
+# A command-line option the service's message names in brackets, e.g. "(--until YYYY-MM-DD)":
+# a page points at its own field instead.
+_CLI_OPTION = re.compile(r" \(--[a-z-]+(?: [A-Z-]+)?\)")
+
+
+def on_the_page(exc: DrpError) -> str:
+    """A refusal's message as a page shows it, beside the field: without the option name."""
+    return _CLI_OPTION.sub("", exc.message)
 
 
 def optional_date(form: dict[str, str], key: str, what: str) -> date | None:
