@@ -1355,6 +1355,11 @@ def test_the_responsible_manager_acknowledges_with_one_click(world: World) -> No
     assert r.status_code == 409 and "already been acknowledged" in r.text
     r = world.api("tm.fay", "POST", f"/api/alerts/{aid}/acknowledge")
     assert r.status_code == 409 and world.events(aid) == before
+    answered = world.raise_alert("R100")
+    world.do(lambda s: s.respond(answered, "tm.fay", "We will visit"))
+    page = page_of(world, "iro.ada", answered)
+    assert "Not acknowledged separately: the response came first" in page
+    assert "Not yet acknowledged" not in page
     other = world.raise_alert("R100")
     body = world.api("tm.fay", "POST", f"/api/alerts/{other}/acknowledge").json()
     assert body["acknowledged_by"] == "tm.fay"

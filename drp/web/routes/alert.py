@@ -99,6 +99,22 @@ def limits(svc: AlertService, view: AlertDetail) -> dict[str, Any]:
     return out
 
 
+# Events after which a stage's response is still to come (the stage entered afresh).
+STAGE_ENTERED = frozenset({"raised", "escalated", "auto_escalated", "reopened"})
+
+
+def stage_answered(view: AlertDetail) -> bool:
+    """Has the current stage been responded to? (Read from the timeline, for the page's
+    words: "Not yet acknowledged" is for a stage still awaiting its response.)"""
+    answered = False
+    for event in view.events:
+        if event.kind in STAGE_ENTERED:
+            answered = False
+        elif event.kind == "responded":
+            answered = True
+    return answered
+
+
 def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
                 page: PageRenderer, alert_id: int, status: int = 200,
                 form: dict[str, str] | None = None, **values: Any) -> Response:
@@ -112,7 +128,8 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
                 labels=ACTION_LABELS, people=people, stages=rt.protocol.keys,
                 themes=rt.taxonomy.themes, done=request.query_params.get("done"),
                 done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
-                limits=shown_limits, form=form or {}, **values)
+                limits=shown_limits, answered=stage_answered(view), form=form or {},
+                **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
