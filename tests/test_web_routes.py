@@ -1646,6 +1646,14 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     assert "The review is booked for 8 March" in page
     assert not listed(ivy, "/inbox")  # answered
 
+    # On hold for two working days: resuming says so.
+    post(ada, f"/alerts/{aid}/hold", {"reason": "Awaiting the review", "until": "2027-03-10"})
+    clock.move(days=2)
+    ada, ivy = sign_in(app, "iro.ada"), sign_in(app, "hos.ivy")  # the sessions went idle
+    post(ada, f"/alerts/{aid}/resume", {})
+    assert "<strong>Resumed</strong> after 2 working days on hold" in ada.get(
+        f"/alerts/{aid}").text
+
     clock.move(minutes=10)
     post(ada, f"/alerts/{aid}/resolve", {"outcome": "The review is booked"})
     page = ada.get(f"/alerts/{aid}?done=resolve").text
@@ -1654,4 +1662,4 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     assert not listed(ivy, "/outstanding")
     kinds = [e["kind"] for e in ada.get(f"/api/alerts/{aid}").json()["events"]]
     assert kinds == ["raised", "acknowledged", "responded", "action_agreed", "escalated",
-                     "due_recomputed", "responded", "resolved"]
+                     "due_recomputed", "responded", "held", "resumed", "resolved"]

@@ -115,6 +115,21 @@ def stage_answered(view: AlertDetail) -> bool:
     return answered
 
 
+def held_days(svc: AlertService, view: AlertDetail) -> dict[int, int]:
+    """Working days each hold took, by the index of the event that resumed it (the days from
+    the hold to the resumption, on the council's calendar, as resuming counts them)."""
+    out: dict[int, int] = {}
+    held = None
+    for i, event in enumerate(view.events):
+        day = event.at.astimezone(svc.tz).date()
+        if event.kind == "held":
+            held = day
+        elif event.kind == "resumed" and held is not None:
+            out[i] = max(0, svc.cal.between(held, day))
+            held = None
+    return out
+
+
 def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
                 page: PageRenderer, alert_id: int, status: int = 200,
                 form: dict[str, str] | None = None, **values: Any) -> Response:
@@ -124,12 +139,13 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
         people = [p for p in svc.people_on_line(alert_id, user.username)
                   if p[0] != user.username]  # "Me" is offered already
         shown_limits = limits(svc, view)
+        holds = held_days(svc, view)
     return page("alert.html", user, status=status, view=view, allowed=allowed,
                 labels=ACTION_LABELS, people=people, stages=rt.protocol.keys,
                 themes=rt.taxonomy.themes, done=request.query_params.get("done"),
                 done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
-                limits=shown_limits, answered=stage_answered(view), form=form or {},
-                **values)
+                limits=shown_limits, answered=stage_answered(view), held_days=holds,
+                form=form or {}, **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
