@@ -107,6 +107,9 @@ people = st.sampled_from([*EVERYONE, *[THE_IRO] * 8, *IRO_SIDE])  # the IRO side
 raisers = closers = st.sampled_from([*EVERYONE, THE_IRO, THE_IRO])
 responders = st.sampled_from([*EVERYONE, *[THE_RESPONSIBLE] * 8, THE_IRO])
 anyone = st.sampled_from(EVERYONE)
+# Referring and recording Cafcass's response: the IRO's alone, and once per alert, so tried by
+# the IRO most of the time (or a referral would seldom be made before the alert closes).
+the_iro_mostly = st.sampled_from([*EVERYONE, *[THE_IRO] * 30])
 
 GOOD = "Care plan not shared"
 words = st.sampled_from([*[GOOD] * 8, "No response", "x", "   ", ""])
@@ -484,8 +487,8 @@ class AlertLadder(RuleBasedStateMachine):
         with Session(self.engine) as s:
             return s.exec(select(Referral).where(Referral.alert_id == alert)).first()
 
-    @rule(alert=alerts, step=steps, who=closers, reason=words,
-          advice=st.one_of(st.none(), words))
+    @rule(alert=alerts, step=steps, who=the_iro_mostly, reason=words,
+          advice=st.one_of(st.none(), words, words))
     def refer(self, alert: int, step: Step, who: str, reason: str, advice: str | None) -> None:
         """Concurrent with the local process: the alert stays as it was, with one referral.
         Who gave the legal advice is required (None or blank is refused, changing nothing)."""
@@ -504,8 +507,9 @@ class AlertLadder(RuleBasedStateMachine):
         assert advice is not None and referral.legal_advice == advice.strip()
         assert referral.response is None
 
-    @rule(alert=alerts, step=steps, who=people,
-          response=st.sampled_from([*RESPONSES, "maybe"]), note=st.one_of(st.none(), words))
+    @rule(alert=alerts, step=steps, who=the_iro_mostly,
+          response=st.sampled_from([*RESPONSES, *RESPONSES, "maybe"]),
+          note=st.one_of(st.none(), words))
     def cafcass_response(self, alert: int, step: Step, who: str, response: str,
                          note: str | None) -> None:
         who = self._who(who, alert)
@@ -580,8 +584,10 @@ class AlertLadder(RuleBasedStateMachine):
                                         else workdays.add(before.resolution_due, held))
         assert after.formal_since == before.formal_since
 
-    @rule(alert=alerts, step=steps, who=people, until=given_days, reason=words)
-    def extend(self, alert: int, step: Step, who: str, until: int | date, reason: str) -> None:
+    @rule(alert=alerts, step=steps, who=people, reason=words, until=st.one_of(
+        given_days, st.integers(-3, 16).map(lambda n: ("after the due date", n))))
+    def extend(self, alert: int, step: Step, who: str, reason: str,
+               until: int | date | tuple[str, int]) -> None:
         """Never into the past, at most 10 working days after the current date; only the
         informal date may come forward; past the formal due date, that moves too."""
         who = self._who(who, alert)
@@ -589,7 +595,13 @@ class AlertLadder(RuleBasedStateMachine):
         days: list[date] = []
 
         def call(s: AlertService) -> Alert:
-            days[:] = [s.today + timedelta(days=until) if isinstance(until, int) else until]
+            if isinstance(until, tuple):  # days from the current due date (or today)
+                current = s.s.get(Alert, alert)
+                due = current.stage_due if current and current.stage_due else s.today
+                days[:] = [max(due, s.today) + timedelta(days=until[1])]
+            else:
+                days[:] = [s.today + timedelta(days=until) if isinstance(until, int)
+                           else until]
             return s.extend(alert, who, days[0], reason)
 
         if self._run("extend", who, step, call, alert_id=alert,
