@@ -322,8 +322,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 # =============================================================================================
 # 1. The access matrix
 # =============================================================================================
-LIST_PAGES = ("/my-alerts", "/inbox", "/outstanding", "/alerts", "/alerts.csv", "/alerts/new")
-ADMIN_PAGES = ("/admin", "/admin/protocol.svg", "/admin/cover", "/admin/closures")
+LIST_PAGES = ("/my-alerts", "/inbox", "/outstanding", "/alerts", "/alerts.csv", "/alerts/new",
+              "/cover")
+ADMIN_PAGES = ("/admin", "/admin/protocol.svg", "/admin/closures")
 
 
 def page_cases() -> Iterator[Any]:
@@ -1475,13 +1476,13 @@ def test_related_alerts_are_linked_and_shown_both_ways(world: World) -> None:
 ], ids=["oneself", "unknown-deputy", "ends-before-starts", "no-end-9999", "no-start"])
 def test_a_refused_cover_period_is_shown_beside_its_field(
         world: World, form: dict[str, str], field: str, words: str) -> None:
-    r = world.page("admin.max", "POST", "/admin/cover", {
+    r = world.page("admin.max", "POST", "/cover", {
         "person": "iro.ada", "deputy": "irom.cat", "starts": "2027-04-01",
         "ends": "2027-04-05", **form})
     refused_beside(r, 422, None, field)
     assert words in r.text
     assert "No cover periods are recorded." in r.text  # nothing written
-    r = world.page("admin.max", "POST", "/admin/cover/end", {"person": "iro.ada"})
+    r = world.page("admin.max", "POST", "/cover/end", {"person": "iro.ada"})
     refused_beside(r, 422, None, "end")
     assert "has no cover to end" in r.text
 
@@ -1569,8 +1570,9 @@ def test_cover_and_closure_days_through_the_api(web_on: Any) -> None:
 @backends
 def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     """Raised at stage 1 (the formal clock starts), acknowledged then answered by the team
-    manager, escalated by the IRO manager as the IRO's recorded cover (set on the
-    administration page), a closure day moving the due dates, resolved."""
+    manager, escalated by the IRO manager as the IRO's recorded cover (which she records on
+    the cover page, an IRO may not), a closure day moving the due dates (the administration
+    page), on hold and resumed, resolved."""
     app, clock, _rt = web_on
     ada, fay, ivy, cat, admin = (sign_in(app, u) for u in (
         "iro.ada", "tm.fay", "hos.ivy", "irom.cat", "admin.max"))
@@ -1614,10 +1616,13 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     # The IRO is away: the IRO manager may escalate only once recorded as cover.
     clock.move(minutes=10)
     assert 'id="do-escalate"' not in cat.get(f"/alerts/{aid}").text
-    post(admin, "/admin/cover", {"person": "iro.ada", "deputy": "irom.cat",
-                                 "starts": "2027-03-01", "ends": "2027-03-05",
-                                 "reason": "Annual leave"})
-    covers = admin.get("/admin/cover?done=set").text
+    period = {"person": "iro.ada", "deputy": "irom.cat", "starts": "2027-03-01",
+              "ends": "2027-03-05", "reason": "Annual leave"}
+    r = ada.post("/cover", data={"csrf_token": ada.csrf, **period, "person": "iro.ben"})
+    assert r.status_code == 403 and "may not set cover" in r.text  # not an IRO's to record
+    assert "No cover periods are recorded." in r.text
+    post(cat, "/cover", period)  # the IRO manager records it
+    covers = cat.get("/cover?done=set").text
     assert "The cover period was recorded" in covers
     assert "Cat Manager (irom.cat)" in covers and "Running" in covers
     post(cat, f"/alerts/{aid}/escalate", {"reason": "The review date is not agreed"})
@@ -1626,7 +1631,7 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
             in page)
     assert ", irom.cat as cover for iro.ada</span>" in page
     assert "<dt>Responsible now</dt><dd>hos.ivy</dd>" in page
-    post(admin, "/admin/cover/end", {"person": "iro.ada"})
+    post(admin, "/cover/end", {"person": "iro.ada"})
     assert 'id="do-escalate"' not in cat.get(f"/alerts/{aid}").text
 
     # A short-notice closure day moves the due dates it falls within.

@@ -1,5 +1,6 @@
-"""The administration pages: the protocol in force, loading the organisation file, cover
-periods (who deputises for whom: set, listed, ended) and council closure days. Each change is
+"""The administration pages: the protocol in force, loading the organisation file and council
+closure days; and the cover periods page (who deputises for whom: set, listed, ended), for
+whoever the service lets record cover. Each change is
 the service layer's (drp.alerts.organisation, drp.alerts.closures), which decides who may."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ...ladder.machine import diagram
 from ...runtime import Runtime
 from ..deps import (
     Administrator,
+    CurrentUser,
     Page,
     PageRenderer,
     PostedFields,
@@ -70,6 +72,9 @@ async def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedFor
 
 
 # -- cover periods ------------------------------------------------------------------------
+# Not only an administrator's: an IRO manager records cover for an IRO, a manager for those
+# below them on a team's line (access.may_set_cover, asked by the service). Anyone signed in
+# may read the list (no child's record).
 COVER_FIELDS = (("deputy", "deputy"), ("first day", "starts"), ("last day", "ends"),
                 ("reason", "reason"), ("person", "person"))
 
@@ -82,8 +87,8 @@ def _cover_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer, status
                 form=values.pop("form", {}), **values)
 
 
-@router.get("/admin/cover", response_class=HTMLResponse)
-def cover(user: Administrator, work: Work, page: Page) -> Response:
+@router.get("/cover", response_class=HTMLResponse)
+def cover(user: CurrentUser, work: Work, page: Page) -> Response:
     return _cover_page(user, work, page, done=COVER_DONE.get(page.request.query_params.get(
         "done", "")))
 
@@ -92,8 +97,8 @@ COVER_DONE = {"set": "The cover period was recorded; both people were told.",
               "end": "The cover was ended; both people were told."}
 
 
-@router.post("/admin/cover", response_class=HTMLResponse)
-def set_cover(user: Administrator, form: PostedFields, work: Work, page: Page) -> Response:
+@router.post("/cover", response_class=HTMLResponse)
+def set_cover(user: CurrentUser, form: PostedFields, work: Work, page: Page) -> Response:
     try:
         starts = optional_date(form, "starts", "the cover's first day")
         ends = optional_date(form, "ends", "the cover's last day")
@@ -107,18 +112,18 @@ def set_cover(user: Administrator, form: PostedFields, work: Work, page: Page) -
     except DrpError as exc:
         return _cover_page(user, work, page, status=exc.http_status, form=form,
                            error=exc.message, error_field=field_of(exc, COVER_FIELDS))
-    return RedirectResponse("/admin/cover?done=set", 303)
+    return RedirectResponse("/cover?done=set", 303)
 
 
-@router.post("/admin/cover/end", response_class=HTMLResponse)
-def end_cover(user: Administrator, form: PostedFields, work: Work, page: Page) -> Response:
+@router.post("/cover/end", response_class=HTMLResponse)
+def end_cover(user: CurrentUser, form: PostedFields, work: Work, page: Page) -> Response:
     try:
         with work() as svc:
             svc.end_cover(user.username, form.get("person", "").strip())
     except DrpError as exc:
         return _cover_page(user, work, page, status=exc.http_status, error=exc.message,
                            error_field="end")
-    return RedirectResponse("/admin/cover?done=end", 303)
+    return RedirectResponse("/cover?done=end", 303)
 
 
 # -- closure days -------------------------------------------------------------------------
