@@ -206,6 +206,13 @@ def test_an_extension_is_limited_and_only_the_informal_date_comes_forward(
         with pytest.raises(BadValue, match="not after the current one"):
             due.extension_limit(protocol, calendar, alert, today, date(2027, 3, 31))
     due.extension_limit(protocol, calendar, informal, today, date(2027, 3, 23))
+    # Due 31 March, on 15 April the most it could move (to 14 April) is past: one refusal
+    # that says so, not "give a date from 15 April" and "up to 14 April" by turns.
+    for until in (date(2027, 4, 14), date(2027, 4, 15)):
+        with pytest.raises(BadValue, match="passed more than 10 working days ago.*cannot be"
+                                           " extended"):
+            due.extension_limit(protocol, calendar, formal, date(2027, 4, 15), until)
+    due.extension_limit(protocol, calendar, formal, date(2027, 4, 14), date(2027, 4, 14))
     with pytest.raises(BadValue, match="only the informal"):
         due.extension_limit(protocol, calendar, formal, today, date(2027, 3, 23))
     # An agreed extension past the formal due date moves that too.

@@ -128,11 +128,18 @@ def extension_limit(protocol: Protocol, calendar: WorkingCalendar, alert: Any, t
     past, at most `max_extension_working_days` after the current due date; only the informal
     date may be brought forward."""
     current = alert.stage_due
+    if current is not None:
+        latest = calendar.add(current, protocol.max_extension_working_days)
+        if latest < today:  # no date is both allowed and not past: say so, not both halves
+            raise BadValue(
+                f"the due date {current.isoformat()} passed more than"
+                f" {protocol.max_extension_working_days} working days ago, the most an"
+                " extension may move it, so it cannot be extended; escalate, resolve or hold"
+                " the alert instead", field="until")
     if until < today:
         raise BadValue(f"the new due date {until.isoformat()} is in the past; give a date"
                        f" from {today.isoformat()}", field="until")
     if current is not None:
-        latest = calendar.add(current, protocol.max_extension_working_days)
         if until > latest:
             raise BadValue(
                 f"the new due date {until.isoformat()} is more than"
