@@ -2,12 +2,11 @@
 schema the app publishes (status code, content type, headers, body; every check schemathesis
 has), and no response is a 5xx.
 
-The published schema does not yet describe the API's own refusals (issue 12: reported to the
-web layer's owner, not changed here). KNOWN_GAPS tolerates exactly those, each narrowly: a
-refusal of drp's own (a JSON body whose "detail" is one sentence, as drp.web.app answers a
-DrpError) with a status the schema leaves out or a 422 shaped unlike FastAPI's validation
-error. Anything else, and any of these on a success, fails. A gap no longer seen fails too,
-so the list shrinks as the schema is put right."""
+The schema describes the API's refusals (401, 403, 404, 409, and 422 as drp's sentence with
+its field or FastAPI's check), so a refusal's status and body are checked like any response.
+KNOWN_GAPS tolerates what the schema cannot say, narrowly: drp's 422 refusal of a value the
+schema allows (blank text, an unknown stage). Anything else fails. A gap no longer seen fails
+too, so the list shrinks as the schema is put right."""
 
 from __future__ import annotations
 
@@ -30,16 +29,7 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = 25  # per operation; derandomized, so every run sends the same requests
 
-# Statuses drp answers with for a refusal (DrpError.http_status: NotPermitted 403, NotFound
-# 404, InvalidTransition and Conflict 409, BadValue 422; a bad token 401) that no operation's
-# `responses` lists.
-UNDOCUMENTED_REFUSALS = {401, 403, 404, 409}
-
 KNOWN_GAPS = {
-    "refusal-status": "a refusal's status (401/403/404/409) is not in the operation's"
-                      " responses",
-    "refusal-422-body": "drp's own 422 ({'detail': '<sentence>'}) is not FastAPI's"
-                        " HTTPValidationError (detail: array)",
     "refusal-of-schema-valid-data": "the schema allows what drp refuses with a sentence"
                                     " (blank text, an unknown stage, theme or status, no"
                                     " legal adviser, a hold ending before today): no"
@@ -62,11 +52,6 @@ def drp_refusal(response: Any) -> bool:
 def known_gap(failure: Failure, response: Any) -> str | None:
     if not drp_refusal(response):
         return None
-    if failure.title == "Undocumented status code" and \
-            response.status_code in UNDOCUMENTED_REFUSALS:
-        return "refusal-status"
-    if failure.title == "Response violates schema" and response.status_code == 422:
-        return "refusal-422-body"
     if failure.title == "Schema-valid request rejected" and response.status_code == 422:
         return "refusal-of-schema-valid-data"
     return None

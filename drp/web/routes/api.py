@@ -18,7 +18,40 @@ from ..deps import ApiReader as Reader
 from ..deps import ApiWriter as Writer
 from ..deps import UnitOfWork, Work
 
-router = APIRouter(prefix="/api", tags=["alerts"])
+
+class Refusal(BaseModel):
+    """A refused request (nothing was changed): what is wrong and how to fix it, and the
+    body's field it is about where one is."""
+
+    detail: str
+    field: str | None = None
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationRefusal(BaseModel):
+    """FastAPI's own check of a request against this schema."""
+
+    detail: list[ValidationIssue]
+
+
+# The refusals every operation may answer with (drp.web.app turns the service's DrpError into
+# these). 422 is either drp's refusal or FastAPI's check of the request against this schema.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Refusal, "description": "not signed in: send a bearer token"},
+    403: {"model": Refusal, "description": "not permitted (or a session without its CSRF"
+                                           " token)"},
+    404: {"model": Refusal, "description": "no such record, or one the caller may not see"},
+    409: {"model": Refusal, "description": "not possible at the alert's stage or status, or"
+                                           " changed by someone else meanwhile"},
+    422: {"model": Refusal | ValidationRefusal,
+          "description": "a value refused: drp's sentence and field, or the schema's check"},
+}
+router = APIRouter(prefix="/api", tags=["alerts"], responses=REFUSALS)
 
 
 class RaiseIn(BaseModel):
