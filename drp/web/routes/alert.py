@@ -40,8 +40,6 @@ ACTION_LABELS = {
     "acknowledge": "Acknowledge", "move": "Move to another child",
     "link": "Link a related alert",
 }
-# The form (its URL's last part) that fires each trigger, where the two differ.
-FORM_OF = {"set_theme": "theme", "cafcass_response": "cafcass", "action_done": "done"}
 # How the timeline reads each kind of event.
 EVENT_WORDS = {
     "raised": "Raised", "responded": "Responded", "action_agreed": "Action agreed",
