@@ -1277,6 +1277,8 @@ def test_good_practice_is_recorded_from_the_raise_form_and_the_api(world: World)
     assert "Resolution due" not in page
     assert '<strong class="tag green">good practice</strong>' in row_of(
         world.page("iro.ada", "GET", "/my-alerts").text, aid)
+    rows = {r["id"]: r for r in csv_rows(world.page("iro.ada", "GET", "/alerts.csv"))}
+    assert (rows[str(aid)]["kind"], rows[str(aid)]["status"]) == ("good_practice", "closed")
     body = world.api("iro.ada", "POST", "/api/alerts", {
         "child": "R100", "summary": "A thorough plan", "kind": "good_practice"}).json()
     assert (body["kind"], body["status"], body["resolution_due"]) == ("good_practice",
