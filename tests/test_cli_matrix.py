@@ -28,10 +28,13 @@ from tests.test_web_routes import (
     EVENT_OF,
     HEAD,
     IRO,
+    MOVE_TO,
     PEOPLE,
     SEES,
     TEAM_MANAGER,
     THEME,
+    VISIBLE_CHILDREN,
+    actor_for,
     may_do,
 )
 
@@ -42,11 +45,15 @@ ARGS = {
     "escalate": ["--reason", "No progress"],
     "resolve": ["--outcome", "Agreed"],
     "withdraw": ["--reason", "Raised in error"],
-    "hold": ["--reason", "Court hearing"],
+    "hold": ["--reason", "Court hearing", "--until", "2027-03-20"],
     "resume": [],
     "extend": ["--until", "2027-03-15", "--reason", "More time"],
     "refer": ["--reason", "No resolution in time", "--legal-advice", "Legal services (J. Okoro)",
               "--advised-on", "2027-02-26"],
+    "cafcass": ["--response", "accepted", "--note", "A guardian is allocated"],
+    "acknowledge": [],
+    "move": ["--child", MOVE_TO, "--reason", "Raised on the wrong child"],
+    "link": [],  # the other alert: Module.linked
     "reopen": ["--reason", "Actions not done"],
     "theme": ["--theme", THEME],
     "done": [],
@@ -58,6 +65,7 @@ class Module:
     def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.ready: dict[tuple[str, str], int] = {}
+        self.linked: dict[str, int] = {}  # per child, the alert prepared ones are linked to
 
     def do(self, fn: Any) -> Any:
         with db.transaction(self.rt.engine) as s:
@@ -72,18 +80,30 @@ class Module:
         due = date.fromisoformat(DUE)
         stage = "stage2" if op == "done" else "informal"
         aid = int(self.do(lambda s: s.raise_alert(IRO[child], child, f"CLI matrix {op}",
-                                                  stage=stage, theme="funding").id))
+                                                  stage=stage, theme="funding",
+                                                  separate=True).id))
+        if op == "link" and child not in self.linked:
+            self.linked[child] = int(self.do(lambda s: s.raise_alert(
+                IRO[child], child, "CLI matrix related", theme="funding", separate=True).id))
         if op == "done":
             self.do(lambda s: s.respond(aid, HEAD[child], "We will review",
                                         [ActionIn("Review the plan", due)]))
         elif op == "resume":
-            self.do(lambda s: s.hold(aid, IRO[child], "Court hearing"))
+            self.do(lambda s: s.hold(aid, IRO[child], "Court hearing", date(2027, 3, 20)))
+        elif op == "cafcass":
+            self.do(lambda s: s.refer(aid, IRO[child], "No resolution in time",
+                                      legal_advice="Legal services (J. Okoro)"))
         elif op == "reopen":
             self.do(lambda s: s.respond(aid, TEAM_MANAGER[child], "We will visit",
                                         [ActionIn("Visit the child", due)]))
             self.do(lambda s: s.resolve(aid, IRO[child], "Agreed"))
         self.ready[op, child] = aid
         return aid
+
+    def extra(self, op: str, child: str) -> list[str]:
+        """The positional arguments after the alert's number: the action's, the other
+        alert's."""
+        return ["1"] if op == "done" else [str(self.linked[child])] if op == "link" else []
 
     def count(self, model: Any, alert_id: int | None = None) -> int:
         with Session(self.rt.engine) as s:
@@ -139,10 +159,15 @@ def test_every_command_answers_as_the_access_policy_says(
     aid = module.prepared(op, child)
     before = module.count(Event, aid)
     command = COMMAND.get(op, op)
-    extra = ["1"] if op == "done" else []
-    code, out, err = drp(capsys, "alert", command, str(aid), *extra, "--as", who,
-                         *ARGS[op], "--now", NOW)
-    if who in may_do(op, child):
+    code, out, err = drp(capsys, "alert", command, str(aid), *module.extra(op, child),
+                         "--as", who, *ARGS[op], "--now", NOW)
+    allowed = who in may_do(op, child)
+    if op == "move" and allowed and MOVE_TO not in VISIBLE_CHILDREN[who]:
+        # May move the alert, but not to a child they may not see: named as not found.
+        assert code == 1 and f"there is no child {MOVE_TO!r} that {who} can see" in err
+        assert module.count(Event, aid) == before
+        return
+    if allowed:
         assert code == 0, err
         with Session(module.rt.engine) as s:
             kinds = [e.kind for e in s.exec(select(Event).where(Event.alert_id == aid))]
@@ -197,10 +222,9 @@ def test_no_command_alters_or_removes_the_audit_logs(
     events, access = snapshot()
     for op in ARGS:
         aid = module.prepared(op, "R100")
-        who = {"respond": TEAM_MANAGER["R100"], "done": HEAD["R100"]}.get(op, IRO["R100"])
-        extra = ["1"] if op == "done" else []
-        code, _out, err = drp(capsys, "alert", COMMAND.get(op, op), str(aid), *extra,
-                              "--as", who, *ARGS[op], "--now", NOW)
+        code, _out, err = drp(capsys, "alert", COMMAND.get(op, op), str(aid),
+                              *module.extra(op, "R100"), "--as", actor_for(op, "R100"),
+                              *ARGS[op], "--now", NOW)
         assert code == 0, (op, err)
         module.ready.pop((op, "R100"))
     after_events, after_access = snapshot()
@@ -216,3 +240,92 @@ def test_demo_reset_refuses_to_erase_a_councils_records(
     assert code == 1 and out == ""
     assert "would erase them and their audit log" in err and len(err.strip().splitlines()) == 1
     assert module.count(Event) == before
+
+
+def test_the_process_commands_through_the_cli(
+    module: Module, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """interface.md "Process additions": good practice, --due, repeat concerns and --separate,
+    acknowledge, refer with the legal advice, Cafcass's response, link, move, a hold's end
+    date; each refusal one line naming the option. R101 is iro.ben's (east-a: tm.fay)."""
+    import json
+
+    clock = iter(f"2027-03-02T{h:02d}:{m:02d}" for h in range(11, 18) for m in range(0, 60, 5))
+
+    def ok(*args: str) -> Any:
+        code, out, err = drp(capsys, "alert", *args, "--now", next(clock), "--json")
+        assert code == 0, (args, err)
+        return json.loads(out)
+
+    def refused(*args: str) -> str:
+        code, out, err = drp(capsys, "alert", *args, "--now", next(clock))
+        lines = err.strip().splitlines()
+        assert code == 1 and out == "" and len(lines) == 1, (args, out, err)
+        return lines[0]
+
+    gp = ok("raise", "--as", "iro.ben", "--child", "R101", "--summary", "Life-story work",
+            "--detail", "Dan and the carers", "--kind", "good-practice")
+    assert {k: gp[k] for k in ("kind", "status", "stage", "stage_due", "resolution_due",
+                               "responsible", "overdue")} == {
+        "kind": "good_practice", "status": "closed", "stage": "good_practice",
+        "stage_due": None, "resolution_due": None, "responsible": None, "overdue": False}
+    assert refused("raise", "--as", "iro.ben", "--child", "R101", "--summary", "x", "--kind",
+                   "good-practice", "--stage", "stage1").endswith("takes no stage: leave it"
+                                                                  " out (put more in the"
+                                                                  " detail) (--stage)")
+    a = ok("raise", "--as", "iro.ben", "--child", "R101", "--summary", "No plan",
+           "--due", "2027-03-05", "--separate")
+    assert (a["stage"], a["stage_due"], a["resolution_due"]) == ("informal", "2027-03-05", None)
+    assert gp["id"] in a["child_alerts"]
+    line = refused("raise", "--as", "iro.ben", "--child", "R101", "--summary", "Again")
+    assert "already has an open alert (" in line and str(a["id"]) in line and "--separate" in line
+    b = ok("raise", "--as", "iro.ben", "--child", "R101", "--summary", "Another matter",
+           "--separate")
+    assert a["id"] in b["child_alerts"] and b["events"][0]["kind"] == "raised"
+    assert "--due 9999-12-31 is outside the dates drp accepts" in refused(
+        "raise", "--as", "iro.ben", "--child", "R101", "--summary", "x", "--separate",
+        "--due", "9999-12-31")
+    aid = str(a["id"])
+
+    v = ok("acknowledge", aid, "--as", "tm.fay")
+    assert v["acknowledged_by"] == "tm.fay" and v["acknowledged_at"].startswith("2027-03-02T")
+    assert v["stage_due"] == "2027-03-05"  # acknowledged is not responded
+    assert "already been acknowledged" in refused("acknowledge", aid, "--as", "tm.fay")
+    assert "may not acknowledge" in refused("acknowledge", aid, "--as", "sw.dan")
+
+    assert refused("refer", aid, "--as", "iro.ben", "--reason", "No plan").endswith(
+        "(--legal-advice), after consulting the IRO manager")
+    assert "may not refer" in refused("refer", aid, "--as", "irom.cat", "--reason", "x",
+                                      "--legal-advice", "Legal services")
+    v = ok("refer", aid, "--as", "iro.ben", "--reason", "No plan", "--legal-advice",
+           "Legal services (J. Okoro)", "--advised-on", "2027-03-01")
+    assert (v["status"], v["stage"]) == ("open", "informal")
+    assert {k: v["cafcass"][k] for k in ("referred_on", "legal_advice", "response")} == {
+        "referred_on": "2027-03-02", "legal_advice": "Legal services (J. Okoro)",
+        "response": None}
+    assert "already been referred" in refused("refer", aid, "--as", "iro.ben", "--reason", "x",
+                                              "--legal-advice", "Legal services")
+    assert "(--response)" in refused("cafcass", aid, "--as", "iro.ben", "--response", "maybe")
+    v = ok("cafcass", aid, "--as", "iro.ben", "--response", "proceedings", "--note", "Issued")
+    assert (v["cafcass"]["response"], v["cafcass"]["response_note"]) == ("proceedings", "Issued")
+
+    v = ok("link", aid, str(gp["id"]), "--as", "iro.ben")
+    assert v["related"] == [gp["id"]] and v["events"][-1]["kind"] == "linked"
+    assert "already linked" in refused("link", str(gp["id"]), aid, "--as", "iro.ben")
+    assert "needs an end date (--until" in refused("hold", aid, "--as", "iro.ben", "--reason",
+                                                   "Court")
+
+    code, shown, err = drp(capsys, "alert", "show", aid, "--as", "iro.ben")
+    assert code == 0, err
+    for words in ("Acknowledged by tm.fay", "Referred to Cafcass on 2027-03-02 by iro.ben",
+                  "legal advice: Legal services (J. Okoro), 2027-03-01", "proceedings",
+                  f"Linked alerts: {gp['id']}", "Child R101's other alerts:"):
+        assert words in shown, (words, shown)
+
+    assert "no child 'R100' that iro.ben can see" in refused(
+        "move", aid, "--as", "iro.ben", "--child", "R100", "--reason", "Wrong child")
+    v = ok("move", aid, "--as", "iro.ben", "--child", "R200", "--reason", "Wrong child")
+    assert (v["child"], v["team"], v["iro"], v["responsible"]) == (
+        "R200", "west-a", "iro.ben", "tm.gus")
+    assert v["events"][-1]["kind"] == "moved" and v["events"][-1]["team"] == "west-a"
+    assert a["id"] not in ok("show", str(gp["id"]), "--as", "iro.ben")["child_alerts"]
