@@ -329,3 +329,8 @@ def test_the_process_commands_through_the_cli(
         "R200", "west-a", "iro.ben", "tm.gus")
     assert v["events"][-1]["kind"] == "moved" and v["events"][-1]["team"] == "west-a"
     assert a["id"] not in ok("show", str(gp["id"]), "--as", "iro.ben")["child_alerts"]
+    # On R200's line, tm.gus has yet to acknowledge it; once answered, that is said instead.
+    assert "Not yet acknowledged by tm.gus" in drp(capsys, "alert", "show", aid, "--as",
+                                                   "iro.ben")[1]
+    ok("respond", aid, "--as", "tm.gus", "--message", "Plan agreed")
+    assert "Answered at this stage" in drp(capsys, "alert", "show", aid, "--as", "iro.ben")[1]

@@ -39,6 +39,8 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
             out.print(f"  Acknowledged by {view.acknowledged_by}"
                       f"{ack.strftime(' on %a %-d %b %Y at %H:%M') if ack else ''}"
                       " (acknowledged is not responded)", markup=False)
+        elif answered_at_this_stage(view):
+            out.print("  Answered at this stage (no separate acknowledgement)")
         elif view.responsible:
             out.print(f"  Not yet acknowledged by {view.responsible}", markup=False)
     for line in casework_lines(view):
@@ -64,6 +66,20 @@ def print_detail(view: AlertDetail, tz: ZoneInfo) -> None:
             actions.add_row(str(action.no), esc(action.text), esc(action.owner),
                             action.due.isoformat(), done)
         out.print(actions)
+
+
+STAGE_ENTERED = frozenset({"raised", "escalated", "auto_escalated", "reopened"})
+
+
+def answered_at_this_stage(view: AlertDetail) -> bool:
+    """Has the current stage had its response (read from the timeline, newest first, back
+    to the stage's entry)?"""
+    for event in reversed(view.events):
+        if event.kind == "responded":
+            return True
+        if event.kind in STAGE_ENTERED:
+            return False
+    return False
 
 
 def casework_lines(view: AlertDetail) -> list[str]:
