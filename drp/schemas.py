@@ -77,6 +77,8 @@ class AlertView(BaseModel):
     hold_until: date | None
     team: str
     formal_since: date | None = None
+    related: list[int] = []  # linked alerts (siblings, the same concern)
+    child_alerts: list[int] = []  # the child's other alerts, open and past
 
     @field_serializer("raised_at")
     def _iso(self, value: datetime) -> str:
@@ -94,8 +96,6 @@ class AlertDetail(AlertView):
     outcome: str | None
     events: list[EventView]
     actions: list[ActionView]
-    related: list[int] = []  # linked alerts (siblings, the same concern)
-    child_alerts: list[int] = []  # the child's other alerts, open and past
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

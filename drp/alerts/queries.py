@@ -147,8 +147,21 @@ class Queries(UnitOfWork):
         names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
         council = self.s.get(Council, 1) if rows else None
+        ids = [a.id for a, _c, _t in rows]
         referrals = {r.alert_id: r for r in self.s.exec(select(Referral).where(
-            col(Referral.alert_id).in_([a.id for a, _c, _t in rows])))} if rows else {}
+            col(Referral.alert_id).in_(ids)))} if rows else {}
+        related: dict[int, list[int]] = {}
+        links = select(AlertLink.alert_id, AlertLink.other_id).where(
+            col(AlertLink.alert_id).in_(ids)).order_by(col(AlertLink.other_id))
+        for a, o in self.s.exec(links) if rows else ():
+            related.setdefault(a, []).append(o)
+        # The children's other alerts (the child is visible; an alert of another IRO's too,
+        # as `show` decides with can_see_child).
+        siblings: dict[int, list[tuple[int, int]]] = {}
+        for aid, cid, iro in self.s.exec(select(Alert.id, Alert.child_id, Alert.iro_id).where(
+                col(Alert.child_id).in_({c.id for _a, c, _t in rows})).order_by(
+                col(Alert.id))) if rows else ():
+            siblings.setdefault(cid, []).append((known_id(aid), iro))
         lines: dict[int, Line] = {}
         out = []
         for alert, child, team_row in rows:
@@ -159,7 +172,11 @@ class Queries(UnitOfWork):
                                                     services[team_row.service_id], council,
                                                     self.deputies)
             view = AlertView(**self._view(alert, child, team_row, names, line,
-                                          referrals.get(known_id(alert.id))))
+                                          referrals.get(known_id(alert.id))),
+                             related=related.get(known_id(alert.id), []),
+                             child_alerts=[o for o, iro in siblings.get(child.id, [])
+                                           if o != alert.id
+                                           and access.can_see_child(actor, child, iro)])
             if status == "overdue" and not view.overdue:
                 continue
             out.append((view, alert, line))
