@@ -20,6 +20,7 @@ class EventView(BaseModel):
     team: str | None = None
     iro: str | None = None
     as_cover_for: str | None = None
+    data: dict[str, Any] | None = None  # what the event recorded beside its comment
 
     @field_serializer("at")
     def _iso(self, value: datetime) -> str:
@@ -77,6 +78,7 @@ class AlertView(BaseModel):
     hold_until: date | None
     team: str
     formal_since: date | None = None
+    stage_responded: bool = False  # the current stage's response has been given
     related: list[int] = []  # linked alerts (siblings, the same concern)
     child_alerts: list[int] = []  # the child's other alerts, open and past
 

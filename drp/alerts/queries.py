@@ -52,6 +52,7 @@ class Queries(UnitOfWork):
                 response_note=referral.response_note, responded_on=referral.responded_on)
         return {
             "kind": alert.kind, "cafcass": cafcass, "formal_since": alert.formal_since,
+            "stage_responded": alert.stage_responded_at is not None,
             "acknowledged_by": name(alert.acknowledged_by_id),
             "acknowledged_at": alert.acknowledged_at,
             "id": alert.id, "child": child.ref, "status": alert.status, "stage": alert.stage,
@@ -91,7 +92,7 @@ class Queries(UnitOfWork):
                           and access.can_see_child(actor, line.child, iro)],
             events=[EventView(at=e.at, actor=e.actor, kind=e.kind, from_stage=e.from_stage,
                               to_stage=e.to_stage, comment=e.comment, team=e.team, iro=e.iro,
-                              as_cover_for=e.as_cover_for) for e in events],
+                              as_cover_for=e.as_cover_for, data=e.data) for e in events],
             actions=[
                 ActionView(
                     no=a.no, text=a.text, owner=self._username(a.owner_id) or "", due=a.due,

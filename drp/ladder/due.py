@@ -51,6 +51,21 @@ def stage_due_from(protocol: Protocol, calendar: WorkingCalendar, stage_key: str
     return due
 
 
+def latest_informal_due(protocol: Protocol, calendar: WorkingCalendar, today: date) -> date:
+    """The latest informal due date the IRO may give when raising today."""
+    return calendar.add(today, protocol.stages[0].max_working_days)
+
+
+def latest_hold_until(protocol: Protocol, calendar: WorkingCalendar, today: date) -> date:
+    """The latest end date a hold begun today may have."""
+    return calendar.add(today, protocol.max_hold_working_days)
+
+
+def latest_extension(protocol: Protocol, calendar: WorkingCalendar, current: date) -> date:
+    """The latest date one extension may move a due date of `current` to."""
+    return calendar.add(current, protocol.max_extension_working_days)
+
+
 def informal_due(protocol: Protocol, calendar: WorkingCalendar, today: date,
                  chosen: date | None) -> date:
     """The informal stage's due date: the IRO's choice, or the stage's default timescale.
@@ -58,7 +73,7 @@ def informal_due(protocol: Protocol, calendar: WorkingCalendar, today: date,
     stage = protocol.stages[0]
     if chosen is None:
         return calendar.add(today, stage.timescale_working_days)
-    latest = calendar.add(today, stage.max_working_days)
+    latest = latest_informal_due(protocol, calendar, today)
     if chosen <= today:
         raise BadValue(f"the informal due date {chosen.isoformat()} is not after today"
                        f" ({today.isoformat()}); give a later date", field="due")
@@ -110,7 +125,7 @@ def hold_until_limit(protocol: Protocol, calendar: WorkingCalendar, today: date,
     if until is None:
         raise BadValue("a hold needs an end date (--until YYYY-MM-DD): the day to look at it"
                        " again, such as the day after a court hearing", field="until")
-    latest = calendar.add(today, protocol.max_hold_working_days)
+    latest = latest_hold_until(protocol, calendar, today)
     if until <= today:
         raise BadValue(f"the hold would end {until.isoformat()}, which is not after today"
                        f" ({today.isoformat()}); give a later date", field="until")
@@ -129,7 +144,7 @@ def extension_limit(protocol: Protocol, calendar: WorkingCalendar, alert: Any, t
     date may be brought forward."""
     current = alert.stage_due
     if current is not None:
-        latest = calendar.add(current, protocol.max_extension_working_days)
+        latest = latest_extension(protocol, calendar, current)
         if latest < today:  # no date is both allowed and not past: say so, not both halves
             raise BadValue(
                 f"the due date {current.isoformat()} passed more than"

@@ -15,6 +15,7 @@ from ...alerts import ActionIn, AlertService
 from ...alerts.commands import CAFCASS_RESPONSES
 from ...clock import parse_date
 from ...errors import BadValue, DrpError
+from ...ladder import due
 from ...runtime import Runtime
 from ...schemas import AlertDetail
 from ..deps import (
@@ -86,46 +87,21 @@ def limits(svc: AlertService, view: AlertDetail) -> dict[str, Any]:
     protocol = svc.protocol
     out: dict[str, Any] = {
         "hold_days": protocol.max_hold_working_days,
-        "hold_latest": svc.cal.add(svc.today, protocol.max_hold_working_days),
+        "hold_latest": due.latest_hold_until(protocol, svc.cal, svc.today),
         "extend_days": protocol.max_extension_working_days,
         "resolution_days": protocol.resolution_working_days, "today": svc.today,
         "formal": protocol.is_formal(view.stage) if view.stage in protocol.keys else False,
     }
     if view.stage_due is not None:
-        out["extend_latest"] = svc.cal.add(view.stage_due,
-                                           protocol.max_extension_working_days)
+        out["extend_latest"] = due.latest_extension(protocol, svc.cal, view.stage_due)
     return out
 
 
-# Events after which a stage's response is still to come (the stage entered afresh).
-STAGE_ENTERED = frozenset({"raised", "escalated", "auto_escalated", "reopened"})
-
-
-def stage_answered(view: AlertDetail) -> bool:
-    """Has the current stage been responded to? (Read from the timeline, for the page's
-    words: "Not yet acknowledged" is for a stage still awaiting its response.)"""
-    answered = False
-    for event in view.events:
-        if event.kind in STAGE_ENTERED:
-            answered = False
-        elif event.kind == "responded":
-            answered = True
-    return answered
-
-
-def held_days(svc: AlertService, view: AlertDetail) -> dict[int, int]:
-    """Working days each hold took, by the index of the event that resumed it (the days from
-    the hold to the resumption, on the council's calendar, as resuming counts them)."""
-    out: dict[int, int] = {}
-    held = None
-    for i, event in enumerate(view.events):
-        day = event.at.astimezone(svc.tz).date()
-        if event.kind == "held":
-            held = day
-        elif event.kind == "resumed" and held is not None:
-            out[i] = max(0, svc.cal.between(held, day))
-            held = None
-    return out
+def held_days(view: AlertDetail) -> dict[int, int]:
+    """Working days each hold took, by the index of the event that resumed it (as resuming
+    counted them, recorded on the event)."""
+    return {i: int(e.data["held_working_days"]) for i, e in enumerate(view.events)
+            if e.kind == "resumed" and e.data and "held_working_days" in e.data}
 
 
 def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
@@ -137,12 +113,12 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
         people = [p for p in svc.people_on_line(alert_id, user.username)
                   if p[0] != user.username]  # "Me" is offered already
         shown_limits = limits(svc, view)
-        holds = held_days(svc, view)
+        holds = held_days(view)
     return page("alert.html", user, status=status, view=view, allowed=allowed,
                 labels=ACTION_LABELS, people=people, stages=rt.protocol.keys,
                 themes=rt.taxonomy.themes, done=request.query_params.get("done"),
                 done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
-                limits=shown_limits, answered=stage_answered(view), held_days=holds,
+                limits=shown_limits, answered=view.stage_responded, held_days=holds,
                 form=form or {}, **values)
 
 

@@ -149,7 +149,7 @@ def informal_dates(svc: AlertService) -> dict[str, Any]:
     stage = svc.protocol.stages[0]
     return {"default": due.informal_due(svc.protocol, svc.cal, svc.today, None),
             "default_days": stage.timescale_working_days,
-            "latest": svc.cal.add(svc.today, stage.max_working_days),
+            "latest": due.latest_informal_due(svc.protocol, svc.cal, svc.today),
             "max_days": stage.max_working_days, "today": svc.today}
 
 
