@@ -158,23 +158,14 @@ def new_alert(rt: RuntimeDep, user: CurrentUser, work: Work, page: Page) -> Resp
     return _raise_form(rt, user, work, page)
 
 
-# Good practice has no ladder, no clock and no outcome sought: these raise-form fields are
-# refused if filled in (the stage is a choice always sent, so it is left aside).
-NOT_FOR_GOOD_PRACTICE = (("due", "a due date"), ("impact", "an impact on the child"),
-                         ("outcome_wanted", "an outcome wanted"))
-
-
 def _raise(svc: AlertService, who: str, form: dict[str, str]) -> int:
     kind = form.get("kind") or "concern"
-    if kind == "good_practice":
-        for key, what in NOT_FOR_GOOD_PRACTICE:
-            if form.get(key, "").strip():
-                raise BadValue(f"good practice has no ladder, no clock and no outcome"
-                               f" sought, so it takes no {what.split(' ', 1)[1]}: leave it"
-                               " empty (put more in the detail)", field=key)
-        alert = svc.record_good_practice(who, form.get("child", ""), form.get("summary", ""),
-                                         detail=form.get("detail"),
-                                         theme=form.get("theme") or None)
+    if kind == "good_practice":  # the service refuses a concern's fields, if filled in
+        # (the stage is a choice the form always sends, so it is left aside)
+        alert = svc.record_good_practice(
+            who, form.get("child", ""), form.get("summary", ""), detail=form.get("detail"),
+            theme=form.get("theme") or None, due=form.get("due", "").strip() or None,
+            impact=form.get("impact"), outcome_wanted=form.get("outcome_wanted"))
     elif kind == "concern":
         alert = svc.raise_alert(
             who, form.get("child", ""), form.get("summary", ""), detail=form.get("detail"),

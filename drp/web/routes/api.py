@@ -187,15 +187,11 @@ def show(who: Reader, work: Work, alert_id: int) -> dict[str, Any]:
 def raise_alert(who: Writer, work: Work, body: RaiseIn) -> dict[str, Any]:
     """Raise a concern, or (kind good_practice) record good practice."""
     with work() as svc:
-        if body.kind == "good_practice":
-            given = [k for k in ("stage", "due", "impact", "outcome_wanted")
-                     if getattr(body, k) is not None]
-            if given:
-                raise BadValue(f"good practice has no ladder, no clock and no outcome sought;"
-                               f" leave out {', '.join(given)} (put more in detail)",
-                               field=given[0])
-            alert = svc.record_good_practice(who, body.child, body.summary,
-                                             detail=body.detail, theme=body.theme)
+        if body.kind == "good_practice":  # the service refuses a concern's fields
+            alert = svc.record_good_practice(
+                who, body.child, body.summary, detail=body.detail, theme=body.theme,
+                stage=body.stage, due=body.due, impact=body.impact,
+                outcome_wanted=body.outcome_wanted)
         else:
             alert = svc.raise_alert(who, body.child, body.summary, detail=body.detail,
                                     impact=body.impact, outcome_wanted=body.outcome_wanted,
