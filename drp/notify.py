@@ -58,6 +58,11 @@ PARTS = {
 class Recipient:
     person: Person
     role: str
+    part: str | None = None  # how they are addressed, when not by their role's PARTS
+
+    @property
+    def addressed_as(self) -> str:
+        return self.part or PARTS[self.role]
 
 
 @dataclass
@@ -199,7 +204,11 @@ class Notifier:
             ids = [(notice.action.owner_id, "owner"), *iro]
         else:  # pragma: no cover - every message is listed above
             raise KeyError(message)
-        return self._people(session, ids, find)
+        people = self._people(session, ids, find)
+        for r in people:  # the IRO's recorded cover is told they receive it as such
+            if r.role == "iro" and r.person.id != alert.iro_id:
+                r.part = "cover for the child's IRO"
+        return people
 
     # -- context ----------------------------------------------------------------------------------
     def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
@@ -223,7 +232,7 @@ class Notifier:
                 "summary": alert.summary, "url": self.alert_url(alert.id),
             },
             "link": self.alert_url(alert.id), "link_text": f"View alert {alert.id}",
-            "recipient": {"name": recipient.person.name, "part": PARTS[recipient.role]},
+            "recipient": {"name": recipient.person.name, "part": recipient.addressed_as},
             "role": recipient.role,
             "actor": actor_name,
             "responsible": responsible.name if responsible else "the responsible manager",
@@ -276,7 +285,7 @@ class Notifier:
         rows = []
         for r in people:
             address = r.person.email
-            mine = dump_context({"recipient": {"name": r.person.name, "part": PARTS[r.role]},
+            mine = dump_context({"recipient": {"name": r.person.name, "part": r.addressed_as},
                                  "role": r.role})
             if not address:
                 self._no_address(r.person.username, message, _known(alert.id))

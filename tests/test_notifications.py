@@ -431,7 +431,7 @@ def test_while_the_iro_is_covered_the_deputy_refers_and_gets_the_iros_mail(
     # The deputy, not the absent IRO; the IRO managers and head of service as ever.
     assert set(referred) == {ADDR[u] for u in ("iro.ben", "irom.cat", "hos.ivy")}
     assert "Ben Iro has referred the case of child R100" in referred[ADDR["iro.ben"]]
-    assert "You receive this as the child's IRO" in referred[ADDR["iro.ben"]]
+    assert "You receive this as cover for the child's IRO" in referred[ADDR["iro.ben"]]
     with Session(mailer.engine) as s:
         event = s.exec(select(Event).where(Event.kind == "referred")).one()
         assert (event.actor, event.as_cover_for, event.iro) == ("iro.ben", "iro.ada", "iro.ada")
