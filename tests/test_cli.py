@@ -83,6 +83,10 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
     }
     assert (a["kind"], a["cafcass"], a["acknowledged_by"], a["related"]) == (
         "concern", None, None, [])
+    # What the event recorded beside its comment: the clocks as they stood, the theme.
+    data = a["events"][0].pop("data")
+    assert (data["stage_due"], data["resolution_due"], data["theme"]) == (
+        "2027-03-31", None, "accountability_record_keeping")
     assert a["events"] == [{"at": "2027-03-22T09:00:00+00:00", "actor": "iro.ada",
                             "kind": "raised", "from_stage": None, "to_stage": "informal",
                             "comment": "No social work report before the review",
