@@ -9,6 +9,7 @@ database for the module: a case costs a command, not a process and a new databas
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -334,3 +335,41 @@ def test_the_process_commands_through_the_cli(
                                                    "iro.ben")[1]
     ok("respond", aid, "--as", "tm.gus", "--message", "Plan agreed")
     assert "Answered at this stage" in drp(capsys, "alert", "show", aid, "--as", "iro.ben")[1]
+
+
+def test_wrong_input_exits_1_with_one_line_and_changes_nothing(
+    module: Module, capsys: pytest.CaptureFixture[str],
+) -> None:
+    aid = str(module.do(lambda s: s.raise_alert("iro.ada", "R100", "Refusals",
+                                                separate=True).id))
+    before = drp(capsys, "alert", "show", aid, "--as", "irom.cat", "--json")[1]
+    refusals = [
+        (("alert", "reopen", aid, "--as", "iro.ada", "--reason", "x"), "at informal"),
+        (("alert", "escalate", aid, "--as", "iro.ada", "--reason", "x", "--to", "stage9"),
+         "no stage 'stage9'"),
+        (("alert", "raise", "--as", "iro.ada", "--child", "R999", "--summary", "x"),
+         "no child 'R999'"),
+        (("alert", "raise", "--as", "tm.fay", "--child", "R100", "--summary", "x"),
+         "only the child's IRO"),
+        (("alert", "escalate", aid, "--as", "nobody", "--reason", "x"),
+         "no active person 'nobody'"),
+        (("alert", "respond", aid, "--as", "tm.fay", "--message", "x", "--action", "no date"),
+         "needs a due date"),
+        (("alert", "respond", aid, "--as", "tm.fay", "--message", "x", "--action",
+          "Do it|2027-13-01"), "not a date"),
+        (("alert", "extend", aid, "--as", "iro.ada", "--until", "2027-03-06", "--reason", "x",
+          "--now", "2027-03-02T09:00"), "not a working day"),
+        (("alert", "show", "99999", "--as", "irom.cat"), "no alert 99999"),
+        # The allocated IRO's powers: an IRO manager escalates only as recorded cover.
+        (("alert", "escalate", aid, "--as", "irom.cat", "--reason", "x"), "may not escalate"),
+        (("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "y"),
+         "already has an open alert ("),
+        (("alert", "hold", aid, "--as", "iro.ada", "--reason", "Court", "--until",
+          "9999-12-31"), "outside the dates drp accepts"),
+    ]
+    for args, expected in refusals:
+        code, out, err = drp(capsys, *args)
+        assert (code, out) == (1, ""), (args, out, err)
+        assert len(err.strip().splitlines()) == 1 and expected in err, (args, err)
+    after = drp(capsys, "alert", "show", aid, "--as", "irom.cat", "--json")[1]
+    assert json.loads(after)["events"] == json.loads(before)["events"]
