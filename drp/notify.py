@@ -152,11 +152,12 @@ class Notifier:
         def notify_roles(stage_key: str) -> list[tuple[int | None, str]]:
             if stage_key not in protocol.keys:
                 return []
-            return [(line.holder(r), "copy") for r in protocol.stage(stage_key).also_notify]
+            return [(line.acting(r), "copy") for r in protocol.stage(stage_key).also_notify]
 
         # The allocated IRO, or their recorded cover.
         iro: list[tuple[int | None, str]] = [(access.iro_of(alert, line), "iro")]
-        managers = [(pid, "iro_manager") for pid in find.iro_managers()]
+        # (an absent IRO manager's mail goes to their recorded cover)
+        managers = [(line.covered(pid), "iro_manager") for pid in find.iro_managers()]
         now_stage = stage_people(alert.stage, "responsible")
         ids: list[tuple[int | None, str]]
         if message == "alert_raised":

@@ -476,3 +476,40 @@ def test_the_administration_page_load_transfers_in_the_same_transaction(web: Any
                              .order_by(col(Event.seq).desc())).first()
         assert event is not None
         assert (event.kind, event.actor, event.iro) == ("transferred", "admin.max", "iro.ada")
+
+
+@backends
+def test_the_deputy_of_a_senior_manager_or_an_iro_manager_sees_and_does_their_work(
+    svc: Svc,
+) -> None:
+    """Cover lends the absent person's reach: the assistant director's deputy (a head of
+    service elsewhere) sees the alert at stage 3, has it in their inbox, acknowledges and
+    responds as cover; the IRO manager's deputy (an IRO) gets the IRO manager's mail and may
+    withdraw as cover for them; a manager covering a head of service responds at stage 1 as
+    cover for them, by the head of service's rank on the child's line."""
+    aid = int(svc("2027-03-01T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "Placement at risk", stage="stage3")).id)
+    with pytest.raises(NotFound):  # hos.jon heads the west; R100 is in the east
+        svc("2027-03-01T10:00", lambda s: s.show(aid, "hos.jon"))
+    svc("2027-03-01T10:00", lambda s: s.set_cover(
+        "admin.max", "ad.kim", "hos.jon", date(2027, 3, 1), date(2027, 3, 5)))
+    svc("2027-03-01T10:00", lambda s: s.set_cover(
+        "admin.max", "irom.cat", "iro.ben", date(2027, 3, 1), date(2027, 3, 5)))
+    assert [a.id for a in svc("2027-03-01T11:00", lambda s: s.inbox("hos.jon"))] == [aid]
+    svc("2027-03-01T11:00", lambda s: s.acknowledge(aid, "hos.jon"))
+    assert last_event(svc, aid).as_cover_for == "ad.kim"
+    svc("2027-03-01T12:00", lambda s: s.respond(aid, "hos.jon", "Panel on Thursday"))
+    assert (last_event(svc, aid).kind, last_event(svc, aid).as_cover_for) == (
+        "responded", "ad.kim")
+    svc("2027-03-01T13:00", lambda s: s.escalate(aid, "iro.ada", "Panel too late"))
+    told = mail_for(svc, "escalated")
+    assert "iro.ben" in told and "irom.cat" not in told  # the IRO manager's copy
+    svc("2027-03-01T14:00", lambda s: s.withdraw(aid, "iro.ben", "Raised in error"))
+    assert last_event(svc, aid).as_cover_for == "irom.cat"
+
+    other = int(svc("2027-03-02T09:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "No plan", stage="stage1", separate=True)).id)
+    svc("2027-03-02T09:00", lambda s: s.set_cover(
+        "admin.max", "hos.ivy", "tm.gus", date(2027, 3, 2), date(2027, 3, 5)))
+    svc("2027-03-02T10:00", lambda s: s.respond(other, "tm.gus", "Plan by Friday"))
+    assert last_event(svc, other).as_cover_for == "hos.ivy"

@@ -64,6 +64,9 @@ class Actor:
     team_ids: frozenset[int] = frozenset()  # teams whose children they may see
     # The people whose work this person has today as their recorded cover: id -> username.
     covering: Mapping[int, str] = field(default_factory=dict)
+    # Roles held only through cover (in `roles` too): an IRO manager's deputy sees all and
+    # withdraws as cover for them; the director's deputy sees what the director sees.
+    borrowed: Mapping[str, str] = field(default_factory=dict)  # role -> whose it is
 
     @property
     def is_system(self) -> bool:
@@ -110,14 +113,22 @@ def load_actor(session: Session, person: Person, today: date | None = None) -> A
     pid = person.id
     roles = set(session.exec(select(PersonRole.role).where(PersonRole.person_id == pid)))
     covering: dict[int, str] = {}
+    borrowed: dict[str, str] = {}
     if today is not None:
         absent = [p for p, d in deputies_on(session, today).items() if d == pid]
         if absent:
             covering = {p.id: p.username for p in session.exec(
                 select(Person).where(col(Person.id).in_(absent))) if p.id is not None}
+            for whose, role in session.exec(select(PersonRole.person_id, PersonRole.role).where(
+                    col(PersonRole.person_id).in_(sorted(covering))).order_by(
+                    col(PersonRole.person_id))):
+                if role not in roles and role != Role.admin:
+                    borrowed.setdefault(role, covering[whose])
     return Actor(
-        id=pid, username=person.username, name=person.name, roles=frozenset(roles),
+        id=pid, username=person.username, name=person.name,
+        roles=frozenset(roles | set(borrowed)),
         team_ids=frozenset(_scope(session, [pid, *covering])), covering=covering,
+        borrowed=borrowed,
     )
 
 
@@ -367,17 +378,27 @@ def acting_as(actor: Actor, trigger: str, protocol: Protocol, alert: Alert, line
     if actor.is_system or actor.id is None or not actor.covering:
         return None
     if trigger in IRO_SIDE_TRIGGERS or trigger == "raise_alert":
-        if actor.id == alert.iro_id or (trigger in IRO_MANAGER_TRIGGERS
-                                         and actor.is_iro_manager):
+        if actor.id == alert.iro_id:
             return None
-        return acting_for(actor, alert.iro_id)
+        if alert.iro_id in actor.covering:
+            return acting_for(actor, alert.iro_id)
+        if trigger in IRO_MANAGER_TRIGGERS and actor.is_iro_manager:
+            return actor.borrowed.get(Role.iro_manager)  # None: an IRO manager themselves
+        return None
     if trigger in ("respond", "acknowledge") and alert.stage in protocol.keys:
         stage = protocol.stage(alert.stage)
-        holders = [line.holder(stage.responsible), *(line.holder(r)
-                                                     for r in stage.also_respond)]
+        holder = line.holder(stage.responsible)
+        if trigger == "acknowledge":
+            return acting_for(actor, holder)
+        holders = [holder, *(line.holder(r) for r in stage.also_respond)]
         if actor.id in holders or line.rank(actor.id) >= LINE_ROLES.index(stage.responsible):
-            return None
-        return next((u for p in holders if (u := acting_for(actor, p))), None)
+            return None  # in their own right
+        covered = next((u for p in holders if (u := acting_for(actor, p))), None)
+        if covered is not None:
+            return covered
+        # Through the rank of someone they cover: above the stage on the child's line.
+        return next((u for p, u in actor.covering.items()
+                     if line.rank(p) >= LINE_ROLES.index(stage.responsible)), None)
     return None
 
 
