@@ -216,6 +216,18 @@ def test_upgrading_turns_referred_alerts_open_and_starts_the_formal_clock_at_the
     assert (day(rows[3].formal_since), day(rows[3].resolution_due)) == (
         date(2027, 4, 6), date(2027, 5, 7))
 
+    # The first timescale run after the upgrade: the referral's old stage is not escalated
+    # or chased, and no manager is asked to acknowledge a stage entered before acknowledging
+    # existed. (Alert 3's due-date reminder, on the 14th, is as before.)
+    from sqlmodel import Session
+
+    from drp.calendar import WorkingCalendar
+    from drp.timescales import find_due
+    with Session(engine) as session:
+        found = find_due(session, protocol, WorkingCalendar(), date(2027, 4, 14),
+                         ack_before=t("2027-04-14T00:00"))
+    assert 1 not in found.overdue and found.ack_remind == [] and found.remind == [3]
+
     # Down to 0006 and up again: the referral is an end again there, and comes back.
     db.downgrade(engine, "0006")
     with engine.connect() as conn:

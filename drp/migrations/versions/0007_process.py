@@ -108,6 +108,10 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     _referred_become_open()
     _formal_clocks()
+    # Acknowledgement is new: stages entered before the upgrade are not chased for one (the
+    # first timescale run would otherwise remind every manager of every open alert).
+    op.get_bind().execute(sa.text(
+        "UPDATE alert SET ack_reminded_for = stage_due WHERE status = 'open'"))
 
 
 def _protocol_and_calendar():  # type: ignore[no-untyped-def]
@@ -157,9 +161,14 @@ def _referred_become_open() -> None:
             {"a": aid, "on": _local_day(at), "by": by, "reason": comment or "",
              "advice": data.get("legal_advice") or "not recorded (referred before drp recorded"
              " the legal advice)", "advised": date.fromisoformat(advised) if advised else None})
+        # Its stage's clock stopped when it was referred (the IRO then took it to Cafcass):
+        # answered as far as the timescale run is concerned, so the first run after the
+        # upgrade neither escalates it nor sends notices on its old due date. The IRO decides
+        # what follows (README: review the referred alerts).
         conn.execute(sa.text(
-            "UPDATE alert SET status = 'open', stage = :stage, closed_at = NULL WHERE id = :a"),
-            {"stage": from_stage, "a": aid})
+            "UPDATE alert SET status = 'open', stage = :stage, closed_at = NULL,"
+            " stage_responded_at = COALESCE(stage_responded_at, :at) WHERE id = :a"),
+            {"stage": from_stage, "a": aid, "at": at})
 
 
 def _formal_clocks() -> None:
