@@ -119,12 +119,16 @@ def test_cover_is_set_listed_and_ended_audited_and_both_people_told(svc: Svc) ->
                                   " Annual leave"),
         ("irom.cat", "cover_end", "iro.ada covered by iro.ben from 2027-03-01 to 2027-03-12:"
                                   " Annual leave")]
-    with pytest.raises(BadValue, match="iro.ada has no cover to end") as nothing:
+    with pytest.raises(BadValue, match="iro.ada has no cover running or planned to end"
+                       ) as nothing:
         svc("2027-03-06T09:00", lambda s: s.end_cover("irom.cat", "iro.ada"))
     assert nothing.value.field == "person"
     # Ended, the period no longer overlaps: the same days may be given to someone else.
     svc("2027-03-06T09:00", lambda s: s.set_cover(
         "admin.max", "iro.ada", "irom.cat", date(2027, 3, 8), date(2027, 3, 9)))
+    # A period already over has nothing to end (and nobody is told it ended).
+    with pytest.raises(BadValue, match="no cover running or planned"):
+        svc("2027-03-10T09:00", lambda s: s.end_cover("irom.cat", "iro.ada"))
 
 
 @backends

@@ -336,3 +336,18 @@ def test_each_event_carries_the_childs_team_and_iro_at_the_time(act: Act) -> Non
     for aid, team, iro, n in ((east, "east-a", "iro.ada", 2), (west, "west-a", "iro.ben", 3)):
         events = act("2027-03-10T09:01", lambda s, a=aid: s.show(a, "irom.cat")).events
         assert [(e.team, e.iro, e.as_cover_for) for e in events] == [(team, iro, None)] * n
+
+
+
+def test_a_ladder_without_an_informal_stage_refuses_an_informal_date(act: Act) -> None:
+    """A council whose ladder starts formal has no informal date for the IRO to set: --due is
+    refused, not silently ignored; without it the alert starts at the first formal stage."""
+    default = load_protocol(CONFIG_DIR / "protocol.yaml")
+    formal_only = default.model_copy(update={"stages": default.stages[1:]})
+    with pytest.raises(BadValue, match="leave it out") as refusal:
+        act("2027-03-01T09:00", lambda s: s.raise_alert(
+            "iro.ada", "R100", "No plan", due_on=date(2027, 3, 3)), protocol=formal_only)
+    assert refusal.value.field == "due"
+    alert = act("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "No plan"),
+                protocol=formal_only)
+    assert (alert.stage, alert.formal_since) == ("stage1", date(2027, 3, 1))

@@ -2,8 +2,8 @@
 working day at 07:00, people acting through the service layer in between), then the invariants
 that must hold however the year went.
 
-- On SQLite, through the Prefect flows under a real local Prefect server: on each of the
-  year's 26 digest days the timescale flow runs again (it must find nothing left to do) and
+- On SQLite, through the Prefect flows under a real local Prefect server: on every other one
+  of the year's 26 digest days the timescale flow runs again (it must find nothing left to do) and
   the digest flow runs twice (the second must send nothing); the flows deliver the mail to a
   real SMTP server as the year goes.
 - On PostgreSQL, the same year through the flows' work (the timescale run), then every e-mail
@@ -160,8 +160,12 @@ def test_a_simulated_year_through_the_prefect_flows(
         db.upgrade(rt.engine)
         digests: list[tuple[str, int, int]] = []
 
+        digest_days = itertools.count()
+
         def scheduled_flows(day: date, at: datetime) -> None:
-            if day != digest_day(day, CAL, rt.settings.digest_anchor):
+            # On every other digest day (13 of the year's 26: each is the same check, and
+            # all 26 cost the suite a minute); the others' mail waits for the next.
+            if day != digest_day(day, CAL, rt.settings.digest_anchor) or next(digest_days) % 2:
                 return
             later = (at.astimezone(LONDON) + timedelta(minutes=30)).isoformat()
             again = timescales_flow(now=later)  # a second timescale run that day
@@ -176,8 +180,8 @@ def test_a_simulated_year_through_the_prefect_flows(
                            say=lambda _line: None, after_run=scheduled_flows)
         assert summary["problems"] == [] and summary["raised"] == 205
         check_year(rt.engine, rt.protocol, rt.notifier(), summary, rt.taxonomy)
-        # Every fortnight's digest went once; the rerun sent nothing.
-        assert len(digests) == 26 and all(n > 0 and again == 0 for _, n, again in digests)
+        # Each of those fortnights' digest went once; the rerun sent nothing.
+        assert len(digests) == 13 and all(n > 0 and again == 0 for _, n, again in digests)
         with Session(rt.engine) as s:
             rows = list(s.exec(select(OutboxMessage)))
         keys = Counter(m.key for m in rows if m.message == "digest")

@@ -52,7 +52,7 @@ class Commands(UnitOfWork):
         summary_t = inputs.text(summary, "the summary", required=True, limit=SUMMARY_MAX)
         if due_on is not None:
             inputs.day(due_on, "the informal due date", field="due")
-            if stage is not None and self.protocol.is_formal(stage):
+            if self.protocol.is_formal(stage or self.protocol.keys[0]):
                 raise BadValue("--due sets the informal stage's date; a formal stage's due"
                                " date comes from the protocol, so leave it out", field="due")
         informal = due.informal_due(self.protocol, self.cal, self.today, due_on)

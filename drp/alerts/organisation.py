@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, select
 
 from notifications.outbox import enqueue
 
-from ..errors import BadValue, NotPermitted
+from ..errors import BadValue, Conflict, NotPermitted
 from ..ladder import access
 from ..ladder.access import Actor, Line
 from ..models import AccessLog, Alert, Child, Council, Cover, Event, Person, PersonRole, Team
@@ -140,8 +141,8 @@ class Organisation(UnitOfWork):
         return self._cover_view(row)
 
     def end_cover(self, username: str, person: str) -> list[CoverView]:
-        """End `person`'s cover: every period running or still to come (or, when there is
-        none, the latest one not yet ended). The deputy no longer receives their work."""
+        """End `person`'s cover: every period running or still to come (one already over is
+        refused: there is nothing to end). The deputy no longer receives their work."""
         actor = self.actor(username)
         absent = self.s.exec(select(Person).where(Person.username == person)).first()
         if absent is None:
@@ -153,10 +154,10 @@ class Organisation(UnitOfWork):
         rows = list(self.s.exec(select(Cover).where(
             Cover.person_id == absent.id, col(Cover.ended_at).is_(None))
             .order_by(col(Cover.starts), col(Cover.id))))
-        rows = [r for r in rows if r.ends >= self.today] or rows[-1:]
+        rows = [r for r in rows if r.ends >= self.today]
         if not rows:
-            raise BadValue(f"{person} has no cover to end (drp cover list shows cover"
-                           " periods)", field="person")
+            raise BadValue(f"{person} has no cover running or planned to end (drp cover list"
+                           " shows cover periods)", field="person")
         for row in rows:
             row.ended_at = self.now
             self.s.add(row)
@@ -238,7 +239,16 @@ class Organisation(UnitOfWork):
         """Load (or reload) the organisation file and, in the same transaction, move every
         open alert whose child changed team or IRO, or whose responsible person at its stage
         changed (a person removed or replaced). The command line acts as the system; on the
-        web, an administrator."""
+        web, an administrator. An alert changed by someone while its transfer is written
+        makes the whole load a Conflict: nothing is loaded, and loading again is safe."""
+        try:
+            return self._load_organisation(path, username)
+        except StaleDataError:
+            self.s.rollback()
+            raise Conflict("an alert changed while the organisation file was being loaded,"
+                           " so nothing was loaded; load it again") from None
+
+    def _load_organisation(self, path: Path, username: str) -> OrgLoad:
         actor = self.actor(username)
         if not (actor.is_system or access.may_administer(actor.roles)):
             raise NotPermitted(f"{username} may not load the organisation file: only an"
