@@ -1486,7 +1486,7 @@ def test_a_refused_cover_period_is_shown_beside_its_field(
     assert "No cover periods are recorded." in r.text  # nothing written
     r = world.page("admin.max", "POST", "/cover/end", {"person": "iro.ada"})
     refused_beside(r, 422, None, "end")
-    assert "has no cover to end" in r.text
+    assert "has no cover running or planned to end" in r.text
 
 
 @pytest.mark.parametrize(("form", "field", "words"), [
