@@ -19,16 +19,13 @@ def test_flows_run_from_the_command_line(tmp_path: Path) -> None:
                               "--json").stdout)
     assert reminder["reminded"] == [1] and reminder["escalated"] == []
     assert reminder["ack_reminded"] == [1]  # tm.fay has not acknowledged since the 18th
-    easter = cli("flows", "run", "timescales", "--now", "2027-03-29T08:00")
-    assert "2027-03-29 is not a working day" in easter.stdout
-    escalated = json.loads(cli("flows", "run", "timescales", "--now", "2027-03-30T08:00",
-                               "--json").stdout)
-    assert escalated["escalated"] == [1]
+    # (Easter Monday's run, which does nothing, and the digest's are left to the flows'
+    # own tests: each `drp flows run` here starts a Prefect server, half a minute a time.)
+    escalated = cli("flows", "run", "timescales", "--now", "2027-03-30T08:00").stdout
+    assert "Timescales as of 2027-03-30: 0 resumed, 1 escalated," in escalated
     shown = cli.json("alert", "show", "1", "--as", "irom.cat")
     assert shown["stage"] == "stage2" and shown["events"][-1]["actor"] == "system"
     assert [e["kind"] for e in shown["events"]] == ["raised", "reminder", "ack_reminder",
                                                     "auto_escalated"]
-    digest = cli("flows", "run", "digest", "--now", "2027-03-30T09:00").stdout
-    assert "queued for hos.ivy, sm.hal, hos.jon, irom.cat" in digest
     assert "there is no flow 'nope'" in cli.refused("flows", "run", "nope")
     assert "not a date and time" in cli.refused("flows", "run", "digest", "--now", "soon")
