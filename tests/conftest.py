@@ -44,9 +44,10 @@ SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
 # starting a three-minute file when the other is nearly done (xdist's own order, most tests
 # first, started the soak last: 575 s where the work was 461 s a worker). Measured with
 # --durations=0; scheduling only.
-LONGEST_FIRST = ("test_soak.py", "test_cli.py", "test_cli_flows.py", "test_properties.py",
-                 "test_web_routes.py", "test_browser.py", "test_faults.py", "test_cli_mail.py",
-                 "test_simulate.py", "test_flows.py")
+LONGEST_FIRST = ("test_soak.py", "test_cli.py", "test_web_routes.py", "test_properties.py",
+                 "test_simulate.py", "test_cli_flows.py", "test_browser.py", "test_faults.py",
+                 "test_cli_mail.py", "test_flows.py", "test_reports.py", "test_cli_matrix.py",
+                 "test_api_schema.py")
 
 
 def _longest_first(item: pytest.Item) -> int:
