@@ -31,6 +31,7 @@ from sqlmodel import select as select_rows
 from notifications.models import OutboxMessage
 
 from .alerts import steps
+from .alerts.unit import NotYet
 from .calendar import WorkingCalendar
 from .errors import DrpError
 from .ladder import access, due
@@ -54,6 +55,7 @@ class ChunkResult:
     done: list[tuple[int, str]] = field(default_factory=list)  # (alert id, what was done)
     problems: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # recipients without an address
+    not_yet: list[int] = field(default_factory=list)  # touched after the run's instant
 
 
 @dataclass
@@ -121,10 +123,9 @@ class Batch:
         if last_seq > row.last_seq:  # an event the alert's row does not count: redo singly
             raise StaleChunk(f"alert {row.id} has events its row does not count")
         if self.now < last_at:
-            raise DrpError(
-                f"alert {row.id} already has an event dated {last_at:%Y-%m-%d %H:%M} UTC, after"
-                " the time of this run; events must stay in order, so run as of a later time"
-                " (was drp run with --now in the future?)")
+            # A person acted on it after the run's instant: not due yet for this run (the
+            # service layer's own check says the same, `NotYet`); the next run looks again.
+            raise NotYet(f"alert {row.id} has an event after the time of this run")
 
     def _event(self, row: Any, line: Line, kind: str, values: dict[str, Any], *,
                to_stage: str, comment: str | None = None, data: dict[str, Any] | None = None
@@ -194,6 +195,8 @@ class Batch:
                 if change is not None:
                     self._in_order(row, last.get(row.id))
                     changes.append(change)
+            except NotYet:
+                result.not_yet.append(row.id)
             except DrpError as exc:
                 result.problems.append(f"{row.id}: {exc.message}")
         if not changes:

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import holidays
 
+from .errors import BadValue
+
 
 class WorkingCalendar:
     def __init__(self, extra: Iterable[date] | Mapping[date, str] = ()) -> None:
@@ -54,7 +56,7 @@ class WorkingCalendar:
         step = 1 if n >= 0 else -1
         day, left = start, abs(n)
         while left:
-            day += timedelta(days=step)
+            day = _step(day, step, start)
             if self.is_working_day(day):
                 left -= 1
         return day
@@ -67,9 +69,21 @@ class WorkingCalendar:
 
     def next_working_day(self, day: date) -> date:
         """`day` itself when it is a working day, else the next one."""
+        start = day
         while not self.is_working_day(day):
-            day += timedelta(days=1)
+            day = _step(day, 1, start)
         return day
+
+
+def _step(day: date, step: int, start: date) -> date:
+    """The day `step` days from `day`; a date beyond what Python's dates hold (a due date of
+    9999-12-31 left by an older version or an API client; people's dates are limited by
+    `drp.clock.within_range`) is refused by name instead of an OverflowError."""
+    try:
+        return day + timedelta(days=step)
+    except OverflowError:
+        raise BadValue(f"{start.isoformat()} is beyond the dates the calendar can count"
+                       " working days from; correct the date") from None
 
 
 @lru_cache(maxsize=1)

@@ -9,18 +9,20 @@ for the run (`Runtime.calendar`); nothing here reads it again per alert."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from . import db
 from .alerts import AlertService
-from .batch import Batch, StaleChunk
+from .alerts.unit import NotYet
+from .batch import Batch
 from .calendar import WorkingCalendar
 from .errors import DrpError
 from .ladder import due
@@ -28,6 +30,7 @@ from .ladder.protocol import Protocol
 from .models import Action, Alert
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CHUNK = 200
 BULK = 1000  # alerts per transaction in the set-based writer
 
@@ -58,7 +61,12 @@ class TimescaleReport:
     ack_reminded: list[int] = field(default_factory=list)
     actions_overdue: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Touched by a person after the run's instant: not due yet for this run (no problem).
+    not_yet: list[int] = field(default_factory=list)
     mail: str = ""
+
+    def not_due_yet(self, alert_ids: Iterable[int]) -> None:
+        self.not_yet += [a for a in alert_ids if a not in self.not_yet]
 
     def counts(self) -> dict[str, int]:
         return {
@@ -67,6 +75,7 @@ class TimescaleReport:
             "cafcass_prompts": len(self.cafcass_prompts), "reminded": len(self.reminded),
             "ack_reminded": len(self.ack_reminded),
             "actions_overdue": len(self.actions_overdue), "problems": len(self.problems),
+            "not_yet": len(self.not_yet),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,7 +85,7 @@ class TimescaleReport:
                 "cafcass_prompts": self.cafcass_prompts, "reminded": self.reminded,
                 "ack_reminded": self.ack_reminded,
                 "actions_overdue": self.actions_overdue, "problems": self.problems,
-                "mail": self.mail}
+                "not_yet": self.not_yet, "mail": self.mail}
 
     def markdown(self) -> str:
         if not self.working_day:
@@ -97,6 +106,7 @@ class TimescaleReport:
             f"- reminders: {ids(self.reminded)}\n"
             f"- reminders to acknowledge: {ids(self.ack_reminded)}\n"
             f"- agreed actions overdue (alert/action): {ids(self.actions_overdue)}\n"
+            f"- not yet (touched after the run's instant): {ids(self.not_yet)}\n"
             + "".join(f"- problem: {p}\n" for p in self.problems)
             + (f"\nMail: {self.mail}\n" if self.mail else "")
         )
@@ -133,12 +143,39 @@ def _ids(session: Session, where: Any) -> list[int]:
     return [i for i in session.exec(query) if i is not None]
 
 
+def _alert_of(item: Any) -> int:
+    """The alert an item of work is about (an alert id, or an (alert id, action no) pair)."""
+    return int(item[0] if isinstance(item, tuple) else item)
+
+
+def _one(engine: Engine, make: Callable[[Session], AlertService], item: T,
+         apply: Callable[[AlertService, T], Any], report: TimescaleReport
+         ) -> tuple[T, Any] | None:
+    """`item` in a transaction of its own; whatever goes wrong is this item's alone."""
+    try:
+        with db.transaction(engine) as session:
+            return item, apply(make(session), item)
+    except NotYet:
+        report.not_due_yet([_alert_of(item)])
+    except DrpError as exc:
+        report.problems.append(f"{item}: {exc.message}")
+    except OperationalError as exc:
+        report.problems.append(f"{item}: database busy ({db.reason(exc)}); the next run will"
+                               " take it up")
+    except Exception as exc:  # one alert's fault must not stop the run
+        # Not KeyboardInterrupt or SystemExit (BaseException): stopping the run still stops it.
+        log.exception("timescale run: alert %s failed", item)
+        report.problems.append(f"{item}: {type(exc).__name__}: {exc} (an unexpected error,"
+                               " logged; nothing was changed for this alert)")
+    return None
+
+
 def _in_chunks(
     engine: Engine, make: Callable[[Session], AlertService], items: list[T],
     apply: Callable[[AlertService, T], Any], report: TimescaleReport,
 ) -> list[tuple[T, Any]]:
-    """Apply in transactions of CHUNK items; if one item is refused, its chunk is rolled back
-    and redone an item per transaction, so one bad alert never holds up the rest."""
+    """Apply in transactions of CHUNK items; if anything goes wrong in a chunk, it is rolled
+    back and redone an item per transaction, so one bad alert never holds up the rest."""
     done: list[tuple[T, Any]] = []
     for start in range(0, len(items), CHUNK):
         chunk = items[start:start + CHUNK]
@@ -149,17 +186,12 @@ def _in_chunks(
                 for item in chunk:
                     results.append((item, apply(svc, item)))
             done += results
-        except (DrpError, OperationalError):
-            # One refused alert, or a busy database: redo the chunk an alert at a time.
+        except Exception:  # redone singly below, where each is reported
+            # One refused or broken alert, or a busy database: an alert at a time.
             for item in chunk:
-                try:
-                    with db.transaction(engine) as session:
-                        done.append((item, apply(make(session), item)))
-                except DrpError as exc:
-                    report.problems.append(f"{item}: {exc.message}")
-                except OperationalError as exc:
-                    report.problems.append(f"{item}: database busy ({db.reason(exc)}); the next"
-                                           " run will take it up")
+                result = _one(engine, make, item, apply, report)
+                if result is not None:
+                    done.append(result)
     return done
 
 
@@ -193,14 +225,15 @@ def _in_bulk(
         try:
             with db.transaction(engine) as session:
                 result = writer(session, chunk)
-        except (StaleChunk, SQLAlchemyError):
-            # An alert changed meanwhile, the database was busy or went away, or a row broke a
-            # constraint: the chunk wrote nothing; an alert at a time, each is re-checked and
-            # any that still fails is named in the report.
+        except Exception:  # StaleChunk, SQLAlchemyError, anything: redone singly
+            # An alert changed meanwhile, the database was busy or went away, a row broke a
+            # constraint or one alert broke the writer: the chunk wrote nothing; an alert at a
+            # time, each is re-checked and any that still fails is named in the report.
             done += _in_chunks(engine, make, chunk, one, report)
             continue
         done += [(aid, what) for aid, what in result.done]
         report.problems += result.problems
+        report.not_due_yet(result.not_yet)
         if probe.notifier is not None:
             probe.notifier.missing += result.missing
     return done

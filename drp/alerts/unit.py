@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class NotYet(BadValue):
+    """The system (a flow run, as of its fixed instant) met an alert with an event after that
+    instant: a person acted on it seconds after the run began. Not due yet as far as this run
+    can tell; the next run takes it up. A person's action dated before the alert's last event
+    is refused as a plain BadValue instead."""
+
+
 def reports_conflicts(method: F) -> F:
     """A concurrent change to the alert (a stale version at any flush) becomes a Conflict that
     names who made it; nothing of this unit of work is saved."""
@@ -163,7 +170,7 @@ class UnitOfWork:
         self._cover_for[known_id(alert.id)] = access.acting_as(actor, trigger, self.protocol,
                                                               alert, line)
         fire(self.protocol, adapter, trigger, f"alert {alert.id}", **kwargs)
-        self._not_before_last_event(alert)
+        self._not_before_last_event(alert, actor)
         alert.status, alert.stage = adapter.status, adapter.stage
         return adapter
 
@@ -189,7 +196,7 @@ class UnitOfWork:
             )
         return adapter
 
-    def _not_before_last_event(self, alert: Alert) -> None:
+    def _not_before_last_event(self, alert: Alert, actor: Actor | None = None) -> None:
         last, last_seq = self.s.exec(
             select(func.max(Event.at), func.max(Event.seq)).where(Event.alert_id == alert.id)
         ).one()
@@ -201,7 +208,8 @@ class UnitOfWork:
             def local(t: datetime) -> str:
                 return t.astimezone(self.tz).strftime("%-d %b %Y %H:%M")
 
-            raise BadValue(
+            refused = NotYet if actor is not None and actor.is_system else BadValue
+            raise refused(
                 f"alert {alert.id} already has an event dated {local(last)}, after the time of"
                 f" this action ({local(self.now)}); events must stay in order, so act as of"
                 " a later time (was drp run with --now in the future?)"
