@@ -1,41 +1,125 @@
 """The themes flow's work: retrain on the corpus and the council's confirmed themes, then
-suggest a theme for every alert that has none, through the service layer."""
+suggest a theme for each alert that has none, through the service layer.
+
+Once per alert: an alert that already has a `theme_suggested` event (the flow's earlier
+suggestion, sure or unsure) waits for its IRO; its text never changes, so a second night
+would only repeat the same words. Never on a closed alert (resolved or withdrawn): nobody acts
+on its theme any more. In transactions of CHUNK alerts: if one alert cannot take its
+suggestion, the chunk is redone an alert at a time, that one is named in `problems` and the
+rest are saved; one a person touched after the flow's instant waits for the next night."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import exists
+from sqlalchemy import select as sa_select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col
 
 from . import db
+from .alerts.unit import NotYet
 from .clock import Clock
-from .models import Alert
+from .errors import DrpError
+from .ladder.protocol import TERMINAL
+from .models import Alert, Event
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from .alerts import AlertService
+    from .classifier import Suggestion
+
+log = logging.getLogger(__name__)
+CHUNK = 200
+CLOSED = (*TERMINAL, "closed")
+
+
+def _still_unthemed(alert: Alert | None) -> bool:
+    return (alert is not None and alert.theme is None and not alert.theme_confirmed
+            and alert.status not in CLOSED)
 
 
 def categorise(rt: Runtime, clock: Clock) -> dict[str, Any]:
     classifier = rt.classifier(retrain=True)
+    already = exists().where(col(Event.alert_id) == col(Alert.id),
+                             col(Event.kind) == "theme_suggested")
     with Session(rt.engine) as session:
-        rows = session.exec(
+        rows = session.execute(
             # Concerns only: a good-practice record has no theme to suggest.
-            select(Alert).where(col(Alert.theme).is_(None), col(Alert.theme_confirmed).is_(False),
-                                Alert.kind == "concern")
+            sa_select(col(Alert.id), col(Alert.summary), col(Alert.detail),
+                      col(Alert.impact), already)
+            .where(col(Alert.theme).is_(None), col(Alert.theme_confirmed).is_(False),
+                   col(Alert.kind) == "concern", col(Alert.status).not_in(CLOSED))
             .order_by(col(Alert.id))).all()
-        todo = [(a.id, " ".join(t for t in (a.summary, a.detail, a.impact) if t))
-                for a in rows if a.id is not None]
+    unthemed = [aid for aid, *_ in rows if aid is not None]
+    before = [aid for aid, *_, done in rows if aid is not None and done]
+    todo = [(aid, " ".join(t for t in (summary, detail, impact) if t))
+            for aid, summary, detail, impact, done in rows if aid is not None and not done]
     suggestions = classifier.suggest_many([text for _, text in todo])
-    categorised: list[int] = []
-    unsure: list[int] = []
-    with db.transaction(rt.engine) as session:
-        svc = rt.service(session, clock)
-        for (aid, _), suggestion in zip(todo, suggestions, strict=True):
-            assert aid is not None
-            (categorised if svc.suggest_theme(aid, suggestion) else unsure).append(aid)
+    outcome = _suggest_all(rt, clock, [(aid, s) for (aid, _), s in
+                                       zip(todo, suggestions, strict=True)])
+    categorised = [aid for aid, sure in outcome["done"] if sure]
+    unsure = [aid for aid, sure in outcome["done"] if not sure]
+    problems: list[str] = outcome["problems"]
     markdown = (
         f"# Themes\n\nTrained on {classifier.trained_on} examples"
         f" ({classifier.own_labels} of them this council's confirmed themes).\n\n"
         f"- categorised: {', '.join(map(str, categorised)) or 'none'}\n"
-        f"- unsure, left for the IRO: {', '.join(map(str, unsure)) or 'none'}\n")
-    return {"unthemed": [aid for aid, _ in todo], "categorised": categorised,
-            "unsure": unsure, "trained_on": classifier.trained_on,
-            "own_labels": classifier.own_labels, "markdown": markdown}
+        f"- unsure, left for the IRO: {', '.join(map(str, unsure)) or 'none'}\n"
+        f"- suggested on an earlier night, left for the IRO: {len(before)}\n"
+        + "".join(f"- problem: {p}\n" for p in problems))
+    return {"unthemed": unthemed, "categorised": categorised, "unsure": unsure,
+            "suggested_before": before, "not_yet": outcome["not_yet"], "problems": problems,
+            "trained_on": classifier.trained_on, "own_labels": classifier.own_labels,
+            "markdown": markdown}
+
+
+def _suggest_all(rt: Runtime, clock: Clock, items: list[tuple[int, Suggestion]]
+                 ) -> dict[str, Any]:
+    done: list[tuple[int, bool]] = []
+    not_yet: list[int] = []
+    problems: list[str] = []
+
+    def suggest(svc: AlertService, session: Session, aid: int, suggestion: Suggestion
+                ) -> tuple[int, bool] | None:
+        # Re-checked in this transaction: closed or themed since the list was read, nothing.
+        if not _still_unthemed(session.get(Alert, aid)):
+            return None
+        return aid, svc.suggest_theme(aid, suggestion)
+
+    def one(aid: int, suggestion: Suggestion) -> None:
+        try:
+            with db.transaction(rt.engine) as session:
+                result = suggest(rt.service(session, clock), session, aid, suggestion)
+            if result is not None:
+                done.append(result)
+        except NotYet:
+            not_yet.append(aid)
+        except DrpError as exc:
+            problems.append(f"{aid}: {exc.message}")
+        except OperationalError as exc:
+            problems.append(f"{aid}: database busy ({db.reason(exc)}); the next night will"
+                            " take it up")
+        except Exception as exc:  # one alert's fault must not undo the night
+            log.exception("themes flow: alert %s failed", aid)
+            problems.append(f"{aid}: {type(exc).__name__}: {exc} (an unexpected error, logged;"
+                            " nothing was saved for this alert)")
+
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start:start + CHUNK]
+        try:
+            results: list[tuple[int, bool] | None] = []
+            with db.transaction(rt.engine) as session:
+                svc = rt.service(session, clock)
+                results = [suggest(svc, session, aid, s) for aid, s in chunk]
+            done.extend(r for r in results if r is not None)
+        except Exception:  # redone an alert at a time, where each is reported
+            _each(chunk, one)
+    return {"done": done, "not_yet": not_yet, "problems": problems}
+
+
+def _each(chunk: list[tuple[int, Suggestion]], one: Callable[[int, Suggestion], None]) -> None:
+    for aid, suggestion in chunk:
+        one(aid, suggestion)

@@ -1,0 +1,90 @@
+"""The themes flow's work (drp.categorise): a suggestion once per alert, never on a closed
+alert, in transactions of a chunk each, so one alert that cannot take a suggestion is named
+and the rest go on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from drp import db
+from drp.categorise import categorise
+from drp.clock import FixedClock, parse_instant
+from drp.models import Alert, Event
+from drp.org import load_org
+from drp.runtime import Runtime, runtime
+
+from .conftest import DATA
+
+VAGUE = "please look at this"  # the classifier is unsure of it
+CLEAR = "Pathway plan not started at 17 and no personal adviser allocated"
+
+
+@pytest.fixture
+def rt(drp_env: Path) -> Runtime:
+    rt = runtime()
+    db.upgrade(rt.engine)
+    with db.transaction(rt.engine) as s:
+        load_org(s, DATA / "org.yaml", rt.protocol)
+    return rt
+
+
+def act(rt: Runtime, when: str, fn: Any) -> Any:
+    with db.transaction(rt.engine) as s:
+        svc = rt.service(s, FixedClock(parse_instant(when, rt.settings.tz)))
+        svc.suggester = None  # raised as with no classifier at hand: no suggestion yet
+        return fn(svc)
+
+
+def night(rt: Runtime, when: str) -> dict[str, Any]:
+    return categorise(rt, FixedClock(parse_instant(when, rt.settings.tz)))
+
+
+def suggested(rt: Runtime) -> Counter[int]:
+    with Session(rt.engine) as s:
+        return Counter(e.alert_id for e in s.exec(
+            select(Event).where(Event.kind == "theme_suggested")))
+
+
+def raise_(rt: Runtime, ref: str, iro: str, text: str, separate: bool = False) -> int:
+    return int(act(rt, "2027-03-01T10:00", lambda s: s.raise_alert(
+        iro, ref, text, separate=separate)).id)
+
+
+def test_a_suggestion_once_per_alert_and_never_on_a_closed_one(rt: Runtime) -> None:
+    vague = raise_(rt, "R100", "iro.ada", VAGUE)
+    clear = raise_(rt, "R200", "iro.ben", CLEAR)
+    withdrawn = raise_(rt, "R101", "iro.ben", VAGUE)
+    resolved = raise_(rt, "R100", "iro.ada", CLEAR + " again", separate=True)
+    act(rt, "2027-03-01T11:00", lambda s: s.withdraw(withdrawn, "iro.ben", "Raised in error"))
+    act(rt, "2027-03-01T11:00", lambda s: s.resolve(resolved, "iro.ada", "Sorted"))
+    first = night(rt, "2027-03-02T01:30")
+    assert first["categorised"] == [clear] and first["unsure"] == [vague]
+    assert first["problems"] == []
+    assert suggested(rt) == {vague: 1, clear: 1}
+    # The next nights: the unsure alert waits for its IRO; nothing is written again.
+    for when in ("2027-03-03T01:30",):
+        again = night(rt, when)
+        assert again["categorised"] == again["unsure"] == []
+        assert again["unthemed"] == [vague] and again["suggested_before"] == [vague]
+    assert suggested(rt) == {vague: 1, clear: 1}
+
+
+def test_one_alert_that_cannot_take_a_suggestion_does_not_undo_the_night(rt: Runtime) -> None:
+    ids = [raise_(rt, ref, iro, CLEAR) for ref, iro in
+           (("R100", "iro.ada"), ("R101", "iro.ben"), ("R200", "iro.ben"))]
+    broken, touched = ids[1], ids[2]
+    with db.transaction(rt.engine) as s:  # a stage no protocol knows: its machine refuses
+        s.execute(update(Alert).where(Alert.id == broken).values(stage="stage9"))  # type: ignore[arg-type]
+    # The IRO acts seconds after the flow's instant: that one waits for the next night.
+    act(rt, "2027-03-02T01:30:05", lambda s: s.acknowledge(touched, "tm.gus"))
+    result = night(rt, "2027-03-02T01:30")
+    assert result["categorised"] == [ids[0]]
+    assert len(result["problems"]) == 1 and result["problems"][0].startswith(f"{broken}: ")
+    assert suggested(rt) == {ids[0]: 1}
+    assert night(rt, "2027-03-03T01:30")["categorised"] == [touched]
