@@ -1,19 +1,23 @@
 """The transactional outbox: rows written with the event that causes them; delivery claims,
 sends and marks each row, so a message is never lost and never queued twice.
 
-Claim: UPDATE ... WHERE status is claimable (rowcount 1), committed before sending. A crash
-between sending and marking leaves the row `sending`; after the lease it is claimed again and
-resent with the same Message-ID, so a duplicate is recognisable (SMTP has no de-duplication)."""
+Claim: one UPDATE ... WHERE id IN (the next batch of claimable rows) RETURNING id, attempts,
+committed before sending; the claim is stamped, and a lease judged, by the database's clock
+(two deliverers, or a flow running "as of" another instant, never take a live claim). A
+crash between sending and marking leaves the row `sending`; after the lease it is claimed
+again and resent with the same Message-ID, so a duplicate is recognisable (SMTP has no
+de-duplication). A row is marked only by the claim that holds it (its attempts as a token)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import Interval, and_, func, literal, or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from .models import OutboxMessage
@@ -24,6 +28,7 @@ MAX_ATTEMPTS = 10
 LEASE = timedelta(minutes=10)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=4)
+BATCH = 200  # rows claimed in one statement
 
 
 def backoff(attempts: int) -> timedelta:
@@ -108,94 +113,173 @@ class DeliveryReport:
         return ", ".join(parts)
 
 
+def db_now(engine: Engine, ago: timedelta = timedelta(0)) -> ColumnElement[Any]:
+    """The database's own clock (less `ago`), as SQL, in the form the outbox's instants are
+    stored in: PostgreSQL's timestamptz; on SQLite, UTCDateTime's UTC text with six decimals
+    ('YYYY-MM-DD HH:MM:SS.ffffff', so text comparison orders instants). Leases are stamped and
+    judged by it, never by a caller's logical clock (a flow's "as of" may be hours away)."""
+    seconds = ago.total_seconds()
+    if engine.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:%M:%f", "now", f"-{seconds:.6f} seconds").concat(
+            "000")
+    return func.now() - literal(ago, Interval()) if seconds else func.now()
+
+
+@dataclass(frozen=True, order=True)
+class _Claim:
+    row_id: int
+    token: int  # the row's attempts when claimed: only this claim may mark it
+
+
+class _Delivery:
+    """One delivery run: claims rows in batches, sends each over one transport, marks it."""
+
+    def __init__(self, engine: Engine, transport: Transport, now: Callable[[], datetime],
+                 report: DeliveryReport, renderer: Renderer | None, max_attempts: int) -> None:
+        self.engine, self.transport, self.now, self.report = engine, transport, now, report
+        self.templates, self.max_attempts = renderer, max_attempts
+
+    def claim(self, claimable: ColumnElement[bool], batch: int, after: int,
+              extra: list[ColumnElement[bool]]) -> list[_Claim]:
+        """Claim up to `batch` rows after id `after` in one statement, stamped with the
+        database's clock; PostgreSQL skips rows another claimer has locked."""
+        pick = (select(OutboxMessage.id)
+                .where(claimable, col(OutboxMessage.id) > after, *extra)
+                .order_by(col(OutboxMessage.id)).limit(batch))
+        if self.engine.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        # A CTE, materialised: PostgreSQL may otherwise run a LIMIT ... SKIP LOCKED subquery
+        # again for each row it updates, and claim far more than a batch.
+        picked = pick.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+        with Session(self.engine) as session:
+            rows = session.execute(
+                update(OutboxMessage).add_cte(picked)
+                .where(col(OutboxMessage.id).in_(select(picked.c.id)), claimable)
+                .values(status="sending", claimed_at=db_now(self.engine),
+                        attempts=OutboxMessage.attempts + 1)
+                .returning(col(OutboxMessage.id), col(OutboxMessage.attempts))
+            ).all()
+            session.commit()
+        return sorted(_Claim(int(i), int(a)) for i, a in rows)
+
+    def release(self, claims: list[_Claim]) -> None:
+        """Give back claimed rows not tried (the run stopped): pending, the attempt undone."""
+        if not claims:
+            return
+        with Session(self.engine) as session:
+            for c in claims:
+                session.execute(self._mine(c).values(
+                    status="pending", claimed_at=None, attempts=OutboxMessage.attempts - 1))
+            session.commit()
+
+    @staticmethod
+    def _mine(c: _Claim) -> Any:
+        return update(OutboxMessage).where(
+            col(OutboxMessage.id) == c.row_id, col(OutboxMessage.status) == "sending",
+            col(OutboxMessage.attempts) == c.token)
+
+    def _mark(self, c: _Claim, **values: Any) -> None:
+        with Session(self.engine) as session:
+            session.execute(self._mine(c).values(**values))
+            session.commit()
+
+    def send_batch(self, claims: list[_Claim]) -> bool:
+        """Send each claimed row; False when the connection is lost (the rest released)."""
+        with Session(self.engine) as session:
+            rows = {r.id: r for r in session.exec(select(OutboxMessage).where(
+                col(OutboxMessage.id).in_([c.row_id for c in claims])))}
+        for i, c in enumerate(claims):
+            try:
+                if not self.send_one(c, rows[c.row_id]):
+                    self.release(claims[i + 1:])
+                    self.report.retrying += len(claims) - i - 1
+                    return False
+            except BaseException:
+                self.release(claims[i + 1:])  # the one in hand waits for its lease
+                raise
+        return True
+
+    def _fail(self, c: _Claim, row: OutboxMessage, error: str) -> None:
+        self._mark(c, status="failed", last_error=error[:500])
+        self.report.failed += 1
+        self.report.errors.append(f"message {c.row_id} to {row.recipient}: {error}")
+
+    def send_one(self, c: _Claim, row: OutboxMessage) -> bool:
+        assert row.to_addr is not None
+        body: dict[str, str] = {}
+        if row.context is not None and not row.text_body:
+            self.templates = self.templates or Renderer()
+            try:
+                done = self.templates.render(row.message, load_context(row.context))
+            except Exception as exc:  # a council's template broken since queueing
+                self._fail(c, row, f"the message could not be rendered: {exc}")
+                return True
+            body = {"subject": done.subject, "text_body": done.text, "html_body": done.html}
+        out = Outgoing(row_id=c.row_id, key=row.key, to_addr=row.to_addr,
+                       subject=body.get("subject", row.subject),
+                       text=body.get("text_body", row.text_body),
+                       html=body.get("html_body", row.html_body),
+                       created_at=row.created_at, message=row.message)
+        try:
+            self.transport.send(out)
+        except PermanentError as exc:
+            self._fail(c, row, str(exc))
+            return True
+        except TransientError as exc:
+            if c.token >= self.max_attempts:
+                self._fail(c, row, f"{exc} (gave up after {c.token} attempts)")
+            else:
+                self._mark(c, status="pending", last_error=str(exc)[:500],
+                           next_attempt_at=self.now() + backoff(c.token))
+                self.report.retrying += 1
+            if exc.connection:
+                self.report.errors.append(str(exc))
+                return False
+            return True
+        self._mark(c, status="sent", sent_at=self.now(), last_error=None, **body)
+        self.report.sent += 1
+        return True
+
+
 def deliver(
     engine: Engine, transport: Transport, now: Callable[[], datetime], *,
-    due_only: bool = True, limit: int = 1000, max_attempts: int = MAX_ATTEMPTS,
-    renderer: Renderer | None = None,
+    due_only: bool = True, batch: int = BATCH, max_attempts: int = MAX_ATTEMPTS,
+    renderer: Renderer | None = None, lease: timedelta = LEASE,
+    ids: Collection[int] | None = None, stop: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
-    """Send what is waiting: rows whose retry time has come (or every pending row when
-    `due_only` is false), and rows whose sender crashed more than a lease ago. Rows queued in
-    bulk are rendered here, from the context stored with them, and keep what was sent."""
+    """Send what is waiting, in batches until none is left: rows whose retry time has come by
+    the logical clock `now` (or every pending row when `due_only` is false; only `ids` when
+    given), and rows whose sender crashed more than a `lease` ago by the database's clock.
+    One pass in id order: a row that fails waits for the next run. Rows queued in bulk are
+    rendered here, from the context stored with them, and keep what was sent. `stop` is
+    asked between batches (a deliverer shutting down)."""
     report = DeliveryReport()
-    templates = renderer
     start = now()
     claimable = or_(
         col(OutboxMessage.status) == "pending",
         and_(col(OutboxMessage.status) == "sending",
-             col(OutboxMessage.claimed_at) < start - LEASE),
+             col(OutboxMessage.claimed_at) < db_now(engine, lease)),
     )
-    with Session(engine) as session:
-        query = select(OutboxMessage.id).where(claimable)
-        if due_only:
-            query = query.where(col(OutboxMessage.next_attempt_at) <= start)
-        ids = list(session.exec(query.order_by(col(OutboxMessage.id)).limit(limit)))
+    extra: list[ColumnElement[bool]] = []
+    if due_only:
+        extra.append(col(OutboxMessage.next_attempt_at) <= start)
+    if ids is not None:
+        if not ids:
+            return report
+        extra.append(col(OutboxMessage.id).in_(sorted(ids)))
+    run = _Delivery(engine, transport, now, report, renderer, max_attempts)
+    after = 0
     try:
-        for row_id in ids:
-            if row_id is None:
-                continue
-            with Session(engine) as session:
-                claimed = session.execute(
-                    update(OutboxMessage)
-                    .where(col(OutboxMessage.id) == row_id, claimable)
-                    .values(status="sending", claimed_at=now(),
-                            attempts=OutboxMessage.attempts + 1)
-                )
-                session.commit()
-                if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                    continue  # another sender has it
-                row = session.get(OutboxMessage, row_id)
-                assert row is not None and row.to_addr is not None
-                if row.context is not None and not row.text_body:
-                    templates = templates or Renderer()
-                    try:
-                        done = templates.render(row.message, load_context(row.context))
-                    except Exception as exc:  # a council's template broken since queueing
-                        row.status = "failed"
-                        row.last_error = f"the message could not be rendered: {exc}"[:500]
-                        report.failed += 1
-                        report.errors.append(f"message {row_id} to {row.recipient}:"
-                                             f" {row.last_error}")
-                        session.add(row)
-                        session.commit()
-                        continue
-                    row.subject, row.text_body, row.html_body = done.subject, done.text, done.html
-                out = Outgoing(row_id=row_id, key=row.key, to_addr=row.to_addr,
-                               subject=row.subject, text=row.text_body, html=row.html_body,
-                               created_at=row.created_at, message=row.message)
-                try:
-                    transport.send(out)
-                except PermanentError as exc:
-                    row.status, row.last_error = "failed", str(exc)[:500]
-                    report.failed += 1
-                    report.errors.append(f"message {row_id} to {row.recipient}: {exc}")
-                except TransientError as exc:
-                    row.last_error = str(exc)[:500]
-                    if row.attempts >= max_attempts:
-                        row.status = "failed"
-                        report.failed += 1
-                    else:
-                        row.status = "pending"
-                        row.next_attempt_at = now() + backoff(row.attempts)
-                        report.retrying += 1
-                    session.add(row)
-                    session.commit()
-                    if exc.connection:
-                        report.errors.append(str(exc))
-                        report.retrying += _remaining(ids, row_id)
-                        break  # the server is down: leave the rest for the next run
-                    continue
-                else:
-                    row.status, row.sent_at, row.last_error = "sent", now(), None
-                    report.sent += 1
-                session.add(row)
-                session.commit()
+        while not (stop and stop()):
+            claims = run.claim(claimable, batch, after, extra)
+            if not claims:
+                break
+            after = claims[-1].row_id
+            if not run.send_batch(claims):
+                break  # the server is down: leave the rest for the next run
     finally:
         transport.close()
     return report
-
-
-def _remaining(ids: list[int | None], current: int) -> int:
-    return len(ids) - ids.index(current) - 1
 
 
 def retry(engine: Engine, now: datetime, row_id: int | None = None) -> int:

@@ -6,7 +6,10 @@ import contextlib
 import hashlib
 import os
 import smtplib
+import socket
 import ssl
+import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -62,6 +65,10 @@ def build_email(out: Outgoing, sender: str) -> EmailMessage:
     return msg
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
 class Transport(Protocol):
     def send(self, out: Outgoing) -> None: ...
 
@@ -76,15 +83,21 @@ class FileTransport:
         self.folder, self.sender = folder, sender
 
     def send(self, out: Outgoing) -> None:
+        """Write to a temporary file of this writer's own (process, thread and a random part:
+        two deliverers never share one), then rename it into place atomically. A local error
+        is this message's failure, to retry; it says nothing of any server."""
+        path = self.folder / f"{out.row_id:08d}-{out.message}.eml"
+        tmp = self.folder / (f".{path.stem}.{os.getpid()}.{threading.get_ident()}"
+                             f".{uuid.uuid4().hex}.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{out.row_id:08d}-{out.message}.eml"
-            tmp = path.with_suffix(".tmp")
             tmp.write_bytes(bytes(build_email(out, self.sender)))
             os.replace(tmp, path)
         except OSError as exc:
-            raise TransientError(f"cannot write to {self.folder}: {exc.strerror}",
-                                 connection=True) from None
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise TransientError(f"cannot write to {self.folder}: {exc.strerror or exc}"
+                                 ) from None
 
     def close(self) -> None:
         pass
@@ -98,20 +111,19 @@ class SmtpTransport:
         self.host, self.port, self.tls = host, port, tls
         self.user, self.password, self.sender, self.timeout = user, password, sender, timeout
         self._smtp: smtplib.SMTP | None = None
+        self._opening: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
         if self._smtp is not None:
             return self._smtp
         context = ssl.create_default_context()
+        smtp: smtplib.SMTP = (smtplib.SMTP_SSL(timeout=self.timeout, context=context)
+                              if self.tls == "ssl" else smtplib.SMTP(timeout=self.timeout))
+        self._opening = smtp  # abort() can reach its socket while it waits for the banner
         try:
-            smtp: smtplib.SMTP
-            if self.tls == "ssl":
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                        context=context)
-            else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-                if self.tls == "starttls":
-                    smtp.starttls(context=context)
+            smtp.connect(self.host, self.port)
+            if self.tls == "starttls":
+                smtp.starttls(context=context)
             if self.user:
                 smtp.login(self.user, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
@@ -120,27 +132,80 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"cannot reach the SMTP server {self.host}:{self.port}"
                                  f" ({exc})", connection=True) from None
+        finally:
+            self._opening = None
         self._smtp = smtp
         return smtp
 
     def send(self, out: Outgoing) -> None:
+        """Send one message. Only a lost connection stops the run (`connection=True`); what
+        the server says of this message (a recipient refused, 4xx or 5xx), and what cannot be
+        sent as it stands (a non-ASCII address to a server without SMTPUTF8), is this
+        message's failure. smtplib.SMTPException is an OSError: the order matters."""
         smtp = self._connect()
         try:
             smtp.send_message(build_email(out, self.sender), from_addr=self.sender,
                               to_addrs=[out.to_addr])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
+            reason = f"{code} {_text(text)}"
+            if code == 421:  # smtplib has closed the connection
+                self._drop()
+                raise TransientError(f"the SMTP server closed the connection ({reason})",
+                                     connection=True) from None
             if 400 <= code < 500:
-                raise TransientError(f"recipient deferred ({code})") from None
-            raise PermanentError(f"recipient refused ({code} {text.decode(errors='replace')})"
-                                 ) from None
-        except smtplib.SMTPResponseException as exc:
-            if 400 <= exc.smtp_code < 500:
-                raise TransientError(f"server deferred the message ({exc.smtp_code})") from None
-            raise PermanentError(f"server refused the message ({exc.smtp_code})") from None
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                raise TransientError(f"recipient {out.to_addr} deferred ({reason})") from None
+            raise PermanentError(f"recipient {out.to_addr} refused ({reason})") from None
+        except smtplib.SMTPServerDisconnected as exc:
             self._smtp = None
             raise TransientError(f"lost the SMTP server ({exc})", connection=True) from None
+        except smtplib.SMTPResponseException as exc:
+            reason = f"{exc.smtp_code} {_text(exc.smtp_error)}"
+            if exc.smtp_code == 421:  # the server is closing the connection
+                self._drop()
+                raise TransientError(f"the SMTP server closed the connection ({reason})",
+                                     connection=True) from None
+            if 400 <= exc.smtp_code < 500:
+                raise TransientError(f"server deferred the message ({reason})") from None
+            raise PermanentError(f"server refused the message ({reason})") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            self._reset()
+            raise PermanentError(f"cannot be sent to {out.to_addr} by this server ({exc})"
+                                 ) from None
+        except (UnicodeError, ValueError) as exc:
+            self._reset()
+            raise PermanentError(f"cannot be sent to {out.to_addr} as it stands ({exc})"
+                                 ) from None
+        except smtplib.SMTPException as exc:
+            self._reset()
+            raise TransientError(f"SMTP error ({exc})") from None
+        except OSError as exc:
+            self._drop()
+            raise TransientError(f"lost the SMTP server ({exc})", connection=True) from None
+
+    def _reset(self) -> None:
+        """Back to a clean state after a message refused before the server saw it."""
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(OSError):
+                self._smtp.close()
+        self._smtp = None
+
+    def abort(self) -> None:
+        """From another thread: end a send blocked on a silent server (it fails at once as a
+        lost connection), so a deliverer can stop."""
+        smtp = self._smtp or self._opening
+        sock = getattr(smtp, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         if self._smtp is not None:

@@ -48,20 +48,22 @@ def env() -> Runtime:
 
 @contextmanager
 def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertService]:
-    """One unit of work; afterwards, deliver the mail it queued (a delivery problem never
-    undoes the command: the mail waits in the outbox)."""
+    """One unit of work; afterwards, deliver the mail it queued, and only that (a delivery
+    problem never undoes the command nor changes its exit code: the mail waits in the
+    outbox)."""
     runtime = env()
     db.require_schema(runtime.engine)
     clock = clock or clock_for(now, runtime.settings.tz)
     notifier = mail.notifier(runtime.settings)
     with db.transaction(runtime.engine) as session:
+        queued = mail.queued_ids(session)
         alerts = runtime.service(session, clock, notifier)
         yield alerts
     for line in [*notifier.missing, *runtime.warnings]:
         err.print(f"drp: warning: {line}", markup=False)
     runtime.warnings.clear()
-    if alerts.queued:
-        report = mail.send_after_commit(runtime.engine, runtime.settings, clock)
+    if alerts.queued and queued:  # only this command's mail: the rest is the deliverers'
+        report = mail.send_after_commit(runtime.engine, runtime.settings, clock, queued)
         if report.errors or report.failed:
             err.print(f"drp: mail: {report.summary()}; {'; '.join(report.errors[:1])}"
                       " (the messages wait in the outbox: drp outbox list)", markup=False)

@@ -4,10 +4,12 @@ routers of drp.web.routes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -15,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
+from .. import mail
 from ..clock import Clock
 from ..errors import DrpError, NotFound
 from ..keys import secret_key
@@ -67,16 +70,30 @@ def make_templates(rt: Runtime) -> Jinja2Templates:
 def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     settings = rt.settings
     signer = Signed(secret_key(settings))
+    clock = clock or Clock()
+    deliverer = mail.Deliverer(rt.engine, settings, clock)
     context = WebContext(
-        rt=rt, clock=clock or Clock(), auth=Auth(rt.engine, settings), signer=signer,
+        rt=rt, clock=clock, auth=Auth(rt.engine, settings), signer=signer,
         templates=make_templates(rt), secure_cookies=settings.base_url.startswith("https://"),
+        deliverer=deliverer,
     )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        """Mail goes from a background thread while the app serves (woken by each action
+        that queues some, and every few seconds); it is stopped when the app stops."""
+        deliverer.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(deliverer.stop)
+
     app = FastAPI(
         title="drp", version="0.1.0",
         description="Dispute resolution for IRO services: the JSON API. Authenticate with a"
                     " bearer token (`drp user token USERNAME`) or a signed-in session plus the"
                     " X-CSRF-Token header.",
-        docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json",
+        docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
     )
     attach(app, context)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -60,6 +60,7 @@ class WebContext:
     signer: Signed
     templates: Jinja2Templates
     secure_cookies: bool  # cookies marked Secure when drp is served over https
+    deliverer: mail.Deliverer | None = None  # the app's background mail delivery
 
     @property
     def settings(self) -> Settings:
@@ -188,10 +189,12 @@ PostedFields = Annotated[dict[str, str], Depends(posted_fields)]
 @dataclass(frozen=True)
 class UnitOfWork:
     """`with work() as service:` one transaction of the service layer; what it queued is
-    delivered after the commit (mail.send_after_commit: the action stands whatever happens)."""
+    delivered after the commit by the app's background deliverer, woken here: the request
+    never waits for the mail server."""
 
     rt: Runtime
     clock: Clock
+    deliverer: mail.Deliverer | None = None
 
     @contextmanager
     def __call__(self) -> Iterator[AlertService]:
@@ -199,12 +202,12 @@ class UnitOfWork:
         with db.transaction(self.rt.engine) as session:
             service = self.rt.service(session, self.clock, notifier)
             yield service
-        if service.queued:
-            mail.send_after_commit(self.rt.engine, self.rt.settings, self.clock)
+        if service.queued and self.deliverer is not None:
+            self.deliverer.wake()
 
 
 def unit_of_work(context: Context) -> UnitOfWork:
-    return UnitOfWork(context.rt, context.clock)
+    return UnitOfWork(context.rt, context.clock, context.deliverer)
 
 
 Work = Annotated[UnitOfWork, Depends(unit_of_work)]
