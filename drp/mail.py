@@ -30,7 +30,7 @@ def renderer(settings: Settings) -> Renderer:
 
 
 def notifier(settings: Settings) -> Notifier:
-    return Notifier(renderer=renderer(settings), base_url=settings.base_url, tz=settings.tz)
+    return Notifier(renderer=renderer(settings), base_url=settings.base_url)
 
 
 def transport(settings: Settings) -> Transport:
