@@ -30,7 +30,7 @@ def renderer(settings: Settings) -> Renderer:
 
 
 def notifier(settings: Settings) -> Notifier:
-    return Notifier(renderer=renderer(settings), base_url=settings.base_url)
+    return Notifier(renderer=renderer(settings), base_url=settings.base_url, tz=settings.tz)
 
 
 def transport(settings: Settings) -> Transport:

@@ -5,18 +5,21 @@ rows it writes commit (or roll back) with the event."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
 from notifications.outbox import NewMessage, enqueue_many, row_values
 from notifications.render import Renderer, dump_context
 
+from .clock import local_date
 from .ladder import access
 from .ladder.access import Line
 from .ladder.protocol import Protocol, Role
 from .models import Action, Alert, Council, Event, Person, PersonRole, Referral
+from .settings import Settings
 
 SYSTEM_NAME = "drp (automatically)"  # who the e-mails say acted, for the flows
 
@@ -116,11 +119,24 @@ class Snapshot(Directory):
         return self._managers
 
 
+# The council's time zone when none is given: the settings' own default (Europe/London).
+DEFAULT_TZ = ZoneInfo(Settings.model_fields["timezone"].default)
+
+
 @dataclass
 class Notifier:
     renderer: Renderer
     base_url: str
     missing: list[str] = field(default_factory=list)
+    tz: ZoneInfo = DEFAULT_TZ  # the council's (settings.tz): whose days the e-mails give
+
+    def local_day(self, instant: datetime) -> date:
+        """The one place an instant becomes a date in an e-mail: the council's local day, so
+        an alert raised at 00:30 BST on 1 June was raised on 1 June, not on 31 May (UTC). The
+        renderer refuses instants, so no other path prints a UTC day."""
+        if instant.tzinfo is None:
+            raise ValueError(f"a naive instant ({instant.isoformat()}) given for an e-mail")
+        return local_date(instant, self.tz)
 
     def alert_url(self, alert_id: int) -> str:
         return f"{self.base_url.rstrip('/')}/alerts/{alert_id}"
@@ -213,7 +229,7 @@ class Notifier:
 
     # -- context ----------------------------------------------------------------------------------
     def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-                notice: Notice, recipient: Recipient, actor_name: str,
+                notice: Notice, recipient: Recipient, actor_name: str, now: datetime,
                 directory: Directory | None = None) -> dict[str, Any]:
         assert alert.id is not None
         find = directory or Directory(session)
@@ -240,9 +256,12 @@ class Notifier:
             "from_title": protocol.title(previous) if previous else "",
             "automatic": notice.event.kind == "auto_escalated",
             "when_overdue": stage.when_overdue.value if stage else "",
-            "stage_entered": alert.stage_entered_at.date(),
+            "stage_entered": self.local_day(alert.stage_entered_at),
             "resolution_working_days": protocol.resolution_working_days,
-            "raised_on": alert.raised_at.date(),
+            "raised_on": self.local_day(alert.raised_at),
+            # The message's own day: a date in another year carries its year (rendered at
+            # delivery, the year is still the event's).
+            "today": self.local_day(now),
             "formal": protocol.is_formal(alert.stage),
             "cafcass_response": "",
             "actions_agreed": 0, "first_action_due": None, "outstanding_actions": 0,
@@ -279,7 +298,7 @@ class Notifier:
         # The context is the same for every recipient but for who they are: build it and
         # encode it once, then add each recipient's part.
         context = self.context(session, protocol, alert, line, notice, people[0],
-                               SYSTEM_NAME, directory)
+                               SYSTEM_NAME, now, directory)
         for name in ("recipient", "role"):
             context.pop(name)
         shared = dump_context(context)[:-1]
@@ -311,7 +330,7 @@ class Notifier:
                     key=outbox_key(notice.event.id, r.person.username), message=message,
                     alert_id=alert.id, recipient=r.person.username, to_addr=r.person.email,
                     rendered=self.renderer.render(message, self.context(
-                        session, protocol, alert, line, notice, r, actor_name)),
+                        session, protocol, alert, line, notice, r, actor_name, now)),
                 )
                 for r in self.recipients(session, protocol, message, alert, line, notice)
             ]

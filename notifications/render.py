@@ -5,7 +5,12 @@ blocks: `subject`, `headline`, `body` (what happened) and `todo` (what the reade
 when). The plain-text part is that template; the HTML part is `base.html` laid out from the same
 blocks, escaped, so the two parts always say the same thing. A message may have its own
 `NAME.html` instead. A council overrides the wording by putting files of the same name in its
-own folder (DRP_TEMPLATES_DIR), searched first."""
+own folder (DRP_TEMPLATES_DIR), searched first.
+
+Dates: a context gives days, already in the council's time zone (an instant is refused, so no
+message prints a UTC day); `|date` writes 9 March 2026, `|short_date` 9 March, with the year
+when it is not that of the context's `today` (the message's own day). `|counted("working
+day")` writes 1 working day, 2 working days."""
 
 from __future__ import annotations
 
@@ -22,8 +27,10 @@ from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
+    pass_context,
     select_autoescape,
 )
+from jinja2.runtime import Context
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -62,13 +69,37 @@ class Rendered:
     html: str
 
 
+def _day(value: Any) -> date | None:
+    """A message shows days, and only the council's local days: the context gives dates (the
+    sender turns each instant into the council's local date, drp.notify.Notifier.local_day).
+    An instant here would print its UTC day ("since 31 May" for 00:30 BST on 1 June)."""
+    if isinstance(value, datetime):
+        raise TypeError(f"an instant ({value.isoformat()}) in a message context: give its"
+                        " local date (the council's time zone) instead")
+    return value or None
+
+
 def _date(value: Any) -> str:
     """9 March 2026 (no leading zero), the way councils write dates."""
-    return f"{value.day} {value:%B %Y}" if value else ""
+    day = _day(value)
+    return f"{day.day} {day:%B %Y}" if day else ""
 
 
-def _short_date(value: Any) -> str:
-    return f"{value.day} {value:%B}" if value else ""
+@pass_context
+def _short_date(context: Context, value: Any) -> str:
+    """9 March, when it is in the year of the message's `today`; 9 March 2027 otherwise (or
+    when the context has no `today`)."""
+    day = _day(value)
+    if day is None:
+        return ""
+    today = _day(context.get("today"))
+    return f"{day.day} {day:%B}" if today and today.year == day.year else _date(day)
+
+
+def _counted(n: int, singular: str, plural: str | None = None) -> str:
+    """1 working day, 3 working days (0 reads "0 working days": a sentence about nothing
+    should say so in its own words)."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
 class Renderer:
@@ -86,6 +117,7 @@ class Renderer:
         )
         self.env.filters["date"] = _date
         self.env.filters["short_date"] = _short_date
+        self.env.filters["counted"] = _counted
 
     def messages(self) -> list[str]:
         names = {Path(n).stem for n in self.env.list_templates(extensions=["txt"])}

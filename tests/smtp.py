@@ -20,7 +20,9 @@ class Received:
 
     @property
     def subject(self) -> str:
-        return str(self.message["Subject"])
+        # As a mail client shows it: Python folds a 71-77 character subject onto its own
+        # continuation line ("Subject:\r\n [drp] ..."), which unfolds with a leading space.
+        return str(self.message["Subject"]).strip()
 
     def part(self, subtype: str) -> str:
         for part in self.message.walk():

@@ -63,7 +63,7 @@ def test_the_timescale_flow_escalates_once_and_says_what_it_did(smtp: SmtpServer
     later = timescales_flow(now="2027-03-09T15:00")
     assert later["counts"]["escalated"] == 0
     assert [r.subject for r in smtp.to("ivy@riverside.example")] == [
-        "[drp] Stage 2 response due 16 March: alert 1 (R100)"]
+        "[drp] Respond by 16 March: alert 1 (R100) escalated to Stage 2"]
 
     async def reports() -> list[tuple[str, str]]:
         """This test's timescale artifacts (description, markdown), oldest first."""

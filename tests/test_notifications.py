@@ -89,8 +89,8 @@ def test_a_council_can_override_the_wording(tmp_path: Path) -> None:
     r = Renderer(tmp_path).render("escalated", sample_context())
     assert r.subject == "[drp] Escalation: alert 17 (C1001)"
     assert "Our own words" in r.text and "Our own words" in r.html
-    assert Renderer(tmp_path).render("resolved", sample_context()).subject.startswith(
-        "[drp] Resolved")
+    assert Renderer(tmp_path).render("resolved", sample_context()).subject == (
+        "[drp] For information: alert 17 (C1001) resolved")
 
 
 @backends
@@ -102,7 +102,8 @@ def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> No
     assert sorted(r.rcpt[0] for r in got) == sorted(
         [ADDR["tm.fay"], ADDR["sw.dan"], ADDR["iro.ada"]])
     first = mailer.smtp.to(ADDR["tm.fay"])[0]
-    assert first.subject == "[drp] Informal resolution response due 8 March: alert 1 (R100)"
+    assert first.subject == (
+        "[drp] Respond by 8 March: alert 1 (R100) raised at Informal resolution")
     html, text = first.part("html"), first.part("plain")
     assert "<script>" not in html and "&lt;script&gt;" in html and "{{ 7*7 }}" in html
     assert "49" not in text and "<script>alert(1)</script> {{ 7*7 }}" in text
@@ -122,7 +123,10 @@ def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> No
     assert set(escalated) == {ADDR[u] for u in ("tm.fay", "sw.dan", "iro.ada", "irom.cat")}
     escalated = sent_to("2027-03-04T09:00", lambda s: s.escalate(aid, "iro.ada", "No"))
     assert set(escalated) == {ADDR[u] for u in ("hos.ivy", "tm.fay", "iro.ada", "irom.cat")}
-    assert escalated[ADDR["hos.ivy"]] == "[drp] Stage 2 response due 11 March: alert 1 (R100)"
+    assert escalated[ADDR["hos.ivy"]] == (
+        "[drp] Respond by 11 March: alert 1 (R100) escalated to Stage 2")
+    assert escalated[ADDR["iro.ada"]] == (
+        "[drp] For information: alert 1 (R100) escalated to Stage 2, response due 11 March")
     held = sent_to("2027-03-05T09:00", lambda s: s.hold(aid, "iro.ada", "Court",
                                                          until=date(2027, 3, 12)))
     assert set(held) == {ADDR["hos.ivy"], ADDR["iro.ada"]}
@@ -177,15 +181,21 @@ def test_flow_messages_reach_the_right_people(mailer: Mailer) -> None:
             mailer.notifier.queue(s, mailer.protocol, row, line,
                                   Notice(event, extra=extra, action=action), mailer.when)
     deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
-    got = [(r.rcpt[0], r.subject.split(":")[0]) for r in mailer.smtp.received[before:]]
+    got = [(r.rcpt[0], r.subject) for r in mailer.smtp.received[before:]]
+    late = "alert 1 (R100) overdue, Stage 4 response was due 8 March"
+    action = "alert 1 (R100) agreed action 1 overdue (due 3 March)"
     assert sorted(got) == sorted([
-        (ADDR["dcs.lou"], "[drp] Reminder"),
-        (ADDR["dcs.lou"], "[drp] Overdue"), (ADDR["iro.ada"], "[drp] Overdue"),
-        (ADDR["irom.cat"], "[drp] Overdue"),  # a formal stage: the IRO manager too
-        (ADDR["iro.ada"], "[drp] Consider referral to Cafcass"),
-        (ADDR["irom.cat"], "[drp] Consider referral to Cafcass"),
-        (ADDR["sw.dan"], "[drp] Agreed action overdue (due 3 March)"),
-        (ADDR["iro.ada"], "[drp] Agreed action overdue (due 3 March)"),
+        (ADDR["dcs.lou"], "[drp] Respond by 8 March (reminder): alert 1 (R100) at Stage 4"),
+        (ADDR["dcs.lou"], f"[drp] Respond today: {late}"),
+        (ADDR["iro.ada"], f"[drp] Decide the next step: {late}"),
+        # a formal stage: the IRO manager too
+        (ADDR["irom.cat"], f"[drp] For your oversight: {late}"),
+        (ADDR["iro.ada"], "[drp] Consider referral to Cafcass: alert 1 (R100) overdue at the"
+                          " last stage"),
+        (ADDR["irom.cat"], "[drp] Consider referral to Cafcass with the IRO: alert 1 (R100)"
+                           " overdue at the last stage"),
+        (ADDR["sw.dan"], f"[drp] Complete your agreed action: {action}"),
+        (ADDR["iro.ada"], f"[drp] Check with the owner: {action}"),
     ])
 
 
@@ -231,9 +241,11 @@ def test_a_crash_between_sending_and_marking_resends_with_the_same_message_id(
     assert len(mailer.smtp.received) == 1
     crashed = [r for r in mailer.rows() if r.status == "sending"]
     assert len(crashed) == 1
-    # Within the lease nobody touches it; after the lease it is sent again, same Message-ID.
+    # Within the lease nobody touches it (even a run "as of" 11 minutes later: leases go by
+    # the database's clock); after the lease it is sent again, same Message-ID.
     assert deliver(mailer.engine, mailer.transport(), lambda: t).sent == 2
-    assert deliver(mailer.engine, mailer.transport(), lambda: t + timedelta(minutes=11)).sent == 1
+    assert deliver(mailer.engine, mailer.transport(), lambda: t + timedelta(minutes=11)).sent == 0
+    assert deliver(mailer.engine, mailer.transport(), lambda: t, lease=timedelta(0)).sent == 1
     assert len(mailer.smtp.received) == 4
     ids = Counter(str(r.message["Message-ID"]) for r in mailer.smtp.received)
     assert sorted(ids.values()) == [1, 1, 2]
@@ -370,7 +382,9 @@ def test_a_referral_and_cafcass_response_tell_the_iro_managers_and_head_of_servi
         advised_on=date(2027, 3, 1)))
     assert set(referred) == {ADDR[u] for u in ("iro.ada", "irom.cat", "hos.ivy")}
     for addr, text in referred.items():
-        assert text.startswith("[drp] Referred to Cafcass: alert 1 (R100)")
+        assert text.startswith("[drp] Record Cafcass's response: alert 1 (R100) referred to"
+                               " Cafcass " if addr == ADDR["iro.ada"] else
+                               "[drp] For information: alert 1 (R100) referred to Cafcass ")
         assert ("Ada Iro has referred the case of child R100 to Cafcass, under section 25B(3)"
                 " of the Children Act 1989, after taking legal advice. The referral runs"
                 " alongside the local process: the alert stays open at Informal resolution."
@@ -387,7 +401,8 @@ def test_a_referral_and_cafcass_response_tell_the_iro_managers_and_head_of_servi
         1, "iro.ada", "proceedings", note="Hearing UNIQUENOTE"))
     assert set(answered) == set(referred)
     for text in answered.values():
-        assert text.startswith("[drp] Cafcass's response: alert 1 (R100)")
+        assert text.startswith("[drp] For information: alert 1 (R100) Cafcass's response"
+                               " recorded ")
         assert ("Ada Iro has recorded Cafcass's response to the referral of child R100's case:"
                 " Cafcass has issued proceedings.") in text
         assert "UNIQUE" not in text
@@ -401,13 +416,16 @@ def test_overdue_at_the_stage3_pause_point_asks_the_iro_and_iro_manager_to_decid
     overdue = _mail(mailer, "2027-03-09T07:00", lambda s: s.act_on_overdue(1))
     assert set(overdue) == {ADDR[u] for u in ("ad.kim", "iro.ada", "irom.cat")}
     for text in overdue.values():
-        assert text.startswith("[drp] Overdue: Stage 3 response was due 8 March: alert 1")
+        assert "[drp] " in text and ": alert 1 (R100) overdue, Stage 3 response was due 8 March " in text
         assert "has been at Stage 3: Assistant director since 1 March 2027" in text
     assert ("Decide what happens next: escalate the alert, agree an extension with a reason,"
             " or resolve it") in overdue[ADDR["iro.ada"]]
     assert ("For your oversight: drp does not take the alert further by itself at this stage."
             " The IRO decides") in overdue[ADDR["irom.cat"]]
     assert "Respond in drp today." in overdue[ADDR["ad.kim"]]
+    assert overdue[ADDR["ad.kim"]].startswith("[drp] Respond today: ")
+    assert overdue[ADDR["iro.ada"]].startswith("[drp] Decide the next step: ")
+    assert overdue[ADDR["irom.cat"]].startswith("[drp] For your oversight: ")
     with Session(mailer.engine) as s:
         alert = s.get(Alert, 1)
         assert alert is not None and alert.stage == "stage3"
@@ -452,3 +470,159 @@ def test_an_alert_already_referred_is_not_asked_to_consider_cafcass_again(
     assert prompts and all("referred to Cafcass on 2 March 2027" in " ".join(
         m.part("plain").split()) for m in prompts)
     assert not any("Consider whether to refer" in m.part("plain") for m in prompts)
+
+
+# -- dates in the council's local time, with the year where it is not this year's --------------
+@backends
+def test_dates_in_emails_are_the_councils_local_dates(mailer: Mailer) -> None:
+    """An alert raised at 00:30 BST on 1 June (23:30 UTC on 31 May) was raised on 1 June."""
+    mailer("2027-06-01T00:30", lambda s: s.raise_alert("iro.ada", "R100", "x", stage="stage3"))
+    mailer("2027-06-01T00:40", lambda s: s.raise_alert("iro.ben", "R200", "y", stage="stage4"))
+    # stage3 and stage4 due Tue 8 June; late on the 9th.
+    overdue = _mail(mailer, "2027-06-09T07:00", lambda s: s.act_on_overdue(1))
+    assert "has been at Stage 3: Assistant director since 1 June 2027" in overdue[ADDR["iro.ada"]]
+    prompt = _mail(mailer, "2027-06-09T07:05", lambda s: s.act_on_overdue(2))
+    assert "was raised on 1 June 2027" in prompt[ADDR["iro.ben"]]
+    for text in (*overdue.values(), *prompt.values()):
+        assert "31 May" not in text
+
+
+def test_an_instant_never_reaches_a_template_as_a_date() -> None:
+    """Only local dates go into a message: an instant would print its UTC day."""
+    from datetime import UTC, datetime
+
+    context = {**sample_context("iro"), "stage_entered": datetime(2027, 5, 31, 23, 30,
+                                                                  tzinfo=UTC)}
+    with pytest.raises(TypeError, match="local date"):
+        Renderer().render("overdue", context)
+
+
+@backends
+def test_a_date_in_another_year_carries_its_year(mailer: Mailer) -> None:
+    mailer("2027-12-20T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    got = _mail(mailer, "2027-12-21T09:00", lambda s: s.extend(
+        1, "iro.ada", date(2028, 1, 7), "Christmas"))
+    assert got[ADDR["tm.fay"]].startswith(
+        "[drp] Respond by 7 January 2028: alert 1 (R100) given more time at Informal resolution")
+    assert got[ADDR["iro.ada"]].startswith("[drp] For information: alert 1 (R100) given more"
+                                           " time, Informal resolution response due 7 January"
+                                           " 2028")
+    # This year's dates need no year in a subject.
+    raised = _mail(mailer, "2027-12-21T10:00", lambda s: s.raise_alert("iro.ben", "R200", "y"))
+    assert raised[ADDR["tm.gus"]].startswith("[drp] Respond by 30 December: alert 2 (R200)")
+    # Rendered at delivery (the timescale run's path): the year is the event's, not the
+    # delivery's.
+    context = {**sample_context("responsible"), "today": date(2025, 12, 30)}
+    assert Renderer().render("reminder", context).subject.startswith(
+        "[drp] Respond by 9 March 2026 (reminder): alert 17 (C1001)")
+
+
+# -- counts --------------------------------------------------------------------------------------
+@backends
+def test_a_hold_that_moved_nothing_says_so(mailer: Mailer) -> None:
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    mailer("2027-03-02T09:00", lambda s: s.hold(1, "iro.ada", "Court",
+                                                until=date(2027, 3, 12)))
+    same_day = _mail(mailer, "2027-03-02T15:00", lambda s: s.resume(1, "iro.ada"))
+    text = same_day[ADDR["tm.fay"]]
+    assert "0 working day" not in text
+    assert ("The alert for child R100 is no longer on hold. It was on hold for no working day,"
+            " so its due dates have not moved: the Informal resolution response is due 8 March"
+            " 2027.") in text
+    mailer("2027-03-03T09:00", lambda s: s.hold(1, "iro.ada", "Court",
+                                                until=date(2027, 3, 12)))
+    one_day = _mail(mailer, "2027-03-04T09:00", lambda s: s.resume(1, "iro.ada"))
+    assert ("Its due dates have moved on by the 1 working day it was held: the Informal"
+            " resolution response is now due 9 March 2027.") in one_day[ADDR["tm.fay"]]
+
+
+def test_counts_of_one_and_none_read_as_english() -> None:
+    renderer = Renderer()
+
+    def text(message: str, **values: Any) -> str:
+        return " ".join(renderer.render(message, {**sample_context("iro"), **values})
+                        .text.split())
+
+    assert "1 agreed action with dates was recorded" in text(
+        "response_received", actions_agreed=1)
+    assert "agreed action" not in text("response_received", actions_agreed=0)
+    assert "(1 working day from its first formal stage)" in text(
+        "escalated", resolution_working_days=1)
+    assert "(1 working day)" in text("alert_raised", resolution_working_days=1)
+    assert "1 agreed action is still to be completed" in text("resolved", outstanding_actions=1)
+
+
+# -- subjects: what the reader must do -----------------------------------------------------------
+# Each (message, reader) the ladder sends, and how its subject begins.
+SUBJECT_LEADS = {
+    "alert_raised": {"responsible": "Respond by 9 March:", "iro": "Raised:",
+                     "copy": "For information:"},
+    "response_received": {"iro": "Resolve or escalate:"},
+    "escalated": {"responsible": "Respond by 9 March:", "copy": "For information:",
+                  "iro": "For information:", "iro_manager": "For information:"},
+    "resolved": {"copy": "For information:", "iro": "For information:",
+                 "owner": "Complete your agreed action:"},
+    "withdrawn": {"copy": "For information:", "iro": "For information:",
+                  "owner": "For information:"},
+    "held": {"responsible": "For information:", "iro": "For information:"},
+    "resumed": {"responsible": "Respond by 9 March:", "iro": "For information:"},
+    "extended": {"responsible": "Respond by 9 March:", "iro": "For information:"},
+    "reopened": {"responsible": "Respond by 9 March:", "iro": "For information:"},
+    "reminder": {"responsible": "Respond by 9 March (reminder):"},
+    "overdue": {"responsible": "Respond today:", "iro": "Decide the next step:",
+                "iro_manager": "For your oversight:"},
+    "cafcass_consider": {"iro": "Consider referral to Cafcass:",
+                         "iro_manager": "Consider referral to Cafcass with the IRO:"},
+    "referred": {"iro": "Record Cafcass's response:", "iro_manager": "For information:",
+                 "copy": "For information:"},
+    "cafcass_response": {"iro": "For information:", "iro_manager": "For information:",
+                         "copy": "For information:"},
+    "ack_reminder": {"responsible": "Acknowledge, then respond by 9 March:"},
+    "due_changed": {"responsible": "Respond by 9 March:", "iro": "For information:"},
+    "good_practice": {"copy": "For information:"},
+    "moved": {"responsible": "Respond by 9 March:", "iro": "For information:"},
+    "transferred": {"responsible": "Acknowledge, then respond by 9 March:",
+                    "iro": "Now your alert as IRO:"},
+    "action_overdue": {"owner": "Complete your agreed action:", "iro": "Check with the owner:"},
+}
+
+
+def test_each_readers_subject_says_what_they_must_do() -> None:
+    from drp.notify import MESSAGE_FOR_EVENT
+
+    renderer = Renderer()
+    assert set(SUBJECT_LEADS) == set(MESSAGE_FOR_EVENT.values())
+    for message, leads in SUBJECT_LEADS.items():
+        for role, lead in leads.items():
+            subject = renderer.render(message, sample_context(role)).subject
+            assert subject.startswith(f"[drp] {lead} alert 17 (C1001)"), (message, role, subject)
+            # The minimum: the child by reference, no names of anyone.
+            for name in ("Helen", "Asha", "Tom Jones", "Smith"):
+                assert name not in subject, (message, role, subject)
+    # Cover periods name the staff concerned (no child): the deputy acts, the absent person
+    # is told.
+    assert renderer.render("cover_set", {**sample_context(), "role": "deputy"}).subject == (
+        "[drp] Act as cover for Helen Smith, 2 March to 13 March")
+    assert renderer.render("cover_set", {**sample_context(), "role": "absent"}).subject == (
+        "[drp] For information: Ravi Shah covers for you, 2 March to 13 March")
+    assert renderer.render("cover_ended", {**sample_context(), "role": "deputy"}).subject == (
+        "[drp] For information: you no longer cover for Helen Smith")
+    assert renderer.render("cover_ended", {**sample_context(), "role": "absent"}).subject == (
+        "[drp] For information: Ravi Shah no longer covers for you")
+
+
+@backends
+def test_the_manager_is_asked_to_respond_and_the_iro_told_it_is_raised(mailer: Mailer) -> None:
+    raised = _mail(mailer, "2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    assert raised[ADDR["tm.fay"]].startswith(
+        "[drp] Respond by 8 March: alert 1 (R100) raised at Informal resolution ")
+    assert raised[ADDR["iro.ada"]].startswith(
+        "[drp] Raised: alert 1 (R100) at Informal resolution, response due 8 March ")
+    # Informal resolution is with the social worker too.
+    assert raised[ADDR["sw.dan"]].startswith("[drp] Respond by 8 March: ")
+    formal = _mail(mailer, "2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ben", "R200", "y", stage="stage1"))
+    assert formal[ADDR["tm.gus"]].startswith(
+        "[drp] Respond by 8 March: alert 2 (R200) raised at Stage 1 ")
+    assert formal[ADDR["sw.eve"]].startswith(  # told, at a formal stage, not asked
+        "[drp] For information: alert 2 (R200) raised at Stage 1, response due 8 March ")
