@@ -626,3 +626,13 @@ def test_the_manager_is_asked_to_respond_and_the_iro_told_it_is_raised(mailer: M
         "[drp] Respond by 8 March: alert 2 (R200) raised at Stage 1 ")
     assert formal[ADDR["sw.eve"]].startswith(  # told, at a formal stage, not asked
         "[drp] For information: alert 2 (R200) raised at Stage 1, response due 8 March ")
+
+
+def test_a_cover_periods_subject_gives_the_year_only_when_it_is_not_this_one(
+        mailer: Mailer) -> None:
+    told = _mail(mailer, "2027-12-20T09:00", lambda s: s.set_cover(
+        "irom.cat", "iro.ada", "iro.ben", date(2027, 12, 21), date(2028, 1, 7)))
+    assert told[ADDR["iro.ben"]].startswith(
+        "[drp] Act as cover for Ada Iro, 21 December to 7 January 2028 ")
+    assert told[ADDR["iro.ada"]].startswith(
+        "[drp] For information: Ben Iro covers for you, 21 December to 7 January 2028 ")

@@ -221,6 +221,7 @@ class Organisation(UnitOfWork):
                 "actor": "An administrator" if actor.is_system else actor.name,
                 "link": self.notifier.base_url,
                 "link_text": "Open drp", "role": role,
+                "today": self.today,  # the message's day: another year's dates carry theirs
                 "recipient": {"name": who.name, "part": COVER_PARTS[role]},
             }
             queued = enqueue(self.s, key=f"{message}:{row.id}:{self.now.isoformat()}:{username}",
