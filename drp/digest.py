@@ -1,8 +1,10 @@
 """The fortnightly digest of outstanding alerts (domain.md: "Updates are sent to Heads of
 Service and Group Managers on a two-weekly basis"). Each head of service and service manager
-gets their services' open alerts, overdue first; IRO managers get the whole council's list
+gets one digest with the open alerts of every service they head or manage (a section a
+service when there are several), overdue first; IRO managers get the whole council's list
 with totals by stage, team and theme. Sent once per fortnight: the outbox key names the
-fortnight and the person, so a rerun sends nothing new."""
+fortnight and the person, so a rerun sends nothing new. The scheduled run looks every weekday
+and sends on the first working day on or after the fortnight's digest day (`not_today`)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,18 @@ from notifications.render import Renderer
 from .calendar import WorkingCalendar
 from .ladder import due
 from .ladder.protocol import Protocol, Role
-from .models import Alert, Child, Council, Event, Person, PersonRole, Referral, Service, Team
+from .models import (
+    Alert,
+    Child,
+    Council,
+    Event,
+    OutboxMessage,
+    Person,
+    PersonRole,
+    Referral,
+    Service,
+    Team,
+)
 from .themes import Taxonomy
 
 # Fortnights are counted from this Monday (a council can choose its own week).
@@ -125,17 +138,18 @@ def queue_digest(
     link = f"{base_url.rstrip('/')}/outstanding"
 
     def send(person: Person, scope: str, part: str, mine: list[dict[str, Any]],
-             totals: dict[str, list[tuple[str, int]]] | None) -> None:
+             totals: dict[str, list[tuple[str, int]]] | None,
+             sections: list[dict[str, Any]] | None = None) -> None:
         if not mine and not empty_note:
             return
         context = {
             "council": council.name if council else "drp", "scope": scope,
             "fortnight": fortnight, "today": today, "rows": mine, "totals": totals,
-            "overdue": sum(1 for r in mine if r["overdue"]),
+            "sections": sections, "overdue": sum(1 for r in mine if r["overdue"]),
             "link": link, "link_text": "See all outstanding alerts in drp",
             "recipient": {"name": person.name, "part": part},
         }
-        row = enqueue(session, key=f"digest:{fortnight.isoformat()}:{person.username}",
+        row = enqueue(session, key=digest_key(fortnight, person.username),
                       message="digest", alert_id=None, recipient=person.username,
                       to_addr=person.email, rendered=renderer.render("digest", context),
                       now=now)
@@ -146,15 +160,6 @@ def queue_digest(
             if not person.email:
                 report.missing_address.append(person.username)
 
-    services = session.exec(
-        select(Service).where(col(Service.active)).order_by(col(Service.key))).all()
-    for service in services:
-        mine = [r for r in rows if r["service_id"] == service.id]
-        for pid, post in ((service.head_of_service_id, "head of service"),
-                          (service.service_manager_id, "service manager")):
-            person = session.get(Person, pid) if pid else None
-            if person is not None and person.active:
-                send(person, service.name, f"{post} for {service.name}", mine, None)
     managers = session.exec(
         select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
         .where(PersonRole.role == Role.iro_manager, col(Person.active))
@@ -163,8 +168,77 @@ def queue_digest(
     def count(key: str) -> list[tuple[str, int]]:
         return sorted(Counter(str(r[key] or "not set") for r in rows).items())
 
+    # One digest a person, with every service they head or manage (an IRO manager's covers
+    # the whole council already).
+    for person, posts in _overseers(session, exclude={person.id for person in managers}):
+        services = sorted({service.id: service for service, _ in posts}.values(),
+                          key=lambda service: service.key)
+        mine = [r for r in rows if r["service_id"] in {service.id for service in services}]
+        by_post: dict[str, list[str]] = {}
+        for service, post in posts:
+            by_post.setdefault(post, []).append(service.name)
+        part = _and([f"{post} for {_and(names)}" for post, names in by_post.items()])
+        sections = None
+        if len(services) > 1:  # a section a service, each overdue first
+            sections = [{"name": service.name, "rows": section,
+                         "overdue": sum(1 for r in section if r["overdue"])}
+                        for service in services
+                        for section in [[r for r in mine if r["service_id"] == service.id]]]
+        send(person, _and([service.name for service in services]), part, mine, None, sections)
     totals = {"stage": count("stage_name"), "team": count("team"), "theme": count("theme")}
     for person in managers:
         send(person, council.name if council else "the council", "an IRO manager", rows,
              totals)
     return report
+
+
+def _overseers(session: Session, exclude: set[int | None]
+               ) -> list[tuple[Person, list[tuple[Service, str]]]]:
+    """Each active person who heads or manages an active service, by username, with their
+    (service, post) pairs, heads of service first; `exclude`: people left out."""
+    posts: dict[int, list[tuple[Service, str]]] = {}
+    services = session.exec(
+        select(Service).where(col(Service.active)).order_by(col(Service.key))).all()
+    for post, column in (("head of service", "head_of_service_id"),
+                         ("service manager", "service_manager_id")):
+        for service in services:
+            pid = getattr(service, column)
+            if pid is not None and pid not in exclude:
+                posts.setdefault(pid, []).append((service, post))
+    people = [p for pid in posts if (p := session.get(Person, pid)) is not None and p.active]
+    return [(p, posts[p.id]) for p in sorted(people, key=lambda p: p.username)
+            if p.id is not None]
+
+
+def _and(names: list[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def digest_key(fortnight: date, username: str) -> str:
+    """The outbox key of a person's digest: one a fortnight, whatever reruns."""
+    return f"digest:{fortnight.isoformat()}:{username}"
+
+
+def queued_already(session: Session, fortnight: date) -> bool:
+    """Whether the fortnight's digest has been queued (for anyone)."""
+    prefix = f"digest:{fortnight.isoformat()}:"
+    return session.exec(select(OutboxMessage.id).where(
+        col(OutboxMessage.key).startswith(prefix, autoescape=True)).limit(1)).first() is not None
+
+
+def not_today(session: Session, calendar: WorkingCalendar, today: date,
+              anchor: date = DEFAULT_ANCHOR) -> str | None:
+    """Why the scheduled digest run (every weekday) sends nothing today, or None when it
+    should send: the fortnight's digest goes on the first working day on or after its digest
+    day (so a run that starts late still sends it), once."""
+    fortnight, day = fortnight_start(today, anchor), digest_day(today, calendar, anchor)
+    if not calendar.is_working_day(today):
+        return f"{today.isoformat()} is not a working day; nothing sent"
+    if today < day:
+        return (f"{today.isoformat()} is before the fortnight's digest day"
+                f" ({day.isoformat()}); nothing sent")
+    if queued_already(session, fortnight):
+        return (f"The digest for the fortnight from {fortnight.isoformat()} was already sent"
+                f" (its digest day {day.isoformat()}); nothing sent")
+    return None
