@@ -24,13 +24,16 @@ from drp.org import load_org
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 
-from .support import tools
+from .support import databases, tools
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 LONDON = ZoneInfo("Europe/London")
 PG_URL = os.environ.get("DRP_TEST_POSTGRES_URL")
 NO_PG = "DRP_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (.ci/run sets it)"
+DEFAULT_PROTOCOL = CONFIG_DIR / "protocol.yaml"
+
+databases.install_no_fsync()  # SQLite commits without fsync in tests (tests/support/databases)
 
 # Whole files (and the Prefect harness) that take long: `make test-quick` leaves them out
 # (-m "not slow"); `make test` and CI run everything.
@@ -91,7 +94,7 @@ def pg_schema() -> Iterator[str]:
                       "set it to a server's URL, e.g."
                       " postgresql+psycopg://postgres@127.0.0.1:5432/test (.ci/run does)")
     with db.temporary_schema(PG_URL) as url:
-        yield url
+        yield databases.pg_without_flush_wait(url)
 
 
 @pytest.fixture
@@ -105,11 +108,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = db.make_engine(db_url)
-    db.upgrade(eng)
+def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The newest schema: on SQLite a copy of the file the migrations made once per process
+    (with tests/data/org.yaml in it when the test asks for `org`), on PostgreSQL migrated."""
+    path = databases.sqlite_path(db_url)
+    if path is not None and not path.exists():
+        with_org = "org" in request.fixturenames
+        databases.copy_template("org" if with_org else "schema", path)
+        eng = db.make_engine(db_url)
+        if with_org:
+            _FROM_ORG_TEMPLATE.add(id(eng))
+    else:
+        eng = db.make_engine(db_url)
+        db.upgrade(eng)
     yield eng
+    _FROM_ORG_TEMPLATE.discard(id(eng))
     eng.dispose()
+
+
+_FROM_ORG_TEMPLATE: set[int] = set()  # engines whose database already has tests/data/org.yaml
 
 
 @pytest.fixture
@@ -124,8 +141,9 @@ def calendar() -> WorkingCalendar:
 
 @pytest.fixture
 def org(engine: Engine, protocol: Protocol) -> Engine:
-    with db.transaction(engine) as session:
-        load_org(session, DATA / "org.yaml", protocol)
+    if id(engine) not in _FROM_ORG_TEMPLATE:
+        with db.transaction(engine) as session:
+            load_org(session, DATA / "org.yaml", protocol)
     return engine
 
 
@@ -222,6 +240,11 @@ def prepare(rt: Any) -> None:
     from drp.keys import hash_password
     from drp.models import Person
 
+    path = databases.sqlite_path(str(rt.engine.url))
+    if path is not None and not path.exists() and Path(rt.settings.protocol).resolve() == DEFAULT_PROTOCOL.resolve():
+        rt.engine.dispose()
+        databases.copy_template("people", path)  # the same rows, made once per process
+        return
     db.upgrade(rt.engine)
     with db.transaction(rt.engine) as s:
         load_org(s, DATA / "org.yaml", rt.protocol)

@@ -1,0 +1,106 @@
+"""Test databases made quickly, still real ones.
+
+- SQLite without fsync: every SQLite connection a test opens (in this process) commits without
+  waiting for the disk (PRAGMA synchronous=OFF). What a process reads back is the same; only a
+  power cut could lose the last commits, which no test makes. PostgreSQL test schemas likewise
+  commit without waiting for the WAL flush (synchronous_commit=off, per connection).
+- Migrated once: a new SQLite test database is a copy of one made by the migrations (and, for
+  the tests that want it, tests/data/org.yaml loaded, every password TEST_PASSWORD), made once
+  per process, instead of running alembic for each test (0.5-1 s each). The copy is the same
+  file the migrations wrote; tests/test_migrations.py runs the migrations themselves."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from drp import db
+
+_made: dict[str, Path] = {}
+_folder: tempfile.TemporaryDirectory[str] | None = None
+
+
+def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+
+def install_no_fsync() -> None:
+    """For every engine this process makes (drp's own included): SQLite without fsync."""
+    if not event.contains(Engine, "connect", _no_fsync):
+        event.listen(Engine, "connect", _no_fsync)
+
+
+def pg_without_flush_wait(url: str) -> str:
+    """A temporary schema's URL (drp.db.temporary_schema) whose connections also commit
+    without waiting for the WAL flush."""
+    marker = "options=-csearch_path%3D"
+    assert marker in url, url
+    return url.replace(marker, "options=-csynchronous_commit%3Doff%20-csearch_path%3D")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, or None for other databases."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def template(kind: str) -> Path:
+    """A SQLite file made once per process: "schema" (the migrations run), "org" (and
+    tests/data/org.yaml loaded), "people" (and every person's password TEST_PASSWORD)."""
+    global _folder
+    if kind in _made:
+        return _made[kind]
+    if _folder is None:
+        _folder = tempfile.TemporaryDirectory(prefix="drp-templates-")
+    path = Path(_folder.name) / f"{kind}.db"
+    if kind != "schema":
+        shutil.copyfile(template({"org": "schema", "people": "org"}[kind]), path)
+    engine = db.make_engine(f"sqlite:///{path}")
+    try:
+        _fill(kind, engine)
+    finally:
+        engine.dispose()  # the last connection closed: the WAL is folded into the file
+    assert not Path(f"{path}-wal").exists(), path
+    _made[kind] = path
+    return path
+
+
+def _fill(kind: str, engine: Engine) -> None:
+    from sqlmodel import select
+
+    from drp.keys import hash_password
+    from drp.ladder.protocol import load_protocol
+    from drp.models import Person
+    from drp.org import load_org
+    from drp.settings import CONFIG_DIR
+
+    from ..conftest import DATA, TEST_PASSWORD
+
+    if kind == "schema":
+        db.upgrade(engine)
+    elif kind == "org":
+        with db.transaction(engine) as s:
+            load_org(s, DATA / "org.yaml", load_protocol(CONFIG_DIR / "protocol.yaml"))
+    else:
+        hashed = hash_password(TEST_PASSWORD)
+        with db.transaction(engine) as s:
+            for person in s.exec(select(Person)):
+                person.password_hash = hashed
+                s.add(person)
+
+
+def copy_template(kind: str, to: Path) -> None:
+    """`to` becomes a copy of the template (it must not be open yet)."""
+    to.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (Path(f"{to}-wal"), Path(f"{to}-shm")):
+        stale.unlink(missing_ok=True)
+    shutil.copyfile(template(kind), to)
