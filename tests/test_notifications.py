@@ -526,9 +526,9 @@ def test_a_hold_that_moved_nothing_says_so(mailer: Mailer) -> None:
     same_day = _mail(mailer, "2027-03-02T15:00", lambda s: s.resume(1, "iro.ada"))
     text = same_day[ADDR["tm.fay"]]
     assert "0 working day" not in text
-    assert ("The alert for child R100 is no longer on hold. It was on hold for no working day,"
-            " so its due dates have not moved: the Informal resolution response is due 8 March"
-            " 2027.") in text
+    assert ("The alert for child R100 is no longer on hold. No working day passed while it was"
+            " on hold, so its due dates have not moved: the Informal resolution response is due"
+            " 8 March 2027.") in text
     mailer("2027-03-03T09:00", lambda s: s.hold(1, "iro.ada", "Court",
                                                 until=date(2027, 3, 12)))
     one_day = _mail(mailer, "2027-03-04T09:00", lambda s: s.resume(1, "iro.ada"))
