@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from functools import lru_cache
+from typing import NoReturn
 
 import holidays
 
@@ -55,8 +56,11 @@ class WorkingCalendar:
         `add(d, 0)` is `d`."""
         step = 1 if n >= 0 else -1
         day, left = start, abs(n)
+        room = (date.max - start).days if step > 0 else (start - date.min).days
+        if left > room:  # n working days take at least n days
+            _beyond(start, n)
         while left:
-            day = _step(day, step, start)
+            day = _step(day, step, start, n)
             if self.is_working_day(day):
                 left -= 1
         return day
@@ -71,19 +75,26 @@ class WorkingCalendar:
         """`day` itself when it is a working day, else the next one."""
         start = day
         while not self.is_working_day(day):
-            day = _step(day, 1, start)
+            day = _step(day, 1, start, 0)
         return day
 
 
-def _step(day: date, step: int, start: date) -> date:
-    """The day `step` days from `day`; a date beyond what Python's dates hold (a due date of
-    9999-12-31 left by an older version or an API client; people's dates are limited by
-    `drp.clock.within_range`) is refused by name instead of an OverflowError."""
+def _step(day: date, step: int, start: date, n: int) -> date:
+    """The day `step` days from `day`; beyond the dates Python holds (a due date of 9999-12-31
+    left by an older version or an API client: the dates people type are limited by
+    `drp.clock.within_range`) a BadValue that says so instead of an OverflowError."""
     try:
         return day + timedelta(days=step)
     except OverflowError:
-        raise BadValue(f"{start.isoformat()} is beyond the dates the calendar can count"
-                       " working days from; correct the date") from None
+        _beyond(start, n)
+
+
+def _beyond(start: date, n: int) -> NoReturn:
+    what = (f"{abs(n)} working day{'s' if abs(n) != 1 else ''}"
+            f" {'after' if n >= 0 else 'before'} {start.isoformat()}" if n
+            else f"the first working day from {start.isoformat()}")
+    raise BadValue(f"{what} is beyond the dates the calendar can count"
+                   f" ({date.min.isoformat()} to {date.max.isoformat()}); correct the date")
 
 
 @lru_cache(maxsize=1)
