@@ -170,7 +170,7 @@ def queue_digest(
 
     # One digest a person, with every service they head or manage (an IRO manager's covers
     # the whole council already).
-    for person, posts in _overseers(session, exclude={person.id for person in managers}):
+    for person, posts in _overseers(session, exclude={m.id for m in managers}):
         services = sorted({service.id: service for service, _ in posts}.values(),
                           key=lambda service: service.key)
         mine = [r for r in rows if r["service_id"] in {service.id for service in services}]
