@@ -82,3 +82,20 @@ def test_the_scheduled_run_sends_on_the_first_working_day_on_or_after_the_digest
     # Tuesday, not on the bank holiday; a late start the Wednesday after still sends it.
     assert "not a working day" in str(why_not(date(2026, 12, 28)))
     assert why_not(date(2026, 12, 29)) is None and why_not(date(2026, 12, 30)) is None
+
+
+def test_an_iro_manager_who_also_heads_a_service_gets_the_whole_councils_digest(
+    run: Run, org: Engine, protocol: Protocol, tmp_path: Path
+) -> None:
+    text = (DATA / "org.yaml").read_text().replace(
+        "roles: [iro_manager]}", "roles: [iro_manager, head_of_service]}").replace(
+        "head_of_service: hos.jon}", "head_of_service: irom.cat}")
+    (tmp_path / "org.yaml").write_text(text)
+    with db.transaction(org) as s:
+        load_org(s, tmp_path / "org.yaml", protocol)
+    run("2027-03-01T10:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    report = digest_at(org, protocol, "2027-03-15T08:00")
+    assert sorted(report.sent_to) == ["hos.ivy", "irom.cat", "sm.hal"]
+    assert report.already_sent == []
+    cat = digests(org)["irom.cat"]
+    assert "Totals by stage:" in cat and "R100" in cat  # the council's, not West's alone
