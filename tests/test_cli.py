@@ -1,5 +1,10 @@
-"""The command line as a user runs it: a subprocess, a fresh SQLite file, an organisation that
-is not the demo's, exit statuses and one-line errors (docs: interface.md)."""
+"""The command line as a user runs it: a fresh SQLite file, an organisation that is not the
+demo's, exit statuses and one-line errors (docs: interface.md).
+
+The commands run in this process, as the `drp` script runs them (drp.cli.main with its
+arguments, its environment and working directory, stdout and stderr captured): a process
+each cost two to three seconds of imports a command. A few run as real processes
+(Cli.process): the script itself, exit 0, 1 and 2 as a shell sees them."""
 
 from __future__ import annotations
 
@@ -9,15 +14,18 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, redirect_stderr, redirect_stdout
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import DATA
+from .conftest import DATA, forget_settings
 
 DRP = str(Path(sys.executable).with_name("drp"))
+Result = subprocess.CompletedProcess[str]
 
 
 class Cli:
@@ -28,12 +36,60 @@ class Cli:
             COLUMNS="200",
         )
         self.cwd = tmp
+        self._mp = pytest.MonkeyPatch()
+        self._applied: dict[str, str] | None = None
 
-    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, code: int = 0) -> Result:
+        """`drp args...` in this process: what the script would print, and its exit status."""
+        from drp import cli
+
+        self._apply()
+        out, err = StringIO(), StringIO()
+        old, returncode = sys.argv, 0
+        sys.argv = ["drp", *args]
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                cli.main()
+        except SystemExit as exc:
+            returncode = exc.code if isinstance(exc.code, int) else 1 if exc.code else 0
+        finally:
+            sys.argv = old
+        proc = Result([DRP, *args], returncode, out.getvalue(), err.getvalue())
+        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+        return proc
+
+    def process(self, *args: str, code: int = 0) -> Result:
+        """`drp args...` as a real process (the installed script), for what only a shell sees."""
         proc = subprocess.run([DRP, *args], capture_output=True, text=True, env=self.env,
                               cwd=self.cwd, timeout=60)
         assert proc.returncode == code, (args, proc.stdout, proc.stderr)
         return proc
+
+    def _apply(self) -> None:
+        """The environment a process would have (drp reads its settings once per process:
+        forgotten whenever the environment changes)."""
+        if self._applied == self.env:
+            return
+        for key in [k for k in os.environ if k.startswith("DRP_") and k not in self.env]:
+            self._mp.delenv(key)
+        for key, value in self.env.items():
+            if os.environ.get(key) != value:
+                self._mp.setenv(key, value)
+        self._mp.chdir(self.cwd)
+        self._forget()
+        self._applied = dict(self.env)
+
+    @staticmethod
+    def _forget() -> None:
+        from drp import runtime
+
+        if runtime.runtime.cache_info().currsize:
+            runtime.runtime().engine.dispose()  # closes the file (copied or removed next)
+        forget_settings()
+
+    def close(self) -> None:
+        self._forget()
+        self._mp.undo()
 
     def json(self, *args: str) -> Any:
         proc = self(*args, "--json")
@@ -43,8 +99,8 @@ class Cli:
         with closing(sqlite3.connect(self.cwd / "drp.db")) as connection:
             return connection.execute(sql).fetchall()
 
-    def refused(self, *args: str) -> str:
-        proc = self(*args, code=1)
+    def refused(self, *args: str, process: bool = False) -> str:
+        proc = (self.process if process else self)(*args, code=1)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, proc.stderr
         assert proc.stdout == ""
@@ -52,21 +108,39 @@ class Cli:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder made once per module by the commands a new user runs; each test gets a copy
-    (three subprocesses with migrations cost several seconds a test)."""
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder made once per module by the commands a new user runs, and the theme classifier
+    the first `drp alert raise` trains (kept in ./models beside the mail folder, as drp keeps
+    it, so each copy loads it instead of training it again); each test gets a copy."""
+    from drp import runtime
+
     folder = tmp_path_factory.mktemp("prepared")
     c = Cli(folder)
-    c("init")
-    c("init")  # twice is safe
-    c("org", "load", str(DATA / "org.yaml"))
-    return folder
+    try:
+        c("init")
+        c("init")  # twice is safe
+        c("org", "load", str(DATA / "org.yaml"))
+        runtime.runtime().classifier()
+        assert list((folder / "models").glob("themes-*.pickle"))
+    finally:
+        c.close()
+    yield folder
 
 
 @pytest.fixture
-def cli(prepared: Path, tmp_path: Path) -> Cli:
+def cli(prepared: Path, tmp_path: Path) -> Iterator[Cli]:
     shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
-    return Cli(tmp_path)
+    c = Cli(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Cli]:
+    """A folder where nothing has been run yet."""
+    c = Cli(tmp_path)
+    yield c
+    c.close()
 
 
 def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
@@ -146,8 +220,8 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
 
 
 def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cli) -> None:
-    """As a user's shell sees them (a process each); the full list of refusals runs in-process
-    in tests/test_cli_matrix.py."""
+    """The first as a user's shell sees it (a process); the full list of refusals runs with the
+    access matrix in tests/test_cli_matrix.py."""
     cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "x",
         "--now", "2026-03-02T09:00")
     before = cli.json("alert", "show", "1", "--as", "irom.cat")
@@ -159,19 +233,19 @@ def test_wrong_people_and_stages_exit_1_with_one_line_and_change_nothing(cli: Cl
         (("alert", "hold", "1", "--as", "iro.ada", "--reason", "Court"),
          "a hold needs an end date (--until"),
     ]
-    for args, expected in refusals:
-        assert expected in cli.refused(*args), args
+    for i, (args, expected) in enumerate(refusals):
+        assert expected in cli.refused(*args, process=i == 0), args
     after = cli.json("alert", "show", "1", "--as", "irom.cat")
     assert after["events"] == before["events"] and after["stage"] == before["stage"]
 
 
 def test_usage_errors_exit_2(cli: Cli) -> None:
-    cli("alert", "escalate", "1", "--as", "iro.ada", code=2)  # --reason missing
+    cli.process("alert", "escalate", "1", "--as", "iro.ada", code=2)  # --reason missing
     cli("alert", "frobnicate", code=2)
 
 
 def test_calendar_commands(cli: Cli) -> None:
-    assert cli("calendar", "add", "2022-09-16", "1").stdout.strip() == "2022-09-20"
+    assert cli.process("calendar", "add", "2022-09-16", "1").stdout.strip() == "2022-09-20"
     assert cli("calendar", "add", "2026-03-09", "-5").stdout.strip() == "2026-03-02"
     assert cli("calendar", "between", "2023-05-05", "2023-05-09").stdout.strip() == "1"
     assert "not a date" in cli.refused("calendar", "add", "2026-02-30", "1")
@@ -199,13 +273,12 @@ def test_protocol_show_and_diagram(cli: Cli, tmp_path: Path) -> None:
     assert "stage5" in (tmp_path / "ladder.mmd").read_text()
 
 
-def test_commands_before_init_say_what_to_do(tmp_path: Path) -> None:
-    fresh = Cli(tmp_path)
+def test_commands_before_init_say_what_to_do(fresh: Cli) -> None:
     assert "run `drp init` first" in fresh.refused("alert", "list", "--as", "x")
 
 
-def test_demo_runs_and_lists_alerts(tmp_path: Path) -> None:
-    c = Cli(tmp_path)
+def test_demo_runs_and_lists_alerts(fresh: Cli) -> None:
+    c = fresh
     out = c("demo").stdout
     assert "irom.khan" in out and "Added 8 demo alerts" in out
     listed = c.json("alert", "list", "--as", "irom.khan")
