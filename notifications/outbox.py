@@ -10,13 +10,14 @@ de-duplication). A row is marked only by the claim that holds it (its attempts a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import contextlib
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, and_, func, literal, or_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Interval, and_, bindparam, func, literal, or_, update
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -28,7 +29,7 @@ MAX_ATTEMPTS = 10
 LEASE = timedelta(minutes=10)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_WAIT = timedelta(hours=4)
-BATCH = 200  # rows claimed in one statement
+BATCH = 50  # rows claimed in one statement (a deliverer killed holds at most these)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -131,63 +132,57 @@ class _Claim:
     token: int  # the row's attempts when claimed: only this claim may mark it
 
 
-class _Delivery:
-    """One delivery run: claims rows in batches, sends each over one transport, marks it."""
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+# A row is marked only by the claim that holds it (one statement, compiled once).
+_MINE = OUTBOX.update().where(
+    OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.status == "sending",
+    OUTBOX.c.attempts == bindparam("token"))
 
-    def __init__(self, engine: Engine, transport: Transport, now: Callable[[], datetime],
+
+class _Delivery:
+    """One delivery run on one database connection: claims rows in batches, sends each over
+    one transport, and marks each in a transaction of its own as soon as it is sent (a
+    crash can leave at most the message in hand to be sent again)."""
+
+    def __init__(self, conn: Connection, transport: Transport, now: Callable[[], datetime],
                  report: DeliveryReport, renderer: Renderer | None, max_attempts: int) -> None:
-        self.engine, self.transport, self.now, self.report = engine, transport, now, report
+        self.conn, self.transport, self.now, self.report = conn, transport, now, report
         self.templates, self.max_attempts = renderer, max_attempts
 
     def claim(self, claimable: ColumnElement[bool], batch: int, after: int,
               extra: list[ColumnElement[bool]]) -> list[_Claim]:
         """Claim up to `batch` rows after id `after` in one statement, stamped with the
         database's clock; PostgreSQL skips rows another claimer has locked."""
-        pick = (select(OutboxMessage.id)
-                .where(claimable, col(OutboxMessage.id) > after, *extra)
-                .order_by(col(OutboxMessage.id)).limit(batch))
-        if self.engine.dialect.name == "postgresql":
+        pick = (select(OUTBOX.c.id).where(claimable, OUTBOX.c.id > after, *extra)
+                .order_by(OUTBOX.c.id).limit(batch))
+        if self.conn.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         # A CTE, materialised: PostgreSQL may otherwise run a LIMIT ... SKIP LOCKED subquery
         # again for each row it updates, and claim far more than a batch.
         picked = pick.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
-        with Session(self.engine) as session:
-            rows = session.execute(
-                update(OutboxMessage).add_cte(picked)
-                .where(col(OutboxMessage.id).in_(select(picked.c.id)), claimable)
-                .values(status="sending", claimed_at=db_now(self.engine),
-                        attempts=OutboxMessage.attempts + 1)
-                .returning(col(OutboxMessage.id), col(OutboxMessage.attempts))
-            ).all()
-            session.commit()
+        rows = self.conn.execute(
+            OUTBOX.update().add_cte(picked)
+            .where(OUTBOX.c.id.in_(select(picked.c.id)), claimable)
+            .values(status="sending", claimed_at=db_now(self.conn.engine),
+                    attempts=OUTBOX.c.attempts + 1)
+            .returning(OUTBOX.c.id, OUTBOX.c.attempts)
+        ).all()
         return sorted(_Claim(int(i), int(a)) for i, a in rows)
 
     def release(self, claims: list[_Claim]) -> None:
         """Give back claimed rows not tried (the run stopped): pending, the attempt undone."""
-        if not claims:
-            return
-        with Session(self.engine) as session:
-            for c in claims:
-                session.execute(self._mine(c).values(
-                    status="pending", claimed_at=None, attempts=OutboxMessage.attempts - 1))
-            session.commit()
-
-    @staticmethod
-    def _mine(c: _Claim) -> Any:
-        return update(OutboxMessage).where(
-            col(OutboxMessage.id) == c.row_id, col(OutboxMessage.status) == "sending",
-            col(OutboxMessage.attempts) == c.token)
+        if claims:
+            self.conn.execute(_MINE.values(status="pending", claimed_at=None,
+                                           attempts=OUTBOX.c.attempts - 1),
+                              [{"row_id": c.row_id, "token": c.token} for c in claims])
 
     def _mark(self, c: _Claim, **values: Any) -> None:
-        with Session(self.engine) as session:
-            session.execute(self._mine(c).values(**values))
-            session.commit()
+        self.conn.execute(_MINE.values(**values), {"row_id": c.row_id, "token": c.token})
 
     def send_batch(self, claims: list[_Claim]) -> bool:
         """Send each claimed row; False when the connection is lost (the rest released)."""
-        with Session(self.engine) as session:
-            rows = {r.id: r for r in session.exec(select(OutboxMessage).where(
-                col(OutboxMessage.id).in_([c.row_id for c in claims])))}
+        rows = {r.id: r for r in self.conn.execute(
+            select(OUTBOX).where(OUTBOX.c.id.in_([c.row_id for c in claims])))}
         for i, c in enumerate(claims):
             try:
                 if not self.send_one(c, rows[c.row_id]):
@@ -195,16 +190,17 @@ class _Delivery:
                     self.report.retrying += len(claims) - i - 1
                     return False
             except BaseException:
-                self.release(claims[i + 1:])  # the one in hand waits for its lease
+                with contextlib.suppress(Exception):
+                    self.release(claims[i + 1:])  # the one in hand waits for its lease
                 raise
         return True
 
-    def _fail(self, c: _Claim, row: OutboxMessage, error: str) -> None:
+    def _fail(self, c: _Claim, row: Row[Any], error: str) -> None:
         self._mark(c, status="failed", last_error=error[:500])
         self.report.failed += 1
         self.report.errors.append(f"message {c.row_id} to {row.recipient}: {error}")
 
-    def send_one(self, c: _Claim, row: OutboxMessage) -> bool:
+    def send_one(self, c: _Claim, row: Row[Any]) -> bool:
         assert row.to_addr is not None
         body: dict[str, str] = {}
         if row.context is not None and not row.text_body:
@@ -241,6 +237,23 @@ class _Delivery:
         return True
 
 
+@contextlib.contextmanager
+def _asynchronous_commits(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, this connection's commits do not wait for the disk (a mark a message,
+    not a flush of the WAL each: 8 ms here). Visibility and atomicity are unchanged; only a
+    crash of the database server itself may forget the last fraction of a second of marks,
+    and those messages are then sent again, with the same Message-ID."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET synchronous_commit = off")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            conn.exec_driver_sql("RESET synchronous_commit")
+
+
 def deliver(
     engine: Engine, transport: Transport, now: Callable[[], datetime], *,
     due_only: bool = True, batch: int = BATCH, max_attempts: int = MAX_ATTEMPTS,
@@ -256,27 +269,29 @@ def deliver(
     report = DeliveryReport()
     start = now()
     claimable = or_(
-        col(OutboxMessage.status) == "pending",
-        and_(col(OutboxMessage.status) == "sending",
-             col(OutboxMessage.claimed_at) < db_now(engine, lease)),
+        OUTBOX.c.status == "pending",
+        and_(OUTBOX.c.status == "sending", OUTBOX.c.claimed_at < db_now(engine, lease)),
     )
     extra: list[ColumnElement[bool]] = []
     if due_only:
-        extra.append(col(OutboxMessage.next_attempt_at) <= start)
+        extra.append(OUTBOX.c.next_attempt_at <= start)
     if ids is not None:
         if not ids:
             return report
-        extra.append(col(OutboxMessage.id).in_(sorted(ids)))
-    run = _Delivery(engine, transport, now, report, renderer, max_attempts)
+        extra.append(OUTBOX.c.id.in_(sorted(ids)))
     after = 0
     try:
-        while not (stop and stop()):
-            claims = run.claim(claimable, batch, after, extra)
-            if not claims:
-                break
-            after = claims[-1].row_id
-            if not run.send_batch(claims):
-                break  # the server is down: leave the rest for the next run
+        # Each statement its own transaction: a claim, a mark, one round trip each.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, \
+                _asynchronous_commits(conn):
+            run = _Delivery(conn, transport, now, report, renderer, max_attempts)
+            while not (stop and stop()):
+                claims = run.claim(claimable, batch, after, extra)
+                if not claims:
+                    break
+                after = claims[-1].row_id
+                if not run.send_batch(claims):
+                    break  # the server is down: leave the rest for the next run
     finally:
         transport.close()
     return report
