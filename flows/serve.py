@@ -62,22 +62,45 @@ def schedule() -> list[Scheduled]:
     ]
 
 
-def tick(jobs: list[Scheduled], now: datetime) -> list[str]:
+def tick(jobs: list[Scheduled], now: datetime,
+         start: Callable[[], str | None] = lambda: None) -> list[str]:
     """Run every job whose time has come, then set its next time; returns the names run.
-    A failed run is logged and the schedule goes on."""
+
+    A run that did not start (Prefect's API would not answer: `start` says why, or the flow
+    call raised before the flow ran) keeps its time, so the next poll tries again instead of
+    losing it until the next cron time. A run that started and failed is logged and waits for
+    its next time (the flows are safe to rerun: the next run does what this one left)."""
     ran = []
+    problem = start() if any(job.due is not None and job.due <= now for job in jobs) else None
+    if problem:
+        log.error("a flow did not start: %s; trying again at the next poll", problem)
     for job in jobs:
         if job.due is None:
             job.due = next_run(job.cron, now)
             continue
-        if job.due <= now:
-            try:
-                job.run(**job.parameters)
-            except Exception:  # one failed run must not stop the schedules
-                log.exception("%s failed; it runs again at its next time", job.name)
-            ran.append(job.name)
-            job.due = next_run(job.cron, now)
+        if job.due > now or problem:
+            continue
+        try:
+            state = _run(job)
+        except Exception:  # the flow never ran: its time stands, so the next poll retries
+            log.exception("%s did not start; trying again at the next poll", job.name)
+            continue
+        if getattr(state, "is_completed", lambda: True)() is False:
+            log.error("%s ended %s; it runs again at its next time", job.name,
+                      getattr(state, "name", state))
+        ran.append(job.name)
+        job.due = next_run(job.cron, now)
     return ran
+
+
+def _run(job: Scheduled) -> Any:
+    """Run the job; for a Prefect flow, its final state (a flow that ran and failed returns
+    a Failed state, so only a run that never started raises)."""
+    from prefect import Flow
+
+    if isinstance(job.run, Flow):
+        return job.run(**job.parameters, return_state=True)
+    return job.run(**job.parameters)
 
 
 def deployments() -> list[Any]:
@@ -114,7 +137,9 @@ def serve_all(say: Callable[[str], None] = print,
             line += (f"; it looks every weekday and sends on the fortnight's digest day,"
                      f" next {day:%a %-d %b %Y}")
         say(line)
+    from . import start_api
+
     while True:
-        for name in tick(jobs, clock()):
+        for name in tick(jobs, clock(), start_api):
             say(f"{name} ran at {clock().astimezone(local):%a %-d %b %Y %H:%M} ({TZ})")
         time.sleep(poll_seconds)

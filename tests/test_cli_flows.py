@@ -29,3 +29,22 @@ def test_flows_run_from_the_command_line(tmp_path: Path) -> None:
                                                     "auto_escalated"]
     assert "there is no flow 'nope'" in cli.refused("flows", "run", "nope")
     assert "not a date and time" in cli.refused("flows", "run", "digest", "--now", "soon")
+
+
+def test_a_prefect_server_that_does_not_start_is_one_line_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """A busy machine where Prefect's temporary server does not start in time: one line and
+    exit 1, not a traceback (here the limit is 1 s; drp allows 120 s unless told otherwise)."""
+    cli = Cli(tmp_path)
+    try:
+        cli("init")
+    finally:
+        cli.close()
+    cli.env = {k: v for k, v in cli.env.items() if not k.startswith("PREFECT_")}
+    cli.env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "1"
+    line = cli.refused("flows", "run", "themes", process=True)  # Prefect reads it at import
+    assert line.startswith("drp: Prefect's temporary server did not start within 1 s (")
+    assert line.endswith("; set PREFECT_API_URL to a long-lived Prefect server"
+                         " (docs/deploying.md), or allow the temporary one longer"
+                         " (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")

@@ -6,7 +6,7 @@ import typer
 
 from .. import db
 from ..clock import clock_for
-from ..errors import BadValue
+from ..errors import BadValue, DrpError
 from .shared import Json, Now, emit, env, err, out
 
 flows_app = typer.Typer(no_args_is_help=True, help="The Prefect flows: run once, or serve.")
@@ -20,17 +20,20 @@ def flows_run(
     now: Now = None,
     as_json: Json = False,
 ) -> None:
-    """Run one flow once, as of --now (under a local Prefect server unless PREFECT_API_URL
-    names one)."""
+    """Run one flow once, as of --now (under a temporary local Prefect server unless
+    PREFECT_API_URL names a long-lived one, as in production)."""
     if name not in FLOWS:
         raise BadValue(f"there is no flow {name!r}; the flows are {', '.join(FLOWS)}")
     runtime = env()
     db.require_schema(runtime.engine)
     if now:
         clock_for(now, runtime.settings.tz)  # a malformed --now is refused before Prefect starts
-    from flows import prefect_home
+    from flows import prefect_home, start_api
 
     prefect_home(runtime.settings)
+    problem = start_api()  # a server that cannot start is one line, not a traceback
+    if problem:
+        raise DrpError(problem)
     if name == "timescales":
         from flows.timescales import timescales_flow as flow_fn
     elif name == "digest":
