@@ -71,7 +71,8 @@ def measure(kind: str) -> None:
         digest_s, sent = timed(run)
         rows = [{"id": i, "child": "S1", "team": "Team", "stage_title": "Stage 1",
                  "days_open": 5, "stage_due": date(2027, 3, 1), "overdue": True,
-                 "theme": "Funding", "last_event": "raised 22 February",
+                 "theme": "Funding", "last_kind": "raised", "last_on": date(2027, 2, 22),
+                 "referred_on": None,
                  "url": "https://drp.example/alerts/1"} for i in range(per)]
         everything = rows * services
 

@@ -108,8 +108,7 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
         overdue = due.alert_overdue(alert, today)
         local = at.astimezone(tz).date()
         # A referral to Cafcass runs alongside the local process: the alert is still open.
-        notes = (" (on hold)" if alert.on_hold else "") + (
-            f" (referred to Cafcass {referred.day} {referred:%B})" if referred else "")
+        notes = " (on hold)" if alert.on_hold else ""
         rows.append({
             "id": alert.id, "child": ref, "team": team, "service_id": service_id,
             "stage": alert.stage,
@@ -118,7 +117,8 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
             "days_open": calendar.between(alert.raised_at.astimezone(tz).date(), today),
             "stage_due": alert.stage_due, "overdue": overdue,
             "theme": titles.get(alert.theme or "", alert.theme),
-            "last_event": f"{kind.replace('_', ' ')} {local.day} {local:%B}",
+            # Days, local: the template writes them (with the year when not this year's).
+            "last_kind": kind.replace("_", " "), "last_on": local, "referred_on": referred,
             "url": f"{base_url.rstrip('/')}/alerts/{alert.id}",
         })
     rows.sort(key=lambda r: (not r["overdue"], r["stage_due"] or date.max, r["id"]))

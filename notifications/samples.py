@@ -61,11 +61,13 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
              "stage_title": "Stage 2: Head of service", "days_open": 12,
              "stage_due": date(2026, 2, 27), "overdue": True,
              "theme": "Accountability and record keeping",
-             "last_event": "escalated 20 February", "url": "http://127.0.0.1:8000/alerts/17"},
+             "last_kind": "escalated", "last_on": date(2026, 2, 20), "referred_on": None,
+             "url": "http://127.0.0.1:8000/alerts/17"},
             {"id": 21, "child": "C1004", "team": "North Team 2",
              "stage_title": "Informal resolution", "days_open": 2,
              "stage_due": date(2026, 3, 6), "overdue": False, "theme": None,
-             "last_event": "raised 26 February", "url": "http://127.0.0.1:8000/alerts/21"},
+             "last_kind": "raised", "last_on": date(2026, 2, 26), "referred_on": None,
+             "url": "http://127.0.0.1:8000/alerts/21"},
         ],
     }
 

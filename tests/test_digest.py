@@ -92,3 +92,23 @@ def test_nothing_outstanding_gets_a_short_note_or_nothing(org: Engine, protocol:
     assert digests(org) == {}
     digest_at(org, protocol, "2027-03-15T08:00")
     assert "Nothing is outstanding for East Service" in digests(org)["hos.ivy"]
+
+
+def test_digest_dates_are_local_days_with_the_year_when_not_this_one(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    # Raised at 00:30 BST on 1 June (31 May in UTC); referred to Cafcass and last touched in
+    # December; the digest goes out in the new year.
+    a = int(run("2027-06-01T00:30", lambda s: s.raise_alert("iro.ada", "R100", "x")).id)
+    run("2027-12-20T10:00", lambda s: s.refer(a, "iro.ada", "Drift", legal_advice="Legal"))
+    b = int(run("2028-01-04T00:30+01:00", lambda s: s.raise_alert("iro.ben", "R101", "y")).id)
+    digest_at(org, protocol, "2028-01-10T08:00")
+    with Session(org) as s:
+        east = next(m for m in s.exec(select(OutboxMessage)) if m.recipient == "hos.ivy")
+    assert f"Alert {a} | child R100 | East A | Informal resolution (referred to Cafcass" \
+           " 20 December 2027) |" in east.text_body
+    assert "last: referred 20 December 2027 |" in east.text_body
+    # 23:30 on 3 January in London (UTC+0 in winter): the local day, this year's, no year.
+    assert f"Alert {b} " in east.text_body and "last: raised 3 January |" in east.text_body
+    assert "(referred to Cafcass 20 December 2027)" in east.html_body
+    assert east.subject.startswith("[drp] Check 1 overdue alert: 2 outstanding for")
