@@ -55,7 +55,7 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
                      "iro_changed": True, "team_changed": True},
         # the digest
         "scope": "North Locality", "fortnight": date(2026, 3, 2), "today": date(2026, 3, 2),
-        "overdue": 1, "totals": None,
+        "overdue": 1, "totals": None, "sections": None,
         "rows": [
             {"id": 17, "child": "C1001", "team": "North Team 1",
              "stage_title": "Stage 2: Head of service", "days_open": 12,

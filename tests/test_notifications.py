@@ -72,6 +72,8 @@ def test_every_message_renders_both_parts_with_a_clear_subject() -> None:
             "resumed", "extended", "reopened", "referred", "cafcass_response", "reminder",
             "overdue", "cafcass_consider", "action_overdue", "digest"} <= set(renderer.messages())
     for message in renderer.messages():
+        # Every message renders with the sample data `drp mail preview` shows.
+        assert renderer.render(message, sample_context()).subject.startswith("[drp] ")
         if message in ("digest", "cover_set", "cover_ended"):
             continue  # not about one alert: tests/test_digest.py, the cover tests
         for role in ("responsible", "iro", "copy", "iro_manager", "owner"):
