@@ -90,24 +90,6 @@ def test_no_answer_from_prefect_keeps_every_due_run_for_the_next_poll() -> None:
     assert ran == ["drp-timescales", "drp-digest"]
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_flow_that_ran_and_failed_waits_for_its_next_time() -> None:
-    """Only a run that never started is retried at once: a Prefect flow that ran and failed
-    returns its Failed state and waits for its next time (the next run does the rest)."""
-    from prefect import flow
-
-    from flows.serve import Scheduled, tick
-
-    @flow(name="drp-test-fails", persist_result=False)
-    def fails() -> None:
-        raise ValueError("a bug")
-
-    job = Scheduled("fails", "0 7-18 * * 1-5", fails)
-    tick([job], datetime(2027, 3, 9, 6, 0, tzinfo=LONDON))
-    assert tick([job], datetime(2027, 3, 9, 7, 0, 5, tzinfo=LONDON)) == ["fails"]
-    assert job.due == datetime(2027, 3, 9, 8, 0, tzinfo=LONDON)
-
-
 # --- `drp flows run`: Prefect's API that does not answer is one line --------------------
 
 def test_an_unreachable_prefect_server_is_one_line_saying_what_to_do() -> None:
@@ -418,6 +400,27 @@ def finished(server: Server, *run_ids: str) -> Callable[[], bool]:
         return all(s == "COMPLETED" for s in states)
 
     return check
+
+
+@pytest.mark.slow
+def test_a_flow_that_ran_and_failed_waits_for_its_next_time(server: Server) -> None:
+    """Only a run that never started is retried at once: a Prefect flow that ran and failed
+    returns its Failed state and waits for its next time (the next run does the rest)."""
+    from prefect import flow
+
+    from flows.serve import Scheduled, tick
+
+    @flow(name="drp-test-fails", persist_result=False)
+    def fails() -> None:
+        raise ValueError("a bug")
+
+    job = Scheduled("fails", "0 7-18 * * 1-5", fails)
+    tick([job], datetime(2027, 3, 9, 6, 0, tzinfo=LONDON))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: server.api}):  # the server below
+        assert tick([job], datetime(2027, 3, 9, 7, 0, 5, tzinfo=LONDON)) == ["fails"]
+    assert job.due == datetime(2027, 3, 9, 8, 0, tzinfo=LONDON)
 
 
 @pytest.mark.slow
