@@ -12,7 +12,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from email import charset
+from email.header import Header
 from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.policy import default as default_policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
@@ -65,6 +71,34 @@ def build_email(out: Outgoing, sender: str) -> EmailMessage:
     return msg
 
 
+_UTF8 = charset.Charset("utf-8")
+_UTF8.body_encoding = None  # type: ignore[assignment]  # 7bit or 8bit, as EmailMessage does
+
+
+def email_bytes(out: Outgoing, sender: str, linesep: str = "\n") -> bytes:
+    """The message as written or sent: build_email's message, built with the compat32 MIME
+    classes (a tenth of the cost: EmailMessage parses every header it is given, 5 ms a
+    message here, most of a delivery's time). Addresses that are not ASCII (they need
+    SMTPUTF8), a subject with a line break or a line too long for 8bit go build_email's way."""
+    lines = (*out.text.splitlines(), *out.html.splitlines())
+    if not (sender.isascii() and out.to_addr.isascii()) or "\n" in out.subject \
+            or "\r" in out.subject or any(len(line) > 900 for line in lines):
+        return build_email(out, sender).as_bytes(
+            policy=default_policy.clone(linesep=linesep))
+    msg = MIMEMultipart("alternative")
+    msg["From"] = sender
+    msg["To"] = out.to_addr
+    msg["Subject"] = out.subject if out.subject.isascii() else Header(  # type: ignore[assignment]
+        out.subject, "utf-8")
+    msg["Date"] = format_datetime(out.created_at)
+    msg["Message-ID"] = message_id(out, sender)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    msg["X-drp-Message"] = out.message
+    msg.attach(MIMEText(out.text, "plain", _UTF8))  # type: ignore[arg-type]
+    msg.attach(MIMEText(out.html, "html", _UTF8))  # type: ignore[arg-type]
+    return msg.as_bytes(policy=compat32.clone(linesep=linesep))
+
+
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
@@ -91,7 +125,7 @@ class FileTransport:
                              f".{uuid.uuid4().hex}.tmp")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(bytes(build_email(out, self.sender)))
+            tmp.write_bytes(email_bytes(out, self.sender))
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -144,8 +178,12 @@ class SmtpTransport:
         message's failure. smtplib.SMTPException is an OSError: the order matters."""
         smtp = self._connect()
         try:
-            smtp.send_message(build_email(out, self.sender), from_addr=self.sender,
-                              to_addrs=[out.to_addr])
+            if self.sender.isascii() and out.to_addr.isascii():
+                smtp.sendmail(self.sender, [out.to_addr],
+                              email_bytes(out, self.sender, linesep="\r\n"))
+            else:  # smtplib asks for SMTPUTF8 (or says the server lacks it)
+                smtp.send_message(build_email(out, self.sender), from_addr=self.sender,
+                                  to_addrs=[out.to_addr])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             reason = f"{code} {_text(text)}"
