@@ -58,6 +58,15 @@ def test_mail_preview_and_a_missing_address(tmp_path: Path) -> None:
     assert cli("mail", "preview", "escalated").stdout.startswith(
         "Subject: [drp] Respond by 9 March: alert 17 (C1001) escalated to Stage 2")
     assert "there is no message 'nope'" in cli.refused("mail", "preview", "nope")
+    # A council's own wording that is broken: one line naming the template, no traceback.
+    (tmp_path / "wording").mkdir()
+    (tmp_path / "wording" / "escalated.txt").write_text(
+        '{% extends "base.txt" %}{% block subject %}{{ nothing.here }}{% endblock %}')
+    cli.env["DRP_TEMPLATES_DIR"] = str(tmp_path / "wording")
+    assert cli.refused("mail", "preview", "escalated") == (
+        "drp: the 'escalated' template cannot be rendered: 'nothing' is undefined; correct it"
+        " in DRP_TEMPLATES_DIR")
+    del cli.env["DRP_TEMPLATES_DIR"]
     cli("init")
     org = (DATA / "org.yaml").read_text().replace(", email: fay@riverside.example", "")
     (tmp_path / "org.yaml").write_text(org)

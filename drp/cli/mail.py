@@ -16,9 +16,12 @@ mail_app = typer.Typer(no_args_is_help=True, help="The e-mail messages drp sends
 def mail_preview(
     message: Annotated[str, typer.Argument(help="The message name, e.g. escalated.")],
     html: Annotated[bool, typer.Option("--html", help="Print the HTML part.")] = False,
-    role: Annotated[str, typer.Option(help="responsible, iro, copy or owner.")] = "responsible",
+    role: Annotated[str, typer.Option(
+        help="responsible, iro, copy, iro_manager or owner.")] = "responsible",
 ) -> None:
     """Render a message with sample data, to review (or override) its wording."""
+    from jinja2 import TemplateError, TemplateSyntaxError
+
     from notifications.samples import sample_context
 
     renderer = mail.renderer(env().settings)
@@ -26,5 +29,9 @@ def mail_preview(
         rendered = renderer.render(message, sample_context(role))
     except KeyError as exc:
         raise BadValue(str(exc.args[0])) from None
+    except TemplateError as exc:  # a council's own wording (DRP_TEMPLATES_DIR) that is broken
+        where = f" (line {exc.lineno})" if isinstance(exc, TemplateSyntaxError) else ""
+        raise BadValue(f"the {message!r} template cannot be rendered{where}: {exc.message};"
+                       " correct it in DRP_TEMPLATES_DIR") from None
     sys.stdout.write(f"Subject: {rendered.subject}\n\n")
     sys.stdout.write(rendered.html if html else rendered.text)
