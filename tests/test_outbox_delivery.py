@@ -352,6 +352,42 @@ def test_a_web_action_returns_while_the_mail_server_is_silent(
     assert {r.status for r in rows(rt.engine).values()} == {"sent"}
 
 
+def test_the_background_deliverer_logs_its_failures_and_stops_while_the_server_is_silent(
+        drp_env: Path, monkeypatch: pytest.MonkeyPatch, smtp: SmtpServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from drp import mail
+    from drp import runtime as runtime_module
+    from drp.clock import FixedClock
+
+    from .conftest import forget_settings
+
+    silent = HeldProxy(smtp.port)  # never released
+    monkeypatch.setenv("DRP_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("DRP_SMTP_PORT", str(silent.port))
+    forget_settings()
+    rt = runtime_module.runtime()
+    broken = mail.Deliverer(rt.engine, rt.settings, FixedClock(AS_OF))
+    assert broken.deliver_once() is None  # no schema yet: logged, not lost
+    assert "mail delivery failed" in caplog.text and "no such table" in caplog.text
+
+    db.upgrade(rt.engine)
+    [row_id] = queue(rt.engine, ["a@riverside.example"])
+    deliverer = mail.Deliverer(rt.engine, rt.settings, FixedClock(AS_OF), poll=600)
+    deliverer.start()
+    thread = deliverer._thread
+    deliverer.wake()
+    try:
+        assert silent.connected.wait(10)
+        deliverer.stop(timeout=10)  # ends the send that waits on the silent server
+        assert thread is not None and not thread.is_alive()
+    finally:
+        silent.close()
+    row = rows(rt.engine)[row_id]
+    assert row.status == "pending" and "SMTP server" in str(row.last_error)
+    assert "mail delivery: cannot reach the SMTP server" in caplog.text
+    rt.engine.dispose()
+
+
 def test_a_command_delivers_only_what_it_queued(drp_env: Path) -> None:
     from drp import runtime as runtime_module
     from drp.cli.shared import service
