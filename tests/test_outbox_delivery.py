@@ -314,7 +314,7 @@ def test_a_web_action_returns_while_the_mail_server_is_silent(
     from drp.web.app import create_app
     from drp.web.auth import Auth
 
-    from .conftest import MovableClock, forget_settings, prepare
+    from .conftest import MovableClock, forget_settings
 
     silent = HeldProxy(smtp.port)
     monkeypatch.setenv("DRP_SMTP_HOST", "127.0.0.1")
@@ -322,7 +322,9 @@ def test_a_web_action_returns_while_the_mail_server_is_silent(
     monkeypatch.setenv("DRP_MAIL_FROM", SENDER)
     forget_settings()
     rt = runtime_module.runtime()
-    prepare(rt)
+    db.upgrade(rt.engine)
+    with db.transaction(rt.engine) as s:
+        load_org(s, ROOT / "tests" / "data" / "org.yaml", rt.protocol)
     arrived = threading.Event()
     original = smtp.recorder.handle_DATA
 
@@ -445,22 +447,22 @@ def deliverer(db_url: str, port: int, **spec: Any) -> subprocess.Popen[str]:
 @backends
 def test_two_deliverer_processes_and_a_kill_send_each_message_once(
         engine: Engine, db_url: str, smtp: SmtpServer) -> None:
-    ids = queue(engine, [f"p{i}@riverside.example" for i in range(120)])
-    victim = deliverer(db_url, smtp.port, batch=30, hang_at=6)
+    ids = queue(engine, [f"p{i}@riverside.example" for i in range(60)])
+    victim = deliverer(db_url, smtp.port, batch=20, hang_at=6)
     try:
         assert victim.stdout is not None and victim.stdout.readline().strip() == "READY"
-        survivor = deliverer(db_url, smtp.port, batch=30)
+        survivor = deliverer(db_url, smtp.port, batch=20)
         out, _ = survivor.communicate(timeout=60)
-        assert out.split() == ["DONE", str(120 - 30)]  # all but the victim's claims
+        assert out.split() == ["DONE", str(60 - 20)]  # all but the victim's claims
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
     held = [r for r in rows(engine).values() if r.status == "sending"]
-    assert len(held) == 30 - 5  # the victim's, not taken by the survivor within the lease
-    assert len(smtp.received) == 95
+    assert len(held) == 20 - 5  # the victim's, not taken by the survivor within the lease
+    assert len(smtp.received) == 45
     # A later run, once the lease has passed, sends the rest.
     report = deliver(engine, smtp_to(smtp), lambda: AS_OF, lease=timedelta(0))
-    assert report.sent == 25
+    assert report.sent == 15
     after = rows(engine)
     assert {r.status for r in after.values()} == {"sent"}
     got = Counter(str(r.message["Message-ID"]) for r in smtp.received)
