@@ -483,6 +483,16 @@ def test_two_workers_run_the_deployed_flows_and_a_killed_worker_loses_nothing(
     wait_for("the next run to complete", finished(server, rerun), 300, server)
     assert escalations() == {1: 1, 2: 1, 3: 1, 4: 1}
     delivered_once()
+    # `drp flows run` against the long-lived server (PREFECT_API_URL, as the README advises
+    # for production): no temporary server; a third run as of Tuesday finds nothing to do.
+    again = subprocess.run([str(BIN / "drp"), "flows", "run", "timescales", "--now", tuesday],
+                           env=worker_env, cwd=server.folder, capture_output=True, text=True,
+                           timeout=240)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("Timescales as of 2027-03-09: 0 resumed, 0 escalated,")
+    assert "temporary server" not in again.stderr
+    assert escalations() == {1: 1, 2: 1, 3: 1, 4: 1}
+    delivered_once()
     # The killed run does not stay Running for good: the automation from prefect.yaml marks
     # it Crashed once its heartbeats stop.
     wait_for("the killed run to be marked Crashed", lambda: state(server, doomed) == "CRASHED",
