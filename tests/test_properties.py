@@ -38,12 +38,11 @@ from drp.errors import BadValue, DrpError, InvalidTransition, NotFound
 from drp.ladder.access import SYSTEM, Line
 from drp.ladder.protocol import load_protocol
 from drp.models import Action, Alert, Child, Event, Person, Referral
-from drp.org import load_org
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 
 from .conftest import DATA, LONDON
-from .support import workdays
+from .support import databases, workdays
 
 ORG_FILE = DATA / "org.yaml"
 PROTOCOL = load_protocol(CONFIG_DIR / "protocol.yaml")
@@ -171,10 +170,9 @@ class AlertLadder(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._dir = tempfile.TemporaryDirectory(prefix="drp-prop-")
-        self.engine = db.make_engine(f"sqlite:///{Path(self._dir.name) / 'drp.db'}")
-        db.upgrade(self.engine)
-        with db.transaction(self.engine) as session:
-            load_org(session, ORG_FILE, PROTOCOL)
+        path = Path(self._dir.name) / "drp.db"
+        databases.copy_template("org", path)  # migrated, ORG_FILE loaded: made once
+        self.engine = db.make_engine(f"sqlite:///{path}")
         self.tables = sorted(set(inspect(self.engine).get_table_names()) - ORG_TABLES)
         self.now = START
 
