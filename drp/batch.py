@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import SimpleNamespace
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlmodel import Session, col
@@ -31,7 +32,7 @@ from sqlmodel import select as select_rows
 from notifications.models import OutboxMessage
 
 from .alerts import steps
-from .alerts.unit import NotYet
+from .alerts.unit import NotYet, out_of_order
 from .calendar import WorkingCalendar
 from .errors import DrpError
 from .ladder import access, due
@@ -72,11 +73,12 @@ class Batch:
     """System actions for many alerts, as of one instant (a run's)."""
 
     def __init__(self, *, protocol: Protocol, calendar: WorkingCalendar, now: datetime,
-                 today: date, notifier: Notifier | None,
+                 today: date, tz: ZoneInfo, notifier: Notifier | None,
                  ack_before: datetime | None = None) -> None:
         self.protocol = protocol
         self.cal = calendar
         self.now = now
+        self.tz = tz
         self.today = today
         self.notifier = notifier
         # Stages entered before this have gone a working day (`due.ack_reminder_after`).
@@ -122,10 +124,9 @@ class Batch:
         last_at, last_seq = last
         if last_seq > row.last_seq:  # an event the alert's row does not count: redo singly
             raise StaleChunk(f"alert {row.id} has events its row does not count")
-        if self.now < last_at:
-            # A person acted on it after the run's instant: not due yet for this run (the
-            # service layer's own check says the same, `NotYet`); the next run looks again.
-            raise NotYet(f"alert {row.id} has an event after the time of this run")
+        refused = out_of_order(row.id, last_at, self.now, self.tz, system=True)
+        if refused is not None:  # the service layer's own rule: NotYet or a problem
+            raise refused
 
     def _event(self, row: Any, line: Line, kind: str, values: dict[str, Any], *,
                to_stage: str, comment: str | None = None, data: dict[str, Any] | None = None

@@ -4,7 +4,7 @@ can run as of a given instant (--now), for tests, backfills and simulation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from .errors import BadValue
@@ -65,6 +65,18 @@ def parse_date(text: str, what: str = "date") -> date:
 
 def clock_for(now: str | None, tz: ZoneInfo) -> Clock:
     return FixedClock(parse_instant(now, tz)) if now else Clock()
+
+
+# A flow runs as of the instant it began (one instant for every row it writes) and people go on
+# acting meanwhile. An event at most this long after the run's instant is someone acting while
+# it ran (the timescale run is hourly): not due yet for that run, the next takes it up. Anything
+# later is a clock out of order (drp run with --now ahead, or a backfill behind) and is reported.
+RUN_WINDOW = timedelta(hours=1)
+
+
+def during_run(event_at: datetime, run_at: datetime) -> bool:
+    """Whether an event after a run's instant is someone acting while that run ran."""
+    return run_at < event_at <= run_at + RUN_WINDOW
 
 
 def local_date(instant: datetime, tz: ZoneInfo) -> date:

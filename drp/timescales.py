@@ -68,6 +68,10 @@ class TimescaleReport:
     def not_due_yet(self, alert_ids: Iterable[int]) -> None:
         self.not_yet += [a for a in alert_ids if a not in self.not_yet]
 
+    def problem(self, *lines: str) -> None:
+        """Name what went wrong, once a run (an alert out of order is refused by each step)."""
+        self.problems += [p for p in dict.fromkeys(lines) if p not in self.problems]
+
     def counts(self) -> dict[str, int]:
         return {
             "resumed": len(self.resumed), "escalated": len(self.escalated),
@@ -158,15 +162,15 @@ def _one(engine: Engine, make: Callable[[Session], AlertService], item: T,
     except NotYet:
         report.not_due_yet([_alert_of(item)])
     except DrpError as exc:
-        report.problems.append(f"{item}: {exc.message}")
+        report.problem(f"{item}: {exc.message}")
     except OperationalError as exc:
-        report.problems.append(f"{item}: database busy ({db.reason(exc)}); the next run will"
-                               " take it up")
+        report.problem(f"{item}: database busy ({db.reason(exc)}); the next run will"
+                       " take it up")
     except Exception as exc:  # one alert's fault must not stop the run
         # Not KeyboardInterrupt or SystemExit (BaseException): stopping the run still stops it.
         log.exception("timescale run: alert %s failed", item)
-        report.problems.append(f"{item}: {type(exc).__name__}: {exc} (an unexpected error,"
-                               " logged; nothing was changed for this alert)")
+        report.problem(f"{item}: {type(exc).__name__}: {exc} (an unexpected error,"
+                       " logged; nothing was changed for this alert)")
     return None
 
 
@@ -208,7 +212,7 @@ def _in_bulk(
     if not ids:
         return []
     done: list[tuple[int, str | None]] = []
-    batch = Batch(protocol=protocol, calendar=calendar, now=probe.now, today=today,
+    batch = Batch(protocol=protocol, calendar=calendar, now=probe.now, today=today, tz=probe.tz,
                   notifier=probe.notifier, ack_before=probe.ack_before)
     writer = {"overdue": batch.overdue, "remind": batch.remind,
               "ack": batch.remind_acknowledge}[kind]
@@ -232,7 +236,7 @@ def _in_bulk(
             done += _in_chunks(engine, make, chunk, one, report)
             continue
         done += [(aid, what) for aid, what in result.done]
-        report.problems += result.problems
+        report.problem(*result.problems)
         report.not_due_yet(result.not_yet)
         if probe.notifier is not None:
             probe.notifier.missing += result.missing

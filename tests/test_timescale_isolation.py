@@ -104,3 +104,37 @@ def test_an_alert_touched_just_after_the_runs_instant_is_not_due_yet(
     with pytest.raises(BadValue, match="--now in the future") as refused:
         run("2027-03-09T09:30", lambda s: s.set_theme(touched, "iro.ada", "funding"))
     assert type(refused.value) is BadValue
+
+
+@backends
+def test_an_event_far_after_the_runs_instant_is_a_problem_not_a_wait(
+    run: Run, org: Engine, protocol: Protocol
+) -> None:
+    def raise_(ref: str, who: str = "iro.ada", separate: bool = False) -> int:
+        return int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+            who, ref, "x", stage="stage1", separate=separate)).id)
+
+    future, soon, other = raise_("R100"), raise_("R101", "iro.ben"), raise_("R200", "iro.ben")
+    acted = raise_("R100", separate=True)
+    run("2027-03-02T10:00", lambda s: s.respond(
+        acted, "tm.fay", "Plan", [ActionIn("Write it", date(2027, 3, 5), owner="sw.dan")]))
+    # Someone ran drp with --now years ahead (dates up to 2100 are allowed), and once more an
+    # hour and a minute after the run below: neither is a person acting while the run ran.
+    run("2030-01-01T10:00", lambda s: s.set_theme(future, "iro.ada", "funding"))
+    run("2030-01-01T10:00", lambda s: s.set_theme(acted, "iro.ada", "funding"))
+    run("2027-03-09T10:01", lambda s: s.set_theme(soon, "iro.ben", "funding"))
+    report = flow_at(org, protocol, "2027-03-09T09:00")
+    assert report.escalated == [other] and report.not_yet == []
+    named = {p.split(":")[0]: p for p in report.problems}
+    assert sorted(named) == sorted([str(future), str(soon), f"({acted}, 1)"]), report.problems
+    assert len(report.problems) == 3  # once a run, though each step refuses it
+    for problem in named.values():
+        assert "--now in the future" in problem, problem
+    assert "1 Jan 2030" in named[str(future)] and "1 Jan 2030" in named[f"({acted}, 1)"]
+    assert "9 Mar 2027 10:01" in named[str(soon)]
+    # Every later run says so again (nothing is silently skipped until 2030).
+    later = flow_at(org, protocol, "2027-03-09T11:00")
+    assert later.escalated == [soon] and later.not_yet == []
+    assert sorted(p.split(":")[0] for p in later.problems) == sorted([str(future),
+                                                                      f"({acted}, 1)"])
+    assert system_events(org, future) == system_events(org, acted) == []

@@ -15,7 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
 from ..calendar import WorkingCalendar
-from ..clock import Clock, local_date
+from ..clock import Clock, during_run, local_date
 from ..errors import BadValue, Conflict, NotFound, NotPermitted
 from ..ladder import access, due
 from ..ladder.access import SYSTEM_ACTOR, Actor, Line
@@ -34,9 +34,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class NotYet(BadValue):
     """The system (a flow run, as of its fixed instant) met an alert with an event after that
-    instant: a person acted on it seconds after the run began. Not due yet as far as this run
-    can tell; the next run takes it up. A person's action dated before the alert's last event
-    is refused as a plain BadValue instead."""
+    instant, within the run's window (`clock.during_run`): a person acted on it while the run
+    ran. Not due yet as far as this run can tell; the next run takes it up. An event later than
+    that, or a person's action dated before the alert's last event, is a plain BadValue."""
+
+
+def out_of_order(alert_id: int | None, last: datetime, now: datetime, tz: ZoneInfo, *,
+                 system: bool) -> BadValue | None:
+    """What acting on an alert as of `now` is, when its last event is at `last`: in order
+    (None), not due yet for a flow run (NotYet), or refused, naming the event's local time."""
+    if now >= last:
+        return None
+    if system and during_run(last, now):
+        return NotYet(f"alert {alert_id} has an event after the time of this run")
+
+    def local(t: datetime) -> str:
+        return t.astimezone(tz).strftime("%-d %b %Y %H:%M")
+
+    return BadValue(
+        f"alert {alert_id} already has an event dated {local(last)}, after the time of"
+        f" this action ({local(now)}); events must stay in order, so act as of"
+        " a later time (was drp run with --now in the future?)"
+    )
 
 
 def reports_conflicts(method: F) -> F:
@@ -204,16 +223,10 @@ class UnitOfWork:
             # Someone else's event committed since this unit of work read the alert: that is
             # a concurrent change (say who made it), not a clock out of order.
             raise self._conflict(known_id(alert.id))
-        if last is not None and self.now < last:
-            def local(t: datetime) -> str:
-                return t.astimezone(self.tz).strftime("%-d %b %Y %H:%M")
-
-            refused = NotYet if actor is not None and actor.is_system else BadValue
-            raise refused(
-                f"alert {alert.id} already has an event dated {local(last)}, after the time of"
-                f" this action ({local(self.now)}); events must stay in order, so act as of"
-                " a later time (was drp run with --now in the future?)"
-            )
+        refused = None if last is None else out_of_order(
+            alert.id, last, self.now, self.tz, system=actor is not None and actor.is_system)
+        if refused is not None:
+            raise refused
 
     # -- what a unit of work writes ---------------------------------------------------------------
     def _event(
