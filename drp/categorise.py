@@ -1,12 +1,12 @@
 """The themes flow's work: retrain on the corpus and the council's confirmed themes, then
 suggest a theme for each alert that has none, through the service layer.
 
-Once per alert: an alert that already has a `theme_suggested` event (the flow's earlier
-suggestion, sure or unsure) waits for its IRO; its text never changes, so a second night
-would only repeat the same words. Never on a closed alert (resolved or withdrawn): nobody acts
-on its theme any more. In transactions of CHUNK alerts: if one alert cannot take its
-suggestion, the chunk is redone an alert at a time, that one is named in `problems` and the
-rest are saved; one a person touched after the flow's instant waits for the next night."""
+Once per alert and never on a closed one: the service's rule (SystemActions.suggest_theme,
+re-checked in the writing transaction, so two overlapping runs write one suggestion); the
+listing here only leaves out what it would refuse. In transactions of CHUNK alerts: if one
+alert cannot take its suggestion, the chunk is redone an alert at a time, that one is named in
+`problems` and the rest are saved; one a person touched while the flow ran waits for the next
+night (`clock.during_run`), one with an event later still is a problem."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from . import db
+from .alerts.system import CLOSED
 from .alerts.unit import NotYet
 from .clock import Clock
 from .errors import DrpError
-from .ladder.protocol import TERMINAL
 from .models import Alert, Event
 from .runtime import Runtime
 
@@ -33,12 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CHUNK = 200
-CLOSED = (*TERMINAL, "closed")
-
-
-def _still_unthemed(alert: Alert | None) -> bool:
-    return (alert is not None and alert.theme is None and not alert.theme_confirmed
-            and alert.status not in CLOSED)
 
 
 def categorise(rt: Runtime, clock: Clock) -> dict[str, Any]:
@@ -69,6 +63,8 @@ def categorise(rt: Runtime, clock: Clock) -> dict[str, Any]:
         f"- categorised: {', '.join(map(str, categorised)) or 'none'}\n"
         f"- unsure, left for the IRO: {', '.join(map(str, unsure)) or 'none'}\n"
         f"- suggested on an earlier night, left for the IRO: {len(before)}\n"
+        f"- not yet (touched after the night's instant):"
+        f" {', '.join(map(str, outcome['not_yet'])) or 'none'}\n"
         + "".join(f"- problem: {p}\n" for p in problems))
     return {"unthemed": unthemed, "categorised": categorised, "unsure": unsure,
             "suggested_before": before, "not_yet": outcome["not_yet"], "problems": problems,
@@ -82,17 +78,16 @@ def _suggest_all(rt: Runtime, clock: Clock, items: list[tuple[int, Suggestion]]
     not_yet: list[int] = []
     problems: list[str] = []
 
-    def suggest(svc: AlertService, session: Session, aid: int, suggestion: Suggestion
-                ) -> tuple[int, bool] | None:
-        # Re-checked in this transaction: closed or themed since the list was read, nothing.
-        if not _still_unthemed(session.get(Alert, aid)):
-            return None
-        return aid, svc.suggest_theme(aid, suggestion)
+    def suggest(svc: AlertService, aid: int, suggestion: Suggestion) -> tuple[int, bool] | None:
+        # Re-checked in this transaction: closed, themed or suggested since the list was read
+        # (another run), nothing.
+        sure = svc.suggest_theme(aid, suggestion)
+        return None if sure is None else (aid, sure)
 
     def one(aid: int, suggestion: Suggestion) -> None:
         try:
             with db.transaction(rt.engine) as session:
-                result = suggest(rt.service(session, clock), session, aid, suggestion)
+                result = suggest(rt.service(session, clock), aid, suggestion)
             if result is not None:
                 done.append(result)
         except NotYet:
@@ -113,7 +108,7 @@ def _suggest_all(rt: Runtime, clock: Clock, items: list[tuple[int, Suggestion]]
             results: list[tuple[int, bool] | None] = []
             with db.transaction(rt.engine) as session:
                 svc = rt.service(session, clock)
-                results = [suggest(svc, session, aid, s) for aid, s in chunk]
+                results = [suggest(svc, aid, s) for aid, s in chunk]
             done.extend(r for r in results if r is not None)
         except Exception:  # redone an alert at a time, where each is reported
             _each(chunk, one)

@@ -679,13 +679,18 @@ class AlertLadder(RuleBasedStateMachine):
              unsure: bool) -> None:
         """What the scheduled flows do, as `system`: each either acts or does nothing."""
         before = self._alert(alert)
-        # A suggestion is recorded (even an unsure one) only while no theme is set.
-        suggests = before.theme is None and not before.theme_confirmed
+        # A suggestion is recorded (even an unsure one) once, only while no theme is set, and
+        # never on a closed alert.
+        with Session(self.engine) as s:
+            earlier = s.exec(select(Event.id).where(
+                Event.alert_id == alert, Event.kind == "theme_suggested")).first()
+        suggests = (before.theme is None and not before.theme_confirmed and earlier is None
+                    and before.status not in (*CLOSED, "closed"))
 
         def suggest(s: AlertService) -> Any:
             done = s.suggest_theme(
                 alert, Suggestion(theme=theme, confidence=0.5, unsure=unsure))
-            assert done == (suggests and not unsure)
+            assert done == ((not unsure) if suggests else None)
             return s.s.get(Alert, alert) if suggests else done
 
         calls: dict[str, Callable[[AlertService], Any]] = {

@@ -13,7 +13,8 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from drp import db
-from drp.categorise import categorise
+from drp.categorise import _suggest_all, categorise
+from drp.classifier import Suggestion
 from drp.clock import FixedClock, parse_instant
 from drp.models import Alert, Event
 from drp.org import load_org
@@ -88,3 +89,39 @@ def test_one_alert_that_cannot_take_a_suggestion_does_not_undo_the_night(rt: Run
     assert len(result["problems"]) == 1 and result["problems"][0].startswith(f"{broken}: ")
     assert suggested(rt) == {ids[0]: 1}
     assert night(rt, "2027-03-03T01:30")["categorised"] == [touched]
+
+
+def test_two_overlapping_nights_suggest_once(rt: Runtime) -> None:
+    """The once-per-alert rule is the service's: a run that listed the alert before another
+    run's suggestion committed writes nothing (nor does a suggestion on a closed alert)."""
+    vague = raise_(rt, "R100", "iro.ada", VAGUE)
+    closed = raise_(rt, "R101", "iro.ben", VAGUE)
+    act(rt, "2027-03-01T11:00", lambda s: s.withdraw(closed, "iro.ben", "Raised in error"))
+    unsure = Suggestion(theme="funding", confidence=0.3, unsure=True)
+    at = [FixedClock(parse_instant(t, rt.settings.tz))
+          for t in ("2027-03-02T01:30:00", "2027-03-02T01:30:02")]
+    first = _suggest_all(rt, at[0], [(vague, unsure), (closed, unsure)])
+    second = _suggest_all(rt, at[1], [(vague, unsure), (closed, unsure)])
+    assert first == {"done": [(vague, False)], "not_yet": [], "problems": []}
+    assert second == {"done": [], "not_yet": [], "problems": []}
+    assert suggested(rt) == {vague: 1}
+    sure = Suggestion(theme="funding", confidence=0.9, unsure=False)
+    assert act(rt, "2027-03-02T09:00", lambda s: s.suggest_theme(vague, sure)) is None
+    assert act(rt, "2027-03-02T09:00", lambda s: s.suggest_theme(closed, sure)) is None
+    assert suggested(rt) == {vague: 1}
+
+
+def test_an_alert_touched_long_after_the_nights_instant_is_a_problem(rt: Runtime) -> None:
+    soon, late = (raise_(rt, ref, iro, CLEAR) for ref, iro in (("R100", "iro.ada"),
+                                                                ("R200", "iro.ben")))
+    # One acted on while the night ran; one by someone running drp with --now years ahead.
+    act(rt, "2027-03-02T01:30:05", lambda s: s.acknowledge(soon, "tm.fay"))
+    act(rt, "2030-01-01T10:00", lambda s: s.acknowledge(late, "tm.gus"))
+    result = night(rt, "2027-03-02T01:30")
+    assert result["categorised"] == [] and result["not_yet"] == [soon]
+    assert len(result["problems"]) == 1, result["problems"]
+    assert result["problems"][0].startswith(f"{late}: ")
+    assert "1 Jan 2030" in result["problems"][0]
+    assert "--now in the future" in result["problems"][0]
+    assert f"- not yet (touched after the night's instant): {soon}\n" in result["markdown"]
+    assert f"- problem: {late}: " in result["markdown"]

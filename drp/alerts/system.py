@@ -11,7 +11,9 @@ from sqlmodel import select
 
 from ..ladder import due
 from ..ladder.access import SYSTEM_ACTOR
-from ..models import Action, Person
+from ..ladder.machine import CLOSED as RECORDED
+from ..ladder.protocol import TERMINAL
+from ..models import Action, Event, Person
 from ..notify import Notice
 from .commands import Commands
 from .unit import reports_conflicts
@@ -19,14 +21,21 @@ from .unit import reports_conflicts
 if TYPE_CHECKING:
     from ..classifier import Suggestion
 
+CLOSED = (*TERMINAL, RECORDED)  # nobody acts on such an alert's theme any more
+
 
 class SystemActions(Commands):
     @reports_conflicts
-    def suggest_theme(self, alert_id: int, suggestion: Suggestion) -> bool:
-        """The themes flow: give an alert with no theme the classifier's suggestion."""
+    def suggest_theme(self, alert_id: int, suggestion: Suggestion) -> bool | None:
+        """The themes flow: give an alert with no theme the classifier's suggestion, once.
+        An alert with an earlier suggestion (sure or unsure) waits for its IRO, its text never
+        changes; a closed one (resolved, withdrawn, a good-practice record) is left alone.
+        Returns whether the suggestion was sure, None when nothing was written."""
         alert, line = self._load(alert_id, SYSTEM_ACTOR)
-        if alert.theme is not None or alert.theme_confirmed:
-            return False
+        if (alert.theme is not None or alert.theme_confirmed or alert.status in CLOSED
+                or self.s.exec(select(Event.id).where(
+                    Event.alert_id == alert.id, Event.kind == "theme_suggested")).first()):
+            return None
         self._fire(alert, SYSTEM_ACTOR, line, "set_theme")
         alert.theme_suggested = suggestion.theme
         alert.theme_confidence = round(suggestion.confidence, 3)

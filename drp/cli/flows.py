@@ -65,7 +65,10 @@ def flows_run(
     else:
         out.print(f"Themes: {len(result['unthemed'])} alert(s) without a theme;"
                   f" {len(result['categorised'])} categorised, {len(result['unsure'])} left"
-                  f" for the IRO (unsure). Trained on {result['trained_on']} examples.")
+                  f" for the IRO (unsure); {len(result['not_yet'])} not yet (touched after the"
+                  f" run's instant). Trained on {result['trained_on']} examples.")
+        for problem in result["problems"]:
+            err.print(f"drp: {problem}", markup=False)
 
 
 @flows_app.command("serve")
