@@ -146,15 +146,21 @@ class Notifier:
                 directory: Directory | None = None) -> list[Recipient]:
         find = directory or Directory(session)
         out: list[Recipient] = []
-        seen: set[int] = set()
+        seen: dict[int, Recipient] = {}
         for pid, role in ids:
-            if pid is None or pid in seen:
+            if pid is None:
+                continue
+            if pid in seen:
+                # One message each, in the part that asks the most of them: a copy gives way
+                # (the manager told of a resolution who owns an agreed action completes it).
+                if seen[pid].role == "copy":
+                    seen[pid].role = role
                 continue
             person = find.person(pid)
             if person is None or not person.active:
                 continue
-            seen.add(pid)
-            out.append(Recipient(person, role))
+            seen[pid] = Recipient(person, role)
+            out.append(seen[pid])
         return out
 
     def recipients(self, session: Session, protocol: Protocol, message: str, alert: Alert,

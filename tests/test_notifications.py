@@ -638,3 +638,18 @@ def test_a_cover_periods_subject_gives_the_year_only_when_it_is_not_this_one(
         "[drp] Act as cover for Ada Iro, 21 December to 7 January 2028 ")
     assert told[ADDR["iro.ada"]].startswith(
         "[drp] For information: Ben Iro covers for you, 21 December to 7 January 2028 ")
+
+
+# -- who is asked: the inbox's rule (access.awaits_response_from), not the reader's role --------
+@backends
+def test_a_manager_who_owns_an_agreed_action_is_asked_to_complete_it_when_resolved(
+        mailer: Mailer) -> None:
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    mailer("2027-03-02T09:00", lambda s: s.respond(
+        1, "tm.fay", "Will do", [ActionIn("Share the plan", date(2027, 3, 22))]))
+    resolved = _mail(mailer, "2027-03-03T09:00", lambda s: s.resolve(1, "iro.ada", "Agreed"))
+    # Fay is responsible at the stage (a copy) and the action's owner: the owner's mail.
+    assert resolved[ADDR["tm.fay"]].startswith(
+        "[drp] Complete your agreed action: alert 1 (R100) resolved ")
+    assert "Complete what you agreed to do and mark it done in drp." in resolved[ADDR["tm.fay"]]
+    assert resolved[ADDR["sw.dan"]].startswith("[drp] For information: alert 1 (R100) resolved ")
