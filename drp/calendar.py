@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import holidays
 
+from .clock import FIRST_DATE, LAST_DATE
 from .errors import BadValue
 
 
@@ -53,14 +54,21 @@ class WorkingCalendar:
         """The date `n` working days after `start` (before it when `n` is negative).
 
         `start` itself never counts, so the result of a non-zero `n` is always a working day;
-        `add(d, 0)` is `d`."""
-        step = 1 if n >= 0 else -1
-        day, left = start, abs(n)
-        room = (date.max - start).days if step > 0 else (start - date.min).days
-        if left > room:  # n working days take at least n days
+        `add(d, 0)` is `d`. A count that leaves the dates drp accepts (`drp.clock`: a start
+        outside them, an old row's, or n days past them, as n working days take at least n
+        days) is refused before counting; one whose last working day falls just outside them,
+        when it is reached."""
+        if not n:
+            return start
+        step = 1 if n > 0 else -1
+        room = (LAST_DATE - start).days if step > 0 else (start - FIRST_DATE).days
+        if not FIRST_DATE <= start <= LAST_DATE or abs(n) > room:
             _beyond(start, n)
+        day, left = start, abs(n)
         while left:
-            day = _step(day, step, start, n)
+            day += timedelta(days=step)
+            if not FIRST_DATE <= day <= LAST_DATE:
+                _beyond(start, n)
             if self.is_working_day(day):
                 left -= 1
         return day
@@ -72,29 +80,27 @@ class WorkingCalendar:
         return sum(1 for i in range(1, (b - a).days + 1) if self.is_working_day(a + timedelta(i)))
 
     def next_working_day(self, day: date) -> date:
-        """`day` itself when it is a working day, else the next one."""
+        """`day` itself when it is a working day, else the next one (beyond the dates Python
+        holds, a due date of 9999-12-31 left by an older version or an API client, a BadValue
+        that says so instead of an OverflowError)."""
         start = day
         while not self.is_working_day(day):
-            day = _step(day, 1, start, 0)
+            try:
+                day += timedelta(days=1)
+            except OverflowError:
+                _beyond(start, 0)
         return day
 
 
-def _step(day: date, step: int, start: date, n: int) -> date:
-    """The day `step` days from `day`; beyond the dates Python holds (a due date of 9999-12-31
-    left by an older version or an API client: the dates people type are limited by
-    `drp.clock.within_range`) a BadValue that says so instead of an OverflowError."""
-    try:
-        return day + timedelta(days=step)
-    except OverflowError:
-        _beyond(start, n)
-
-
 def _beyond(start: date, n: int) -> NoReturn:
-    what = (f"{abs(n)} working day{'s' if abs(n) != 1 else ''}"
-            f" {'after' if n >= 0 else 'before'} {start.isoformat()}" if n
-            else f"the first working day from {start.isoformat()}")
-    raise BadValue(f"{what} is beyond the dates the calendar can count"
-                   f" ({date.min.isoformat()} to {date.max.isoformat()}); correct the date")
+    if n:
+        raise BadValue(f"{abs(n)} working day{'s' if abs(n) != 1 else ''}"
+                       f" {'after' if n > 0 else 'before'} {start.isoformat()} is outside the"
+                       f" dates drp accepts ({FIRST_DATE.isoformat()} to"
+                       f" {LAST_DATE.isoformat()}); correct the date or the count")
+    raise BadValue(f"the first working day from {start.isoformat()} is beyond the dates the"
+                   f" calendar can count ({date.min.isoformat()} to {date.max.isoformat()});"
+                   " correct the date")
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,7 @@ from datetime import date
 import pytest
 
 from drp.calendar import WorkingCalendar
+from drp.errors import BadValue
 
 cal = WorkingCalendar()
 
@@ -103,3 +104,25 @@ def test_closure_days_are_added_with_their_reasons_and_keep_the_earlier_ones() -
     assert both.add(date(2027, 3, 9), 1) == date(2027, 3, 11)
     assert both.between(date(2027, 3, 9), date(2027, 3, 22)) == 7  # 11-12, 15-18, 22
     assert funeral.is_working_day(date(2027, 3, 10))  # the earlier calendar is unchanged
+
+
+@pytest.mark.parametrize(("start", "n"), [
+    (date(2090, 1, 1), 5000),     # about 2109: past drp's last date
+    (date(2027, 1, 1), 2000000),  # about 9695: counted for 28 s before
+    (date(2027, 1, 1), -10000),   # about 1988: before drp's first date
+    (date(2101, 1, 1), 1),        # a start outside the range (an old row): nothing to count
+    (date(2100, 12, 1), 21),      # 3 January 2101: the count fits, its last working day not
+    (date(2000, 1, 31), -20),     # 30 December 1999
+])
+def test_a_count_beyond_the_dates_drp_accepts_is_refused_at_once(start: date, n: int) -> None:
+    with pytest.raises(BadValue) as refused:
+        cal.add(start, n)
+    assert str(refused.value) == (
+        f"{abs(n)} working day{'s' if abs(n) > 1 else ''} {'after' if n > 0 else 'before'} {start.isoformat()} is outside"
+        " the dates drp accepts (2000-01-01 to 2100-12-31); correct the date or the count")
+
+
+def test_counts_within_the_dates_drp_accepts_still_work_near_its_ends() -> None:
+    assert cal.add(date(2100, 12, 1), 20) == date(2100, 12, 31)
+    assert cal.add(date(2000, 1, 31), -19) == date(2000, 1, 4)  # 3 Jan 2000: a bank holiday
+    assert cal.add(date(9999, 12, 31), 0) == date(9999, 12, 31)  # nothing to count

@@ -32,7 +32,8 @@ def test_the_calendar_names_a_date_beyond_its_range_instead_of_overflowing() -> 
     cal = WorkingCalendar({date(9999, 12, 31): "The last day Python's dates hold"})
     for call in (lambda: cal.add(date(9999, 12, 30), 3), lambda: cal.add(date(1, 1, 3), -5),
                  lambda: cal.next_working_day(date(9999, 12, 31))):
-        with pytest.raises(BadValue, match="beyond the dates the calendar can count"):
+        with pytest.raises(BadValue, match="beyond the dates the calendar can count|outside the"
+                           " dates drp accepts"):
             call()
     assert cal.add(date(2027, 3, 5), 1) == date(2027, 3, 8)
 
