@@ -233,6 +233,25 @@ class Notifier:
                 r.part = "cover for the child's IRO"
         return people
 
+    # -- what the reader is asked to do ------------------------------------------------------------
+    def asks(self, protocol: Protocol, alert: Alert, line: Line, notice: Notice,
+             person: Person) -> dict[str, bool]:
+        """What this reader is asked to do at the alert's stage now, by the inbox's own rules
+        (`access.awaits_response_from`, `access.awaits_acknowledgement_from`): every "Respond
+        by" and "Acknowledge" a message says tests these, not the reader's role alone, so a
+        stage already answered (or on hold) asks nobody, and a social worker who may respond
+        is not asked to acknowledge. `newly_asked`: the event gave them the stage's work; a
+        transfer that left it in the same hands tells them, it does not ask them again."""
+        reader = access.Actor(id=person.id, username=person.username, name=person.name,
+                              roles=frozenset())
+        respond = access.awaits_response_from(reader, protocol, alert, line)
+        return {
+            "asked_to_respond": respond,
+            "asked_to_acknowledge": access.awaits_acknowledgement_from(
+                reader, protocol, alert, line),
+            "newly_asked": respond and _newly_asked(protocol, alert, line, notice, person.id),
+        }
+
     # -- context ----------------------------------------------------------------------------------
     def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
                 notice: Notice, recipient: Recipient, actor_name: str, now: datetime,
@@ -257,6 +276,9 @@ class Notifier:
             "link": self.alert_url(alert.id), "link_text": f"View alert {alert.id}",
             "recipient": {"name": recipient.person.name, "part": recipient.addressed_as},
             "role": recipient.role,
+            **self.asks(protocol, alert, line, notice, recipient.person),
+            # The stage's response is recorded: no response is due from anyone at it.
+            "stage_answered": alert.stage_responded_at is not None,
             "actor": actor_name,
             "responsible": responsible.name if responsible else "the responsible manager",
             "from_title": protocol.title(previous) if previous else "",
@@ -305,14 +327,15 @@ class Notifier:
         # encode it once, then add each recipient's part.
         context = self.context(session, protocol, alert, line, notice, people[0],
                                SYSTEM_NAME, now, directory)
-        for name in ("recipient", "role"):
+        for name in ("recipient", "role", *READER_KEYS):
             context.pop(name)
         shared = dump_context(context)[:-1]
         rows = []
         for r in people:
             address = r.person.email
             mine = dump_context({"recipient": {"name": r.person.name, "part": r.addressed_as},
-                                 "role": r.role})
+                                 "role": r.role,
+                                 **self.asks(protocol, alert, line, notice, r.person)})
             if not address:
                 self._no_address(r.person.username, message, _known(alert.id))
             rows.append(row_values(
@@ -348,6 +371,25 @@ class Notifier:
             if not m.to_addr:
                 self._no_address(m.recipient, message, _known(alert.id))
         return queued
+
+
+# The context's keys that differ between the readers of one message (with recipient, role).
+READER_KEYS = ("asked_to_respond", "asked_to_acknowledge", "newly_asked")
+
+
+def _newly_asked(protocol: Protocol, alert: Alert, line: Line, notice: Notice,
+                 person_id: int | None) -> bool:
+    """Did this event give the reader the stage's work? Every event that asks does, but a
+    transfer (`drp org load`) only when it changed hands: the responsible post's holder
+    changed (the event records who held it before), or, for the others asked (a social
+    worker), the child moved to another team."""
+    if notice.event.kind != "transferred":
+        return True
+    data = getattr(notice.event, "data", None) or {}
+    was, now = data.get("from") or {}, data.get("to") or {}
+    if person_id == access.responsible_id(protocol, alert.stage, line):
+        return bool(was.get("responsible") != now.get("responsible"))
+    return bool(was.get("team") != now.get("team"))
 
 
 def _known(value: int | None) -> int:

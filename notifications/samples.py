@@ -31,6 +31,9 @@ def sample_context(role: str = "responsible") -> dict[str, Any]:
         "link": "http://127.0.0.1:8000/alerts/17", "link_text": "View alert 17",
         "recipient": {"name": "Helen Smith", "part": PARTS[role]},
         "role": role,
+        # what this reader is asked to do at the stage now (drp.notify.Notifier.asks)
+        "asked_to_respond": role == "responsible", "asked_to_acknowledge": role == "responsible",
+        "newly_asked": role == "responsible", "stage_answered": False,
         "actor": "Asha Patel",
         "responsible": "Helen Smith",
         "from_title": "Stage 1: Team manager",

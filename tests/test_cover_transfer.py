@@ -517,3 +517,59 @@ def test_the_deputy_of_a_senior_manager_or_an_iro_manager_sees_and_does_their_wo
         "admin.max", "hos.ivy", "tm.gus", date(2027, 3, 2), date(2027, 3, 5)))
     svc("2027-03-02T10:00", lambda s: s.respond(other, "tm.gus", "Plan by Friday"))
     assert last_event(svc, other).as_cover_for == "hos.ivy"
+
+
+def transfer_mail(svc: Svc, alert_id: int) -> dict[str, tuple[str, str]]:
+    """The transfer e-mails for one alert: recipient -> (subject, text on one line)."""
+    return svc("2027-03-03T09:00", lambda s: {
+        # (the footer, why they receive it, left out)
+        m.recipient: (m.subject, " ".join(m.text_body.split("You receive this as")[0].split()))
+        for m in s.s.exec(
+            select(OutboxMessage).where(OutboxMessage.message == "transferred",
+                                        OutboxMessage.alert_id == alert_id))})
+
+
+@backends
+def test_a_transfer_asks_only_those_newly_asked_and_each_for_what_they_can_do(
+    svc: Svc, tmp_path: Path,
+) -> None:
+    acknowledged = raise_on(svc, "R100", "iro.ada")
+    answered = raise_on(svc, "R101", "iro.ben")
+    moving = raise_on(svc, "R200", "iro.ben")
+    svc("2027-03-01T10:00", lambda s: s.acknowledge(acknowledged, "tm.fay"))
+    svc("2027-03-01T10:00", lambda s: s.respond(answered, "tm.fay", "Plan shared Friday"))
+    # R100 and R101 change IRO only (Fay stays responsible); R200 moves to Fay's team.
+    swapped = moved(ORG, ("{ref: R100, team: east-a, iro: iro.ada,",
+                          "{ref: R100, team: east-a, iro: iro.ben,"),
+                    ("{ref: R101, team: east-a, iro: iro.ben,",
+                     "{ref: R101, team: east-a, iro: iro.ada,"), R200_EAST)
+    svc("2027-03-02T09:00", lambda s: s.load_organisation(write(tmp_path, swapped)))
+
+    # Fay has acknowledged: still asked to respond, not asked to acknowledge again.
+    mail = transfer_mail(svc, acknowledged)
+    subject, text = mail["tm.fay"]
+    assert subject == "[drp] For information: alert 1 (R100) transferred"
+    assert "You are still asked to respond at this stage, by 8 March 2027." in text
+    assert "acknowledge" not in text.lower() and "You are now" not in text
+    assert mail["iro.ben"][0] == "[drp] Now your alert as IRO: alert 1 (R100) transferred"
+    assert mail["sw.dan"][0] == "[drp] For information: alert 1 (R100) transferred"
+    # Fay has answered: nothing asked of her (nor of the social worker).
+    mail = transfer_mail(svc, answered)
+    subject, text = mail["tm.fay"]
+    assert subject == "[drp] For information: alert 2 (R101) transferred"
+    assert "respond" not in text.lower() and "acknowledge" not in text.lower()
+    assert "The response at this stage has been recorded." in text
+    assert mail["sw.dan"][0] == "[drp] For information: alert 2 (R101) transferred"
+    # The moved child: its new manager acknowledges and responds; its new social worker may
+    # respond at this stage, but acknowledging is the manager's.
+    mail = transfer_mail(svc, moving)
+    subject, text = mail["tm.fay"]
+    assert subject == ("[drp] Acknowledge, then respond by 8 March: alert 3 (R200)"
+                       " transferred")
+    assert ("You are now the one asked to respond at this stage (due 8 March 2027):"
+            " acknowledge it in drp, then respond.") in text
+    subject, text = mail["sw.dan"]
+    assert subject == "[drp] Respond by 8 March: alert 3 (R200) transferred"
+    assert ("You are now asked to respond at this stage too (due 8 March 2027): respond in"
+            " drp.") in text
+    assert "acknowledge" not in text.lower()

@@ -653,3 +653,62 @@ def test_a_manager_who_owns_an_agreed_action_is_asked_to_complete_it_when_resolv
         "[drp] Complete your agreed action: alert 1 (R100) resolved ")
     assert "Complete what you agreed to do and mark it done in drp." in resolved[ADDR["tm.fay"]]
     assert resolved[ADDR["sw.dan"]].startswith("[drp] For information: alert 1 (R100) resolved ")
+
+
+@backends
+def test_respond_by_only_while_the_stage_still_awaits_the_response(mailer: Mailer) -> None:
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    mailer("2027-03-01T09:30", lambda s: s.raise_alert("iro.ben", "R101", "y"))
+    mailer("2027-03-02T09:00", lambda s: s.respond(1, "tm.fay", "Plan shared on Friday"))
+    mailer("2027-03-03T09:00", lambda s: s.hold(1, "iro.ada", "Court", until=date(2027, 3, 5)))
+    resumed = _mail(mailer, "2027-03-04T09:00", lambda s: s.resume(1, "iro.ada"))
+    fay = resumed[ADDR["tm.fay"]]
+    # Answered on 2 March: nothing to respond to, and no response said to be due.
+    assert fay.startswith("[drp] For information: alert 1 (R100) resumed at Informal resolution ")
+    assert "Respond" not in fay and "response is" not in fay
+    assert "The response at Informal resolution has been recorded" in fay
+    assert resumed[ADDR["sw.dan"]].startswith("[drp] For information: ")
+    extended = _mail(mailer, "2027-03-04T10:00", lambda s: s.extend(
+        1, "iro.ada", date(2027, 3, 19), "Leave"))
+    assert extended[ADDR["tm.fay"]].startswith(
+        "[drp] For information: alert 1 (R100) given more time at Informal resolution ")
+    assert "Respond" not in extended[ADDR["tm.fay"]]
+    # The timescale run's resumes (e-mails rendered at delivery): the unanswered alert still
+    # asks, the answered one does not.
+    for aid, iro in ((1, "iro.ada"), (2, "iro.ben")):
+        mailer("2027-03-05T09:00", lambda s, aid=aid, iro=iro: s.hold(
+            aid, iro, "Court", until=date(2027, 3, 12)))
+    before = len(mailer.smtp.received)
+    mailer.when = parse_instant("2027-03-12T07:00", LONDON)
+    from drp import timescales
+    timescales.run(mailer.engine, lambda session: AlertService(
+        session, protocol=mailer.protocol, calendar=WorkingCalendar(),
+        clock=FixedClock(mailer.when), tz=LONDON, notifier=mailer.notifier),
+        mailer.protocol, WorkingCalendar(), date(2027, 3, 12))
+    deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
+    auto = sorted(r.subject for r in mailer.smtp.received[before:]
+                  if r.rcpt[0] == ADDR["tm.fay"] and "resumed" in r.subject)
+    assert auto == ["[drp] For information: alert 1 (R100) resumed at Informal resolution",
+                    "[drp] Respond by 15 March: alert 2 (R101) resumed at Informal resolution"]
+
+
+@backends
+def test_the_timescale_runs_mail_carries_what_each_reader_is_asked(mailer: Mailer) -> None:
+    """Rows the run queues in bulk are rendered at delivery from their stored context: each
+    reader's own flags are in it (a council's wording may use them)."""
+    import json
+
+    from drp import timescales
+
+    mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    when = parse_instant("2027-03-05T07:00", LONDON)
+    timescales.run(mailer.engine, lambda session: AlertService(
+        session, protocol=mailer.protocol, calendar=WorkingCalendar(), clock=FixedClock(when),
+        tz=LONDON, notifier=mailer.notifier), mailer.protocol, WorkingCalendar(),
+        date(2027, 3, 5))
+    asked = {row.recipient: {k: v for k, v in json.loads(row.context or "{}").items()
+                             if k.startswith("asked_")}
+             for row in mailer.rows() if row.message == "reminder"}
+    assert asked == {
+        "tm.fay": {"asked_to_respond": True, "asked_to_acknowledge": True},
+        "sw.dan": {"asked_to_respond": True, "asked_to_acknowledge": False}}
