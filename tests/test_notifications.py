@@ -712,3 +712,16 @@ def test_the_timescale_runs_mail_carries_what_each_reader_is_asked(mailer: Maile
     assert asked == {
         "tm.fay": {"asked_to_respond": True, "asked_to_acknowledge": True},
         "sw.dan": {"asked_to_respond": True, "asked_to_acknowledge": False}}
+
+
+def test_a_row_queued_before_the_readers_flags_existed_still_renders_as_it_did() -> None:
+    """Rows the timescale run queued before an upgrade carry no asked_* keys: the templates
+    fall back to the reader's role (StrictUndefined would fail their delivery)."""
+    renderer = Renderer()
+    for message in renderer.messages():
+        for role in ("responsible", "iro", "copy", "iro_manager", "owner"):
+            old = {k: v for k, v in sample_context(role).items()
+                   if k not in ("asked_to_respond", "asked_to_acknowledge", "newly_asked",
+                                "stage_answered")}
+            assert renderer.render(message, old).subject == renderer.render(
+                message, sample_context(role)).subject, (message, role)
