@@ -134,6 +134,35 @@ def test_concurrent_writers_of_one_message_never_collide(tmp_path: Path) -> None
     assert [p.name for p in (tmp_path / "mail").iterdir()] == ["00000007-alert_raised.eml"]
 
 
+@pytest.mark.parametrize(("subject", "text", "html"), [
+    ("[drp] Respond by 8 March: alert 1 (R100)", "Hello\nLine two\n", "<p>Hi</p>\n"),
+    ("[drp] " + "a long subject " * 8, "No newline at the end", "<p>x</p>"),
+    ("[drp] Zoë\u2019s alert, " + "folded " * 12, "Zoë wrote: ✓\n\n.\nFrom here\n", "<p>Zoë</p>\n"),
+    ("[drp] x", "", ""),
+])
+def test_the_written_message_reads_as_the_email_package_builds_it(
+        subject: str, text: str, html: str) -> None:
+    from email import message_from_bytes
+    from email.policy import default
+
+    from notifications.transports import build_email, email_bytes
+
+    out = Outgoing(row_id=7, key="k", to_addr="a@riverside.example", subject=subject,
+                   text=text, html=html, created_at=AS_OF, message="escalated")
+
+    def read(raw: bytes) -> Any:
+        m = message_from_bytes(raw, policy=default)
+        return ({k: str(m[k]) for k in ("From", "To", "Subject", "Date", "Message-ID",
+                                          "Auto-Submitted", "X-drp-Message")},
+                [(p.get_content_type(), p.get_content()) for p in m.walk()
+                 if not p.is_multipart()], [p.defects for p in m.walk()])
+
+    sender = "drp <drp@riverside.example>"
+    assert read(email_bytes(out, sender)) == read(bytes(build_email(out, sender)))
+    assert b"\r\n" not in email_bytes(out, sender)  # files: the platform's line ends
+    assert b"\n" not in email_bytes(out, sender, "\r\n").replace(b"\r\n", b"")  # SMTP
+
+
 @backends
 def test_a_local_write_error_is_that_messages_failure_and_delivery_goes_on(
         engine: Engine, tmp_path: Path) -> None:
