@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-quick lint bench clean
+.PHONY: install run test test-fast test-quick lint bench clean
 
 install: $(STAMP)
 
@@ -33,14 +33,21 @@ lint: install
 
 # Everything. Tests needing PostgreSQL (DRP_TEST_POSTGRES_URL), Chromium or Graphviz skip where
 # those are missing and the summary says why; with DRP_TEST_STRICT=1 (.ci/run) they fail instead.
-# Each file goes whole to one of two workers, longest first (tests/conftest.py LONGEST_FIRST;
-# --no-loadscope-reorder keeps that order instead of xdist's "most tests first").
+# Each file (or, in the files that allow it, each test) goes whole to one of two workers,
+# longest first (tests/conftest.py SPLIT and LONGEST_FIRST; --no-loadscope-reorder keeps that
+# order instead of xdist's "most tests first").
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -q $(XDIST)
 
-# The same without the tests marked slow (see pyproject.toml): for a quick look, not for CI.
-test-quick: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
+# The inner loop: no lint, no tests marked slow (see pyproject.toml), stop at the first
+# failure; narrow it with T, e.g. `make test-fast T=tests/test_alerts.py`. Not for CI.
+T ?=
+test-fast: install
+	$(BIN)/pytest -q $(XDIST) -m "not slow" -x $(T)
+
+# The same after lint and type checks.
+test-quick: lint test-fast
 
 # Benchmarks print their figures and ratios and write bench/results.json (BENCH_SCALE=small:
 # a quick run, into bench/results-small.json). PostgreSQL is measured too where

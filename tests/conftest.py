@@ -42,25 +42,47 @@ SLOW_FILES = {"test_soak.py", "test_faults.py", "test_load.py", "test_browser.py
 SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
 
 
-# `make test` runs with `-n 2 --dist loadfile --no-loadscope-reorder`: each file goes whole to
-# a worker, in the order collected. Sending the longest files first keeps one worker from
-# starting a three-minute file when the other is nearly done (xdist's own order, most tests
-# first, started the soak last: 575 s where the work was 461 s a worker). Measured with
-# --durations=0; scheduling only.
-LONGEST_FIRST = ("test_soak.py", "test_cli.py", "test_web_routes.py", "test_properties.py",
-                 "test_simulate.py", "test_cli_flows.py", "test_browser.py", "test_faults.py",
-                 "test_cli_mail.py", "test_flows.py", "test_reports.py", "test_cli_matrix.py",
-                 "test_api_schema.py")
+# `make test` runs with `-n 2 --dist loadgroup --no-loadscope-reorder`: each unit below goes
+# whole to one worker, in the order collected. A unit is a file (its tests may share a module
+# fixture), except in SPLIT files, whose tests share nothing but the process: there each test
+# is a unit, so the two workers can share a long file. Sending the longest units first keeps
+# one worker from starting a long unit when the other is nearly done (xdist's own order, most
+# tests first, started the soak last: 575 s where the work was 461 s a worker). Measured with
+# --durations=0, one file at a time on an idle machine; scheduling only.
+SPLIT = {"test_soak.py", "test_simulate.py", "test_properties.py"}
+LONGEST_FIRST = (
+    "test_web_routes.py", "test_prefect_production.py", "test_cli_flows.py",
+    "test_browser.py", "test_faults.py", "test_properties.py::TestAlertLadder",
+    "test_soak.py::test_a_simulated_year_through_the_prefect_flows", "test_cli_mail.py",
+    "test_flows.py", "test_soak.py::test_a_simulated_year_keeps_every_invariant",
+    "test_simulate.py::test_peterborough_full_year", "test_reports.py",
+    "test_simulate.py::test_cambridgeshire_scaled", "test_cli_matrix.py", "test_cli.py",
+    "test_api_schema.py", "test_simulate.py::test_manchester_scaled",
+    "test_simulate.py::test_same_seed_same_year",
+)
+
+
+def unit(item: pytest.Item) -> str:
+    """The file, or in a SPLIT file the test (its parameters together)."""
+    name = item.path.name
+    if name not in SPLIT:
+        return name
+    return f"{name}::{item.nodeid.split('::', 1)[1].split('[')[0]}"
 
 
 def _longest_first(item: pytest.Item) -> int:
-    name = item.path.name
-    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    found = unit(item)
+    for i, known in enumerate(LONGEST_FIRST):
+        if found == known or found.startswith(known + "::"):
+            return i
+    return len(LONGEST_FIRST)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_longest_first)  # stable: each file's tests keep their order
     for item in items:
+        item.add_marker(pytest.mark.xdist_group(unit(item)))
         if (item.path.name in SLOW_FILES or "prefect_harness" in item.fixturenames
                 or any(name in item.nodeid for name in SLOW_TESTS)):
             item.add_marker(pytest.mark.slow)
@@ -272,6 +294,38 @@ def sign_in(app: Any, username: str, password: str = TEST_PASSWORD) -> Any:
     found = re.search(r'name="csrf_token" value="([^"]+)"', home.text)
     client.csrf = found.group(1) if found else ""  # type: ignore[attr-defined]
     return client
+
+
+@pytest.fixture(autouse=True)
+def _close_every_cli() -> Iterator[None]:
+    """A Cli (tests/support/cli.py) left open by a test is closed after it."""
+    yield
+    from .support import cli
+
+    cli.close_all()
+
+
+@pytest.fixture(scope="session")
+def cli_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder made once per worker by the commands a new user runs (tests/support/cli.py)."""
+    from .support.cli import prepare_folder
+
+    folder = tmp_path_factory.mktemp("cli-prepared")
+    prepare_folder(folder, DATA / "org.yaml")
+    return folder
+
+
+@pytest.fixture
+def cli(cli_folder: Path, tmp_path: Path) -> Iterator[Any]:
+    """`drp` on a copy of cli_folder (initialised, tests/data/org.yaml loaded): a Cli."""
+    import shutil
+
+    from .support.cli import Cli
+
+    shutil.copytree(cli_folder, tmp_path, dirs_exist_ok=True)
+    c = Cli(tmp_path)
+    yield c
+    c.close()
 
 
 @pytest.fixture

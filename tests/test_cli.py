@@ -1,138 +1,23 @@
 """The command line as a user runs it: a fresh SQLite file, an organisation that is not the
 demo's, exit statuses and one-line errors (docs: interface.md).
 
-The commands run in this process, as the `drp` script runs them (drp.cli.main with its
-arguments, its environment and working directory, stdout and stderr captured): a process
-each cost two to three seconds of imports a command. A few run as real processes
-(Cli.process): the script itself, exit 0, 1 and 2 as a shell sees them."""
+The commands run in this process, as the `drp` script runs them (tests/support/cli.py): a
+process each cost two to three seconds of imports a command. A few run as real processes
+(Cli.process): the script itself, exit 0, 1 and 2 as a shell sees them. Each test starts from
+a copy of one folder prepared per worker (conftest's `cli`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import closing, redirect_stderr, redirect_stdout
-from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import DATA, forget_settings
+from .conftest import DATA
+from .support.cli import DRP, Cli
 
-DRP = str(Path(sys.executable).with_name("drp"))
-Result = subprocess.CompletedProcess[str]
-
-
-class Cli:
-    def __init__(self, tmp: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DRP_")}
-        self.env.update(
-            DRP_DATABASE_URL=f"sqlite:///{tmp / 'drp.db'}", DRP_MAIL_DIR=str(tmp / "mail"),
-            COLUMNS="200",
-        )
-        self.cwd = tmp
-        self._mp = pytest.MonkeyPatch()
-        self._applied: dict[str, str] | None = None
-
-    def __call__(self, *args: str, code: int = 0) -> Result:
-        """`drp args...` in this process: what the script would print, and its exit status."""
-        from drp import cli
-
-        self._apply()
-        out, err = StringIO(), StringIO()
-        old, returncode = sys.argv, 0
-        sys.argv = ["drp", *args]
-        try:
-            with redirect_stdout(out), redirect_stderr(err):
-                cli.main()
-        except SystemExit as exc:
-            returncode = exc.code if isinstance(exc.code, int) else 1 if exc.code else 0
-        finally:
-            sys.argv = old
-        proc = Result([DRP, *args], returncode, out.getvalue(), err.getvalue())
-        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
-        return proc
-
-    def process(self, *args: str, code: int = 0) -> Result:
-        """`drp args...` as a real process (the installed script), for what only a shell sees."""
-        proc = subprocess.run([DRP, *args], capture_output=True, text=True, env=self.env,
-                              cwd=self.cwd, timeout=60)
-        assert proc.returncode == code, (args, proc.stdout, proc.stderr)
-        return proc
-
-    def _apply(self) -> None:
-        """The environment a process would have (drp reads its settings once per process:
-        forgotten whenever the environment changes)."""
-        if self._applied == self.env:
-            return
-        for key in [k for k in os.environ if k.startswith("DRP_") and k not in self.env]:
-            self._mp.delenv(key)
-        for key, value in self.env.items():
-            if os.environ.get(key) != value:
-                self._mp.setenv(key, value)
-        self._mp.chdir(self.cwd)
-        self._forget()
-        self._applied = dict(self.env)
-
-    @staticmethod
-    def _forget() -> None:
-        from drp import runtime
-
-        if runtime.runtime.cache_info().currsize:
-            runtime.runtime().engine.dispose()  # closes the file (copied or removed next)
-        forget_settings()
-
-    def close(self) -> None:
-        self._forget()
-        self._mp.undo()
-
-    def json(self, *args: str) -> Any:
-        proc = self(*args, "--json")
-        return json.loads(proc.stdout)
-
-    def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        with closing(sqlite3.connect(self.cwd / "drp.db")) as connection:
-            return connection.execute(sql).fetchall()
-
-    def refused(self, *args: str, process: bool = False) -> str:
-        proc = (self.process if process else self)(*args, code=1)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1, proc.stderr
-        assert proc.stdout == ""
-        return lines[0]
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A folder made once per module by the commands a new user runs, and the theme classifier
-    the first `drp alert raise` trains (kept in ./models beside the mail folder, as drp keeps
-    it, so each copy loads it instead of training it again); each test gets a copy."""
-    from drp import runtime
-
-    folder = tmp_path_factory.mktemp("prepared")
-    c = Cli(folder)
-    try:
-        c("init")
-        c("init")  # twice is safe
-        c("org", "load", str(DATA / "org.yaml"))
-        runtime.runtime().classifier()
-        assert list((folder / "models").glob("themes-*.pickle"))
-    finally:
-        c.close()
-    yield folder
-
-
-@pytest.fixture
-def cli(prepared: Path, tmp_path: Path) -> Iterator[Cli]:
-    shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
-    c = Cli(tmp_path)
-    yield c
-    c.close()
+__all__ = ["DRP", "Cli"]  # other test files import them from here
 
 
 @pytest.fixture

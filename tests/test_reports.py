@@ -289,15 +289,9 @@ def test_the_previous_period(start: date, end: date, expected: tuple[date, date]
     assert previous_period(start, end) == expected
 
 
-def test_the_report_from_the_command_line_in_every_format(tmp_path: Any) -> None:
+def test_the_report_from_the_command_line_in_every_format(cli: Any, tmp_path: Any) -> None:
     import json
 
-    from .conftest import DATA
-    from .test_cli import Cli
-
-    cli = Cli(tmp_path)
-    cli("init")
-    cli("org", "load", str(DATA / "org.yaml"))
     cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "<b>x</b>",
         "--theme", "funding", "--now", "2027-04-06T10:00")
     r = json.loads(cli("report", "disputes", "--from", "2027-04-01", "--to", "2027-06-30").stdout)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
-from sqlalchemy import event, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from drp import db
@@ -305,9 +305,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             rt = runtime_module.runtime()
         finally:
             forget_settings()
-    # Only for speed: no fsync at each of the module's thousands of commits.
-    event.listen(rt.engine, "connect",
-                 lambda conn, _record: conn.execute("PRAGMA synchronous=OFF"))
     prepare(rt)
     clock = MovableClock()
     with ExitStack() as stack:
