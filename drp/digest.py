@@ -4,7 +4,9 @@ gets one digest with the open alerts of every service they head or manage (a sec
 service when there are several), overdue first; IRO managers get the whole council's list
 with totals by stage, team and theme. Sent once per fortnight: the outbox key names the
 fortnight and the person, so a rerun sends nothing new. The scheduled run looks every weekday
-and sends on the first working day on or after the fortnight's digest day (`not_today`)."""
+and sends on the first working day on or after the fortnight's digest day (`not_today`),
+once: a run records that the fortnight's digest went (`DigestRun`, in its transaction), even
+when nobody had anything to receive. Days are the council's local days (`clock.local_date`)."""
 
 from __future__ import annotations
 
@@ -22,14 +24,15 @@ from notifications.outbox import enqueue
 from notifications.render import Renderer
 
 from .calendar import WorkingCalendar
+from .clock import local_date
 from .ladder import due
 from .ladder.protocol import Protocol, Role
 from .models import (
     Alert,
     Child,
     Council,
+    DigestRun,
     Event,
-    OutboxMessage,
     Person,
     PersonRole,
     Referral,
@@ -55,12 +58,13 @@ def digest_day(day: date, calendar: WorkingCalendar, anchor: date = DEFAULT_ANCH
 
 def digest_dates(after: date, n: int, calendar: WorkingCalendar,
                  anchor: date = DEFAULT_ANCHOR) -> list[date]:
-    """The next `n` digest days on or after `after`."""
+    """The next `n` digest days on or after `after`. A fortnight whose digest day falls beyond
+    it (a closure of two weeks or more) has none: the next fortnight's goes that day."""
     out: list[date] = []
     start = fortnight_start(after, anchor)
     while len(out) < n:
         day = calendar.next_working_day(start)
-        if day >= after:
+        if after <= day < start + timedelta(days=14):
             out.append(day)
         start += timedelta(days=14)
     return out
@@ -106,7 +110,7 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
     rows = []
     for alert, ref, team, service_id, kind, at, referred in session.execute(query):
         overdue = due.alert_overdue(alert, today)
-        local = at.astimezone(tz).date()
+        local = local_date(at, tz)
         # A referral to Cafcass runs alongside the local process: the alert is still open.
         notes = " (on hold)" if alert.on_hold else ""
         rows.append({
@@ -114,7 +118,7 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
             "stage": alert.stage,
             "stage_title": protocol.title(alert.stage) + notes,
             "stage_name": protocol.title(alert.stage),  # for the totals
-            "days_open": calendar.between(alert.raised_at.astimezone(tz).date(), today),
+            "days_open": calendar.between(local_date(alert.raised_at, tz), today),
             "stage_due": alert.stage_due, "overdue": overdue,
             "theme": titles.get(alert.theme or "", alert.theme),
             # Days, local: the template writes them (with the year when not this year's).
@@ -130,9 +134,11 @@ def queue_digest(
     renderer: Renderer, base_url: str, tz: ZoneInfo, now: datetime,
     empty_note: bool = True, anchor: date = DEFAULT_ANCHOR,
 ) -> DigestReport:
-    today = now.astimezone(tz).date()
+    today = local_date(now, tz)
     fortnight = fortnight_start(today, anchor)
     report = DigestReport(fortnight=fortnight)
+    if session.get(DigestRun, fortnight) is None:  # a simultaneous run: one fails to commit
+        session.add(DigestRun(fortnight=fortnight, ran_at=now))
     rows = _rows(session, protocol, calendar, today, tz, taxonomy, base_url)
     council = session.get(Council, 1)
     link = f"{base_url.rstrip('/')}/outstanding"
@@ -220,11 +226,9 @@ def digest_key(fortnight: date, username: str) -> str:
     return f"digest:{fortnight.isoformat()}:{username}"
 
 
-def queued_already(session: Session, fortnight: date) -> bool:
-    """Whether the fortnight's digest has been queued (for anyone)."""
-    prefix = f"digest:{fortnight.isoformat()}:"
-    return session.exec(select(OutboxMessage.id).where(
-        col(OutboxMessage.key).startswith(prefix, autoescape=True)).limit(1)).first() is not None
+def ran_already(session: Session, fortnight: date) -> bool:
+    """Whether the fortnight's digest has run (whoever, if anyone, it was queued for)."""
+    return session.get(DigestRun, fortnight) is not None
 
 
 def not_today(session: Session, calendar: WorkingCalendar, today: date,
@@ -238,7 +242,7 @@ def not_today(session: Session, calendar: WorkingCalendar, today: date,
     if today < day:
         return (f"{today.isoformat()} is before the fortnight's digest day"
                 f" ({day.isoformat()}); nothing sent")
-    if queued_already(session, fortnight):
+    if ran_already(session, fortnight):
         return (f"The digest for the fortnight from {fortnight.isoformat()} was already sent"
                 f" (its digest day {day.isoformat()}); nothing sent")
     return None

@@ -254,6 +254,15 @@ class Closure(SQLModel, table=True):
     created_at: datetime = _instant()
 
 
+class DigestRun(SQLModel, table=True):
+    """A fortnight's digest has run, whether or not anyone had anything to receive (with empty
+    notes off, nobody may): the scheduled run sends each fortnight's once (drp/digest.py)."""
+
+    __tablename__ = "digest_run"
+    fortnight: date = Field(primary_key=True)
+    ran_at: datetime = _instant()
+
+
 class AccessLog(SQLModel, table=True):
     """Who looked at which record, when (children's data: every view is audited)."""
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from drp import db, digest, mail
+from drp.clock import local_date
 
 from .common import as_of, deliver_mail
 
@@ -22,7 +23,7 @@ def queue_digest(now: str, only_on_digest_day: bool) -> dict[str, Any]:
     rt, _, instant = as_of(now)
     db.require_schema(rt.engine)
     s = rt.settings
-    today = instant.astimezone(s.tz).date()
+    today = local_date(instant, s.tz)
     why_not = None
     if only_on_digest_day:
         # The schedule looks every weekday: the first run on or after the fortnight's digest
@@ -44,8 +45,8 @@ def queue_digest(now: str, only_on_digest_day: bool) -> dict[str, Any]:
         try:
             report = queue()
         except IntegrityError:
-            # A simultaneous run queued the same fortnight's digests first: look again, and
-            # find them already sent.
+            # A simultaneous run queued the same fortnight's digests (or recorded its run)
+            # first: look again, and find them already sent.
             report = queue()
     return {"report": report.as_dict(), "markdown": report.markdown()}
 

@@ -4,14 +4,16 @@ sends it)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from drp import db
-from drp.digest import not_today
+from drp.calendar import WorkingCalendar
+from drp.digest import digest_dates, not_today
 from drp.ladder.protocol import Protocol
 from drp.org import load_org
 
@@ -84,6 +86,7 @@ def test_the_scheduled_run_sends_on_the_first_working_day_on_or_after_the_digest
     assert why_not(date(2026, 12, 29)) is None and why_not(date(2026, 12, 30)) is None
 
 
+@backends
 def test_an_iro_manager_who_also_heads_a_service_gets_the_whole_councils_digest(
     run: Run, org: Engine, protocol: Protocol, tmp_path: Path
 ) -> None:
@@ -99,3 +102,36 @@ def test_an_iro_manager_who_also_heads_a_service_gets_the_whole_councils_digest(
     assert report.already_sent == []
     cat = digests(org)["irom.cat"]
     assert "Totals by stage:" in cat and "R100" in cat  # the council's, not West's alone
+
+
+@backends
+@pytest.mark.parametrize("empty_note", [False, True])
+def test_the_fortnights_digest_goes_once_even_when_nobody_had_anything(
+    run: Run, org: Engine, protocol: Protocol, empty_note: bool
+) -> None:
+    """With empty notes off, a digest day with nothing open queues nothing for anyone: the
+    fortnight's digest has still gone, and no later weekday sends one off-cycle."""
+    def why_not(day: date) -> str | None:
+        with Session(org) as s:
+            return not_today(s, CAL, day)
+
+    assert why_not(date(2027, 3, 9)) is None  # workers down on the Monday: a late start
+    quiet = digest_at(org, protocol, "2027-03-09T08:00", empty_note=empty_note)
+    assert sorted(quiet.sent_to) == ([] if not empty_note else ["hos.ivy", "hos.jon",
+                                                                 "irom.cat", "sm.hal"])
+    run("2027-03-10T10:00", lambda s: s.raise_alert("iro.ada", "R100", "x"))
+    for day in (date(2027, 3, 10), date(2027, 3, 11), date(2027, 3, 19)):
+        assert why_not(day) == ("The digest for the fortnight from 2027-03-08 was already sent"
+                                " (its digest day 2027-03-08); nothing sent")
+    assert why_not(date(2027, 3, 22)) is None  # the next fortnight's
+    later = digest_at(org, protocol, "2027-03-22T08:00", empty_note=empty_note)
+    assert "irom.cat" in later.sent_to and "sm.hal" in later.sent_to
+
+
+def test_a_fortnights_digest_day_beyond_its_fortnight_is_listed_once() -> None:
+    """A council closed for three weeks (and Easter Monday after): the digest day of the
+    fortnight that starts in the closure falls in the next fortnight, on that one's."""
+    closed = WorkingCalendar({date(2027, 3, 8) + timedelta(days=i): "Closed"
+                              for i in range(21)})
+    days = digest_dates(date(2027, 3, 1), 3, closed)
+    assert days == [date(2027, 3, 30), date(2027, 4, 5), date(2027, 4, 19)], days

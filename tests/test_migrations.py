@@ -247,3 +247,30 @@ def test_upgrading_turns_referred_alerts_open_and_starts_the_formal_clock_at_the
                      2: ("open", "informal", None, None),
                      3: ("open", "stage1", date(2027, 4, 6), date(2027, 5, 7))}
     engine.dispose()
+
+
+@backends
+def test_upgrading_records_the_fortnights_whose_digest_is_already_queued(db_url: str) -> None:
+    """0009: a fortnight with a digest in the outbox has run (the scheduled run says so)."""
+    engine = db.make_engine(db_url)
+    db.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        for key, at in (("digest:2027-03-08:sm.hal", "2027-03-09 08:00:01"),
+                        ("digest:2027-03-08:irom.cat", "2027-03-09 08:00:00"),
+                        ("digest:2027-03-22:sm.hal", "2027-03-22 08:00:00"),
+                        ("1:reminder:sm.hal", "2027-03-23 08:00:00")):
+            conn.execute(text(
+                "INSERT INTO outbox (key, message, recipient, subject, text_body, html_body,"
+                " context, status, attempts, created_at, next_attempt_at) VALUES (:key,"
+                " 'digest', 'x', '', '', '', '{}', 'sent', 0, :at, :at)"), {"key": key, "at": at})
+    db.upgrade(engine)
+    from sqlmodel import Session, select
+
+    from drp.models import DigestRun
+    with Session(engine) as s:
+        runs = {r.fortnight: r.ran_at for r in s.exec(select(DigestRun))}
+    assert runs == {date(2027, 3, 8): datetime(2027, 3, 9, 8, 0, tzinfo=UTC),
+                    date(2027, 3, 22): datetime(2027, 3, 22, 8, 0, tzinfo=UTC)}
+    db.downgrade(engine, "0007")
+    db.upgrade(engine)
+    engine.dispose()
