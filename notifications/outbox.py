@@ -137,6 +137,10 @@ OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 _MINE = OUTBOX.update().where(
     OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.status == "sending",
     OUTBOX.c.attempts == bindparam("token"))
+_SENT = _MINE.values(status="sent", sent_at=bindparam("at"), last_error=None)
+_SENT_RENDERED = _MINE.values(status="sent", sent_at=bindparam("at"), last_error=None,
+                              subject=bindparam("b_subject"), text_body=bindparam("b_text"),
+                              html_body=bindparam("b_html"))
 
 
 class _Delivery:
@@ -232,7 +236,12 @@ class _Delivery:
                 self.report.errors.append(str(exc))
                 return False
             return True
-        self._mark(c, status="sent", sent_at=self.now(), last_error=None, **body)
+        mine = {"row_id": c.row_id, "token": c.token, "at": self.now()}
+        if body:  # rendered here: the row keeps what was sent
+            self.conn.execute(_SENT_RENDERED, {**mine, "b_subject": out.subject,
+                                               "b_text": out.text, "b_html": out.html})
+        else:
+            self.conn.execute(_SENT, mine)
         self.report.sent += 1
         return True
 
