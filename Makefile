@@ -41,10 +41,11 @@ test: lint
 	$(BIN)/pytest -q $(XDIST)
 
 # The inner loop: no lint, no tests marked slow (see pyproject.toml), stop at the first
-# failure; narrow it with T, e.g. `make test-fast T=tests/test_alerts.py`. Not for CI.
+# failure; narrow it with T, e.g. `make test-fast T=tests/test_alerts.py` (one process: a
+# worker's start-up costs more than it saves on a file). Not for CI.
 T ?=
 test-fast: install
-	$(BIN)/pytest -q $(XDIST) -m "not slow" -x $(T)
+	$(BIN)/pytest -q $(if $(T),,$(XDIST)) -m "not slow" -x $(T)
 
 # The same after lint and type checks.
 test-quick: lint test-fast
