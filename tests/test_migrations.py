@@ -251,7 +251,7 @@ def test_upgrading_turns_referred_alerts_open_and_starts_the_formal_clock_at_the
 
 @backends
 def test_upgrading_records_the_fortnights_whose_digest_is_already_queued(db_url: str) -> None:
-    """0009: a fortnight with a digest in the outbox has run (the scheduled run says so)."""
+    """0008: a fortnight with a digest in the outbox has run (the scheduled run says so)."""
     engine = db.make_engine(db_url)
     db.upgrade(engine, "0007")
     with engine.begin() as conn:

@@ -3,7 +3,7 @@
 Existing data: each fortnight with a digest already in the outbox (keys
 digest:<fortnight>:<username>) is recorded as run, at its first row's time.
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-30
 """
@@ -17,7 +17,7 @@ import notifications.models  # noqa: F401  (UTCDateTime)
 from alembic import op
 
 
-revision: str = '0009'
+revision: str = '0008'
 down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
