@@ -4,6 +4,7 @@ Flows are thin: each calls the service layer through a few coarse tasks that do 
 work, and leaves a markdown artifact saying what it did. Idempotency (guards on the alert and
 unique outbox keys), not the scheduler, guarantees that nothing happens twice."""
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -41,18 +42,29 @@ def start_api() -> str | None:
     and what to do (the temporary server, if it was half-started, is stopped so that the next
     attempt starts afresh)."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     url = PREFECT_API_URL.value()
     quiet = logging.getLogger("prefect")  # "Starting temporary server..." is not news
     level = quiet.level
     quiet.setLevel(logging.WARNING)
+    # Prefect reads its settings when first imported: in a process that had imported it
+    # before prefect_home() ran, its own 20 s would stand. Apply the environment's now.
+    wanted = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    limit = temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: wanted}
+                               ) if wanted and not url else contextlib.nullcontext()
     try:
-        try:
-            with get_client(sync_client=True) as client:
-                problem = client.api_healthcheck()
-        except Exception as exc:  # Prefect raises RuntimeError, ValueError, httpx errors...
-            problem = exc
+        with limit:
+            seconds = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+            try:
+                with get_client(sync_client=True) as client:
+                    problem = client.api_healthcheck()
+            except Exception as exc:  # Prefect raises RuntimeError, ValueError, httpx errors
+                problem = exc
         if problem is None:
             return None
         if not url:
@@ -63,7 +75,6 @@ def start_api() -> str | None:
     if url:
         return (f"the Prefect server at {url} (PREFECT_API_URL) does not answer ({reason});"
                 " start it, or check the address")
-    seconds = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     return (f"Prefect's temporary server did not start within {seconds} s ({reason});"
             f" {LONG_LIVED}")
 

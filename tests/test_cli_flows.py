@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from .conftest import DATA
+from .conftest import DATA, ROOT
 from .test_cli import Cli
 
 
@@ -48,3 +49,24 @@ def test_a_prefect_server_that_does_not_start_is_one_line_saying_what_to_do(
     assert line.endswith("; set PREFECT_API_URL to a long-lived Prefect server"
                          " (docs/deploying.md), or allow the temporary one longer"
                          " (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+
+
+def test_the_start_limit_holds_where_prefect_was_imported_before_drp_set_it(
+    tmp_path: Path,
+) -> None:
+    """drp run in a process that had imported Prefect already (a test worker, an embedding
+    program): Prefect read its settings then, so drp's limit is applied when the server
+    starts (seen failing: the 20 s Prefect read at import stood)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRP_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    script = ("import os, prefect.settings\n"
+              "os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS'] = '1'\n"
+              "from flows import start_api\n"
+              "print(start_api())\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120)
+    assert proc.stdout.startswith("Prefect's temporary server did not start within 1 s ("), (
+        proc.stdout, proc.stderr)
