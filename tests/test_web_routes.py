@@ -1667,3 +1667,35 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     kinds = [e["kind"] for e in ada.get(f"/api/alerts/{aid}").json()["events"]]
     assert kinds == ["raised", "acknowledged", "responded", "action_agreed", "escalated",
                      "due_recomputed", "responded", "held", "resumed", "resolved"]
+
+
+@backends
+def test_the_administrator_sees_the_mail_that_failed_and_why(web_on: Any) -> None:
+    """Mail given up on (no address, a refused recipient, too many attempts) is the
+    administrator's to act on: listed with who, which message and why; a message still
+    waiting is not; nobody else sees the administration page."""
+    from notifications.models import OutboxMessage
+    from notifications.outbox import row_values
+
+    app, clock, rt = web_on
+    with db.transaction(rt.engine) as s:
+        aid = rt.service(s, clock).raise_alert("iro.ada", "R100", "A message to lose").id
+    with Session(rt.engine) as s:
+        for key, address in (("lost", None), ("refused", "zz@riverside.example"),
+                             ("waiting", "fay@riverside.example")):
+            s.add(OutboxMessage(**row_values(
+                key=key, message="overdue", alert_id=aid, recipient="tm.fay",
+                to_addr=address, now=clock.now(), context="{}")))
+        s.commit()
+        refused = s.exec(select(OutboxMessage).where(OutboxMessage.key == "refused")).one()
+        refused.status, refused.attempts = "failed", 10
+        refused.last_error = "recipient refused (550 no such mailbox) (gave up after 10 attempts)"
+        s.add(refused)
+        s.commit()
+    page = sign_in(app, "admin.max").get("/admin").text
+    assert "2 e-mails could not be delivered" in page
+    assert "tm.fay has no e-mail address; add one in the organisation file" in page
+    assert "recipient refused (550 no such mailbox)" in page
+    assert f'<a href="/alerts/{aid}">{aid}</a>' in page
+    assert page.count("<td>tm.fay</td>") == 2  # the one still waiting is not listed
+    assert sign_in(app, "iro.ada").get("/admin").status_code == 403

@@ -32,10 +32,35 @@ from .alerts import field_of, optional_date
 router = APIRouter(include_in_schema=False)
 
 
+FAILED_SHOWN = 50  # the newest; `drp outbox list --failed` lists them all
+
+
+def _failed_mail(rt: Runtime) -> tuple[list[Any], int]:
+    """Messages given up on (refused, no address, too many attempts), newest first, with why:
+    what an administrator must act on. The minimum: who, which message, which alert, why."""
+    from sqlalchemy import func
+    from sqlalchemy import select as sa_select
+    from sqlmodel import Session, col, select
+
+    from notifications.models import OutboxMessage
+
+    failed = col(OutboxMessage.status) == "failed"
+    with Session(rt.engine) as session:
+        rows = session.execute(
+            sa_select(col(OutboxMessage.id), col(OutboxMessage.message),
+                   col(OutboxMessage.alert_id), col(OutboxMessage.recipient),
+                   col(OutboxMessage.attempts), col(OutboxMessage.last_error))
+            .where(failed).order_by(col(OutboxMessage.id).desc()).limit(FAILED_SHOWN)).all()
+        total = session.exec(select(func.count()).select_from(OutboxMessage).where(failed)).one()
+    return list(rows), int(total)
+
+
 def _admin_page(rt: Runtime, user: SignedInUser, page: PageRenderer, status: int = 200,
                 **values: Any) -> Response:
+    failed, failed_total = _failed_mail(rt)
     return page("admin.html", user, status=status, protocol=rt.protocol,
-                protocol_file=str(rt.settings.protocol), **values)
+                protocol_file=str(rt.settings.protocol), failed=failed,
+                failed_total=failed_total, **values)
 
 
 @router.get("/admin", response_class=HTMLResponse)
