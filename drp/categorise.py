@@ -10,20 +10,17 @@ night (`clock.during_run`), one with an event later still is a problem."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from . import db
 from .alerts.system import CLOSED
-from .alerts.unit import NotYet
+from .alerts.unit import alone
 from .clock import Clock
-from .errors import DrpError
 from .models import Alert, Event
 from .runtime import Runtime
 
@@ -31,7 +28,6 @@ if TYPE_CHECKING:
     from .alerts import AlertService
     from .classifier import Suggestion
 
-log = logging.getLogger(__name__)
 CHUNK = 200
 
 
@@ -85,22 +81,12 @@ def _suggest_all(rt: Runtime, clock: Clock, items: list[tuple[int, Suggestion]]
         return None if sure is None else (aid, sure)
 
     def one(aid: int, suggestion: Suggestion) -> None:
-        try:
-            with db.transaction(rt.engine) as session:
-                result = suggest(rt.service(session, clock), aid, suggestion)
-            if result is not None:
-                done.append(result)
-        except NotYet:
-            not_yet.append(aid)
-        except DrpError as exc:
-            problems.append(f"{aid}: {exc.message}")
-        except OperationalError as exc:
-            problems.append(f"{aid}: database busy ({db.reason(exc)}); the next night will"
-                            " take it up")
-        except Exception as exc:  # one alert's fault must not undo the night
-            log.exception("themes flow: alert %s failed", aid)
-            problems.append(f"{aid}: {type(exc).__name__}: {exc} (an unexpected error, logged;"
-                            " nothing was saved for this alert)")
+        result = alone(rt.engine, lambda session: suggest(rt.service(session, clock), aid,
+                                                          suggestion),
+                       aid, run="night", not_yet=lambda: not_yet.append(aid),
+                       problem=problems.append)
+        if result is not None:
+            done.append(result)
 
     for start in range(0, len(items), CHUNK):
         chunk = items[start:start + CHUNK]

@@ -9,28 +9,24 @@ for the run (`Runtime.calendar`); nothing here reads it again per alert."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from . import db
 from .alerts import AlertService
-from .alerts.unit import NotYet
+from .alerts.unit import alone
 from .batch import Batch
 from .calendar import WorkingCalendar
-from .errors import DrpError
 from .ladder import due
 from .ladder.protocol import Protocol
 from .models import Action, Alert
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 CHUNK = 200
 BULK = 1000  # alerts per transaction in the set-based writer
 
@@ -156,22 +152,11 @@ def _one(engine: Engine, make: Callable[[Session], AlertService], item: T,
          apply: Callable[[AlertService, T], Any], report: TimescaleReport
          ) -> tuple[T, Any] | None:
     """`item` in a transaction of its own; whatever goes wrong is this item's alone."""
-    try:
-        with db.transaction(engine) as session:
-            return item, apply(make(session), item)
-    except NotYet:
-        report.not_due_yet([_alert_of(item)])
-    except DrpError as exc:
-        report.problem(f"{item}: {exc.message}")
-    except OperationalError as exc:
-        report.problem(f"{item}: database busy ({db.reason(exc)}); the next run will"
-                       " take it up")
-    except Exception as exc:  # one alert's fault must not stop the run
-        # Not KeyboardInterrupt or SystemExit (BaseException): stopping the run still stops it.
-        log.exception("timescale run: alert %s failed", item)
-        report.problem(f"{item}: {type(exc).__name__}: {exc} (an unexpected error,"
-                       " logged; nothing was changed for this alert)")
-    return None
+    def work(session: Session) -> tuple[T, Any]:
+        return item, apply(make(session), item)
+
+    return alone(engine, work, item, run="run",
+                 not_yet=lambda: report.not_due_yet([_alert_of(item)]), problem=report.problem)
 
 
 def _in_chunks(

@@ -5,18 +5,21 @@ concurrent change turns into. Commands, system actions and queries build on this
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
 from ..calendar import WorkingCalendar
 from ..clock import Clock, during_run, local_date
-from ..errors import BadValue, Conflict, NotFound, NotPermitted
+from ..errors import BadValue, Conflict, DrpError, NotFound, NotPermitted
 from ..ladder import access, due
 from ..ladder.access import SYSTEM_ACTOR, Actor, Line
 from ..ladder.machine import VERBS, AlertState, describe_state, fire, possible_triggers
@@ -37,6 +40,34 @@ class NotYet(BadValue):
     instant, within the run's window (`clock.during_run`): a person acted on it while the run
     ran. Not due yet as far as this run can tell; the next run takes it up. An event later than
     that, or a person's action dated before the alert's last event, is a plain BadValue."""
+
+
+R = TypeVar("R")
+log = logging.getLogger("drp.flows")
+
+
+def alone(engine: Engine, work: Callable[[Session], R], item: object, *, run: str,
+          not_yet: Callable[[], None], problem: Callable[[str], None]) -> R | None:
+    """A flow's work on one item (`item` names it) in a transaction of its own, whatever goes
+    wrong being this item's alone: touched while the run ran (`not_yet`), refused, the
+    database busy (the next `run` takes it up) or a fault no path expects (logged); each
+    other than the first is one `problem` line. Returns the work's result, or None."""
+    from .. import db
+
+    try:
+        with db.transaction(engine) as session:
+            return work(session)
+    except NotYet:
+        not_yet()
+    except DrpError as exc:
+        problem(f"{item}: {exc.message}")
+    except OperationalError as exc:
+        problem(f"{item}: database busy ({db.reason(exc)}); the next {run} will take it up")
+    except Exception as exc:  # not KeyboardInterrupt or SystemExit: stopping still stops
+        log.exception("alert %s failed; nothing was changed for it", item)
+        problem(f"{item}: {type(exc).__name__}: {exc} (an unexpected error, logged;"
+                " nothing was changed for this alert)")
+    return None
 
 
 def out_of_order(alert_id: int | None, last: datetime, now: datetime, tz: ZoneInfo, *,
