@@ -47,6 +47,17 @@ def record(figures: dict[str, Any]) -> None:
         print(f"  {key}: {value}", flush=True)
 
 
+def judge(name: str, bounds: str, failed: list[str]) -> None:
+    """Say whether the benchmark `name` met its bounds, record it (`<name>_bounds_met`), and
+    exit 1 naming each one missed."""
+    print(f"{name} bounds ({bounds}): " + ("met" if not failed else "NOT MET"))
+    for line in failed:
+        print(f"  {line}")
+    record({f"{name}_bounds_met": not failed})
+    if failed:
+        raise SystemExit(1)
+
+
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     """The best of `repeat` runs, in seconds."""
     best, result = float("inf"), None

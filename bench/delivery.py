@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from common import ROOT, SMALL, backends, database_url, record  # type: ignore[import-not-found]
+from common import (  # type: ignore[import-not-found]
+    ROOT,
+    SMALL,
+    backends,
+    database_url,
+    judge,
+    record,
+)
 from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 
@@ -257,12 +264,7 @@ def main() -> None:
             figures, problems = smtp(kind, url)
             record(figures)
             failed += problems
-    print(f"delivery bounds ({BOUNDS}): " + ("met" if not failed else "NOT MET"))
-    for line in failed:
-        print(f"  {line}")
-    record({"delivery_bounds_met": not failed})
-    if failed:
-        raise SystemExit(1)
+    judge("delivery", BOUNDS, failed)
 
 
 if __name__ == "__main__":

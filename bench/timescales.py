@@ -30,6 +30,7 @@ from common import (  # type: ignore[import-not-found]
     backends,
     bulk_alerts,
     database,
+    judge,
     record,
     release_set,
     timed,
@@ -222,12 +223,7 @@ def main() -> None:
         growth = ratio[f"timescales_{kind}_{big}_over_{small}"]
         if growth > 1.5:
             failed.append(f"{kind}: {big} over {small} {growth} > 1.5")
-    print(f"timescales bounds ({BOUNDS}): " + ("met" if not failed else "NOT MET"))
-    for line in failed:
-        print(f"  {line}")
-    record({"timescales_bounds_met": not failed})
-    if failed:
-        raise SystemExit(1)
+    judge("timescales", BOUNDS, failed)
 
 
 if __name__ == "__main__":
