@@ -19,8 +19,9 @@ TZ = "Europe/London"
 # Working-day mornings and hourly through the working day (the flow does nothing on bank
 # holidays: a due date's consequences land on the next working day).
 TIMESCALES_CRON = "0 7-18 * * 1-5"
-# Every weekday at 08:00; the flow sends only on the fortnight's digest day (its Monday, or the
-# next working day when that Monday is a bank holiday), once.
+# Every weekday at 08:00; the flow sends on the first run on or after the fortnight's digest
+# day (its Monday, or the next working day when that Monday is a bank holiday), once
+# (drp.digest.not_today): workers down on the Monday still send it on the Tuesday.
 DIGEST_CRON = "0 8 * * 1-5"
 THEMES_CRON = "30 1 * * *"
 
