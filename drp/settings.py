@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     session_max_hours: int = Field(default=12, ge=1, le=72)
     login_max_failures: int = Field(default=5, ge=3, le=50)
     login_lockout_minutes: int = Field(default=15, ge=1, le=1440)
+    login_client_max_failures: int = Field(
+        default=50, ge=10, le=10000,
+        description="failed sign-ins from one address, any usernames, per lock-out period")
+    login_account_max_failures: int = Field(
+        default=100, ge=10, le=10000,
+        description="failed sign-ins for one username a day from addresses it has not"
+                    " signed in from (its own addresses are not locked by them)")
     oidc_metadata_url: str | None = Field(
         default=None, description="the council identity provider's OpenID configuration URL"
     )
