@@ -310,3 +310,7 @@ class ApiToken(SQLModel, table=True):
     label: str = Field(max_length=100)
     created_at: datetime = _instant()
     revoked_at: datetime | None = _instant(nullable=True, default=None)
+
+
+# Its home is drp/idempotency.py (imported here so the schema knows every table).
+from .idempotency import IdempotencyKey as IdempotencyKey  # noqa: E402
