@@ -1,0 +1,119 @@
+"""Who did it, from where: the origin of every event and access-log row, and the one function
+that writes an access-log (audit) row.
+
+An `Origin` is made once per entry point (the command line's shared set-up, the web app's and
+the API's unit of work, each flow's task) and the service layer writes it on every row:
+
+- `channel`: `cli`, `web`, `api` or `flow`;
+- `os_user`: on the command line (and a flow), the operating-system account running drp, from
+  the process's effective user id through the password database (`pwd`), never from `$USER` or
+  `$LOGNAME`, which the caller sets at will; the uid itself where the account has no name;
+- `client`: on the web and the API, the client's address as the server sees it
+  (`request.client.host`). Behind a TLS-terminating proxy this is the proxy, unless uvicorn is
+  told to trust its X-Forwarded-For (`--forwarded-allow-ips`, opt-in, uvicorn's own setting);
+- `via`: what was asked (`GET /alerts.csv`, `alert show`), written into the detail of list
+  and refusal rows, not a column of its own.
+
+Entry points set the origin with `coming_from(origin)`; a unit of work takes the one in force
+when it is made (or one given to it), so no call site repeats it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from .models import AccessLog
+
+CHANNELS = ("cli", "web", "api", "flow")
+DETAIL_MAX = 500  # the access log's detail column
+
+
+def os_user() -> str:
+    """The operating-system account this process runs as (effective uid), by name."""
+    uid = os.geteuid()
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):  # no password database, or an unnamed uid (a container)
+        return f"uid {uid}"
+
+
+@dataclass(frozen=True)
+class Origin:
+    channel: str
+    os_user: str | None = None
+    client: str | None = None
+    via: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel {self.channel!r} is not one of {', '.join(CHANNELS)}")
+
+    @classmethod
+    def cli(cls, via: str | None = None) -> Origin:
+        return cls("cli", os_user=os_user(), via=via)
+
+    @classmethod
+    def flow(cls, via: str | None = None) -> Origin:
+        return cls("flow", os_user=os_user(), via=via)
+
+    @classmethod
+    def request(cls, channel: str, client: str | None, method: str, path: str) -> Origin:
+        """A web page's or an API call's (`client`: request.client.host)."""
+        return cls(channel, client=(client or None) and client[:64], via=f"{method} {path}"[:200])
+
+    def columns(self) -> dict[str, Any]:
+        """The three columns an event or access-log row records."""
+        return {"channel": self.channel, "os_user": self.os_user, "client": self.client}
+
+
+NO_ORIGIN: dict[str, Any] = {"channel": None, "os_user": None, "client": None}
+
+_current: ContextVar[Origin | None] = ContextVar("drp_origin", default=None)
+
+
+def current() -> Origin | None:
+    """The origin the entry point set (None where none did: a test or a tool's own script)."""
+    return _current.get()
+
+
+@contextmanager
+def coming_from(origin: Origin) -> Iterator[Origin]:
+    """Everything done inside, in this thread or task, comes from `origin`."""
+    token = _current.set(origin)
+    try:
+        yield origin
+    finally:
+        _current.reset(token)
+
+
+def columns(origin: Origin | None) -> dict[str, Any]:
+    return origin.columns() if origin is not None else dict(NO_ORIGIN)
+
+
+def record(session: Session, origin: Origin | None, *, at: datetime, actor: str, action: str,
+           alert_id: int | None = None, detail: str | None = None,
+           shown: Sequence[int] = ()) -> None:
+    """Write an access-log (audit) row in `session`'s transaction: who (`actor`, a username or
+    `system`), what (`action`, e.g. view, list, refused, org_load, token_issued), on which
+    alert if any, when (`at`), and from where (`origin`; None takes the one in force). The
+    detail is cut to the column's 500 characters; it must hold no personal data beyond
+    usernames and references. `shown`: the alerts a list showed, one `listed` row each besides
+    (so "who has seen alert N" is one indexed query, whether they opened it or saw it listed)."""
+    origin = origin if origin is not None else current()
+    where = columns(origin)
+    session.add(AccessLog(at=at, actor=actor[:80], action=action[:32], alert_id=alert_id,
+                          detail=None if detail is None else detail[:DETAIL_MAX], **where))
+    if shown:
+        session.execute(insert(AccessLog), [
+            {"at": at, "actor": actor[:80], "action": "listed", "alert_id": aid,
+             "detail": None, **where} for aid in shown])
