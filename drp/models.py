@@ -199,6 +199,11 @@ class Event(SQLModel, table=True):
     iro: str | None = Field(default=None, max_length=80)
     # Who the actor stood in for, when they acted as recorded cover.
     as_cover_for: str | None = Field(default=None, max_length=80)
+    # Where the act came from (drp.audit.Origin): cli, web, api or flow; the operating-system
+    # user of a command line, the client address of a web or API request (NULL before 0009).
+    channel: str | None = Field(default=None, max_length=8)
+    os_user: str | None = Field(default=None, max_length=80)
+    client: str | None = Field(default=None, max_length=64)
 
 
 class Referral(SQLModel, table=True):
@@ -275,6 +280,10 @@ class AccessLog(SQLModel, table=True):
         default=None, sa_column=Column(Integer, ForeignKey("alert.id"), nullable=True, index=True)
     )
     detail: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    # As on Event: the channel, and the operating-system user or client address.
+    channel: str | None = Field(default=None, max_length=8)
+    os_user: str | None = Field(default=None, max_length=80)
+    client: str | None = Field(default=None, max_length=64)
 
 
 
