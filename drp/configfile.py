@@ -111,19 +111,44 @@ def _field_names(model: type[BaseModel]) -> set[str]:
     return names
 
 
-def load_yaml(path: Path) -> LoadedYaml:
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; check the path") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
     try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x});"
+                          " save the file as UTF-8") from None
+
+
+def _refuse_aliases(path: Path, text: str) -> None:
+    """An alias (`*name`) repeats what its anchor holds: nested, a few hundred bytes stand for
+    billions of values (a "billion laughs"), which the line walker and validation would each
+    visit. drp's files never need one, so the first is refused (the parser's events cost the
+    file's length, whatever the aliases would expand to)."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"{path}, line {event.start_mark.line + 1}: YAML aliases"
+                              f" (*{event.anchor}) are not accepted; write the value out in"
+                              " full")
+
+
+def load_yaml(path: Path) -> LoadedYaml:
+    text = _read_text(path)
+    try:
+        _refuse_aliases(path, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark else ""
+        at = getattr(exc, "position", None)  # a character YAML refuses (a control character)
+        line = (f", line {mark.line + 1}" if mark else
+                f", line {text[:at].count(chr(10)) + 1}" if isinstance(at, int) else "")
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
     lines = _Lines()

@@ -5,13 +5,19 @@ deleted: the event log still names them."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+)
 from sqlmodel import Session, col, delete, select
 
 from .clock import within_range
@@ -24,12 +30,43 @@ from .models import Child, Council, Cover, Person, PersonRole, Service, Team, Te
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 FILE = "organisation file"  # who set a cover period the file holds (Cover.created_by)
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ATEXT = frozenset("!#$%&'*+/=?^_`{|}~-")  # RFC 5322's atom characters besides letters, digits
 
 
-def _email(value: str) -> str:
-    if len(value) > 254 or not _EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an e-mail address (name@example.org)")
+def _atom(part: str, extra: frozenset[str]) -> bool:
+    """Letters and digits (any script: SMTPUTF8 and internationalised domains) and `extra`."""
+    return bool(part) and all(ch.isalnum() or ch in extra for ch in part)
+
+
+def email_problem(value: str) -> str | None:
+    """What keeps `value` from being one e-mail address (None when nothing): one `@`, a dot-atom
+    before it (no commas, spaces, quotes, brackets or names: `a@x.test,b@y.test` or
+    `Ann <a@x.test>` would reach more than one recipient, or another than meant) and a domain
+    name of two or more labels after it."""
+    if value.count("@") != 1:
+        return ("holds more than one '@': give one address" if value.count("@") > 1
+                else "has no '@'")
+    local, domain = value.split("@")
+    if len(value) > 254 or len(local) > 64:
+        return "is too long for an e-mail address"
+    if not all(_atom(p, _ATEXT) for p in local.split(".")):
+        bad = next((ch for ch in local if not (ch.isalnum() or ch in _ATEXT or ch == ".")), "")
+        return (f"has {bad!r} before the '@'" if bad else "has a misplaced '.' before the '@'"
+                ) + " (one address, nothing else)"
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(
+            _atom(p, frozenset("-")) and len(p) <= 63 and not p.startswith("-")
+            and not p.endswith("-") for p in labels):
+        return f"has {domain!r} after the '@', which is not a domain name"
+    return None
+
+
+def _email(value: str, info: ValidationInfo) -> str:
+    problem = email_problem(value)
+    if problem is not None:
+        who = info.data.get("username")
+        raise ValueError(f"{value!r} is not an e-mail address{f' for {who}' if who else ''}:"
+                         f" it {problem} (name@example.org)")
     return value
 
 
