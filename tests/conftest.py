@@ -33,6 +33,7 @@ PG_URL = os.environ.get("DRP_TEST_POSTGRES_URL")
 NO_PG = "DRP_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (.ci/run sets it)"
 DEFAULT_PROTOCOL = CONFIG_DIR / "protocol.yaml"
 
+os.environ["DRP_ALLOW_FUTURE_NOW"] = "1"  # tests act as of 2027: --now ahead is allowed
 databases.install_no_fsync()  # SQLite commits without fsync in tests (tests/support/databases)
 
 # Whole files (and the Prefect harness) that take long: `make test-quick` leaves them out
