@@ -126,14 +126,29 @@ class FileTransport:
         tmp = self.folder / (f".{path.stem}.{os.getpid()}.{threading.get_ident()}"
                              f".{uuid.uuid4().hex}.tmp")
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(email_bytes(out, self.sender))
+            self._private_folder()
+            # The message is for its recipient alone: 0600 in a 0700 folder (os.replace
+            # keeps the mode).
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                file.write(email_bytes(out, self.sender))
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise TransientError(f"cannot write to {self.folder}: {exc.strerror or exc}"
                                  ) from None
+
+    def _private_folder(self) -> None:
+        """The folder and its missing parents, for this user alone (0700); folders that exist
+        keep their modes."""
+        missing, folder = [], self.folder
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for each in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                each.mkdir(mode=0o700)
 
     def close(self) -> None:
         pass

@@ -5,7 +5,9 @@ field, or answered with a 4xx; never a traceback, a 500 or a whole 10 MB echo.""
 
 from __future__ import annotations
 
+import os
 import resource
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +144,52 @@ def test_a_real_address_is_accepted(tmp_path: Path, protocol: Protocol, address:
     path.write_text(ORG.replace("email: ada@riverside.example", f"email: \"{address}\"", 1),
                     encoding="utf-8")
     assert parse_org(path, protocol).people[0].email == address
+
+
+# -- 3. Files: the database (and its -wal, -shm) and the mail for this user alone -------------
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_sqlite_database_and_its_folders_are_private_whatever_the_umask(
+        tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from drp import db
+
+    old = os.umask(0o022)  # the usual umask: files 0644, folders 0755 unless drp says
+    try:
+        path = tmp_path / "var" / "data" / "drp.db"
+        engine = db.make_engine(f"sqlite:///{path}")
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            files = {p.name: mode(p) for p in path.parent.iterdir()}
+        engine.dispose()
+    finally:
+        os.umask(old)
+    assert {"drp.db", "drp.db-wal", "drp.db-shm"} <= set(files), files
+    assert files == dict.fromkeys(files, 0o600), files
+    assert (mode(tmp_path / "var"), mode(path.parent)) == (0o700, 0o700)
+
+
+def test_eml_files_and_the_mail_folder_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from notifications.transports import FileTransport, Outgoing
+
+    folder = tmp_path / "var" / "mail"
+    old = os.umask(0o022)
+    try:
+        FileTransport(folder, "drp@riverside.example").send(Outgoing(
+            row_id=1, key="k", to_addr="ada@riverside.example", subject="R100",
+            text="About R100", html="<p>About R100</p>",
+            created_at=datetime(2027, 3, 1, tzinfo=UTC), message="raised"))
+    finally:
+        os.umask(old)
+    (eml,) = folder.iterdir()
+    assert eml.suffix == ".eml"
+    assert (mode(tmp_path / "var"), mode(folder), mode(eml)) == (0o700, 0o700, 0o600)
 
 
 if __name__ == "__main__":  # pragma: no cover
