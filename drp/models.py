@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -47,6 +48,10 @@ class Person(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254)
     active: bool = True
     password_hash: str | None = Field(default=None, max_length=255)
+    # Sessions and API tokens carry the epoch they were issued in and work only while it is
+    # the person's: a new password or leaving the organisation moves it on (_leaving_ends_
+    # credentials below), so someone removed and added back gets nothing old back.
+    credential_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PersonRole(SQLModel, table=True):
@@ -297,16 +302,23 @@ class WebSession(SQLModel, table=True):
     created_at: datetime = _instant()
     last_seen_at: datetime = _instant()
     revoked_at: datetime | None = _instant(nullable=True, default=None)
+    epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # the person's
 
 
 class LoginAttempt(SQLModel, table=True):
-    """Sign-in attempts, to slow down and lock out password guessing."""
+    """Sign-in attempts, recorded before the password is checked, to slow down and lock out
+    password guessing by username and client address (drp.web.auth)."""
 
     __tablename__ = "login_attempt"
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=80, index=True)
+    client: str = Field(default="", max_length=64, index=True,
+                        sa_column_kwargs={"server_default": ""})
     at: datetime = _instant(index=True)
     ok: bool = False
+    # Counts towards the throttle: a failure, or an attempt still being checked. Not a success,
+    # an attempt refused unchecked, nor failures cleared by a success or `drp user unlock`.
+    strike: bool = True
 
 
 class ApiToken(SQLModel, table=True):
@@ -318,7 +330,18 @@ class ApiToken(SQLModel, table=True):
     person_id: int = Field(foreign_key="person.id", index=True)
     label: str = Field(max_length=100)
     created_at: datetime = _instant()
+    expires_at: datetime = _instant()
+    last_used_at: datetime | None = _instant(nullable=True, default=None)
     revoked_at: datetime | None = _instant(nullable=True, default=None)
+    epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # the person's
+
+
+@event.listens_for(Person.active, "set", active_history=True)
+def _leaving_ends_credentials(person: Person, value: bool, old: object, _initiator: object
+                              ) -> None:
+    """A person removed from the organisation loses every session and token for good."""
+    if old is True and not value:
+        person.credential_epoch = (person.credential_epoch or 0) + 1
 
 
 # Its home is drp/idempotency.py (imported here so the schema knows every table).
