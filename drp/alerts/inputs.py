@@ -3,6 +3,7 @@ bidirectional overrides, a length limit each), working days, agreed actions."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,6 +17,8 @@ TEXT_MAX = 5000
 ACTION_MAX = 2000
 LEGAL_ADVICE_MAX = 500
 _BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # but tab, breaks
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,21 @@ def text(value: str | None, what: str, *, required: bool, limit: int) -> str | N
         return None
     if len(value) > limit:
         raise BadValue(f"{what} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+def plain(value: str, what: str, *, field: str | None = None, lines: bool = False) -> str:
+    """Refuse a value holding a control character (NUL above all: PostgreSQL cannot even
+    compare text with one), naming the input: every query parameter, form field and JSON
+    string the web app and the API receive, and every argument of the command line, passes
+    here before anything reads it. `lines`: a tab or line break is allowed (free text, which
+    `text` then cleans)."""
+    found = (_CONTROL_IN_TEXT if lines else _CONTROL).search(value)
+    if found is not None:
+        ch = found.group()
+        name = "NUL" if ch == "\x00" else f"U+{ord(ch):04X}"
+        raise BadValue(f"{what} holds a control character ({name}) at position"
+                       f" {found.start() + 1}; remove it", field=field)
     return value
 
 
