@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     )
     oidc_client_id: str | None = None
     oidc_client_secret: SecretStr | None = None
+    max_request_bytes: int = Field(
+        default=2_000_000, ge=100_000, description="a larger request body is refused (413)"
+    )
     templates_dir: Path | None = Field(
         default=None, description="a council's own message templates, searched first"
     )
