@@ -206,6 +206,7 @@ def point_drp_at(mp: pytest.MonkeyPatch, folder: Path) -> None:
     mp.setenv("DRP_DATABASE_URL", f"sqlite:///{folder / 'drp.db'}")
     mp.setenv("DRP_MAIL_DIR", str(folder / "mail"))
     mp.setenv("DRP_BASE_URL", "https://drp.example")
+    mp.setenv("DRP_ALLOW_FUTURE_NOW", "1")  # as for the session: tests act as of 2027
     forget_settings()
 
 
