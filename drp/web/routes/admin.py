@@ -76,10 +76,13 @@ def protocol_svg(rt: RuntimeDep, _user: Administrator) -> Response:
 
 
 @router.post("/admin/org", response_class=HTMLResponse)
-async def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedForm,
-                            page: Page, work: Work) -> Response:
+def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedForm,
+                      page: Page, work: Work) -> Response:
+    """A plain `def`: FastAPI runs it on its thread pool, so reading the upload, parsing the
+    file and the database work never hold the event loop (PostedForm was read before)."""
     upload = form.get("file")
-    data = await upload.read() if upload is not None and not isinstance(upload, str) else b""
+    data = upload.file.read(5_000_001) if upload is not None and not isinstance(upload, str) \
+        else b""
     if not data:
         return _admin_page(rt, user, page, status=400,
                            error="choose the organisation file (YAML) to load")

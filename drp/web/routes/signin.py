@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import text
 
 from ...errors import DrpError
-from ..auth import LOGIN_COOKIE, SESSION_COOKIE, same
+from ..auth import LOGIN_COOKIE, SESSION_COOKIE, check_limiter, same
 from ..deps import Context, CurrentUser, Forbidden, Page, PostedForm, RuntimeDep
 
 router = APIRouter(include_in_schema=False)
@@ -51,18 +54,29 @@ def login_form(context: Context, page: Page, next: str = "/") -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, context: Context, page: Page) -> Response:
+    """Nothing blocking runs on the event loop: the database steps on the shared thread pool,
+    the password check (argon2) on threads of its own (auth.check_limiter), so a crowd of
+    sign-ins neither stalls other requests nor takes all their threads."""
     form = await request.form()
     expected = context.signer.unsign(request.cookies.get(LOGIN_COOKIE), "login")
     next_url = _within_drp(str(form.get("next") or "/"))
     if not same(str(form.get("csrf_token", "")), expected):
         raise Forbidden("the sign-in form has expired or was not sent by drp; reload the"
                         " page and try again")
+    auth, now = context.auth, context.clock.now()
+    client = request.client.host if request.client else ""
     try:
-        token, _web = context.auth.sign_in(str(form.get("username", "")),
-                                           str(form.get("password", "")), context.clock.now())
+        attempt = await run_in_threadpool(auth.begin, str(form.get("username", "")), client,
+                                          now)
+        ok = await anyio.to_thread.run_sync(auth.check, attempt,
+                                            str(form.get("password", "")),
+                                            limiter=check_limiter())
+        token, _web = await run_in_threadpool(auth.finish, attempt, ok, now)
     except DrpError as exc:
-        return _login_page(context, page, status=400, error=exc.message, next=next_url,
-                           username=form.get("username", ""))
+        # Rendering reads the council's name from the database: off the loop too.
+        return await run_in_threadpool(partial(
+            _login_page, context, page, status=400, error=exc.message, next=next_url,
+            username=form.get("username", "")))
     done = RedirectResponse(next_url, 303)
     done.set_cookie(SESSION_COOKIE, context.signer.sign(token, "session"), httponly=True,
                     samesite="lax", secure=context.secure_cookies)

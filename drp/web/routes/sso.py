@@ -5,6 +5,7 @@ organisation file; nobody else gets in. Only when DRP_OIDC_METADATA_URL is set."
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from ...errors import BadValue
@@ -41,12 +42,14 @@ def router_for(context: WebContext) -> APIRouter:
         except OAuthError:
             raise BadValue("single sign-on did not complete; try again") from None
         info = token.get("userinfo") or {}
-        person = context.auth.person_for_identity(info.get("email"),
-                                                  info.get("preferred_username"))
+        # The database steps run on the thread pool, not the event loop.
+        person = await run_in_threadpool(context.auth.person_for_identity, info.get("email"),
+                                         info.get("preferred_username"))
         if person is None or person.id is None:
             raise BadValue("your council account is not a drp user; ask the drp administrator"
                            " to add your e-mail address to the organisation file")
-        session_token, _ = context.auth.start_session(person.id, context.clock.now())
+        session_token, _ = await run_in_threadpool(context.auth.start_session, person.id,
+                                                   context.clock.now())
         response = RedirectResponse("/", 303)
         response.set_cookie(SESSION_COOKIE, context.signer.sign(session_token, "session"),
                             httponly=True, samesite="lax", secure=context.secure_cookies)
