@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from .models import AccessLog
@@ -117,3 +118,15 @@ def record(session: Session, origin: Origin | None, *, at: datetime, actor: str,
         session.execute(insert(AccessLog), [
             {"at": at, "actor": actor[:80], "action": "listed", "alert_id": aid,
              "detail": None, **where} for aid in shown])
+
+
+def keep_refused(engine: Engine, refused: list[dict[str, Any]]) -> None:
+    """Write the refusals a unit of work met (`UnitOfWork.refused`) in a transaction of their
+    own, after the unit's (which its refusal rolled back), and forget them."""
+    if not refused:
+        return
+    with Session(engine) as session:
+        for row in refused:
+            record(session, **row)
+        session.commit()
+    refused.clear()

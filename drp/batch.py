@@ -33,6 +33,7 @@ from notifications.models import OutboxMessage
 
 from .alerts import steps
 from .alerts.unit import NotYet, out_of_order
+from .audit import Origin
 from .calendar import WorkingCalendar
 from .errors import DrpError
 from .ladder import access, due
@@ -74,8 +75,9 @@ class Batch:
 
     def __init__(self, *, protocol: Protocol, calendar: WorkingCalendar, now: datetime,
                  today: date, tz: ZoneInfo, notifier: Notifier | None,
-                 ack_before: datetime | None = None) -> None:
+                 ack_before: datetime | None = None, origin: Origin | None = None) -> None:
         self.protocol = protocol
+        self.origin = origin  # the run's (a flow's), on every event it writes
         self.cal = calendar
         self.now = now
         self.tz = tz
@@ -135,7 +137,7 @@ class Batch:
         return steps.event_values(
             after, seq=row.last_seq + 1, at=self.now, actor=SYSTEM_ACTOR.username, kind=kind,
             from_stage=row.stage, to_stage=to_stage, comment=comment, data=data,
-            team=line.team.key, iro=self.usernames.get(row.iro_id))
+            team=line.team.key, iro=self.usernames.get(row.iro_id), origin=self.origin)
 
     def _overdue(self, row: Any, line: Line, outstanding: int) -> _Change | None:
         what = due.on_overdue(self.protocol, self.today, row)

@@ -21,6 +21,10 @@ class EventView(BaseModel):
     iro: str | None = None
     as_cover_for: str | None = None
     data: dict[str, Any] | None = None  # what the event recorded beside its comment
+    # Where it came from (drp.audit.Origin): cli/web/api/flow, the OS user or client address.
+    channel: str | None = None
+    os_user: str | None = None
+    client: str | None = None
 
     @field_serializer("at")
     def _iso(self, value: datetime) -> str:

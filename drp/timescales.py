@@ -198,7 +198,7 @@ def _in_bulk(
         return []
     done: list[tuple[int, str | None]] = []
     batch = Batch(protocol=protocol, calendar=calendar, now=probe.now, today=today, tz=probe.tz,
-                  notifier=probe.notifier, ack_before=probe.ack_before)
+                  notifier=probe.notifier, ack_before=probe.ack_before, origin=probe.origin)
     writer = {"overdue": batch.overdue, "remind": batch.remind,
               "ack": batch.remind_acknowledge}[kind]
 

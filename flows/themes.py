@@ -8,17 +8,18 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from drp import db
+from drp import audit, db
 from drp.categorise import categorise as categorise_alerts
 
-from .common import as_of
+from .common import as_of, origin
 
 
 @task(cache_policy=NO_CACHE)
 def categorise(now: str) -> dict[str, Any]:
     rt, clock, _ = as_of(now)
     db.require_schema(rt.engine)
-    return categorise_alerts(rt, clock)
+    with audit.coming_from(origin("drp-themes")):
+        return categorise_alerts(rt, clock)
 
 
 @flow(name="drp-themes", description="Suggest themes for alerts that have none.")

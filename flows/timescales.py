@@ -10,9 +10,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from drp import db, timescales
+from drp import audit, db, timescales
 
-from .common import as_of, deliver_mail
+from .common import as_of, deliver_mail, origin
 
 
 @task(cache_policy=NO_CACHE)
@@ -22,10 +22,11 @@ def apply_timescales(now: str) -> dict[str, Any]:
     db.require_schema(rt.engine)
     notifier = rt.notifier()
     calendar = rt.calendar  # bank holidays and closure days, read once for the whole run
-    report = timescales.run(
-        rt.engine, lambda session: rt.service(session, clock, notifier, calendar),
-        rt.protocol, calendar, instant.astimezone(rt.settings.tz).date(),
-    )
+    with audit.coming_from(origin("drp-timescales")):
+        report = timescales.run(
+            rt.engine, lambda session: rt.service(session, clock, notifier, calendar),
+            rt.protocol, calendar, instant.astimezone(rt.settings.tz).date(),
+        )
     report.problems += sorted(set(notifier.missing))
     return {"report": report.as_dict(), "markdown": report.markdown()}
 

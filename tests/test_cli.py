@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from drp.audit import os_user
+
 from .conftest import DATA
 from .support.cli import DRP, Cli
 
@@ -49,7 +51,8 @@ def test_an_alert_goes_up_the_ladder_to_cafcass_over_easter(cli: Cli) -> None:
     assert a["events"] == [{"at": "2027-03-22T09:00:00+00:00", "actor": "iro.ada",
                             "kind": "raised", "from_stage": None, "to_stage": "informal",
                             "comment": "No social work report before the review",
-                            "team": "east-a", "iro": "iro.ada", "as_cover_for": None}]
+                            "team": "east-a", "iro": "iro.ada", "as_cover_for": None,
+                            "channel": "cli", "os_user": os_user(), "client": None}]
 
     r = cli.json("alert", "respond", "1", "--as", "tm.fay", "--message", "Will share",
                  "--action", "Share the report|2027-04-09", "--now", "2027-03-24T09:00")

@@ -131,6 +131,7 @@ class Casework(UnitOfWork):
     def _visible_child(self, actor: access.Actor, child_ref: str, username: str) -> Child:
         child = self.s.exec(select(Child).where(Child.ref == child_ref)).first()
         if child is None or not child.active or not access.can_see_child(actor, child):
+            self.refuse(actor, f"child {child_ref[:40]!r}")
             raise NotFound(
                 f"there is no child {child_ref!r} that {username} can see; check the reference")
         return child

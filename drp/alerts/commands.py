@@ -42,6 +42,7 @@ class Commands(UnitOfWork):
         actor = self.actor(username)
         child = self.s.exec(select(Child).where(Child.ref == child_ref)).first()
         if child is None or not child.active or not access.can_see_child(actor, child):
+            self.refuse(actor, f"child {child_ref[:40]!r}")
             raise NotFound(
                 f"there is no child {child_ref!r} that {username} can see; check the reference"
             )

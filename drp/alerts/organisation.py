@@ -23,10 +23,11 @@ from sqlmodel import col, select
 
 from notifications.outbox import enqueue
 
+from .. import audit
 from ..errors import BadValue, Conflict, NotPermitted
 from ..ladder import access
 from ..ladder.access import Actor, Line
-from ..models import AccessLog, Alert, Child, Council, Cover, Event, Person, PersonRole, Team
+from ..models import Alert, Child, Council, Cover, Event, Person, PersonRole, Service, Team
 from ..org import LoadResult, cover_conflict, cover_problem, deputy_problem, load_org
 from . import inputs
 from .unit import UnitOfWork, known_id
@@ -202,10 +203,10 @@ class Organisation(UnitOfWork):
         """Audit a cover period set or ended, and tell the deputy and the absent person."""
         view = self._cover_view(row)
         how = " (organisation file)" if row.source == "file" else ""
-        self.s.add(AccessLog(
-            at=self.now, actor=actor.username, action=action, alert_id=None,
+        audit.record(
+            self.s, self.origin, at=self.now, actor=actor.username, action=action,
             detail=(f"{view.person} covered by {view.deputy} from {view.starts.isoformat()} to"
-                    f" {view.ends.isoformat()}{how}: {view.reason or 'no reason given'}")[:500]))
+                    f" {view.ends.isoformat()}{how}: {view.reason or 'no reason given'}"))
         if not tell or self.notifier is None:
             return
         message = "cover_set" if action == "cover_set" else "cover_ended"
@@ -256,6 +257,7 @@ class Organisation(UnitOfWork):
                                " administrator may")
         before = {aid: self._placement(alert, Line.of(self.s, child))
                   for aid, alert, child in self._open_alerts()}
+        counts = self._counts()
         result = load_org(self.s, path, self.protocol, now=self.now)
         self._deputies = None  # the file's cover periods may have changed
         self._actors.clear()
@@ -289,7 +291,36 @@ class Organisation(UnitOfWork):
         if last is not None:
             self._commit_point(last)
         self.s.flush()
+        self._audit_load(actor, counts, load)
         return load
+
+    def _counts(self) -> dict[str, int]:
+        """How many of each the organisation has now (active people and children)."""
+        def count(model: Any, *where: Any) -> int:
+            return int(self.s.exec(select(func.count()).select_from(model).where(*where)).one())
+
+        return {"people": count(Person, col(Person.active)),
+                "services": count(Service, col(Service.active)),
+                "teams": count(Team, col(Team.active)),
+                "children": count(Child, col(Child.active)),
+                "cover periods": count(Cover, col(Cover.ended_at).is_(None))}
+
+    def _audit_load(self, actor: Actor, before: dict[str, int], load: OrgLoad) -> None:
+        """The load's audit row: who, from where, and what changed in counts (no names: a
+        person's or a child's details stay in the file and the tables)."""
+        after = self._counts()
+
+        def change(key: str) -> str:
+            delta = after[key] - before[key]
+            return f"{key} {after[key]}" + (f" ({delta:+d})" if delta else "")
+
+        r = load.result
+        ended = len(r.cover_removed) + len(load.covers_ended)
+        detail = "; ".join([*(change(k) for k in after), f"marked inactive {r.deactivated}",
+                            f"cover set {len(r.cover_set)}, ended {ended}",
+                            f"alerts transferred {len(load.transfers)}"])
+        audit.record(self.s, self.origin, at=self.now, actor=actor.username,
+                     action="org_load", detail=detail)
 
     def _open_alerts(self) -> list[tuple[int, Alert, Child]]:
         out = []

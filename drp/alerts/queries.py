@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy import or_
 from sqlmodel import col, select
 
+from .. import audit
 from ..errors import BadValue
 from ..ladder import access, due
 from ..ladder.access import Actor, Line
 from ..ladder.machine import permitted_triggers
 from ..models import (
-    AccessLog,
     Action,
     Alert,
     AlertLink,
@@ -64,9 +64,15 @@ class Queries(UnitOfWork):
             "on_hold": alert.on_hold, "hold_until": alert.hold_until, "team": team.key,
         }
 
-    def _audit(self, actor: Actor, action: str, alert_id: int | None, detail: str | None) -> None:
-        self.s.add(AccessLog(at=self.now, actor=actor.username, action=action,
-                             alert_id=alert_id, detail=detail))
+    def _audit(self, actor: Actor, action: str, alert_id: int | None, detail: str | None,
+               shown: list[int] | None = None) -> None:
+        """The access-log row of a view, or of a list with one `listed` row per alert shown
+        (`shown`), and where the request came from."""
+        if shown is not None:
+            via = self.origin.via if self.origin is not None else None
+            detail = f"{len(shown)} alerts shown, {detail}" + (f" ({via})" if via else "")
+        audit.record(self.s, self.origin, at=self.now, actor=actor.username, action=action,
+                     alert_id=alert_id, detail=detail, shown=shown or ())
 
     def show(self, alert_id: int, username: str) -> AlertDetail:
         actor = self.actor(username)
@@ -92,7 +98,8 @@ class Queries(UnitOfWork):
                           and access.can_see_child(actor, line.child, iro)],
             events=[EventView(at=e.at, actor=e.actor, kind=e.kind, from_stage=e.from_stage,
                               to_stage=e.to_stage, comment=e.comment, team=e.team, iro=e.iro,
-                              as_cover_for=e.as_cover_for, data=e.data) for e in events],
+                              as_cover_for=e.as_cover_for, data=e.data, channel=e.channel,
+                              os_user=e.os_user, client=e.client) for e in events],
             actions=[
                 ActionView(
                     no=a.no, text=a.text, owner=self._username(a.owner_id) or "", due=a.due,
@@ -110,7 +117,10 @@ class Queries(UnitOfWork):
         actor, rows = self._listing(username, status, team=team, stage=stage, theme=theme,
                                     service=service, mine=mine)
         out = [view for view, _alert, _line in rows]
-        self._audit(actor, "list", None, f"{len(out)} alerts, status={status or 'all'}")
+        asked = {"status": status or "all", "team": team, "stage": stage, "theme": theme,
+                 "service": service, "mine": mine or None}
+        self._audit(actor, "list", None, ", ".join(f"{k}={v}" for k, v in asked.items() if v),
+                    [known_id(v.id) for v in out])
         return out
 
     def _listing(self, username: str, status: str | None, *, team: str | None = None,
@@ -189,7 +199,7 @@ class Queries(UnitOfWork):
         actor, rows = self._listing(username, "open")
         waiting = [view for view, alert, line in rows
                    if access.awaits_response_from(actor, self.protocol, alert, line)]
-        self._audit(actor, "list", None, f"{len(waiting)} alerts, inbox")
+        self._audit(actor, "list", None, "inbox", [known_id(v.id) for v in waiting])
         return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
 
     def allowed(self, alert_id: int, username: str) -> list[str]:

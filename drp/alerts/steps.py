@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from .. import audit
+from ..audit import Origin
 from ..ladder import access, due
 from ..ladder.access import Actor, Line
 from ..ladder.machine import AlertState
@@ -32,13 +34,14 @@ def event_values(alert: Alert | Any, *, seq: int, at: datetime, actor: str, kind
                  from_stage: str | None, to_stage: str | None, comment: str | None = None,
                  data: dict[str, Any] | None = None, stage_due: date | None = None,
                  team: str | None = None, iro: str | None = None,
-                 as_cover_for: str | None = None) -> dict[str, Any]:
+                 as_cover_for: str | None = None, origin: Origin | None = None
+                 ) -> dict[str, Any]:
     """An event's columns, with the alert's clocks as they stand after it (`stage_due` when
     the writer has not set it on the alert yet), the child's team and IRO at that moment,
-    and whom the actor stood in for."""
+    whom the actor stood in for, and where the act came from."""
     return {
         "alert_id": alert.id, "seq": seq, "at": at, "actor": actor, "kind": kind,
         "from_stage": from_stage, "to_stage": to_stage, "comment": comment,
         "data": {**due.clocks(alert, stage_due), **(data or {})},
-        "team": team, "iro": iro, "as_cover_for": as_cover_for,
+        "team": team, "iro": iro, "as_cover_for": as_cover_for, **audit.columns(origin),
     }

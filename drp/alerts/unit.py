@@ -17,6 +17,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
+from .. import audit
+from ..audit import Origin
 from ..calendar import WorkingCalendar
 from ..clock import Clock, during_run, local_date
 from ..errors import BadValue, Conflict, DrpError, NotFound, NotPermitted
@@ -121,8 +123,14 @@ class UnitOfWork:
         taxonomy: Taxonomy | None = None,
         notifier: Notifier | None = None,
         suggester: Callable[[list[str]], list[Suggestion]] | None = None,
+        origin: Origin | None = None,
     ) -> None:
         self.s = session
+        # Where this unit of work's acts come from: given, or the entry point's (audit.py).
+        self.origin = origin if origin is not None else audit.current()
+        # Views refused in this unit of work (audit rows): the refusal rolls the unit's own
+        # transaction back, so the entry point writes them after it (audit.keep_refused).
+        self.refused: list[dict[str, Any]] = []
         self.protocol = protocol
         self.cal = calendar
         self.clock = clock
@@ -185,6 +193,8 @@ class UnitOfWork:
         alert = self.s.get(Alert, alert_id) if 0 < alert_id < 2**31 else None
         child = self.s.get(Child, alert.child_id) if alert else None
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
+            self.refuse(actor, f"alert {alert_id}" + ("" if alert else " (no such alert)"),
+                        alert.id if alert else None)
             raise NotFound(
                 f"there is no alert {alert_id} that {actor.username} can see; check the number"
                 " with `drp alert list`"
@@ -193,6 +203,14 @@ class UnitOfWork:
         self._kept.append((alert, line))
         self._lines[alert_id] = line
         return alert, line
+
+    def refuse(self, actor: Actor, asked: str, alert_id: int | None = None) -> None:
+        """Note a record refused to `actor` (not theirs to see, or not there): who, what was
+        asked (and through what), from where, when; kept by the entry point afterwards."""
+        via = f" ({self.origin.via})" if self.origin is not None and self.origin.via else ""
+        self.refused.append({"origin": self.origin, "at": self.now, "actor": actor.username,
+                             "action": "refused", "alert_id": alert_id,
+                             "detail": f"asked for {asked}{via}"})
 
     def _username(self, person_id: int | None) -> str | None:
         if person_id is None:
@@ -271,7 +289,8 @@ class UnitOfWork:
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
             from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
             team=line.team.key if line else None, iro=self._username(alert.iro_id),
-            as_cover_for=None if actor.is_system else self._cover_for.get(known_id(alert.id))))
+            as_cover_for=None if actor.is_system else self._cover_for.get(known_id(alert.id)),
+            origin=self.origin))
         self.s.add(alert)
         self.s.add(event)
         return event

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError
 
-from .. import db, mail
+from .. import audit, db, mail
 from ..alerts import AlertService
 from ..clock import Clock, clock_for
 from ..errors import BadValue, DrpError
@@ -46,19 +46,37 @@ def env() -> Runtime:
     return build_runtime()
 
 
+def origin() -> audit.Origin:
+    """This command's origin: the command line, the operating-system user running it, and
+    the command (e.g. `drp alert show`: its leading words only, never an option's value)."""
+    words = []
+    for word in sys.argv[1:4]:
+        if not re.fullmatch(r"[a-z][a-z-]{0,30}", word):
+            break
+        words.append(word)
+    return audit.Origin.cli(via=" ".join(["drp", *words]))
+
+
 @contextmanager
 def service(now: str | None, *, clock: Clock | None = None) -> Iterator[AlertService]:
-    """One unit of work; afterwards, deliver the mail it queued, and only that (a delivery
-    problem never undoes the command nor changes its exit code: the mail waits in the
-    outbox)."""
+    """One unit of work, from the command line (every row it writes records that and the
+    operating-system user; a view it refused is recorded after it); afterwards, deliver the
+    mail it queued, and only that (a delivery problem never undoes the command nor changes its
+    exit code: the mail waits in the outbox)."""
     runtime = env()
     db.require_schema(runtime.engine)
     clock = clock or clock_for(now, runtime.settings.tz)
     notifier = mail.notifier(runtime.settings)
-    with db.transaction(runtime.engine) as session:
-        queued = mail.queued_ids(session)
-        alerts = runtime.service(session, clock, notifier)
-        yield alerts
+    with audit.coming_from(origin()):
+        refused: list[dict[str, Any]] = []
+        try:
+            with db.transaction(runtime.engine) as session:
+                queued = mail.queued_ids(session)
+                alerts = runtime.service(session, clock, notifier)
+                refused = alerts.refused
+                yield alerts
+        finally:
+            audit.keep_refused(runtime.engine, refused)
     for line in [*notifier.missing, *runtime.warnings]:
         err.print(f"drp: warning: {line}", markup=False)
     runtime.warnings.clear()

@@ -17,7 +17,7 @@ reader of `app.state`, and `attach` its only writer. Routes ask for:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 from starlette.datastructures import FormData
 
-from .. import db, mail
+from .. import audit, db, mail
 from ..alerts import AlertService
 from ..clock import Clock
 from ..errors import DrpError, NotPermitted
@@ -186,28 +186,45 @@ PostedFields = Annotated[dict[str, str], Depends(posted_fields)]
 
 
 # -- the service layer -----------------------------------------------------------------------
+def origin_of(request: Request) -> audit.Origin:
+    """Where a request comes from: the JSON API (under /api) or a web page, the client's
+    address as the server sees it, and the method and path asked for."""
+    path = request.url.path
+    channel = "api" if path == "/api" or path.startswith("/api/") else "web"
+    return audit.Origin.request(channel, request.client.host if request.client else None,
+                                request.method, path)
+
+
 @dataclass(frozen=True)
 class UnitOfWork:
-    """`with work() as service:` one transaction of the service layer; what it queued is
-    delivered after the commit by the app's background deliverer, woken here: the request
-    never waits for the mail server."""
+    """`with work() as service:` one transaction of the service layer, coming from the
+    request's origin (on every row it writes; a view it refused is recorded after it); what it
+    queued is delivered after the commit by the app's background deliverer, woken here: the
+    request never waits for the mail server."""
 
     rt: Runtime
     clock: Clock
     deliverer: mail.Deliverer | None = None
+    origin: audit.Origin | None = None
 
     @contextmanager
     def __call__(self) -> Iterator[AlertService]:
         notifier = self.rt.notifier()
-        with db.transaction(self.rt.engine) as session:
-            service = self.rt.service(session, self.clock, notifier)
-            yield service
+        refused: list[dict[str, Any]] = []
+        with audit.coming_from(self.origin) if self.origin else nullcontext():
+            try:
+                with db.transaction(self.rt.engine) as session:
+                    service = self.rt.service(session, self.clock, notifier)
+                    refused = service.refused
+                    yield service
+            finally:
+                audit.keep_refused(self.rt.engine, refused)
         if service.queued and self.deliverer is not None:
             self.deliverer.wake()
 
 
-def unit_of_work(context: Context) -> UnitOfWork:
-    return UnitOfWork(context.rt, context.clock, context.deliverer)
+def unit_of_work(request: Request, context: Context) -> UnitOfWork:
+    return UnitOfWork(context.rt, context.clock, context.deliverer, origin_of(request))
 
 
 Work = Annotated[UnitOfWork, Depends(unit_of_work)]
