@@ -3,6 +3,7 @@ can run as of a given instant (--now), for tests, backfills and simulation."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -63,8 +64,31 @@ def parse_date(text: str, what: str = "date") -> date:
     return within_range(value, what)
 
 
+# Acting as of a future instant writes events dated ahead (after which acting at the real time
+# on that alert is refused) and so is refused, unless this is set to 1 in the environment: tests,
+# simulations, demos and training copies that move time on. (Read from the environment itself,
+# not the settings' .env file, so a live council's file cannot switch it on unseen.)
+ALLOW_FUTURE_NOW = "DRP_ALLOW_FUTURE_NOW"
+
+
+def future_allowed() -> bool:
+    return os.environ.get(ALLOW_FUTURE_NOW, "").strip() == "1"
+
+
 def clock_for(now: str | None, tz: ZoneInfo) -> Clock:
-    return FixedClock(parse_instant(now, tz)) if now else Clock()
+    """The real clock, or a fixed one at `now` (--now), which may not be later than the real
+    clock unless DRP_ALLOW_FUTURE_NOW=1."""
+    if not now:
+        return Clock()
+    instant = parse_instant(now, tz)
+    real = Clock().now()
+    if instant > real and not future_allowed():
+        raise BadValue(
+            f"--now {now.strip()} is later than the real clock"
+            f" ({real.astimezone(tz):%Y-%m-%dT%H:%M}); leave --now out to act now, or give a"
+            f" past instant (time travel into the future needs {ALLOW_FUTURE_NOW}=1: tests,"
+            " simulations, demos and training copies only)", field="now")
+    return FixedClock(instant)
 
 
 # A flow runs as of the instant it began (one instant for every row it writes) and people go on
