@@ -133,7 +133,8 @@ def _refuse_aliases(path: Path, text: str) -> None:
     file's length, whatever the aliases would expand to)."""
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
-            raise ConfigError(f"{path}, line {event.start_mark.line + 1}: YAML aliases"
+            line = f", line {event.start_mark.line + 1}" if event.start_mark else ""
+            raise ConfigError(f"{path}{line}: YAML aliases"
                               f" (*{event.anchor}) are not accepted; write the value out in"
                               " full")
 

@@ -10,6 +10,7 @@ import resource
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,15 @@ from drp.configfile import load_yaml
 from drp.errors import ConfigError
 from drp.ladder.protocol import Protocol
 from drp.org import parse_org
-from tests.conftest import DATA
+from tests.conftest import (
+    DATA,
+    MovableClock,
+    backends,
+    forget_settings,
+    point_drp_at,
+    prepare,
+    sign_in,
+)
 
 ORG = (DATA / "org.yaml").read_text(encoding="utf-8")
 
@@ -190,6 +199,143 @@ def test_eml_files_and_the_mail_folder_are_private_whatever_the_umask(tmp_path: 
     (eml,) = folder.iterdir()
     assert eml.suffix == ".eml"
     assert (mode(tmp_path / "var"), mode(folder), mode(eml)) == (0o700, 0o700, 0o600)
+
+
+# -- 2. The web app and the API: NUL and other control characters, huge bodies, report dates --
+@pytest.fixture
+def site(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """The web app on this test's database (SQLite, or a PostgreSQL schema of its own), with
+    tests/data/org.yaml and every password TEST_PASSWORD, at https://drp.example."""
+    from drp import runtime
+    from drp.web.app import create_app
+
+    point_drp_at(monkeypatch, tmp_path)
+    monkeypatch.setenv("DRP_DATABASE_URL", db_url)
+    forget_settings()
+    rt = runtime.runtime()
+    prepare(rt)
+    yield create_app(rt, MovableClock())
+    rt.engine.dispose()
+    forget_settings()
+
+
+def quiet(client: Any) -> Any:
+    """A client that answers a 500 as a 500 (the default raises the server's exception)."""
+    client._transport.raise_server_exceptions = False
+    return client
+
+
+NUL_QUERIES = ["/alerts?team=east%00", "/alerts?status=%00open", "/alerts.csv?team=%00",
+               "/outstanding?service=%00", "/api/alerts?team=east%00", "/api/alerts?status=%00",
+               "/alerts?te%00am=east", "/reports/disputes?from=2026-04-01%00"]
+
+
+@backends
+def test_a_nul_byte_anywhere_is_refused_naming_the_field_never_a_500(site: Any) -> None:
+    """On PostgreSQL each of these answered 500 (psycopg.DataError: text cannot hold NUL)."""
+    ada, cat = quiet(sign_in(site, "iro.ada")), quiet(sign_in(site, "irom.cat"))
+    for url in NUL_QUERIES:
+        r = (cat if url.startswith("/reports") else ada).get(url)
+        assert r.status_code == 422, (url, r.status_code, r.text[:300])
+        if url.startswith("/api"):
+            assert "holds a control character (NUL)" in r.json()["detail"]
+        else:
+            assert "holds a control character (NUL)" in r.text, url
+    api = {"X-CSRF-Token": ada.csrf}
+    r = ada.post("/api/alerts", json={"child": "R1\x0000", "summary": "No plan"}, headers=api)
+    assert (r.status_code, r.json()["field"]) == (422, "child"), r.text
+    aid = ada.post("/api/alerts", json={"child": "R100", "summary": "No plan"},
+                   headers=api).json()["id"]
+    fay = quiet(sign_in(site, "tm.fay"))
+    r = fay.post(f"/api/alerts/{aid}/respond", headers={"X-CSRF-Token": fay.csrf}, json={
+        "message": "We will visit", "actions": [
+            {"text": "Visit", "due": "2027-03-10", "owner": "sw.dan\x00"}]})
+    assert (r.status_code, r.json()["field"]) == (422, "actions[0].owner"), r.text
+    r = ada.post("/alerts/new", follow_redirects=False, data={
+        "child": "R100\x00", "summary": "No plan", "theme": "safeguarding",
+        "stage": "informal", "separate": "yes", "do": "raise", "csrf_token": ada.csrf})
+    assert r.status_code == 422 and "the field &#39;child&#39; holds a control" in r.text
+    r = fay.post(f"/alerts/{aid}/respond", follow_redirects=False, data={
+        "message": "We will visit", "action1": "Visit", "action1_due": "2027-03-10",
+        "action1_owner": "sw.dan\x00", "csrf_token": fay.csrf})
+    assert r.status_code == 422 and "action1_owner" in r.text, r.text[-500:]
+    # Free text keeps its line breaks and tabs.
+    r = ada.post("/api/alerts", headers=api, json={"child": "R100",
+                                                   "summary": "No plan\n\tfor R100",
+                                                   "separate": True})
+    assert r.status_code == 201 and r.json()["summary"] == "No plan\n\tfor R100", r.text
+
+
+@pytest.mark.parametrize("dates", ["from=0001-01-01&to=2026-03-31",
+                                   "from=2026-04-01&to=9999-12-31",
+                                   "from=2026-04-01&to=2025-04-01"])
+def test_report_dates_out_of_range_answer_422(site: Any, dates: str) -> None:
+    cat = quiet(sign_in(site, "irom.cat"))
+    for fmt in ("page", "json", "csv"):
+        r = cat.get(f"/reports/disputes?{dates}&format={fmt}")
+        assert r.status_code == 422, (dates, fmt, r.status_code)
+        assert "outside the dates drp accepts" in r.text or "is before" in r.text
+
+
+@pytest.mark.parametrize(("start", "end"), [("0001-01-01", "2026-03-31"),
+                                            ("2026-04-01", "9999-12-31")])
+def test_drp_report_refuses_dates_out_of_range_in_one_line(
+        tmp_path: Path, start: str, end: str) -> None:
+    from tests.support.cli import Cli
+
+    cli = Cli(tmp_path)
+    cli("init")
+    line = cli.refused("report", "disputes", "--from", start, "--to", end)
+    assert "is outside the dates drp accepts (2000-01-01 to 2100-12-31)" in line
+
+
+def test_a_huge_body_is_refused_413_and_a_refused_value_is_never_echoed(site: Any) -> None:
+    ada = quiet(sign_in(site, "iro.ada"))
+    api = {"X-CSRF-Token": ada.csrf}
+    r = ada.post("/api/alerts", headers=api,
+                 json={"child": "R100", "summary": "x" * 10_000_000})  # 10 MB
+    assert r.status_code == 413 and len(r.content) < 1000, (r.status_code, len(r.content))
+    assert "DRP_MAX_REQUEST_BYTES" in r.json()["detail"]
+    assert r.headers["strict-transport-security"].startswith("max-age=31536000")
+    r = ada.post("/api/alerts", headers=api, json={"child": "R100", "summary": "y" * 1_000_000})
+    assert r.status_code == 422 and len(r.content) < 1000, (r.status_code, len(r.content))
+    assert r.json()["detail"][0]["loc"] == ["body", "summary"]
+    assert "yyyy" not in r.text
+    # A body without a length, sent in chunks, is counted as it comes.
+    chunks = (b"x" * 500_000 for _ in range(6))
+    r = ada.post("/api/alerts", headers={**api, "Content-Type": "application/json"},
+                 content=chunks)
+    assert r.status_code == 413, r.status_code
+
+
+# -- 4. HSTS when drp's address is https; none over plain http ------------------------------
+def test_hsts_is_sent_when_the_base_url_is_https_and_never_over_http(
+        site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from drp import runtime
+    from drp.web.app import create_app
+
+    for url in ("/login", "/healthz", "/openapi.json", "/no-such-page"):
+        r = TestClient(site, base_url="https://testserver").get(url)
+        assert r.headers.get("strict-transport-security") == (
+            "max-age=31536000; includeSubDomains"), url
+    monkeypatch.setenv("DRP_BASE_URL", "http://127.0.0.1:8000")
+    forget_settings()
+    plain_http = create_app(runtime.runtime(), MovableClock())
+    r = TestClient(plain_http).get("/login")
+    assert r.status_code == 200 and "strict-transport-security" not in r.headers
+
+
+# -- 6. No Swagger page loading a CDN's scripts; the API's description stays ----------------
+def test_no_page_loads_scripts_from_elsewhere_and_openapi_json_stays(site: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    client = TestClient(site, base_url="https://testserver")
+    assert client.get("/api/docs").status_code == 404
+    assert client.get("/openapi.json").json()["paths"]
+    for url in ("/login", "/api/docs", "/docs", "/redoc"):
+        assert "cdn" not in client.get(url).text.lower(), url
 
 
 if __name__ == "__main__":  # pragma: no cover

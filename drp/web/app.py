@@ -4,20 +4,26 @@ routers of drp.web.routes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import mail
+from ..alerts.inputs import plain
 from ..clock import Clock
 from ..errors import DrpError, NotFound
 from ..keys import secret_key
@@ -29,6 +35,11 @@ from .routes import admin, alert, alerts, api, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent
 NOT_YOURS = "There is no such page, or it is not one you can see."
+
+
+# HTTPS only, for a year, this host and any below it (ASVS 5.0 3.4.1), sent when drp's address
+# is https (DRP_BASE_URL): behind a proxy that ends TLS, as docs/deploying.md says.
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 def security_headers(response: Response) -> None:
@@ -93,11 +104,15 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
         description="Dispute resolution for IRO services: the JSON API. Authenticate with a"
                     " bearer token (`drp user token USERNAME`) or a signed-in session plus the"
                     " X-CSRF-Token header.",
-        docs_url="/api/docs", redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
+        # No Swagger page: it loads its scripts from a CDN, which the app's own policy
+        # (script-src 'self') blocks. /openapi.json describes the API for any client.
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json", lifespan=lifespan,
+        dependencies=[Depends(_plain_input)],
     )
     attach(app, context)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app.middleware("http")(_headers)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.middleware("http")(_headers_for(https=context.secure_cookies))  # (outside: on a 413 too)
     _handle_errors(app)
     for router in (signin.router, alerts.router, alert.router, reports.router, admin.router,
                    api.router):
@@ -109,16 +124,100 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     return app
 
 
-async def _headers(request: Request,
-                   call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    response = await call_next(request)
-    if "Content-Security-Policy" not in response.headers:
-        security_headers(response)
-    else:  # a page with a policy of its own (the report) keeps it
-        csp = response.headers["Content-Security-Policy"]
-        security_headers(response)
-        response.headers["Content-Security-Policy"] = csp
-    return response
+def _headers_for(*, https: bool) -> Callable[..., Awaitable[Response]]:
+    async def _headers(request: Request,
+                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if "Content-Security-Policy" not in response.headers:
+            security_headers(response)
+        else:  # a page with a policy of its own (the report) keeps it
+            csp = response.headers["Content-Security-Policy"]
+            security_headers(response)
+            response.headers["Content-Security-Policy"] = csp
+        if https:
+            response.headers["Strict-Transport-Security"] = HSTS
+        return response
+
+    return _headers
+
+
+class BodyLimit:
+    """A request body larger than `limit` bytes is refused (413) before the app reads any of
+    it: by its Content-Length, or as it arrives when it has none."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        body, more = [], True
+        size = 0
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body.append(message.get("body", b""))
+            size += len(body[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        whole: list[Message] = [{"type": "http.request", "body": b"".join(body),
+                                 "more_body": False}]
+
+        async def replay() -> Message:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = (f"the request is larger than {self.limit:,} bytes, the most drp accepts"
+                   " (DRP_MAX_REQUEST_BYTES)")
+        await JSONResponse({"detail": message}, 413, headers={"Connection": "close"})(
+            scope, receive, send)
+
+
+def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a JSON document (keys too), with where it is (`actions[0].owner`)."""
+    if isinstance(value, str):
+        yield where or "(the body)", value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            yield name, str(key)
+            yield from _strings(item, name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}[{i}]")
+
+
+async def _plain_input(request: Request) -> None:
+    """Every query parameter (a name, a filter, a date: no control character at all), form
+    field and JSON string (no control character but tab and line breaks) is checked by
+    `drp.alerts.inputs.plain` before any handler reads it: a NUL byte is refused naming the
+    input (422) instead of reaching the database (PostgreSQL refuses it with a 500)."""
+    for name, value in request.query_params.multi_items():
+        plain(name, "a query parameter's name", field=name)
+        plain(value, f"the query parameter {name!r}", field=name)
+    kind = request.headers.get("content-type", "")
+    if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        for name, posted in (await request.form()).multi_items():
+            plain(name, "a form field's name", field=name)
+            if isinstance(posted, str):  # (a file is its reader's: the YAML loader's)
+                plain(posted, f"the field {name!r}", field=name, lines=True)
+    elif "json" in kind:
+        try:
+            document = json.loads(await request.body())
+        except ValueError:
+            return  # FastAPI's own validation answers
+        for name, value in _strings(document):
+            plain(value, f"{name!r}", field=name, lines=True)
 
 
 def refusal(exc: DrpError) -> dict[str, str]:
@@ -129,6 +228,13 @@ def refusal(exc: DrpError) -> dict[str, str]:
 
 
 def _handle_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, without the input it refused: that may be megabytes long
+        # (a 10 MB summary came back whole), and is the client's own anyway.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+
     @app.exception_handler(SignInNeeded)
     async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
         if request.url.path.startswith("/api"):
