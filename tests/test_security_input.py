@@ -338,5 +338,19 @@ def test_no_page_loads_scripts_from_elsewhere_and_openapi_json_stays(site: Any) 
         assert "cdn" not in client.get(url).text.lower(), url
 
 
+def test_the_command_line_refuses_a_control_character_in_an_argument(tmp_path: Path) -> None:
+    """An escape sequence (ESC, U+001B) in an argument: refused in one line naming the option,
+    by the same check as the web app's; free text keeps its line breaks."""
+    from tests.support.cli import Cli
+
+    cli = Cli(tmp_path)
+    cli("init")
+    line = cli.refused("report", "disputes", "--from", "2026-04-01\x1b[2J", "--to", "2027-03-31")
+    assert line == ("drp: --from ('2026-04-01\\x1b[2J') holds a control character (U+001B) at"
+                    " position 11; remove it")
+    with pytest.raises(ValueError, match="embedded null byte"):  # the system's own refusal
+        subprocess.run(["true", "a\x00b"], check=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))

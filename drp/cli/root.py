@@ -16,6 +16,18 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _plain_arguments() -> None:
+    """Before any command: an argument holding a control character (but tab and line breaks)
+    is refused naming its option, by the one check the web app uses too
+    (`drp.alerts.inputs.plain`). A NUL cannot reach here: the system refuses it."""
+    from ..alerts.inputs import plain
+
+    for before, arg in zip(["drp", *sys.argv[1:]], sys.argv[1:], strict=False):
+        what = before if before.startswith("--") else "an argument"
+        plain(arg, f"{what} ({arg!r})", lines=True)
+
+
 @app.command()
 def init() -> None:
     """Create or upgrade the database to the newest schema (safe to run twice)."""
