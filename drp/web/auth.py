@@ -22,12 +22,15 @@ over a sliding period (L = DRP_LOGIN_LOCKOUT_MINUTES, N = DRP_LOGIN_MAX_FAILURES
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import math
 import os
 import secrets
+import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -52,19 +55,36 @@ _DUMMY_HASH = _hasher.hash("drp-dummy-password")
 KNOWN_ADDRESS_DAYS = 90  # an address the person signed in from this recently is theirs
 TOKEN_DAYS, TOKEN_MAX_DAYS = 90, 366  # an API token's lifetime: default, most
 # Password checks (argon2: CPU and 64 MiB each) run on threads of their own, at most half the
-# cores at once: a crowd of sign-ins waits its turn without taking the threads and cores every
-# other request needs (in the web app's shared thread pool, 40 would take all 40 threads).
+# cores at once and at a lower CPU priority: a crowd of sign-ins waits its turn without taking
+# the threads, cores and database connections every other request needs (in the web app's
+# shared thread pool, 40 of them would hold all 40 threads and stall even /healthz).
 CHECKS_AT_ONCE = max(1, (os.cpu_count() or 2) // 2)
+CHECK_NICENESS = 5
+SIGN_INS_AT_ONCE = 4  # sign-ins at the database at once (of the pool's 15 connections)
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):  # not on every platform
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECK_NICENESS)
+
+
+_checks = ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE, thread_name_prefix="drp-password",
+                             initializer=_lower_priority)
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = \
     weakref.WeakKeyDictionary()
 
 
-def check_limiter() -> CapacityLimiter:
-    """The running event loop's limiter for password checks (anyio.to_thread.run_sync)."""
+def sign_in_limiter() -> CapacityLimiter:
+    """The running event loop's limiter for sign-ins' database steps (anyio.to_thread)."""
     loop = asyncio.get_running_loop()
     if loop not in _limiters:
-        _limiters[loop] = CapacityLimiter(CHECKS_AT_ONCE)
+        _limiters[loop] = CapacityLimiter(SIGN_INS_AT_ONCE)
     return _limiters[loop]
+
+
+async def check_password(attempt: Attempt, password: str) -> bool:
+    """Auth.check on the password threads, awaited without holding the event loop."""
+    return await asyncio.wrap_future(_checks.submit(Auth.check, attempt, password))
 
 
 def _audit(session: Session, origin: Origin | None, action: str, detail: str,

@@ -7,12 +7,11 @@ from functools import partial
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import text
 
 from ...errors import DrpError
-from ..auth import LOGIN_COOKIE, SESSION_COOKIE, check_limiter, same
+from ..auth import LOGIN_COOKIE, SESSION_COOKIE, check_password, same, sign_in_limiter
 from ..deps import Context, CurrentUser, Forbidden, Page, PostedForm, RuntimeDep
 
 router = APIRouter(include_in_schema=False)
@@ -54,29 +53,29 @@ def login_form(context: Context, page: Page, next: str = "/") -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, context: Context, page: Page) -> Response:
-    """Nothing blocking runs on the event loop: the database steps on the shared thread pool,
-    the password check (argon2) on threads of its own (auth.check_limiter), so a crowd of
-    sign-ins neither stalls other requests nor takes all their threads."""
+    """Nothing blocking runs on the event loop: the database steps on threads, at most
+    SIGN_INS_AT_ONCE at once, the password check (argon2) on threads of its own
+    (auth.check_password), so a crowd of sign-ins neither stalls other requests nor takes
+    their threads and database connections."""
     form = await request.form()
     expected = context.signer.unsign(request.cookies.get(LOGIN_COOKIE), "login")
     next_url = _within_drp(str(form.get("next") or "/"))
     if not same(str(form.get("csrf_token", "")), expected):
         raise Forbidden("the sign-in form has expired or was not sent by drp; reload the"
                         " page and try again")
-    auth, now = context.auth, context.clock.now()
+    auth, now, limiter = context.auth, context.clock.now(), sign_in_limiter()
     client = request.client.host if request.client else ""
     try:
-        attempt = await run_in_threadpool(auth.begin, str(form.get("username", "")), client,
-                                          now)
-        ok = await anyio.to_thread.run_sync(auth.check, attempt,
-                                            str(form.get("password", "")),
-                                            limiter=check_limiter())
-        token, _web = await run_in_threadpool(auth.finish, attempt, ok, now)
+        attempt = await anyio.to_thread.run_sync(
+            auth.begin, str(form.get("username", "")), client, now, limiter=limiter)
+        ok = await check_password(attempt, str(form.get("password", "")))
+        token, _web = await anyio.to_thread.run_sync(auth.finish, attempt, ok, now,
+                                                     limiter=limiter)
     except DrpError as exc:
         # Rendering reads the council's name from the database: off the loop too.
-        return await run_in_threadpool(partial(
+        return await anyio.to_thread.run_sync(partial(
             _login_page, context, page, status=400, error=exc.message, next=next_url,
-            username=form.get("username", "")))
+            username=form.get("username", "")), limiter=limiter)
     done = RedirectResponse(next_url, 303)
     done.set_cookie(SESSION_COOKIE, context.signer.sign(token, "session"), httponly=True,
                     samesite="lax", secure=context.secure_cookies)
