@@ -127,6 +127,20 @@ def test_now_ahead_of_the_real_clock_is_refused_unless_time_travel_is_allowed(cl
     assert "events must stay in order" in late.stderr
 
 
+def test_a_timescale_flow_runs_rows_record_the_flow_channel(cli: Cli) -> None:
+    """The flow's own task (its body, without a Prefect server): the escalation and reminder
+    events it writes record the channel `flow` and the OS user running it."""
+    from flows.timescales import apply_timescales
+
+    cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "x",
+        "--now", "2027-03-01T09:00")  # (and drp's settings now point at this folder)
+    apply_timescales.fn("2027-03-15T09:00:00+00:00")
+    engine = cli_engine(cli)
+    system = rows(engine, Event, Event.actor == "system")
+    assert system and {(e.channel, e.os_user, e.client) for e in system} == {("flow", ME, None)}
+    engine.dispose()
+
+
 # -- the web app and the API ------------------------------------------------------------------------
 @pytest.fixture
 def app(web: Any) -> Any:
