@@ -125,8 +125,8 @@ class Once:
         dialect = session.get_bind().dialect.name
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
             IdempotencyKey).values(**row).on_conflict_do_nothing(index_elements=["key"])
-        if session.execute(insert).rowcount == 1:  # type: ignore[attr-defined]
-            return None
+        if session.execute(insert.returning(col(IdempotencyKey.key))).first() is not None:
+            return None  # inserted: this request's key
         first = session.execute(select(IdempotencyKey).where(
             col(IdempotencyKey.key) == self.key)).scalar_one()
         if first.person != person:

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ... import idempotency
 from ...alerts import ActionIn, AlertService
 from ...alerts.commands import CAFCASS_RESPONSES
 from ...clock import parse_date
@@ -23,13 +24,12 @@ from ..deps import (
     Page,
     PageRenderer,
     PostedFields,
-    PostedForm,
     RuntimeDep,
     SignedInUser,
     UnitOfWork,
     Work,
 )
-from .alerts import field_of, on_the_page, optional_date
+from .alerts import field_of, on_the_page, once_only, optional_date
 
 router = APIRouter(include_in_schema=False)
 
@@ -119,7 +119,7 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
                 themes=rt.taxonomy.themes, done=request.query_params.get("done"),
                 done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
                 limits=shown_limits, answered=view.stage_responded, held_days=holds,
-                form=form or {}, **values)
+                form=form or {}, form_key=idempotency.new_key, **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
@@ -128,7 +128,8 @@ def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert
     with work() as svc:
         view = svc.show(alert_id, user.username)
     return page("refer.html", user, status=status, view=view, form=form,
-                error=on_the_page(exc), error_field=field_of(exc, REFER_FIELDS))
+                error=on_the_page(exc), error_field=field_of(exc, REFER_FIELDS),
+                form_key=idempotency.new_key)
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
@@ -142,7 +143,7 @@ def refer_pause(user: CurrentUser, work: Work, page: Page, alert_id: int) -> Res
     with work() as svc:
         view = svc.show(alert_id, user.username)
         svc.check(alert_id, user.username, "refer")  # 403 or 409 with the reason
-    return page("refer.html", user, view=view, form={})
+    return page("refer.html", user, view=view, form={}, form_key=idempotency.new_key)
 
 
 # What each action's form does: the service layer's command with the form's fields.
@@ -209,11 +210,15 @@ FORM_ACTIONS: dict[str, FormAction] = {
 def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Work,
         page: Page, alert_id: int, action: str) -> Response:
     command = FORM_ACTIONS.get(action)
-    try:
+
+    def change(svc: AlertService) -> str:
         if command is None:
             raise BadValue(f"there is no action {action!r}")
-        with work() as svc:
-            command(svc, alert_id, user.username, form)
+        command(svc, alert_id, user.username, form)
+        return f"/alerts/{alert_id}?done={action}"
+
+    try:
+        url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         if action == "refer" and exc.http_status in (400, 422):
             return _refer_again(user, work, page, alert_id, exc.http_status, form, exc)
@@ -223,18 +228,21 @@ def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
         return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
                            error=on_the_page(exc), error_action=action, form=form,
                            error_field=field_of(exc, FORM_FIELDS.get(action, ())))
-    return RedirectResponse(f"/alerts/{alert_id}?done={action}", 303)
+    return RedirectResponse(url, 303)
 
 
 @router.post("/alerts/{alert_id}/actions/{no}/done")
-def action_done(request: Request, rt: RuntimeDep, user: CurrentUser, _form: PostedForm,
+def action_done(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
                 work: Work, page: Page, alert_id: int, no: int) -> Response:
+    def change(svc: AlertService) -> str:
+        svc.action_done(alert_id, no, user.username)
+        return f"/alerts/{alert_id}?done=action"
+
     try:
-        with work() as svc:
-            svc.action_done(alert_id, no, user.username)
+        url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         if exc.http_status == 404:
             raise
         return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
                            error=exc.message)
-    return RedirectResponse(f"/alerts/{alert_id}?done=action", 303)
+    return RedirectResponse(url, 303)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ... import idempotency
 from ...alerts import AlertService
 from ...clock import parse_date
 from ...errors import BadValue, DrpError, InvalidTransition
@@ -139,7 +141,7 @@ def _raise_form(rt: Runtime, user: SignedInUser, work: UnitOfWork, page: PageRen
         dates = informal_dates(svc)
     return page("raise.html", user, status=status, children=children,
                 themes=rt.taxonomy.themes, stages=list(rt.protocol.stages), form=form or {},
-                dates=dates, **values)
+                dates=dates, form_key=idempotency.new_key, **values)
 
 
 def informal_dates(svc: AlertService) -> dict[str, Any]:
@@ -180,16 +182,17 @@ def _raise(svc: AlertService, who: str, form: dict[str, str]) -> int:
 
 
 @router.post("/alerts/new", response_class=HTMLResponse)
-def create_alert(rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Work,
-                 page: Page) -> Response:
+def create_alert(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
+                 work: Work, page: Page) -> Response:
     if form.get("do") == "suggest":
         text = " ".join(form.get(k, "") for k in ("summary", "detail", "impact"))
         found = rt.suggest([text]) if text.strip() else []
         return _raise_form(rt, user, work, page, form=form,
                            suggestion=found[0] if found else None)
+    done = "good_practice" if form.get("kind") == "good_practice" else "raised"
     try:
-        with work() as svc:
-            aid = _raise(svc, user.username, form)
+        url = once_only(request, form, work, user.username, lambda svc: (
+            f"/alerts/{_raise(svc, user.username, form)}?done={done}"))
     except InvalidTransition as exc:
         # The child has an open concern already: the IRO confirms this one is separate.
         open_ids = _open_concerns(work, user.username, form.get("child", ""))
@@ -200,8 +203,24 @@ def create_alert(rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Wo
     except DrpError as exc:
         return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
                            error=on_the_page(exc), error_field=field_of(exc, RAISE_FIELDS))
-    done = "good_practice" if form.get("kind") == "good_practice" else "raised"
-    return RedirectResponse(f"/alerts/{aid}?done={done}", 303)
+    return RedirectResponse(url, 303)
+
+
+def once_only(request: Request, form: dict[str, str], work: UnitOfWork, who: str,
+              change: Callable[[AlertService], str]) -> str:
+    """A form's change, which returns the page to go to, in one transaction with the form's
+    one-time key (drp.idempotency): the same key sent again (a double click, a resubmitted
+    page) gets the first submission's page and changes nothing. A form without a key (a
+    script's post) is done as a fresh submission."""
+    once = idempotency.for_form(form, f"POST {request.url.path}")
+    with work() as svc:
+        first = once.claim(svc.s, who, svc.now) if once else None
+        if first is not None:
+            return first.result
+        url = change(svc)
+        if once:
+            once.record(svc.s, 303, url)
+    return url
 
 
 def _open_concerns(work: UnitOfWork, who: str, child: str) -> list[int]:
