@@ -1,16 +1,21 @@
 """The JSON API under /api: the same operations and the same access rules as the pages and
 the command line. Authenticate with `Authorization: Bearer <token>` (drp user token), or a
-signed-in session plus the X-CSRF-Token header for changes."""
+signed-in session plus the X-CSRF-Token header for changes. Every change may send an
+Idempotency-Key header (drp.idempotency): sent again, the first answer comes back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from ...alerts import ActionIn, inputs
+from ... import idempotency
+from ...alerts import ActionIn, AlertService, inputs
 from ...alerts.commands import CAFCASS_RESPONSES
 from ...errors import BadValue
 from ...schemas import AlertDetail, AlertView
@@ -164,6 +169,65 @@ def detail(work: UnitOfWork, aid: int, who: str) -> dict[str, Any]:
         return svc.show(aid, who).public()
 
 
+# -- a change, once (the IETF httpapi draft's Idempotency-Key header) -------------------------
+KEY_HELP = (
+    "Optional, on every change: a unique key of your choosing (a UUID; 1 to 128 visible ASCII"
+    " characters, quoted or not) that makes the request safe to send again. drp records the"
+    " key with the first answer in the change's own transaction and keeps it 24 hours: the"
+    " same key from the same person with the same body gets that answer again (status and"
+    " body, with `Idempotency-Replayed: true`) and changes nothing, even when the two requests"
+    " arrive together. The same key with a different body or operation, or another person's"
+    " key, is refused with 422. A refused request records nothing: its key may be sent again."
+    " Without the header a request is done each time it is sent.")
+
+
+async def request_once(request: Request, key: Annotated[str | None, Header(
+        alias=idempotency.HEADER, description=KEY_HELP)] = None) -> idempotency.Once | None:
+    if key is None:
+        return None
+    return idempotency.Once(idempotency.checked(key, idempotency.HEADER),
+                            f"{request.method} {request.url.path}",
+                            idempotency.body_fingerprint(await request.body()))
+
+
+Once = Annotated[idempotency.Once | None, Depends(request_once)]
+
+
+@lru_cache(maxsize=16)
+def _shape(model: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
+def answer(work: UnitOfWork, who: str, once: idempotency.Once | None, model: Any,
+           change: Callable[[AlertService], Any], status: int = 200) -> Any:
+    """The change and its answer in one transaction, with the request's key if it sent one:
+    the key's first answer if it was sent before (nothing done), else the change's."""
+    with work() as svc:
+        first = once.claim(svc.s, who, svc.now) if once else None
+        if first is not None:
+            return Response(first.result, first.status, media_type="application/json",
+                            headers={"Idempotency-Replayed": "true"})
+        result = change(svc)
+        if once is None:
+            return result
+        shape = _shape(model)
+        response = JSONResponse(shape.dump_python(shape.validate_python(result), mode="json",
+                                                  by_alias=True), status)
+        once.record(svc.s, status, bytes(response.body).decode())
+    return response
+
+
+def changed(work: UnitOfWork, who: str, once: idempotency.Once | None, alert_id: int | None,
+            act: Callable[[AlertService], Any], status: int = 200) -> Any:
+    """`act` on an alert, answered with the alert as it then is (`alert_id`, or the id of the
+    alert `act` returned)."""
+    def change(svc: AlertService) -> dict[str, Any]:
+        done = act(svc)
+        return svc.show(int(done.id) if alert_id is None else alert_id, who).public()
+
+    return answer(work, who, once, AlertDetail, change, status)
+
+
 @router.get("/me", response_model=Me)
 def me(who: Reader, work: Work) -> Me:
     with work() as svc:
@@ -184,134 +248,108 @@ def show(who: Reader, work: Work, alert_id: int) -> dict[str, Any]:
 
 
 @router.post("/alerts", response_model=AlertDetail, status_code=201)
-def raise_alert(who: Writer, work: Work, body: RaiseIn) -> dict[str, Any]:
+def raise_alert(who: Writer, work: Work, once: Once, body: RaiseIn) -> Any:
     """Raise a concern, or (kind good_practice) record good practice."""
-    with work() as svc:
+    def act(svc: AlertService) -> Any:
         if body.kind == "good_practice":  # the service refuses a concern's fields
-            alert = svc.record_good_practice(
+            return svc.record_good_practice(
                 who, body.child, body.summary, detail=body.detail, theme=body.theme,
                 stage=body.stage, due=body.due, impact=body.impact,
                 outcome_wanted=body.outcome_wanted)
-        else:
-            alert = svc.raise_alert(who, body.child, body.summary, detail=body.detail,
-                                    impact=body.impact, outcome_wanted=body.outcome_wanted,
-                                    theme=body.theme, stage=body.stage, due_on=body.due,
-                                    separate=body.separate)
-        aid = int(alert.id or 0)
-    return detail(work, aid, who)
+        return svc.raise_alert(who, body.child, body.summary, detail=body.detail,
+                               impact=body.impact, outcome_wanted=body.outcome_wanted,
+                               theme=body.theme, stage=body.stage, due_on=body.due,
+                               separate=body.separate)
+
+    return changed(work, who, once, None, act, 201)
 
 
 @router.post("/alerts/{alert_id}/respond", response_model=AlertDetail)
-def respond(who: Writer, work: Work, alert_id: int, body: RespondIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.respond(alert_id, who, body.message,
-                    [ActionIn(a.text, a.due, a.owner) for a in body.actions])
-    return detail(work, alert_id, who)
+def respond(who: Writer, work: Work, once: Once, alert_id: int, body: RespondIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.respond(
+        alert_id, who, body.message, [ActionIn(a.text, a.due, a.owner) for a in body.actions]))
 
 
 @router.post("/alerts/{alert_id}/escalate", response_model=AlertDetail)
-def escalate(who: Writer, work: Work, alert_id: int, body: EscalateIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.escalate(alert_id, who, body.reason, to=body.to)
-    return detail(work, alert_id, who)
+def escalate(who: Writer, work: Work, once: Once, alert_id: int, body: EscalateIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.escalate(
+        alert_id, who, body.reason, to=body.to))
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertDetail)
-def resolve(who: Writer, work: Work, alert_id: int, body: OutcomeIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.resolve(alert_id, who, body.outcome)
-    return detail(work, alert_id, who)
+def resolve(who: Writer, work: Work, once: Once, alert_id: int, body: OutcomeIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.resolve(alert_id, who, body.outcome))
 
 
 @router.post("/alerts/{alert_id}/withdraw", response_model=AlertDetail)
-def withdraw(who: Writer, work: Work, alert_id: int, body: ReasonIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.withdraw(alert_id, who, body.reason)
-    return detail(work, alert_id, who)
+def withdraw(who: Writer, work: Work, once: Once, alert_id: int, body: ReasonIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.withdraw(alert_id, who, body.reason))
 
 
 @router.post("/alerts/{alert_id}/hold", response_model=AlertDetail)
-def hold(who: Writer, work: Work, alert_id: int, body: HoldIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.hold(alert_id, who, body.reason, body.until)
-    return detail(work, alert_id, who)
+def hold(who: Writer, work: Work, once: Once, alert_id: int, body: HoldIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.hold(
+        alert_id, who, body.reason, body.until))
 
 
 @router.post("/alerts/{alert_id}/resume", response_model=AlertDetail)
-def resume(who: Writer, work: Work, alert_id: int) -> dict[str, Any]:
-    with work() as svc:
-        svc.resume(alert_id, who)
-    return detail(work, alert_id, who)
+def resume(who: Writer, work: Work, once: Once, alert_id: int) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.resume(alert_id, who))
 
 
 @router.post("/alerts/{alert_id}/extend", response_model=AlertDetail)
-def extend(who: Writer, work: Work, alert_id: int, body: ExtendIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.extend(alert_id, who, body.until, body.reason)
-    return detail(work, alert_id, who)
+def extend(who: Writer, work: Work, once: Once, alert_id: int, body: ExtendIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.extend(
+        alert_id, who, body.until, body.reason))
 
 
 @router.post("/alerts/{alert_id}/refer", response_model=AlertDetail)
-def refer(who: Writer, work: Work, alert_id: int, body: ReferIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.refer(alert_id, who, body.reason, legal_advice=body.legal_advice,
-                  advised_on=body.advised_on)
-    return detail(work, alert_id, who)
+def refer(who: Writer, work: Work, once: Once, alert_id: int, body: ReferIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.refer(
+        alert_id, who, body.reason, legal_advice=body.legal_advice, advised_on=body.advised_on))
 
 
 @router.post("/alerts/{alert_id}/cafcass", response_model=AlertDetail)
-def cafcass(who: Writer, work: Work, alert_id: int, body: CafcassIn) -> dict[str, Any]:
+def cafcass(who: Writer, work: Work, once: Once, alert_id: int, body: CafcassIn) -> Any:
     """Record Cafcass's response to the referral (`cafcass.response` in the alert)."""
-    with work() as svc:
-        svc.cafcass_response(alert_id, who, body.response, body.note)
-    return detail(work, alert_id, who)
+    return changed(work, who, once, alert_id, lambda svc: svc.cafcass_response(
+        alert_id, who, body.response, body.note))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertDetail)
-def acknowledge(who: Writer, work: Work, alert_id: int) -> dict[str, Any]:
+def acknowledge(who: Writer, work: Work, once: Once, alert_id: int) -> Any:
     """The person responsible at the current stage (or their cover) has seen the alert;
     acknowledged is not responded."""
-    with work() as svc:
-        svc.acknowledge(alert_id, who)
-    return detail(work, alert_id, who)
+    return changed(work, who, once, alert_id, lambda svc: svc.acknowledge(alert_id, who))
 
 
 @router.post("/alerts/{alert_id}/move", response_model=AlertDetail)
-def move(who: Writer, work: Work, alert_id: int, body: MoveIn) -> dict[str, Any]:
+def move(who: Writer, work: Work, once: Once, alert_id: int, body: MoveIn) -> Any:
     """A misfiled alert to the right child (the allocated IRO or an IRO manager)."""
-    with work() as svc:
-        svc.move(alert_id, who, body.child, body.reason)
-    return detail(work, alert_id, who)
+    return changed(work, who, once, alert_id, lambda svc: svc.move(
+        alert_id, who, body.child, body.reason))
 
 
 @router.post("/alerts/{alert_id}/link", response_model=AlertDetail)
-def link(who: Writer, work: Work, alert_id: int, body: LinkIn) -> dict[str, Any]:
+def link(who: Writer, work: Work, once: Once, alert_id: int, body: LinkIn) -> Any:
     """Link a related alert (siblings, the same matter): `related` in both."""
-    with work() as svc:
-        svc.link(alert_id, body.other, who)
-    return detail(work, alert_id, who)
+    return changed(work, who, once, alert_id, lambda svc: svc.link(alert_id, body.other, who))
 
 
 @router.post("/alerts/{alert_id}/reopen", response_model=AlertDetail)
-def reopen(who: Writer, work: Work, alert_id: int, body: ReasonIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.reopen(alert_id, who, body.reason)
-    return detail(work, alert_id, who)
+def reopen(who: Writer, work: Work, once: Once, alert_id: int, body: ReasonIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.reopen(alert_id, who, body.reason))
 
 
 @router.post("/alerts/{alert_id}/theme", response_model=AlertDetail)
-def theme(who: Writer, work: Work, alert_id: int, body: ThemeIn) -> dict[str, Any]:
-    with work() as svc:
-        svc.set_theme(alert_id, who, body.theme)
-    return detail(work, alert_id, who)
+def theme(who: Writer, work: Work, once: Once, alert_id: int, body: ThemeIn) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.set_theme(alert_id, who, body.theme))
 
 
 @router.post("/alerts/{alert_id}/actions/{action_no}/done", response_model=AlertDetail)
-def action_done(who: Writer, work: Work, alert_id: int, action_no: int) -> dict[str, Any]:
-    with work() as svc:
-        svc.action_done(alert_id, action_no, who)
-    return detail(work, alert_id, who)
-
+def action_done(who: Writer, work: Work, once: Once, alert_id: int, action_no: int) -> Any:
+    return changed(work, who, once, alert_id, lambda svc: svc.action_done(
+        alert_id, action_no, who))
 
 
 # -- cover periods and closure days (the organisation's, not a child's record) ----------------
@@ -371,23 +409,22 @@ def covers(who: Reader, work: Work) -> list[dict[str, Any]]:
 
 
 @router.post("/cover", response_model=CoverOut, status_code=201, tags=["organisation"])
-def set_cover(who: Writer, work: Work, body: CoverIn) -> dict[str, Any]:
+def set_cover(who: Writer, work: Work, once: Once, body: CoverIn) -> Any:
     """Record that `deputy` covers `person` (an administrator, an IRO manager for an IRO, or a
     manager above the person on a team's line)."""
     try:
-        with work() as svc:
-            return svc.set_cover(who, body.person, body.deputy, body.starts, body.ends,
-                                 body.reason).public()
+        return answer(work, who, once, CoverOut, lambda svc: svc.set_cover(
+            who, body.person, body.deputy, body.starts, body.ends, body.reason).public(), 201)
     except BadValue as exc:
         field = COVER_FIELDS.get(exc.field or "", exc.field)
         raise BadValue(exc.message, field=field) from None
 
 
 @router.post("/cover/end", response_model=list[CoverOut], tags=["organisation"])
-def end_cover(who: Writer, work: Work, body: PersonIn) -> list[dict[str, Any]]:
+def end_cover(who: Writer, work: Work, once: Once, body: PersonIn) -> Any:
     """End the person's cover running or still to come."""
-    with work() as svc:
-        return [c.public() for c in svc.end_cover(who, body.person)]
+    return answer(work, who, once, list[CoverOut], lambda svc: [
+        c.public() for c in svc.end_cover(who, body.person)])
 
 
 @router.get("/closures", response_model=list[ClosureOut], tags=["organisation"])
@@ -398,9 +435,11 @@ def closure_days(who: Reader, work: Work) -> list[dict[str, Any]]:
 
 
 @router.post("/closures", response_model=ClosureOut, status_code=201, tags=["organisation"])
-def close_day(who: Writer, work: Work, body: ClosureIn) -> dict[str, Any]:
+def close_day(who: Writer, work: Work, once: Once, body: ClosureIn) -> Any:
     """Add a closure day (an administrator): the open due dates it falls within move on."""
-    with work() as svc:
+    def change(svc: AlertService) -> dict[str, Any]:
         result = svc.close_day(who, body.day, body.reason)
         view = next(c for c in svc.closures() if c.day == result.day)
-    return {**view.public(), "moved": [m.alert_id for m in result.moved]}
+        return {**view.public(), "moved": [m.alert_id for m in result.moved]}
+
+    return answer(work, who, once, ClosureOut, change, 201)
