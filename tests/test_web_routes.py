@@ -202,7 +202,8 @@ class World:
 
     def __init__(self, app: Any, clock: MovableClock, rt: Any, stack: ExitStack) -> None:
         self.app, self.clock, self.rt = app, clock, rt
-        # Clients kept open (entered) run every request on one event loop: much faster.
+        # One client entered: the app started once (its lifespan: one background deliverer)
+        # and every request on its one event loop, as under a server; much faster.
         self.stack = stack
         self.anon = stack.enter_context(TestClient(app, base_url=BASE))
         self._clients: dict[str, Any] = {}
@@ -214,7 +215,12 @@ class World:
         """A client signed in as `who` (a second `session` name gives a second session)."""
         key = f"{who}#{session}"
         if key not in self._clients:
-            self._clients[key] = self.stack.enter_context(sign_in(self.app, who))
+            # On the entered client's event loop, not entered itself: entering each would
+            # start the app again, one more deliverer thread woken by every action.
+            c = sign_in(self.app, who)
+            c.portal = self.anon.portal
+            self.stack.callback(c.close)
+            self._clients[key] = c
         return self._clients[key]
 
     def token(self, who: str) -> str:
