@@ -36,8 +36,8 @@ DEFAULT_PROTOCOL = CONFIG_DIR / "protocol.yaml"
 os.environ["DRP_ALLOW_FUTURE_NOW"] = "1"  # tests act as of 2027: --now ahead is allowed
 databases.install_no_fsync()  # SQLite commits without fsync in tests (tests/support/databases)
 
-# Whole files (and the Prefect harness) that take long: `make test-quick` leaves them out
-# (-m "not slow"); `make test` and CI run everything.
+# Whole files (and the tests using the session's Prefect server) that take long: `make
+# test-quick` leaves them out (-m "not slow"); `make test` and CI run everything.
 SLOW_FILES = {"test_soak.py", "test_faults.py", "test_load.py", "test_browser.py",
               "test_flows.py", "test_concurrency.py", "test_api_schema.py"}
 SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=_longest_first)  # stable: each file's tests keep their order
     for item in items:
         item.add_marker(pytest.mark.xdist_group(unit(item)))
-        if (item.path.name in SLOW_FILES or "prefect_harness" in item.fixturenames
+        if (item.path.name in SLOW_FILES or "prefect_server" in item.fixturenames
                 or any(name in item.nodeid for name in SLOW_TESTS)):
             item.add_marker(pytest.mark.slow)
 
@@ -190,12 +190,40 @@ def run(org: Engine, protocol: Protocol, calendar: WorkingCalendar) -> Run:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One local Prefect server for the whole session (the first flow run starts it)."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The API URL of the one Prefect server the whole session shares (both xdist workers):
+    the first test that asks starts it (tests/support/prefect.py), pytest_unconfigure stops
+    it. At this process's end, what its Prefect events and log workers still hold is sent,
+    with a bound (Prefect's own drain at exit has none)."""
+    import warnings
 
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
+    from .support import prefect
+
+    yield prefect.shared_api(prefect.session_root(pytestconfig), prefect.owner_pid(pytestconfig))
+    left = prefect.drain_prefect()
+    if left:
+        warnings.warn(f"Prefect's workers in this test process: {left}", stacklevel=1)
+
+
+@pytest.fixture
+def prefect_api(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The flows this test runs in this process, and the commands it runs, use the session's
+    Prefect server: PREFECT_API_URL in the environment (for commands and drp) and in Prefect's
+    settings (read when Prefect was first imported), both as they were after the test."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        yield prefect_server
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller (not an xdist worker), at the very end: the shared Prefect server goes,
+    with its process tree, after every worker has exited."""
+    if not hasattr(config, "workerinput"):
+        from .support import prefect
+
+        prefect.stop_shared(config)
 
 
 def point_drp_at(mp: pytest.MonkeyPatch, folder: Path) -> None:

@@ -22,7 +22,7 @@ from drp.runtime import runtime
 from .conftest import DATA, forget_settings
 from .smtp import SmtpServer
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = pytest.mark.usefixtures("prefect_api")  # the session's Prefect server
 
 
 @pytest.fixture

@@ -161,7 +161,7 @@ def test_a_simulated_year_keeps_every_invariant(
 
 
 
-@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.usefixtures("prefect_api")  # the session's Prefect server
 def test_a_simulated_year_through_the_prefect_flows(
     drp_env: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
