@@ -11,13 +11,11 @@ import json
 import logging
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,9 +28,9 @@ import yaml
 
 from .conftest import DATA, PG_URL, ROOT, forget_settings, pg_schema, point_drp_at
 from .smtp import SmtpServer, free_port
+from .support import prefect
+from .support.prefect import BIN, PREFECT, descendants, kill_tree
 
-BIN = Path(sys.executable).parent
-PREFECT = BIN / "prefect"
 LONDON = ZoneInfo("Europe/London")
 
 
@@ -177,10 +175,7 @@ class Server:
                 stderr=subprocess.STDOUT)))
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.api}/health", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return prefect.healthy(self.api)
 
     def settle(self) -> None:
         """Wait for the commands started in the background (the deploy, the automation)."""
@@ -196,10 +191,7 @@ class Server:
               ) -> subprocess.Popen[bytes]:
         """A long-running `prefect` process in a session of its own (so it can be killed with
         its children), logging to a file in the test's folder."""
-        with open(self.folder / log, "ab") as out:
-            proc = subprocess.Popen([str(PREFECT), *args], env=env or self.env, cwd=ROOT,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        proc = prefect.launch(list(args), env or self.env, self.folder / log, ROOT)
         self.procs.append(proc)
         return proc
 
@@ -220,57 +212,23 @@ class Server:
 
 def wait_for(what: str, check: Callable[[], Any], seconds: float, server: Server | None = None,
              every: float = 0.5) -> Any:
-    """Poll `check` until it returns something true, or fail after `seconds` (a deadline,
-    not a sleep: it returns as soon as the thing is so)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {seconds:.0f} s for {what}\n{server.logs() if server else ''}")
-        time.sleep(every)  # a polling interval, not synchronisation
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a process and everything under it, as a machine dying would (Prefect starts
-    each flow run in a session of its own, so the worker's process group is not enough)."""
-    for pid in [proc.pid, *descendants(proc.pid)]:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    """Poll `check` until it returns something true, or fail after `seconds`, with the
+    server's logs (tests/support/prefect.py wait_for)."""
+    return prefect.wait_for(what, check, seconds, server.logs if server else None, every)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`prefect server start` with its own PREFECT_HOME on a free port, starting in the
-    background (while drp's database is made): Server.ready waits for it."""
-    if not PREFECT.exists():
-        pytest.fail(f"no prefect command beside {sys.executable}: `make install` installs it")
+    """`prefect server start` with its own PREFECT_HOME on a free port (all its services: the
+    automation needs them), starting in the background (while drp's database is made):
+    Server.ready waits for it. Only other processes (`prefect`, workers, `drp`) and plain
+    HTTP talk to it: Prefect's process-wide workers in this process would keep sending to
+    it after the module, and this process's end would wait for them (flows run here go to
+    the session's server, prefect_api)."""
     folder = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DRP_"))}
-    env.update(PREFECT_HOME=str(folder / "home"), PREFECT_API_URL=api,
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    srv = Server(api, env, folder)
+    srv = Server(api, prefect.server_env(folder / "home", api), folder)
     try:
         srv.start("server", "start", "--host", "127.0.0.1", "--port", str(port),
                   log="server.log")
@@ -346,7 +304,8 @@ def drp_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drp]:
         point_drp_at(monkeypatch, tmp_path)
         settings = {"DRP_DATABASE_URL": url, "DRP_SMTP_HOST": "127.0.0.1",
                     "DRP_SMTP_PORT": str(smtp.port), "DRP_BASE_URL": "https://drp.example",
-                    "DRP_MAIL_DIR": str(tmp_path / "mail")}
+                    "DRP_MAIL_DIR": str(tmp_path / "mail"),
+                    "DRP_ALLOW_FUTURE_NOW": "1"}  # the runs are as of March 2027
         for key, value in settings.items():
             monkeypatch.setenv(key, value)
         forget_settings()
@@ -411,9 +370,11 @@ def finished(server: Server, *run_ids: str) -> Callable[[], bool]:
 
 @pytest.mark.slow
 def test_a_flow_that_ran_and_failed_waits_for_its_next_time(server: Server, drp_db: Drp,
-                                                            ) -> None:
+                                                            prefect_api: str) -> None:
     """Only a run that never started is retried at once: a Prefect flow that ran and failed
-    returns its Failed state and waits for its next time (the next run does the rest)."""
+    returns its Failed state and waits for its next time (the next run does the rest). The
+    flow runs in this process, so under the session's server (prefect_api), not this
+    module's (see `server`)."""
     from prefect import flow
 
     from flows.serve import Scheduled, tick
@@ -426,10 +387,7 @@ def test_a_flow_that_ran_and_failed_waits_for_its_next_time(server: Server, drp_
 
     job = Scheduled("fails", "0 7-18 * * 1-5", fails)
     tick([job], datetime(2027, 3, 9, 6, 0, tzinfo=LONDON))
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: server.api}):  # the server below
-        assert tick([job], datetime(2027, 3, 9, 7, 0, 5, tzinfo=LONDON)) == ["fails"]
+    assert tick([job], datetime(2027, 3, 9, 7, 0, 5, tzinfo=LONDON)) == ["fails"]
     assert job.due == datetime(2027, 3, 9, 8, 0, tzinfo=LONDON)
 
 
