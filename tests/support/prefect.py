@@ -181,7 +181,8 @@ def _start(folder: Path, owner: int) -> dict[str, Any]:
             why = (f"exited with status {proc.returncode}" if proc.poll() is not None
                    else f"did not answer within {START_SECONDS} s")
             kill_tree(proc)
-            os.kill(watchdog.pid, signal.SIGKILL)
+            watchdog.kill()
+            watchdog.wait(timeout=30)
             return {"error": f"the tests' Prefect server (prefect server start --port {port})"
                              f" {why}; {log} ends:\n{tail(log)}"}
         time.sleep(0.5)  # a polling interval, not synchronisation
