@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import json
 import re
 import threading
@@ -320,3 +321,16 @@ def remove_person(text: str, username: str) -> str:
     """The organisation file without `username` (someone the file names only in people)."""
     return "".join(line for line in text.splitlines(keepends=True)
                    if f"{{username: {username}," not in line)
+
+
+def test_drp_user_password_revokes_tokens_and_is_audited(cli: Cli,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    token = cli("user", "token", "iro.ada").stdout.strip()
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    r = cli("user", "password", "iro.ada", "--password-stdin")
+    assert "1 API token(s) revoked" in r.stdout
+    engine = cli_engine(cli)
+    assert auth_on(engine).api_person(token) is None
+    [row] = audit_rows(engine, "password_set")
+    assert row.channel == "cli" and row.os_user and PASSWORD not in (row.detail or "")
+    engine.dispose()
