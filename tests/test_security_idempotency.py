@@ -126,6 +126,31 @@ def test_a_double_clicked_response_is_recorded_once_and_the_key_is_for_that_form
     assert counts(rt) == after_first
 
 
+def test_every_form_that_changes_data_carries_a_key_of_its_own(web: Any) -> None:
+    """The raise page, an alert's page for its IRO (hold, extend, withdraw, refer...) and for
+    its team manager (acknowledge, respond), and the referral page: every POST form but
+    signing out carries a one-time key, each form its own."""
+    app, clock, rt = web
+    aid = raised(rt, clock)
+    ada, fay = sign_in(app, "iro.ada"), sign_in(app, "tm.fay")
+    pages = [ada.get("/alerts/new").text, ada.get(f"/alerts/{aid}").text,
+             fay.get(f"/alerts/{aid}").text, ada.get(f"/alerts/{aid}/refer").text]
+    seen: set[str] = set()
+    for page in pages:
+        for action, body in re.findall(
+                r'<form[^>]*method="post"[^>]*action="([^"]+)"[^>]*>(.*?)</form>', page, re.S):
+            if action == "/logout":
+                continue
+            keys = re.findall(r'name="idempotency_key" value="([^"]+)"', body)
+            assert len(keys) == 1, f"the form posting to {action} carries {len(keys)} keys"
+            assert keys[0] not in seen
+            seen.add(keys[0])
+    assert {"/alerts/new", f"/alerts/{aid}/respond", f"/alerts/{aid}/acknowledge",
+            f"/alerts/{aid}/hold", f"/alerts/{aid}/refer"} <= {
+        a for page in pages for a in re.findall(r'action="([^"]+)"', page)}
+    assert len(seen) >= 10
+
+
 def test_another_persons_key_is_refused(web: Any) -> None:
     app, clock, rt = web
     aid = raised(rt, clock)
