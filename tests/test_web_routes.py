@@ -923,6 +923,36 @@ def test_repeated_wrong_passwords_lock_the_account_until_the_lockout_ends(web: A
     assert r.status_code == 303 and r.cookies.get(SESSION_COOKIE)
 
 
+def test_drp_hashes_passwords_with_argon2id_at_production_cost_and_signs_in_with_them(
+        web: Any) -> None:
+    """The test people's hashes are cheap (tests/support/databases.py); what drp stores is
+    argon2id at RFC 9106's low-memory parameters (64 MiB, 3 passes, 4 lanes), the unknown
+    username's stand-in likewise, and a person with such a hash signs in."""
+    import argon2
+
+    from drp.keys import hash_password
+    from drp.models import Person
+    from drp.web import auth
+
+    app, _clock, rt = web
+    production = argon2.profiles.RFC_9106_LOW_MEMORY
+    password = "a-production-password-1"
+    hashed = hash_password(password)
+    for stored in (hashed, auth._DUMMY_HASH):
+        found = argon2.extract_parameters(stored)
+        assert found.type is argon2.Type.ID, stored
+        assert (found.memory_cost, found.time_cost, found.parallelism) == (
+            production.memory_cost, production.time_cost, production.parallelism), stored
+    with db.transaction(rt.engine) as s:
+        person = s.exec(select(Person).where(Person.username == "sw.eve")).one()
+        person.password_hash = hashed
+        s.add(person)
+    c = TestClient(app, base_url=BASE)
+    assert post_login(c, "sw.eve", TEST_PASSWORD).status_code == 400
+    r = post_login(c, "sw.eve", password)
+    assert r.status_code == 303 and r.cookies.get(SESSION_COOKIE)
+
+
 def test_a_wrong_password_does_not_reveal_whether_the_username_exists(world: World) -> None:
     c = TestClient(world.app, base_url=BASE)
     known = post_login(c, "sw.dan", "wrong-password-1")
