@@ -286,10 +286,9 @@ def web(drp_env: Path) -> Any:
 
 def prepare(rt: Any) -> None:
     """Bring the runtime's database to the newest schema, load tests/data/org.yaml and give
-    every person the password TEST_PASSWORD."""
+    every person the password TEST_PASSWORD (a cheap hash: tests/support/databases.py)."""
     from sqlmodel import select
 
-    from drp.keys import hash_password
     from drp.models import Person
 
     path = databases.sqlite_path(str(rt.engine.url))
@@ -300,7 +299,7 @@ def prepare(rt: Any) -> None:
     db.upgrade(rt.engine)
     with db.transaction(rt.engine) as s:
         load_org(s, DATA / "org.yaml", rt.protocol)
-        hashed = hash_password(TEST_PASSWORD)
+        hashed = databases.cheap_password_hash(TEST_PASSWORD)
         for person in s.exec(select(Person)):
             person.password_hash = hashed
             s.add(person)
