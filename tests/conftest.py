@@ -24,7 +24,7 @@ from drp.org import load_org
 from drp.settings import CONFIG_DIR
 from drp.themes import load_taxonomy
 
-from .support import databases, tools
+from .support import classifier, databases, tools
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -35,6 +35,7 @@ DEFAULT_PROTOCOL = CONFIG_DIR / "protocol.yaml"
 
 os.environ["DRP_ALLOW_FUTURE_NOW"] = "1"  # tests act as of 2027: --now ahead is allowed
 databases.install_no_fsync()  # SQLite commits without fsync in tests (tests/support/databases)
+classifier.train_once_per_process()  # the same theme model, trained once (tests/support/classifier)
 
 # Whole files (and the tests using the session's Prefect server) that take long: `make
 # test-quick` leaves them out (-m "not slow"); `make test` and CI run everything.
