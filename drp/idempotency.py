@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,9 @@ from .errors import DrpError
 
 KEEP = timedelta(hours=24)
 KEY_MAX = 128
+# What a key may be, as the OpenAPI document says it: 1 to KEY_MAX visible ASCII characters,
+# or the same in double quotes (a structured-field string).
+KEY_PATTERN = f'^(?:"[!-~]{{1,{KEY_MAX}}}"|[!-~]{{1,{KEY_MAX}}})$'
 FORM_FIELD = "idempotency_key"  # the hidden field of every form that changes data
 HEADER = "Idempotency-Key"
 # Fields that are not the submission's content (the session's CSRF token, the key itself).
@@ -79,12 +83,10 @@ def checked(key: str, field: str = FORM_FIELD) -> str:
     """A key as sent (a structured-field string's quotes taken off), or BadValue-like refusal:
     1 to KEY_MAX visible ASCII characters."""
     value = key.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    if not 0 < len(value) <= KEY_MAX or not all("!" <= c <= "~" for c in value):
+    if re.fullmatch(KEY_PATTERN, value) is None:
         raise KeyRefused(f"{field} must be 1 to {KEY_MAX} visible ASCII characters, such as a"
                          " UUID; send a fresh one")
-    return value
+    return value[1:-1] if len(value) >= 3 and value[0] == value[-1] == '"' else value
 
 
 def fingerprint(data: bytes) -> str:

@@ -361,8 +361,8 @@ def test_lists_and_the_inbox_cost_the_same_few_queries_for_five_alerts_or_fifty(
                       statements(lambda s: s.list_alerts("hos.ivy", "open"))))
     assert costs[0] == costs[1], costs
     # (the referrals, today's cover periods, the links and the children's other alerts are
-    # one query each, whatever the number)
-    assert costs[0][0] <= 15, costs
+    # one query each, whatever the number; and the audit rows of the alerts shown, one insert)
+    assert costs[0][0] <= 16, costs
 
 
 @backends

@@ -17,8 +17,14 @@ TEXT_MAX = 5000
 ACTION_MAX = 2000
 LEGAL_ADVICE_MAX = 500
 _BIDI_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
-_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # but tab, breaks
+_CC = r"\x00-\x1f\x7f-\x9f"  # Unicode's control characters (Cc), as a regex class's inside
+_CC_IN_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # the same but tab and line breaks
+_CONTROL = re.compile(f"[{_CC}]")
+_CONTROL_IN_TEXT = re.compile(f"[{_CC_IN_TEXT}]")
+# The same rule as the JSON API's schema says it (OpenAPI `pattern`), so clients and schema
+# tests know what `plain` refuses: one line, or free text.
+PLAIN_PATTERN = f"^[^{_CC}]*$"
+TEXT_PATTERN = f"^[^{_CC_IN_TEXT}]*$"
 
 
 @dataclass(frozen=True)

@@ -59,14 +59,28 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api", tags=["alerts"], responses=REFUSALS)
 
 
-class RaiseIn(BaseModel):
-    child: str = Field(max_length=40)
-    summary: str = Field(max_length=inputs.SUMMARY_MAX)
-    detail: str | None = Field(default=None, max_length=inputs.DETAIL_MAX)
-    impact: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
-    outcome_wanted: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
-    theme: str | None = Field(default=None, max_length=64)
-    stage: str | None = Field(default=None, max_length=32)
+class Body(BaseModel):
+    """A request's body: a field drp does not know is refused (422 naming it), not ignored (a
+    misspelt `separate` or `actions` would otherwise be dropped without a word)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RaiseIn(Body):
+    child: str = Field(pattern=inputs.PLAIN_PATTERN,
+                       max_length=40)
+    summary: str = Field(pattern=inputs.TEXT_PATTERN,
+                         max_length=inputs.SUMMARY_MAX)
+    detail: str | None = Field(pattern=inputs.TEXT_PATTERN,
+                               default=None, max_length=inputs.DETAIL_MAX)
+    impact: str | None = Field(pattern=inputs.TEXT_PATTERN,
+                               default=None, max_length=inputs.TEXT_MAX)
+    outcome_wanted: str | None = Field(pattern=inputs.TEXT_PATTERN,
+                                       default=None, max_length=inputs.TEXT_MAX)
+    theme: str | None = Field(pattern=inputs.PLAIN_PATTERN,
+                              default=None, max_length=64)
+    stage: str | None = Field(pattern=inputs.PLAIN_PATTERN,
+                              default=None, max_length=32)
     due: date | None = Field(
         default=None, description="the informal stage's due date, the IRO's choice (default"
                                   " and most: the protocol's); not for a formal stage")
@@ -79,45 +93,55 @@ class RaiseIn(BaseModel):
                                    " open concern (refused with 409 otherwise, naming it)")
 
 
-class ActionInModel(BaseModel):
-    text: str = Field(max_length=inputs.ACTION_MAX)
+class ActionInModel(Body):
+    text: str = Field(pattern=inputs.TEXT_PATTERN,
+                      max_length=inputs.ACTION_MAX)
     due: date
-    owner: str | None = Field(default=None, max_length=80)
+    owner: str | None = Field(pattern=inputs.PLAIN_PATTERN,
+                              default=None, max_length=80)
 
 
-class RespondIn(BaseModel):
-    message: str = Field(max_length=inputs.DETAIL_MAX)
+class RespondIn(Body):
+    message: str = Field(pattern=inputs.TEXT_PATTERN,
+                         max_length=inputs.DETAIL_MAX)
     actions: list[ActionInModel] = Field(default_factory=list, max_length=20)
 
 
-class EscalateIn(BaseModel):
-    reason: str = Field(max_length=inputs.TEXT_MAX)
-    to: str | None = Field(default=None, max_length=32)
+class EscalateIn(Body):
+    reason: str = Field(pattern=inputs.TEXT_PATTERN,
+                        max_length=inputs.TEXT_MAX)
+    to: str | None = Field(pattern=inputs.PLAIN_PATTERN,
+                           default=None, max_length=32)
 
 
-class OutcomeIn(BaseModel):
-    outcome: str = Field(max_length=inputs.TEXT_MAX)
+class OutcomeIn(Body):
+    outcome: str = Field(pattern=inputs.TEXT_PATTERN,
+                         max_length=inputs.TEXT_MAX)
 
 
-class ReasonIn(BaseModel):
-    reason: str = Field(max_length=inputs.TEXT_MAX)
+class ReasonIn(Body):
+    reason: str = Field(pattern=inputs.TEXT_PATTERN,
+                        max_length=inputs.TEXT_MAX)
 
 
-class HoldIn(BaseModel):
-    reason: str = Field(max_length=inputs.TEXT_MAX)
+class HoldIn(Body):
+    reason: str = Field(pattern=inputs.TEXT_PATTERN,
+                        max_length=inputs.TEXT_MAX)
     until: date = Field(description="the day to look at it again: after today, at most the"
                                     " protocol's max_hold_working_days away")
 
 
-class ExtendIn(BaseModel):
+class ExtendIn(Body):
     until: date
-    reason: str = Field(max_length=inputs.TEXT_MAX)
+    reason: str = Field(pattern=inputs.TEXT_PATTERN,
+                        max_length=inputs.TEXT_MAX)
 
 
-class ReferIn(BaseModel):
-    reason: str = Field(max_length=inputs.TEXT_MAX)
+class ReferIn(Body):
+    reason: str = Field(pattern=inputs.TEXT_PATTERN,
+                        max_length=inputs.TEXT_MAX)
     legal_advice: str = Field(
-        min_length=1, max_length=inputs.LEGAL_ADVICE_MAX,
+        pattern=inputs.TEXT_PATTERN, min_length=1, max_length=inputs.LEGAL_ADVICE_MAX,
         description="who gave the independent legal advice, taken after consulting the IRO"
                     " manager (required)")
     advised_on: date | None = Field(
@@ -137,25 +161,29 @@ class ReferIn(BaseModel):
         return data
 
 
-class CafcassIn(BaseModel):
+class CafcassIn(Body):
     response: str = Field(
         max_length=32, json_schema_extra={"enum": list(CAFCASS_RESPONSES)},
         description="Cafcass's response: " + "; ".join(
             f"{k}: Cafcass {v}" for k, v in CAFCASS_RESPONSES.items()))
-    note: str | None = Field(default=None, max_length=inputs.TEXT_MAX)
+    note: str | None = Field(pattern=inputs.TEXT_PATTERN,
+                             default=None, max_length=inputs.TEXT_MAX)
 
 
-class MoveIn(BaseModel):
-    child: str = Field(max_length=40, description="the right child's reference")
-    reason: str = Field(max_length=inputs.TEXT_MAX)
+class MoveIn(Body):
+    child: str = Field(pattern=inputs.PLAIN_PATTERN,
+                       max_length=40, description="the right child's reference")
+    reason: str = Field(pattern=inputs.TEXT_PATTERN,
+                        max_length=inputs.TEXT_MAX)
 
 
-class LinkIn(BaseModel):
+class LinkIn(Body):
     other: int = Field(gt=0, lt=2**31, description="the related alert's number")
 
 
-class ThemeIn(BaseModel):
-    theme: str = Field(max_length=64)
+class ThemeIn(Body):
+    theme: str = Field(pattern=inputs.PLAIN_PATTERN,
+                       max_length=64)
 
 
 class Me(BaseModel):
@@ -182,7 +210,8 @@ KEY_HELP = (
 
 
 async def request_once(request: Request, key: Annotated[str | None, Header(
-        alias=idempotency.HEADER, description=KEY_HELP)] = None) -> idempotency.Once | None:
+        alias=idempotency.HEADER, description=KEY_HELP,
+        json_schema_extra={"pattern": idempotency.KEY_PATTERN})] = None) -> idempotency.Once | None:
     if key is None:
         return None
     return idempotency.Once(idempotency.checked(key, idempotency.HEADER),
