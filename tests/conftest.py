@@ -55,12 +55,14 @@ SPLIT = {"test_soak.py", "test_simulate.py", "test_properties.py"}
 LONGEST_FIRST = (
     "test_web_routes.py", "test_prefect_production.py", "test_cli_flows.py",
     "test_browser.py", "test_faults.py", "test_properties.py::TestAlertLadder",
-    "test_soak.py::test_a_simulated_year_through_the_prefect_flows", "test_cli_mail.py",
-    "test_flows.py", "test_soak.py::test_a_simulated_year_keeps_every_invariant",
-    "test_simulate.py::test_peterborough_full_year", "test_reports.py",
-    "test_simulate.py::test_cambridgeshire_scaled", "test_cli_matrix.py", "test_cli.py",
-    "test_api_schema.py", "test_simulate.py::test_manchester_scaled",
-    "test_simulate.py::test_same_seed_same_year",
+    "test_soak.py::test_a_simulated_year_through_the_prefect_flows", "test_flows.py",
+    "test_soak.py::test_a_simulated_year_keeps_every_invariant", "test_api_schema.py",
+    "test_security_load.py", "test_cli_matrix.py", "test_security_auth.py",
+    "test_outbox_delivery.py", "test_notifications.py", "test_cover_transfer.py",
+    "test_cli.py", "test_security_input.py", "test_simulate.py::test_cambridgeshire_scaled",
+    "test_reports.py", "test_simulate.py::test_same_seed_same_year",
+    "test_simulate.py::test_peterborough_full_year", "test_simulate.py::test_manchester_scaled",
+    "test_cli_mail.py",
 )
 
 
