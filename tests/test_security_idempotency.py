@@ -19,10 +19,17 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from drp import db, idempotency
-from drp.models import Alert, Event
+from drp.models import AccessLog, Alert, Event
 from drp.web.auth import Auth
 from notifications.models import OutboxMessage
-from tests.conftest import MovableClock, backends, forget_settings, prepare, sign_in
+from tests.conftest import (
+    DATA,
+    MovableClock,
+    backends,
+    forget_settings,
+    prepare,
+    sign_in,
+)
 
 BASE = "https://testserver"
 # A second concern for R100, confirmed as a separate matter (the child has one open already):
@@ -128,13 +135,16 @@ def test_a_double_clicked_response_is_recorded_once_and_the_key_is_for_that_form
 
 def test_every_form_that_changes_data_carries_a_key_of_its_own(web: Any) -> None:
     """The raise page, an alert's page for its IRO (hold, extend, withdraw, refer...) and for
-    its team manager (acknowledge, respond), and the referral page: every POST form but
-    signing out carries a one-time key, each form its own."""
+    its team manager (acknowledge, respond), the referral page and the administration pages
+    (the organisation upload, cover periods, closure days): every POST form but signing out
+    carries a one-time key, each form its own."""
     app, clock, rt = web
     aid = raised(rt, clock)
-    ada, fay = sign_in(app, "iro.ada"), sign_in(app, "tm.fay")
+    ada, fay, max_ = sign_in(app, "iro.ada"), sign_in(app, "tm.fay"), sign_in(app, "admin.max")
     pages = [ada.get("/alerts/new").text, ada.get(f"/alerts/{aid}").text,
-             fay.get(f"/alerts/{aid}").text, ada.get(f"/alerts/{aid}/refer").text]
+             fay.get(f"/alerts/{aid}").text, ada.get(f"/alerts/{aid}/refer").text,
+             max_.get("/admin").text, max_.get("/cover").text,
+             max_.get("/admin/closures").text]
     seen: set[str] = set()
     for page in pages:
         for action, body in re.findall(
@@ -146,9 +156,10 @@ def test_every_form_that_changes_data_carries_a_key_of_its_own(web: Any) -> None
             assert keys[0] not in seen
             seen.add(keys[0])
     assert {"/alerts/new", f"/alerts/{aid}/respond", f"/alerts/{aid}/acknowledge",
-            f"/alerts/{aid}/hold", f"/alerts/{aid}/refer"} <= {
+            f"/alerts/{aid}/hold", f"/alerts/{aid}/refer", "/admin/org", "/cover",
+            "/cover/end", "/admin/closures"} <= {
         a for page in pages for a in re.findall(r'action="([^"]+)"', page)}
-    assert len(seen) >= 10
+    assert len(seen) >= 14
 
 
 def test_another_persons_key_is_refused(web: Any) -> None:
@@ -319,3 +330,79 @@ def test_two_identical_submissions_racing_do_the_change_once(
     final = counts(rt)
     assert final["responded"] == 1 and entered[0] == 4
     assert final["mail"] > after["mail"]
+
+
+# -- the administration forms ---------------------------------------------------------------
+def audit_rows(rt: Any, action: str) -> int:
+    with db.transaction(rt.engine) as s:
+        return int(s.exec(select(func.count()).select_from(AccessLog)
+                          .where(AccessLog.action == action)).one())
+
+
+def test_a_double_submitted_organisation_upload_loads_once_and_shows_the_first_result(
+        web: Any) -> None:
+    app, _clock, rt = web
+    admin = sign_in(app, "admin.max")
+    key = form_key(admin.get("/admin").text, "/admin/org")
+    changed = (DATA / "org.yaml").read_text().replace("Riverside Borough Council",
+                                                       "Renamed Borough Council").encode()
+    before = (counts(rt), audit_rows(rt, "org_load"))
+
+    def upload(content: bytes, key: str = key) -> Any:
+        return admin.post("/admin/org", data={"csrf_token": admin.csrf,
+                                              "idempotency_key": key},
+                          files={"file": ("org.yaml", content, "application/yaml")})
+
+    first = upload(changed)
+    assert first.status_code == 200 and "Loaded Renamed Borough Council" in first.text
+    done = re.search(r'<div class="banner" role="status"><h2>(.*?)</h2>', first.text, re.S)
+    assert done, first.text
+    after_first = (counts(rt), audit_rows(rt, "org_load"))
+    assert after_first[1] == before[1] + 1
+    again = upload(changed)
+    assert again.status_code == 200 and done.group(0) in again.text  # the first message
+    assert (counts(rt), audit_rows(rt, "org_load")) == after_first  # loaded nothing
+    # Another file with the same key: refused, saying so, nothing loaded.
+    other = upload((DATA / "org.yaml").read_bytes())
+    assert other.status_code == 400 and "used for a different request" in other.text
+    assert (counts(rt), audit_rows(rt, "org_load")) == after_first
+    # The page offers a fresh key: loading the file again is a new submission.
+    fresh = form_key(again.text, "/admin/org")
+    assert fresh != key
+    assert upload(changed, fresh).status_code == 200
+    assert audit_rows(rt, "org_load") == after_first[1] + 1
+
+
+def test_double_submitted_cover_and_closure_forms_change_nothing_the_second_time(
+        web: Any) -> None:
+    app, _clock, rt = web
+    admin = sign_in(app, "admin.max")
+    period = {"person": "iro.ada", "deputy": "irom.cat", "starts": "2027-03-01",
+              "ends": "2027-03-05", "reason": "Annual leave"}
+
+    def written() -> dict[str, int]:
+        return {**counts(rt), **{a: audit_rows(rt, a) for a in ("cover_set", "cover_end")}}
+
+    def twice(action: str, page: str, fields: dict[str, str]) -> tuple[Any, Any, dict[str, int]]:
+        form = {"csrf_token": admin.csrf, "idempotency_key": form_key(
+            admin.get(page).text, action), **fields}
+        first = admin.post(action, data=form, follow_redirects=False)
+        after = written()
+        again = admin.post(action, data=form, follow_redirects=False)
+        assert written() == after  # no second cover, event or e-mail
+        return first, again, after
+
+    first, again, after = twice("/cover", "/cover", period)
+    assert first.status_code == 303 and after["cover_set"] == 1 and after["mail"] > 0
+    assert (again.status_code, again.headers["location"]) == (303, "/cover?done=set")
+
+    first, again, after = twice("/cover/end", "/cover", {"person": "iro.ada"})
+    assert first.status_code == 303 and after["cover_end"] == 1
+    assert (again.status_code, again.headers["location"]) == (303, "/cover?done=end")
+
+    raised(rt, _clock)
+    first, again, _after = twice("/admin/closures", "/admin/closures",
+                                 {"day": "2027-03-04", "reason": "Council offices closed"})
+    assert first.status_code == 200 and "recomputed" in first.text
+    done = re.search(r'<div class="banner" role="status"><h2>(.*?)</h2>', first.text, re.S)
+    assert done and again.status_code == 200 and done.group(0) in again.text

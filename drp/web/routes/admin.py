@@ -5,13 +5,16 @@ the service layer's (drp.alerts.organisation, drp.alerts.closures), which decide
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ... import idempotency
+from ...alerts import AlertService
 from ...errors import BadValue, DrpError
 from ...ladder.machine import diagram
 from ...runtime import Runtime
@@ -27,7 +30,7 @@ from ..deps import (
     UnitOfWork,
     Work,
 )
-from .alerts import field_of, optional_date
+from .alerts import field_of, once_only, optional_date
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,7 +63,7 @@ def _admin_page(rt: Runtime, user: SignedInUser, page: PageRenderer, status: int
     failed, failed_total = _failed_mail(rt)
     return page("admin.html", user, status=status, protocol=rt.protocol,
                 protocol_file=str(rt.settings.protocol), failed=failed,
-                failed_total=failed_total, **values)
+                failed_total=failed_total, form_key=idempotency.new_key, **values)
 
 
 @router.get("/admin", response_class=HTMLResponse)
@@ -76,10 +79,12 @@ def protocol_svg(rt: RuntimeDep, _user: Administrator) -> Response:
 
 
 @router.post("/admin/org", response_class=HTMLResponse)
-def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedForm,
-                      page: Page, work: Work) -> Response:
+def load_organisation(request: Request, rt: RuntimeDep, user: Administrator,
+                      form: PostedForm, page: Page, work: Work) -> Response:
     """A plain `def`: FastAPI runs it on its thread pool, so reading the upload, parsing the
-    file and the database work never hold the event loop (PostedForm was read before)."""
+    file and the database work never hold the event loop (PostedForm was read before).
+    The form's one-time key is claimed with the file's sha256 as its content: the same upload
+    sent again shows the first load's message and loads nothing."""
     upload = form.get("file")
     data = upload.file.read(5_000_001) if upload is not None and not isinstance(upload, str) \
         else b""
@@ -91,12 +96,15 @@ def load_organisation(rt: RuntimeDep, user: Administrator, form: PostedForm,
         path.write_bytes(data[:5_000_000])
         try:
             # Open alerts follow their children in the same transaction (transfers).
-            with work() as service:
-                loaded = service.load_organisation(path, user.username)
+            key = form.get(idempotency.FORM_FIELD)
+            content = {idempotency.FORM_FIELD: key if isinstance(key, str) else "",
+                       "file_sha256": hashlib.sha256(data).hexdigest()}
+            done = once_only(request, content, work, user.username, lambda svc: " ".join(
+                svc.load_organisation(path, user.username).lines()))
         except DrpError as exc:
             return _admin_page(rt, user, page, status=400,
                                error=exc.message.replace(str(path), "the file"))
-    return _admin_page(rt, user, page, done=" ".join(loaded.lines()))
+    return _admin_page(rt, user, page, done=done)
 
 
 # -- cover periods ------------------------------------------------------------------------
@@ -112,7 +120,7 @@ def _cover_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer, status
     with work() as svc:
         covers = svc.list_covers(user.username)
     return page("admin_cover.html", user, status=status, covers=covers,
-                form=values.pop("form", {}), **values)
+                form=values.pop("form", {}), form_key=idempotency.new_key, **values)
 
 
 @router.get("/cover", response_class=HTMLResponse)
@@ -126,32 +134,41 @@ COVER_DONE = {"set": "The cover period was recorded; both people were told.",
 
 
 @router.post("/cover", response_class=HTMLResponse)
-def set_cover(user: CurrentUser, form: PostedFields, work: Work, page: Page) -> Response:
+def set_cover(request: Request, user: CurrentUser, form: PostedFields, work: Work,
+              page: Page) -> Response:
     try:
         starts = optional_date(form, "starts", "the cover's first day")
         ends = optional_date(form, "ends", "the cover's last day")
         if starts is None or ends is None:
             raise BadValue("a cover period needs its first and last day (YYYY-MM-DD)",
                            field="starts" if starts is None else "ends")
-        with work() as svc:
+
+        def change(svc: AlertService) -> str:
             svc.set_cover(user.username, form.get("person", "").strip(),
                           form.get("deputy", "").strip(), starts, ends,
                           form.get("reason") or None)
+            return "/cover?done=set"
+
+        url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         return _cover_page(user, work, page, status=exc.http_status, form=form,
                            error=exc.message, error_field=field_of(exc, COVER_FIELDS))
-    return RedirectResponse("/cover?done=set", 303)
+    return RedirectResponse(url, 303)
 
 
 @router.post("/cover/end", response_class=HTMLResponse)
-def end_cover(user: CurrentUser, form: PostedFields, work: Work, page: Page) -> Response:
+def end_cover(request: Request, user: CurrentUser, form: PostedFields, work: Work,
+              page: Page) -> Response:
+    def change(svc: AlertService) -> str:
+        svc.end_cover(user.username, form.get("person", "").strip())
+        return "/cover?done=end"
+
     try:
-        with work() as svc:
-            svc.end_cover(user.username, form.get("person", "").strip())
+        url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         return _cover_page(user, work, page, status=exc.http_status, error=exc.message,
                            error_field="end")
-    return RedirectResponse("/cover?done=end", 303)
+    return RedirectResponse(url, 303)
 
 
 # -- closure days -------------------------------------------------------------------------
@@ -160,7 +177,7 @@ def _closures_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer,
     with work() as svc:
         days = svc.closures()
     return page("admin_closures.html", user, status=status, days=days,
-                form=values.pop("form", {}), **values)
+                form=values.pop("form", {}), form_key=idempotency.new_key, **values)
 
 
 @router.get("/admin/closures", response_class=HTMLResponse)
@@ -169,19 +186,25 @@ def closures(user: Administrator, work: Work, page: Page) -> Response:
 
 
 @router.post("/admin/closures", response_class=HTMLResponse)
-def close_day(user: Administrator, form: PostedFields, work: Work, page: Page) -> Response:
+def close_day(request: Request, user: Administrator, form: PostedFields, work: Work,
+              page: Page) -> Response:
+    """The page shows what was done; sent again with its one-time key, the first message."""
     try:
         day = optional_date(form, "day", "the closure day")
         if day is None:
             raise BadValue("the closure day is empty; give the date (YYYY-MM-DD)", field="day")
-        with work() as svc:
+
+        def change(svc: AlertService) -> str:
             result = svc.close_day(user.username, day, form.get("reason", ""))
+            moved = ", ".join(f"alert {m.alert_id}" for m in result.moved)
+            return (f"{result.day:%-d %B %Y} is a closure day: "
+                    + (f"the due dates of {moved} were recomputed and the people concerned"
+                       " told." if moved
+                       else "no open due date fell on or after it within its clock."))
+
+        done = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         return _closures_page(user, work, page, status=exc.http_status, form=form,
                               error=exc.message,
                               error_field=field_of(exc, (("reason", "reason"),)) or "day")
-    moved = ", ".join(f"alert {m.alert_id}" for m in result.moved)
-    return _closures_page(user, work, page, done=(
-        f"{result.day:%-d %B %Y} is a closure day: "
-        + (f"the due dates of {moved} were recomputed and the people concerned told."
-           if moved else "no open due date fell on or after it within its clock.")))
+    return _closures_page(user, work, page, done=done)
