@@ -253,6 +253,46 @@ def test_no_route_handler_blocks_the_event_loop(web: Any) -> None:
     assert coroutines <= offloading, coroutines - offloading
 
 
+def test_no_exception_handler_reads_the_database_on_the_event_loop(web: Any) -> None:
+    """Starlette awaits a coroutine exception handler on the event loop and runs a plain `def`
+    one on its thread pool. The pages that answer a refusal, a missing page, a sign-in needed
+    and a refused input are asked for, signed in and not, with every database statement
+    watched: none runs on the loop's thread. And only handlers that touch nothing but the
+    request may be coroutines."""
+    from sqlalchemy import event
+
+    app, _clock, rt = web
+    pure = {"_invalid", "_sign_in", "_database_down"}  # no database, no file, no network
+    handlers = {getattr(h, "__name__", repr(h)): h for h in app.exception_handlers.values()}
+    assert {"_refused", "_missing"} <= set(handlers)
+    coroutines = {name for name, h in handlers.items() if inspect.iscoroutinefunction(h)
+                  and h.__module__ != "fastapi.exception_handlers"}  # FastAPI's: the request
+    assert coroutines <= pure, coroutines - pure
+
+    on_loop: list[str] = []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a worker thread: no loop running here
+        on_loop.append(statement[:80])
+
+    event.listen(rt.engine, "before_cursor_execute", watch)
+    try:
+        ada, anyone = signed_in(app, "iro.ada"), TestClient(app, base_url=BASE)
+        for client in (ada, anyone):
+            assert client.get("/no-such-page").status_code == 404  # _missing
+            assert client.get("/api/no-such-thing").status_code in (401, 404)
+        assert ada.get("/alerts/999999").status_code == 404  # NotFound: _refused
+        assert ada.get("/admin").status_code == 403  # NotPermitted: _refused
+        assert anyone.get("/alerts", follow_redirects=False).status_code == 303  # _sign_in
+        assert anyone.get("/healthz").status_code == 200
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", watch)
+    assert not on_loop, on_loop
+
+
 def endpoints(routes: Any) -> Any:
     """Every route handler of the app, through the routers it includes (FastAPI keeps an
     included router whole, as its `original_router`)."""

@@ -242,8 +242,10 @@ def _handle_errors(app: FastAPI) -> None:
                                 headers={"WWW-Authenticate": "Bearer"})
         return RedirectResponse(f"/login?next={request.url.path}", 303)
 
+    # A handler that reads the database (the signed-in person, the council's name) is a plain
+    # `def`: Starlette runs it on its thread pool, not on the event loop.
     @app.exception_handler(DrpError)
-    async def _refused(request: Request, exc: DrpError) -> Response:
+    def _refused(request: Request, exc: DrpError) -> Response:
         if request.url.path.startswith("/api"):
             return JSONResponse(refusal(exc), exc.http_status)
         # The service's wording for NotFound speaks to the command line.
@@ -266,7 +268,7 @@ def _handle_errors(app: FastAPI) -> None:
             "message": message}, status_code=503, headers=headers)
 
     @app.exception_handler(404)
-    async def _missing(request: Request, exc: Exception) -> Response:
+    def _missing(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/api"):
             return JSONResponse({"detail": "not found"}, 404)
         context = web_context(request)
