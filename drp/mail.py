@@ -92,6 +92,9 @@ class Deliverer:
         self.runs = 0
 
     def start(self) -> None:
+        """Start the thread; an app started again while it runs keeps the one it has."""
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="drp-mail", daemon=True)
         self._thread.start()

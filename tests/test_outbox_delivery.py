@@ -314,7 +314,11 @@ class HeldProxy:
                 return
             self.connected.set()
             self.release.wait()
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the server behind has gone (the test is over): hang up
+                client.close()
+                continue
             self._spawn(self._pipe, client, upstream)
             self._spawn(self._pipe, upstream, client)
 
@@ -406,6 +410,9 @@ def test_the_background_deliverer_logs_its_failures_and_stops_while_the_server_i
     deliverer = mail.Deliverer(rt.engine, rt.settings, FixedClock(AS_OF), poll=600)
     deliverer.start()
     thread = deliverer._thread
+    deliverer.start()  # an app started again: the one thread it has goes on
+    assert deliverer._thread is thread
+    assert [t.name for t in threading.enumerate()].count("drp-mail") == 1
     deliverer.wake()
     try:
         assert silent.connected.wait(10)
