@@ -269,3 +269,25 @@ def test_an_origin_names_only_the_known_channels() -> None:
         Origin("email")
     assert Origin.cli().os_user == ME and Origin.cli().channel == "cli"
     assert TEST_PASSWORD  # (the web tests sign in with it)
+
+
+# -- drp demo and drp simulate --------------------------------------------------------------
+def test_the_demo_and_a_simulated_year_record_the_command_line(tmp_path: Path) -> None:
+    """`drp demo` and `drp simulate` write through the service layer outside the shared
+    set-up's unit of work: their rows record the command line and the OS user too."""
+    for folder, commands in (("demo", [("demo",)]), ("simulated", [
+            ("init",), ("simulate", "--year", "2025", "--profile", "peterborough",
+                        "--scale", "0.05", "--json")])):
+        (tmp_path / folder).mkdir()
+        c = Cli(tmp_path / folder)
+        for command in commands:
+            c(*command)
+        engine = cli_engine(c)
+        events = rows(engine, Event)
+        logged = rows(engine, AccessLog)
+        assert events, folder
+        assert {(r.channel, r.os_user, r.client) for r in events + logged} == {
+            ("cli", ME, None)}, folder
+        engine.dispose()
+        c.close()
+

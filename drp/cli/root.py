@@ -6,9 +6,9 @@ from typing import Annotated
 import typer
 from sqlalchemy.exc import OperationalError
 
-from .. import db
+from .. import audit, db
 from ..errors import ConfigError
-from .shared import Json, Now, emit, env, out
+from .shared import Json, Now, emit, env, origin, out
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -51,8 +51,9 @@ def demo(
     from ..tools.demo import run_demo
 
     runtime = env()
-    run_demo(runtime.engine, runtime.protocol, runtime.calendar, runtime.taxonomy,
-             runtime.settings, now=now, reset=reset, say=out.print)
+    with audit.coming_from(origin()):  # its rows: the command line and the OS user
+        run_demo(runtime.engine, runtime.protocol, runtime.calendar, runtime.taxonomy,
+                 runtime.settings, now=now, reset=reset, say=out.print)
 
 
 @app.command()
@@ -70,10 +71,11 @@ def simulate(
 
     runtime = env()
     db.require_schema(runtime.engine)
-    result = run_simulation(runtime.engine, runtime.protocol, runtime.calendar,
-                            runtime.taxonomy, runtime.settings.tz,
-                            year=year, profile=profile, seed=seed, scale=scale,
-                            say=(lambda _message: None) if as_json else out.print)
+    with audit.coming_from(origin()):  # its rows: the command line and the OS user
+        result = run_simulation(runtime.engine, runtime.protocol, runtime.calendar,
+                                runtime.taxonomy, runtime.settings.tz,
+                                year=year, profile=profile, seed=seed, scale=scale,
+                                say=(lambda _message: None) if as_json else out.print)
     if as_json:
         emit(result)
 
