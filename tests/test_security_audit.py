@@ -271,7 +271,7 @@ def test_an_origin_names_only_the_known_channels() -> None:
     assert TEST_PASSWORD  # (the web tests sign in with it)
 
 
-# -- drp demo and drp simulate --------------------------------------------------------------
+# -- drp demo, drp simulate and drp user ------------------------------------------------------
 def test_the_demo_and_a_simulated_year_record_the_command_line(tmp_path: Path) -> None:
     """`drp demo` and `drp simulate` write through the service layer outside the shared
     set-up's unit of work: their rows record the command line and the OS user too."""
@@ -291,3 +291,28 @@ def test_the_demo_and_a_simulated_year_record_the_command_line(tmp_path: Path) -
         engine.dispose()
         c.close()
 
+
+def test_a_token_issued_on_the_command_line_names_the_channel_user_and_command(
+        cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`drp user token`'s audit row: channel cli and the OS user; the origin it is written
+    with names the command (drp.cli.shared.origin: the leading words of the command line)."""
+    from drp.web import auth
+
+    written: list[Origin | None] = []
+    real = auth.record
+
+    def record(session: Any, origin: Origin | None, **row: Any) -> None:
+        written.append(origin)
+        real(session, origin, **row)
+
+    monkeypatch.setattr(auth, "record", record)
+    token = cli("user", "token", "iro.ada", "--label", "case system").stdout.strip()
+    cli("user", "token", "--revoke", "1")
+    engine = cli_engine(cli)
+    issued = rows(engine, AccessLog, col(AccessLog.action).in_(["token_issued",
+                                                               "token_revoked"]))
+    assert [(r.action, r.channel, r.os_user, r.client) for r in issued] == [
+        ("token_issued", "cli", ME, None), ("token_revoked", "cli", ME, None)]
+    assert all(token not in (r.detail or "") for r in issued)
+    assert [o.via if o else None for o in written] == ["drp user token"] * 2
+    engine.dispose()

@@ -5,14 +5,12 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from rich.table import Table
 
 from .. import db
-from ..audit import Origin
 from ..errors import BadValue
-from .shared import Json, emit, env, esc, out
+from .shared import Json, emit, env, esc, origin, out
 
 if TYPE_CHECKING:  # imported when used: argon2 and the web app's needs, not every command's
     from ..web.auth import Auth
@@ -27,12 +25,6 @@ def _auth() -> "Auth":
     runtime = env()
     db.require_schema(runtime.engine)
     return Auth(runtime.engine, runtime.settings)
-
-
-def _origin() -> Origin:
-    """The command line and its operating-system user, for the audit row."""
-    context = click.get_current_context(silent=True)
-    return Origin.cli(via=context.command_path if context else None)
 
 
 def _now() -> datetime:
@@ -55,7 +47,7 @@ def user_password(
                        " stays out of your shell history")
     password = sys.stdin.readline().rstrip("\r\n")
     auth = _auth()
-    revoked = set_password(auth.engine, username, password, _now(), _origin())
+    revoked = set_password(auth.engine, username, password, _now(), origin())
     out.print(f"Password set for {username}; their sessions are signed out and {revoked} API"
               " token(s) revoked.", markup=False)
 
@@ -66,7 +58,7 @@ def user_unlock(
 ) -> None:
     """Let a person sign in again at once: their failed sign-ins, from every address, no
     longer count."""
-    cleared = _auth().unlock(username, _now(), _origin())
+    cleared = _auth().unlock(username, _now(), origin())
     out.print(f"Unlocked {username}: {cleared} failed sign-in(s) no longer count.",
               markup=False)
 
@@ -96,12 +88,12 @@ def user_token(
 
     token = _auth().new_api_token(username, label, _now(),
                                   days=TOKEN_DAYS if expires is None else expires,
-                                  origin=_origin())
+                                  origin=origin())
     sys.stdout.write(token + "\n")
 
 
 def _revoke(token_id: int) -> None:
-    username = _auth().revoke_token(token_id, _now(), _origin())
+    username = _auth().revoke_token(token_id, _now(), origin())
     out.print(f"API token {token_id} of {username} is revoked.", markup=False)
 
 
