@@ -91,7 +91,8 @@ def _audit(session: Session, origin: Origin | None, action: str, detail: str,
            now: datetime) -> None:
     """One audit row for a credential issued, revoked or cleared (never the secret); the
     command line's origin names the operating-system user who did it."""
-    record(session, origin, at=now, actor="system", action=action, detail=detail)
+    via = f" ({origin.via})" if origin is not None and origin.via else ""
+    record(session, origin, at=now, actor="system", action=action, detail=detail + via)
 
 
 def _person(session: Session, username: str) -> Person:
