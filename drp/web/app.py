@@ -31,7 +31,7 @@ from ..ladder.access import may_administer, may_see_report
 from ..runtime import Runtime
 from .auth import Auth, Signed
 from .deps import SignInNeeded, WebContext, attach, council_name, render, signed_in, web_context
-from .routes import admin, alert, alerts, api, reports, signin, sso
+from .routes import admin, alert, alerts, api, children, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent
 NOT_YOURS = "There is no such page, or it is not one you can see."
@@ -117,6 +117,7 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     for router in (signin.router, alerts.router, alert.router, reports.router, admin.router,
                    api.router):
         app.include_router(router)
+    app.include_router(children.router)
     if settings.oidc_metadata_url:
         app.add_middleware(SessionMiddleware, secret_key=signer.key, session_cookie="drp_sso",
                            max_age=600, same_site="lax", https_only=context.secure_cookies)
