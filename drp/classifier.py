@@ -267,10 +267,14 @@ class ModelCache:
         import pickle
 
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            from .db import private_folder
+
+            private_folder(self.folder)  # trained on the council's own confirmed alerts too
             data = pickle.dumps(model)
-            tmp = self.folder / f".themes-{key}.tmp"
-            tmp.write_bytes(hmac.digest(self._secret(), data, "sha256") + data)
+            tmp = self.folder / f".themes-{key}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(hmac.digest(self._secret(), data, "sha256") + data)
             os.replace(tmp, self.folder / f"themes-{key}.pickle")
         except OSError:
             pass  # a cache that cannot be written only costs a retraining

@@ -3,11 +3,13 @@ and the argon2 hashing of people's passwords. Nothing here knows about the web a
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 from argon2 import PasswordHasher
 
+from .db import private_folder
 from .errors import BadValue
 from .settings import Settings
 
@@ -20,9 +22,14 @@ def secret_key(settings: Settings) -> str:
         return settings.secret_key.get_secret_value()
     path = Path(str(settings.mail_dir)).parent / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        private_folder(path.parent)
+        try:  # for this user alone from the start (0600), and made once if two start at once
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
 
 

@@ -201,6 +201,28 @@ def test_eml_files_and_the_mail_folder_are_private_whatever_the_umask(tmp_path: 
     assert (mode(tmp_path / "var"), mode(folder), mode(eml)) == (0o700, 0o700, 0o600)
 
 
+def test_the_secret_key_and_the_theme_models_are_private_whatever_the_umask(
+        tmp_path: Path) -> None:
+    """The key that signs sessions and model files, and the models (trained on the council's
+    own confirmed alerts too), are created for this user alone, like the database."""
+    from drp.classifier import ModelCache
+    from drp.keys import secret_key
+    from drp.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'var' / 'drp.db'}",
+                        mail_dir=tmp_path / "var" / "mail")
+    old = os.umask(0o022)
+    try:
+        key = secret_key(settings)
+        ModelCache(settings).save("k", {"a": "model"})  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    assert secret_key(settings) == key  # made once, then read
+    (model,) = (tmp_path / "var" / "models").iterdir()
+    assert (mode(tmp_path / "var"), mode(tmp_path / "var" / "secret_key"),
+            mode(tmp_path / "var" / "models"), mode(model)) == (0o700, 0o600, 0o700, 0o600)
+
+
 # -- 2. The web app and the API: NUL and other control characters, huge bodies, report dates --
 @pytest.fixture
 def site(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
