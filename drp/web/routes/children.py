@@ -1,9 +1,57 @@
 """A page per child, search by child reference or alert number, and the print view of an
 alert for the child's file. What a person sees is the access policy's (drp/ladder/access.py),
-asked through the service layer's queries; every page is audited like other views."""
+asked through the service layer's queries (each audited); a child or alert the person may not
+see answers 404, the same as one that does not exist."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ...errors import NotFound
+from ..deps import CurrentUser, Page, Work
+from .alert import EVENT_WORDS
 
 router = APIRouter(include_in_schema=False)
+
+SEARCH_MAX = 40  # a child's reference is at most 40 characters
+# A reference (letters, digits and - _ / .) or an alert's number, with or without "#".
+SEARCHABLE = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9/_.-]*")
+
+
+@router.get("/children/{ref:path}", response_class=HTMLResponse)
+def child_page(user: CurrentUser, work: Work, page: Page, ref: str) -> Response:
+    if len(ref) > SEARCH_MAX:
+        raise NotFound("there is no such child")
+    with work() as svc:
+        child = svc.child_file(ref, user.username)
+    return page("children.html", user, title=f"Child {child.ref}", child=child)
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search(request: Request, user: CurrentUser, work: Work, page: Page) -> Response:
+    q = request.query_params.get("q", "").strip()
+    usable = len(q) <= SEARCH_MAX and SEARCHABLE.fullmatch(q) is not None
+    if not usable:
+        return page("search.html", user, title="Search", q=q[:SEARCH_MAX], found=None,
+                    usable=False, asked=bool(q))
+    with work() as svc:
+        found = svc.search(q, user.username)
+    # One thing found: go to it.
+    if found.alert is not None and not found.children:
+        return RedirectResponse(f"/alerts/{found.alert}", 303)
+    if found.alert is None and (found.exact or len(found.children) == 1):
+        return RedirectResponse(f"/children/{quote(found.exact or found.children[0])}", 303)
+    title = "Search results" if found.alert or found.children else "Nothing found"
+    return page("search.html", user, title=title, q=q, found=found, usable=True, asked=True)
+
+
+@router.get("/alerts/{alert_id}/print", response_class=HTMLResponse)
+def print_view(user: CurrentUser, work: Work, page: Page, alert_id: int) -> Response:
+    with work() as svc:
+        record = svc.print_file(alert_id, user.username)
+    return page("print.html", user, title=f"Alert {alert_id} for the child's file",
+                file=record, event_words=EVENT_WORDS)
