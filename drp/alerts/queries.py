@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import col, select
 
 from .. import audit
@@ -30,6 +30,21 @@ from ..models import (
 )
 from ..schemas import ActionView, AlertDetail, AlertView, CafcassView, EventView
 from .unit import UnitOfWork, known_id
+
+# The statuses a list may ask for that are kinds of open alert (see `_has_status`).
+OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
+HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
+
+
+def _has_status(view: AlertView, status: str | None) -> bool:
+    """The rest of a status filter, on a view of an alert the query found."""
+    if status == "overdue":
+        return view.overdue
+    if status == "on_hold":
+        return view.on_hold
+    if status == "awaiting_iro":  # the stage has answered: the IRO resolves or escalates
+        return view.stage_responded and not view.on_hold
+    return True
 
 
 class Queries(UnitOfWork):
@@ -127,9 +142,13 @@ class Queries(UnitOfWork):
     def _listing(self, username: str, status: str | None, *, team: str | None = None,
                  stage: str | None = None, theme: str | None = None,
                  service: str | None = None, mine: bool = False,
+                 where: ColumnElement[bool] | None = None,
                  ) -> tuple[Actor, list[tuple[AlertView, Alert, Line]]]:
         """A few queries whatever the number of alerts: the alerts with their children and
-        teams in one, everyone's usernames, the services and the council in one each."""
+        teams in one, everyone's usernames, the services and the council in one each.
+        `status`: open, overdue, on_hold, awaiting_iro (the stage has answered, the IRO
+        decides), closed or None (any); `stage` may be the Cafcass referral's key (the alerts
+        referred, whatever their stage); `where`: a further clause over Alert."""
         actor = self.actor(username)
         query = (
             select(Alert, Child, Team)
@@ -140,8 +159,12 @@ class Queries(UnitOfWork):
         )
         if team:
             query = query.where(Team.key == team)
-        if stage:
+        if stage and stage == self.protocol.cafcass.key:
+            query = query.where(col(Alert.id).in_(select(Referral.alert_id)))
+        elif stage:
             query = query.where(Alert.stage == stage)
+        if where is not None:
+            query = query.where(where)
         if theme:
             query = query.where(Alert.theme == theme)
         if service:
@@ -149,12 +172,13 @@ class Queries(UnitOfWork):
                 Service.key == service)
         if mine:
             query = query.where(or_(col(Alert.iro_id) == actor.id, col(Child.iro_id) == actor.id))
-        if status in ("open", "overdue"):
+        if status in OPEN_STATUSES:
             query = query.where(Alert.status == "open")
         elif status == "closed":
             query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "closed")))
         elif status is not None:
-            raise BadValue(f"--status {status!r} is not known; use open, overdue or closed")
+            raise BadValue(f"--status {status!r} is not known; use open, overdue, on_hold,"
+                           " awaiting_iro or closed")
         rows = self.s.exec(query).all()
         names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
@@ -189,7 +213,7 @@ class Queries(UnitOfWork):
                              child_alerts=[o for o, iro in siblings.get(child.id, [])
                                            if o != alert.id
                                            and access.can_see_child(actor, child, iro)])
-            if status == "overdue" and not view.overdue:
+            if not _has_status(view, status):
                 continue
             out.append((view, alert, line))
         return actor, out
@@ -202,6 +226,146 @@ class Queries(UnitOfWork):
                    if access.awaits_response_from(actor, self.protocol, alert, line)]
         self._audit(actor, "list", None, "inbox", [known_id(v.id) for v in waiting])
         return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
+
+    # -- each person's work lists (and their counts, for the navigation) ----------------------
+    def hold_horizon(self) -> date:
+        """A hold ending by this day waits for the IRO's decision."""
+        return self.cal.add(self.today, HOLD_ENDING_WORKING_DAYS)
+
+    def awaiting_decision(self, username: str, **filters: Any) -> list[tuple[AlertView, str]]:
+        """Open alerts waiting for this person as their allocated IRO (or cover), with why
+        (`access.awaits_decision_from`): a response received, overdue, a hold ending."""
+        actor = self.actor(username)
+        horizon = self.hold_horizon()
+        _actor, rows = self._listing(username, filters.pop("status", None) or "open",
+                                     where=access.decision_candidates(actor, self.today,
+                                                                      horizon), **filters)
+        out = [(view, why) for view, alert, line in rows
+               if (why := access.awaits_decision_from(actor, alert, line, self.today, horizon))]
+        self._audit(actor, "list", None, "awaiting decision", [known_id(v.id) for v, _ in out])
+        return out
+
+    def _responded_where(self, actor: Actor) -> ColumnElement[bool]:
+        """Alerts this person responded to (in their own right or as cover) that still have
+        an agreed action open."""
+        said = select(Event.alert_id).where(Event.kind == "responded",
+                                            col(Event.actor) == actor.username)
+        open_actions = select(Action.alert_id).where(col(Action.done_at).is_(None))
+        return col(Alert.id).in_(said).__and__(col(Alert.id).in_(open_actions))
+
+    def responded_open(self, username: str, **filters: Any) -> list[AlertView]:
+        """Alerts this person responded to whose agreed actions are not all done (so a
+        manager finds the alert again to mark an action done)."""
+        actor = self.actor(username)
+        _a, rows = self._listing(username, filters.pop("status", None),
+                                 where=self._responded_where(actor), **filters)
+        out = [view for view, _alert, _line in rows]
+        self._audit(actor, "list", None, "responded, actions open", [known_id(v.id) for v in out])
+        return out
+
+    def _owned_where(self, actor: Actor) -> ColumnElement[bool]:
+        return and_(col(Action.done_at).is_(None),
+                    col(Action.owner_id).in_([actor.id, *actor.covering] if actor.id else []))
+
+    def my_actions(self, username: str, **filters: Any
+                   ) -> list[tuple[ActionView, AlertView]]:
+        """The agreed actions this person owns (or covers) not yet done, soonest due first,
+        each with its alert."""
+        actor = self.actor(username)
+        owned = self._owned_where(actor)
+        _a, rows = self._listing(username, filters.pop("status", None), where=col(Alert.id).in_(
+            select(Action.alert_id).where(owned)), **filters)
+        views = {v.id: v for v, _alert, _line in rows}
+        actions = self.s.exec(select(Action).where(owned, col(Action.alert_id).in_(
+            list(views))).order_by(col(Action.due), col(Action.alert_id), col(Action.no))).all()
+        out = [(ActionView(no=a.no, text=a.text, owner=username, due=a.due, stage=a.stage,
+                           done=False, done_at=None,
+                           overdue=due.action_late(a.due, False, self.today)),
+                views[a.alert_id]) for a in actions]
+        self._audit(actor, "list", None, "my actions", [known_id(v.id) for v in views.values()])
+        return out
+
+    def work_counts(self, username: str) -> dict[str, int]:
+        """How many alerts wait in each of this person's work lists, a query or two per
+        count whatever the number of alerts (the rows of the inbox and the decisions are
+        narrowed in SQL, then the access policy decides on rows already read). Audited as a
+        list view with the alerts counted."""
+        actor = self.actor(username)
+        counts: dict[str, int] = {}
+        counted: set[int] = set()
+        roles = actor.roles
+        council = self.s.get(Council, 1)
+
+        def lines(where: ColumnElement[bool]) -> list[tuple[Alert, Line]]:
+            query = (select(Alert, Child, Team, Service)
+                     .join(Child, col(Child.id) == Alert.child_id)
+                     .join(Team, col(Team.id) == Child.team_id)
+                     .join(Service, col(Service.id) == Team.service_id)
+                     .where(access.visible_alerts(actor), where))
+            return [(a, Line.build(c, t, sv, council, self.deputies))
+                    for a, c, t, sv in self.s.exec(query)]
+
+        if roles & access.LINE_SIDE:
+            waiting = [a.id for a, line in lines(and_(
+                col(Alert.status) == "open", col(Alert.on_hold).is_(False),
+                col(Alert.stage_responded_at).is_(None)))
+                if access.awaits_response_from(actor, self.protocol, a, line)]
+            counts["inbox"] = len(waiting)
+            counted.update(known_id(i) for i in waiting)
+            responded = list(self.s.exec(select(Alert.id).join(
+                Child, col(Child.id) == Alert.child_id).where(
+                access.visible_alerts(actor), self._responded_where(actor))))
+            counts["responded"] = len(responded)
+            counted.update(known_id(i) for i in responded)
+        if roles & access.IRO_SIDE or actor.covering:
+            horizon = self.hold_horizon()
+            deciding = [a.id for a, line in lines(access.decision_candidates(
+                actor, self.today, horizon))
+                if access.awaits_decision_from(actor, a, line, self.today, horizon)]
+            counts["decision"] = len(deciding)
+            counted.update(known_id(i) for i in deciding)
+        owned = list(self.s.exec(select(Action.alert_id).join(
+            Alert, col(Alert.id) == Action.alert_id).join(
+            Child, col(Child.id) == Alert.child_id).where(
+            access.visible_alerts(actor), self._owned_where(actor))))
+        counts["actions"] = len(owned)
+        counted.update(known_id(i) for i in owned)
+        self._audit(actor, "list", None, "work list counts " + ", ".join(
+            f"{k}={v}" for k, v in counts.items()), sorted(counted))
+        return counts
+
+    def list_dates(self, ids: list[int]) -> dict[int, dict[str, date | int | None]]:
+        """For a list's rows (already audited as shown): the day of the last response, the
+        day the alert closed, and its working days open (to today, or to its closing)."""
+        rows = self.s.exec(select(Event.alert_id, Event.kind, func.max(Event.at)).where(
+            col(Event.alert_id).in_(ids), col(Event.kind).in_(
+                ("responded", "resolved", "withdrawn"))).group_by(
+            col(Event.alert_id), col(Event.kind))).all() if ids else []
+        found: dict[int, dict[str, date]] = {}
+        for aid, kind, at in rows:
+            found.setdefault(aid, {})["responded" if kind == "responded" else "closed"] = (
+                at.astimezone(self.tz).date())
+        raised = {aid: (at, status) for aid, at, status in self.s.exec(select(
+            Alert.id, Alert.raised_at, Alert.status).where(col(Alert.id).in_(ids)))}
+        out: dict[int, dict[str, date | int | None]] = {}
+        for aid in ids:
+            days = found.get(aid, {})
+            at, status = raised[aid]
+            closed = days.get("closed") if status != "open" else None  # (reopened: open)
+            start = at.astimezone(self.tz).date()
+            out[aid] = {"responded_on": days.get("responded"), "closed_on": closed,
+                        "days_open": max(0, self.cal.between(start, closed or self.today))}
+        return out
+
+    def names_for_lists(self, username: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """People's names by username, and the teams a list may be filtered by (key, name):
+        those of the alerts this person may see, by name."""
+        actor = self.actor(username)
+        people = {u: n for u, n in self.s.exec(select(Person.username, Person.name))}
+        teams = self.s.exec(select(Team.key, Team.name).where(col(Team.id).in_(
+            select(Child.team_id).join(Alert, col(Alert.child_id) == Child.id).where(
+                access.visible_alerts(actor)))).order_by(col(Team.name))).all()
+        return people, [(k, n) for k, n in teams]
 
     def allowed(self, alert_id: int, username: str) -> list[str]:
         """What this person may do to this alert now (the triggers the pages offer)."""

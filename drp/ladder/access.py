@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlmodel import Session, col, select
 
 from ..errors import InvalidTransition
@@ -475,3 +475,32 @@ def require_responsible(protocol: Protocol, stage_key: str, line: Line) -> None:
             f" {line.team.key}, service {line.service.key}), who is responsible at"
             f" {stage_key}; name one in the organisation file and run `drp org load`"
         )
+
+
+# -- what waits for the allocated IRO (their "Awaiting my decision" list and its count) --------
+def awaits_decision_from(actor: Actor, alert: Alert, line: Line, today: date,
+                         hold_horizon: date) -> str | None:
+    """Why this alert waits for this person as its allocated IRO (or their recorded cover),
+    or None: "response" (the stage has answered: accept and resolve, or escalate), "overdue"
+    (`due.alert_overdue`), "hold_ending" (a hold ending by `hold_horizon`)."""
+    if alert.status != "open" or not is_alert_iro(actor, alert, line.child):
+        return None
+    if alert.on_hold:
+        ending = alert.hold_until is not None and alert.hold_until <= hold_horizon
+        return "hold_ending" if ending else None
+    if alert.stage_responded_at is not None:
+        return "response"
+    return "overdue" if due.alert_overdue(alert, today) else None
+
+
+def decision_candidates(actor: Actor, today: date, hold_horizon: date) -> ColumnElement[bool]:
+    """A WHERE clause over Alert holding every alert `awaits_decision_from` may accept
+    (a superset: the rule decides)."""
+    selves = _selves(actor)
+    if not selves:
+        return false()
+    return and_(
+        col(Alert.status) == "open", col(Alert.iro_id).in_(selves),
+        or_(col(Alert.stage_responded_at).is_not(None),
+            and_(col(Alert.on_hold).is_(True), col(Alert.hold_until) <= hold_horizon),
+            col(Alert.stage_due) < today, col(Alert.resolution_due) < today))

@@ -8,8 +8,10 @@ import csv
 import io
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,6 +22,7 @@ from ...clock import parse_date
 from ...errors import BadValue, DrpError, InvalidTransition
 from ...ladder import due
 from ...runtime import Runtime
+from ...schemas import AlertView
 from ..deps import (
     CurrentUser,
     Page,
@@ -29,12 +32,18 @@ from ..deps import (
     SignedInUser,
     UnitOfWork,
     Work,
+    unit_of_work,
+    web_context,
 )
 
 router = APIRouter(include_in_schema=False)
 
 CSV_COLUMNS = ["id", "child", "team", "status", "stage", "responsible", "theme", "raised_at",
-               "stage_due", "resolution_due", "overdue", "summary", "kind"]
+               "stage_due", "resolution_due", "overdue", "summary", "kind", "team_name",
+               "iro_name", "responsible_name", "state", "current_due", "responded_on",
+               "closed_on", "days_open"]
+ACTION_COLUMNS = ["alert", "action", "text", "due", "overdue", "child", "team_name",
+                  "alert_state"]
 # Which form field a refusal is about, from the words of its message (first match wins),
 # where the service layer does not name it (BadValue.field).
 RAISE_FIELDS = (("summary", "summary"), ("impact", "impact"), ("detail", "detail"),
@@ -43,74 +52,178 @@ RAISE_FIELDS = (("summary", "summary"), ("impact", "impact"), ("detail", "detail
 
 
 # -- the lists --------------------------------------------------------------------------------
+# Each list is one page and its CSV twin (the page's address + ".csv"), from the same rows:
+# what a CSV holds is what the screen shows, with the same filters.
+FILTER_KEYS = ("status", "team", "stage", "theme", "service")
+WHY = {"response": "Response received: accept and resolve, or escalate",
+       "overdue": "Overdue: escalate, extend or resolve",
+       "hold_ending": "Hold ending: resume, or hold again"}
+
+
+@dataclass(frozen=True)
+class WorkList:
+    title: str
+    intro: str
+    fetch: Callable[[AlertService, str, dict[str, Any]], list[Any]]
+    default_status: str | None = None
+    filters: bool = True
+    actions: bool = False  # rows are (action, alert), not alerts
+    sort: bool = True  # sorted here (the inbox keeps its own order)
+
+
+def _alerts(mine: bool = False) -> Callable[[AlertService, str, dict[str, Any]], list[Any]]:
+    return lambda svc, who, f: svc.list_alerts(who, mine=mine, **f)
+
+
+LISTS: dict[str, WorkList] = {
+    "/my-alerts": WorkList(
+        "My alerts", "Alerts you raised or hold as the child's IRO: open first, overdue"
+        " highlighted.", _alerts(mine=True)),
+    "/awaiting-decision": WorkList(
+        "Awaiting my decision", "Your alerts waiting for you as the child's IRO: a response"
+        " received, a stage overdue, or a hold ending within 5 working days.",
+        lambda svc, who, f: svc.awaiting_decision(who, **f)),
+    "/inbox": WorkList(
+        "Alerts awaiting your response", "Alerts at a stage where you are asked to respond,"
+        " oldest due first.", lambda svc, who, f: svc.inbox(who), filters=False, sort=False),
+    "/responded": WorkList(
+        "Responded, actions open", "Alerts you responded to whose agreed actions are not all"
+        " done: open one to mark an action done.",
+        lambda svc, who, f: svc.responded_open(who, **f)),
+    "/my-actions": WorkList(
+        "My actions", "Agreed actions you own that are not done yet, soonest due first.",
+        lambda svc, who, f: svc.my_actions(who, **f), actions=True, sort=False),
+    "/outstanding": WorkList(
+        "Outstanding alerts", "The open alerts of the services you can see, overdue first:"
+        " the on-screen twin of the fortnightly digest.", _alerts(), default_status="open"),
+    "/alerts": WorkList("Alerts", "Every alert you can see.", _alerts()),
+}
+
+
 def _filters(request: Request) -> dict[str, str | None]:
     q = request.query_params
-    return {k: (q.get(k) or None) for k in ("status", "team", "stage", "theme", "service")}
+    return {k: (q.get(k) or None) for k in FILTER_KEYS}
+
+
+def current_due(v: AlertView) -> tuple[date | None, str]:
+    """The date a list shows for an open alert, and what it is: a held alert's hold end, an
+    answered stage's resolution due date (the IRO decides), else the stage's due date."""
+    if v.status != "open":
+        return None, "closed"
+    if v.on_hold:
+        return v.hold_until, "on_hold"
+    if v.stage_responded:
+        return v.resolution_due, "awaiting_iro"
+    return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
+
+
+STATE_WORDS = {"on_hold": "on hold", "awaiting_iro": "awaiting the IRO's decision",
+               "overdue": "overdue", "open": "open"}
+
+
+def state_of(v: AlertView) -> str:
+    """The status as the list's tag says it (a held alert is "on hold", not "open")."""
+    if v.status != "open":
+        return "good practice" if v.kind == "good_practice" else v.status
+    state = current_due(v)[1]
+    if v.overdue and state == "awaiting_iro":
+        return "overdue, awaiting the IRO's decision"
+    return STATE_WORDS[state]
+
+
+def alert_of(row: Any) -> AlertView:
+    """The alert of a list's row: the row itself, or the alert of an (action, alert) or an
+    (alert, why) pair."""
+    if isinstance(row, AlertView):
+        return row
+    return next(part for part in row if isinstance(part, AlertView))
+
+
+def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
+          ) -> tuple[list[Any], dict[str, str | None], dict[str, Any]]:
+    """The list's rows as on screen (sorted, filtered), the filters, and what names them."""
+    f = _filters(request)
+    f["status"] = f["status"] or spec.default_status
+    asked = {k: v for k, v in f.items() if v} if spec.filters else {}
+    with work() as svc:
+        rows = spec.fetch(svc, user.username, asked)
+        people, teams = svc.names_for_lists(user.username)
+        dates = svc.list_dates([alert_of(r).id for r in rows])
+    if spec.sort:
+        rows.sort(key=lambda r: (alert_of(r).status != "open", not alert_of(r).overdue,
+                                 current_due(alert_of(r))[0] or date.max, alert_of(r).id))
+    return rows, f, {"people": people, "teams": teams, "team_names": dict(teams),
+                     "dates": dates, "alert_of": alert_of}  # (a row's alert, for the page)
 
 
 def _list_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
-               page: PageRenderer,
-               title: str, intro: str, *, mine: bool = False, inbox: bool = False,
-               default_status: str | None = None, export: bool = False) -> Response:
-    f = _filters(request)
-    status = f["status"] or default_status
+               page: PageRenderer) -> Response:
+    path = request.url.path
+    spec = LISTS[path]
+    rows, f, named = _rows(spec, request, user, work)
+    query = urlencode({k: v for k, v in f.items() if v})
+    return page("alerts.html", user, title=spec.title, intro=spec.intro, rows=rows,
+                filters=f, status_filter=f["status"], show_filters=spec.filters,
+                actions_list=spec.actions, why=WHY, path=path,
+                csv_url=f"{path}.csv" + (f"?{query}" if query else ""),
+                stages=[*rt.protocol.keys, rt.protocol.cafcass.key],
+                themes=rt.taxonomy.themes, current_due=current_due, state_of=state_of,
+                **named)
+
+
+def _list_csv(request: Request, user: SignedInUser, work: UnitOfWork) -> Response:
+    path = request.url.path.removesuffix(".csv")
+    spec = LISTS[path]
+    rows, _f, named = _rows(spec, request, user, work)
+    people, teams, dates = named["people"], named["team_names"], named["dates"]
+    name = path.strip("/")
+    if spec.actions:
+        return csv_response([
+            {"alert": v.id, "action": a.no, "text": a.text, "due": a.due,
+             "overdue": a.overdue, "child": v.child, "team_name": teams.get(v.team, v.team),
+             "alert_state": state_of(v)} for a, v in rows], f"drp-{name}.csv", ACTION_COLUMNS)
+    out = []
+    for row in rows:
+        v = alert_of(row)
+        shown_due, _state = current_due(v)
+        out.append({
+            "id": v.id, "child": v.child, "team": v.team, "status": v.status,
+            "stage": v.stage, "responsible": v.responsible, "theme": v.theme,
+            "raised_at": v.raised_at.isoformat(), "stage_due": v.stage_due,
+            "resolution_due": v.resolution_due, "overdue": v.overdue,
+            "summary": v.summary, "kind": v.kind, "team_name": teams.get(v.team, v.team),
+            "iro_name": people.get(v.iro, v.iro),
+            "responsible_name": people.get(v.responsible or "", v.responsible),
+            "state": state_of(v), "current_due": shown_due, **dates[v.id]})
+    return csv_response(out, f"drp-{name}.csv", CSV_COLUMNS)
+
+
+def _register(path: str) -> None:
+    def page_view(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work,
+                  page: Page) -> Response:
+        return _list_page(request, rt, user, work, page)
+
+    def csv_view(request: Request, user: CurrentUser, work: Work) -> Response:
+        return _list_csv(request, user, work)
+
+    name = path.strip("/").replace("-", "_") or "alerts"
+    router.add_api_route(path, page_view, methods=["GET"], response_class=HTMLResponse,
+                         name=name)
+    router.add_api_route(f"{path}.csv", csv_view, methods=["GET"], name=f"{name}_csv")
+
+
+for _path in LISTS:
+    _register(_path)
+
+
+def nav_counts(request: Request, user: SignedInUser | None) -> dict[str, int]:
+    """The counts the navigation shows beside each work list (`Queries.work_counts`): for
+    the templates' globals (drp.web.app), called from base.html's navigation."""
+    if user is None:
+        return {}
+    work = unit_of_work(request, web_context(request))
     with work() as svc:
-        if inbox:
-            views = svc.inbox(user.username)
-        else:
-            views = svc.list_alerts(user.username, status, team=f["team"], stage=f["stage"],
-                                    theme=f["theme"], service=f["service"], mine=mine)
-    views.sort(key=lambda v: (v.status != "open", not v.overdue,
-                              v.stage_due or v.resolution_due, v.id))
-    return page("alerts.html", user, title=title, intro=intro, views=views, filters=f,
-                status_filter=status, show_filters=not inbox, export=export,
-                path=request.url.path, stages=rt.protocol.keys, themes=rt.taxonomy.themes)
-
-
-@router.get("/my-alerts", response_class=HTMLResponse)
-def my_alerts(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work,
-              page: Page) -> Response:
-    return _list_page(request, rt, user, work, page, "My alerts",
-                      "Alerts you raised or hold as the child's IRO: open first, overdue"
-                      " highlighted.", mine=True)
-
-
-@router.get("/inbox", response_class=HTMLResponse)
-def inbox(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work,
-          page: Page) -> Response:
-    return _list_page(request, rt, user, work, page, "Alerts awaiting your response",
-                      "Alerts at a stage where you are asked to respond, oldest due first.",
-                      inbox=True)
-
-
-@router.get("/outstanding", response_class=HTMLResponse)
-def outstanding(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work,
-                page: Page) -> Response:
-    return _list_page(request, rt, user, work, page, "Outstanding alerts",
-                      "The open alerts of the services you can see, overdue first: the"
-                      " on-screen twin of the fortnightly digest.", default_status="open",
-                      export=True)
-
-
-@router.get("/alerts", response_class=HTMLResponse)
-def all_alerts(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work,
-               page: Page) -> Response:
-    return _list_page(request, rt, user, work, page, "Alerts", "Every alert you can see.",
-                      export=True)
-
-
-@router.get("/alerts.csv")
-def alerts_csv(request: Request, user: CurrentUser, work: Work) -> Response:
-    f = _filters(request)
-    with work() as svc:
-        views = svc.list_alerts(user.username, f["status"], team=f["team"], stage=f["stage"],
-                                theme=f["theme"], service=f["service"])
-    rows = [{"id": v.id, "child": v.child, "team": v.team, "status": v.status,
-             "stage": v.stage, "responsible": v.responsible, "theme": v.theme,
-             "raised_at": v.raised_at.isoformat(), "stage_due": v.stage_due,
-             "resolution_due": v.resolution_due, "overdue": v.overdue,
-             "summary": v.summary, "kind": v.kind} for v in views]
-    return csv_response(rows, "drp-alerts.csv", CSV_COLUMNS)
+        return svc.work_counts(user.username)
 
 
 def csv_safe(value: Any) -> str:

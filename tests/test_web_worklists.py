@@ -1,0 +1,191 @@
+"""Each person's work lists and their counts in the navigation (issue 16): the IRO's
+*Awaiting my decision*, the managers' *Responded, actions open*, an action owner's *My
+actions*; the filters (teams by name, Cafcass, on hold, awaiting the IRO); and every list's
+CSV holding exactly the rows on screen."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlmodel import Session, col, select
+
+from drp import db
+from drp.alerts import ActionIn
+from drp.models import AccessLog
+from drp.web.routes import alerts as alert_routes
+from tests.conftest import sign_in
+
+DUE = date(2027, 3, 12)  # a working day after the clock's 1 March 2027
+
+
+def _wired(app: Any) -> Any:
+    """The app with the navigation's counts (drp.web.app registers `nav_counts` among the
+    templates' globals; until then this does, as the lead was asked: see the test below)."""
+    env = app.state.drp.templates.env
+    env.globals.setdefault("nav_counts", alert_routes.nav_counts)
+    return app
+
+
+def do(rt: Any, clock: Any, fn: Any) -> Any:
+    with db.transaction(rt.engine) as s:
+        return fn(rt.service(s, clock))
+
+
+def raise_(rt: Any, clock: Any, summary: str, **kw: Any) -> int:
+    return int(do(rt, clock, lambda s: s.raise_alert(
+        "iro.ada", "R100", summary, theme="permanence_planning", separate=True, **kw).id))
+
+
+def ids_on(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<a href="/alerts/(\d+)">Alert', page)]
+
+
+def nav_count(page: str, label: str) -> int | None:
+    found = re.search(re.escape(label) + r' <span class="count">(\d+)</span>', page)
+    return int(found.group(1)) if found else None
+
+
+def test_the_team_manager_finds_a_responded_alert_and_marks_its_action_done(web: Any) -> None:
+    app, clock, rt = web
+    app = _wired(app)
+    aid = raise_(rt, clock, "Care plan late")
+    tm = sign_in(app, "tm.fay")
+    page = tm.get("/inbox").text
+    assert ids_on(page) == [aid] and nav_count(page, "Awaiting my response") == 1
+    assert nav_count(page, "Responded, actions open") == 0
+    do(rt, clock, lambda s: s.respond(aid, "tm.fay", "We will review the plan",
+                                      [ActionIn("Review the plan", DUE)]))
+    page = tm.get("/inbox").text
+    assert ids_on(page) == [] and nav_count(page, "Awaiting my response") == 0
+    page = tm.get("/responded").text
+    assert ids_on(page) == [aid] and nav_count(page, "Responded, actions open") == 1
+    assert "Awaiting the IRO&#39;s decision" in page and "East A" in page  # not east-a
+    assert nav_count(page, "My actions") == 1
+    mine = tm.get("/my-actions").text
+    assert "Review the plan" in mine and ids_on(mine) == [aid]
+    done = tm.post(f"/alerts/{aid}/actions/1/done", data={"csrf_token": tm.csrf},
+                   follow_redirects=False)
+    assert done.status_code == 303, done.text
+    page = tm.get("/responded").text
+    assert ids_on(page) == [] and nav_count(page, "Responded, actions open") == 0
+    assert nav_count(page, "My actions") == 0
+
+
+def test_the_social_worker_owning_an_action_sees_it_under_my_actions(web: Any) -> None:
+    app, clock, rt = web
+    app = _wired(app)
+    aid = raise_(rt, clock, "Visits missed")
+    do(rt, clock, lambda s: s.respond(aid, "tm.fay", "Dan will visit",
+                                      [ActionIn("Visit the child", DUE, owner="sw.dan")]))
+    sw = sign_in(app, "sw.dan")
+    page = sw.get("/my-actions").text
+    assert nav_count(page, "My actions") == 1
+    assert "Visit the child" in page and ids_on(page) == [aid] and "12 March 2027" in page
+    rows = list(csv.DictReader(io.StringIO(sw.get("/my-actions.csv").text)))
+    assert [(r["alert"], r["action"], r["text"]) for r in rows] == [
+        (str(aid), "1", "Visit the child")]
+    # Someone else's action is not theirs.
+    assert "Visit the child" not in sign_in(app, "sw.eve").get("/my-actions").text
+    clock.move(days=14)  # 15 March: overdue (a new day, a new session)
+    assert 'tag red">Overdue' in sign_in(app, "sw.dan").get("/my-actions").text
+
+
+def test_the_iro_sees_what_awaits_their_decision(web: Any) -> None:
+    app, clock, rt = web
+    app = _wired(app)
+    answered = raise_(rt, clock, "Answered")
+    held = raise_(rt, clock, "Held")
+    waiting = raise_(rt, clock, "Still waiting", due_on=date(2027, 3, 3))
+    far_hold = raise_(rt, clock, "Held long")
+    do(rt, clock, lambda s: s.respond(answered, "tm.fay", "Done", []))
+    do(rt, clock, lambda s: s.hold(held, "iro.ada", "Court hearing", date(2027, 3, 5)))
+    do(rt, clock, lambda s: s.hold(far_hold, "iro.ada", "Court hearing", date(2027, 3, 26)))
+    iro = sign_in(app, "iro.ada")
+    page = iro.get("/awaiting-decision").text
+    assert sorted(ids_on(page)) == sorted([answered, held])
+    assert nav_count(page, "Awaiting my decision") == 2
+    assert "Response received" in page and "Hold ending" in page
+    assert "On hold until 5 March 2027" in page
+    clock.move(days=3)  # 4 March: the informal date of `waiting` (3 March) has passed
+    iro = sign_in(app, "iro.ada")
+    page = iro.get("/awaiting-decision").text
+    assert sorted(ids_on(page)) == sorted([answered, held, waiting])
+    assert nav_count(page, "Awaiting my decision") == 3
+    # My alerts shows the current due date: the held one's hold end, not its stage date.
+    mine = iro.get("/my-alerts").text
+    assert "On hold until 26 March 2027" in mine
+    # Another IRO's list is theirs alone.
+    assert ids_on(sign_in(app, "iro.ben").get("/awaiting-decision").text) == []
+    # The counts are audited like a list, with the alerts counted.
+    with Session(rt.engine) as s:
+        row = s.exec(select(AccessLog).where(AccessLog.actor == "iro.ada", col(
+            AccessLog.detail).contains("work list counts")).order_by(
+            col(AccessLog.id).desc())).first()
+        assert row is not None and "decision=3" in (row.detail or "")
+
+
+def test_filters_offer_team_names_cafcass_and_the_new_statuses(web: Any) -> None:
+    app, clock, rt = web
+    app = _wired(app)
+    plain = raise_(rt, clock, "Plain")
+    held = raise_(rt, clock, "Held")
+    answered = raise_(rt, clock, "Answered")
+    referred = raise_(rt, clock, "Referred")
+    do(rt, clock, lambda s: s.hold(held, "iro.ada", "Court", date(2027, 3, 5)))
+    do(rt, clock, lambda s: s.respond(answered, "tm.fay", "Done", []))
+    do(rt, clock, lambda s: s.refer(referred, "iro.ada", "No resolution",
+                                    legal_advice="Legal services (J. Okoro)"))
+    irom = sign_in(app, "irom.cat")
+    page = irom.get("/alerts").text
+    assert '<option value="east-a">East A</option>' in page
+    assert '<select id="team" name="team">' in page
+    assert '<option value="cafcass">' in page
+    assert ids_on(irom.get("/alerts?status=on_hold").text) == [held]
+    assert ids_on(irom.get("/alerts?status=awaiting_iro").text) == [answered]
+    assert ids_on(irom.get("/alerts?stage=cafcass").text) == [referred]
+    assert plain in ids_on(irom.get("/alerts?team=east-a").text)
+    assert ids_on(irom.get("/alerts?team=west-a").text) == []
+
+
+def test_outstanding_csv_holds_exactly_the_rows_on_screen(web: Any) -> None:
+    app, clock, rt = web
+    app = _wired(app)
+    kept = raise_(rt, clock, "Open one")
+    held = raise_(rt, clock, "Held one")
+    gone = raise_(rt, clock, "Withdrawn one")
+    answered = raise_(rt, clock, "Answered one")
+    do(rt, clock, lambda s: s.hold(held, "iro.ada", "Court", date(2027, 3, 5)))
+    do(rt, clock, lambda s: s.withdraw(gone, "iro.ada", "Raised in error"))
+    do(rt, clock, lambda s: s.respond(answered, "tm.fay", "Done", []))
+    clock.move(days=1)  # (the move comes before signing in: sessions last 12 hours)
+    hos = sign_in(app, "hos.ivy")
+    for query in ("", "?team=east-a", "?status=on_hold", "?status=awaiting_iro",
+                  "?stage=informal&theme=permanence_planning"):
+        page = hos.get(f"/outstanding{query}").text
+        link = re.search(r'href="(/outstanding\.csv[^"]*)"', page)
+        assert link, page
+        rows = list(csv.DictReader(io.StringIO(
+            hos.get(link.group(1).replace("&amp;", "&")).text)))
+        assert [int(r["id"]) for r in rows] == ids_on(page), query
+    page = hos.get("/outstanding").text
+    assert sorted(ids_on(page)) == sorted([kept, held, answered])  # not the withdrawn one
+    rows = {int(r["id"]): r for r in csv.DictReader(io.StringIO(
+        hos.get("/outstanding.csv").text))}
+    assert rows[held]["state"] == "on hold" and rows[held]["current_due"] == "2027-03-05"
+    assert rows[answered]["state"] == "awaiting the IRO's decision"
+    assert rows[answered]["responded_on"] == "2027-03-01"
+    assert rows[kept]["days_open"] == "1" and rows[kept]["team_name"] == "East A"
+    assert rows[kept]["iro_name"] == "Ada Iro"
+
+
+@pytest.mark.xfail(strict=True, reason="drp/web/app.py (not helper B's file) is yet to register"
+                   " nav_counts: templates.env.globals['nav_counts'] = alerts.nav_counts")
+def test_the_app_registers_the_navigation_counts(web: Any) -> None:
+    """drp.web.app must put `nav_counts` among the templates' globals for base.html."""
+    app, _clock, _rt = web
+    assert app.state.drp.templates.env.globals.get("nav_counts") is alert_routes.nav_counts
