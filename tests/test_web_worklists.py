@@ -11,8 +11,7 @@ import re
 from datetime import date
 from typing import Any
 
-import pytest
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from drp import db
 from drp.alerts import ActionIn
@@ -21,14 +20,6 @@ from drp.web.routes import alerts as alert_routes
 from tests.conftest import sign_in
 
 DUE = date(2027, 3, 12)  # a working day after the clock's 1 March 2027
-
-
-def _wired(app: Any) -> Any:
-    """The app with the navigation's counts (drp.web.app registers `nav_counts` among the
-    templates' globals; until then this does, as the lead was asked: see the test below)."""
-    env = app.state.drp.templates.env
-    env.globals.setdefault("nav_counts", alert_routes.nav_counts)
-    return app
 
 
 def do(rt: Any, clock: Any, fn: Any) -> Any:
@@ -52,7 +43,6 @@ def nav_count(page: str, label: str) -> int | None:
 
 def test_the_team_manager_finds_a_responded_alert_and_marks_its_action_done(web: Any) -> None:
     app, clock, rt = web
-    app = _wired(app)
     aid = raise_(rt, clock, "Care plan late")
     tm = sign_in(app, "tm.fay")
     page = tm.get("/inbox").text
@@ -78,7 +68,6 @@ def test_the_team_manager_finds_a_responded_alert_and_marks_its_action_done(web:
 
 def test_the_social_worker_owning_an_action_sees_it_under_my_actions(web: Any) -> None:
     app, clock, rt = web
-    app = _wired(app)
     aid = raise_(rt, clock, "Visits missed")
     do(rt, clock, lambda s: s.respond(aid, "tm.fay", "Dan will visit",
                                       [ActionIn("Visit the child", DUE, owner="sw.dan")]))
@@ -97,7 +86,6 @@ def test_the_social_worker_owning_an_action_sees_it_under_my_actions(web: Any) -
 
 def test_the_iro_sees_what_awaits_their_decision(web: Any) -> None:
     app, clock, rt = web
-    app = _wired(app)
     answered = raise_(rt, clock, "Answered")
     held = raise_(rt, clock, "Held")
     waiting = raise_(rt, clock, "Still waiting", due_on=date(2027, 3, 3))
@@ -121,17 +109,17 @@ def test_the_iro_sees_what_awaits_their_decision(web: Any) -> None:
     assert "On hold until 26 March 2027" in mine
     # Another IRO's list is theirs alone.
     assert ids_on(sign_in(app, "iro.ben").get("/awaiting-decision").text) == []
-    # The counts are audited like a list, with the alerts counted.
+    # The counts show no record, so a page's counts write nothing to the access log (the
+    # list itself is audited, with the ids shown).
     with Session(rt.engine) as s:
-        row = s.exec(select(AccessLog).where(AccessLog.actor == "iro.ada", col(
-            AccessLog.detail).contains("work list counts")).order_by(
-            col(AccessLog.id).desc())).first()
-        assert row is not None and "decision=3" in (row.detail or "")
+        before = len(s.exec(select(AccessLog)).all())
+    assert "Awaiting my decision" in iro.get("/alerts/new").text  # the raise form's nav
+    with Session(rt.engine) as s:
+        assert len(s.exec(select(AccessLog)).all()) == before
 
 
 def test_filters_offer_team_names_cafcass_and_the_new_statuses(web: Any) -> None:
     app, clock, rt = web
-    app = _wired(app)
     plain = raise_(rt, clock, "Plain")
     held = raise_(rt, clock, "Held")
     answered = raise_(rt, clock, "Answered")
@@ -154,7 +142,6 @@ def test_filters_offer_team_names_cafcass_and_the_new_statuses(web: Any) -> None
 
 def test_outstanding_csv_holds_exactly_the_rows_on_screen(web: Any) -> None:
     app, clock, rt = web
-    app = _wired(app)
     kept = raise_(rt, clock, "Open one")
     held = raise_(rt, clock, "Held one")
     gone = raise_(rt, clock, "Withdrawn one")
@@ -183,8 +170,6 @@ def test_outstanding_csv_holds_exactly_the_rows_on_screen(web: Any) -> None:
     assert rows[kept]["iro_name"] == "Ada Iro"
 
 
-@pytest.mark.xfail(strict=True, reason="drp/web/app.py (not helper B's file) is yet to register"
-                   " nav_counts: templates.env.globals['nav_counts'] = alerts.nav_counts")
 def test_the_app_registers_the_navigation_counts(web: Any) -> None:
     """drp.web.app must put `nav_counts` among the templates' globals for base.html."""
     app, _clock, _rt = web

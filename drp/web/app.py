@@ -75,6 +75,7 @@ def make_templates(rt: Runtime) -> Jinja2Templates:
     # The navigation offers the report and the administration pages by the access policy.
     templates.env.globals["may_see_report"] = may_see_report
     templates.env.globals["may_administer"] = may_administer
+    templates.env.globals["nav_counts"] = alerts.nav_counts  # base.html's work lists
     return templates
 
 
