@@ -438,7 +438,7 @@ class Queries(UnitOfWork):
                 .join(Child, col(Child.id) == Alert.child_id)
                 .where(col(AlertLink.alert_id).in_(ids)).order_by(col(AlertLink.other_id)))
             for aid, other, other_child in rows:
-                if True:
+                if access.can_see_child(actor, other_child, other.iro_id):
                     linked.setdefault(aid, []).append((known_id(other.id), other_child.ref))
         entries = []
         for a in shown:
