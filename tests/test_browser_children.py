@@ -130,6 +130,11 @@ def test_search_child_page_and_print_view_in_chromium_with_axe(site: Site) -> No
     assert serious_violations(fay, source) == []
     fay.emulate_media(media="print")
     assert not fay.locator(".screen-only").is_visible()
+    # Printed on A4: this short file takes one or two sheets, not pages of menus and forms.
+    pdf = fay.pdf(format="A4")
+    (site.shots / "print-view.pdf").write_bytes(pdf)
+    sheets = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert 1 <= sheets <= 2, sheets
 
     # Printing any page hides the navigation, the search form and the forms.
     fay.goto(f"/alerts/{ids['open']}")
