@@ -30,11 +30,25 @@ from ..keys import secret_key
 from ..ladder.access import may_administer, may_see_report
 from ..runtime import Runtime
 from .auth import Auth, Signed
-from .deps import SignInNeeded, WebContext, attach, council_name, render, signed_in, web_context
+from .deps import (
+    SignInNeeded,
+    WebContext,
+    attach,
+    council_name,
+    form_page,
+    remember_form,
+    render,
+    signed_in,
+    signed_out_mid_form,
+    to_sign_in,
+    web_context,
+)
 from .routes import admin, alert, alerts, api, children, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent
 NOT_YOURS = "There is no such page, or it is not one you can see."
+BAD_ADDRESS = ("Part of the page's address is not right. Go back and follow a link or use the"
+               " form again.")
 
 
 # HTTPS only, for a year, this host and any below it (ASVS 5.0 3.4.1), sent when drp's address
@@ -209,7 +223,9 @@ async def _plain_input(request: Request) -> None:
         plain(value, f"the query parameter {name!r}", field=name)
     kind = request.headers.get("content-type", "")
     if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        for name, posted in (await request.form()).multi_items():
+        form = await request.form()
+        remember_form(request, form)  # (for the sign-in page, should the session have ended)
+        for name, posted in form.multi_items():
             plain(name, "a form field's name", field=name)
             if isinstance(posted, str):  # (a file is its reader's: the YAML loader's)
                 plain(posted, f"the field {name!r}", field=name, lines=True)
@@ -231,18 +247,41 @@ def refusal(exc: DrpError) -> dict[str, str]:
 
 def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        # FastAPI's own answer, without the input it refused: that may be megabytes long
-        # (a 10 MB summary came back whole), and is the client's own anyway.
-        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-        return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+    def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api") or request.url.path == "/openapi.json":
+            # FastAPI's own answer, without the input it refused: that may be megabytes long
+            # (a 10 MB summary came back whole), and is the client's own anyway.
+            errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+            return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
+        # A page: an address with a path part that is no record (/alerts/abc) is a page that
+        # does not exist (404); a bad query value, a 400; both as drp's error page, not JSON.
+        context = web_context(request)
+        in_path = any(e.get("loc", ("",))[0] == "path" for e in exc.errors())
+        status, message = (404, NOT_YOURS) if in_path else (400, BAD_ADDRESS)
+        return render(request, context, "error.html", signed_in(request, context),
+                      status=status, message=message)
 
     @app.exception_handler(SignInNeeded)
-    async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
+    def _sign_in(request: Request, exc: SignInNeeded) -> Response:
         if request.url.path.startswith("/api"):
             return JSONResponse({"detail": "sign in first: send a bearer token"}, 401,
                                 headers={"WWW-Authenticate": "Bearer"})
-        return RedirectResponse(f"/login?next={request.url.path}", 303)
+        if request.method in ("GET", "HEAD"):
+            back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(to_sign_in(back), 303)
+        return signed_out_mid_form(request, web_context(request))
+
+    @app.exception_handler(405)
+    def _wrong_method(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/api"):
+            return JSONResponse({"detail": "Method Not Allowed"}, 405,
+                                headers=getattr(exc, "headers", None))
+        page = form_page(request.url.path)
+        if request.method == "GET" and page is not None:  # a form's address, opened
+            return RedirectResponse(page, 303)
+        context = web_context(request)
+        return render(request, context, "error.html", signed_in(request, context),
+                      status=405, message=BAD_ADDRESS)
 
     # A handler that reads the database (the signed-in person, the council's name) is a plain
     # `def`: Starlette runs it on its thread pool, not on the event loop.

@@ -20,6 +20,7 @@ from ...ladder import due
 from ...runtime import Runtime
 from ...schemas import AlertDetail
 from ..deps import (
+    Context,
     CurrentUser,
     Page,
     PageRenderer,
@@ -27,7 +28,10 @@ from ..deps import (
     RuntimeDep,
     SignedInUser,
     UnitOfWork,
+    WebContext,
     Work,
+    back_to_form,
+    kept_form,
 )
 from .alerts import field_of, on_the_page, once_only, optional_date
 
@@ -104,9 +108,24 @@ def held_days(view: AlertDetail) -> dict[int, int]:
             if e.kind == "resumed" and e.data and "held_working_days" in e.data}
 
 
+def suggested_theme(view: AlertDetail) -> str | None:
+    """drp's suggestion for an alert whose theme no IRO has chosen or confirmed yet, as the
+    event log holds it: raising records the classifier's suggestion (when the IRO let drp
+    suggest), the themes flow may record one later; a confirmation ends it."""
+    suggested = None
+    for e in view.events:
+        data = e.data or {}
+        if e.kind == "theme_confirmed" or (e.kind == "raised" and data.get("theme_confirmed")):
+            suggested = None
+        elif e.kind in ("raised", "theme_suggested") and data.get("suggested"):
+            suggested = str(data["suggested"])
+    return suggested
+
+
 def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
                 page: PageRenderer, alert_id: int, status: int = 200,
                 form: dict[str, str] | None = None, **values: Any) -> Response:
+    values.setdefault("typed_for", values.get("error_action"))
     with work() as svc:
         view = svc.show(alert_id, user.username)
         allowed = svc.allowed(alert_id, user.username)
@@ -119,7 +138,8 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
                 themes=rt.taxonomy.themes, done=request.query_params.get("done"),
                 done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
                 limits=shown_limits, answered=view.stage_responded, held_days=holds,
-                form=form or {}, form_key=idempotency.new_key, **values)
+                form=form or {}, form_key=idempotency.new_key,
+                suggested=suggested_theme(view), **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
@@ -133,17 +153,30 @@ def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
-def show_alert(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work, page: Page,
-               alert_id: int) -> Response:
-    return _alert_page(request, rt, user, work, page, alert_id)
+def show_alert(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
+               work: Work, page: Page, alert_id: int) -> Response:
+    """The alert's page; after a refused form (or a sign-in when the session had ended while
+    a form was open), with the refusal and what was typed in that form."""
+    kept = kept_form(request, context, user)
+    if kept is None:
+        return _alert_page(request, rt, user, work, page, alert_id)
+    values = dict(kept.values)
+    status = int(values.pop("status", 200))
+    return _alert_page(request, rt, user, work, page, alert_id, status=status,
+                       form=kept.fields, **values)
 
 
 @router.get("/alerts/{alert_id}/refer", response_class=HTMLResponse)
-def refer_pause(user: CurrentUser, work: Work, page: Page, alert_id: int) -> Response:
+def refer_pause(request: Request, context: Context, user: CurrentUser, work: Work, page: Page,
+                alert_id: int) -> Response:
+    kept = kept_form(request, context, user)
+    values = dict(kept.values) if kept else {}
+    status = int(values.pop("status", 200))
     with work() as svc:
         view = svc.show(alert_id, user.username)
         svc.check(alert_id, user.username, "refer")  # 403 or 409 with the reason
-    return page("refer.html", user, view=view, form={}, form_key=idempotency.new_key)
+    return page("refer.html", user, status=status, view=view,
+                form=kept.fields if kept else {}, form_key=idempotency.new_key, **values)
 
 
 # What each action's form does: the service layer's command with the form's fields.
@@ -207,8 +240,8 @@ FORM_ACTIONS: dict[str, FormAction] = {
 
 
 @router.post("/alerts/{alert_id}/{action}", response_class=HTMLResponse)
-def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields, work: Work,
-        page: Page, alert_id: int, action: str) -> Response:
+def act(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
+        form: PostedFields, work: Work, page: Page, alert_id: int, action: str) -> Response:
     command = FORM_ACTIONS.get(action)
 
     def change(svc: AlertService) -> str:
@@ -220,20 +253,35 @@ def act(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
     try:
         url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
-        if action == "refer" and exc.http_status in (400, 422):
-            return _refer_again(user, work, page, alert_id, exc.http_status, form, exc)
-        # The page again with the refusal beside the form (for a 404, only if the alert is
-        # one the person may see: the child or alert the form named was not found; otherwise
-        # the page itself answers 404).
-        return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
-                           error=on_the_page(exc), error_action=action, form=form,
-                           error_field=field_of(exc, FORM_FIELDS.get(action, ())))
+        if exc.http_status == 404:
+            # The page again with the refusal beside the form, here, if the alert is one the
+            # person may see (the child or alert the form named was not found); otherwise the
+            # page itself answers 404, as a view of it would.
+            if action == "refer":
+                return _refer_again(user, work, page, alert_id, 404, form, exc)
+            return _alert_page(request, rt, user, work, page, alert_id, status=404,
+                               error=on_the_page(exc), error_action=action, form=form,
+                               error_field=field_of(exc, FORM_FIELDS.get(action, ())))
+        return _refused(context, user, alert_id, action, form, exc)
     return RedirectResponse(url, 303)
 
 
+def _refused(context: WebContext, user: SignedInUser, alert_id: int, action: str,
+             form: dict[str, str], exc: DrpError) -> Response:
+    """Post/Redirect/Get: back to the form's page (the referral's own, or the alert's at the
+    form), which shows the refusal beside its field and what was typed."""
+    if action == "refer" and exc.http_status in (400, 422):
+        return back_to_form(context, user, f"/alerts/{alert_id}/refer", form,
+                             exc.http_status, error=on_the_page(exc),
+                             error_field=field_of(exc, REFER_FIELDS))
+    return back_to_form(context, user, f"/alerts/{alert_id}#do-{action}", form,
+                         exc.http_status, error=on_the_page(exc), error_action=action,
+                         error_field=field_of(exc, FORM_FIELDS.get(action, ())))
+
+
 @router.post("/alerts/{alert_id}/actions/{no}/done")
-def action_done(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
-                work: Work, page: Page, alert_id: int, no: int) -> Response:
+def action_done(request: Request, context: Context, user: CurrentUser, form: PostedFields,
+                work: Work, alert_id: int, no: int) -> Response:
     def change(svc: AlertService) -> str:
         svc.action_done(alert_id, no, user.username)
         return f"/alerts/{alert_id}?done=action"
@@ -243,6 +291,6 @@ def action_done(request: Request, rt: RuntimeDep, user: CurrentUser, form: Poste
     except DrpError as exc:
         if exc.http_status == 404:
             raise
-        return _alert_page(request, rt, user, work, page, alert_id, status=exc.http_status,
-                           error=exc.message)
+        return back_to_form(context, user, f"/alerts/{alert_id}", {}, exc.http_status,
+                             error=exc.message)
     return RedirectResponse(url, 303)

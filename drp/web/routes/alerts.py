@@ -24,6 +24,7 @@ from ...ladder import due
 from ...runtime import Runtime
 from ...schemas import AlertView
 from ..deps import (
+    Context,
     CurrentUser,
     Page,
     PageRenderer,
@@ -32,6 +33,8 @@ from ..deps import (
     SignedInUser,
     UnitOfWork,
     Work,
+    back_to_form,
+    kept_form,
     unit_of_work,
     web_context,
 )
@@ -269,8 +272,15 @@ def informal_dates(svc: AlertService) -> dict[str, Any]:
 
 
 @router.get("/alerts/new", response_class=HTMLResponse)
-def new_alert(rt: RuntimeDep, user: CurrentUser, work: Work, page: Page) -> Response:
-    return _raise_form(rt, user, work, page)
+def new_alert(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
+              work: Work, page: Page) -> Response:
+    """The raise form; after a refusal or a suggestion (each posted, then redirected here), or
+    a sign-in when the session had ended, with what was typed."""
+    kept = kept_form(request, context, user)
+    values = dict(kept.values) if kept else {}
+    status = int(values.pop("status", 200))
+    return _raise_form(rt, user, work, page, status=status,
+                       form=kept.fields if kept else None, **values)
 
 
 def _raise(svc: AlertService, who: str, form: dict[str, str]) -> int:
@@ -295,13 +305,15 @@ def _raise(svc: AlertService, who: str, form: dict[str, str]) -> int:
 
 
 @router.post("/alerts/new", response_class=HTMLResponse)
-def create_alert(request: Request, rt: RuntimeDep, user: CurrentUser, form: PostedFields,
-                 work: Work, page: Page) -> Response:
+def create_alert(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
+                 form: PostedFields, work: Work) -> Response:
+    """Raise, or suggest a theme; a suggestion or a refusal goes back to the form's page
+    (Post/Redirect/Get) with what was typed, so reloading it never posts again."""
     if form.get("do") == "suggest":
         text = " ".join(form.get(k, "") for k in ("summary", "detail", "impact"))
         found = rt.suggest([text]) if text.strip() else []
-        return _raise_form(rt, user, work, page, form=form,
-                           suggestion=found[0] if found else None)
+        return back_to_form(context, user, "/alerts/new#theme", form, 200,
+                            suggestion=found[0] if found else None)
     done = "good_practice" if form.get("kind") == "good_practice" else "raised"
     try:
         url = once_only(request, form, work, user.username, lambda svc: (
@@ -309,13 +321,13 @@ def create_alert(request: Request, rt: RuntimeDep, user: CurrentUser, form: Post
     except InvalidTransition as exc:
         # The child has an open concern already: the IRO confirms this one is separate.
         open_ids = _open_concerns(work, user.username, form.get("child", ""))
-        return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
-                           error=on_the_page(exc),
-                           error_field="separate" if open_ids else None,
-                           open_alerts=open_ids)
+        return back_to_form(context, user, "/alerts/new", form, exc.http_status,
+                            error=on_the_page(exc),
+                            error_field="separate" if open_ids else None,
+                            open_alerts=open_ids)
     except DrpError as exc:
-        return _raise_form(rt, user, work, page, status=exc.http_status, form=form,
-                           error=on_the_page(exc), error_field=field_of(exc, RAISE_FIELDS))
+        return back_to_form(context, user, "/alerts/new", form, exc.http_status,
+                            error=on_the_page(exc), error_field=field_of(exc, RAISE_FIELDS))
     return RedirectResponse(url, 303)
 
 

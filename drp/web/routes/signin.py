@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from functools import partial
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -25,7 +26,13 @@ HOME_FOR = (  # the first page for each role, in order of precedence
 
 
 def _within_drp(url: str) -> str:
-    return url if url.startswith("/") and not url.startswith("//") else "/"
+    """A return address on this site: a path (with its query), never another site's address
+    (`//host`, `/\\host`, `https://...`) nor a control character; anything else is "/"."""
+    parts = urlsplit(url)
+    if (not url.startswith("/") or url.startswith("//") or "\\" in url or parts.scheme
+            or parts.netloc or any(ord(c) < 32 or ord(c) == 127 for c in url)):
+        return "/"
+    return url
 
 
 def _login_page(context: Context, page: Page, status: int = 200,
