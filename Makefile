@@ -9,10 +9,16 @@ STAMP  := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# axe-core (package.json's pinned version) for the browser tests' accessibility checks;
+	@# the app itself needs no Node. Without npm those tests skip (and fail in CI, which
+	@# promises them).
+	@if command -v npm >/dev/null 2>&1; then npm install --silent --no-save >/dev/null \
+		|| { echo "npm install failed: the accessibility tests need axe-core"; exit 1; }; \
+	else echo "npm not found: the browser tests' accessibility checks (axe-core) will skip"; fi
 	@touch $(STAMP)
 
 # The whole product on the embedded default (SQLite under ./var, mail to files in ./var/mail):
