@@ -257,3 +257,10 @@ def test_print_css_hides_navigation_and_forms(world: World) -> None:
     rules = css.split("@media print", 1)[1]
     for selector in (".header nav", ".header form", "main form", ".button"):
         assert selector in rules.split("display: none")[0], selector
+
+
+def test_every_list_links_a_childs_reference_to_the_childs_page(world: World) -> None:
+    """The lists name the child by reference, linked to the child's page."""
+    html = world.page("irom.cat", "GET", "/alerts").text
+    assert '<a href="/children/R100">R100</a>' in html
+    assert '<a href="/children/R200">R200</a>' in html
