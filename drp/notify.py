@@ -41,6 +41,7 @@ MESSAGE_FOR_EVENT = {
     "overdue": "overdue",
     "cafcass_prompt": "cafcass_consider",
     "action_overdue": "action_overdue",
+    "action_agreed": "action_assigned",
     "transferred": "transferred",
     "due_recomputed": "due_changed",
     "ack_reminder": "ack_reminder",
@@ -225,6 +226,12 @@ class Notifier:
         elif message == "action_overdue":
             assert notice.action is not None
             ids = [(notice.action.owner_id, "owner"), *iro]
+        elif message == "action_assigned":
+            # The owner, unless they agreed it themselves (they know already).
+            assert notice.action is not None
+            owner = find.person(notice.action.owner_id)
+            mine = owner is not None and owner.username == notice.event.actor
+            ids = [] if mine else [(notice.action.owner_id, "owner")]
         else:  # pragma: no cover - every message is listed above
             raise KeyError(message)
         people = self._people(session, ids, find)
@@ -302,6 +309,12 @@ class Notifier:
             referral = session.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
             context["referred_on"] = referral.referred_on if referral else None
             context["cafcass_answer"] = referral.response if referral else None
+        if notice.action is not None:
+            # An agreed action by its number and date only: its text is a response's free
+            # text, which stays behind the sign-in as the response's own does.
+            owner = find.person(notice.action.owner_id)
+            context.update(action_no=notice.action.no, action_due=notice.action.due,
+                           action_owner=owner.name if owner else "")
         context.update(notice.extra)
         return context
 

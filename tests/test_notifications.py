@@ -586,6 +586,7 @@ SUBJECT_LEADS = {
     "transferred": {"responsible": "Acknowledge, then respond by 9 March:",
                     "iro": "Now your alert as IRO:"},
     "action_overdue": {"owner": "Complete your agreed action:", "iro": "Check with the owner:"},
+    "action_assigned": {"owner": "Action due 13 March:"},
 }
 
 

@@ -16,6 +16,7 @@ from ..ladder import access, due
 from ..ladder.access import Line
 from ..ladder.machine import NEW, fire
 from ..models import Action, Alert, Child, Person, Referral
+from ..notify import Notice
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
 from .unit import UnitOfWork, known_id, reports_conflicts
@@ -146,10 +147,13 @@ class Commands(UnitOfWork):
                 due=a.due, stage=alert.stage, agreed_at=self.now,
             )
             self.s.add(action)
-            self._event(alert, actor, "action_agreed", from_stage=alert.stage,
-                        to_stage=alert.stage, comment=a_text,
-                        data={"no": action.no, "due": a.due.isoformat(),
-                              "owner": self._username(owner_id)})
+            agreed = self._event(alert, actor, "action_agreed", from_stage=alert.stage,
+                                 to_stage=alert.stage, comment=a_text,
+                                 data={"no": action.no, "due": a.due.isoformat(),
+                                       "owner": self._username(owner_id)})
+            # The owner is told it is theirs (drp.notify: not when they agreed it themselves),
+            # one message per action: its own event is the outbox key's.
+            self._notices.append((alert, line, Notice(agreed, action=action)))
         self._commit_point(alert)
         return alert
 
