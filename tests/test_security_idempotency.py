@@ -122,13 +122,12 @@ def test_a_double_clicked_response_is_recorded_once_and_the_key_is_for_that_form
     assert again.status_code == 303 and again.headers["location"] == first.headers["location"]
     assert counts(rt) == after_first
     # Back, edit, resubmit with the old key: refused, saying so, nothing done.
-    edited = fay.post(f"/alerts/{aid}/respond", data={**form, "message": "Changed"},
-                      follow_redirects=False)
+    # (a refused form goes back to its page, Post/Redirect/Get: the refusal is read there)
+    edited = fay.post(f"/alerts/{aid}/respond", data={**form, "message": "Changed"})
     assert edited.status_code == 422 and "used for a different request" in edited.text
     # The key of one form sent with another: refused too.
     other = fay.post(f"/alerts/{aid}/acknowledge",
-                     data={"csrf_token": fay.csrf, "idempotency_key": key},
-                     follow_redirects=False)
+                     data={"csrf_token": fay.csrf, "idempotency_key": key})
     assert other.status_code == 422 and "used for a different request" in other.text
     assert counts(rt) == after_first
 
@@ -172,9 +171,8 @@ def test_another_persons_key_is_refused(web: Any) -> None:
                  follow_redirects=False)
     assert r.status_code == 303
     after = counts(rt)
-    r = dan.post(f"/alerts/{aid}/respond", data={"csrf_token": dan.csrf, **form},
-                 follow_redirects=False)
-    assert r.status_code == 422 and "used by someone else" in r.text
+    r = dan.post(f"/alerts/{aid}/respond", data={"csrf_token": dan.csrf, **form})
+    assert r.status_code == 422 and "used by someone else" in r.text  # (on the form's page)
     assert counts(rt) == after
 
 
