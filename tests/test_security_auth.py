@@ -129,6 +129,25 @@ def test_one_address_trying_many_usernames_is_held(org: Engine) -> None:
     assert outcome(auth, "iro.ada", "198.51.100.31", PASSWORD) == "in"
 
 
+def test_spraying_from_a_shared_address_does_not_lock_out_the_people_who_use_it(
+        org: Engine) -> None:
+    """Many people behind one address (a council's NAT, a proxy): spraying from it holds
+    strangers and newcomers there, but not a person who signed in from it lately; an
+    administrator clears the address with `drp user unlock --client` (seen failing: the
+    address cap held iro.ada too, and unlocking her username cleared nothing of it)."""
+    auth = auth_on(org, login_client_max_failures=10)
+    set_password(org, "iro.ada", PASSWORD, NOW)
+    set_password(org, "iro.ben", PASSWORD, NOW)
+    office = "192.0.2.10"
+    assert outcome(auth, "iro.ada", office, PASSWORD) == "in"  # she works from here
+    for i in range(12):
+        assert outcome(auth, f"someone.{i}", office) in ("wrong", "locked")
+    assert outcome(auth, "iro.ada", office, PASSWORD) == "in"
+    assert "from this address" in lock_message(auth, "iro.ben", office)  # new here: held
+    assert auth.unlock_client(office, NOW) >= 10
+    assert outcome(auth, "iro.ben", office, PASSWORD) == "in"
+
+
 def test_a_distributed_attack_holds_strange_addresses_not_the_persons_own(org: Engine) -> None:
     """Failures for one username from many addresses stop at login_account_max_failures a day
     for addresses it never signed in from; the address the person signs in from still works."""
@@ -152,8 +171,14 @@ def test_drp_user_unlock_clears_a_lock_and_is_audited(cli: Cli) -> None:
     # iro.ada has no password in the CLI's database: checked and wrong, not locked.
     assert outcome(auth, "iro.ada", "198.51.100.40") == "wrong"
     assert cli("user", "unlock", "no.such.person", code=1).stderr.count("\n") == 1
-    [row] = audit_rows(engine, "unlocked")
+    assert "one of the two" in cli("user", "unlock", code=1).stderr
+    assert "one of the two" in cli("user", "unlock", "iro.ada", "--client", "x", code=1).stderr
+    for _ in range(3):
+        assert outcome(auth, "someone.else", "198.51.100.41") == "wrong"
+    assert "3 failed sign-in(s)" in cli("user", "unlock", "--client", "198.51.100.41").stdout
+    row, by_address = audit_rows(engine, "unlocked")
     assert row.channel == "cli" and row.os_user and "iro.ada" in (row.detail or "")
+    assert "198.51.100.41" in (by_address.detail or "") and by_address.channel == "cli"
     engine.dispose()
 
 

@@ -54,10 +54,23 @@ def user_password(
 
 @user_app.command("unlock")
 def user_unlock(
-    username: Annotated[str, typer.Argument(help="The person's username.")],
+    username: Annotated[str | None, typer.Argument(
+        help="The person's username (or give --client).")] = None,
+    client: Annotated[str | None, typer.Option(
+        "--client", metavar="ADDRESS",
+        help="Clear the failed sign-ins from this address instead (every username tried"
+             " from it), e.g. when many people share one address.")] = None,
 ) -> None:
     """Let a person sign in again at once: their failed sign-ins, from every address, no
-    longer count."""
+    longer count. With --client, the failed sign-ins from one address no longer count."""
+    if (username is None) == (client is None):
+        raise BadValue("give a username, or --client ADDRESS (one of the two)")
+    if client is not None:
+        cleared = _auth().unlock_client(client, _now(), origin())
+        out.print(f"Unlocked the address {client}: {cleared} failed sign-in(s) no longer"
+                  " count.", markup=False)
+        return
+    assert username is not None
     cleared = _auth().unlock(username, _now(), origin())
     out.print(f"Unlocked {username}: {cleared} failed sign-in(s) no longer count.",
               markup=False)

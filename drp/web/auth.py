@@ -223,7 +223,10 @@ class Auth:
             col(LoginAttempt.ok).is_(True),
             col(LoginAttempt.at) >= now - timedelta(days=KNOWN_ADDRESS_DAYS))).one() > 0
         for limit in limits(self.settings):
-            if limit.scope == "account" and known:
+            # A person signing in from an address they have used lately is held only by the
+            # limits of their own username there: an attacker spraying other usernames from
+            # the same address (a council's NAT, a proxy) cannot lock them out.
+            if limit.scope in ("account", "client") and known:
                 continue
             where = [col(LoginAttempt.strike).is_(True),
                      col(LoginAttempt.at) > now - limit.period]
@@ -285,6 +288,22 @@ class Auth:
             cleared = int(getattr(done, "rowcount", 0) or 0)
             _audit(s, origin, "unlocked",
                    f"sign-in unlocked for {username}; {cleared} failed attempt(s) cleared", now)
+            s.commit()
+        return cleared
+
+    def unlock_client(self, client: str, now: datetime, origin: Origin | None = None) -> int:
+        """Clear the strikes from one address (every username tried from it): how many."""
+        client = client.strip()[:64]
+        if not client:
+            raise BadValue("give the address whose failed sign-ins should no longer count")
+        with Session(self.engine) as s:
+            done = s.execute(update(LoginAttempt).where(
+                col(LoginAttempt.client) == client, col(LoginAttempt.strike).is_(True))
+                .values(strike=False))
+            cleared = int(getattr(done, "rowcount", 0) or 0)
+            _audit(s, origin, "unlocked",
+                   f"sign-in unlocked for address {client}; {cleared} failed attempt(s)"
+                   " cleared", now)
             s.commit()
         return cleared
 
