@@ -1,5 +1,6 @@
 """The timescale run's set-based writer: reminders, acknowledgement reminders, overdue notices
-and automatic escalations for a whole chunk of due alerts in a handful of statements.
+and automatic escalations for a whole chunk of due alerts in a handful of statements, and the
+reminders before agreed actions fall due.
 
 It applies exactly the rules of the service layer's system methods (AlertService.remind,
 .remind_acknowledge and .act_on_overdue, which the per-alert fallback still uses): the same
@@ -44,6 +45,7 @@ from .models import Action, Alert, Child, Event, Service, Team
 from .notify import Notice, Notifier, Snapshot
 
 ALERT = cast(Any, Alert).__table__
+ACTION = cast(Any, Action).__table__
 EVENT = cast(Any, Event).__table__
 OUTBOX = cast(Any, OutboxMessage).__table__
 
@@ -58,6 +60,7 @@ class ChunkResult:
     problems: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # recipients without an address
     not_yet: list[int] = field(default_factory=list)  # touched after the run's instant
+    actions: list[tuple[int, int]] = field(default_factory=list)  # (alert id, no) reminded
 
 
 @dataclass
@@ -187,6 +190,88 @@ class Batch:
 
     def remind_acknowledge(self, session: Session, ids: list[int]) -> ChunkResult:
         return self._apply(session, ids, self._ack_remind)
+
+    def remind_actions(self, session: Session, items: list[tuple[int, int]],
+                       day_start: datetime) -> ChunkResult:
+        """The reminder before an agreed action's due date (`due.action_reminder_due`) for
+        the (alert id, action no) `items`, once per action: the action's `reminded_at`, an
+        `action_reminder` event on its alert (as `action_overdue` writes one) and the owner's
+        e-mail, guarded like the alerts' own changes (any alert changed meanwhile: StaleChunk).
+        The per-item fallback is this writer with one item, in a transaction of its own."""
+        result = ChunkResult()
+        wanted = set(items)
+        ids = sorted({a for a, _ in items})
+        rows, lines, outstanding, last = self._read(session, ids)
+        by_alert: dict[int, list[Any]] = {}
+        for action in session.execute(select(ACTION).where(ACTION.c.alert_id.in_(ids))
+                                      .order_by(ACTION.c.alert_id, ACTION.c.no)):
+            if (action.alert_id, action.no) in wanted:
+                by_alert.setdefault(action.alert_id, []).append(action)
+        chosen: list[tuple[Any, Line, list[Any]]] = []
+        for row in rows:
+            due_now = [a for a in by_alert.get(row.id, [])
+                       if due.action_reminder_due(self.cal, self.today, row, a, day_start)]
+            if not due_now:
+                continue
+            line = lines[row.child_id]
+            try:
+                self._machine(row, line, outstanding.get(row.id, 0), "remind")
+                self._in_order(row, last.get(row.id))
+            except NotYet:
+                result.not_yet.append(row.id)
+                continue
+            except DrpError as exc:
+                result.problems.append(f"{row.id}: {exc.message}")
+                continue
+            chosen.append((row, line, due_now))
+        if not chosen:
+            return result
+        guarded = [{"b_id": row.id, "b_version": row.version,
+                    "new_last_seq": row.last_seq + len(acts), "new_version": row.version + 1}
+                   for row, _, acts in chosen]
+        updated = session.connection().execute(
+            update(ALERT).where(ALERT.c.id == bindparam("b_id"),
+                                ALERT.c.version == bindparam("b_version"))
+            .values(last_seq=bindparam("new_last_seq"), version=bindparam("new_version")),
+            guarded).rowcount
+        if updated != len(guarded):
+            raise StaleChunk(f"{len(guarded) - updated} alert(s) changed during the run")
+        reminded = [{"b_id": a.id} for _, _, acts in chosen for a in acts]
+        updated = session.connection().execute(
+            update(ACTION).where(ACTION.c.id == bindparam("b_id"),
+                                 ACTION.c.reminded_at.is_(None), ACTION.c.done_at.is_(None))
+            .values(reminded_at=self.now), reminded).rowcount
+        if updated != len(reminded):
+            raise StaleChunk(f"{len(reminded) - updated} action(s) changed during the run")
+        events = [steps.event_values(
+            row, seq=row.last_seq + k, at=self.now, actor=SYSTEM_ACTOR.username,
+            kind="action_reminder", from_stage=row.stage, to_stage=row.stage,
+            data={"no": a.no, "due": a.due.isoformat()}, team=line.team.key,
+            iro=self.usernames.get(row.iro_id), origin=self.origin)
+            for row, line, acts in chosen for k, a in enumerate(acts, start=1)]
+        event_ids = {(alert_id, seq): event_id for event_id, alert_id, seq in
+                     session.connection().execute(
+                         insert(EVENT).returning(EVENT.c.id, EVENT.c.alert_id, EVENT.c.seq),
+                         events)}
+        if self.notifier is not None:
+            outbox: list[dict[str, Any]] = []
+            already_missing = len(self.notifier.missing)
+            for row, line, acts in chosen:
+                alert = cast(Alert, SimpleNamespace(**{**row._asdict(),
+                                                       "last_seq": row.last_seq + len(acts)}))
+                for k, a in enumerate(acts, start=1):
+                    event = SimpleNamespace(id=event_ids[(row.id, row.last_seq + k)],
+                                            kind="action_reminder")
+                    outbox += self.notifier.deferred(
+                        session, self.protocol, alert, line,
+                        Notice(cast(Event, event), action=cast(Action, a)), self.now,
+                        self.org)
+            result.missing += self.notifier.missing[already_missing:]
+            del self.notifier.missing[already_missing:]
+            if outbox:
+                session.connection().execute(insert(OUTBOX), outbox)
+        result.actions = [(row.id, a.no) for row, _, acts in chosen for a in acts]
+        return result
 
     def _apply(self, session: Session, ids: list[int], decide: Any) -> ChunkResult:
         result = ChunkResult()

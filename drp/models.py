@@ -180,6 +180,8 @@ class Action(SQLModel, table=True):
     done_at: datetime | None = _instant(nullable=True, default=None)
     done_by_id: int | None = Field(default=None, foreign_key="person.id")
     overdue_notified_at: datetime | None = _instant(nullable=True, default=None)
+    # Its owner reminded before its due date (drp.ladder.due.action_reminder_due): once.
+    reminded_at: datetime | None = _instant(nullable=True, default=None)
 
 
 class Event(SQLModel, table=True):

@@ -42,6 +42,7 @@ MESSAGE_FOR_EVENT = {
     "cafcass_prompt": "cafcass_consider",
     "action_overdue": "action_overdue",
     "action_agreed": "action_assigned",
+    "action_reminder": "action_due",
     "transferred": "transferred",
     "due_recomputed": "due_changed",
     "ack_reminder": "ack_reminder",
@@ -226,6 +227,9 @@ class Notifier:
         elif message == "action_overdue":
             assert notice.action is not None
             ids = [(notice.action.owner_id, "owner"), *iro]
+        elif message == "action_due":
+            assert notice.action is not None
+            ids = [(notice.action.owner_id, "owner")]
         elif message == "action_assigned":
             # The owner, unless they agreed it themselves (they know already).
             assert notice.action is not None

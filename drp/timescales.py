@@ -1,26 +1,28 @@
 """The timescale run: find, with a few set-based queries, every alert due a reminder, overdue,
 unacknowledged for a working day, or whose hold has ended, and every agreed action now
-overdue; then apply what the protocol orders through the service layer (actor `system`),
-which re-checks each one, so a rerun at the same or a later instant never repeats a reminder
-or an escalation.
+overdue or due within its reminder's lead; then apply what the protocol orders through the
+service layer (actor `system`) or the set-based writer, which re-check each one, so a rerun at
+the same or a later instant never repeats a reminder or an escalation.
 
 The calendar (bank holidays and the council's closure days) is the one the caller read once
 for the run (`Runtime.calendar`); nothing here reads it again per alert."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, TypeVar
 
+from sqlalchemy import false, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from . import db
 from .alerts import AlertService
 from .alerts.unit import alone
-from .batch import Batch
+from .batch import Batch, ChunkResult
 from .calendar import WorkingCalendar
 from .ladder import due
 from .ladder.protocol import Protocol
@@ -38,11 +40,12 @@ class DueSet:
     remind: list[int] = field(default_factory=list)
     ack_remind: list[int] = field(default_factory=list)
     actions: list[tuple[int, int]] = field(default_factory=list)
+    action_reminders: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         return (len(self.hold_ended) + len(self.overdue) + len(self.remind)
-                + len(self.ack_remind) + len(self.actions))
+                + len(self.ack_remind) + len(self.actions) + len(self.action_reminders))
 
 
 @dataclass
@@ -56,6 +59,7 @@ class TimescaleReport:
     reminded: list[int] = field(default_factory=list)
     ack_reminded: list[int] = field(default_factory=list)
     actions_overdue: list[str] = field(default_factory=list)
+    actions_reminded: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # Touched by a person after the run's instant: not due yet for this run (no problem).
     not_yet: list[int] = field(default_factory=list)
@@ -74,7 +78,8 @@ class TimescaleReport:
             "overdue_notices": len(self.overdue_notices),
             "cafcass_prompts": len(self.cafcass_prompts), "reminded": len(self.reminded),
             "ack_reminded": len(self.ack_reminded),
-            "actions_overdue": len(self.actions_overdue), "problems": len(self.problems),
+            "actions_overdue": len(self.actions_overdue),
+            "actions_reminded": len(self.actions_reminded), "problems": len(self.problems),
             "not_yet": len(self.not_yet),
         }
 
@@ -84,7 +89,8 @@ class TimescaleReport:
                 "overdue_notices": self.overdue_notices,
                 "cafcass_prompts": self.cafcass_prompts, "reminded": self.reminded,
                 "ack_reminded": self.ack_reminded,
-                "actions_overdue": self.actions_overdue, "problems": self.problems,
+                "actions_overdue": self.actions_overdue,
+                "actions_reminded": self.actions_reminded, "problems": self.problems,
                 "not_yet": self.not_yet, "mail": self.mail}
 
     def markdown(self) -> str:
@@ -106,6 +112,8 @@ class TimescaleReport:
             f"- reminders: {ids(self.reminded)}\n"
             f"- reminders to acknowledge: {ids(self.ack_reminded)}\n"
             f"- agreed actions overdue (alert/action): {ids(self.actions_overdue)}\n"
+            f"- agreed actions due soon, owner reminded (alert/action):"
+            f" {ids(self.actions_reminded)}\n"
             f"- not yet (touched after the run's instant): {ids(self.not_yet)}\n"
             + "".join(f"- problem: {p}\n" for p in self.problems)
             + (f"\nMail: {self.mail}\n" if self.mail else "")
@@ -113,18 +121,26 @@ class TimescaleReport:
 
 
 def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
-             today: date, ack_before: datetime | None = None) -> DueSet:
+             today: date, ack_before: datetime | None = None,
+             day_start: datetime | None = None) -> DueSet:
     """Candidates, by the SQL twins of the rules in `drp.ladder.due` (the writers re-check
     each). `ack_before`: stages entered before it are due an acknowledgement reminder (none
-    looked for without it)."""
+    looked for without it); `day_start`: the instant today began, actions agreed before it
+    are due their reminder (none looked for without it)."""
     found = find_reminders(session, protocol, calendar, today, ack_before)
     found.hold_ended = _ids(session, due.hold_ended_where(today))
     found.overdue = _ids(session, due.on_overdue_where(protocol, today))
-    found.actions = [(a, n) for a, n in session.exec(
-        select(Action.alert_id, Action.no)
-        .join(Alert, col(Alert.id) == Action.alert_id)
-        .where(due.action_overdue_where(today))
-        .order_by(col(Action.alert_id), col(Action.no)))]
+    # Actions overdue and (with `day_start`) due their reminder, in one query: each row says
+    # which twin chose it.
+    late = due.action_overdue_where(today)
+    soon = (due.action_reminder_where(calendar, today, day_start) if day_start is not None
+            else false())
+    for a, n, is_late in session.exec(
+            select(Action.alert_id, Action.no, late.label("late"))
+            .join(Alert, col(Alert.id) == Action.alert_id)
+            .where(or_(late, soon))
+            .order_by(col(Action.alert_id), col(Action.no))):
+        (found.actions if is_late else found.action_reminders).append((a, n))
     return found
 
 
@@ -228,6 +244,46 @@ def _in_bulk(
     return done
 
 
+def _remind_one(batch: Batch, item: tuple[int, int], day_start: datetime,
+                session: Session) -> ChunkResult:
+    return batch.remind_actions(session, [item], day_start)
+
+
+def _remind_actions(engine: Engine, items: list[tuple[int, int]], day_start: datetime,
+                    protocol: Protocol, calendar: WorkingCalendar, report: TimescaleReport,
+                    probe: AlertService) -> list[tuple[int, int]]:
+    """The reminders before agreed actions fall due, BULK actions per transaction through the
+    set-based writer; a chunk that fails is redone an action per transaction (the writer
+    re-checks each), any that still fails named in the report."""
+    batch = Batch(protocol=protocol, calendar=calendar, now=probe.now, today=report.today,
+                  tz=probe.tz, notifier=probe.notifier, origin=probe.origin)
+    done: list[tuple[int, int]] = []
+
+    def settle(result: ChunkResult) -> None:
+        done.extend(result.actions)
+        report.problem(*result.problems)
+        report.not_due_yet(result.not_yet)
+        if probe.notifier is not None:
+            probe.notifier.missing += result.missing
+
+    for start in range(0, len(items), BULK):
+        chunk = items[start:start + BULK]
+        try:
+            with db.transaction(engine) as session:
+                result = batch.remind_actions(session, chunk, day_start)
+        except Exception:  # StaleChunk, a busy database, one broken alert: singly below
+            for item in chunk:
+                one = alone(engine, functools.partial(_remind_one, batch, item, day_start),
+                            item, run="run",
+                            not_yet=functools.partial(report.not_due_yet, [item[0]]),
+                            problem=report.problem)
+                if one is not None:
+                    settle(one)
+            continue
+        settle(result)
+    return done
+
+
 def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Protocol,
         calendar: WorkingCalendar, today: date) -> TimescaleReport:
     """One timescale run as of the service's clock. Only working days do anything: a due
@@ -237,7 +293,8 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
         return report
     with Session(engine) as session:
         probe = make(session)  # the run's instant, zone and notifier, as the writers have them
-        found = find_due(session, protocol, calendar, today, probe.ack_before)
+        day_start = datetime.combine(today, time(0), tzinfo=probe.tz)
+        found = find_due(session, protocol, calendar, today, probe.ack_before, day_start)
     for aid, ok in _in_chunks(engine, make, found.hold_ended, lambda s, a: s.end_hold(a), report):
         if ok:
             report.resumed.append(aid)
@@ -261,4 +318,7 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
                                     lambda s, item: s.action_overdue(*item), report):
         if ok:
             report.actions_overdue.append(f"{aid}/{no}")
+    for aid, no in _remind_actions(engine, found.action_reminders, day_start, protocol,
+                                   calendar, report, probe):
+        report.actions_reminded.append(f"{aid}/{no}")
     return report

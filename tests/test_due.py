@@ -292,3 +292,46 @@ def test_the_acknowledgement_reminder_twin_selects_what_its_rule_selects(
         # open, not held, stage1, due set (2), not responded, not acknowledged, reminder not
         # for this due date (none, other: 2), entered before the cut-off (1): 4.
         assert len(expected) == 4
+
+
+@backends
+def test_the_action_reminder_twin_selects_what_its_rule_selects(
+        org: Engine, calendar: WorkingCalendar) -> None:
+    """An agreed action due within the lead: `action_reminder_where` against
+    `action_reminder_due`, over the columns both read."""
+    day_start = datetime(2027, 3, 24, 0, 0, tzinfo=UTC)
+    with Session(org) as session:
+        child = session.exec(select(Child).where(Child.ref == "R100")).one()
+        alerts = [{"child_id": child.id, "iro_id": child.iro_id, "status": status,
+                   "stage": "stage1", "summary": "grid", "raised_at": NOW,
+                   "stage_entered_at": NOW, "on_hold": on_hold, "theme_confirmed": False,
+                   "last_seq": 0, "version": 1}
+                  for status, on_hold in itertools.product(
+                      ("open", "resolved", "withdrawn", "closed"), (False, True))]
+        session.connection().execute(insert(Alert), alerts)
+        actions = []
+        for alert_id in session.exec(select(col(Alert.id))):
+            for no, (done, reminded, when, agreed) in enumerate(itertools.product(
+                    (False, True), (False, True),
+                    # yesterday, today, then Thursday; Good Friday to Easter Monday are not
+                    # working days, so Tuesday 30th is the lead's last day, not Wednesday
+                    (date(2027, 3, 23), TODAY, date(2027, 3, 25), date(2027, 3, 30),
+                     date(2027, 3, 31)),
+                    (day_start - timedelta(days=1), day_start, NOW)), start=1):
+                actions.append({"alert_id": alert_id, "no": no, "text": "x",
+                                "owner_id": child.iro_id, "due": when, "stage": "stage1",
+                                "agreed_at": agreed, "done_at": NOW if done else None,
+                                "reminded_at": NOW if reminded else None})
+        session.connection().execute(insert(Action), actions)
+        session.commit()
+        by_id = {a.id: a for a in session.exec(select(Alert))}
+        expected = {(x.alert_id, x.no) for x in session.exec(select(Action))
+                    if due.action_reminder_due(calendar, TODAY, by_id[x.alert_id], x,
+                                               day_start)}
+        found = set(session.exec(
+            select(Action.alert_id, Action.no).join(Alert, col(Alert.id) == Action.alert_id)
+            .where(due.action_reminder_where(calendar, TODAY, day_start))).all())
+        assert found == expected
+        # open or resolved, not held (2 alerts); not done, not reminded; due today, Thursday
+        # or Tuesday (3); agreed before today began (1): 6.
+        assert len(expected) == 6

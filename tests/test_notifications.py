@@ -587,6 +587,7 @@ SUBJECT_LEADS = {
                     "iro": "Now your alert as IRO:"},
     "action_overdue": {"owner": "Complete your agreed action:", "iro": "Check with the owner:"},
     "action_assigned": {"owner": "Action due 13 March:"},
+    "action_due": {"owner": "Action due 13 March (reminder):"},
 }
 
 

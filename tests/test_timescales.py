@@ -240,7 +240,8 @@ def test_an_agreed_action_overdue_is_told_once_even_after_resolution(
         aid, "tm.fay", "Plan", [ActionIn("Write it", date(2027, 3, 4), owner="sw.dan")]))
     run("2027-03-03T10:00", lambda s: s.resolve(aid, "iro.ada", "Agreed"))
     every_day(org, protocol, date(2027, 3, 4), date(2027, 3, 10), ("09:00",))
-    assert system_events(org, aid) == [("2027-03-05", "action_overdue", "stage1")]
+    assert system_events(org, aid) == [("2027-03-04", "action_reminder", "stage1"),  # due day
+                                       ("2027-03-05", "action_overdue", "stage1")]
     with Session(org) as s:
         told = sorted(m.recipient for m in s.exec(select(OutboxMessage))
                       if m.message == "action_overdue")

@@ -16,9 +16,9 @@
 - **Overdue** (`is_overdue`): an open alert not on hold whose stage has gone unanswered past
   its due date, or which is past its resolution due date. "Past" is the day after.
 - **What the timescale run does** (`reminder_due`, `on_overdue`, `hold_ended`,
-  `action_overdue`): the Python rule for one alert, and beside each its SQL twin
-  (`*_where`) that the run uses to find candidates in sets. `tests/test_due.py` checks each
-  twin row for row against its rule on SQLite and PostgreSQL.
+  `action_overdue_due`, `action_reminder_due`): the Python rule for one alert (or action),
+  and beside each its SQL twin (`*_where`) that the run uses to find candidates in sets.
+  `tests/test_due.py` checks each twin row for row against its rule on SQLite and PostgreSQL.
 
 Everything here is pure: `alert` is anything with the alert's columns as attributes (a model
 instance, a row, a report's replayed snapshot)."""
@@ -312,8 +312,30 @@ def hold_ended(alert: Any, today: date) -> bool:
 def action_overdue_due(alert: Any, action: Any, today: date) -> bool:
     """An agreed action past its date, not yet notified, on an alert that is not on hold."""
     return bool(action.overdue_notified_at is None and action_late(
-        action.due, action.done_at is not None, today) and not alert.on_hold
-        and alert.status in ("open", "resolved"))
+        action.due, action.done_at is not None, today) and action_tracked(alert))
+
+
+# An agreed action's owner is reminded this many working days before its due date (the
+# stages' own leads are the protocol's `reminder_lead_working_days`).
+ACTION_REMINDER_LEAD_WORKING_DAYS = 2
+
+
+def action_tracked(alert: Any) -> bool:
+    """An alert whose agreed actions are followed up (reminded before, told when overdue):
+    open or resolved (tracked to completion), not on hold; a withdrawn alert's are not."""
+    return bool(alert.status in ("open", "resolved") and not alert.on_hold)
+
+
+def action_reminder_due(calendar: WorkingCalendar, today: date, alert: Any, action: Any,
+                        day_start: datetime) -> bool:
+    """The reminder before an agreed action's due date: not done, due within the lead
+    (`ACTION_REMINDER_LEAD_WORKING_DAYS` working days, today included), once per action.
+    `day_start`: the instant today began (the council's midnight); an action agreed since
+    then is not reminded today, its owner has just been told it is theirs."""
+    lead = calendar.add(today, ACTION_REMINDER_LEAD_WORKING_DAYS)
+    return bool(action.done_at is None and action.reminded_at is None
+                and today <= action.due <= lead and action.agreed_at < day_start
+                and action_tracked(alert))
 
 
 def escalation_reason(stage: Stage, due: date) -> str:
@@ -365,8 +387,20 @@ def hold_ended_where(today: date) -> ColumnElement[bool]:
                 col(Alert.hold_until).is_not(None), col(Alert.hold_until) <= today)
 
 
+def _action_tracked_where() -> ColumnElement[bool]:
+    return and_(col(Alert.status).in_(("open", "resolved")), col(Alert.on_hold).is_(False))
+
+
 def action_overdue_where(today: date) -> ColumnElement[bool]:
     """`action_overdue_due(...)` as a WHERE clause over Action joined to Alert."""
     return and_(col(Action.done_at).is_(None), col(Action.overdue_notified_at).is_(None),
-                col(Action.due) < today, col(Alert.status).in_(("open", "resolved")),
-                col(Alert.on_hold).is_(False))
+                col(Action.due) < today, _action_tracked_where())
+
+
+def action_reminder_where(calendar: WorkingCalendar, today: date, day_start: datetime
+                          ) -> ColumnElement[bool]:
+    """`action_reminder_due(...)` as a WHERE clause over Action joined to Alert."""
+    return and_(col(Action.done_at).is_(None), col(Action.reminded_at).is_(None),
+                col(Action.due) >= today,
+                col(Action.due) <= calendar.add(today, ACTION_REMINDER_LEAD_WORKING_DAYS),
+                col(Action.agreed_at) < day_start, _action_tracked_where())
