@@ -20,12 +20,12 @@ from .casework import Casework
 from .closures import Closures
 from .inputs import ActionIn
 from .organisation import Organisation
-from .queries import Queries
+from .records import Records
 from .system import SystemActions
 
 __all__ = ["ActionIn", "AlertService"]
 
 
-class AlertService(SystemActions, Casework, Organisation, Closures, Queries):
+class AlertService(SystemActions, Casework, Organisation, Closures, Records):
     """Every use case, on one session: commands, system actions and queries. Each call is one
     unit of work in the caller's transaction."""

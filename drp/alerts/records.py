@@ -1,0 +1,247 @@
+"""What a child's file needs, read as the rest of the queries are (each view audited): the
+child's page (every alert of the child the person may see), search by reference or alert
+number, and the print view of an alert for the child's file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from ..errors import NotFound
+from ..ladder import access, due
+from ..models import Action, Alert, AlertLink, Child, Event, Referral
+from ..schemas import AlertView
+from .queries import Queries
+from .unit import known_id
+
+
+class Records(Queries):
+    """The child's page, search and the print view (on top of the lists and views)."""
+
+    def _child_by_ref(self, ref: str) -> Child | None:
+        """The child with this reference: exactly, else the one whatever its case."""
+        if not ref or len(ref) > 40:
+            return None
+        child = self.s.exec(select(Child).where(Child.ref == ref)).first()
+        if child is None:
+            found = self.s.exec(select(Child).where(
+                func.lower(Child.ref) == ref.lower()).limit(2)).all()
+            child = found[0] if len(found) == 1 else None
+        return child
+
+    def child_file(self, ref: str, username: str) -> ChildFile:
+        """A child's page: every alert and good-practice record of the child this person may
+        see (`access.can_see_child`, with each alert's IRO), open and past, with their linked
+        alerts that the person may see too. The child is shown to whoever may see it or one
+        of its alerts; anyone else is refused as if it did not exist (NotFound). Audited as a
+        view with the alerts shown."""
+        actor = self.actor(username)
+        child = self._child_by_ref(ref)
+        alerts = [] if child is None else list(self.s.exec(
+            select(Alert).where(Alert.child_id == child.id).order_by(col(Alert.id))))
+        shown = [a for a in alerts
+                 if child is not None and access.can_see_child(actor, child, a.iro_id)]
+        if child is None or not (shown or access.can_see_child(actor, child)):
+            self.refuse(actor, f"child {ref[:40]!r}")
+            raise NotFound(f"there is no child {ref[:40]!r} that {actor.username} can see;"
+                           " check the reference")
+        line = self.line_of(child)
+        by_id, _ = self._names()
+        ids = [known_id(a.id) for a in shown]
+        referred = set(self.s.exec(select(Referral.alert_id).where(
+            col(Referral.alert_id).in_(ids)))) if ids else set()
+        linked: dict[int, list[tuple[int, str]]] = {}
+        if ids:
+            rows = self.s.exec(
+                select(AlertLink.alert_id, Alert, Child)
+                .join(Alert, col(Alert.id) == AlertLink.other_id)
+                .join(Child, col(Child.id) == Alert.child_id)
+                .where(col(AlertLink.alert_id).in_(ids)).order_by(col(AlertLink.other_id)))
+            for aid, other, other_child in rows:
+                if access.can_see_child(actor, other_child, other.iro_id):
+                    linked.setdefault(aid, []).append((known_id(other.id), other_child.ref))
+        entries = []
+        for a in shown:
+            view = self._view(a, child, line.team, by_id, line)
+            entries.append(ChildAlert(
+                id=known_id(a.id), kind=a.kind, status=a.status, stage=a.stage,
+                stage_title=self.protocol.title(a.stage), summary=a.summary,
+                raised_at=a.raised_at, stage_due=view["stage_due"],
+                resolution_due=a.resolution_due, closed_at=a.closed_at, theme=a.theme,
+                iro=view["iro"] or "", responsible=view["responsible"],
+                overdue=view["overdue"], on_hold=a.on_hold, hold_until=a.hold_until,
+                referred=a.id in referred, linked=linked.get(known_id(a.id), [])))
+        self._audit(actor, "view", None, f"child {child.ref}", ids)
+        service = line.service
+        return ChildFile(
+            ref=child.ref, active=child.active, team=line.team.name, service=service.name,
+            iro=by_id.get(child.iro_id, ""),
+            social_worker=by_id.get(child.social_worker_id) if child.social_worker_id else None,
+            open=[e for e in entries if e.kind != "good_practice" and e.status == "open"],
+            past=[e for e in entries if e.kind != "good_practice" and e.status != "open"],
+            good_practice=[e for e in entries if e.kind == "good_practice"])
+
+    def search(self, text: str, username: str) -> Found:
+        """Children by reference (exactly or by its start, whatever the case) and an alert by
+        its number (`12` or `#12`), only those this person may see: what they may not see is
+        not found, the same as what does not exist (an alert asked for by number is recorded
+        as refused, as on its page). `text` is a reference or a number, checked by the
+        caller. Audited with what was found."""
+        actor = self.actor(username)
+        alert_id: int | None = None
+        number = text[1:] if text.startswith("#") else text
+        if number.isdigit() and 0 < int(number) < 2**31:
+            try:
+                alert_id = known_id(self._load(int(number), actor)[0].id)
+            except NotFound:
+                alert_id = None
+        refs: list[str] = []
+        if not text.startswith("#"):
+            pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+                "_", "\\_") + "%"
+            candidates = list(self.s.exec(select(Child).where(
+                func.lower(Child.ref).like(pattern, escape="\\")).order_by(
+                func.length(Child.ref), col(Child.ref)).limit(SEARCH_CANDIDATES)))
+            hidden = [known_id(c.id) for c in candidates if not access.can_see_child(actor, c)]
+            iros: dict[int, set[int]] = {}
+            if hidden:
+                for cid, iro in self.s.exec(select(Alert.child_id, Alert.iro_id).where(
+                        col(Alert.child_id).in_(hidden))):
+                    iros.setdefault(cid, set()).add(iro)
+            refs = [c.ref for c in candidates
+                    if access.can_see_child(actor, c) or any(
+                        access.can_see_child(actor, c, iro) for iro in iros.get(known_id(c.id), ()))
+                    ][:SEARCH_SHOWN]
+        found = Found(alert=alert_id, children=refs,
+                      exact=next((r for r in refs if r.lower() == text.lower()), None))
+        via = f" ({self.origin.via})" if self.origin is not None and self.origin.via else ""
+        what = ([f"alert {alert_id}"] if alert_id else []) + [f"child {r}" for r in refs]
+        self._audit(actor, "search", alert_id,
+                    f"searched {text!r}: {', '.join(what) or 'nothing found'}{via}")
+        return found
+
+    def print_file(self, alert_id: int, username: str) -> PrintFile:
+        """An alert for the child's file: its summary, every event with its date and who (by
+        name), the responses, the agreed actions and the outcome, and who printed it when.
+        Audited as a `print` of the alert; NotFound where the person may not see it."""
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        by_id, by_username = self._names()
+        referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
+        view = AlertView(**self._view(alert, line.child, line.team, by_id, line, referral))
+
+        def named(username: str | None) -> str | None:
+            return by_username.get(username, username) if username else None
+
+        events = [
+            PrintEntry(at=e.at, who=named(e.actor) or "", kind=e.kind,
+                       as_cover_for=named(e.as_cover_for), from_stage=e.from_stage,
+                       to_stage=e.to_stage, comment=e.comment)
+            for e in self.s.exec(select(Event).where(Event.alert_id == alert.id).order_by(
+                col(Event.seq)))]
+        actions = [
+            PrintAction(no=a.no, text=a.text, owner=by_id.get(a.owner_id, ""), due=a.due,
+                        stage_title=self.protocol.title(a.stage), done_at=a.done_at,
+                        done_by=by_id.get(a.done_by_id) if a.done_by_id else None,
+                        overdue=due.action_late(a.due, a.done_at is not None, self.today))
+            for a in self.s.exec(select(Action).where(Action.alert_id == alert.id).order_by(
+                col(Action.no)))]
+        self._audit(actor, "print", alert.id, None)
+        return PrintFile(
+            view=view, team=line.team.name, detail=alert.detail, impact=alert.impact,
+            outcome_wanted=alert.outcome_wanted, outcome=alert.outcome,
+            closed_at=alert.closed_at, events=events,
+            responses=[e for e in events if e.kind == "responded"], actions=actions,
+            printed_by=actor.name, printed_at=self.now)
+
+SEARCH_CANDIDATES = 2000  # children whose reference starts with the text, read at most
+SEARCH_SHOWN = 50  # of those this person may see, listed at most
+
+
+@dataclass(frozen=True)
+class ChildAlert:
+    """One alert (or good-practice record) on a child's page."""
+
+    id: int
+    kind: str
+    status: str
+    stage: str
+    stage_title: str
+    summary: str
+    raised_at: datetime
+    stage_due: date | None
+    resolution_due: date | None
+    closed_at: datetime | None
+    theme: str | None
+    iro: str  # by name
+    responsible: str | None  # by name, while open
+    overdue: bool
+    on_hold: bool
+    hold_until: date | None
+    referred: bool
+    linked: list[tuple[int, str]]  # (alert, child's reference) the person may see
+
+
+@dataclass(frozen=True)
+class ChildFile:
+    ref: str
+    active: bool
+    team: str  # names, not keys
+    service: str
+    iro: str
+    social_worker: str | None
+    open: list[ChildAlert]
+    past: list[ChildAlert]
+    good_practice: list[ChildAlert]
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a search found that the person may see: an alert by number, children by
+    reference (`exact`: the one whose reference is the text, whatever its case)."""
+
+    alert: int | None
+    children: list[str]
+    exact: str | None
+
+
+@dataclass(frozen=True)
+class PrintEntry:
+    at: datetime
+    who: str  # by name
+    kind: str
+    as_cover_for: str | None
+    from_stage: str | None
+    to_stage: str | None
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class PrintAction:
+    no: int
+    text: str
+    owner: str
+    due: date
+    stage_title: str
+    done_at: datetime | None
+    done_by: str | None
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class PrintFile:
+    view: AlertView  # people by name
+    team: str
+    detail: str | None
+    impact: str | None
+    outcome_wanted: str | None
+    outcome: str | None
+    closed_at: datetime | None
+    events: list[PrintEntry]
+    responses: list[PrintEntry]
+    actions: list[PrintAction]
+    printed_by: str
+    printed_at: datetime
