@@ -322,7 +322,7 @@ def test_ladder_in_the_browser_without_javascript(site: Site) -> None:
     assert cat.url.endswith("/alerts")
     row = cat.locator("main table tbody tr", has=cat.get_by_role("link", name=f"Alert {aid}",
                                                                   exact=True))
-    assert row.locator("td").last.text_content() == "resolved"
+    assert row.locator("td").last.text_content() == "Resolved"
     site.shot(cat, "cat-all-alerts")
     assert not site.dialogs
 
@@ -386,7 +386,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(site: Site) -> None:
     assert "was not sent by drp" in ada.locator("main").inner_text()
     site.shot(ada, "ada-raise-without-csrf-403")
     ada.goto("/my-alerts")
-    assert "There are no alerts to show here." in ada.locator("main").inner_text()
+    assert "There is nothing to show here." in ada.locator("main").inner_text()
 
     # The same for an action on an alert, posted with the page's own cookies.
     aid = raise_alert(site, ada, "Review delayed by two months")

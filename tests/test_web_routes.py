@@ -1331,7 +1331,7 @@ def test_good_practice_is_recorded_from_the_raise_form_and_the_api(world: World)
     assert "Good practice recorded" in page and "What you can do" not in page.split(
         "Timeline")[0]
     assert "Resolution due" not in page
-    assert '<strong class="tag green">good practice</strong>' in row_of(
+    assert '<strong class="tag green">Good practice</strong>' in row_of(
         world.page("iro.ada", "GET", "/my-alerts").text, aid)
     rows = {r["id"]: r for r in csv_rows(world.page("iro.ada", "GET", "/alerts.csv"))}
     assert (rows[str(aid)]["kind"], rows[str(aid)]["status"]) == ("good_practice", "closed")
