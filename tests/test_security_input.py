@@ -323,6 +323,13 @@ def test_a_huge_body_is_refused_413_and_a_refused_value_is_never_echoed(site: An
     assert r.status_code == 422 and len(r.content) < 1000, (r.status_code, len(r.content))
     assert r.json()["detail"][0]["loc"] == ["body", "summary"]
     assert "yyyy" not in r.text
+    # Nor a field's name, nor a query value (both came back whole: a 1 MB key in `loc`).
+    r = ada.post("/api/alerts", headers=api, json={"child": "R100", "summary": "s",
+                                                  "k" * 1_000_000: 1})
+    assert r.status_code == 422 and len(r.content) < 1000, (r.status_code, len(r.content))
+    r = ada.get("/api/alerts", params={"status": "z" * 5000})
+    assert r.status_code == 422 and len(r.content) < 1000, (r.status_code, len(r.content))
+    assert r.json()["field"] == "status" and "--" not in r.json()["detail"]
     # A body without a length, sent in chunks, is counted as it comes.
     chunks = (b"x" * 500_000 for _ in range(6))
     r = ada.post("/api/alerts", headers={**api, "Content-Type": "application/json"},

@@ -176,8 +176,8 @@ class Queries(UnitOfWork):
         elif status == "closed":
             query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "closed")))
         elif status is not None:
-            raise BadValue(f"--status {status!r} is not known; use open, overdue, on_hold,"
-                           " awaiting_iro or closed")
+            raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
+                           " on_hold, awaiting_iro or closed", field="status")
         rows = self.s.exec(query).all()
         names = {pid: u for pid, u in self.s.exec(select(Person.id, Person.username)) if pid}
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}

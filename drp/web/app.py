@@ -251,7 +251,10 @@ def _handle_errors(app: FastAPI) -> None:
         if request.url.path.startswith("/api") or request.url.path == "/openapi.json":
             # FastAPI's own answer, without the input it refused: that may be megabytes long
             # (a 10 MB summary came back whole), and is the client's own anyway.
-            errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
+            # A field's name is the client's input too (an unknown key of a megabyte came back
+            # whole in `loc`): each part of a location is cut to 64 characters.
+            errors = [{k: ([p[:64] if isinstance(p, str) else p for p in v] if k == "loc" else v)
+                       for k, v in e.items() if k != "input"} for e in exc.errors()]
             return JSONResponse({"detail": jsonable_encoder(errors)}, 422)
         # A page: an address with a path part that is no record (/alerts/abc) is a page that
         # does not exist (404); a bad query value, a 400; both as drp's error page, not JSON.
