@@ -111,9 +111,27 @@ def _field_names(model: type[BaseModel]) -> set[str]:
     return names
 
 
+# The largest configuration file drp reads (an organisation file of a large council is a few
+# hundred KB): the web upload reads at most this much, and `drp org load` and the other files
+# are refused past it before any parsing.
+MAX_FILE_BYTES = 5_000_000
+# How deeply mappings and lists may nest: an organisation file needs four or five levels. The
+# composer and the line walker recurse once a level, and the scanner's work grows with the depth
+# (thousands of brackets took minutes and then a RecursionError).
+MAX_DEPTH = 20
+
+
+def too_large(size: int) -> str:
+    return (f"{size:,} bytes is too large for a configuration file; the limit is"
+            f" {MAX_FILE_BYTES:,} bytes")
+
+
 def _read_text(path: Path) -> str:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: {too_large(path.stat().st_size)}")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; check the path") from None
     except OSError as exc:
@@ -130,13 +148,23 @@ def _refuse_aliases(path: Path, text: str) -> None:
     """An alias (`*name`) repeats what its anchor holds: nested, a few hundred bytes stand for
     billions of values (a "billion laughs"), which the line walker and validation would each
     visit. drp's files never need one, so the first is refused (the parser's events cost the
-    file's length, whatever the aliases would expand to)."""
+    file's length, whatever the aliases would expand to). So is the first mapping or list
+    nested deeper than MAX_DEPTH, as soon as it starts (before the scanner's work grows with
+    thousands of brackets and the composer recurses past Python's limit)."""
+    depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = f", line {event.start_mark.line + 1}" if event.start_mark else ""
         if isinstance(event, yaml.AliasEvent):
-            line = f", line {event.start_mark.line + 1}" if event.start_mark else ""
             raise ConfigError(f"{path}{line}: YAML aliases"
                               f" (*{event.anchor}) are not accepted; write the value out in"
                               " full")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{path}{line}: nested deeper than {MAX_DEPTH} levels;"
+                                  " drp's files need a few (a list of people, each a mapping)")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def load_yaml(path: Path) -> LoadedYaml:

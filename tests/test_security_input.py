@@ -381,5 +381,188 @@ def test_the_command_line_refuses_a_control_character_in_an_argument(tmp_path: P
         subprocess.run(["true", "a\x00b"], check=False)
 
 
+# -- 7. Nesting and size: thousands of brackets, a file past the limit ------------------------
+DEEP = {
+    "lists": "council: X\npeople: " + "[" * 5000 + "]" * 5000 + "\n",
+    "maps": "council: X\npeople: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+    "block": "council: X\npeople:\n" + "".join(
+        "  " * i + "- k:\n" for i in range(1, 40)) + "  " * 40 + "v\n",
+}
+# The line where the 21st level starts (the top-level mapping is the first; in "block", line
+# n + 2 opens a list, level 2n, and a mapping in it, level 2n + 1).
+DEEP_LINE = {"lists": 2, "maps": 2, "block": 12}
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the YAML parser's events drp reads before it refuses a file."""
+    import yaml
+
+    seen = [0]
+    parse = yaml.parse
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for event in parse(*args, **kwargs):
+            seen[0] += 1
+            yield event
+
+    monkeypatch.setattr(configfile.yaml, "parse", counted)
+    return seen
+
+
+@pytest.mark.parametrize("shape", sorted(DEEP))
+def test_a_deeply_nested_file_is_refused_at_the_first_level_too_deep(
+        tmp_path: Path, protocol: Protocol, events: list[int], shape: str) -> None:
+    """Lists, flow mappings, block mappings: refused naming the line of the 21st level, after
+    a few dozen of the parser's events (the old loader scanned on and then died of a
+    RecursionError in the composer)."""
+    path = tmp_path / "org.yaml"
+    path.write_text(DEEP[shape], encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        parse_org(path, protocol)
+    assert str(refused.value) == (
+        f"{path}, line {DEEP_LINE[shape]}: nested deeper than {configfile.MAX_DEPTH} levels;"
+        " drp's files need a few (a list of people, each a mapping)")
+    assert 0 < events[0] < 3 * configfile.MAX_DEPTH + 10
+
+
+def test_drp_org_load_refuses_200_kb_of_brackets_in_one_line_within_seconds(
+        tmp_path: Path) -> None:
+    """100,000 brackets (200 KB) ran for over 2 minutes and ended in a traceback. The command
+    as a process with 1 GB of address space and 20 s of CPU; the refusal itself is timed in
+    this process (generously: it takes a few hundredths of a second)."""
+    import time
+
+    from tests.support.cli import DRP, Cli
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("council: X\npeople: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert len(path.read_bytes()) > 200_000
+    began = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"line 2: nested deeper than 20 levels"):
+        load_yaml(path)
+    assert time.perf_counter() - began < 2
+    cli = Cli(tmp_path)
+    cli("init")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
+
+    proc = subprocess.run([DRP, "org", "load", str(path)], capture_output=True, text=True,
+                          env=cli.env, cwd=tmp_path, timeout=60, preexec_fn=limit)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"drp: {path}, line 2: nested deeper than 20 levels; drp's files need a few (a list of"
+        " people, each a mapping)"]
+
+
+def test_drp_org_load_refuses_a_file_past_the_size_limit_in_one_line(tmp_path: Path) -> None:
+    """The limit the web upload has (configfile.MAX_FILE_BYTES), on the command line too,
+    before any parsing: the file below is one long YAML comment."""
+    from tests.support.cli import Cli
+
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(ORG.encode() + b"#" * configfile.MAX_FILE_BYTES)
+    size = path.stat().st_size
+    cli = Cli(tmp_path)
+    cli("init")
+    assert cli.refused("org", "load", str(path)) == (
+        f"drp: {path}: {size:,} bytes is too large for a configuration file; the limit is"
+        f" {configfile.MAX_FILE_BYTES:,} bytes")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(ORG, encoding="utf-8")
+    assert cli("org", "load", str(ok)).returncode == 0
+
+
+@pytest.fixture
+def admin_site(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+               ) -> Iterator[tuple[Any, Any]]:
+    """The web app and its runtime on this test's database, tests/data/org.yaml loaded."""
+    from drp import runtime
+    from drp.web.app import create_app
+
+    point_drp_at(monkeypatch, tmp_path)
+    monkeypatch.setenv("DRP_DATABASE_URL", db_url)
+    forget_settings()
+    rt = runtime.runtime()
+    prepare(rt)
+    yield create_app(rt, MovableClock()), rt
+    rt.engine.dispose()
+    forget_settings()
+
+
+def upload_org(admin: Any, content: bytes) -> Any:
+    """The administration page's form, with its one-time key (claimed in the load's
+    transaction: its row is that transaction's first write)."""
+    import re
+
+    form = re.search(r'action="/admin/org".*?name="idempotency_key" value="([^"]+)"',
+                     admin.get("/admin").text, re.S)
+    assert form, "the organisation form carries no one-time key"
+    return admin.post("/admin/org", data={"csrf_token": admin.csrf,
+                                          "idempotency_key": form.group(1)},
+                      files={"file": ("org.yaml", content, "application/yaml")})
+
+
+@backends
+def test_a_deep_upload_is_refused_in_one_line_naming_the_line(
+        admin_site: tuple[Any, Any]) -> None:
+    app, _rt = admin_site
+    admin = sign_in(app, "admin.max")
+    r = upload_org(admin, DEEP["lists"].encode())
+    assert r.status_code == 400
+    assert ("the file, line 2: nested deeper than 20 levels; drp&#39;s files need a few"
+            in r.text)
+
+
+@backends
+def test_an_upload_being_checked_holds_no_write_lock(
+        admin_site: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While an uploaded file is parsed (here held at its first parse until another write has
+    committed), another transaction writes: the file is checked before the upload's own
+    transaction (and its one-time key's row) opens. Parsed inside it, SQLite's one write lock
+    was held the whole parse: the other write waited out its busy timeout, "database is
+    locked"."""
+    import threading
+
+    from sqlmodel import select
+
+    from drp import db
+    from drp.models import Council
+
+    app, rt = admin_site
+    admin = sign_in(app, "admin.max")
+    parsing, written = threading.Event(), threading.Event()
+    refuse = configfile._refuse_aliases
+    calls = [0]
+
+    def slow(path: Path, text: str) -> None:
+        calls[0] += 1
+        if calls[0] == 1:  # the upload's first parse: hold it until the other write is done
+            parsing.set()
+            assert written.wait(timeout=30)
+        refuse(path, text)
+
+    monkeypatch.setattr(configfile, "_refuse_aliases", slow)
+    answers: list[Any] = []
+    renamed = ORG.replace("Riverside Borough Council", "Renamed Borough Council").encode()
+    thread = threading.Thread(target=lambda: answers.append(upload_org(admin, renamed)))
+    thread.start()
+    try:
+        assert parsing.wait(timeout=30)
+        with db.transaction(rt.engine) as s:  # another write, while the upload parses
+            council = s.exec(select(Council)).one()
+            council.name = "Written Meanwhile Council"
+            s.add(council)
+    finally:
+        written.set()
+        thread.join(timeout=60)
+    assert [a.status_code for a in answers] == [200]
+    assert "Loaded Renamed Borough Council" in answers[0].text
+    with db.transaction(rt.engine) as s:
+        assert s.exec(select(Council)).one().name == "Renamed Borough Council"
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))

@@ -15,8 +15,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import idempotency
 from ...alerts import AlertService
+from ...configfile import MAX_FILE_BYTES
 from ...errors import BadValue, DrpError
 from ...ladder.machine import diagram
+from ...org import parse_org
 from ...runtime import Runtime
 from ..deps import (
     Administrator,
@@ -83,18 +85,25 @@ def load_organisation(request: Request, rt: RuntimeDep, user: Administrator,
                       form: PostedForm, page: Page, work: Work) -> Response:
     """A plain `def`: FastAPI runs it on its thread pool, so reading the upload, parsing the
     file and the database work never hold the event loop (PostedForm was read before).
+    The file is read and checked (parsed and validated) before any transaction opens, so a
+    slow or refused file never holds the database's write lock (SQLite has one for all).
     The form's one-time key is claimed with the file's sha256 as its content: the same upload
     sent again shows the first load's message and loads nothing."""
     upload = form.get("file")
-    data = upload.file.read(5_000_001) if upload is not None and not isinstance(upload, str) \
-        else b""
+    data = upload.file.read(MAX_FILE_BYTES + 1) \
+        if upload is not None and not isinstance(upload, str) else b""
     if not data:
         return _admin_page(rt, user, page, status=400,
                            error="choose the organisation file (YAML) to load")
+    if len(data) > MAX_FILE_BYTES:
+        return _admin_page(rt, user, page, status=400,
+                           error=f"the file is larger than the limit of {MAX_FILE_BYTES:,}"
+                                 " bytes")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "organisation.yaml"
-        path.write_bytes(data[:5_000_000])
+        path.write_bytes(data)
         try:
+            parse_org(path, rt.protocol)  # outside the transaction: refused before it opens
             # Open alerts follow their children in the same transaction (transfers).
             key = form.get(idempotency.FORM_FIELD)
             content = {idempotency.FORM_FIELD: key if isinstance(key, str) else "",
