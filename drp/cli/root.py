@@ -65,8 +65,12 @@ def simulate(
     scale: Annotated[float, typer.Option(help="Multiply the volumes (1 = as published).")] = 1.0,
     as_json: Json = False,
 ) -> None:
-    """Create a realistic year of alerts in an empty database, through the real service
-    layer and timescale flow, matching a council's published volumes and stage funnel."""
+    """Create a realistic year of alerts in a new database (after `drp init`: no people, no
+    alerts), through the real service layer and timescale flow, matching a council's
+    published volumes and stage funnel. It loads its own council-sized organisation (its
+    people, teams and children), so a database with an organisation is refused: never run it
+    on a live database. A year not yet ended writes events dated ahead and is refused unless
+    DRP_ALLOW_FUTURE_NOW=1 (tests, demos and training copies only)."""
     from ..tools.simulation import simulate as run_simulation
 
     runtime = env()

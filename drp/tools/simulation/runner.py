@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,10 +25,10 @@ from sqlmodel import Session, select
 from ... import db, timescales
 from ...alerts import ActionIn, AlertService
 from ...calendar import WorkingCalendar
-from ...clock import FixedClock
+from ...clock import ALLOW_FUTURE_NOW, Clock, FixedClock, future_allowed
 from ...errors import BadValue, DrpError
 from ...ladder.protocol import Protocol
-from ...models import Alert
+from ...models import Alert, Person
 from ...notify import Notifier
 from ...org import load_org
 from ...themes import Taxonomy
@@ -96,18 +96,38 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
     """Simulate a council's reporting year (1 April `year` to 31 March `year`+1) into an empty
     database; returns (and says) what was written. `scale` multiplies the alert volumes (the
     organisation stays council-sized). `after_run` is called after each day's timescale run,
-    before the day's people act."""
+    before the day's people act.
+
+    Refused: a year that ends after the real clock (events dated ahead, as `--now` in the
+    future is) unless DRP_ALLOW_FUTURE_NOW=1; and a database with alerts or with an
+    organisation's people already (the simulation loads its own council, which would replace
+    theirs)."""
     began = timer.perf_counter()
     checked_profile(profile, protocol, year, scale)
+    last = datetime.combine(date(year + 1, 3, 31), time.max, tzinfo=tz)
+    real = Clock().now()
+    if last > real and not future_allowed():
+        raise BadValue(
+            f"--year {year} runs to 31 March {year + 1}, later than the real clock"
+            f" ({real.astimezone(tz):%Y-%m-%d}): its events would be dated ahead; give a year"
+            f" that has ended (time travel into the future needs {ALLOW_FUTURE_NOW}=1:"
+            " tests, simulations, demos and training copies only)")
     db.require_schema(engine)
     with Session(engine) as session:
         existing = session.exec(select(func.count()).select_from(Alert)).one()
+        people = session.exec(select(func.count()).select_from(Person)).one()
     if existing:
         raise BadValue(
             f"the database already has {existing} alert(s); a simulated year is written only"
             " into a database without alerts (its events are never deleted): use a new"
             " database, e.g. DRP_DATABASE_URL=sqlite:///./var/simulated.db, and run `drp init`"
             " first")
+    if people:
+        raise BadValue(
+            f"the database already has an organisation ({people} people); a simulated year"
+            " loads its own council's people, teams and children, which would replace it: use"
+            " a new database, e.g. DRP_DATABASE_URL=sqlite:///./var/simulated.db, and run"
+            " `drp init` first")
     plan = plan_year(protocol, calendar, taxonomy, tz, year=year, profile=profile, seed=seed,
                      scale=scale)
     prof = plan.profile
