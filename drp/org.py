@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -27,8 +28,33 @@ from .ladder.access import IRO_SIDE, SYSTEM, may_deputise
 from .ladder.protocol import Protocol, Role
 from .models import Child, Council, Cover, Person, PersonRole, Service, Team, TeamMember
 
-Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
-Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+
+def _no_control(value: Any, lines: bool = False) -> Any:
+    """Every string the file gives: no control character (`drp.alerts.inputs.plain`, the one
+    rule: a name holding CR LF "Bcc: ..." reaches e-mail headers, an escape sequence a
+    terminal) and no bidirectional override (text reading otherwise than it says), refused
+    before the field's own pattern, so the refusal says which character. `lines`: free text
+    (a cover's reason), where tab and line breaks are allowed."""
+    from .alerts.inputs import _BIDI_OVERRIDES, plain  # (drp.alerts imports this module)
+
+    if isinstance(value, str):
+        try:
+            plain(value, "the value", lines=lines)
+        except BadValue as exc:
+            raise ValueError(exc.message) from None
+        at = next((i for i, ch in enumerate(value) if ch in _BIDI_OVERRIDES), None)
+        if at is not None:
+            raise ValueError(f"the value holds a bidirectional override (U+{ord(value[at]):04X})"
+                             f" at position {at + 1}; remove it")
+    return value
+
+
+Plain = BeforeValidator(_no_control)
+Reason = Annotated[str, BeforeValidator(lambda value: _no_control(value, lines=True))]
+Name = Annotated[str, Plain, Field(min_length=1, max_length=200)]
+Username = Annotated[str, Plain,
+                     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+Key = Annotated[str, Plain, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 FILE = "organisation file"  # who set a cover period the file holds (Cover.created_by)
 _ATEXT = frozenset("!#$%&'*+/=?^_`{|}~-")  # RFC 5322's atom characters besides letters, digits
 
@@ -70,8 +96,9 @@ def _email(value: str, info: ValidationInfo) -> str:
     return value
 
 
-Email = Annotated[str, AfterValidator(_email)]
-ChildRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,39}$")]
+Email = Annotated[str, Plain, AfterValidator(_email)]
+ChildRef = Annotated[str, Plain,
+                     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,39}$")]
 
 
 class _In(BaseModel):
@@ -80,7 +107,7 @@ class _In(BaseModel):
 
 class PersonIn(_In):
     username: Username
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     email: Email | None = None
     roles: list[Role] = Field(min_length=1)
     team: Key | None = None  # a social worker's team (optional)
@@ -88,14 +115,14 @@ class PersonIn(_In):
 
 class ServiceIn(_In):
     key: Key
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     head_of_service: Username | None = None
     service_manager: Username | None = None
 
 
 class TeamIn(_In):
     key: Key
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     service: Key
     team_manager: Username | None = None
 
@@ -120,11 +147,11 @@ class CoverIn(_In):
     deputy: Username
     starts: date = Field(alias="from")
     ends: date = Field(alias="to")
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason | None = Field(default=None, max_length=500)
 
 
 class OrgFile(_In):
-    council: str = Field(min_length=1, max_length=200)
+    council: Name
     people: list[PersonIn] = Field(min_length=1)
     services: list[ServiceIn] = Field(default_factory=list)
     teams: list[TeamIn] = Field(default_factory=list)

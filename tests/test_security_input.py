@@ -564,5 +564,60 @@ def test_an_upload_being_checked_holds_no_write_lock(
         assert s.exec(select(Council)).one().name == "Renamed Borough Council"
 
 
+# -- 8. Control characters and bidirectional overrides in the organisation file's strings ------
+# (what is replaced in tests/data/org.yaml, by what (YAML escapes), the line and the field)
+CONTROLLED = [
+    ("name: Ada Iro", r'name: "Ada Iro\r\nBcc: c@z.test"', 3, "people[0].name",
+     "a control character (U+000D) at position 8"),
+    ("name: Ada Iro", r'name: "Ada \u202eorI"', 3, "people[0].name",
+     "a bidirectional override (U+202E) at position 5"),
+    ("council: Riverside Borough Council", r'council: "Riverside\e[2J"', 1, "council",
+     "a control character (U+001B) at position 10"),
+    ("username: iro.ben", r'username: "iro.ben\n"', 4, "people[1].username",
+     "a control character (U+000A) at position 8"),
+    ("email: cat@riverside.example", r'email: "cat@riverside.example\r\nBcc: c@z.test"', 5,
+     "people[2].email", "a control character (U+000D) at position 22"),
+    ("{key: east, name: East Service", r'{key: "east\t", name: East Service', 17,
+     "services[0].key", "a control character (U+0009) at position 5"),
+    ("name: West A", r'name: "West\u2066 A"', 21, "teams[1].name",
+     "a bidirectional override (U+2066) at position 5"),
+    ("ref: R101", r'ref: "R1\u008501"', 27, "children[1].ref",
+     "a control character (U+0085) at position 3"),
+    ("director: dcs.lou", r'director: "dcs.lou\a"', 24, "senior.director",
+     "a control character (U+0007) at position 8"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "field", "what"), CONTROLLED,
+                         ids=[c[3] + "-" + c[4][2:9] for c in CONTROLLED])
+def test_a_control_character_or_override_in_the_organisation_file_is_refused_naming_it(
+        tmp_path: Path, protocol: Protocol, old: str, new: str, line: int, field: str,
+        what: str) -> None:
+    """A name holding CR LF and "Bcc: ..." (e-mail headers), an escape sequence (a terminal),
+    a right-to-left override (text reading otherwise): refused by the one rule
+    (drp.alerts.inputs.plain, and the overrides free text drops), naming line and field,
+    never echoing the value."""
+    path = tmp_path / "org.yaml"
+    assert ORG.count(old) == 1
+    path.write_text(ORG.replace(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        parse_org(path, protocol)
+    assert str(refused.value) == (f"{path}, line {line}: {field}: the value holds {what};"
+                                  " remove it")
+
+
+def test_a_cover_reason_may_hold_line_breaks_but_no_other_control_character(
+        tmp_path: Path, protocol: Protocol) -> None:
+    cover = ("cover:\n  - {person: iro.ada, deputy: iro.ben, from: 2027-03-01, to: 2027-03-05,"
+             ' reason: "Annual leave\\n(two weeks)REASON"}\n')
+    path = tmp_path / "org.yaml"
+    path.write_text(ORG + cover.replace("REASON", ""), encoding="utf-8")
+    assert parse_org(path, protocol).cover[0].reason == "Annual leave\n(two weeks)"
+    path.write_text(ORG + cover.replace("REASON", "\\e[31m"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 30: cover\[0\]\.reason: the value holds a"
+                                          r" control character \(U\+001B\) at position 25"):
+        parse_org(path, protocol)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
