@@ -523,7 +523,7 @@ def test_errors_show_at_the_top_and_next_to_the_field(site: Site) -> None:
     link.click()
     assert ada.url.endswith("#summary")
     ada.goto("/my-alerts")
-    assert "There are no alerts to show here." in ada.locator("main").inner_text()
+    assert "There is nothing to show here." in ada.locator("main").inner_text()
 
 
 # -- 6. the Cafcass pause point ------------------------------------------------------------------
