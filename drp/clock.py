@@ -81,14 +81,22 @@ def clock_for(now: str | None, tz: ZoneInfo) -> Clock:
     if not now:
         return Clock()
     instant = parse_instant(now, tz)
+    not_ahead(instant, tz, f"--now {now.strip()} is", "leave --now out to act now, or give a"
+              " past instant", field="now")
+    return FixedClock(instant)
+
+
+def not_ahead(instant: datetime, tz: ZoneInfo, said: str, advice: str,
+              field: str | None = None) -> None:
+    """The one rule for time travel: nothing may be dated later than the real clock unless
+    DRP_ALLOW_FUTURE_NOW=1 (tests, simulations, demos, training copies). `said` names what
+    the person gave ("--now X is"), `advice` what to do instead."""
     real = Clock().now()
     if instant > real and not future_allowed():
         raise BadValue(
-            f"--now {now.strip()} is later than the real clock"
-            f" ({real.astimezone(tz):%Y-%m-%dT%H:%M}); leave --now out to act now, or give a"
-            f" past instant (time travel into the future needs {ALLOW_FUTURE_NOW}=1: tests,"
-            " simulations, demos and training copies only)", field="now")
-    return FixedClock(instant)
+            f"{said} later than the real clock ({real.astimezone(tz):%Y-%m-%dT%H:%M}); {advice}"
+            f" (time travel into the future needs {ALLOW_FUTURE_NOW}=1: tests, simulations,"
+            " demos and training copies only)", field=field)
 
 
 # A flow runs as of the instant it began (one instant for every row it writes) and people go on

@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 from ... import db, timescales
 from ...alerts import ActionIn, AlertService
 from ...calendar import WorkingCalendar
-from ...clock import ALLOW_FUTURE_NOW, Clock, FixedClock, future_allowed
+from ...clock import FixedClock, not_ahead
 from ...errors import BadValue, DrpError
 from ...ladder.protocol import Protocol
 from ...models import Alert, Person
@@ -105,13 +105,8 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
     began = timer.perf_counter()
     checked_profile(profile, protocol, year, scale)
     last = datetime.combine(date(year + 1, 3, 31), time.max, tzinfo=tz)
-    real = Clock().now()
-    if last > real and not future_allowed():
-        raise BadValue(
-            f"--year {year} runs to 31 March {year + 1}, later than the real clock"
-            f" ({real.astimezone(tz):%Y-%m-%d}): its events would be dated ahead; give a year"
-            f" that has ended (time travel into the future needs {ALLOW_FUTURE_NOW}=1:"
-            " tests, simulations, demos and training copies only)")
+    not_ahead(last, tz, f"--year {year} runs to 31 March {year + 1},", "its events would be"
+              " dated ahead; give a year that has ended")
     db.require_schema(engine)
     with Session(engine) as session:
         existing = session.exec(select(func.count()).select_from(Alert)).one()
