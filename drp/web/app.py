@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import mail
 from ..alerts.inputs import plain
 from ..clock import Clock
-from ..errors import DrpError, NotFound
+from ..errors import BadValue, DrpError, NotFound
 from ..keys import secret_key
 from ..ladder.access import may_administer, may_see_report
 from ..runtime import Runtime
@@ -199,18 +199,24 @@ class BodyLimit:
             scope, receive, send)
 
 
-def _strings(value: Any, where: str = "") -> Iterator[tuple[str, str]]:
+JSON_DEPTH = 32  # drp's bodies nest three levels (an action in a response); far more is refused
+
+
+def _strings(value: Any, where: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
     """Every string in a JSON document (keys too), with where it is (`actions[0].owner`)."""
+    if depth > JSON_DEPTH:
+        raise BadValue(f"the JSON body nests deeper than {JSON_DEPTH} levels; send drp's"
+                       " fields as /openapi.json describes them", field=where or None)
     if isinstance(value, str):
         yield where or "(the body)", value
     elif isinstance(value, dict):
         for key, item in value.items():
             name = f"{where}.{key}" if where else str(key)
             yield name, str(key)
-            yield from _strings(item, name)
+            yield from _strings(item, name, depth + 1)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _strings(item, f"{where}[{i}]")
+            yield from _strings(item, f"{where}[{i}]", depth + 1)
 
 
 async def _plain_input(request: Request) -> None:
@@ -234,6 +240,9 @@ async def _plain_input(request: Request) -> None:
             document = json.loads(await request.body())
         except ValueError:
             return  # FastAPI's own validation answers
+        except RecursionError:  # "[[[[..." a hundred thousand deep: a 500 before this
+            raise BadValue(f"the JSON body nests deeper than {JSON_DEPTH} levels; send drp's"
+                           " fields as /openapi.json describes them") from None
         for name, value in _strings(document):
             plain(value, f"{name!r}", field=name, lines=True)
 
