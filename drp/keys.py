@@ -23,13 +23,19 @@ def secret_key(settings: Settings) -> str:
     path = Path(str(settings.mail_dir)).parent / "secret_key"
     if not path.exists():
         private_folder(path.parent)
-        try:  # for this user alone from the start (0600), and made once if two start at once
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        # Written whole to a file of this process's own (0600 from the start), then linked
+        # into place: two processes starting together agree on the first one linked, and
+        # neither can read the key half-written.
+        tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
         except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(48))
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
