@@ -159,6 +159,13 @@ def test_web_and_api_rows_record_their_channel_and_the_client_address(app: Any) 
     aid = made.json()["id"]
     (event,) = made.json()["events"]
     assert (event["channel"], event["client"], event["os_user"]) == ("api", "testclient", None)
+    # Where it came from is the audit's: the actor and the IRO manager see it, a manager
+    # reading the alert does not (it was every reader's: the review found it).
+    for who, client in (("irom.cat", "testclient"), ("tm.fay", None)):
+        token = Auth(rt.engine, rt.settings).new_api_token(who, "t", _clock.now())
+        (seen,) = ada.get(f"/api/alerts/{aid}",
+                          headers={"Authorization": f"Bearer {token}"}).json()["events"]
+        assert (seen["channel"], seen["client"]) == ("api", client), who
     assert ada.get(f"/alerts/{aid}").status_code == 200
     assert ada.get(f"/api/alerts/{aid}", headers=bearer).status_code == 200
     views = rows(rt.engine, AccessLog, AccessLog.action == "view")

@@ -114,7 +114,9 @@ class Queries(UnitOfWork):
             events=[EventView(at=e.at, actor=e.actor, kind=e.kind, from_stage=e.from_stage,
                               to_stage=e.to_stage, comment=e.comment, team=e.team, iro=e.iro,
                               as_cover_for=e.as_cover_for, data=e.data, channel=e.channel,
-                              os_user=e.os_user, client=e.client) for e in events],
+                              **({"os_user": e.os_user, "client": e.client}
+                                 if access.may_see_origin(actor, e.actor) else {}))
+                    for e in events],
             actions=[
                 ActionView(
                     no=a.no, text=a.text, owner=self._username(a.owner_id) or "", due=a.due,

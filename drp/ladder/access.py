@@ -151,6 +151,13 @@ def _selves(actor: Actor) -> list[int]:
     return [] if actor.id is None else [actor.id, *actor.covering]
 
 
+def may_see_origin(actor: Actor, event_actor: str) -> bool:
+    """Where an act came from (the operating-system user, the client address) is for the
+    audit: shown to the oversight roles (the IRO manager, the assistant director, the
+    director) and to the person who acted, not to everyone who may read the alert."""
+    return bool(actor.roles & SEE_ALL) or actor.username == event_actor
+
+
 def can_see_child(actor: Actor, child: Child, alert_iro_id: int | None = None) -> bool:
     if actor.sees_all:
         return True
