@@ -82,6 +82,11 @@ def test_the_social_worker_owning_an_action_sees_it_under_my_actions(web: Any) -
     assert "Visit the child" not in sign_in(app, "sw.eve").get("/my-actions").text
     clock.move(days=14)  # 15 March: overdue (a new day, a new session)
     assert 'tag red">Overdue' in sign_in(app, "sw.dan").get("/my-actions").text
+    # Withdrawn, its actions are nobody's work any more (due.action_tracked, as the
+    # reminders and overdue notices already judged): gone from the list and the count.
+    do(rt, clock, lambda s: s.withdraw(aid, "iro.ada", "Raised in error"))
+    page = sign_in(app, "sw.dan").get("/my-actions").text
+    assert "Visit the child" not in page and nav_count(page, "My actions") == 0
 
 
 def test_the_iro_sees_what_awaits_their_decision(web: Any) -> None:

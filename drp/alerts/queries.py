@@ -276,7 +276,8 @@ class Queries(UnitOfWork):
         owned = self._owned_where(actor)
         _a, rows = self._listing(username, filters.pop("status", None), where=col(Alert.id).in_(
             select(Action.alert_id).where(owned)), **filters)
-        views = {v.id: v for v, _alert, _line in rows}
+        # (a withdrawn or held alert's actions are not followed up: not this person's work now)
+        views = {v.id: v for v, alert, _line in rows if due.action_tracked(alert)}
         actions = self.s.exec(select(Action).where(owned, col(Action.alert_id).in_(
             list(views))).order_by(col(Action.due), col(Action.alert_id), col(Action.no))).all()
         out = [(ActionView(no=a.no, text=a.text, owner=username, due=a.due, stage=a.stage,
@@ -325,7 +326,8 @@ class Queries(UnitOfWork):
         owned = list(self.s.exec(select(Action.alert_id).join(
             Alert, col(Alert.id) == Action.alert_id).join(
             Child, col(Child.id) == Alert.child_id).where(
-            access.visible_alerts(actor), self._owned_where(actor))))
+            access.visible_alerts(actor), self._owned_where(actor),
+            due.action_tracked_where())))
         counts["actions"] = len(owned)
         return counts
 

@@ -387,14 +387,14 @@ def hold_ended_where(today: date) -> ColumnElement[bool]:
                 col(Alert.hold_until).is_not(None), col(Alert.hold_until) <= today)
 
 
-def _action_tracked_where() -> ColumnElement[bool]:
+def action_tracked_where() -> ColumnElement[bool]:
     return and_(col(Alert.status).in_(("open", "resolved")), col(Alert.on_hold).is_(False))
 
 
 def action_overdue_where(today: date) -> ColumnElement[bool]:
     """`action_overdue_due(...)` as a WHERE clause over Action joined to Alert."""
     return and_(col(Action.done_at).is_(None), col(Action.overdue_notified_at).is_(None),
-                col(Action.due) < today, _action_tracked_where())
+                col(Action.due) < today, action_tracked_where())
 
 
 def action_reminder_where(calendar: WorkingCalendar, today: date, day_start: datetime
@@ -403,4 +403,4 @@ def action_reminder_where(calendar: WorkingCalendar, today: date, day_start: dat
     return and_(col(Action.done_at).is_(None), col(Action.reminded_at).is_(None),
                 col(Action.due) >= today,
                 col(Action.due) <= calendar.add(today, ACTION_REMINDER_LEAD_WORKING_DAYS),
-                col(Action.agreed_at) < day_start, _action_tracked_where())
+                col(Action.agreed_at) < day_start, action_tracked_where())
