@@ -8,16 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
-    ValidationInfo,
 )
 from sqlmodel import Session, col, delete, select
 
@@ -27,78 +23,9 @@ from .errors import BadValue
 from .ladder.access import IRO_SIDE, SYSTEM, may_deputise
 from .ladder.protocol import Protocol, Role
 from .models import Child, Council, Cover, Person, PersonRole, Service, Team, TeamMember
+from .orgfields import ChildRef, Email, Key, Name, Reason, Username
 
-
-def _no_control(value: Any, lines: bool = False) -> Any:
-    """Every string the file gives: no control character (`drp.alerts.inputs.plain`, the one
-    rule: a name holding CR LF "Bcc: ..." reaches e-mail headers, an escape sequence a
-    terminal) and no bidirectional override (text reading otherwise than it says), refused
-    before the field's own pattern, so the refusal says which character. `lines`: free text
-    (a cover's reason), where tab and line breaks are allowed."""
-    from .alerts.inputs import _BIDI_OVERRIDES, plain  # (drp.alerts imports this module)
-
-    if isinstance(value, str):
-        try:
-            plain(value, "the value", lines=lines)
-        except BadValue as exc:
-            raise ValueError(exc.message) from None
-        at = next((i for i, ch in enumerate(value) if ch in _BIDI_OVERRIDES), None)
-        if at is not None:
-            raise ValueError(f"the value holds a bidirectional override (U+{ord(value[at]):04X})"
-                             f" at position {at + 1}; remove it")
-    return value
-
-
-Plain = BeforeValidator(_no_control)
-Reason = Annotated[str, BeforeValidator(lambda value: _no_control(value, lines=True))]
-Name = Annotated[str, Plain, Field(min_length=1, max_length=200)]
-Username = Annotated[str, Plain,
-                     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
-Key = Annotated[str, Plain, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 FILE = "organisation file"  # who set a cover period the file holds (Cover.created_by)
-_ATEXT = frozenset("!#$%&'*+/=?^_`{|}~-")  # RFC 5322's atom characters besides letters, digits
-
-
-def _atom(part: str, extra: frozenset[str]) -> bool:
-    """Letters and digits (any script: SMTPUTF8 and internationalised domains) and `extra`."""
-    return bool(part) and all(ch.isalnum() or ch in extra for ch in part)
-
-
-def email_problem(value: str) -> str | None:
-    """What keeps `value` from being one e-mail address (None when nothing): one `@`, a dot-atom
-    before it (no commas, spaces, quotes, brackets or names: `a@x.test,b@y.test` or
-    `Ann <a@x.test>` would reach more than one recipient, or another than meant) and a domain
-    name of two or more labels after it."""
-    if value.count("@") != 1:
-        return ("holds more than one '@': give one address" if value.count("@") > 1
-                else "has no '@'")
-    local, domain = value.split("@")
-    if len(value) > 254 or len(local) > 64:
-        return "is too long for an e-mail address"
-    if not all(_atom(p, _ATEXT) for p in local.split(".")):
-        bad = next((ch for ch in local if not (ch.isalnum() or ch in _ATEXT or ch == ".")), "")
-        return (f"has {bad!r} before the '@'" if bad else "has a misplaced '.' before the '@'"
-                ) + " (one address, nothing else)"
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(
-            _atom(p, frozenset("-")) and len(p) <= 63 and not p.startswith("-")
-            and not p.endswith("-") for p in labels):
-        return f"has {domain!r} after the '@', which is not a domain name"
-    return None
-
-
-def _email(value: str, info: ValidationInfo) -> str:
-    problem = email_problem(value)
-    if problem is not None:
-        who = info.data.get("username")
-        raise ValueError(f"{value!r} is not an e-mail address{f' for {who}' if who else ''}:"
-                         f" it {problem} (name@example.org)")
-    return value
-
-
-Email = Annotated[str, Plain, AfterValidator(_email)]
-ChildRef = Annotated[str, Plain,
-                     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,39}$")]
 
 
 class _In(BaseModel):
