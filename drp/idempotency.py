@@ -10,13 +10,14 @@ records the result (a page's redirect, the API's status and body) in that same t
         if first is not None:
             return <first.status, first.result>      # nothing else is done
         ... the change ...
-        once.record(svc.s, status, result)
+        once.record(svc.s, who, status, result)
 
 So the key and the change commit together or not at all. Two requests racing with one key
 serialise on its row (PostgreSQL waits for the first transaction's insert; SQLite for its
 write lock): the second finds the first's result. A refused change rolls back its claim, so
-the key may be sent again. The key is refused (KeyRefused, 422) when another person used it,
-or the same person for another route or other content. Keys are kept KEEP (a day), then
+the key may be sent again. Keys are each person's own: the same key from another person is
+theirs, apart. The key is refused (KeyRefused, 422) when the same person used it for another
+route or other content. Keys are kept KEEP (a day), then
 pruned by the next claim (one indexed DELETE of the expired rows)."""
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ NOT_CONTENT = frozenset({"csrf_token", FORM_FIELD})
 
 
 class IdempotencyKey(SQLModel, table=True):
-    """A key claimed by one person's request, with the result it got."""
+    """A key claimed by one person's request, with the result it got. Keys are each person's
+    own (the IETF draft scopes them per client): another person's use of the same key is a
+    request of theirs, neither replayed from nor blocked by the first."""
 
     __tablename__ = "idempotency_key"
+    person: str = Field(primary_key=True, max_length=80)  # username
     key: str = Field(primary_key=True, max_length=KEY_MAX)
-    person: str = Field(max_length=80)  # username
     route: str = Field(max_length=200)  # "POST /alerts/7/respond"
     fingerprint: str = Field(max_length=64)  # sha256 of the request's content
     status: int | None = None
@@ -126,14 +129,13 @@ class Once:
                "fingerprint": self.fingerprint, "created_at": now}
         dialect = session.get_bind().dialect.name
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-            IdempotencyKey).values(**row).on_conflict_do_nothing(index_elements=["key"])
+            IdempotencyKey).values(**row).on_conflict_do_nothing(
+            index_elements=["person", "key"])
         if session.execute(insert.returning(col(IdempotencyKey.key))).first() is not None:
             return None  # inserted: this request's key
         first = session.execute(select(IdempotencyKey).where(
-            col(IdempotencyKey.key) == self.key)).scalar_one()
-        if first.person != person:
-            raise KeyRefused("this form or request's key was used by someone else; reload the"
-                             " page (or send a new Idempotency-Key) and try again")
+            col(IdempotencyKey.person) == person, col(IdempotencyKey.key) == self.key)
+        ).scalar_one()
         if first.route != row["route"] or first.fingerprint != self.fingerprint:
             raise KeyRefused("this key was used for a different request; what you sent now"
                              " was not done: reload the page (or send a new Idempotency-Key)"
@@ -143,10 +145,11 @@ class Once:
         session.expunge(first)
         return Stored(first.status, first.result)
 
-    def record(self, session: Session, status: int, result: str) -> None:
-        """The first result, in the change's transaction."""
-        session.execute(IdempotencyKey.__table__.update()  # type: ignore[attr-defined]
-                        .where(IdempotencyKey.__table__.c.key == self.key)  # type: ignore[attr-defined]
+    def record(self, session: Session, person: str, status: int, result: str) -> None:
+        """The first result, in the change's transaction (`person`: as claimed)."""
+        table = IdempotencyKey.__table__  # type: ignore[attr-defined]
+        session.execute(table.update().where(table.c.person == person,
+                                             table.c.key == self.key)
                         .values(status=status, result=result))
 
 

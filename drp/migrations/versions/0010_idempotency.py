@@ -25,14 +25,14 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table('idempotency_key',
-    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('person', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('route', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('fingerprint', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('status', sa.Integer(), nullable=True),
     sa.Column('result', sa.Text(), nullable=True),
     sa.Column('created_at', notifications.models.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('key')
+    sa.PrimaryKeyConstraint('person', 'key')
     )
     with op.batch_alter_table('idempotency_key', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idempotency_key_created_at'), ['created_at'],

@@ -344,7 +344,7 @@ def once_only(request: Request, form: dict[str, str], work: UnitOfWork, who: str
             return first.result
         url = change(svc)
         if once:
-            once.record(svc.s, 303, url)
+            once.record(svc.s, who, 303, url)
     return url
 
 

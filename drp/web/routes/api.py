@@ -242,7 +242,7 @@ def answer(work: UnitOfWork, who: str, once: idempotency.Once | None, model: Any
         shape = _shape(model)
         response = JSONResponse(shape.dump_python(shape.validate_python(result), mode="json",
                                                   by_alias=True), status)
-        once.record(svc.s, status, bytes(response.body).decode())
+        once.record(svc.s, who, status, bytes(response.body).decode())
     return response
 
 
