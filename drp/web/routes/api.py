@@ -204,8 +204,9 @@ KEY_HELP = (
     " key with the first answer in the change's own transaction and keeps it 24 hours: the"
     " same key from the same person with the same body gets that answer again (status and"
     " body, with `Idempotency-Replayed: true`) and changes nothing, even when the two requests"
-    " arrive together. The same key with a different body or operation, or another person's"
-    " key, is refused with 422. A refused request records nothing: its key may be sent again."
+    " arrive together. The same key with a different body or operation is refused with 422;"
+    " keys are each person's own (another person's key of the same spelling is theirs, apart)."
+    " A refused request records nothing: its key may be sent again."
     " Without the header a request is done each time it is sent.")
 
 
