@@ -256,6 +256,21 @@ def drp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     forget_settings()
 
 
+@pytest.fixture
+def web_on(db_url: str, drp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The `web` fixture's app on the `backends` database (SQLite, or a PostgreSQL schema)."""
+    from drp import runtime as runtime_module
+    from drp.web.app import create_app
+
+    monkeypatch.setenv("DRP_DATABASE_URL", db_url)
+    forget_settings()
+    rt = runtime_module.runtime()
+    prepare(rt)
+    clock = MovableClock()
+    yield create_app(rt, clock), clock, rt
+    rt.engine.dispose()
+
+
 TEST_PASSWORD = "test-password-123"
 
 

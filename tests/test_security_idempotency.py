@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,10 +23,7 @@ from drp.web.auth import Auth
 from notifications.models import OutboxMessage
 from tests.conftest import (
     DATA,
-    MovableClock,
     backends,
-    forget_settings,
-    prepare,
     sign_in,
 )
 
@@ -38,21 +34,6 @@ RAISE = {"child": "R100", "summary": "The care plan has not been updated",
          "detail": "Agreed at the review in January.", "impact": "Drift for the child.",
          "outcome_wanted": "An updated plan.", "theme": "permanence_planning",
          "stage": "informal", "separate": "yes", "do": "raise"}
-
-
-@pytest.fixture
-def app_on(db_url: str, drp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The web app on the `backends` database (SQLite, or a PostgreSQL schema)."""
-    from drp import runtime as runtime_module
-    from drp.web.app import create_app
-
-    monkeypatch.setenv("DRP_DATABASE_URL", db_url)
-    forget_settings()
-    rt = runtime_module.runtime()
-    prepare(rt)
-    clock = MovableClock()
-    yield create_app(rt, clock), clock, rt
-    rt.engine.dispose()
 
 
 def form_key(page: str, action: str) -> str:
@@ -293,13 +274,13 @@ def test_the_header_is_described_in_the_openapi_document(web: Any) -> None:
 # -- racing duplicates ----------------------------------------------------------------------
 @backends
 def test_two_identical_submissions_racing_do_the_change_once(
-        app_on: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        web_on: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two threads post the same form (and then the same API request) at once against the
     real app: both have passed sign-in and CSRF and opened their unit of work, and claim the
     key together (a barrier); one alert, one response, one set of e-mails, both answered
     alike. The second claim waits for the first transaction (PostgreSQL: its uncommitted row;
     SQLite: its write lock) and finds its result."""
-    app, clock, rt = app_on
+    app, clock, rt = web_on
     together, counting = threading.Barrier(2), threading.Lock()
     entered = [0]
     original_claim = idempotency.Once.claim

@@ -1563,21 +1563,6 @@ def test_a_refused_closure_day_is_shown_beside_its_field(
         "stage_due"] == "2027-03-08"
 
 
-@pytest.fixture
-def web_on(db_url: str, drp_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The `web` fixture's app on the `backends` database (SQLite, or a PostgreSQL schema)."""
-    from drp import runtime as runtime_module
-    from drp.web.app import create_app
-
-    monkeypatch.setenv("DRP_DATABASE_URL", db_url)
-    forget_settings()
-    rt = runtime_module.runtime()
-    prepare(rt)
-    clock = MovableClock()
-    yield create_app(rt, clock), clock, rt
-    rt.engine.dispose()
-
-
 @backends
 def test_cover_and_closure_days_through_the_api(web_on: Any) -> None:
     """Cover: set by an IRO manager for an IRO, listed, refused for oneself or overlapping
