@@ -267,7 +267,7 @@ class ModelCache:
         import pickle
 
         try:
-            from .db import private_folder
+            from notifications.transports import private_folder
 
             private_folder(self.folder)  # trained on the council's own confirmed alerts too
             data = pickle.dumps(model)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
+from notifications.transports import private_folder
+
 from .errors import ConfigError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -32,18 +33,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # memory, so runs and pages cost the same at a million alerts as at ten thousand.
     cur.execute("PRAGMA cache_size=-65536")
     cur.close()
-
-
-def private_folder(folder: Path) -> None:
-    """Create `folder` and its missing parents (./var) for this user alone (0700): the database
-    and the mail hold records of children. Folders that exist keep their modes."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for each in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            each.mkdir(mode=0o700)
 
 
 def private_file(path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 
-from .db import private_folder
+from notifications.transports import private_folder
+
 from .errors import BadValue
 from .settings import Settings
 

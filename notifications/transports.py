@@ -21,6 +21,19 @@ from pathlib import Path
 from typing import Protocol
 
 
+def private_folder(folder: Path) -> None:
+    """Create `folder` and its missing parents for this user alone (0700): the mail, the
+    database and drp's other files hold records of children (drp.db and drp.keys use this
+    too). Folders that exist keep their modes."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            each.mkdir(mode=0o700)
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """One e-mail, as the outbox hands it over."""
@@ -126,7 +139,7 @@ class FileTransport:
         tmp = self.folder / (f".{path.stem}.{os.getpid()}.{threading.get_ident()}"
                              f".{uuid.uuid4().hex}.tmp")
         try:
-            self._private_folder()
+            private_folder(self.folder)
             # The message is for its recipient alone: 0600 in a 0700 folder (os.replace
             # keeps the mode).
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -138,17 +151,6 @@ class FileTransport:
                 tmp.unlink()
             raise TransientError(f"cannot write to {self.folder}: {exc.strerror or exc}"
                                  ) from None
-
-    def _private_folder(self) -> None:
-        """The folder and its missing parents, for this user alone (0700); folders that exist
-        keep their modes."""
-        missing, folder = [], self.folder
-        while not folder.exists():
-            missing.append(folder)
-            folder = folder.parent
-        for each in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                each.mkdir(mode=0o700)
 
     def close(self) -> None:
         pass
