@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast test-quick lint bench clean
+.PHONY: install run test test-fast test-quick lint bench clean assets
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ run: install
 	$(BIN)/drp alert list --as irom.khan
 	@echo
 	DRP_BASE_URL=$${DRP_BASE_URL:-http://$(HOST):$(PORT)} $(BIN)/drp serve --host $(HOST) --port $(PORT)
+
+# GOV.UK Frontend's compiled CSS and JS, vendored into drp/web/static/govuk (committed: the app
+# needs no Node). For maintainers, when the pinned version changes (drp/web/assets/build.sh,
+# matched to govuk-frontend-jinja in pyproject.toml); needs npm.
+assets:
+	bash drp/web/assets/build.sh
 
 lint: install
 	$(BIN)/ruff check drp notifications flows tests

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import jinja2
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -66,9 +67,34 @@ def security_headers(response: Response) -> None:
     response.headers.setdefault("Cache-Control", "no-store")
 
 
+def error_links(errors: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """The error summary's list (GOV.UK Frontend's errorList): each message linking to its
+    field by id."""
+    return [{"text": message, "href": f"#{field}"} for field, message in errors]
+
+
+@jinja2.pass_context
+def field_error(ctx: jinja2.runtime.Context, field: str) -> dict[str, str] | None:
+    """A field's error message for a GOV.UK component's `errorMessage`, from the page's
+    `errors` (or its single `error` and `error_field`): None when the field has none."""
+    errors = ctx.get("errors") or ([(ctx.get("error_field"), ctx.get("error"))]
+                                   if ctx.get("error") else [])
+    for name, message in errors:
+        if name == field:
+            return {"text": message}
+    return None
+
+
 def make_templates(rt: Runtime) -> Jinja2Templates:
     settings = rt.settings
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    # drp's own templates, and GOV.UK Frontend's components (govuk-frontend-jinja) under the
+    # prefix its macros import each other by.
+    loader = jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader(str(HERE / "templates")),
+        jinja2.PrefixLoader({"govuk_frontend_jinja": jinja2.PackageLoader("govuk_frontend_jinja")}),
+    ])
+    templates = Jinja2Templates(env=jinja2.Environment(
+        loader=loader, autoescape=True, extensions=["jinja2.ext.do"]))
 
     def day(d: date | None) -> str:
         return f"{d.day} {d:%B %Y}" if d else "-"
@@ -82,6 +108,8 @@ def make_templates(rt: Runtime) -> Jinja2Templates:
 
     templates.env.filters["date"] = day
     templates.env.filters["when"] = when
+    templates.env.filters["error_links"] = error_links
+    templates.env.globals["field_error"] = field_error
     templates.env.filters["intersects"] = lambda roles, names: bool(set(roles) & set(names))
     templates.env.globals["theme_title"] = rt.taxonomy.title
     templates.env.globals["council_name"] = lambda: council_name(rt.engine)
