@@ -44,7 +44,7 @@ from .deps import (
     to_sign_in,
     web_context,
 )
-from .routes import admin, alert, alerts, api, children, reports, signin, sso
+from .routes import admin, alert, alerts, api, children, raising, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent
 NOT_YOURS = "There is no such page, or it is not one you can see."
@@ -157,8 +157,8 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.middleware("http")(_headers_for(https=context.secure_cookies))  # (outside: on a 413 too)
     _handle_errors(app)
-    for router in (signin.router, alerts.router, alert.router, reports.router, admin.router,
-                   api.router):
+    for router in (signin.router, raising.router, alerts.router, alert.router, reports.router,
+                   admin.router, api.router):
         app.include_router(router)
     app.include_router(children.router)
     if settings.oidc_metadata_url:

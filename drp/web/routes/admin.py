@@ -32,7 +32,7 @@ from ..deps import (
     UnitOfWork,
     Work,
 )
-from .alerts import field_of, once_only, optional_date
+from ..forms import field_of, once_only, optional_date
 
 router = APIRouter(include_in_schema=False)
 

@@ -33,7 +33,7 @@ from ..deps import (
     back_to_form,
     kept_form,
 )
-from .alerts import field_of, on_the_page, once_only, optional_date
+from ..forms import field_of, on_the_page, once_only, optional_date
 
 router = APIRouter(include_in_schema=False)
 
