@@ -348,3 +348,4 @@ def _leaving_ends_credentials(person: Person, value: bool, old: object, _initiat
 
 # Its home is drp/idempotency.py (imported here so the schema knows every table).
 from .idempotency import IdempotencyKey as IdempotencyKey  # noqa: E402
+from .resetlinks import PasswordReset as PasswordReset  # noqa: E402  (its home: resetlinks.py)

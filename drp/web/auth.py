@@ -17,7 +17,9 @@ over a sliding period (L = DRP_LOGIN_LOCKOUT_MINUTES, N = DRP_LOGIN_MAX_FAILURES
   attack): DRP_LOGIN_ACCOUNT_MAX_FAILURES a day. The person's own addresses are not held by
   it, so nobody elsewhere can lock them out.
 
-`drp user unlock USERNAME` clears a username's strikes (a new password does not)."""
+`drp user unlock USERNAME` (or the administration page) clears a username's strikes; a new
+password set by `drp user password` does not, one set through a reset link does
+(drp.web.resets: the person has shown they hold the e-mail address)."""
 
 from __future__ import annotations
 
@@ -88,11 +90,12 @@ async def check_password(attempt: Attempt, password: str) -> bool:
 
 
 def _audit(session: Session, origin: Origin | None, action: str, detail: str,
-           now: datetime) -> None:
+           now: datetime, actor: str = "system") -> None:
     """One audit row for a credential issued, revoked or cleared (never the secret); the
-    command line's origin names the operating-system user who did it."""
+    command line's origin names the operating-system user who did it, a page's the person
+    signed in (`actor`)."""
     via = f" ({origin.via})" if origin is not None and origin.via else ""
-    record(session, origin, at=now, actor="system", action=action, detail=detail + via)
+    record(session, origin, at=now, actor=actor, action=action, detail=detail + via)
 
 
 def _person(session: Session, username: str) -> Person:
@@ -110,21 +113,41 @@ def set_password(engine: Engine, username: str, password: str,
     now = now or datetime.now(UTC)
     with Session(engine) as s:
         person = _person(s, username)
-        person.password_hash = hashed
-        person.credential_epoch = (person.credential_epoch or 0) + 1
-        s.add(person)
-        s.execute(update(WebSession).where(col(WebSession.person_id) == person.id,
-                                           col(WebSession.revoked_at).is_(None))
-                  .values(revoked_at=now))
-        revoked = s.execute(update(ApiToken).where(col(ApiToken.person_id) == person.id,
-                                                   col(ApiToken.revoked_at).is_(None))
-                            .values(revoked_at=now))
-        count = int(getattr(revoked, "rowcount", 0) or 0)
+        count = new_password(s, person, hashed, now)
         _audit(s, origin, "password_set",
                f"password set for {username}; sessions ended, {count} API token(s) revoked",
                now)
         s.commit()
     return count
+
+
+def new_password(s: Session, person: Person, hashed: str, now: datetime) -> int:
+    """In the caller's transaction: the person's new password hash; their credential epoch
+    moves on and every session and API token of theirs is revoked (how many tokens)."""
+    person.password_hash = hashed
+    person.credential_epoch = (person.credential_epoch or 0) + 1
+    s.add(person)
+    s.execute(update(WebSession).where(col(WebSession.person_id) == person.id,
+                                       col(WebSession.revoked_at).is_(None))
+              .values(revoked_at=now))
+    revoked = s.execute(update(ApiToken).where(col(ApiToken.person_id) == person.id,
+                                               col(ApiToken.revoked_at).is_(None))
+                        .values(revoked_at=now))
+    return int(getattr(revoked, "rowcount", 0) or 0)
+
+
+async def hash_off_loop(password: str) -> str:
+    """keys.hash_password (its rules, argon2) on the password threads, as sign-in's check."""
+    return await asyncio.wrap_future(_checks.submit(hash_password, password))
+
+
+def clear_strikes(s: Session, username: str) -> int:
+    """In the caller's transaction: a username's failed sign-ins, from every address, no
+    longer count (how many there were)."""
+    done = s.execute(update(LoginAttempt).where(
+        col(LoginAttempt.username) == username, col(LoginAttempt.strike).is_(True))
+        .values(strike=False))
+    return int(getattr(done, "rowcount", 0) or 0)
 
 
 def _digest(token: str) -> str:
@@ -278,20 +301,21 @@ class Auth:
         assert person_id is not None
         return self.start_session(person_id, now)
 
-    def unlock(self, username: str, now: datetime, origin: Origin | None = None) -> int:
-        """Clear a username's strikes (from every address): how many there were."""
+    def unlock(self, username: str, now: datetime, origin: Origin | None = None,
+               by: str = "system") -> int:
+        """Clear a username's strikes (from every address): how many there were. `by`: the
+        administrator, when a page asks (the command line's origin names its user)."""
         with Session(self.engine) as s:
             _person(s, username)
-            done = s.execute(update(LoginAttempt).where(
-                col(LoginAttempt.username) == username, col(LoginAttempt.strike).is_(True))
-                .values(strike=False))
-            cleared = int(getattr(done, "rowcount", 0) or 0)
+            cleared = clear_strikes(s, username)
             _audit(s, origin, "unlocked",
-                   f"sign-in unlocked for {username}; {cleared} failed attempt(s) cleared", now)
+                   f"sign-in unlocked for {username}; {cleared} failed attempt(s) cleared", now,
+                   by)
             s.commit()
         return cleared
 
-    def unlock_client(self, client: str, now: datetime, origin: Origin | None = None) -> int:
+    def unlock_client(self, client: str, now: datetime, origin: Origin | None = None,
+                      by: str = "system") -> int:
         """Clear the strikes from one address (every username tried from it): how many."""
         client = client.strip()[:64]
         if not client:
@@ -303,7 +327,7 @@ class Auth:
             cleared = int(getattr(done, "rowcount", 0) or 0)
             _audit(s, origin, "unlocked",
                    f"sign-in unlocked for address {client}; {cleared} failed attempt(s)"
-                   " cleared", now)
+                   " cleared", now, by)
             s.commit()
         return cleared
 
