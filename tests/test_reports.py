@@ -102,12 +102,23 @@ def test_the_quarters_figures_match_the_hand_count(run: Run, org: Engine,
     assert r["automatic_escalations"] == 0
     assert r["actions"] == {"due": 1, "done_on_time": 0, "done_on_time_pct": 0.0}
     assert r["referred_to_director"] == 0 and r["referred_to_cafcass"] == 1
-    assert r["by_team"] == {"east-a": {"raised": 6, "resolved": 3, "outstanding_at_end": 3},
-                            "west-a": {"raised": 1, "resolved": 0, "outstanding_at_end": 1}}
-    assert r["by_service"] == {"east": {"raised": 6, "resolved": 3, "outstanding_at_end": 3},
-                               "west": {"raised": 1, "resolved": 0, "outstanding_at_end": 1}}
-    assert r["by_iro"] == {"iro.ada": {"raised": 5, "resolved": 3, "outstanding_at_end": 2},
-                           "iro.ben": {"raised": 2, "resolved": 0, "outstanding_at_end": 2}}
+    # Entered a formal stage: a1 (escalated), a3 and a7 (raised at stage 1) in east-a, a4
+    # (bypassed to stage 3) in west-a.
+    assert r["by_team"] == [
+        {"team": "east-a", "name": "East A", "service": "east", "service_name": "East Service",
+         "raised": 6, "entered_formal": 3, "resolved": 3, "outstanding_at_end": 3},
+        {"team": "west-a", "name": "West A", "service": "west", "service_name": "West Service",
+         "raised": 1, "entered_formal": 1, "resolved": 0, "outstanding_at_end": 1}]
+    assert r["by_service"] == [
+        {"service": "east", "name": "East Service", "raised": 6, "entered_formal": 3,
+         "resolved": 3, "outstanding_at_end": 3},
+        {"service": "west", "name": "West Service", "raised": 1, "entered_formal": 1,
+         "resolved": 0, "outstanding_at_end": 1}]
+    assert r["by_iro"] == [
+        {"iro": "iro.ada", "name": "Ada Iro", "raised": 5, "entered_formal": 3, "resolved": 3,
+         "outstanding_at_end": 2},
+        {"iro": "iro.ben", "name": "Ben Iro", "raised": 2, "entered_formal": 1, "resolved": 0,
+         "outstanding_at_end": 2}]
     assert r["previous"]["period"] == {"from": "2027-01-01", "to": "2027-03-31"}
     assert r["previous"]["raised"] == 1 and r["previous"]["outstanding_at_end"] == 1
     assert r["change"]["raised"] == 6
@@ -273,10 +284,13 @@ def test_events_before_migration_0007_use_the_childs_team_and_the_recomputed_clo
     # The referred alert is open at stage 2 (overdue: past its resolution due date, 5 May),
     # the informal one open and not overdue.
     assert (r["outstanding_at_end"], r["overdue_at_end"]) == (2, 1)
-    assert r["by_team"] == {"east-a": {"raised": 3, "resolved": 1, "outstanding_at_end": 1},
-                            "west-a": {"raised": 0, "resolved": 0, "outstanding_at_end": 1}}
-    assert r["by_service"]["west"] == {"raised": 0, "resolved": 0, "outstanding_at_end": 1}
-    assert r["by_iro"] == {"iro.ada": {"raised": 3, "resolved": 1, "outstanding_at_end": 2}}
+    counts = ("raised", "resolved", "outstanding_at_end")
+    assert {row["team"]: tuple(row[k] for k in counts) for row in r["by_team"]} == {
+        "east-a": (3, 1, 1), "west-a": (0, 0, 1)}
+    assert {row["service"]: tuple(row[k] for k in counts) for row in r["by_service"]} == {
+        "east": (3, 1, 1), "west": (0, 0, 1)}
+    assert {row["iro"]: tuple(row[k] for k in counts) for row in r["by_iro"]} == {
+        "iro.ada": (3, 1, 2)}
 
 
 @pytest.mark.parametrize(("start", "end", "expected"), [

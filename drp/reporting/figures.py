@@ -1,109 +1,58 @@
 """The dispute resolution figures a council publishes, for any period, from the event log.
 
-Every figure is computed by replaying each alert's events, so the state of any alert at any
-instant (its status, stage, clocks and holds) is known exactly. Definitions live beside each
-figure in DEFINITIONS; docs/reports.md prints them."""
+Every figure is computed by replaying each alert's events (replay.py), so the state of any
+alert at any instant (its status, stage, clocks and holds) is known exactly; detail.py adds
+the annual report's breakdowns. Definitions live in definitions.py; docs/reports.md prints
+them."""
 
 from __future__ import annotations
 
 import calendar as month_calendar
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from ..calendar import WorkingCalendar
 from ..ladder import due
 from ..ladder.protocol import GOOD_PRACTICE, Protocol, Role
-from ..models import Action, Alert, Child, Event, Person, Service, Team
+from ..models import Action, Event
 from ..themes import Taxonomy
+from . import detail
+from .definitions import DEFINITIONS
+from .replay import (
+    CAFCASS_RESPONSE,
+    CLOSING,
+    ENTERING,
+    REFERRED,
+    History,
+    Names,
+    buckets,
+    load,
+    local,
+    names_of,
+    pct,
+    percentile,
+    state_at,
+)
 
-CLOSING = {"resolved": "resolved", "withdrawn": "withdrawn"}
-ENTERING = ("raised", "escalated", "auto_escalated")
-# A referral to Cafcass runs alongside the local process: an event, not an outcome (events
-# written before migration 0007 name the Cafcass key as their stage; the stage is unchanged).
-REFERRED = "referred"
-CAFCASS_RESPONSE = "cafcass_response"
+__all__ = [
+    "COMPARE",
+    "DEFINITIONS",
+    "History",
+    "figures",
+    "previous_period",
+    "report",
+    "year_earlier",
+]
 
-DEFINITIONS: dict[str, str] = {
-    "raised": "Concerns raised in the period (the date of raising, in local time, falls in"
-              " it); good-practice records are counted apart, in good_practice.",
-    "reached": "For each stage of the protocol in force, the alerts that entered it in the"
-               " period (raising at a stage, escalating or bypassing to it; reopening does"
-               " not count), and for cafcass the referrals to Cafcass made in the period.",
-    "reached_monthly_average": "reached divided by the number of months in the period.",
-    "closed": "Alerts whose last outcome in the period was resolved or withdrawn, whenever"
-              " they were raised (a referral to Cafcass is not an outcome: the alert stays"
-              " open).",
-    "resolved_by_stage": "Of the alerts resolved in the period, the stage at which they were"
-                         " resolved (likewise withdrawn_by_stage; referred_from_stage: the"
-                         " stage each alert was at when referred to Cafcass in the period).",
-    "resolved_informally_or_first_formal_pct": "Of those resolved, the share resolved at"
-                                               " the first stage or the first formal stage.",
-    "resolved_within_timescale_pct": "Of those resolved, the share resolved on or before"
-                                     " their resolution due date: the formal clock's (20"
-                                     " working days from the day the alert first entered a"
-                                     " formal stage, moved on by holds and agreed"
-                                     " extensions), or for an alert resolved informally its"
-                                     " informal due date.",
-    "resolved_within_stage_timescale_pct": "Of those resolved, the share resolved on or"
-                                           " before the due date of the stage at which they"
-                                           " were resolved (extensions included).",
-    "working_days_to_resolution": "Median and 90th percentile of the working days from"
-                                  " raising to resolution, working days on hold excluded.",
-    "automatic_escalations": "Escalations drp made because a stage's response was late.",
-    "outstanding_at_end": "Alerts open at the end of the period's last day.",
-    "overdue_at_end": "Of those, the ones past a due date at that moment: the stage's"
-                      " response due date (when no response had been recorded) or, once the"
-                      " formal clock has started, the resolution due date; alerts on hold are"
-                      " not overdue.",
-    "themes": "Alerts raised in the period by theme, with shares of all raised; the main"
-              " theme is the most common one. themes_not_set: those raised with no theme.",
-    "by_team": "For each team (by_service for each service, by_iro for each IRO): alerts"
-               " raised, resolved and outstanding at the end, each under the team and IRO the"
-               " child had at that event (the raising, the resolution, the last event before"
-               " the end), or the child's current ones for events written before migration"
-               " 0007.",
-    "actions": "Agreed actions due in the period: how many, how many done on or before their"
-               " due date, and the share.",
-    "referred_to_director": "Alerts that reached the stage at which the director of"
-                            " children's services is responsible, in the period.",
-    "referred_to_cafcass": "Referrals to Cafcass made in the period (as cafcass.referred).",
-    "cafcass": "referred: referrals to Cafcass made in the period; responses: Cafcass's"
-               " responses recorded in the period by response (the last one recorded for"
-               " each referral).",
-    "good_practice": "Good-practice records made in the period (no figure about concerns"
-                     " counts them); good_practice_by_team: the same by the team at the time.",
-    "previous": "The same figures for the period of equal length just before (a period of"
-                " whole calendar months is shifted back by that many months).",
-}
-
-
-@dataclass
-class History:
-    """An alert and its events. `team`, `service` and `iro`: the child's now, for events
-    written before migration 0007 (which carry no team or IRO of their own)."""
-
-    alert: Alert
-    team: str
-    service: str
-    events: list[Event] = field(default_factory=list)
-    iro: str = ""
-
-    def team_at(self, e: Event) -> str:
-        return e.team or self.team
-
-    def iro_at(self, e: Event) -> str:
-        return e.iro or self.iro
-
-
-def _local(instant: datetime, tz: ZoneInfo) -> date:
-    return instant.astimezone(tz).date()
+# What a report is compared with: the period just before, the same dates a year earlier,
+# both, or nothing.
+COMPARE = ("previous", "last-year", "both", "none")
 
 
 def previous_period(start: date, end: date) -> tuple[date, date]:
@@ -120,112 +69,33 @@ def previous_period(start: date, end: date) -> tuple[date, date]:
     return start - length, start - timedelta(days=1)
 
 
+def year_earlier(start: date, end: date) -> tuple[date, date]:
+    """The same dates a year earlier: 29 February becomes 28 February, and a period ending on
+    a month's last day ends on that month's last day (February 2024 against February 2023)."""
+    def back(day: date, month_end: bool) -> date:
+        last = month_calendar.monthrange(day.year - 1, day.month)[1]
+        return date(day.year - 1, day.month, last if month_end else min(day.day, last))
+
+    ends_month = end.day == month_calendar.monthrange(end.year, end.month)[1]
+    return back(start, False), back(end, ends_month)
+
+
 def months_in(start: date, end: date) -> float:
     return round(((end - start).days + 1) / (365.25 / 12), 2)
 
 
-def load(session: Session, until: datetime) -> list[History]:
-    rows = session.exec(
-        select(Alert, Team.key, Service.key, Person.username)
-        .join(Child, col(Child.id) == Alert.child_id)
-        .join(Team, col(Team.id) == Child.team_id)
-        .join(Service, col(Service.id) == Team.service_id)
-        .join(Person, col(Person.id) == Child.iro_id)
-        .where(col(Alert.raised_at) < until).order_by(col(Alert.id))).all()
-    histories = {a.id: History(a, team, service, iro=iro) for a, team, service, iro in rows}
-    events = session.exec(select(Event).where(col(Event.at) < until)
-                          .order_by(col(Event.alert_id), col(Event.seq))).all()
-    for e in events:
-        if e.alert_id in histories:
-            histories[e.alert_id].events.append(e)
-    return list(histories.values())
-
-
-def services_of_teams(session: Session) -> dict[str, str]:
-    """Each team's service (key to key), for figures by service from events' teams."""
-    return dict(session.exec(select(Team.key, Service.key)
-                             .join(Service, col(Service.id) == Team.service_id)).all())
-
-
-def _migrated_clock(alert: Alert, at: datetime) -> date | None:
-    """The formal clock for events written before migration 0007, whose data carry the old
-    clock (from raising): the alert's own, recomputed by the migration, once it had begun."""
-    started = alert.formal_since is not None and alert.formal_since <= at.date()
-    return alert.resolution_due if started else None
-
-
-@dataclass
-class Snapshot:
-    status: str
-    stage: str
-    stage_due: date | None
-    resolution_due: date | None
-    on_hold: bool
-    responded: bool
-
-
-def state_at(h: History, when: datetime) -> Snapshot | None:
-    """An alert as it stood at an instant (None when not yet raised)."""
-    snap: Snapshot | None = None
-    snapshots = False
-    for e in h.events:
-        if e.at >= when:
-            break
-        data = e.data or {}
-        if snap is None:
-            snap = Snapshot("open", e.to_stage or "", None, None, False, False)
-        if e.kind in CLOSING:
-            snap.status = CLOSING[e.kind]
-        elif e.kind == "reopened":
-            snap.status = "open"
-        if e.to_stage and e.kind != REFERRED:
-            if e.kind in ("escalated", "auto_escalated", "reopened", "raised"):
-                snap.responded = False
-            snap.stage = e.to_stage
-        if e.kind == "responded":
-            snap.responded = True
-        if "stage_due" in data:
-            snapshots = True
-            snap.stage_due = date.fromisoformat(data["stage_due"]) if data["stage_due"] else None
-        if "resolution_due" in data:
-            snap.resolution_due = (_migrated_clock(h.alert, e.at) if e.team is None
-                                   else date.fromisoformat(data["resolution_due"])
-                                   if data["resolution_due"] else None)
-        if "on_hold" in data:
-            snap.on_hold = bool(data["on_hold"])
-        elif e.kind in ("held", "resumed"):
-            snap.on_hold = e.kind == "held"
-    if snap is not None and not snapshots:  # events written before clocks were kept in them
-        snap.stage_due, snap.resolution_due = h.alert.stage_due, h.alert.resolution_due
-    return snap
-
-
-def _pct(part: int, whole: int) -> float | None:
-    return round(100.0 * part / whole, 1) if whole else None
-
-
-def _percentile(values: list[int], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 1)
-
-
-def _buckets(days: list[int]) -> dict[str, int]:
-    edges = [(0, 5), (6, 10), (11, 15), (16, 20), (21, 30), (31, 10**6)]
-    return {(f"{lo}-{hi}" if hi < 10**6 else f"{lo}+"): sum(1 for d in days if lo <= d <= hi)
-            for lo, hi in edges}
-
-
 def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalendar,
             taxonomy: Taxonomy, tz: ZoneInfo, start: date, end: date,
-            actions: list[Action], services: dict[str, str] | None = None) -> dict[str, Any]:
-    """The figures for one period. `services`: each team's service (`services_of_teams`);
-    without it, by_service uses the child's current service throughout."""
-    begin = datetime.combine(start, time.min, tzinfo=tz).astimezone(UTC)
-    finish = datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+            actions: list[Action], services: dict[str, str] | None = None,
+            names: Names | None = None) -> dict[str, Any]:
+    """The figures for one period. `services`: each team's service (`services_of_teams`;
+    taken from `names` when given); without either, by_service uses the child's current
+    service throughout. `names`: today's names for the keys (`names_of`)."""
+    names = names or Names()
+    if services is None and names.teams:
+        services = {k: s for k, (_, s) in names.teams.items()}
+    period = detail.Period(protocol, calendar, tz, start, end)
+    begin, finish = period.begin, period.finish
     cafcass = protocol.cafcass.key
     stages = [*protocol.keys, cafcass]
     formal = [s.key for s in protocol.stages if s.formal]
@@ -259,7 +129,7 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
                     and stage is not None and stage not in entered:
                 entered.add(stage)
                 reached[stage] += 1
-                month = _local(e.at, tz).strftime("%Y-%m")
+                month = local(e.at, tz).strftime("%Y-%m")
                 monthly.setdefault(month, Counter())[stage] += 1
             if e.kind == "raised":
                 raising.append((h, e))
@@ -291,38 +161,41 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
                 else h.alert.resolution_due)
 
     resolved = closed["resolved"]
-    within = within_stage = 0
-    days: list[int] = []
+    resolutions: list[detail.Resolution] = []
+    within_stage = 0
     for h, e in resolved:
         data = e.data or {}
-        day = _local(e.at, tz)
+        day = local(e.at, tz)
         stage_due = data.get("stage_due")
         resolution_due = measured_against(h, e)
-        within += resolution_due is not None and due.on_time(day, resolution_due)
         within_stage += stage_due is not None and due.on_time(day, date.fromisoformat(stage_due))
         held = sum(int((x.data or {}).get("held_working_days", 0)) for x in h.events
                    if x.kind == "resumed" and x.at <= e.at)
-        days.append(max(0, calendar.between(_local(h.alert.raised_at, tz), day) - held))
+        resolutions.append(detail.Resolution(
+            h, e, resolution_due is not None and due.on_time(day, resolution_due),
+            max(0, calendar.between(local(h.alert.raised_at, tz), day) - held)))
+    days = [r.working_days for r in resolutions]
 
     def by_stage(items: list[tuple[History, Event]]) -> dict[str, int]:
         counts = Counter(e.from_stage or "" for _, e in items)
         return {s: counts[s] for s in stages if counts[s]}
 
-    outstanding = overdue = 0
-    open_at_end: list[tuple[History, Event]] = []  # with the last event before the end
+    opened: list[detail.Open] = []
     for h in histories:
         snap = state_at(h, finish)
         if snap is None or snap.status != "open":
             continue
-        outstanding += 1
-        open_at_end.append((h, [e for e in h.events if e.at < finish][-1]))
-        overdue += due.is_overdue(open_=True, on_hold=snap.on_hold, stage_due=snap.stage_due,
-                                  responded=snap.responded,
-                                  resolution_due=snap.resolution_due, today=end)
+        opened.append(detail.Open(h, [e for e in h.events if e.at < finish][-1], snap,
+                                  due.is_overdue(open_=True, on_hold=snap.on_hold,
+                                                 stage_due=snap.stage_due,
+                                                 responded=snap.responded,
+                                                 resolution_due=snap.resolution_due,
+                                                 today=end)))
 
     theme_counts = Counter(h.alert.theme for h in raised if h.alert.theme)
-    themes = {k: {"count": v, "share_pct": _pct(v, len(raised)), "title": taxonomy.title(k)}
+    themes = {k: {"count": v, "share_pct": pct(v, len(raised)), "title": taxonomy.title(k)}
               for k, v in theme_counts.most_common()}
+    entries = detail.formal_entries(period, histories)
 
     # By team, service and IRO: each event under the team and IRO the child had at that time.
     def service_at(h: History, e: Event) -> str:
@@ -331,82 +204,122 @@ def figures(histories: list[History], protocol: Protocol, calendar: WorkingCalen
 
     def grouped(key: Callable[[History, Event], str]) -> dict[str, dict[str, int]]:
         out: dict[str, Counter[str]] = {}
-        for figure, items in (("raised", raising), ("resolved", resolved),
-                              ("outstanding_at_end", open_at_end)):
+        for figure, items in (("raised", raising), ("entered_formal", entries),
+                              ("resolved", [(r.history, r.event) for r in resolutions]),
+                              ("outstanding_at_end", [(o.history, o.last) for o in opened])):
             for h, e in items:
                 if figure != "raised" or begin <= h.alert.raised_at < finish:
                     out.setdefault(key(h, e), Counter())[figure] += 1
-        return {k: {m: v.get(m, 0) for m in ("raised", "resolved", "outstanding_at_end")}
+        return {k: {m: v.get(m, 0) for m in ("raised", "entered_formal", "resolved",
+                                             "outstanding_at_end")}
                 for k, v in sorted(out.items())}
 
     good_by_team = Counter(h.team_at(h.events[0]) if h.events else h.team for h in good)
     due_actions = [a for a in actions if start <= a.due <= end]
     on_time = sum(1 for a in due_actions
-                  if a.done_at is not None and due.on_time(_local(a.done_at, tz), a.due))
+                  if a.done_at is not None and due.on_time(local(a.done_at, tz), a.due))
     months = months_in(start, end)
     main = next((k for k, _ in theme_counts.most_common()), None)
+    raised_events = [(h, e) for h, e in raising if begin <= h.alert.raised_at < finish]
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "raised": len(raised),
+        "raised_monthly_average": round(len(raised) / months, 1) if months else None,
         "reached": reached,
         "reached_monthly_average": {s: round(v / months, 1) if months else None
                                     for s, v in reached.items()},
         "closed": {k: len(v) for k, v in closed.items()},
         "resolved_by_stage": by_stage(resolved),
+        "resolved_at_stage_pct": detail.resolved_at_stage_pct(protocol, resolutions),
         "withdrawn_by_stage": by_stage(closed["withdrawn"]),
         "referred_from_stage": by_stage(referrals),
-        "resolved_informally_or_first_formal_pct": _pct(
+        "resolved_informally_or_first_formal_pct": pct(
             sum(1 for _, e in resolved if e.from_stage in early), len(resolved)),
-        "resolved_within_timescale_pct": _pct(within, len(resolved)),
-        "resolved_within_stage_timescale_pct": _pct(within_stage, len(resolved)),
+        "resolved_within_timescale_pct": pct(sum(r.on_time for r in resolutions),
+                                             len(resolved)),
+        "resolved_within_stage_timescale_pct": pct(within_stage, len(resolved)),
+        **detail.formal_and_informal(period, raised, entries, resolutions,
+                                     closed["withdrawn"], opened),
         "working_days_to_resolution": {"median": median(days) if days else None,
-                                       "p90": _percentile(days, 0.9),
-                                       "distribution": _buckets(days)},
+                                       "p90": percentile(days, 0.9),
+                                       "distribution": buckets(days)},
+        "working_days_to_resolve": detail.to_resolve(protocol, resolutions),
+        "response_times": detail.response_times(period, histories),
         "automatic_escalations": auto,
-        "outstanding_at_end": outstanding,
-        "overdue_at_end": overdue,
+        "outstanding_at_end": len(opened),
+        "overdue_at_end": sum(o.overdue for o in opened),
         "themes": {k: v["count"] for k, v in themes.items()},
         "themes_not_set": sum(1 for h in raised if not h.alert.theme),
         "theme_shares": themes,
         "main_theme": main,
-        "by_team": grouped(History.team_at),
-        "by_service": grouped(service_at),
-        "by_iro": grouped(History.iro_at),
+        "team_themes": detail.team_themes(raised_events, names),
+        "by_team": detail.team_rows(grouped(History.team_at), names),
+        "by_service": detail.service_rows(grouped(service_at), names),
+        "by_iro": detail.iro_rows(grouped(History.iro_at), names),
+        "by_month": detail.by_month(period, raised, entries, resolutions, closed["withdrawn"]),
+        **detail.children(raised),
+        "holds": detail.holds(period, histories),
         "actions": {"due": len(due_actions), "done_on_time": on_time,
-                    "done_on_time_pct": _pct(on_time, len(due_actions))},
+                    "done_on_time_pct": pct(on_time, len(due_actions))},
         "referred_to_director": sum(reached[s] for s in director_stages),
         "referred_to_cafcass": reached[cafcass],
         "cafcass": {"referred": reached[cafcass], "responses": dict(sorted(responses.items()))},
         "good_practice": len(good),
         "good_practice_by_team": dict(sorted(good_by_team.items())),
+        "outcomes": detail.outcomes(period, histories, resolutions, closed["withdrawn"], opened),
         "monthly": {m: {s: c.get(s, 0) for s in stages} for m, c in sorted(monthly.items())},
     }
 
 
+# The counts whose change from the compared period the report shows.
+CHANGED = ("raised", "automatic_escalations", "outstanding_at_end", "overdue_at_end",
+           "referred_to_director", "referred_to_cafcass", "good_practice", "children",
+           "repeat_children")
+
+
+def change(current: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """This period minus another, for the main counts, `reached` and `formal`'s counts."""
+    out: dict[str, Any] = {k: current[k] - before[k] for k in CHANGED}
+    out["reached"] = {s: current["reached"][s] - before["reached"][s]
+                      for s in current["reached"]}
+    out["formal"] = {k: current["formal"][k] - before["formal"][k]
+                     for k in ("entered", "resolved", "withdrawn", "outstanding_at_end")}
+    return out
+
+
 def report(session: Session, protocol: Protocol, calendar: WorkingCalendar,
-           taxonomy: Taxonomy, tz: ZoneInfo, start: date, end: date) -> dict[str, Any]:
-    """The figures for the period, the previous period beside them, and the change."""
+           taxonomy: Taxonomy, tz: ZoneInfo, start: date, end: date,
+           compare: str = "previous") -> dict[str, Any]:
+    """The figures for the period with, unless `compare` is "none", the previous period and
+    the same dates a year earlier beside them (`previous`, `previous_year`) and the changes
+    (`change`, `change_year`). `compare` records which one the tables show."""
     from ..errors import BadValue
 
     if end < start:
         raise BadValue(f"--to {end.isoformat()} is before --from {start.isoformat()}")
-    p_start, p_end = previous_period(start, end)
+    if compare not in COMPARE:
+        raise BadValue(f"--compare {compare!r} is not known; use {', '.join(COMPARE)}")
     until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
     histories = load(session, until)
     actions = list(session.exec(select(Action)).all())
-    services = services_of_teams(session)
-    current = figures(histories, protocol, calendar, taxonomy, tz, start, end, actions,
-                      services)
-    previous = figures(histories, protocol, calendar, taxonomy, tz, p_start, p_end, actions,
-                       services)
-    current["previous"] = previous
-    current["change"] = {
-        k: current[k] - previous[k] for k in
-        ("raised", "automatic_escalations", "outstanding_at_end", "overdue_at_end",
-         "referred_to_director", "referred_to_cafcass", "good_practice")}
-    current["change"]["reached"] = {s: current["reached"][s] - previous["reached"][s]
-                                    for s in current["reached"]}
+    names = names_of(session)
+
+    def compute(a: date, b: date) -> dict[str, Any]:
+        return figures(histories, protocol, calendar, taxonomy, tz, a, b, actions, None, names)
+
+    current = compute(start, end)
+    if compare != "none":
+        previous = compute(*previous_period(start, end))
+        last_year = compute(*year_earlier(start, end))
+        current["previous"], current["change"] = previous, change(current, previous)
+        current["previous_year"] = last_year
+        current["change_year"] = change(current, last_year)
+    current["compare"] = compare
     current["protocol"] = protocol.name
     current["taxonomy"] = taxonomy.name
+    current["stages"] = [{"key": s.key, "title": s.title, "formal": s.formal}
+                         for s in protocol.stages]
+    current["cafcass_title"] = protocol.cafcass.title
+    current["theme_titles"] = {t: taxonomy.title(t) for t in taxonomy.keys}
     current["definitions"] = DEFINITIONS
     return current

@@ -183,8 +183,8 @@ def to_html(r: dict[str, Any], council: str) -> str:
         body.append(f"<h2>{title}</h2><table><thead><tr><th scope='col'>{column}</th>"
                     "<th class='n' scope='col'>Raised</th><th class='n' scope='col'>Resolved"
                     "</th><th class='n' scope='col'>Outstanding at end</th></tr></thead><tbody>")
-        for name, v in r[key].items():
-            body.append(f"<tr><td>{e(name)}</td><td class='n'>{v['raised']}</td><td class='n'>"
+        for v in r[key]:
+            body.append(f"<tr><td>{e(v['name'])}</td><td class='n'>{v['raised']}</td><td class='n'>"
                         f"{v['resolved']}</td><td class='n'>{v['outstanding_at_end']}</td></tr>")
         body.append("</tbody></table>")
     body.append("<h2>Charts</h2>")
