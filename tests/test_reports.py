@@ -315,7 +315,7 @@ def test_the_report_from_the_command_line_in_every_format(cli: Any, tmp_path: An
         cli("report", "disputes", "--from", "2027-04-01", "--to", "2027-06-30", "--format", fmt,
             "--out", str(out))
         text = out.read_text()
-        assert "Alerts raised" in text
+        assert "Concerns raised" in text
     html = (tmp_path / "report.html").read_text()
     assert html.count("<svg") >= 3 and "<script" not in html
     assert "--to 2027-03-01 is before --from" in cli.refused(

@@ -321,5 +321,6 @@ def report(session: Session, protocol: Protocol, calendar: WorkingCalendar,
                          for s in protocol.stages]
     current["cafcass_title"] = protocol.cafcass.title
     current["theme_titles"] = {t: taxonomy.title(t) for t in taxonomy.keys}
+    current["team_names"] = {k: n for k, (n, _) in sorted(names.teams.items())}
     current["definitions"] = DEFINITIONS
     return current
