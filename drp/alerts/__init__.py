@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .casework import Casework
 from .closures import Closures
+from .figures import Figures
 from .inputs import ActionIn
 from .organisation import Organisation
 from .records import Records
@@ -26,6 +27,6 @@ from .system import SystemActions
 __all__ = ["ActionIn", "AlertService"]
 
 
-class AlertService(SystemActions, Casework, Organisation, Closures, Records):
+class AlertService(SystemActions, Casework, Organisation, Closures, Records, Figures):
     """Every use case, on one session: commands, system actions and queries. Each call is one
     unit of work in the caller's transaction."""

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...alerts import AlertService
+from ...alerts.figures import DUE_WEEK, current_due, month_of
 from ...runtime import Runtime
 from ...schemas import AlertView
 from ..deps import (
@@ -42,7 +43,12 @@ ACTION_COLUMNS = ["alert", "action", "text", "due", "overdue", "child", "team_na
 # -- the lists --------------------------------------------------------------------------------
 # Each list is one page and its CSV twin (the page's address + ".csv"), from the same rows:
 # what a CSV holds is what the screen shows, with the same filters.
-FILTER_KEYS = ("status", "team", "stage", "theme", "service")
+FILTER_KEYS = ("status", "team", "stage", "theme", "service", "raised", "kind")
+PAGE_SIZE = 50  # rows a page shows (the CSV holds them all)
+BASIC_FILTERS = ("status", "team", "stage", "theme", "service")
+STATUSES = [("", "Any"), ("open", "Open"), ("overdue", "Overdue"), (DUE_WEEK, "Due this week"),
+            ("on_hold", "On hold"), ("awaiting_iro", "Awaiting the IRO's decision"),
+            ("closed", "Closed")]
 WHY = {"response": "Response received: accept and resolve, or escalate",
        "overdue": "Overdue: escalate, extend or resolve",
        "hold_ending": "Hold ending: resume, or hold again"}
@@ -57,10 +63,12 @@ class WorkList:
     filters: bool = True
     actions: bool = False  # rows are (action, alert), not alerts
     sort: bool = True  # sorted here (the inbox keeps its own order)
+    figures: bool = True  # takes the figures' filters (due this week, raised in a month)
 
 
 def _alerts(mine: bool = False) -> Callable[[AlertService, str, dict[str, Any]], list[Any]]:
-    return lambda svc, who, f: svc.list_alerts(who, mine=mine, **f)
+    # (with the figures' filters: due this week, raised in a month, the kind)
+    return lambda svc, who, f: svc.alert_list(who, mine=mine, **f)
 
 
 LISTS: dict[str, WorkList] = {
@@ -70,17 +78,19 @@ LISTS: dict[str, WorkList] = {
     "/awaiting-decision": WorkList(
         "Awaiting my decision", "Your alerts waiting for you as the child's IRO: a response"
         " received, a stage overdue, or a hold ending within 5 working days.",
-        lambda svc, who, f: svc.awaiting_decision(who, **f)),
+        lambda svc, who, f: svc.awaiting_decision(who, **f), figures=False),
     "/inbox": WorkList(
         "Alerts awaiting your response", "Alerts at a stage where you are asked to respond,"
-        " oldest due first.", lambda svc, who, f: svc.inbox(who), filters=False, sort=False),
+        " oldest due first.", lambda svc, who, f: svc.inbox(who), filters=False, sort=False,
+        figures=False),
     "/responded": WorkList(
         "Responded, actions open", "Alerts you responded to whose agreed actions are not all"
         " done: open one to mark an action done.",
-        lambda svc, who, f: svc.responded_open(who, **f)),
+        lambda svc, who, f: svc.responded_open(who, **f), figures=False),
     "/my-actions": WorkList(
         "My actions", "Agreed actions you own that are not done yet, soonest due first.",
-        lambda svc, who, f: svc.my_actions(who, **f), actions=True, sort=False),
+        lambda svc, who, f: svc.my_actions(who, **f), actions=True, sort=False,
+        figures=False),
     "/outstanding": WorkList(
         "Outstanding alerts", "The open alerts of the services you can see, overdue first:"
         " the on-screen twin of the fortnightly digest.", _alerts(), default_status="open"),
@@ -91,18 +101,6 @@ LISTS: dict[str, WorkList] = {
 def _filters(request: Request) -> dict[str, str | None]:
     q = request.query_params
     return {k: (q.get(k) or None) for k in FILTER_KEYS}
-
-
-def current_due(v: AlertView) -> tuple[date | None, str]:
-    """The date a list shows for an open alert, and what it is: a held alert's hold end, an
-    answered stage's resolution due date (the IRO decides), else the stage's due date."""
-    if v.status != "open":
-        return None, "closed"
-    if v.on_hold:
-        return v.hold_until, "on_hold"
-    if v.stage_responded:
-        return v.resolution_due, "awaiting_iro"
-    return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
 
 
 STATE_WORDS = {"on_hold": "on hold", "awaiting_iro": "awaiting the IRO's decision",
@@ -130,7 +128,8 @@ def alert_of(row: Any) -> AlertView:
 def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
           ) -> tuple[list[Any], dict[str, str | None], dict[str, Any]]:
     """The list's rows as on screen (sorted, filtered), the filters, and what names them."""
-    f = _filters(request)
+    keys = FILTER_KEYS if spec.figures else BASIC_FILTERS
+    f = {k: v for k, v in _filters(request).items() if k in keys}
     f["status"] = f["status"] or spec.default_status
     asked = {k: v for k, v in f.items() if v} if spec.filters else {}
     with work() as svc:
@@ -144,18 +143,37 @@ def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
                      "dates": dates, "alert_of": alert_of}  # (a row's alert, for the page)
 
 
+def _page_number(request: Request, rows: int) -> tuple[int, int]:
+    """The page asked for (from 1; a page past the end shows the last) and how many."""
+    pages = max(1, -(-rows // PAGE_SIZE))
+    asked = request.query_params.get("page", "1")
+    number = int(asked) if asked.isdigit() and len(asked) < 7 else 1
+    return min(max(number, 1), pages), pages
+
+
 def _list_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
                page: PageRenderer) -> Response:
     path = request.url.path
     spec = LISTS[path]
     rows, f, named = _rows(spec, request, user, work)
     query = urlencode({k: v for k, v in f.items() if v})
-    return page("alerts.html", user, title=spec.title, intro=spec.intro, rows=rows,
+    number, pages = _page_number(request, len(rows))
+
+    def page_url(n: int) -> str:
+        return f"{path}?" + urlencode({**{k: v for k, v in f.items() if v}, "page": n})
+
+    return page("alerts.html", user, title=spec.title, intro=spec.intro, total=len(rows),
+                rows=rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE],
+                page_number=number, pages=pages, page_url=page_url,
                 filters=f, status_filter=f["status"], show_filters=spec.filters,
+                statuses=[s for s in STATUSES if spec.figures or s[0] != DUE_WEEK],
+                raised_month=month_of(f.get("raised")),
                 actions_list=spec.actions, why=WHY, path=path,
                 csv_url=f"{path}.csv" + (f"?{query}" if query else ""),
-                stages=[*rt.protocol.keys, rt.protocol.cafcass.key],
-                themes=rt.taxonomy.themes, current_due=current_due, state_of=state_of,
+                stages=[(k, rt.protocol.title(k))
+                        for k in [*rt.protocol.keys, rt.protocol.cafcass.key]],
+                themes=[(t.key, t.title) for t in rt.taxonomy.themes],
+                current_due=current_due, state_of=state_of,
                 **named)
 
 

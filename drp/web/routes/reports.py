@@ -1,17 +1,18 @@
-"""The dispute report: the published figures, on a page or as a download."""
+"""The dispute report (the published figures, on a page or as a download), and the figures
+at a glance: the start page of those who oversee the service."""
 
 from __future__ import annotations
 
 from datetime import date
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from ...clock import parse_date
 from ...reporting import render as report_render
 from ...reporting.figures import report
-from ..deps import ClockDep, Page, ReportReader, RuntimeDep, council_name
+from ..deps import ClockDep, CurrentUser, Page, ReportReader, RuntimeDep, Work, council_name
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,3 +56,13 @@ def dispute_report(request: Request, rt: RuntimeDep, clock: ClockDep, user: Repo
                         end=end, query=f"from={start.isoformat()}&to={end.isoformat()}")
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response
+
+
+@router.get("/figures", response_class=HTMLResponse)
+def figures(user: CurrentUser, work: Work, page: Page) -> Response:
+    """Open alerts by stage, overdue, due this week, on hold, working days open, raised this
+    month and last, over the alerts this person may see; each a link to the list of exactly
+    those alerts (/alerts with the same filters)."""
+    with work() as svc:
+        glance = svc.glance(user.username)
+    return page("home.html", user, title="Figures at a glance", glance=glance)

@@ -1,0 +1,162 @@
+"""The figures at a glance for those who oversee the service (heads of service, service
+managers, the IRO manager, the assistant director and the director), and the list filters
+that show exactly the alerts behind each figure.
+
+Each figure counts what the lists show, by the same rules: the access policy's
+`visible_alerts` (a head of service sees their services), `drp.ladder.due` for overdue (each
+view's `overdue`), `current_due` for the date a list shows and `Queries.list_dates` for the
+working days open. A few queries whatever the number of alerts; not audited (a count shows no
+record, as `work_counts`; the lists each figure links to are)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_
+from sqlmodel import col, select
+
+from ..errors import BadValue
+from ..ladder import access
+from ..models import Alert, Child
+from ..schemas import AlertView
+from .queries import Queries
+from .unit import known_id
+
+DUE_WEEK = "due_week"  # the status filter of the alerts due by the end of this week
+MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+
+def current_due(v: AlertView) -> tuple[date | None, str]:
+    """The date a list shows for an open alert, and what it is: a held alert's hold end, an
+    answered stage's resolution due date (the IRO decides), else the stage's due date."""
+    if v.status != "open":
+        return None, "closed"
+    if v.on_hold:
+        return v.hold_until, "on_hold"
+    if v.stage_responded:
+        return v.resolution_due, "awaiting_iro"
+    return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
+
+
+def due_by(v: AlertView, end: date) -> bool:
+    """Open, running (not on hold), not yet overdue, and its shown due date is by `end`."""
+    shown, state = current_due(v)
+    return state in ("open", "awaiting_iro") and not v.overdue and shown is not None \
+        and shown <= end
+
+
+def week_end(today: date) -> date:
+    """The Sunday ending today's week (Monday to Sunday)."""
+    return today + timedelta(days=6 - today.weekday())
+
+
+def month_of(text: str | None) -> date | None:
+    """The first day of the month written YYYY-MM, or None for none given."""
+    if not text:
+        return None
+    found = MONTH.fullmatch(text)
+    if found is None or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 2000:
+        raise BadValue("the month must be written like 2027-03", field="raised")
+    return date(int(found.group(1)), int(found.group(2)), 1)
+
+
+def next_month(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class StageCount:
+    key: str
+    title: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Glance:
+    """The figures, each with the list filters that show exactly its alerts."""
+    today: date
+    week_end: date
+    open: int
+    by_stage: list[StageCount]
+    referred: int  # open alerts referred to Cafcass (also counted at their stage)
+    cafcass: str  # the referral's key, the stage filter of the referred
+    overdue: int
+    due_this_week: int
+    on_hold: int
+    average_days_open: float | None  # working days, the open alerts raised to today
+    this_month: date  # its first day
+    last_month: date
+    raised_this_month: int
+    raised_last_month: int
+
+
+class Figures(Queries):
+    def _raised_in(self, first: date) -> ColumnElement[bool]:
+        """Raised in the council's month beginning `first` (its local midnights)."""
+        start = datetime.combine(first, time(0), tzinfo=self.tz)
+        end = datetime.combine(next_month(first), time(0), tzinfo=self.tz)
+        return and_(col(Alert.raised_at) >= start, col(Alert.raised_at) < end)
+
+    def alert_list(self, username: str, status: str | None = None, *, raised: str | None = None,
+                   kind: str | None = None, mine: bool = False, **filters: Any
+                   ) -> list[AlertView]:
+        """`list_alerts` with the figures' filters too: `status` may be DUE_WEEK (open,
+        running and due by Sunday), `raised` a month (YYYY-MM) and `kind` concern or
+        good_practice. Audited as a list with the alerts shown."""
+        if kind not in (None, "concern", "good_practice"):
+            raise BadValue("the kind must be concern or good_practice", field="kind")
+        first = month_of(raised)
+        clauses = []
+        if first is not None:
+            clauses.append(self._raised_in(first))
+        if kind is not None:
+            clauses.append(col(Alert.kind) == kind)
+        actor, rows = self._listing(username, "open" if status == DUE_WEEK else status,
+                                    where=and_(*clauses) if clauses else None, mine=mine,
+                                    **filters)
+        end = week_end(self.today)
+        out = [view for view, _alert, _line in rows
+               if status != DUE_WEEK or due_by(view, end)]
+        asked = {"status": status or "all", "raised": raised, "kind": kind,
+                 "mine": mine or None, **filters}
+        self._audit(actor, "list", None, ", ".join(f"{k}={v}" for k, v in asked.items() if v),
+                    [known_id(v.id) for v in out])
+        return out
+
+    def glance(self, username: str) -> Glance:
+        """The figures for this person, over the alerts they may see."""
+        actor, rows = self._listing(username, "open")
+        views = [view for view, _alert, _line in rows]
+        today = self.today
+        end = week_end(today)
+        stages: dict[str, int] = {}
+        for v in views:
+            stages[v.stage] = stages.get(v.stage, 0) + 1
+        order = [*self.protocol.keys, *sorted(set(stages) - set(self.protocol.keys))]
+        days = self.list_dates([v.id for v in views])
+        open_days = [d["days_open"] for d in days.values() if isinstance(d["days_open"], int)]
+        this_month = today.replace(day=1)
+        last_month = (this_month - timedelta(days=1)).replace(day=1)
+        counts = {first: 0 for first in (this_month, last_month)}
+        for at in self.s.exec(select(Alert.raised_at).join(
+                Child, col(Child.id) == Alert.child_id).where(
+                access.visible_alerts(actor), col(Alert.kind) == "concern",
+                col(Alert.raised_at) >= datetime.combine(last_month, time(0), tzinfo=self.tz),
+                col(Alert.raised_at) < datetime.combine(next_month(this_month), time(0),
+                                                        tzinfo=self.tz))):
+            counts[at.astimezone(self.tz).date().replace(day=1)] += 1
+        return Glance(
+            today=today, week_end=end, open=len(views),
+            by_stage=[StageCount(k, self.protocol.title(k), stages.get(k, 0)) for k in order],
+            referred=sum(1 for v in views if v.cafcass is not None),
+            cafcass=self.protocol.cafcass.key,
+            overdue=sum(1 for v in views if v.overdue),
+            due_this_week=sum(1 for v in views if due_by(v, end)),
+            on_hold=sum(1 for v in views if v.on_hold),
+            average_days_open=(round(sum(open_days) / len(open_days), 1) if open_days
+                               else None),
+            this_month=this_month, last_month=last_month,
+            raised_this_month=counts[this_month], raised_last_month=counts[last_month])
