@@ -37,7 +37,11 @@ class LinkNotUsable(DrpError):
     """A reset link that is unknown, used, expired or superseded: the person asks an
     administrator for a new one."""
 
-    http_status = 410
+    http_status = 410  # Gone: used or expired; an unknown link is 404
+
+    def __init__(self, message: str, status: int = 410) -> None:
+        super().__init__(message)
+        self.http_status = status
 
 
 UNKNOWN = ("This link is not one drp sent. Check that you copied the whole link from the"
@@ -56,50 +60,49 @@ class Sent:
     outbox_id: int | None
 
 
-def send_link(engine: Engine, renderer: Renderer, base_url: str, username: str, by: str,
+def send_link(s: Session, renderer: Renderer, base_url: str, username: str, by: str,
               now: datetime, origin: Origin | None = None) -> Sent:
-    """Issue a link for `username` and queue its e-mail, in one transaction with the audit
-    row; earlier links of theirs not yet used stop working. `by`: the administrator."""
+    """In the caller's transaction (a page's, with its form's one-time key): issue a link for
+    `username` and queue its e-mail, with the audit row; earlier links of theirs not yet
+    used stop working. `by`: the administrator."""
     token = secrets.token_urlsafe(32)
-    with Session(engine) as s:
-        person = s.exec(select(Person).where(Person.username == username)).first()
-        if person is None or person.id is None or not person.active:
-            raise BadValue("there is no such person in the organisation now", field="person")
-        if not person.email:
-            raise BadValue(f"{person.name} has no e-mail address; add one in the organisation"
-                           " file, then send the link", field="person")
-        s.execute(update(PasswordReset).where(
-            col(PasswordReset.person_id) == person.id, col(PasswordReset.used_at).is_(None),
-            col(PasswordReset.expires_at) > now).values(expires_at=now))
-        row = PasswordReset(token_hash=_digest(token), person_id=person.id, requested_by=by,
-                            created_at=now, expires_at=now + LIFETIME,
-                            epoch=person.credential_epoch)
-        s.add(row)
-        s.flush()
-        council = s.get(Council, 1)
-        hours = int(LIFETIME.total_seconds() // 3600)
-        context = {
-            "council": council.name if council else "drp",
-            "recipient": {"name": person.name, "part": "the person the link is for"},
-            "link": f"{base_url.rstrip('/')}/reset/{token}",
-            "link_text": "Set a new password", "valid_hours": hours,
-        }
-        queued = enqueue(s, key=f"{MESSAGE}:{row.id}", message=MESSAGE, alert_id=None,
-                         recipient=person.username, to_addr=person.email, now=now,
-                         rendered=renderer.render(MESSAGE, context))
-        record(s, origin, at=now, actor=by, action="reset_sent",
-               detail=f"password reset link {row.id} sent to {person.username}, works"
-                      f" once until {row.expires_at:%Y-%m-%d %H:%M} UTC")
-        s.commit()
-        return Sent(person.name, person.username, row.expires_at,
-                    queued.id if queued is not None else None)
+    person = s.exec(select(Person).where(Person.username == username)).first()
+    if person is None or person.id is None or not person.active:
+        raise BadValue("there is no such person in the organisation now", field="person")
+    if not person.email:
+        raise BadValue(f"{person.name} has no e-mail address; add one in the organisation"
+                       " file, then send the link", field="person")
+    s.execute(update(PasswordReset).where(
+        col(PasswordReset.person_id) == person.id, col(PasswordReset.used_at).is_(None),
+        col(PasswordReset.expires_at) > now).values(expires_at=now))
+    row = PasswordReset(token_hash=_digest(token), person_id=person.id, requested_by=by,
+                        created_at=now, expires_at=now + LIFETIME,
+                        epoch=person.credential_epoch)
+    s.add(row)
+    s.flush()
+    council = s.get(Council, 1)
+    context = {
+        "council": council.name if council else "drp",
+        "recipient": {"name": person.name, "part": "the person the link is for"},
+        "link": f"{base_url.rstrip('/')}/reset/{token}",
+        "link_text": "Set a new password", "valid_hours": int(LIFETIME.total_seconds() // 3600),
+    }
+    queued = enqueue(s, key=f"{MESSAGE}:{row.id}", message=MESSAGE, alert_id=None,
+                     recipient=person.username, to_addr=person.email, now=now,
+                     rendered=renderer.render(MESSAGE, context))
+    record(s, origin, at=now, actor=by, action="reset_sent",
+           detail=f"password reset link {row.id} sent to {person.username}, works once until"
+                  f" {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    s.flush()
+    return Sent(person.name, person.username, row.expires_at,
+                queued.id if queued is not None else None)
 
 
 def _usable(s: Session, token: str, now: datetime) -> tuple[PasswordReset, Person]:
     row = s.exec(select(PasswordReset).where(
         PasswordReset.token_hash == _digest(token[:200]))).first()
     if row is None:
-        raise LinkNotUsable(UNKNOWN)
+        raise LinkNotUsable(UNKNOWN, 404)
     person = s.get(Person, row.person_id)
     if row.used_at is not None:
         raise LinkNotUsable(USED)
@@ -130,9 +133,8 @@ def use_link(engine: Engine, token: str, hashed: str, now: datetime,
             raise LinkNotUsable(USED)
         revoked = new_password(s, person, hashed, now)
         cleared = clear_strikes(s, person.username)
-        s.execute(update(OutboxMessage).where(
-            col(OutboxMessage.key) == f"{MESSAGE}:{row.id}",
-            col(OutboxMessage.status) == "sent").values(text_body=USED_BODY, html_body=""))
+        s.execute(update(OutboxMessage).where(col(OutboxMessage.key) == f"{MESSAGE}:{row.id}")
+                  .values(text_body=USED_BODY, html_body=""))
         record(s, origin, at=now, actor=person.username, action="password_reset",
                detail=f"password set through reset link {row.id} for {person.username};"
                       f" sessions ended, {revoked} API token(s) revoked, {cleared} failed"

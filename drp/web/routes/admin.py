@@ -17,7 +17,6 @@ from ... import idempotency
 from ...alerts import AlertService
 from ...configfile import MAX_FILE_BYTES
 from ...errors import BadValue, DrpError
-from ...ladder.machine import diagram
 from ...org import parse_org
 from ...runtime import Runtime
 from ..deps import (
@@ -33,8 +32,11 @@ from ..deps import (
     Work,
 )
 from ..forms import field_of, once_only, optional_date
+from ..ladder_svg import ladder_svg
+from . import admin_people
 
 router = APIRouter(include_in_schema=False)
+router.include_router(admin_people.router)  # people's sign-in: unlock, reset, who signed in
 
 
 FAILED_SHOWN = 50  # the newest; `drp outbox list --failed` lists them all
@@ -49,12 +51,16 @@ def _failed_mail(rt: Runtime) -> tuple[list[Any], int]:
 
     from notifications.models import OutboxMessage
 
+    from ...models import Person
+
     failed = col(OutboxMessage.status) == "failed"
     with Session(rt.engine) as session:
         rows = session.execute(
             sa_select(col(OutboxMessage.id), col(OutboxMessage.message),
-                   col(OutboxMessage.alert_id), col(OutboxMessage.recipient),
-                   col(OutboxMessage.attempts), col(OutboxMessage.last_error))
+                      col(OutboxMessage.alert_id), col(OutboxMessage.recipient),
+                      col(OutboxMessage.attempts), col(OutboxMessage.last_error),
+                      col(Person.name).label("name"))
+            .outerjoin(Person, col(Person.username) == col(OutboxMessage.recipient))
             .where(failed).order_by(col(OutboxMessage.id).desc()).limit(FAILED_SHOWN)).all()
         total = session.exec(select(func.count()).select_from(OutboxMessage).where(failed)).one()
     return list(rows), int(total)
@@ -63,8 +69,8 @@ def _failed_mail(rt: Runtime) -> tuple[list[Any], int]:
 def _admin_page(rt: Runtime, user: SignedInUser, page: PageRenderer, status: int = 200,
                 **values: Any) -> Response:
     failed, failed_total = _failed_mail(rt)
-    return page("admin.html", user, status=status, protocol=rt.protocol,
-                protocol_file=str(rt.settings.protocol), failed=failed,
+    values.setdefault("notice", values.pop("done", None))
+    return page("admin.html", user, status=status, protocol=rt.protocol, failed=failed,
                 failed_total=failed_total, form_key=idempotency.new_key, **values)
 
 
@@ -75,9 +81,8 @@ def admin(rt: RuntimeDep, user: Administrator, page: Page) -> Response:
 
 @router.get("/admin/protocol.svg")
 def protocol_svg(rt: RuntimeDep, _user: Administrator) -> Response:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = diagram(rt.protocol, Path(tmp) / "ladder.svg")
-        return Response(out.read_bytes(), media_type="image/svg+xml")
+    """The ladder drawn top to bottom by the stages' titles, as wide as the page."""
+    return Response(ladder_svg(rt.protocol), media_type="image/svg+xml")
 
 
 @router.post("/admin/org", response_class=HTMLResponse)
@@ -94,11 +99,11 @@ def load_organisation(request: Request, rt: RuntimeDep, user: Administrator,
         if upload is not None and not isinstance(upload, str) else b""
     if not data:
         return _admin_page(rt, user, page, status=400,
-                           error="choose the organisation file (YAML) to load")
+                           errors=[("file", "Choose the organisation file (YAML) to load")])
     if len(data) > MAX_FILE_BYTES:
         return _admin_page(rt, user, page, status=400,
-                           error=f"the file is larger than the limit of {MAX_FILE_BYTES:,}"
-                                 " bytes")
+                           errors=[("file", f"The file must be smaller than {MAX_FILE_BYTES:,}"
+                                            " bytes")])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "organisation.yaml"
         path.write_bytes(data)
@@ -111,8 +116,9 @@ def load_organisation(request: Request, rt: RuntimeDep, user: Administrator,
             done = once_only(request, content, work, user.username, lambda svc: " ".join(
                 svc.load_organisation(path, user.username).lines()))
         except DrpError as exc:
+            message = exc.message.replace(str(path), "the file")
             return _admin_page(rt, user, page, status=400,
-                               error=exc.message.replace(str(path), "the file"))
+                               errors=[("file", message[:1].upper() + message[1:])])
     return _admin_page(rt, user, page, done=done)
 
 

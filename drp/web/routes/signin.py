@@ -1,4 +1,5 @@
-"""Health, sign-in and sign-out, and each person's first page."""
+"""Health, sign-in and sign-out, setting a new password through a reset link (drp.web.resets),
+and each person's first page."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import text
 
-from ...errors import DrpError
-from ..auth import LOGIN_COOKIE, SESSION_COOKIE, check_password, same, sign_in_limiter
+from ...audit import Origin
+from ...errors import BadValue, DrpError
+from .. import resets
+from ..auth import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    check_password,
+    hash_off_loop,
+    same,
+    sign_in_limiter,
+)
 from ..deps import Context, CurrentUser, Forbidden, Page, PostedForm, RuntimeDep
 
 router = APIRouter(include_in_schema=False)
@@ -104,3 +114,63 @@ def home(user: CurrentUser) -> Response:
         if role in user.roles:
             return RedirectResponse(url, 303)
     return RedirectResponse("/alerts", 303)
+
+
+# -- a new password through a reset link ------------------------------------------------------
+def _reset_origin(request: Request) -> Origin:
+    """The request's origin without the link's token (the path would carry it into the
+    audit log)."""
+    return Origin.request("web", request.client.host if request.client else None,
+                          request.method, "/reset")
+
+
+def _not_usable(page: Page, exc: DrpError) -> Response:
+    return page("reset_unusable.html", None, status=exc.http_status, message=exc.message)
+
+
+@router.get("/reset/done", response_class=HTMLResponse)
+def reset_done(page: Page) -> Response:
+    return page("reset_done.html", None)
+
+
+@router.get("/reset/{token}", response_class=HTMLResponse)
+def reset_form(context: Context, page: Page, token: str) -> Response:
+    try:
+        name = resets.person_for(context.rt.engine, token, context.clock.now())
+    except resets.LinkNotUsable as exc:
+        return _not_usable(page, exc)
+    return page("reset.html", None, person_name=name, token=token)
+
+
+@router.post("/reset/{token}", response_class=HTMLResponse)
+async def reset_password(request: Request, context: Context, page: Page,
+                         token: str) -> Response:
+    """As sign-in: the password is hashed (argon2) on the password threads and the database
+    steps run on threads, so the event loop is never held. The link's token is the proof;
+    a form from another site is refused all the same."""
+    form = await request.form()
+    origin = request.headers.get("origin")
+    here = f"{request.url.scheme}://{request.url.netloc}"
+    if origin and origin.rstrip("/") not in {context.settings.base_url.rstrip("/"), here}:
+        raise Forbidden("this form came from another site; open the link again")
+    engine, now, limiter = context.rt.engine, context.clock.now(), sign_in_limiter()
+    password, confirm = str(form.get("password", "")), str(form.get("confirm", ""))
+    try:
+        name = await anyio.to_thread.run_sync(resets.person_for, engine, token, now,
+                                              limiter=limiter)
+    except resets.LinkNotUsable as exc:
+        return await anyio.to_thread.run_sync(_not_usable, page, exc, limiter=limiter)
+    try:
+        resets.check_new_password(password, confirm)
+        hashed = await hash_off_loop(password)
+        await anyio.to_thread.run_sync(resets.use_link, engine, token, hashed, now,
+                                       _reset_origin(request), limiter=limiter)
+    except resets.LinkNotUsable as exc:
+        return await anyio.to_thread.run_sync(_not_usable, page, exc, limiter=limiter)
+    except BadValue as exc:
+        field = exc.field or "password"
+        message = exc.message[:1].upper() + exc.message[1:]
+        return await anyio.to_thread.run_sync(partial(
+            page, "reset.html", None, status=422, person_name=name, token=token,
+            errors=[(field, message)]), limiter=limiter)
+    return RedirectResponse("/reset/done", 303)
