@@ -60,17 +60,29 @@ def demo(
 def simulate(
     year: Annotated[int, typer.Option(help="The reporting year that starts on 1 April.")],
     profile: Annotated[str, typer.Option(
-        help="manchester, peterborough or cambridgeshire (their annual reports' figures).")],
+        help="manchester, peterborough, cambridgeshire, portsmouth or thurrock (their annual"
+             " reports' figures).")],
     seed: Annotated[int, typer.Option(help="The same seed gives the same year.")] = 2025,
     scale: Annotated[float, typer.Option(help="Multiply the volumes (1 = as published).")] = 1.0,
+    years: Annotated[int, typer.Option(
+        help="Simulate this many years ending with --year (2: the year before too, with the"
+             " seed's previous-year figures where it publishes them), so reports can compare"
+             " with the year before.")] = 1,
+    add: Annotated[bool, typer.Option(
+        "--add", help="Add the year(s) to a database that already has data: new alerts take"
+                      " the next numbers, the organisation there is used as it stands (the"
+                      " profile's own is loaded only where there is none), concerns still"
+                      " open are resolved on the first working day; refused when the"
+                      " database holds anything dated on or after the first 1 April.")] = False,
     as_json: Json = False,
 ) -> None:
     """Create a realistic year of alerts in a new database (after `drp init`: no people, no
     alerts), through the real service layer and timescale flow, matching a council's
     published volumes and stage funnel. It loads its own council-sized organisation (its
-    people, teams and children), so a database with an organisation is refused: never run it
-    on a live database. A year not yet ended writes events dated ahead and is refused unless
-    DRP_ALLOW_FUTURE_NOW=1 (tests, demos and training copies only)."""
+    people, teams and children), so a database with an organisation or alerts is refused
+    unless --add says to write on top of it: never run it on a live database. A year not yet
+    ended writes events dated ahead and is refused unless DRP_ALLOW_FUTURE_NOW=1 (tests,
+    demos and training copies only)."""
     from ..tools.simulation import simulate as run_simulation
 
     runtime = env()
@@ -79,6 +91,7 @@ def simulate(
         result = run_simulation(runtime.engine, runtime.protocol, runtime.calendar,
                                 runtime.taxonomy, runtime.settings.tz,
                                 year=year, profile=profile, seed=seed, scale=scale,
+                                years=years, add=add,
                                 say=(lambda _message: None) if as_json else out.print)
     if as_json:
         emit(result)

@@ -25,9 +25,10 @@ Split by what the code does, each module importing only those above it:
 from __future__ import annotations
 
 from .organisation import ChildLine, Organisation, build_org
-from .planner import AlertPlan, Plan, Step, plan_year
+from .planner import AlertPlan, Plan, Step
 from .profiles import PROFILES, Profile, ServiceShape
 from .runner import simulate
+from .year import plan_year
 
 __all__ = [
     "PROFILES",

@@ -1,5 +1,6 @@
 """A council-sized organisation for the simulation: services, teams, IROs, social workers,
-managers and children, as the organisation document `drp org load` reads."""
+managers and children, as the organisation document `drp org load` reads; or the one already
+in the database, for a year added on top of it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ...ladder.protocol import Role
-from .profiles import FIRST, LAST, Profile
+from sqlmodel import Session, col, select
+
+from ...errors import BadValue
+from ...ladder.line import Line
+from ...ladder.protocol import LINE_ROLES, Role
+from ...models import Child, Council, Person, PersonRole, Service, Team
+from .profiles import Profile
+from .words import FIRST, LAST
 
 # --- the organisation -------------------------------------------------------------------------
 
@@ -99,3 +106,50 @@ def build_org(profile: Profile, rng: random.Random) -> Organisation:
                 "teams": teams, "senior": {"assistant_director": ad, "director": dcs},
                 "children": rows}
     return Organisation(profile.council, document, children, managers, by_service)
+
+
+def from_database(session: Session, council: str) -> Organisation:
+    """The organisation already in the database, for a year added on top of it (`--add`):
+    its active children, each with the people on their management line (a vacant post
+    filled from above, as the service layer fills it, else from below)."""
+    people = {p.id: p for p in session.exec(select(Person))}
+    roles: dict[int, set[str]] = {}
+    for pr in session.exec(select(PersonRole)):
+        roles.setdefault(pr.person_id, set()).add(pr.role)
+    teams = {t.id: t for t in session.exec(select(Team))}
+    services = {s.id: s for s in session.exec(select(Service))}
+    row = session.get(Council, 1)
+    children: list[ChildLine] = []
+    by_service: dict[str, list[int]] = {}
+    rows: list[dict[str, Any]] = []
+    for child in session.exec(select(Child).where(col(Child.active)).order_by(col(Child.id))):
+        iro = people.get(child.iro_id)
+        if iro is None or not iro.active:
+            continue
+        team = teams[child.team_id]
+        service = services[team.service_id]
+        line = Line.build(child, team, service, row)
+        held = [(role, people.get(line.holder(role) or 0)) for role in LINE_ROLES]
+        names = [p.username if p is not None and p.active else None for _r, p in held]
+        posts: dict[str, str] = {}
+        for i, (role, _p) in enumerate(held):
+            above = [n for n in names[i:] if n] or [n for n in reversed(names[:i]) if n]
+            if above:
+                posts[role.value] = above[0]
+        if len(posts) < len(LINE_ROLES):
+            continue  # nobody at all on the line
+        children.append(ChildLine(child.ref, service.key, iro.username, posts))
+        by_service.setdefault(service.key, []).append(len(children) - 1)
+        rows.append({"ref": child.ref})
+    if not children:
+        raise BadValue("the database has no active children with an IRO to raise alerts"
+                       " about; load an organisation (drp org load) or use a new database")
+    document = {
+        "council": row.name if row else council,
+        "people": [{"username": p.username, "roles": sorted(roles.get(p.id or 0, ()))}
+                   for p in people.values() if p.active],
+        "services": [s.key for s in services.values() if s.active],
+        "teams": [t.key for t in teams.values() if t.active], "children": rows}
+    managers = [p.username for p in people.values()
+                if p.active and Role.iro_manager.value in roles.get(p.id or 0, ())]
+    return Organisation(str(document["council"]), document, children, managers, by_service)

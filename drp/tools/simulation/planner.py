@@ -1,42 +1,32 @@
-"""The year's plan: who raises which alert about which child and when (with the informal due
-date the IRO chooses), and for each stage when it is answered, escalated (by the IRO, or by the
-timescale run), put on hold, resolved or withdrawn, chosen so that the alerts entering each
-stage within the year are the profile's published counts; and, rarely, a referral to Cafcass
+"""Each alert's plan: for each stage it reaches, when it is answered, escalated (by the IRO, or
+by the timescale run), put on hold, resolved or withdrawn; and, rarely, a referral to Cafcass
 alongside the local process. Every due date comes from the ladder's rules (drp.ladder.due), as
-the service layer will set it. Planning writes nothing."""
+the service layer will set it. Which alerts climb how far is chosen in year.py. Planning
+writes nothing."""
 
 from __future__ import annotations
 
 import random
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ...calendar import WorkingCalendar
 from ...ladder import due as rules
 from ...ladder.protocol import OverduePolicy, Protocol, Role, Stage
-from ...themes import Taxonomy
-from .organisation import ChildLine, Organisation, build_org
-from .profiles import (
+from .organisation import ChildLine, Organisation
+from .profiles import Profile
+from .words import (
     ACTION_TEXT,
-    ALERT_TEXT,
     CAFCASS_NOTES,
     ESCALATE_NO_RESPONSE,
     ESCALATE_REASONS,
     FORMAL_RESPONSES,
-    GENERIC_TEXT,
     HOLD_REASONS,
-    MONTH_WEIGHT,
     OUTCOMES,
     REFER_REASON,
     RESPONSES,
-    THEME_SHARES,
-    WEEKDAY_WEIGHT,
     WITHDRAW_REASONS,
-    Profile,
-    ServiceShape,
-    checked_profile,
 )
 
 RUN_AT = time(7, 0)  # the morning timescale run
@@ -262,11 +252,18 @@ class _Planner:
                           a.index, "cafcass_response", a.child.iro, note, response=response))
         return steps
 
-    def entries(self, a: AlertPlan, depth: int) -> list[datetime]:
-        """When the alert would enter each stage up to `depth`, escalating at each."""
+    def entries(self, a: AlertPlan, depth: int, ends: list[datetime] | None = None
+                ) -> list[datetime]:
+        """When the alert would enter each stage up to `depth`, escalating at each; and
+        into `ends` (when given), when it would be resolved if resolved at each stage."""
         out = [a.raised_at]
         clock = _Clock()
-        for k in range(depth):
+        for k in range(depth + 1):
+            if ends is not None:
+                steps, _n, _a = self.stage_steps(a, k, out[-1], "resolved", replace(clock))
+                ends.append(next(s.at for s in steps if s.kind == "resolve"))
+            if k == depth:
+                break
             _steps, nxt, _auto = self.stage_steps(a, k, out[-1], "escalate", clock)
             assert nxt is not None
             out.append(nxt)
@@ -311,115 +308,3 @@ class _Planner:
                 a.autos.append(item)
                 stage += 1
                 a.entered.append((at, keys[stage]))
-
-
-def _allocate(total: int, shares: dict[str, float]) -> list[str]:
-    """`total` items in the given shares, exactly (largest remainder)."""
-    whole = sum(shares.values())
-    raw = {k: total * v / whole for k, v in shares.items()}
-    counts = {k: int(v) for k, v in raw.items()}
-    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[:total - sum(
-            counts.values())]:
-        counts[k] += 1
-    return [k for k, n in counts.items() for _ in range(n)]
-
-
-def _working_days(calendar: WorkingCalendar, start: date, end: date) -> list[date]:
-    days, day = [], start
-    while day <= end:
-        if calendar.is_working_day(day):
-            days.append(day)
-        day += timedelta(days=1)
-    return days
-
-
-
-def plan_year(protocol: Protocol, calendar: WorkingCalendar, taxonomy: Taxonomy, tz: ZoneInfo,
-              *, year: int, profile: str, seed: int = 2025, scale: float = 1.0) -> Plan:
-    """The year, planned: the organisation and every alert's dated steps. Writes nothing."""
-    prof = checked_profile(profile, protocol, year, scale)
-    rng = random.Random(f"{seed}/{prof.key}")  # noqa: S311 - a simulation, not security
-    start, end = date(year, 4, 1), date(year + 1, 3, 31)
-    org = build_org(prof, rng)
-    planner = _Planner(prof, protocol, calendar, tz, start, end, seed)
-    keys = protocol.keys
-
-    # Themes: Cambridgeshire's shares where the taxonomy has those themes.
-    known = {k: v for k, v in THEME_SHARES.items() if k in taxonomy.keys}
-    shares = known or dict.fromkeys(taxonomy.keys, 1.0)
-    raised = max(1, round(prof.raised * scale))
-    themes = _allocate(raised, shares)
-    rng.shuffle(themes)
-
-    # Raising days: each month's share by its working days and the season, then days within
-    # the month weighted by weekday.
-    days = _working_days(calendar, start, end)
-    months: dict[str, list[date]] = {}
-    for d in days:
-        months.setdefault(f"{d:%Y-%m}", []).append(d)
-    per_month = Counter(_allocate(raised, {m: MONTH_WEIGHT[ds[0].month] * len(ds)
-                                           for m, ds in months.items()}))
-    when = sorted(d for m, ds in months.items() for d in rng.choices(
-        ds, weights=[WEEKDAY_WEIGHT[x.weekday()] for x in ds], k=per_month[m]))
-    by_theme = {t: [i for s in org.by_service if t in _shape(prof, s).themes
-                    for i in org.by_service[s]] for t in shares}
-    alerts: list[AlertPlan] = []
-    for i, (day, theme) in enumerate(zip(when, themes, strict=True)):
-        pool = by_theme.get(theme) or []
-        child = org.children[rng.choice(pool) if pool and rng.random() < 0.7
-                             else rng.randrange(len(org.children))]
-        summaries, _impact, _wanted = ALERT_TEXT.get(theme, GENERIC_TEXT)
-        at = planner.instant(day, time(8, 30)) + timedelta(minutes=rng.randint(0, 480))
-        alerts.append(AlertPlan(i, child, theme, rng.choice(summaries), at))
-    alerts.sort(key=lambda a: a.raised_at)
-    informal = protocol.stages[0]
-    for i, a in enumerate(alerts):
-        a.index = i
-        # The IRO sets the informal due date: the protocol's default mostly, sometimes
-        # sooner for an urgent matter or later (within the protocol's most).
-        r = planner.rng(i, 0, "due")
-        if r.random() < prof.own_informal_due_share:
-            day = planner.local_day(a.raised_at)
-            lead = min(r.choice((2, 3, 7, 10)), informal.max_working_days)
-            a.due_on = rules.informal_due(protocol, calendar, day, calendar.add(day, lead))
-
-    # How far each alert climbs: the deepest stages first, each among the alerts that would
-    # enter it before the year ends, so the counts entering each stage are the targets.
-    formal_targets = [round(n * scale) for n in prof.formal_reached]
-    depth_max = max((i + 1 for i, n in enumerate(formal_targets) if n), default=0)
-    targets = {keys[0]: raised, **{keys[k]: formal_targets[k - 1]
-                                   for k in range(1, depth_max + 1)}}
-    entries = [planner.entries(a, depth_max) for a in alerts]
-    for k in range(depth_max, 0, -1):
-        want = formal_targets[k - 1]
-        have = sum(1 for a in alerts if a.depth >= k)
-        eligible = [a for a in alerts if a.depth == 0 and entries[a.index][k] < planner.finish]
-        for a in rng.sample(eligible, max(0, min(want - have, len(eligible)))):
-            a.depth = k
-
-    # Outcomes at the last stage each reaches. A referral to Cafcass (rare) runs alongside:
-    # the alert then goes on to be resolved.
-    free = list(alerts)
-    if depth_max and rng.random() < prof.cafcass_chance:
-        deepest = [a for a in alerts if a.depth == max(x.depth for x in alerts)]
-        chosen = rng.choice(deepest)
-        chosen.referred = True
-        free.remove(chosen)
-    if prof.formal_open_at_end:
-        formal = sorted((a for a in free if a.depth >= 1),
-                        key=lambda a: entries[a.index][a.depth], reverse=True)
-        for a in formal[:round(prof.formal_open_at_end * scale)]:
-            a.outcome = "open"
-            free.remove(a)
-    for a in rng.sample(free, round(prof.withdrawn_share * len(alerts))):
-        a.outcome = "withdrawn"
-        free.remove(a)
-    for a in rng.sample(free, round(prof.hold_share * len(alerts))):
-        a.hold = True
-    for a in alerts:
-        planner.build(a)
-    return Plan(prof, start, end, org, alerts, targets, shares)
-
-
-def _shape(profile: Profile, service: str) -> ServiceShape:
-    return next(s for s in profile.services if s.key == service)

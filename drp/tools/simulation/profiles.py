@@ -1,10 +1,10 @@
 """The council profiles the simulation follows (what each council published in its IRO annual
-report, and the shape of the council), the words people write, the year's rhythm, and the
-check that the arguments and the protocol in force suit a profile."""
+report, and the shape of the council), the year's rhythm, and the check that the arguments,
+the protocol and the taxonomy in force suit a profile."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ...errors import BadValue
@@ -12,7 +12,7 @@ from ...ladder.protocol import Protocol, Stage
 
 # --- the profiles: what each council published, and the shape of the council ----------------
 
-# Cambridgeshire 2020/21 (share of 506 escalations), used for every profile.
+# Cambridgeshire 2020/21 (share of 506 escalations), used for every profile without its own.
 THEME_SHARES: dict[str, float] = {
     "accountability_record_keeping": 34,
     "permanence_planning": 22,
@@ -33,12 +33,41 @@ class ServiceShape:
     themes: tuple[str, ...] = ()  # themes whose alerts mostly concern this service's children
 
 
+# Portsmouth 2013/14: "Fig. 12. Dispute Resolution Issues" (legal process "<1%": one alert in
+# 116 is 0.9%).
+PORTSMOUTH_SHARES: dict[str, float] = {
+    "statutory_requirements": 16,
+    "delay_for_child": 17,
+    "assessments_care_plans": 47,
+    "iro_not_informed": 3,
+    "review_decisions": 4,
+    "legal_process": 0.9,
+    "preparation_documents": 12,
+}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Part of the reporting year (`first` month, for `months` months) with its own counts
+    entering each formal stage: Manchester publishes July to March like for like."""
+
+    first: int
+    months: int
+    formal_reached: tuple[int, ...]
+
+    def holds(self, month: int) -> bool:
+        """Whether the calendar month falls in the window (the year starts in April)."""
+        start = (self.first - 4) % 12
+        return start <= (month - 4) % 12 < start + self.months
+
+
 @dataclass(frozen=True)
 class Profile:
     key: str
     council: str
     domain: str
     source: str
+    year: int  # the reporting year the seed describes (2020 for 2020/21)
     children: int
     iros: int
     iro_managers: int
@@ -47,8 +76,23 @@ class Profile:
     raised: int
     formal_reached: tuple[int, ...]  # alerts entering formal stage 1, 2, ... within the year
     published: dict[str, Any]  # the annual report's own figures (formal stages by number)
+    # Parts of the year with counts of their own (they cover the year; formal_reached is
+    # then their sum).
+    windows: tuple[Window, ...] = ()
+    # Of the alerts resolved in the year, the share resolved at the first stage (Cambridgeshire:
+    # 77% "resolved as soon as they are received by the relevant social work team managers").
+    # When set, the count entering the first formal stage is found to give it, and the later
+    # stages keep their proportions to it.
+    first_stage_resolved_pct: float | None = None
     needs_formal_stages: int | None = None  # exactly this many formal stages (Manchester: 5)
-    formal_open_at_end: int = 0  # formal alerts still open on 31 March ("outstanding")
+    # Formal alerts still open on 31 March ("three are outstanding"): exactly this many when
+    # set, the others finishing within the year; None leaves it to the timeline.
+    formal_open_at_end: int | None = None
+    # The themes of the alerts that go formal, where the seed publishes them (Thurrock).
+    formal_themes: tuple[tuple[str, int], ...] = ()
+    theme_shares: tuple[tuple[str, float], ...] = tuple(THEME_SHARES.items())
+    themes_file: str = "themes.yaml"  # the taxonomy the shares are in (config/)
+    previous: tuple[tuple[str, Any], ...] = ()  # the year before's figures, where different
     withdrawn_share: float = 0.02
     hold_share: float = 0.015
     auto_share: float = 0.3  # escalations between formal stages made by the timescale run
@@ -61,12 +105,20 @@ class Profile:
     late_informal_share: float = 0.12  # informal responses after the informal due date
     actions_share: float = 0.5  # formal responses that agree actions with dates
 
+    def earlier(self) -> Profile:
+        """The profile for the year before its own: the seed's figures for that year where
+        it publishes them, otherwise the same."""
+        return replace(self, **dict(self.previous), previous=()) if self.previous else self
+
+    def targets(self) -> tuple[Window, ...]:
+        return self.windows or (Window(4, 12, self.formal_reached),)
+
 
 PROFILES: dict[str, Profile] = {
     "manchester": Profile(
         key="manchester", council="Manchester City Council (simulated)",
         domain="manchester.example",
-        source="Manchester IRO annual report 2020/21, section 5.4",
+        source="Manchester IRO annual report 2020/21, section 5.4", year=2020,
         # 1,371 children looked after on 31 March 2021; 21.5 FTE IROs, average caseload 65.
         children=1371, iros=22, iro_managers=2, social_workers_per_team=6,
         services=(
@@ -77,17 +129,28 @@ PROFILES: dict[str, Profile] = {
             ServiceShape("leaving-care", "Leaving care (Through Care)", 5, ("leaving_care",)),
             ServiceShape("disability", "Children with disabilities", 2),
         ),
-        # Stage 1: 625 in the year (52 a month); stage 2: 153; stage 3: 32. Informal
-        # discussion comes first ("the importance of resolving practice issues informally");
-        # the deputy director (stage 4) and director (stage 5) counts are not published.
-        raised=1000, formal_reached=(625, 153, 32, 6, 2),
-        published={"reached": {1: 625, 2: 153, 3: 32}, "monthly_stage1": 52},
+        # Stage 1: 625 in the year (52 a month), 466 of them July to March; like for like
+        # (July to March) 153 at stage 2 and 32 at stage 3. April to June's stages 2 and 3
+        # keep July to March's proportions to stage 1. Informal discussion comes first ("the
+        # importance of resolving practice issues informally"); the deputy director (stage 4)
+        # and director (stage 5) counts and the informal count are not published.
+        raised=1000, formal_reached=(625, 205, 43, 6, 2),
+        windows=(Window(4, 3, (159, 52, 11, 1, 0)), Window(7, 9, (466, 153, 32, 5, 2))),
+        published={"reached": {1: 625}, "monthly_stage1": 52,
+                   "july_to_march": {1: 466, 2: 153, 3: 32}},
         needs_formal_stages=5,
+        # 2019/20, July to March like for like: 685 at stage 1, 154 at stage 2, 12 at stage 3.
+        # Its "43 per month" cannot hold beside 685 in nine months: April to June 2019 runs
+        # at 43 a month (129), stages 2 and 3 in July to March's proportions.
+        previous=(("raised", 1200), ("formal_reached", (814, 183, 14, 4, 1)),
+                  ("windows", (Window(4, 3, (129, 29, 2, 1, 0)),
+                               Window(7, 9, (685, 154, 12, 3, 1)))),
+                  ("published", {"july_to_march": {1: 685, 2: 154, 3: 12}})),
     ),
     "peterborough": Profile(
         key="peterborough", council="Peterborough City Council (simulated)",
         domain="peterborough.example",
-        source="Peterborough IRO annual report 2019/20, section 13.2",
+        source="Peterborough IRO annual report 2019/20, section 13.2", year=2019,
         # 373 children in care; caseloads within 50-70.
         children=373, iros=6, iro_managers=1, social_workers_per_team=5,
         services=(
@@ -96,7 +159,8 @@ PROFILES: dict[str, Profile] = {
             ServiceShape("leaving-care", "Leaving care", 2, ("leaving_care",)),
         ),
         # 205 case alerts; 12 went to formal DRP, 3 of them to stage 3 (stage 2 is not
-        # published: 5 assumed); "three are outstanding".
+        # published: 5 assumed); "most of which were addressed within timescale and three
+        # are outstanding".
         raised=205, formal_reached=(12, 5, 3), formal_open_at_end=3,
         published={"raised": 205, "reached": {1: 12, 3: 3}, "formal_open_at_end": 3},
         hold_share=0.01,
@@ -104,7 +168,7 @@ PROFILES: dict[str, Profile] = {
     "cambridgeshire": Profile(
         key="cambridgeshire", council="Cambridgeshire County Council (simulated)",
         domain="cambridgeshire.example",
-        source="Cambridgeshire IRO annual report 2020/21, sections 2.4-2.5",
+        source="Cambridgeshire IRO annual report 2020/21, sections 2.4-2.5", year=2020,
         # 643 children in care; each IRO works with about 60.
         children=643, iros=11, iro_managers=1, social_workers_per_team=5,
         services=(
@@ -114,135 +178,54 @@ PROFILES: dict[str, Profile] = {
             ServiceShape("disability", "Disabled children's service", 1),
             ServiceShape("leaving-care", "Leaving care", 2, ("leaving_care",)),
         ),
-        # 506 escalations; 77% resolved as soon as received by the team managers (the first
-        # stage). The formal stages are not published: about a fifth go formal.
-        raised=506, formal_reached=(100, 22, 5, 1),
+        # 506 escalations; 77% resolved as soon as received by the team managers (the
+        # informal stage: the social worker and team manager). The formal stages are not
+        # published: the count entering stage 1 is found to give the 77%; later stages in
+        # these proportions. "Fewer than over the previous year": 560 assumed for it.
+        raised=506, formal_reached=(110, 24, 5, 1), first_stage_resolved_pct=77,
         published={"raised": 506, "resolved_first_stage_pct": 77},
+        previous=(("raised", 560),),
+    ),
+    "portsmouth": Profile(
+        key="portsmouth", council="Portsmouth City Council (simulated)",
+        domain="portsmouth.example",
+        source="Portsmouth IRO annual report 2013/14, 'Dispute resolution and escalation'",
+        year=2013,
+        # 302 looked-after children on the IROs' caseloads (Fig. 2), 6.5 FTE IROs.
+        children=302, iros=6, iro_managers=1, social_workers_per_team=5,
+        services=(
+            ServiceShape("assessment", "Assessment and intervention", 3),
+            ServiceShape("children-in-care", "Looked after children", 3),
+            ServiceShape("leaving-care", "Leaving care", 1),
+        ),
+        # 116 manager alerts, "the majority being resolved at team manager level"; "no cases
+        # were formally passed to Head of Service" (stage 2). Formal stage 1 (the team
+        # manager, formally) is not published: 10 assumed. Its own seven issues.
+        raised=116, formal_reached=(10,),
+        published={"raised": 116, "reached": {2: 0}},
+        theme_shares=tuple(PORTSMOUTH_SHARES.items()), themes_file="themes.portsmouth.yaml",
+    ),
+    "thurrock": Profile(
+        key="thurrock", council="Thurrock Council (simulated)", domain="thurrock.example",
+        source="Thurrock IRO annual report 2020/21, sections 11.1-11.2", year=2020,
+        # 291 to 306 children looked after in the year; IROs' caseloads about 60.
+        children=300, iros=5, iro_managers=1, social_workers_per_team=5,
+        services=(
+            ServiceShape("assessment", "Assessment and protection", 2),
+            ServiceShape("children-looked-after", "Children looked after", 2,
+                         ("permanence_planning",)),
+            ServiceShape("leaving-care", "Aftercare", 1, ("leaving_care",)),
+        ),
+        # "11 completed dispute resolutions": 1 about education, 10 about the care plan not
+        # progressed (permanence); "no disputes which had to be referred to the Corporate
+        # Director ... or CAFCAS". Most disagreement is resolved informally (not counted:
+        # 150 assumed); 2 of the 11 assumed to reach the head of service.
+        raised=150, formal_reached=(11, 2), formal_open_at_end=0,
+        formal_themes=(("permanence_planning", 10), ("holistic_rights_needs", 1)),
+        published={"formal": 11, "reached": {4: 0}, "cafcass": 0},
+        cafcass_chance=0.0,
     ),
 }
-
-# --- names and words ------------------------------------------------------------------------
-
-FIRST = (
-    "Aisha", "Alex", "Amara", "Amir", "Anna", "Ben", "Bilal", "Carys", "Chloe", "Chidi",
-    "Claire", "Daniel", "David", "Deborah", "Emma", "Fatima", "Gemma", "Grace", "Hannah",
-    "Harpreet", "Helen", "Ian", "Imran", "James", "Jane", "Joanne", "John", "Karen", "Kofi",
-    "Laura", "Leah", "Lisa", "Mark", "Martin", "Mary", "Michael", "Mohammed", "Nadia", "Niamh",
-    "Nicola", "Olu", "Paul", "Petra", "Priya", "Rachel", "Rhys", "Ruth", "Sam", "Sara",
-    "Sarah", "Sean", "Simon", "Sophie", "Stephen", "Tariq", "Tom", "Yasmin", "Zoe",
-)
-LAST = (
-    "Adams", "Ahmed", "Ali", "Bailey", "Baker", "Begum", "Bennett", "Brown", "Campbell",
-    "Clarke", "Cooper", "Davies", "Edwards", "Evans", "Green", "Hall", "Harris", "Hughes",
-    "Hussain", "Jackson", "James", "Jones", "Khan", "King", "Lee", "Lewis", "Martin",
-    "Mensah", "Morgan", "Murphy", "Murray", "Nowak", "Obi", "Okafor", "O'Brien", "Owen",
-    "Patel", "Phillips", "Price", "Roberts", "Robinson", "Shah", "Singh", "Smith", "Taylor",
-    "Thomas", "Thompson", "Turner", "Walker", "Walsh", "Ward", "White", "Williams", "Wilson",
-    "Wood", "Wright", "Young",
-)
-
-ALERT_TEXT: dict[str, tuple[tuple[str, ...], str, str]] = {
-    # theme: (summaries, impact on the child, outcome wanted)
-    "accountability_record_keeping": (
-        ("No social work report shared before the child's review",
-         "Care plan not updated after the last review",
-         "Review recommendations not progressed within their timescales",
-         "Child and family assessment out of date",
-         "Case records not updated for three months"),
-        "The review could not consider an up-to-date picture of the child's needs.",
-        "The report or plan completed, shared with the IRO and on the child's file."),
-    "permanence_planning": (
-        ("Drift in the adoption plan: family finding not started",
-         "Special guardianship assessment not started as agreed at review",
-         "Long-term fostering match not presented to panel",
-         "Plan for return home has no timescales"),
-        "Delay in securing a permanent home for the child.",
-        "A permanence plan with dates, tracked by the team manager."),
-    "leaving_care": (
-        ("Pathway plan not started at 16", "No personal adviser allocated at 17",
-         "No accommodation plan for when the young person turns 18",
-         "Referral to adult services not made"),
-        "The young person's preparation for leaving care is at risk.",
-        "The pathway plan and personal adviser in place before the next review."),
-    "safeguarding": (
-        ("Repeated missing episodes without return home interviews",
-         "Risk of exploitation not assessed",
-         "Strategy meeting not held after an allegation",
-         "Safety plan not updated after an incident"),
-        "The child may not be safe while the risk is not assessed.",
-        "The risk assessed and a safety plan agreed with the network."),
-    "holistic_rights_needs": (
-        ("Initial health assessment overdue", "No school place for the child",
-         "Sibling contact not arranged as agreed", "Advocacy not offered before the review",
-         "Life story work not started"),
-        "The child's health, education or relationships are not being met.",
-        "The need met, with a date, and the child told what will happen."),
-    "professional_network": (
-        ("IRO not informed of a change of placement",
-         "No response to the IRO's requests for an update",
-         "Health and education not invited to the review"),
-        "Decisions are made without the people who know the child.",
-        "The IRO informed and the network involved before decisions are made."),
-    "funding": (
-        ("Funding for therapy not agreed", "Placement funding decision outstanding",
-         "Support package funding not approved"),
-        "The child is waiting for support the plan says they need.",
-        "A funding decision, recorded and shared with the IRO."),
-    "legal_status": (
-        ("Section 20 drift: no plan for proceedings",
-         "Application to discharge the care order not made",
-         "Placement order not revoked although adoption is no longer the plan"),
-        "The child's legal status does not match their plan.",
-        "Legal planning meeting held and the application made or the plan confirmed."),
-}
-GENERIC_TEXT = (("Care plan not progressed as agreed at review",),
-                "The child's plan is drifting.", "The plan progressed, with dates.")
-
-RESPONSES = (
-    "Agreed; the social worker will complete it this week and share it with the IRO.",
-    "Discussed with the team manager; allocated and booked in.",
-    "Accepted: the plan has been updated and a date set.",
-    "The team will address this by the next supervision; the IRO will be updated.",
-)
-FORMAL_RESPONSES = (
-    "Management oversight added: the work is allocated with a completion date.",
-    "Accepted; the actions below are agreed with the team and will be tracked.",
-    "Reviewed the case with the team manager; a plan with dates is in place.",
-)
-ESCALATE_NO_RESPONSE = "No response within the stage's timescale"
-ESCALATE_REASONS = (
-    "The response does not set a date for the work.",
-    "The agreed action was not completed; the drift continues.",
-    "The response does not address the impact on the child.",
-)
-OUTCOMES = (
-    "Completed and shared with the IRO.",
-    "Plan updated; the IRO is satisfied with the response.",
-    "Actions agreed and under way; resolved.",
-    "The issue has been addressed for the child.",
-)
-WITHDRAW_REASONS = (
-    "The plan changed at the child's review; the alert no longer applies.",
-    "Raised on the wrong child's record.",
-    "Superseded by a new alert covering the same issue.",
-)
-REFER_REASON = ("The council's responses do not protect the child's plan; the IRO manager"
-                " consulted and independent legal advice taken.")
-CAFCASS_NOTES = (  # (the IRO's note, Cafcass's response)
-    ("Cafcass's service manager has accepted the referral and will contact the council.",
-     "accepted"),
-    ("Cafcass has declined: the council's latest plan addresses the concern.", "declined"),
-)
-HOLD_REASONS = (
-    "Awaiting the court hearing listed for the case.",
-    "Awaiting the outcome of the placement panel.",
-    "Awaiting the strategy meeting's decision.",
-)
-ACTION_TEXT = (
-    "Share the completed report with the IRO",
-    "Update the care plan and upload it to the child's file",
-    "Confirm the date with the IRO and the child",
-)
 
 # Seasonal variation in raising: fewer in August (summer holidays) and December.
 MONTH_WEIGHT = {4: 0.95, 5: 1.0, 6: 1.05, 7: 1.05, 8: 0.8, 9: 1.05, 10: 1.1, 11: 1.1,
@@ -260,6 +243,25 @@ def checked_profile(key: str, protocol: Protocol, year: int, scale: float) -> Pr
         raise BadValue(f"scale {scale} is out of range; give a number above 0, at most 10")
     _check_protocol(PROFILES[key], protocol)
     return PROFILES[key]
+
+
+def check_taxonomy(profile: Profile, keys: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """The theme shares to raise alerts in: the profile's, which the taxonomy in force must
+    hold where the profile has a taxonomy of its own (Portsmouth's seven issues); for the
+    default shares, those the taxonomy holds (or even shares when it holds none)."""
+    shares = dict(profile.theme_shares)
+    missing = [k for k in shares if k not in keys]
+    if profile.themes_file != "themes.yaml" and missing:
+        raise BadValue(
+            f"the {profile.key} profile raises alerts in its own themes"
+            f" ({', '.join(missing)} ...), which the taxonomy in force does not have: set"
+            f" DRP_THEMES=config/{profile.themes_file} and run it again")
+    missing_formal = [k for k, _n in profile.formal_themes if k not in keys]
+    if missing_formal:
+        raise BadValue(f"the {profile.key} profile needs the themes {missing_formal}; use"
+                       f" DRP_THEMES=config/{profile.themes_file}")
+    known = {k: v for k, v in shares.items() if k in keys}
+    return known or dict.fromkeys(keys, 1.0)
 
 
 

@@ -11,7 +11,6 @@ import time as timer
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ... import db, timescales
 from ...alerts import ActionIn, AlertService
@@ -28,12 +27,16 @@ from ...calendar import WorkingCalendar
 from ...clock import FixedClock, not_ahead
 from ...errors import BadValue, DrpError
 from ...ladder.protocol import Protocol
-from ...models import Alert, Person
+from ...models import Alert, Child, Event, Person
 from ...notify import Notifier
 from ...org import load_org
 from ...themes import Taxonomy
-from .planner import RUN_AT, Plan, Step, plan_year
-from .profiles import ALERT_TEXT, GENERIC_TEXT, checked_profile
+from .organisation import Organisation, from_database
+from .planner import RUN_AT, Step
+from .profiles import checked_profile
+from .summary import Tally, say_summary, summary
+from .words import ALERT_TEXT, GENERIC_TEXT
+from .year import plan_year
 
 # --- playing the year -------------------------------------------------------------------------
 
@@ -61,84 +64,128 @@ def _bulk_writes(engine: Engine) -> Iterator[None]:
         engine.dispose()
 
 
-@dataclass
-class _Tally:
-    keys: tuple[str, ...]
-    cafcass: str
-    tz: ZoneInfo
-    reached: Counter[str] = field(default_factory=Counter)
-    closed: Counter[str] = field(default_factory=Counter)
-    closed_at: dict[str, Counter[str]] = field(default_factory=dict)
-    responses: Counter[str] = field(default_factory=Counter)  # Cafcass's
-    open_by_child: Counter[str] = field(default_factory=Counter)
-    themes: Counter[str] = field(default_factory=Counter)
-    monthly: dict[str, Counter[str]] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-
-    def month(self, at: datetime) -> Counter[str]:
-        return self.monthly.setdefault(at.astimezone(self.tz).strftime("%Y-%m"), Counter())
-
-    def enter(self, stage: str, at: datetime) -> None:
-        self.reached[stage] += 1
-        self.month(at)[stage] += 1
-
-    def close(self, kind: str, stage: str, at: datetime) -> None:
-        self.closed[kind] += 1
-        self.closed_at.setdefault(kind, Counter())[stage] += 1
-        self.month(at)[kind] += 1
+MAX_YEARS = 5
 
 
 def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
              taxonomy: Taxonomy, tz: ZoneInfo, *, year: int, profile: str, seed: int = 2025,
              notifier: Notifier | None = None, say: Callable[[str], None] = print,
              scale: float = 1.0,
-             after_run: Callable[[date, datetime], None] | None = None) -> dict[str, Any]:
+             after_run: Callable[[date, datetime], None] | None = None,
+             years: int = 1, add: bool = False) -> dict[str, Any]:
     """Simulate a council's reporting year (1 April `year` to 31 March `year`+1) into an empty
-    database; returns (and says) what was written. `scale` multiplies the alert volumes (the
-    organisation stays council-sized). `after_run` is called after each day's timescale run,
-    before the day's people act.
+    database; returns (and says) what was written. `years` > 1 simulates as many years
+    ending with `year`, one after another on the same organisation (the earlier ones with the
+    seed's figures for its previous year, where it publishes them), so a report's comparison
+    with the year before has data. `add` writes the year(s) on top of what the database holds
+    (see `_play_year`). `scale` multiplies the alert volumes (the organisation stays
+    council-sized). `after_run` is called after each day's timescale run, before the day's
+    people act.
 
     Refused: a year that ends after the real clock (events dated ahead, as `--now` in the
-    future is) unless DRP_ALLOW_FUTURE_NOW=1; and a database with alerts or with an
-    organisation's people already (the simulation loads its own council, which would replace
-    theirs)."""
-    began = timer.perf_counter()
+    future is) unless DRP_ALLOW_FUTURE_NOW=1; and, without `add`, a database with alerts or
+    with an organisation's people already (the simulation loads its own council, which would
+    replace theirs)."""
+    if not 1 <= years <= MAX_YEARS:
+        raise BadValue(f"--years {years} is out of range; give 1 to {MAX_YEARS}")
+    first = year - years + 1
+    checked_profile(profile, protocol, first, scale)
     checked_profile(profile, protocol, year, scale)
     last = datetime.combine(date(year + 1, 3, 31), time.max, tzinfo=tz)
     not_ahead(last, tz, f"--year {year} runs to 31 March {year + 1},", "its events would be"
               " dated ahead; give a year that has ended")
     db.require_schema(engine)
-    with Session(engine) as session:
-        existing = session.exec(select(func.count()).select_from(Alert)).one()
-        people = session.exec(select(func.count()).select_from(Person)).one()
+    summaries = [_play_year(engine, protocol, calendar, taxonomy, tz, year=y, profile=profile,
+                            seed=seed, notifier=notifier, say=say, scale=scale,
+                            after_run=after_run, before=year - y, add=add or y > first)
+                 for y in range(first, year + 1)]
+    result = summaries[-1]
+    if years > 1:
+        result["earlier_years"] = summaries[:-1]
+    return result
+
+
+def _refuse_unless_empty(session: Session) -> None:
+    existing = session.exec(select(func.count()).select_from(Alert)).one()
+    people = session.exec(select(func.count()).select_from(Person)).one()
     if existing:
         raise BadValue(
             f"the database already has {existing} alert(s); a simulated year is written only"
             " into a database without alerts (its events are never deleted): use a new"
             " database, e.g. DRP_DATABASE_URL=sqlite:///./var/simulated.db, and run `drp init`"
-            " first")
+            " first, or give --add to add the year to what is there")
     if people:
         raise BadValue(
             f"the database already has an organisation ({people} people); a simulated year"
             " loads its own council's people, teams and children, which would replace it: use"
             " a new database, e.g. DRP_DATABASE_URL=sqlite:///./var/simulated.db, and run"
-            " `drp init` first")
+            " `drp init` first, or give --add to raise the year's alerts in this organisation")
+
+
+def _carried_over(session: Session, start: datetime) -> tuple[Organisation | None,
+                                                              list[tuple[int, str, str]]]:
+    """For a year added on top (`--add`): the organisation in the database (None when it has
+    none), and its open concerns (id, child, allocated IRO), which the IROs resolve on the
+    year's first working day. Refused when the database holds anything dated on or after
+    the year's start: a year is added after what is there, never under it."""
+    latest = session.exec(select(func.max(Event.at))).one()
+    if latest is not None and latest.tzinfo is None:  # SQLite's aggregate: UTC, naive
+        latest = latest.replace(tzinfo=UTC)
+    if latest is not None and latest >= start:
+        raise BadValue(
+            f"the database has events up to {latest:%-d %B %Y}; --add writes a year"
+            " after what is there: give a later --year (its 1 April after that date)")
+    people = session.exec(select(func.count()).select_from(Person)).one()
+    org = from_database(session, "") if people else None
+    rows = session.exec(
+        select(Alert.id, Child.ref, Person.username)
+        .join(Child, col(Child.id) == Alert.child_id)
+        .join(Person, col(Person.id) == Alert.iro_id)
+        .where(Alert.status == "open", Alert.kind == "concern").order_by(col(Alert.id))).all()
+    return org, [(int(i), ref, iro) for i, ref, iro in rows if i is not None]
+
+
+def _play_year(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
+               taxonomy: Taxonomy, tz: ZoneInfo, *, year: int, profile: str, seed: int,
+               notifier: Notifier | None, say: Callable[[str], None], scale: float,
+               after_run: Callable[[date, datetime], None] | None, before: int,
+               add: bool) -> dict[str, Any]:
+    """One year. Added on top of what the database holds (`add`), its alerts take the next
+    ids, the organisation there is used as it stands (nothing loaded over it; the profile's
+    own is loaded only into a database without one), and the concerns still open from before
+    are resolved by their IROs on the first working day."""
+    began = timer.perf_counter()
+    start_at = datetime.combine(date(year, 4, 1), time.min, tzinfo=tz)
+    existing: Organisation | None = None
+    carried: list[tuple[int, str, str]] = []
+    with Session(engine) as session:
+        if add:
+            existing, carried = _carried_over(session, start_at)
+        else:
+            _refuse_unless_empty(session)
     plan = plan_year(protocol, calendar, taxonomy, tz, year=year, profile=profile, seed=seed,
-                     scale=scale)
+                     scale=scale, before=before, org=existing)
     prof = plan.profile
     keys, cafcass = protocol.keys, protocol.cafcass.key
-    with tempfile.TemporaryDirectory(prefix="drp-simulate-") as tmp:
-        path = Path(tmp) / f"{prof.key}-org.yaml"
-        path.write_text(yaml.safe_dump(plan.org.document, sort_keys=False), encoding="utf-8")
-        with db.transaction(engine) as session:
-            load_org(session, path, protocol)
+    if existing is None:
+        with tempfile.TemporaryDirectory(prefix="drp-simulate-") as tmp:
+            path = Path(tmp) / f"{prof.key}-org.yaml"
+            path.write_text(yaml.safe_dump(plan.org.document, sort_keys=False),
+                            encoding="utf-8")
+            with db.transaction(engine) as session:
+                load_org(session, path, protocol)
     counts = plan.org.counts()
+    on = " on the organisation in the database" if existing is not None else ""
     say(f"Simulating {prof.council}, {plan.start:%-d %B %Y} to {plan.end:%-d %B %Y}"
-        f" (profile {prof.key}, seed {seed}{'' if scale == 1 else f', scale {scale}'}):"
+        f" (profile {prof.key}, seed {seed}{'' if scale == 1 else f', scale {scale}'}){on}:"
         f" {counts['services']} services, {counts['teams']} teams, {counts['iros']} IROs,"
-        f" {counts['children']} children; {len(plan.alerts)} alerts to raise.")
+        f" {counts['children']} children; {len(plan.alerts)} alerts to raise"
+        + (f", {len(carried)} open from before." if carried else "."))
 
-    tally = _Tally(keys, cafcass, tz)
+    tally = Tally(keys, cafcass, tz)
+    tally.carried = len(carried)
+    for _aid, ref, _iro in carried:
+        tally.open_by_child[ref] += 1
     ids: dict[int, int] = {}  # plan index -> alert id
     by_id: dict[int, int] = {}
     stage_of: dict[int, int] = {}  # plan index -> stage index now
@@ -228,6 +275,10 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                 problems += [f"timescale run {day.isoformat()}: {p}" for p in result.problems]
                 expected = autos_by_day.get(day, set())
                 for aid in result.escalated:
+                    if aid not in by_id:  # an alert open from before
+                        tally.enter(_stage_of(engine, aid), at)
+                        tally.counts["auto_escalated"] += 1
+                        continue
                     idx = by_id[aid]
                     if idx not in expected:
                         problems.append(f"{day.isoformat()}: alert {aid} escalated by the"
@@ -235,7 +286,7 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                     stage_of[idx] += 1
                     tally.enter(keys[stage_of[idx]], at)
                     tally.counts["auto_escalated"] += 1
-                missed = expected - {by_id[aid] for aid in result.escalated} - derailed
+                missed = expected - {by_id.get(aid) for aid in result.escalated} - derailed
                 problems += [f"{day.isoformat()}: alert {ids.get(i)} was not escalated by the"
                              " timescale run as planned" for i in sorted(missed)]
                 tally.counts["resumed"] += len(result.resumed)
@@ -245,6 +296,9 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                 tally.counts["actions_overdue"] += len(result.actions_overdue)
                 if after_run is not None:  # e.g. the scheduled flows, in a soak test
                     after_run(day, at)
+                if carried:  # the concerns open from before, resolved first thing
+                    problems += _resolve_carried(engine, service, tally, carried, day, tz)
+                    carried = []
             for s in sorted(steps_by_day.get(day, []), key=lambda s: (s.at, s.alert)):
                 if s.alert in derailed:
                     continue
@@ -264,97 +318,41 @@ def simulate(engine: Engine, protocol: Protocol, calendar: WorkingCalendar,
                     + ", ".join(f"{m[s]} entered {s}" for s in keys[1:4])
                     + f"; {m['resolved']} resolved")
 
-    summary = _summary(plan, protocol, tally, runs, problems, seed, scale, year)
-    summary["organisation"] = counts
-    _say_summary(summary, say, timer.perf_counter() - began)
-    return summary
+    written = summary(plan, protocol, tally, runs, problems, seed, scale, year)
+    written["organisation"] = counts
+    say_summary(written, say, timer.perf_counter() - began)
+    return written
 
 
-def _summary(plan: Plan, protocol: Protocol, tally: _Tally, runs: int, problems: list[str],
-             seed: int, scale: float, year: int) -> dict[str, Any]:
-    keys, cafcass = protocol.keys, protocol.cafcass.key
-    formal = [s.key for s in protocol.stages if s.formal]
-    prof = plan.profile
-    raised = tally.reached[keys[0]]
-    closed = {k: tally.closed[k] for k in ("resolved", "withdrawn")}
-    published: dict[str, Any] = {}
-    for k, v in prof.published.items():
-        if k == "reached":
-            published[k] = {formal[n - 1]: count for n, count in v.items()}
-        else:
-            published[k] = v
-    months = []
-    first = date(year, 4, 1)
-    for i in range(12):
-        y, m = divmod(first.month - 1 + i, 12)
-        months.append(f"{first.year + y}-{m + 1:02d}")
-    monthly = {}
-    for month in months:
-        c = tally.monthly.get(month, Counter())
-        monthly[month] = {"raised": c["raised"], "reached": {s: c[s] for s in (*keys, cafcass)},
-                          **{k: c[k] for k in ("resolved", "withdrawn")}}
-    resolved_at = tally.closed_at.get("resolved", Counter())
-    return {
-        "profile": prof.key, "council": prof.council, "source": prof.source,
-        "year": f"{year}/{(year + 1) % 100:02d}",
-        "period": {"from": plan.start.isoformat(), "to": plan.end.isoformat()},
-        "protocol": protocol.name, "seed": seed, "scale": scale,
-        "published": published,
-        "targets": plan.targets,
-        "theme_shares": plan.shares,
-        "raised": raised,
-        "reached": {s: tally.reached[s] for s in (*keys, cafcass)},
-        "reached_monthly_average": {s: round(tally.reached[s] / 12, 1)
-                                    for s in (*keys, cafcass)},
-        "closed": closed,
-        "cafcass": {"referred": tally.reached[cafcass],
-                    "responses": dict(sorted(tally.responses.items()))},
-        "resolved_by_stage": {s: resolved_at[s] for s in keys if resolved_at[s]},
-        "withdrawn_by_stage": dict(tally.closed_at.get("withdrawn", Counter())),
-        "resolved_at_first_stage_pct": round(100 * resolved_at[keys[0]] / raised, 1)
-        if raised else None,
-        "outstanding_at_end": raised - sum(closed.values()),
-        "automatic_escalations": tally.counts["auto_escalated"],
-        "holds": tally.counts["hold"],
-        "holds_resumed": tally.counts["resumed"],
-        "responses": tally.counts["respond"],
-        "acknowledgements": tally.counts["acknowledge"],
-        "acknowledgement_reminders": tally.counts["ack_reminders"],
-        "actions_done": tally.counts["action_done"],
-        "reminders": tally.counts["reminders"],
-        "overdue_notices": tally.counts["overdue_notices"],
-        "themes": dict(tally.themes.most_common()),
-        "monthly": monthly,
-        "timescale_runs": runs,
-        "commands": sum(tally.counts[k] for k in (
-            "raise", "acknowledge", "respond", "escalate", "hold", "resolve", "withdraw",
-            "refer", "cafcass_response", "action_done")),
-        "problems": problems,
-    }
+CARRIED_OUTCOME = "Resolved at the start of the new year: the agreed work is done."
 
 
-def _say_summary(summary: dict[str, Any], say: Callable[[str], None], seconds: float) -> None:
-    published = summary["published"]
-    reached = summary["reached"]
-    pub = published.get("reached", {})
+def _stage_of(engine: Engine, alert_id: int) -> str:
+    with Session(engine) as session:
+        alert = session.get(Alert, alert_id)
+        assert alert is not None
+        return alert.stage
 
-    def stage(s: str) -> str:
-        note = f" (published {pub[s]})" if s in pub else ""
-        return f"{s} {reached[s]}{note}"
 
-    raised_note = f" (published {published['raised']})" if "raised" in published else ""
-    closed = summary["closed"]
-    say(f"{summary['council']}, {summary['year']}: {summary['raised']} alerts raised"
-        f"{raised_note}; reached: {', '.join(stage(s) for s in reached)}.")
-    say(f"Closed: {closed['resolved']} resolved ({summary['resolved_at_first_stage_pct']}% of"
-        f" those raised at the first stage), {closed['withdrawn']} withdrawn;"
-        f" {summary['cafcass']['referred']} referred to Cafcass (alongside the local process);"
-        f" {summary['outstanding_at_end']} open at"
-        f" {summary['period']['to']}. Automatic escalations {summary['automatic_escalations']},"
-        f" holds {summary['holds']}, timescale runs {summary['timescale_runs']},"
-        f" {summary['commands']} commands in {seconds:.0f} s.")
-    first_formal = next((s for s in reached if s in pub), None)
-    if first_formal:
-        say(f"{first_formal}: {summary['reached_monthly_average'][first_formal]} a month.")
-    for p in summary["problems"][:10]:
-        say(f"problem: {p}")
+def _resolve_carried(engine: Engine, service: Callable[[Session, datetime], AlertService],
+                     tally: Tally, carried: list[tuple[int, str, str]], day: date,
+                     tz: ZoneInfo) -> list[str]:
+    """Each concern open from before resolved by its IRO at 08:00 on the year's first
+    working day (before anyone raises a new one for the child), each in its own
+    transaction; a refusal is a problem, the concern left open."""
+    problems: list[str] = []
+    at = datetime.combine(day, time(8, 0), tzinfo=tz).astimezone(UTC)
+    for i, (aid, ref, iro) in enumerate(carried):
+        when = at + timedelta(seconds=i)
+        stage = _stage_of(engine, aid)
+        try:
+            with db.transaction(engine) as session:
+                service(session, when).resolve(aid, iro, CARRIED_OUTCOME)
+        except DrpError as exc:
+            problems.append(f"{day.isoformat()} resolve (alert {aid}, open from before):"
+                            f" {exc.message}")
+            continue
+        tally.close("resolved", stage, when)
+        tally.open_by_child[ref] -= 1
+        tally.counts["carried_resolved"] += 1
+    return problems
