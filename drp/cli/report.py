@@ -23,7 +23,7 @@ def report_disputes(
     fmt: Annotated[str, typer.Option(
         "--format", help="json, html (prints on A4), csv (every table), md or docx (a Word"
                          " document; needs --out).")] = "json",
-    out_file: Annotated[Path | None, typer.Option(
+    out: Annotated[str | None, typer.Option(
         "--out", help="Write to this file. With --format csv, a folder (one that exists, or"
                       " a path ending in /) gets one CSV file per table.")] = None,
     compare: Annotated[str, typer.Option(
@@ -41,7 +41,7 @@ def report_disputes(
 
     if fmt not in FORMATS:
         raise BadValue(f"--format {fmt!r} is not known; use {', '.join(FORMATS)}")
-    if fmt == "docx" and out_file is None:
+    if fmt == "docx" and not out:
         raise BadValue("--format docx writes a Word document: give the file with --out")
     start, end = parse_date(from_, "--from"), parse_date(to, "--to")
     runtime = env()
@@ -51,8 +51,9 @@ def report_disputes(
                          runtime.settings.tz, start, end, compare=compare)
         council = session.get(Council, 1)
     council_name = council.name if council else "drp"
-    if out_file is not None and fmt == "csv" and (out_file.is_dir()
-                                                  or str(out_file).endswith(("/", "\\"))):
+    # A Path would drop the trailing "/" that says a folder is meant.
+    out_file = Path(out) if out else None
+    if out and out_file and fmt == "csv" and (out_file.is_dir() or out.endswith("/")):
         out_file.mkdir(parents=True, exist_ok=True)
         files = report_render.csv_files(figures)
         for name, text in files.items():
