@@ -86,7 +86,7 @@ def test_child_page_answers_as_the_access_policy_says(world: World, files: dict[
         assert missing.status_code == 404
         return
     assert r.status_code == 200, r.text[:500]
-    assert f"<h1>Child {child}</h1>" in r.text
+    assert f'<h1 class="govuk-heading-l">Child {child}</h1>' in r.text
     for text in summaries(child):
         assert text in r.text, text
 
@@ -206,9 +206,9 @@ def test_search_is_audited_and_a_hidden_alert_is_recorded_as_refused(world: Worl
 def test_every_page_has_the_search_form(world: World) -> None:
     for url in ("/my-alerts", f"/alerts/{world.shared['R100']}", "/children/R100"):
         html = world.page("iro.ada", "GET", url).text
-        assert re.search(r'<form class="header-search" method="get" action="/search"', html), url
+        assert re.search(r'<form class="drp-search" method="get" action="/search"', html), url
         assert 'name="q" maxlength="40"' in html
-        assert '<link rel="stylesheet" href="/static/print.css">' in html
+        assert '<link rel="stylesheet" href="/static/print.css" media="print">' in html
 
 
 # -- the print view --------------------------------------------------------------------------
@@ -262,5 +262,5 @@ def test_print_css_hides_navigation_and_forms(world: World) -> None:
 def test_every_list_links_a_childs_reference_to_the_childs_page(world: World) -> None:
     """The lists name the child by reference, linked to the child's page."""
     html = world.page("irom.cat", "GET", "/alerts").text
-    assert '<a href="/children/R100">R100</a>' in html
-    assert '<a href="/children/R200">R200</a>' in html
+    assert '<a class="govuk-link" href="/children/R100">R100</a>' in html
+    assert '<a class="govuk-link" href="/children/R200">R200</a>' in html

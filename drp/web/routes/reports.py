@@ -3,6 +3,7 @@ at a glance: the start page of those who oversee the service."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 
 from fastapi import APIRouter, Request
@@ -10,8 +11,11 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from ...clock import parse_date
+from ...errors import BadValue
+from ...reporting import charts
 from ...reporting import render as report_render
 from ...reporting.figures import report
+from ...reporting.sections import layout, number, span
 from ..deps import ClockDep, CurrentUser, Page, ReportReader, RuntimeDep, Work, council_name
 
 router = APIRouter(include_in_schema=False)
@@ -25,14 +29,26 @@ def _attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
+def _date_asked(q: Mapping[str, str], name: str, words: str) -> date | None:
+    """The date in the fields name-day, name-month and name-year (the page's date inputs),
+    or in `name` as YYYY-MM-DD (a link, a script); None when none is given."""
+    parts = [q.get(f"{name}-{p}", "").strip() for p in ("day", "month", "year")]
+    if any(parts):
+        try:
+            return date(int(parts[2]), int(parts[1]), int(parts[0]))
+        except ValueError:
+            raise BadValue(f"The {words} date must be a real date", field=name) from None
+    return parse_date(q[name], name) if q.get(name) else None
+
+
 @router.get("/reports/disputes")
 def dispute_report(request: Request, rt: RuntimeDep, clock: ClockDep, user: ReportReader,
                    page: Page) -> Response:
     today = clock.now().astimezone(rt.settings.tz).date()
     q = request.query_params
     first = date(today.year if today.month >= 4 else today.year - 1, 4, 1)
-    start = parse_date(q["from"], "from") if q.get("from") else first
-    end = parse_date(q["to"], "to") if q.get("to") else today
+    start = _date_asked(q, "from", "start") or first
+    end = _date_asked(q, "to", "end") or today
     fmt = q.get("format", "page")
     with Session(rt.engine) as session:
         r = report(session, rt.protocol, rt.calendar, rt.taxonomy, rt.settings.tz, start, end)
@@ -45,15 +61,18 @@ def dispute_report(request: Request, rt: RuntimeDep, clock: ClockDep, user: Repo
     if fmt == "md":
         return Response(report_render.to_md(r), media_type="text/markdown; charset=utf-8",
                         headers=_attachment(f"{name}.md"))
-    html = report_render.to_html(r, council_name(rt.engine))
     response: Response
     if fmt == "html":
+        html = report_render.to_html(r, council_name(rt.engine))
         response = Response(html, media_type="text/html; charset=utf-8",
                             headers=_attachment(f"{name}.html"))
     else:
-        body = html.split("<body>", 1)[1].rsplit("</body>", 1)[0]
-        response = page("report.html", user, title="Dispute report", body=body, start=start,
-                        end=end, query=f"from={start.isoformat()}&to={end.isoformat()}")
+        # The same sections as the download, in GOV.UK Frontend's classes (report.html).
+        sections = [(section, charts.svg(r, section.charts)) for section in layout(r)]
+        response = page("report.html", user, title="Dispute report", report=r,
+                        sections=sections, period=span(r["period"]), number=number,
+                        period_start=start, period_end=end,  # (base.html sets `end`)
+                        query=f"from={start.isoformat()}&to={end.isoformat()}")
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response
 
