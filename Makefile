@@ -70,7 +70,7 @@ bench: install
 	cd bench && export DRP_BENCH_POSTGRES_URL=$${DRP_BENCH_POSTGRES_URL-$(BENCH_PG)} \
 		&& ../$(BIN)/python timescales.py && ../$(BIN)/python commands.py \
 		&& ../$(BIN)/python web.py && ../$(BIN)/python digest.py && ../$(BIN)/python themes.py \
-		&& ../$(BIN)/python delivery.py
+		&& ../$(BIN)/python delivery.py && ../$(BIN)/python report.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
