@@ -10,10 +10,12 @@ from datetime import date, datetime
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from ..errors import NotFound
+from ..errors import DrpError, NotFound
 from ..ladder import access, due
+from ..ladder.access import Line
+from ..ladder.protocol import Role
 from ..models import Action, Alert, AlertLink, Child, Event, Referral
-from ..schemas import AlertView
+from ..schemas import AlertDetail, AlertView
 from .queries import Queries
 from .unit import known_id
 
@@ -157,6 +159,93 @@ class Records(Queries):
             responses=[e for e in events if e.kind == "responded"], actions=actions,
             printed_by=actor.name, printed_at=self.now)
 
+    def alert_page(self, alert_id: int, username: str) -> AlertPage:
+        """An alert as its page shows it to this person: the view (audited, as `show`) with
+        people and teams by name, where it stands (who must act by when, in working days;
+        the next stage; how and when it closed), and the agreed actions this person may mark
+        done (the machine's own check, as marking one would ask)."""
+        view = self.show(alert_id, username)
+        actor = self.actor(username)
+        alert, line = self._load(alert_id, actor)
+        by_id, by_username = self._names()
+
+        def named(who: str | None) -> str | None:
+            return by_username.get(who, who) if who else who
+
+        cafcass = view.cafcass
+        view = view.model_copy(update={
+            "iro": named(view.iro), "responsible": named(view.responsible),
+            "acknowledged_by": named(view.acknowledged_by), "team": line.team.name,
+            "cafcass": cafcass.model_copy(update={"referred_by": named(cafcass.referred_by)})
+            if cafcass else None,
+            "events": [e.model_copy(update={"actor": named(e.actor) or "",
+                                            "as_cover_for": named(e.as_cover_for)})
+                       for e in view.events],
+            "actions": [a.model_copy(update={"owner": named(a.owner) or ""})
+                        for a in view.actions]})
+        may_mark: list[int] = []
+        for action in self.s.exec(select(Action).where(
+                Action.alert_id == alert.id, col(Action.done_at).is_(None))):
+            try:
+                self._check(alert, actor, line, "action_done",
+                            {"action_owner_id": action.owner_id, "action_stage": action.stage})
+            except DrpError:
+                continue
+            may_mark.append(action.no)
+        return AlertPage(view=view, standing=self._standing(alert, line, view, by_id, by_username),
+                         may_mark_done=may_mark)
+
+    def _standing(self, alert: Alert, line: Line, view: AlertDetail, by_id: dict[int, str],
+                  by_username: dict[str, str]) -> Standing:
+        """Where an alert stands, in the parts a sentence needs (the ladder's own rules)."""
+        open_ = alert.status == "open" and alert.kind != "good_practice"
+        responded = alert.stage_responded_at is not None
+        on_ladder = alert.stage in self.protocol.keys
+        acting = access.responders(self.protocol, alert.stage, line)[0] if on_ladder else None
+        must_act = None
+        if open_ and not alert.on_hold and not responded and acting is not None:
+            must_act = f"{by_id.get(acting, '')}, {self._post_of(line, alert.stage)}"
+        late = due.stage_late(open_=open_, on_hold=alert.on_hold, stage_due=alert.stage_due,
+                              responded=responded, today=self.today)
+        days_left = None
+        if must_act and alert.stage_due is not None:
+            days_left = (-self.cal.between(alert.stage_due, self.today) if late
+                         else self.cal.between(self.today, alert.stage_due))
+        iro = access.iro_of(alert, line)
+        following = self.protocol.next_stage(alert.stage) if on_ladder else None
+        closing = None
+        if not open_ and alert.kind != "good_practice" and alert.status != "open":
+            closing = self.s.exec(select(Event).where(
+                Event.alert_id == alert.id, col(Event.kind).in_(("resolved", "withdrawn")))
+                .order_by(col(Event.seq).desc())).first()
+        dates = self.list_dates([known_id(alert.id)])[known_id(alert.id)]
+        resolution_left = None
+        if open_ and alert.resolution_due is not None and not alert.on_hold:
+            resolution_left = self.cal.between(self.today, alert.resolution_due)
+        return Standing(
+            open=open_, must_act=must_act, act_by=alert.stage_due if must_act else None,
+            working_days_left=days_left, stage_late=late,
+            awaiting_decision=(by_id.get(iro) if iro else view.iro)
+            if open_ and responded and not alert.on_hold else None,
+            responded_on=dates["responded_on"] if responded else None,  # type: ignore[arg-type]
+            next_stage=following.title if following else None,
+            cafcass=self.protocol.cafcass.title,
+            resolution_working_days_left=resolution_left,
+            closed_at=alert.closed_at if closing else None,
+            closed_by=by_username.get(closing.actor, closing.actor) if closing else None,
+            working_days_open=int(dates["days_open"] or 0))  # type: ignore[arg-type]
+
+    def _post_of(self, line: Line, stage_key: str) -> str:
+        """Where the person responsible at a stage works, by name: the child's team for the
+        team's posts, the service for the service's, the council above."""
+        role = self.protocol.stage(stage_key).responsible
+        if role in (Role.social_worker, Role.team_manager):
+            return line.team.name
+        if role in (Role.service_manager, Role.head_of_service):
+            return line.service.name
+        return line.council.name if line.council is not None else line.service.name
+
+
 SEARCH_CANDIDATES = 2000  # children whose reference starts with the text, read at most
 SEARCH_SHOWN = 50  # of those this person may see, listed at most
 
@@ -245,3 +334,29 @@ class PrintFile:
     actions: list[PrintAction]
     printed_by: str
     printed_at: datetime
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where an open alert stands, or how a closed one ended (people by name)."""
+
+    open: bool
+    must_act: str | None  # "Tom Jones, North Team 1": whose response the stage awaits
+    act_by: date | None
+    working_days_left: int | None  # negative: overdue by that many working days
+    stage_late: bool  # due.stage_late
+    awaiting_decision: str | None  # the IRO, when the stage has answered
+    responded_on: date | None
+    next_stage: str | None  # its title; None at the last stage
+    cafcass: str  # what follows the last stage (the IRO may refer)
+    resolution_working_days_left: int | None
+    closed_at: datetime | None
+    closed_by: str | None
+    working_days_open: int  # to today, or to its closing
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    view: AlertDetail  # people and the team by name
+    standing: Standing
+    may_mark_done: list[int]  # the agreed actions this person may mark done

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import idempotency
-from ...alerts import ActionIn, AlertService
+from ...alerts import ActionIn, AlertService, inputs
 from ...alerts.commands import CAFCASS_RESPONSES
-from ...clock import parse_date
 from ...errors import BadValue, DrpError
 from ...ladder import due
 from ...runtime import Runtime
@@ -33,7 +33,18 @@ from ..deps import (
     back_to_form,
     kept_form,
 )
-from ..forms import field_of, on_the_page, once_only, optional_date
+from ..forms import (
+    DATE_PARTS,
+    Problems,
+    capitalised,
+    date_input,
+    field_of,
+    long_date,
+    on_the_page,
+    once_only,
+    optional_date,
+    refused,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,12 +89,36 @@ DONE = {
 }
 REFER_FIELDS = (("legal advice date", "advised_on"), ("legal advice", "legal_advice"),
                 ("reason", "reason"))
-# Where a refusal names no field (BadValue.field), the words that point at one, per form.
+# Where a refusal names no field (BadValue.field), the words that point at one, per form, and
+# the field it is about otherwise (its first).
 FORM_FIELDS = {
-    "move": (("child", "child"), ("reason", "reason")),
+    "move": (("child", "child"), ("reason", "reason-move")),
     "link": (("linked to itself", "other"), ("alert", "other")),
     "cafcass": (("response", "response"), ("note", "note")),
+    "hold": (("reason", "reason-hold"),), "extend": (("reason", "reason-extend"),),
+    "respond": (("response", "message"),),
 }
+FIRST_FIELD = {
+    "respond": "message", "escalate": "reason-escalate", "resolve": "outcome",
+    "withdraw": "reason-withdraw", "reopen": "reason-reopen", "hold": "reason-hold",
+    "extend": "until", "cafcass": "response", "move": "move-child", "link": "other",
+    "theme": "theme",
+}
+# The forms whose trigger has another name (the rest are named as their trigger).
+FORM_OF = {"cafcass_response": "cafcass", "set_theme": "theme"}
+TRIGGER_OF = {form: trigger for trigger, form in FORM_OF.items()}
+# Each form's main text field, checked up front by the service layer's own rule (so a page
+# lists every problem at once): (field id, posted name, what it is, its limit).
+TEXTS = {
+    "respond": ("message", "message", "your response", inputs.DETAIL_MAX),
+    "escalate": ("reason-escalate", "reason", "the reason", inputs.TEXT_MAX),
+    "resolve": ("outcome", "outcome", "the outcome", inputs.TEXT_MAX),
+    "withdraw": ("reason-withdraw", "reason", "the reason", inputs.TEXT_MAX),
+    "reopen": ("reason-reopen", "reason", "the reason", inputs.TEXT_MAX),
+    "hold": ("reason-hold", "reason", "the reason", inputs.TEXT_MAX),
+    "extend": ("reason-extend", "reason", "the reason", inputs.TEXT_MAX),
+}
+ACTION_ROWS = (1, 2, 3)
 
 
 def limits(svc: AlertService, view: AlertDetail) -> dict[str, Any]:
@@ -109,6 +144,28 @@ def held_days(view: AlertDetail) -> dict[int, int]:
             if e.kind == "resumed" and e.data and "held_working_days" in e.data}
 
 
+def event_dates(view: AlertDetail) -> dict[int, str]:
+    """The dates an event set, in words, by its index: a hold's end, an extension's new due
+    date, an agreed action's due date (as the events recorded them)."""
+    def day(value: object) -> str | None:
+        try:
+            return long_date(date.fromisoformat(str(value))) if value else None
+        except ValueError:
+            return None
+
+    out: dict[int, str] = {}
+    for i, e in enumerate(view.events):
+        data = e.data or {}
+        if e.kind == "held" and day(data.get("until")):
+            out[i] = f"On hold until {day(data.get('until'))}"
+        elif e.kind == "extended" and day(data.get("to")):
+            was = day(data.get("from"))
+            out[i] = f"Due date {'from ' + was + ' ' if was else ''}to {day(data.get('to'))}"
+        elif e.kind == "action_agreed" and day(data.get("due")):
+            out[i] = f"Action {data.get('no', '')} due {day(data.get('due'))}"
+    return out
+
+
 def suggested_theme(view: AlertDetail) -> str | None:
     """drp's suggestion for an alert whose theme no IRO has chosen or confirmed yet, as the
     event log holds it: raising records the classifier's suggestion (when the IRO let drp
@@ -123,24 +180,45 @@ def suggested_theme(view: AlertDetail) -> str | None:
     return suggested
 
 
+def _opened(asked: str | None, allowed: list[str], may_mark: list[int]) -> str | None:
+    """The one form the page opens: the one asked for (`?act=`, or the form a refusal or an
+    ended session came back to), if this person may use it now."""
+    if not asked:
+        return None
+    if asked.startswith("action-"):
+        no = asked.removeprefix("action-")
+        return asked if no.isdigit() and int(no) in may_mark else None
+    return asked if TRIGGER_OF.get(asked, asked) in allowed and asked != "refer" else None
+
+
 def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
                 page: PageRenderer, alert_id: int, status: int = 200,
                 form: dict[str, str] | None = None, **values: Any) -> Response:
     values.setdefault("typed_for", values.get("error_action"))
     with work() as svc:
-        view = svc.show(alert_id, user.username)
+        reading = svc.alert_page(alert_id, user.username)
+        view = reading.view
         allowed = svc.allowed(alert_id, user.username)
         people = [p for p in svc.people_on_line(alert_id, user.username)
                   if p[0] != user.username]  # "Me" is offered already
         shown_limits = limits(svc, view)
-        holds = held_days(view)
-    return page("alert.html", user, status=status, view=view, allowed=allowed,
-                labels=ACTION_LABELS, people=people, stages=rt.protocol.keys,
-                themes=rt.taxonomy.themes, done=request.query_params.get("done"),
-                done_words=DONE, event_words=EVENT_WORDS, responses=CAFCASS_RESPONSES,
-                limits=shown_limits, answered=view.stage_responded, held_days=holds,
+    asked = values.get("typed_for") or request.query_params.get("act")
+    done = request.query_params.get("done")
+    notice = None
+    if done in DONE and not values.get("errors") and status < 400:
+        notice = capitalised(DONE[done])
+    following = rt.protocol.next_stage(view.stage) if view.stage in rt.protocol.keys else None
+    return page("alert.html", user, status=status, view=view, standing=reading.standing,
+                may_mark_done=reading.may_mark_done, allowed=allowed,
+                forms=[FORM_OF.get(t, t) for t in allowed], labels=ACTION_LABELS,
+                people=people, stages=rt.protocol.keys, next_stage=following,
+                themes=rt.taxonomy.themes, notice=notice, event_words=EVENT_WORDS,
+                responses=CAFCASS_RESPONSES, limits=shown_limits,
+                answered=view.stage_responded, held_days=held_days(view),
+                event_dates=event_dates(view), opened=_opened(asked, allowed,
+                                                              reading.may_mark_done),
                 form=form or {}, form_key=idempotency.new_key,
-                suggested=suggested_theme(view), **values)
+                suggested=suggested_theme(view), action_rows=ACTION_ROWS, **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
@@ -157,7 +235,7 @@ def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert
 def show_alert(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
                work: Work, page: Page, alert_id: int) -> Response:
     """The alert's page; after a refused form (or a sign-in when the session had ended while
-    a form was open), with the refusal and what was typed in that form."""
+    a form was open), with the refusal and what was typed in that form, that form open."""
     kept = kept_form(request, context, user)
     if kept is None:
         return _alert_page(request, rt, user, work, page, alert_id)
@@ -184,48 +262,71 @@ def refer_pause(request: Request, context: Context, user: CurrentUser, work: Wor
 FormAction = Callable[[AlertService, int, str, dict[str, str]], object]
 
 
-def _actions(form: dict[str, str]) -> list[ActionIn]:
+def _actions(form: dict[str, str], problems: Problems) -> list[ActionIn]:
+    """The agreed actions typed in the response form (each needs what and when)."""
     out = []
-    for i in range(1, 4):
+    for i in ACTION_ROWS:
         what = form.get(f"action{i}", "").strip()
-        due = form.get(f"action{i}_due", "").strip()
-        if not what and not due:
+        name = f"action{i}_due"
+        typed = any(form.get(f"{name}-{part}", "").strip() for part in DATE_PARTS)
+        if not what and not typed and not form.get(name, "").strip():
             continue
-        if not what or not due:
-            raise BadValue(f"agreed action {i} needs both what will be done and a due date")
-        out.append(ActionIn(what, parse_date(due, f"action {i}'s due date"),
-                            form.get(f"action{i}_owner") or None))
+        if not what:
+            problems.add(f"action{i}", f"Enter what will be done for agreed action {i}")
+        due_on = problems.check(name, partial(
+            date_input, form, name, f"the due date of agreed action {i}", required=True))
+        if what and due_on is not None:
+            out.append(ActionIn(what, due_on, form.get(f"action{i}_owner") or None))
     return out
 
 
 def _alert_number(form: dict[str, str], key: str) -> int:
     text = form.get(key, "").strip().lstrip("#")
     if not text.isdigit() or not 0 < int(text) < 2**31:
-        raise BadValue(f"{text or 'nothing'!r} is not an alert number; give the related"
-                       " alert's number, such as 42", field=key)
+        raise BadValue("Enter the related alert's number, such as 42", field=key)
     return int(text)
 
 
-def _until(form: dict[str, str], what: str) -> date:
-    day = optional_date(form, "until", what)
-    if day is None:
-        raise BadValue(f"{what} is empty; give a date (YYYY-MM-DD)", field="until")
-    return day
+def _checked(action: str, form: dict[str, str], who: str) -> dict[str, Any]:
+    """Every problem of a form's own fields at once (the service layer's rules for its text
+    and dates), before the service is asked; the values it read."""
+    problems = Problems(who=who)
+    if action in TEXTS:
+        field, name, what, limit = TEXTS[action]
+        problems.check(field, lambda: inputs.text(form.get(name), what, required=True,
+                                                  limit=limit))
+    read: dict[str, Any] = {}
+    if action == "respond":
+        read["actions"] = _actions(form, problems)
+    elif action == "hold":
+        read["until"] = problems.check("until", lambda: date_input(
+            form, "until", "the end date", required=True))
+    elif action == "extend":
+        read["until"] = problems.check("until", lambda: date_input(
+            form, "until", "the new due date", required=True))
+    problems.raise_any()
+    return read
+
+
+def _form_action(action: str) -> FormAction | None:
+    def run(svc: AlertService, aid: int, who: str, form: dict[str, str]) -> object:
+        read = _checked(action, form, who)
+        if action == "respond":
+            return svc.respond(aid, who, form.get("message", ""), read["actions"])
+        if action == "hold":
+            return svc.hold(aid, who, form.get("reason", ""), read["until"])
+        if action == "extend":
+            return svc.extend(aid, who, read["until"], form.get("reason", ""))
+        return FORM_ACTIONS[action](svc, aid, who, form)
+    return run if action in FORM_ACTIONS or action in ("respond", "hold", "extend") else None
 
 
 FORM_ACTIONS: dict[str, FormAction] = {
-    "respond": lambda svc, aid, who, form: svc.respond(
-        aid, who, form.get("message", ""), _actions(form)),
     "escalate": lambda svc, aid, who, form: svc.escalate(
         aid, who, form.get("reason", ""), to=form.get("to") or None),
     "resolve": lambda svc, aid, who, form: svc.resolve(aid, who, form.get("outcome", "")),
     "withdraw": lambda svc, aid, who, form: svc.withdraw(aid, who, form.get("reason", "")),
-    # An empty end date goes to the service as None: its refusal is the one rule.
-    "hold": lambda svc, aid, who, form: svc.hold(
-        aid, who, form.get("reason", ""), optional_date(form, "until", "the end date")),
     "resume": lambda svc, aid, who, form: svc.resume(aid, who),
-    "extend": lambda svc, aid, who, form: svc.extend(
-        aid, who, _until(form, "the new due date"), form.get("reason", "")),
     "refer": lambda svc, aid, who, form: svc.refer(
         aid, who, form.get("reason", ""), legal_advice=form.get("legal_advice"),
         advised_on=optional_date(form, "advised_on", "the legal advice date")),
@@ -243,7 +344,7 @@ FORM_ACTIONS: dict[str, FormAction] = {
 @router.post("/alerts/{alert_id}/{action}", response_class=HTMLResponse)
 def act(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
         form: PostedFields, work: Work, page: Page, alert_id: int, action: str) -> Response:
-    command = FORM_ACTIONS.get(action)
+    command = _form_action(action)
 
     def change(svc: AlertService) -> str:
         if command is None:
@@ -261,30 +362,36 @@ def act(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
             if action == "refer":
                 return _refer_again(user, work, page, alert_id, 404, form, exc)
             return _alert_page(request, rt, user, work, page, alert_id, status=404,
-                               error=on_the_page(exc), error_action=action, form=form,
-                               error_field=field_of(exc, FORM_FIELDS.get(action, ())))
+                               error_action=action, form=form,
+                               **_errors(action, exc, user.username))
         return _refused(context, user, alert_id, action, form, exc)
     return RedirectResponse(url, 303)
 
 
+def _errors(action: str, exc: DrpError, who: str) -> dict[str, Any]:
+    """A refusal as the page lists it: every problem, each against its field."""
+    return refused(exc, FORM_FIELDS.get(action, ()), who=who,
+                   default=FIRST_FIELD.get(action, "main-content"))
+
+
 def _refused(context: WebContext, user: SignedInUser, alert_id: int, action: str,
              form: dict[str, str], exc: DrpError) -> Response:
-    """Post/Redirect/Get: back to the form's page (the referral's own, or the alert's at the
-    form), which shows the refusal beside its field and what was typed."""
+    """Post/Redirect/Get: back to the form's page (the referral's own, or the alert's with
+    the form open), which shows every problem beside its field and what was typed."""
     if action == "refer" and exc.http_status in (400, 422):
         return back_to_form(context, user, f"/alerts/{alert_id}/refer", form,
                              exc.http_status, error=on_the_page(exc),
                              error_field=field_of(exc, REFER_FIELDS))
     return back_to_form(context, user, f"/alerts/{alert_id}#do-{action}", form,
-                         exc.http_status, error=on_the_page(exc), error_action=action,
-                         error_field=field_of(exc, FORM_FIELDS.get(action, ())))
+                         exc.http_status, error_action=action,
+                         **_errors(action, exc, user.username))
 
 
 @router.post("/alerts/{alert_id}/actions/{no}/done")
 def action_done(request: Request, context: Context, user: CurrentUser, form: PostedFields,
                 work: Work, alert_id: int, no: int) -> Response:
     def change(svc: AlertService) -> str:
-        svc.action_done(alert_id, no, user.username)
+        svc.action_done(alert_id, no, user.username, form.get("comment") or None)
         return f"/alerts/{alert_id}?done=action"
 
     try:
@@ -292,6 +399,7 @@ def action_done(request: Request, context: Context, user: CurrentUser, form: Pos
     except DrpError as exc:
         if exc.http_status == 404:
             raise
-        return back_to_form(context, user, f"/alerts/{alert_id}", {}, exc.http_status,
-                             error=exc.message)
+        return back_to_form(context, user, f"/alerts/{alert_id}#do-action-{no}", form,
+                            exc.http_status, error_action=f"action-{no}",
+                            **refused(exc, (), who=user.username, default=f"comment-{no}"))
     return RedirectResponse(url, 303)
