@@ -94,6 +94,7 @@ class Profile:
     themes_file: str = "themes.yaml"  # the taxonomy the shares are in (config/)
     previous: tuple[tuple[str, Any], ...] = ()  # the year before's figures, where different
     withdrawn_share: float = 0.02
+    formal_withdrawn: bool = True  # False: every formal alert closed in the year is resolved
     hold_share: float = 0.015
     auto_share: float = 0.3  # escalations between formal stages made by the timescale run
     # Chance of one referral to Cafcass in the year: IROs' referrals are rare, about 20
@@ -223,7 +224,7 @@ PROFILES: dict[str, Profile] = {
         raised=150, formal_reached=(11, 2), formal_open_at_end=0,
         formal_themes=(("permanence_planning", 10), ("holistic_rights_needs", 1)),
         published={"formal": 11, "reached": {4: 0}, "cafcass": 0},
-        cafcass_chance=0.0,
+        cafcass_chance=0.0, formal_withdrawn=False,
     ),
 }
 

@@ -225,7 +225,8 @@ class _Funnel:
             for a in formal[:round(prof.formal_open_at_end * self.scale)]:
                 a.outcome = "open"
                 free.remove(a)
-        for a in rng.sample(free, round(prof.withdrawn_share * len(alerts))):
+        withdrawable = [a for a in free if a.depth == 0 or prof.formal_withdrawn]
+        for a in rng.sample(withdrawable, round(prof.withdrawn_share * len(alerts))):
             a.outcome = "withdrawn"
             free.remove(a)
         # Where the formal alerts open at the end are published, the others are not held
