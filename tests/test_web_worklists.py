@@ -11,6 +11,7 @@ import re
 from datetime import date
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 
 from drp import db
@@ -179,3 +180,40 @@ def test_the_app_registers_the_navigation_counts(web: Any) -> None:
     """drp.web.app must put `nav_counts` among the templates' globals for base.html."""
     app, _clock, _rt = web
     assert app.state.drp.templates.env.globals.get("nav_counts") is alert_routes.nav_counts
+
+
+USERNAMES = ("iro.ada", "iro.ben", "irom.cat", "sw.dan", "sw.eve", "tm.fay", "tm.gus",
+             "sm.hal", "hos.ivy", "hos.jon", "ad.kim", "dcs.lou")
+TEAM_KEYS = ("east-a", "west-a")
+
+
+def visible_text(page: str) -> str:
+    """What a reader sees: the page without its tags (attribute values are not shown)."""
+    body = page.split("<body", 1)[1]
+    return re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", " ", body, flags=re.S))
+
+
+@pytest.mark.parametrize("who", ["iro.ada", "tm.fay", "sw.dan", "hos.ivy", "irom.cat"])
+def test_no_list_shows_a_username_or_a_team_key(web: Any, who: str) -> None:
+    """People by name and teams by name on every list, the child's page and the figures
+    (issue 16): an alert at each state, an action owned by the social worker."""
+    app, clock, rt = web
+    answered = raise_(rt, clock, "Answered")
+    do(rt, clock, lambda s: s.respond(answered, "tm.fay", "Dan will visit",
+                                      [ActionIn("Visit the child", DUE, owner="sw.dan")]))
+    held = raise_(rt, clock, "Held")
+    do(rt, clock, lambda s: s.hold(held, "iro.ada", "Court", date(2027, 3, 5)))
+    acked = raise_(rt, clock, "Acknowledged")
+    do(rt, clock, lambda s: s.acknowledge(acked, "tm.fay"))
+    raise_(rt, clock, "Plain")
+    client = sign_in(app, who)
+    shown = 0
+    for url in (*alert_routes.LISTS, "/children/R100", "/figures", "/search?q=R1"):
+        page = client.get(url, follow_redirects=True)
+        if page.status_code != 200:
+            continue
+        text = visible_text(page.text)
+        shown += len(ids_on(page.text))
+        for word in (*USERNAMES, *TEAM_KEYS):
+            assert not re.search(rf"(?<![\w.-]){re.escape(word)}(?![\w-])", text), (url, word)
+    assert shown > 0
