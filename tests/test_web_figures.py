@@ -214,3 +214,30 @@ def test_raised_last_month_counts_by_the_councils_day(web: Any) -> None:
     client = sign_in(app, "irom.cat")
     shown = figures_on(client.get("/figures").text)
     assert shown["raised this month"][0] == 1 and shown["raised last month"][0] == 1
+
+
+def test_each_figures_list_downloads_as_a_csv_of_the_same_rows(web: Any) -> None:
+    """The CSV link on each figure's list carries its filters (due this week, the month
+    raised, the kind) and holds exactly the rows on screen, with response dates and days
+    open."""
+    import csv
+    import io
+
+    app, clock, rt = web
+    ids = tell(rt, clock)
+    client = sign_in(app, "irom.cat")
+    shown = figures_on(client.get("/figures").text)
+    for label, (_n, href) in shown.items():
+        page = client.get(href).text
+        link = re.search(r'href="(/alerts\.csv[^"]*)"', page)
+        on_screen = listed(client, href)
+        if not on_screen:
+            continue
+        assert link, (label, href)
+        rows = list(csv.DictReader(io.StringIO(client.get(
+            link.group(1).replace("&amp;", "&")).text)))
+        assert [int(r["id"]) for r in rows] == on_screen, label
+    rows = {int(r["id"]): r for r in csv.DictReader(io.StringIO(client.get(
+        "/alerts.csv?status=open").text))}
+    assert rows[ids["F2"]]["responded_on"] == "2027-02-22"
+    assert rows[ids["F1"]]["days_open"] == "12" and rows[ids["M1"]]["days_open"] == "7"

@@ -37,7 +37,7 @@ CSV_COLUMNS = ["id", "child", "team", "status", "stage", "responsible", "theme",
                "iro_name", "responsible_name", "state", "current_due", "responded_on",
                "closed_on", "days_open"]
 ACTION_COLUMNS = ["alert", "action", "text", "due", "overdue", "child", "team_name",
-                  "alert_state"]
+                  "alert_state", "responded_on", "closed_on", "days_open"]
 
 
 # -- the lists --------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ def _list_csv(request: Request, user: SignedInUser, work: UnitOfWork) -> Respons
         return csv_response([
             {"alert": v.id, "action": a.no, "text": a.text, "due": a.due,
              "overdue": a.overdue, "child": v.child, "team_name": teams.get(v.team, v.team),
-             "alert_state": state_of(v)} for a, v in rows], f"drp-{name}.csv", ACTION_COLUMNS)
+             "alert_state": state_of(v), **dates[v.id]} for a, v in rows],
+            f"drp-{name}.csv", ACTION_COLUMNS)
     out = []
     for row in rows:
         v = alert_of(row)
