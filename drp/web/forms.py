@@ -45,7 +45,7 @@ def once_only(request: Request, form: dict[str, str], work: UnitOfWork, who: str
 _CLI_OPTION = re.compile(r" \(--[a-z-]+(?: [A-Z-]+)?\)")
 # An option named in the words ("--due sets the informal stage's date"), and what a page calls it.
 _OPTION_WORD = re.compile(r"--([a-z][a-z-]*)")
-_OPTION_WORDS = {"due": "the informal due date", "separate": "a separate matter",
+_OPTION_WORDS = {"due": "the due date", "separate": "a separate matter",
                  "legal-advice": "the legal advice", "until": "the end date",
                  "advised-on": "the date of the advice"}
 # A command to run, in brackets or after a colon ("(... recorded: drp cover set)").
