@@ -1,7 +1,9 @@
 """`drp simulate`: a council's year of dispute resolution (1 April to 31 March, the councils'
 reporting year), written through the service layer exactly as people and the scheduled flows
 would have made it, to match the volumes and the stage funnel the council published in its IRO
-annual report (Manchester 2020/21, Peterborough 2019/20, Cambridgeshire 2020/21).
+annual report (Manchester 2020/21, Peterborough 2019/20, Cambridgeshire 2020/21, Portsmouth
+2013/14, Thurrock 2020/21). `years` > 1 writes the years before it first; `add` writes on top of
+a database with data.
 
 The year is planned first: a council-sized organisation, then who raises which alert about
 which child and when, and for each stage when it is answered, escalated (by the IRO, or by the
@@ -16,11 +18,15 @@ the year agrees with it.
 
 Split by what the code does, each module importing only those above it:
 
-- `profiles.py`: the council profiles, the words people write, the year's rhythm, and the
-  check that the arguments and the protocol in force suit a profile;
-- `organisation.py`: the council-sized organisation (`build_org`);
-- `planner.py`: the year's plan (`plan_year`), every alert's dated steps;
-- `runner.py`: playing the plan day by day (`simulate`), the tally and the summary."""
+- `profiles.py`: the council profiles, the year's rhythm, and the check that the arguments,
+  the protocol and the taxonomy in force suit a profile;
+- `words.py`: the words people write;
+- `organisation.py`: the council-sized organisation (`build_org`), or the one in the
+  database (`from_database`, for `--add`);
+- `planner.py`: each alert's dated steps;
+- `year.py`: the year's plan (`plan_year`): who raises what when, and how far each climbs;
+- `summary.py`: the tally of what was written and the summary;
+- `runner.py`: playing the plan day by day (`simulate`), year after year."""
 
 from __future__ import annotations
 
