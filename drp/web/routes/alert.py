@@ -38,13 +38,11 @@ from ..forms import (
     Problems,
     capitalised,
     date_input,
-    field_of,
     long_date,
-    on_the_page,
     once_only,
-    optional_date,
     refused,
 )
+from ..referral import referral_fields
 
 router = APIRouter(include_in_schema=False)
 
@@ -227,8 +225,8 @@ def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert
     with work() as svc:
         view = svc.show(alert_id, user.username)
     return page("refer.html", user, status=status, view=view, form=form,
-                error=on_the_page(exc), error_field=field_of(exc, REFER_FIELDS),
-                form_key=idempotency.new_key)
+                form_key=idempotency.new_key,
+                **refused(exc, REFER_FIELDS, who=user.username, default="legal_advice"))
 
 
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
@@ -327,9 +325,7 @@ FORM_ACTIONS: dict[str, FormAction] = {
     "resolve": lambda svc, aid, who, form: svc.resolve(aid, who, form.get("outcome", "")),
     "withdraw": lambda svc, aid, who, form: svc.withdraw(aid, who, form.get("reason", "")),
     "resume": lambda svc, aid, who, form: svc.resume(aid, who),
-    "refer": lambda svc, aid, who, form: svc.refer(
-        aid, who, form.get("reason", ""), legal_advice=form.get("legal_advice"),
-        advised_on=optional_date(form, "advised_on", "the legal advice date")),
+    "refer": lambda svc, aid, who, form: svc.refer(aid, who, **referral_fields(form, who)),
     "cafcass": lambda svc, aid, who, form: svc.cafcass_response(
         aid, who, form.get("response", ""), form.get("note") or None),
     "acknowledge": lambda svc, aid, who, form: svc.acknowledge(aid, who),
@@ -380,8 +376,8 @@ def _refused(context: WebContext, user: SignedInUser, alert_id: int, action: str
     the form open), which shows every problem beside its field and what was typed."""
     if action == "refer" and exc.http_status in (400, 422):
         return back_to_form(context, user, f"/alerts/{alert_id}/refer", form,
-                             exc.http_status, error=on_the_page(exc),
-                             error_field=field_of(exc, REFER_FIELDS))
+                             exc.http_status, **refused(exc, REFER_FIELDS, who=user.username,
+                                                        default="legal_advice"))
     return back_to_form(context, user, f"/alerts/{alert_id}#do-{action}", form,
                          exc.http_status, error_action=action,
                          **_errors(action, exc, user.username))
