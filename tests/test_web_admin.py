@@ -111,9 +111,8 @@ def test_unlocking_an_address_from_the_page(web: Any) -> None:
         try_sign_in(app, f"nobody{i}", "wrong-password-000")
     assert "too many failed sign-ins from this address" in try_sign_in(
         app, "sw.dan", TEST_PASSWORD).text
-    admin_client = None
-    # The administrator signs in from the same address: their own username is held only by
-    # its own limits there once known; sign them in before the spray would be refused too.
+    # The administrator signs in from the same address (a test client has one): clear it
+    # first as the command line would, then spray again while they are signed in.
     from drp.web.auth import Auth
 
     Auth(rt.engine, rt.settings).unlock_client("testclient", _clock.now())
@@ -257,7 +256,7 @@ def test_the_reset_e_mail_carries_the_link_and_nothing_else_to_sign_in_with(
 # -- who has signed in, and who may see the administration pages ----------------------------
 @backends
 def test_the_sign_ins_table_shows_names_newest_first(web_on: Any) -> None:
-    app, clock, rt = web_on
+    app, clock, _rt = web_on
     try_sign_in(app, "tm.fay", TEST_PASSWORD)
     clock.move(minutes=1)
     try_sign_in(app, "iro.ada", "wrong-password-000")
@@ -329,3 +328,48 @@ def test_the_new_pages_are_gov_uk_tables_that_stack_at_375px(web: Any, path: str
     app, _clock, _rt = web
     page = sign_in(app, "admin.max").get(path).text
     assert 'class="govuk-table drp-table--stack"' in page and 'data-label="' in page
+
+
+# -- closure days, on GOV.UK's date input ------------------------------------------------------
+@pytest.mark.parametrize(("form", "field", "words"), [
+    ({"day-day": "26", "day-month": "2", "day-year": "2027"}, "day", "in the past"),
+    ({"day-day": "6", "day-month": "3", "day-year": "2027"}, "day",
+     "already not a working day"),
+    ({"day-day": "31", "day-month": "2", "day-year": "2027"}, "day",
+     "The closure day must be a real date"),
+    ({"day-day": "10", "day-month": "", "day-year": "2027"}, "day",
+     "The closure day must include a month"),
+    ({"reason": ""}, "reason", "Enter the reason for the closure"),
+], ids=["past", "saturday", "not-a-date", "no-month", "no-reason"])
+def test_a_refused_closure_day_is_listed_in_the_summary_and_beside_its_field(
+        web: Any, form: dict[str, str], field: str, words: str) -> None:
+    app, _clock, _rt = web
+    admin = sign_in(app, "admin.max")
+    data = {"csrf_token": admin.csrf, "day-day": "10", "day-month": "3", "day-year": "2027",
+            "reason": "Council offices closed", **form}
+    r = admin.post("/admin/closures", data=data)
+    assert r.status_code == 422, r.text[:2000]
+    summary = r.text[r.text.index("govuk-error-summary"):r.text.index("<h1")]
+    assert f'href="#{field}' in summary and words in summary  # (#day-month: the part)
+    error_id = "day-date-error" if field == "day" else f"{field}-error"
+    assert "govuk-form-group--error" in r.text and f'id="{error_id}"' in r.text
+    assert "<title>Error: " in r.text
+    assert "No closure days are recorded" in r.text
+    if field == "reason":
+        assert 'value="10"' in r.text  # what was typed stays
+
+
+def test_both_problems_of_a_closure_form_are_listed_at_once(web: Any) -> None:
+    app, _clock, _rt = web
+    admin = sign_in(app, "admin.max")
+    r = admin.post("/admin/closures", data={"csrf_token": admin.csrf, "day-day": "",
+                                            "day-month": "", "day-year": "", "reason": ""})
+    assert r.status_code == 422
+    summary = r.text[r.text.index("govuk-error-summary"):r.text.index("<h1")]
+    assert 'href="#day"' in summary and 'href="#reason"' in summary
+    ok = admin.post("/admin/closures", data={"csrf_token": admin.csrf, "day-day": "4",
+                                             "day-month": "3", "day-year": "2027",
+                                             "reason": "Council offices closed"})
+    assert ok.status_code == 200 and "govuk-notification-banner--success" in ok.text
+    assert "4 March 2027 is a closure day" in ok.text
+    assert "Max Admin" in ok.text and "admin.max" not in ok.text

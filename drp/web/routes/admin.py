@@ -31,7 +31,7 @@ from ..deps import (
     UnitOfWork,
     Work,
 )
-from ..forms import field_of, once_only, optional_date
+from ..forms import Problems, date_input, field_of, once_only, optional_date, refused
 from ..ladder_svg import ladder_svg
 from . import admin_people
 
@@ -186,11 +186,24 @@ def end_cover(request: Request, user: CurrentUser, form: PostedFields, work: Wor
     return RedirectResponse(url, 303)
 
 
+def _names(work: UnitOfWork, usernames: set[str]) -> dict[str, str]:
+    """People's names by username (a page shows names, never usernames)."""
+    from sqlmodel import Session, col, select
+
+    from ...models import Person
+
+    with Session(work.rt.engine) as session:
+        return {u: n for u, n in session.exec(select(Person.username, Person.name).where(
+            col(Person.username).in_(usernames)))}
+
+
 # -- closure days -------------------------------------------------------------------------
 def _closures_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer,
                    status: int = 200, **values: Any) -> Response:
     with work() as svc:
         days = svc.closures()
+    values.setdefault("names", _names(work, {d.created_by for d in days}))
+    values.setdefault("notice", values.pop("done", None))
     return page("admin_closures.html", user, status=status, days=days,
                 form=values.pop("form", {}), form_key=idempotency.new_key, **values)
 
@@ -203,11 +216,16 @@ def closures(user: Administrator, work: Work, page: Page) -> Response:
 @router.post("/admin/closures", response_class=HTMLResponse)
 def close_day(request: Request, user: Administrator, form: PostedFields, work: Work,
               page: Page) -> Response:
-    """The page shows what was done; sent again with its one-time key, the first message."""
+    """The page shows what was done; sent again with its one-time key, the first message.
+    Every problem of the form is listed at once (the day's and the reason's)."""
     try:
-        day = optional_date(form, "day", "the closure day")
-        if day is None:
-            raise BadValue("the closure day is empty; give the date (YYYY-MM-DD)", field="day")
+        problems = Problems(who=user.username)
+        day = problems.check("day", lambda: date_input(form, "day", "the closure day",
+                                                       required=True))
+        if not form.get("reason", "").strip():
+            problems.add("reason", "Enter the reason for the closure")
+        problems.raise_any()
+        assert day is not None
 
         def change(svc: AlertService) -> str:
             result = svc.close_day(user.username, day, form.get("reason", ""))
@@ -220,6 +238,6 @@ def close_day(request: Request, user: Administrator, form: PostedFields, work: W
         done = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         return _closures_page(user, work, page, status=exc.http_status, form=form,
-                              error=exc.message,
-                              error_field=field_of(exc, (("reason", "reason"),)) or "day")
+                              **refused(exc, (("reason", "reason"),), default="day",
+                                        who=user.username))
     return _closures_page(user, work, page, done=done)
