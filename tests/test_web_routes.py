@@ -558,7 +558,7 @@ def test_an_action_at_the_wrong_stage_answers_409(world: World, surface: str, op
         r = world.page(who, "POST", path_of(op, aid), FORM[op])
         assert r.status_code == 409, r.text[:3000]
         message = r.text
-    assert f"alert {aid}" in message
+    assert f"alert {aid}" in message.lower()
     assert world.events(aid) == before
     if state == "at the last stage":
         assert "refer" in message
@@ -1175,7 +1175,7 @@ def test_hostile_text_in_an_action_form_is_refused_clearly_or_stored_inert(
     else:
         assert f'id="do-{op}"' in r.text, "the form is not shown again"
         form = r.text.split(f'id="do-{op}"', 1)[1].split("</form>", 1)[0]
-    assert 'class="error-message"' in form, f"no message in the {op} form"
+    assert "error-message\"" in form, f"no message in the {op} form"
 
 
 # =============================================================================================
@@ -1370,7 +1370,7 @@ def test_a_referral_to_cafcass_leaves_the_alert_open_and_its_response_is_recorde
         assert said in panel, said
     for form_id in ("do-cafcass", "do-resolve", "do-escalate", "do-withdraw"):
         assert f'id="{form_id}"' in page, form_id  # the local process goes on
-    assert 'id="do-refer"' not in page  # one referral per alert
+    assert 'id="offer-refer"' not in page  # one referral per alert
     assert "Referred to Cafcass, awaiting its response" in row_of(
         world.page("iro.ada", "GET", "/my-alerts").text, aid)
     before = world.events(aid)
@@ -1398,15 +1398,15 @@ def test_the_responsible_manager_acknowledges_with_one_click(world: World) -> No
     aid = world.raise_alert("R100")
     assert "Not yet acknowledged by tm.fay" in page_of(world, "iro.ada", aid)
     assert "Not yet acknowledged" in row_of(world.page("iro.ada", "GET", "/my-alerts").text, aid)
-    assert 'id="do-acknowledge"' not in page_of(world, "iro.ada", aid)
-    assert 'id="do-acknowledge"' not in page_of(world, "sw.dan", aid)
-    assert 'id="do-acknowledge"' in page_of(world, "tm.fay", aid)
+    assert 'id="offer-acknowledge"' not in page_of(world, "iro.ada", aid)
+    assert 'id="offer-acknowledge"' not in page_of(world, "sw.dan", aid)
+    assert 'id="offer-acknowledge"' in page_of(world, "tm.fay", aid)
     r = world.page("tm.fay", "POST", f"/alerts/{aid}/acknowledge", {})
     assert r.status_code == 303
     page = page_of(world, "iro.ada", aid)
     assert "Acknowledged by tm.fay at 1 Mar 2027 09:00" in page
     assert "<strong>Acknowledged</strong>" in page
-    assert 'id="do-acknowledge"' not in page_of(world, "tm.fay", aid)
+    assert 'id="offer-acknowledge"' not in page_of(world, "tm.fay", aid)
     row = row_of(world.page("iro.ada", "GET", "/my-alerts").text, aid)
     assert "Acknowledged" in row and "Not yet" not in row
     before = world.events(aid)
@@ -1470,9 +1470,9 @@ def test_forms_are_offered_as_the_service_allows(world: World) -> None:
     cover): the page offers those and no other; the IRO is offered their own powers."""
     aid = world.raise_alert("R100")
     manager = page_of(world, "irom.cat", aid)
-    offered = set(re.findall(r'id="do-(\w+)"', manager))
+    offered = set(re.findall(r'id="offer-(\w+)"', manager))
     assert offered == {"withdraw", "move", "link"}, offered
-    iro = set(re.findall(r'id="do-(\w+)"', page_of(world, "iro.ada", aid)))
+    iro = set(re.findall(r'id="offer-(\w+)"', page_of(world, "iro.ada", aid)))
     assert {"escalate", "resolve", "withdraw", "hold", "extend", "refer", "link",
             "move"} <= iro and "acknowledge" not in iro and "cafcass" not in iro
 
@@ -1635,7 +1635,7 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
         "stage": "stage1", "do": "raise"})
     aid = int(where.split("/")[2].split("?")[0])
     page = ada.get(where).text
-    assert "the alert was raised" in page
+    assert "the alert was raised" in page.lower()
     for said in ("The review was due in January.", "Uncertainty for the child.",
                  "A review within two weeks."):
         assert said in page
@@ -1658,7 +1658,7 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
 
     # The IRO is away: the IRO manager may escalate only once recorded as cover.
     clock.move(minutes=10)
-    assert 'id="do-escalate"' not in cat.get(f"/alerts/{aid}").text
+    assert 'id="offer-escalate"' not in cat.get(f"/alerts/{aid}").text
     period = {"person": "iro.ada", "deputy": "irom.cat", "starts": "2027-03-01",
               "ends": "2027-03-05", "reason": "Annual leave"}
     r = ada.post("/cover", data={"csrf_token": ada.csrf, **period, "person": "iro.ben"})
@@ -1675,7 +1675,7 @@ def test_the_whole_ladder_through_the_pages(web_on: Any) -> None:
     assert ", irom.cat as cover for iro.ada</span>" in page
     assert "<dt>Responsible now</dt><dd>hos.ivy</dd>" in page
     post(admin, "/cover/end", {"person": "iro.ada"})
-    assert 'id="do-escalate"' not in cat.get(f"/alerts/{aid}").text
+    assert 'id="offer-escalate"' not in cat.get(f"/alerts/{aid}").text
 
     # A short-notice closure day moves the due dates it falls within.
     r = admin.post("/admin/closures", data={"csrf_token": admin.csrf, "day": "2027-03-04",
