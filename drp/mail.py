@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def renderer(settings: Settings) -> Renderer:
-    return Renderer(settings.templates_dir)
+    return Renderer(settings.templates_dir, settings.mail_detail)
 
 
 def notifier(settings: Settings) -> Notifier:

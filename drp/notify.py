@@ -346,7 +346,8 @@ class Notifier:
                                SYSTEM_NAME, now, directory)
         for name in ("recipient", "role", *READER_KEYS):
             context.pop(name)
-        shared = dump_context(context)[:-1]
+        # Kept only as the e-mail may use it: no free text the setting keeps out of mail.
+        shared = dump_context(self.renderer.minimise(context))[:-1]
         rows = []
         for r in people:
             address = r.person.email

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifications.render import MAIL_DETAIL
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 
@@ -67,12 +69,27 @@ class Settings(BaseSettings):
     templates_dir: Path | None = Field(
         default=None, description="a council's own message templates, searched first"
     )
+    # Data minimisation (UK GDPR Article 5(1)(c)): by default an e-mail carries no free text,
+    # only the child's reference, the alert's number and stage, what to do and the link; a
+    # council that wants the summary in its e-mails sets `summary` knowingly (docs/
+    # data-protection.md). The rule itself is notifications.render.minimise.
+    mail_detail: str = Field(
+        default="reference",
+        description="reference: no free text in e-mails; summary: the alert's summary too")
 
     @field_validator("smtp_tls")
     @classmethod
     def _tls_mode(cls, value: str | None) -> str | None:
         if value is not None and value not in ("none", "starttls", "ssl"):
             raise ValueError(f"{value!r} is not a TLS mode; use none, starttls or ssl")
+        return value
+
+    @field_validator("mail_detail")
+    @classmethod
+    def _mail_detail(cls, value: str) -> str:
+        if value not in MAIL_DETAIL:
+            raise ValueError(f"{value!r} is not a level of detail for e-mails; use"
+                             f" {' or '.join(MAIL_DETAIL)}")
         return value
 
     @field_validator("digest_anchor")

@@ -10,7 +10,12 @@ own folder (DRP_TEMPLATES_DIR), searched first.
 Dates: a context gives days, already in the council's time zone (an instant is refused, so no
 message prints a UTC day); `|date` writes 9 March 2026, `|short_date` 9 March, with the year
 when it is not that of the context's `today` (the message's own day). `|counted("working
-day")` writes 1 working day, 2 working days."""
+day")` writes 1 working day, 2 working days.
+
+Free text: what people type (a summary, a reason, a response) never reaches a template unless
+the council's setting lets it (DRP_MAIL_DETAIL, `detail` here): `minimise` blanks it in the
+context before any template, the council's own included, sees it. One rule, one place: a
+template cannot leak what it is not given."""
 
 from __future__ import annotations
 
@@ -33,6 +38,42 @@ from jinja2 import (
 from jinja2.runtime import Context
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# How much an e-mail may say (DRP_MAIL_DETAIL): "reference", the child's reference, the
+# alert's number and stage, what to do and the link, and no free text; "summary", the alert's
+# summary too (a council's informed choice).
+MAIL_DETAIL = ("reference", "summary")
+
+# Free text people type, by its key in a message's context, at any depth (alert.summary,
+# cover.reason, closure_reason, ...). Whatever carries free text into a context uses one of
+# these names; tests/test_mail_detail.py puts hostile text in each and in every service input.
+FREE_TEXT = frozenset({
+    "summary", "detail", "impact", "response", "response_text", "message", "comment", "reason",
+    "closure_reason", "outcome", "note", "text", "action_text", "legal_advice",
+})
+
+# The free text each level lets through.
+LETS_THROUGH = {"reference": frozenset(), "summary": frozenset({"summary"})}
+
+
+def minimise(context: dict[str, Any], detail: str) -> dict[str, Any]:
+    """The context with every free-text value the level does not let through made empty (not
+    removed: a template that prints it prints nothing rather than failing)."""
+    if detail not in LETS_THROUGH:
+        raise ValueError(f"{detail!r} is not a level of detail for e-mails; use"
+                         f" {' or '.join(MAIL_DETAIL)}")
+    kept = LETS_THROUGH[detail]
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: "" if k in FREE_TEXT and k not in kept else clean(v)
+                    for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    cleaned: dict[str, Any] = clean(context)
+    return cleaned
 
 
 # A message's context kept as JSON (outbox rows rendered at delivery): dates stay dates.
@@ -103,7 +144,9 @@ def _counted(n: int, singular: str, plural: str | None = None) -> str:
 
 
 class Renderer:
-    def __init__(self, override_dir: Path | None = None) -> None:
+    def __init__(self, override_dir: Path | None = None, detail: str = "reference") -> None:
+        minimise({}, detail)  # refuses an unknown level here, not at the first message
+        self.detail = detail
         loaders = [FileSystemLoader(str(DEFAULT_TEMPLATES))]
         if override_dir is not None:
             loaders.insert(0, FileSystemLoader(str(override_dir)))
@@ -123,7 +166,12 @@ class Renderer:
         names = {Path(n).stem for n in self.env.list_templates(extensions=["txt"])}
         return sorted(names - {"base"})
 
+    def minimise(self, context: dict[str, Any]) -> dict[str, Any]:
+        """What a message of this renderer may be given (for a context kept to render later)."""
+        return minimise(context, self.detail)
+
     def render(self, message: str, context: dict[str, Any]) -> Rendered:
+        context = self.minimise(context)
         try:
             text_t = self.env.get_template(f"{message}.txt")
         except TemplateNotFound:

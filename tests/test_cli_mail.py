@@ -14,7 +14,8 @@ from .test_cli import Cli
 def test_mail_survives_an_smtp_outage_and_arrives_once(tmp_path: Path, smtp: SmtpServer) -> None:
     cli = Cli(tmp_path)
     cli.env.update(DRP_SMTP_HOST="127.0.0.1", DRP_SMTP_PORT=str(smtp.port),
-                   DRP_MAIL_FROM="drp@riverside.example", DRP_BASE_URL="https://drp.example")
+                   DRP_MAIL_FROM="drp@riverside.example", DRP_BASE_URL="https://drp.example",
+                   DRP_MAIL_DETAIL="summary")  # the summary in the e-mail, escaped
     cli("init")
     cli("org", "load", str(DATA / "org.yaml"))
     cli("alert", "raise", "--as", "iro.ada", "--child", "R100", "--summary", "<b>No plan</b>",

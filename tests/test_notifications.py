@@ -40,7 +40,10 @@ ADDR = {u: f"{u.split('.')[1]}@riverside.example" for u in (
 class Mailer:
     def __init__(self, engine: Engine, protocol: Protocol, smtp: SmtpServer) -> None:
         self.engine, self.protocol, self.smtp = engine, protocol, smtp
-        self.notifier = Notifier(renderer=Renderer(), base_url="https://drp.example/")
+        # DRP_MAIL_DETAIL=summary: these tests follow the summary into the e-mail (escaped);
+        # the default, no free text at all, is tests/test_mail_detail.py's.
+        self.notifier = Notifier(renderer=Renderer(detail="summary"),
+                                 base_url="https://drp.example/")
         self.when = parse_instant("2027-03-01T09:00", LONDON)
 
     def transport(self) -> SmtpTransport:
