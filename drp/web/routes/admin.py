@@ -6,6 +6,7 @@ the service layer's (drp.alerts.organisation, drp.alerts.closures), which decide
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from ..deps import (
     UnitOfWork,
     Work,
 )
-from ..forms import Problems, date_input, field_of, once_only, optional_date, refused
+from ..forms import Problems, date_input, once_only, refused
 from ..ladder_svg import ladder_svg
 from . import admin_people
 
@@ -125,17 +126,61 @@ def load_organisation(request: Request, rt: RuntimeDep, user: Administrator,
 # -- cover periods ------------------------------------------------------------------------
 # Not only an administrator's: an IRO manager records cover for an IRO, a manager for those
 # below them on a team's line (access.may_set_cover, asked by the service). Anyone signed in
-# may read the list (no child's record).
+# may read the list (no child's record). People are chosen and shown by name; the form posts
+# their usernames (person, deputy) and GOV.UK's date inputs (starts-day ..., ends-year).
 COVER_FIELDS = (("deputy", "deputy"), ("first day", "starts"), ("last day", "ends"),
                 ("reason", "reason"), ("person", "person"))
+COVER_DONE = {"set": "The cover period was recorded; both people were told.",
+              "end": "The cover was ended; both people were told."}
+# A command line's advice in brackets ("(drp cover end iro.ada)"): the page has its buttons.
+_CLI_ADVICE = re.compile(r" \([^()]*\bdrp [a-z]+[^()]*\)")
+
+
+def _cover_people(svc: AlertService, username: str) -> tuple[list[Any], list[Any]]:
+    """The active people by name: those this person may record cover for (the service's own
+    rule, access.may_set_cover, asked of each) and all who might be named as a deputy (the
+    service refuses one on the wrong side of the IRO's independence, saying why)."""
+    from sqlmodel import col, select
+
+    from ...alerts.unit import known_id
+    from ...ladder import access
+    from ...models import Person
+
+    actor = svc.actor(username)
+    people = svc.s.exec(select(Person).where(col(Person.active))
+                        .order_by(col(Person.name), col(Person.username))).all()
+    return [p for p in people if access.may_set_cover(svc.s, actor, known_id(p.id))], \
+        list(people)
+
+
+def _by_name(errors: list[tuple[str, str]], names: dict[str, str]) -> list[tuple[str, str]]:
+    """The service's refusals name people by username: a page says their names (a username
+    may have been capitalised, starting the message)."""
+    if not names:
+        return errors
+    lower = {u.lower(): n for u, n in names.items()}
+    known = re.compile(r"(?<![\w.-])(" + "|".join(
+        re.escape(u) for u in sorted(lower, key=len, reverse=True)) + r")(?![\w.-])", re.I)
+    return [(field, known.sub(lambda m: lower[m.group(1).lower()], message))
+            for field, message in errors]
 
 
 def _cover_page(user: SignedInUser, work: UnitOfWork, page: PageRenderer, status: int = 200,
                 **values: Any) -> Response:
+    from ...ladder.access import WHO_SETS_COVER
+
     with work() as svc:
         covers = svc.list_covers(user.username)
-    return page("admin_cover.html", user, status=status, covers=covers,
-                form=values.pop("form", {}), form_key=idempotency.new_key, **values)
+        choices, deputies = _cover_people(svc, user.username)
+    names = {p.username: p.name for p in deputies}
+    names.update(_names(work, {c.set_by for c in covers} - set(names)))
+    if values.get("errors"):
+        values["errors"] = _by_name(values["errors"], names)
+    values.setdefault("notice", values.pop("done", None))
+    return page("admin_cover.html", user, status=status, covers=covers, names=names,
+                choices=choices, deputies=deputies, who_sets_cover=WHO_SETS_COVER,
+                may_end={p.username for p in choices}, form=values.pop("form", {}),
+                form_key=idempotency.new_key, **values)
 
 
 @router.get("/cover", response_class=HTMLResponse)
@@ -144,36 +189,69 @@ def cover(user: CurrentUser, work: Work, page: Page) -> Response:
         "done", "")))
 
 
-COVER_DONE = {"set": "The cover period was recorded; both people were told.",
-              "end": "The cover was ended; both people were told."}
+def _refuse(problem: BadValue | None) -> None:
+    if problem is not None:
+        raise problem
+
+
+def _cover_refused(exc: DrpError, who: str) -> dict[str, Any]:
+    """A refusal as the cover page shows it: in the page's words, without the command
+    line's advice; names come in _cover_page."""
+    exc.message = _CLI_ADVICE.sub("", exc.message)
+    shown = refused(exc, COVER_FIELDS, default="person", who=who)
+    shown["errors"] = [(field, re.sub(r"\bcover for you\b", "cover for yourself", message))
+                       for field, message in shown["errors"]]
+    return shown
 
 
 @router.post("/cover", response_class=HTMLResponse)
 def set_cover(request: Request, user: CurrentUser, form: PostedFields, work: Work,
               page: Page) -> Response:
+    """Every problem of the form at once, each field checked by the service layer's rules
+    (drp.org.cover_problem, the reason's limit); the service still decides, and says who
+    may record cover for whom, and what clashes with cover already recorded."""
+    from ...alerts.inputs import text
+    from ...alerts.organisation import REASON_MAX
+    from ...clock import FIRST_DATE
+    from ...org import cover_problem
+
+    person, deputy = form.get("person", "").strip(), form.get("deputy", "").strip()
     try:
-        starts = optional_date(form, "starts", "the cover's first day")
-        ends = optional_date(form, "ends", "the cover's last day")
-        if starts is None or ends is None:
-            raise BadValue("a cover period needs its first and last day (YYYY-MM-DD)",
-                           field="starts" if starts is None else "ends")
+        problems = Problems(who=user.username)
+        if not person:
+            problems.add("person", "Select who is away")
+        if not deputy:
+            problems.add("deputy", "Select who covers for them")
+        elif person:  # only the deputy is asked here: the days are the dates' own check
+            problems.check("deputy", lambda: _refuse(cover_problem(
+                person, deputy, FIRST_DATE, FIRST_DATE)))
+        starts = problems.check("starts", lambda: date_input(form, "starts", "the first day",
+                                                             required=True))
+        ends = problems.check("ends", lambda: date_input(form, "ends", "the last day",
+                                                         required=True))
+        if starts is not None and ends is not None:  # two stand-ins: only the days asked
+            problems.check("ends", lambda: _refuse(cover_problem("-", "--", starts, ends)))
+        reason = problems.check("reason", lambda: text(
+            form.get("reason"), "the reason", required=False, limit=REASON_MAX))
+        problems.raise_any()
+        assert starts is not None and ends is not None
 
         def change(svc: AlertService) -> str:
-            svc.set_cover(user.username, form.get("person", "").strip(),
-                          form.get("deputy", "").strip(), starts, ends,
-                          form.get("reason") or None)
+            svc.set_cover(user.username, person, deputy, starts, ends, reason)
             return "/cover?done=set"
 
         url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
         return _cover_page(user, work, page, status=exc.http_status, form=form,
-                           error=exc.message, error_field=field_of(exc, COVER_FIELDS))
+                           **_cover_refused(exc, user.username))
     return RedirectResponse(url, 303)
 
 
 @router.post("/cover/end", response_class=HTMLResponse)
 def end_cover(request: Request, user: CurrentUser, form: PostedFields, work: Work,
               page: Page) -> Response:
+    """A cover period's End button: every period of that person's running or still to
+    come ends now (the service's end_cover)."""
     def change(svc: AlertService) -> str:
         svc.end_cover(user.username, form.get("person", "").strip())
         return "/cover?done=end"
@@ -181,8 +259,9 @@ def end_cover(request: Request, user: CurrentUser, form: PostedFields, work: Wor
     try:
         url = once_only(request, form, work, user.username, change)
     except DrpError as exc:
-        return _cover_page(user, work, page, status=exc.http_status, error=exc.message,
-                           error_field="end")
+        refusal = _cover_refused(exc, user.username)
+        refusal["errors"] = [("covers", message) for _field, message in refusal["errors"]]
+        return _cover_page(user, work, page, status=exc.http_status, **refusal)
     return RedirectResponse(url, 303)
 
 
