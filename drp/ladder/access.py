@@ -213,6 +213,17 @@ def may_see_report(roles: frozenset[str]) -> bool:
     return bool(roles & REPORT_READERS)
 
 
+# A child's whole record, exported to answer a subject access request (drp.subject_access):
+# the IRO manager, who answers for the IRO service's records. Not an administrator (admins
+# manage the organisation, not children's records), nor anyone on the child's line.
+CHILD_EXPORTERS = frozenset({Role.iro_manager})
+
+
+def may_export_child(roles: frozenset[str]) -> bool:
+    """`drp child export` (and its button): over roles alone, as the report's rule is."""
+    return bool(roles & CHILD_EXPORTERS)
+
+
 def may_administer(roles: frozenset[str]) -> bool:
     """The administration pages (the organisation file, the protocol): administrators."""
     return Role.admin in roles
