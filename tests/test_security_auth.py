@@ -271,7 +271,7 @@ def test_someone_removed_and_added_back_gets_no_old_session_or_token(web: Any,
 def test_no_route_handler_blocks_the_event_loop(web: Any) -> None:
     """A coroutine handler runs on the event loop: only those that hand their blocking work
     to threads may be one (the load check, tests/test_security_load.py, measures it)."""
-    offloading = {"login", "sso", "sso_callback"}
+    offloading = {"login", "sso", "sso_callback", "reset_password"}
     handlers = list(endpoints(web[0].routes))
     assert len(handlers) > 40 and "load_organisation" in {h.__name__ for h in handlers}
     coroutines = {h.__name__ for h in handlers if inspect.iscoroutinefunction(h)}

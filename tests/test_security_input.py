@@ -519,7 +519,7 @@ def test_a_deep_upload_is_refused_in_one_line_naming_the_line(
     admin = sign_in(app, "admin.max")
     r = upload_org(admin, DEEP["lists"].encode())
     assert r.status_code == 400
-    assert ("the file, line 2: nested deeper than 20 levels; drp&#39;s files need a few"
+    assert ("The file, line 2: nested deeper than 20 levels; drp&#39;s files need a few"
             in r.text)
 
 
