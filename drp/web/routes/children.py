@@ -1,18 +1,23 @@
 """A page per child, search by child reference or alert number, and the print view of an
 alert for the child's file. What a person sees is the access policy's (drp/ladder/access.py),
 asked through the service layer's queries (each audited); a child or alert the person may not
-see answers 404, the same as one that does not exist."""
+see answers 404, the same as one that does not exist. The IRO manager's subject access
+export of a child's whole record (drp.subject_access, `drp child export` on the command line)
+is a button on the child's page."""
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ... import subject_access
 from ...errors import NotFound
-from ..deps import CurrentUser, Page, Work
+from ...ladder.access import may_export_child
+from ..deps import ClockDep, CurrentUser, Page, PostedFields, RuntimeDep, Work, origin_of
 from .alert import EVENT_WORDS
 
 router = APIRouter(include_in_schema=False)
@@ -28,7 +33,28 @@ def child_page(user: CurrentUser, work: Work, page: Page, ref: str) -> Response:
         raise NotFound("there is no such child")
     with work() as svc:
         child = svc.child_file(ref, user.username)
-    return page("children.html", user, title=f"Child {child.ref}", child=child)
+    return page("children.html", user, title=f"Child {child.ref}", child=child,
+                may_export=may_export_child(user.roles))
+
+
+@router.post("/children/{ref:path}/export")
+def export_child(request: Request, rt: RuntimeDep, clock: ClockDep, user: CurrentUser,
+                 _form: PostedFields, ref: str) -> Response:
+    """Everything drp holds about the child, as JSON to download (subject access). A plain
+    `def`: the export's queries run in a worker thread, not on the event loop. Only an IRO
+    manager may (access.may_export_child, asked by export_child); anyone else, and a child
+    that does not exist, get the same 404, and the refusal is in the access log as the
+    export is. No one-time key: an export changes nothing but the log, and a second click
+    is a second export, recorded as one."""
+    if len(ref) > SEARCH_MAX:
+        raise NotFound("there is no such child")
+    document = subject_access.export_child(rt.engine, ref=ref, username=user.username,
+                                           now=clock.now(), origin=origin_of(request))
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", ref)
+    return Response(json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+                    media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="child-{safe}.json"',
+                             "Cache-Control": "no-store"})
 
 
 @router.get("/search", response_class=HTMLResponse)
