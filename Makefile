@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast test-quick lint bench clean assets
+.PHONY: install run test test-fast test-quick lint bench clean assets screenshots
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ run: install
 # matched to govuk-frontend-jinja in pyproject.toml); needs npm.
 assets:
 	bash drp/web/assets/build.sh
+
+# The README's screenshots, renewed from the demo council in Debian's Chromium.
+screenshots: install
+	$(BIN)/python docs/screenshots/take.py
 
 lint: install
 	$(BIN)/ruff check drp notifications flows tests
