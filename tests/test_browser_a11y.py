@@ -90,7 +90,7 @@ def post_empty(page: Any) -> bool:
 def crawl(site: Site, username: str, source: str, problems: list[str]) -> list[str]:
     page = site.sign_in(username, bypass_csp=True, viewport={"width": 1280, "height": 900})
     seen: list[str] = []
-    queue = [urlsplit(page.url).path] + links(page)
+    queue = [urlsplit(page.url).path, *links(page)]
     while queue and len(seen) < 40:
         url = queue.pop(0)
         if url in seen or url in ("/logout",) or DOWNLOAD.search(url) or not (
