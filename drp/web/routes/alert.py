@@ -364,10 +364,21 @@ def act(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
     return RedirectResponse(url, 303)
 
 
+# A field the service layer names by its posted name whose id on the page differs (the
+# summary's link must reach it).
+FIELD_IDS = {
+    **{action: {name: field} for action, (field, name, _what, _limit) in TEXTS.items()},
+    "move": {"child": "move-child", "reason": "reason-move"},
+}
+
+
 def _errors(action: str, exc: DrpError, who: str) -> dict[str, Any]:
     """A refusal as the page lists it: every problem, each against its field."""
-    return refused(exc, FORM_FIELDS.get(action, ()), who=who,
-                   default=FIRST_FIELD.get(action, "main-content"))
+    shown = refused(exc, FORM_FIELDS.get(action, ()), who=who,
+                    default=FIRST_FIELD.get(action, "main-content"))
+    ids = FIELD_IDS.get(action, {})
+    shown["errors"] = [(ids.get(field, field), message) for field, message in shown["errors"]]
+    return shown
 
 
 def _refused(context: WebContext, user: SignedInUser, alert_id: int, action: str,
