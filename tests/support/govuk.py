@@ -157,3 +157,9 @@ def typed(page: str, name: str) -> str | None:
         if n.tag == "input":
             return n.attrs.get("value", "")
     return None
+
+
+def banner(page: str) -> str | None:
+    """The text of the page's notification banner (a success), if it has one."""
+    found = tree(page).by_class("govuk-notification-banner")
+    return found[0].text() if found else None
