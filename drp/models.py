@@ -98,6 +98,9 @@ class Child(SQLModel, table=True):
     iro_id: int = Field(foreign_key="person.id", index=True)
     social_worker_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     active: bool = True
+    # The child's date of birth, when the organisation file gives it: alert records are kept
+    # until a birthday (drp.retention), not a number of years after closure.
+    dob: date | None = None
 
 
 # --- alerts ------------------------------------------------------------------------------
@@ -344,6 +347,56 @@ def _leaving_ends_credentials(person: Person, value: bool, old: object, _initiat
     """A person removed from the organisation loses every session and token for good."""
     if old is True and not value:
         person.credential_epoch = (person.credential_epoch or 0) + 1
+
+
+# --- retention and correction (drp/retention.py, drp/correction.py) ----------------------
+
+
+class WritePurpose(SQLModel, table=True):
+    """On SQLite, the marker the append-only triggers check: a row written at the start of a
+    retention or correction transaction and deleted before it commits, so only that
+    transaction may change the event and access-log tables (PostgreSQL uses `SET LOCAL
+    drp.purpose` instead, which cannot outlive its transaction; drp.retention.purpose)."""
+
+    __tablename__ = "write_purpose"
+    purpose: str = Field(primary_key=True, max_length=16)
+
+
+class RetentionLog(SQLModel, table=True):
+    """What one retention batch removed: counts and ids, never content. Written in the
+    batch's own transaction, so it records exactly what that transaction removed."""
+
+    __tablename__ = "retention_log"
+    id: int | None = Field(default=None, primary_key=True)
+    run: str = Field(max_length=32, index=True)  # one id per `drp retention run`
+    at: datetime = _instant()
+    what: str = Field(max_length=32)  # alert, access_log, mail_body, corrected_text
+    rule: str = Field(max_length=200)  # the policy that made it due, in words
+    count: int
+    ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    channel: str | None = Field(default=None, max_length=8)
+    os_user: str | None = Field(default=None, max_length=80)
+    client: str | None = Field(default=None, max_length=64)
+
+
+class Correction(SQLModel, table=True):
+    """A corrected text: which (an alert's field, or an event's comment), who, when, why,
+    and the original, kept until retention removes it (drp.correction)."""
+
+    __tablename__ = "correction"
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    event_id: int | None = Field(default=None, foreign_key="event.id")  # a response's text
+    field: str = Field(max_length=32)
+    original: str | None = Field(default=None, max_length=10000)
+    reason: str = Field(max_length=2000)
+    actor: str = Field(max_length=80)
+    at: datetime = _instant()
+    seq: int  # the correction's own event on the alert's timeline
+    original_removed_at: datetime | None = _instant(nullable=True, default=None)
+    channel: str | None = Field(default=None, max_length=8)
+    os_user: str | None = Field(default=None, max_length=80)
+    client: str | None = Field(default=None, max_length=64)
 
 
 # Its home is drp/idempotency.py (imported here so the schema knows every table).

@@ -76,6 +76,30 @@ class Settings(BaseSettings):
     mail_detail: str = Field(
         default="reference",
         description="reference: no free text in e-mails; summary: the alert's summary too")
+    # Retention (UK GDPR Article 5(1)(e); docs/data-protection.md "Retention"): what `drp
+    # retention run` removes, and when. A closed alert's record (its events, actions,
+    # referral, links, corrections, e-mails and access-log rows) goes on the child's
+    # birthday below where the organisation file gives the date of birth; otherwise the
+    # years after closure below. 25 years after closure is never earlier than a 25th
+    # birthday, whatever the child's age at closure; a council keeping looked-after
+    # children's files to the 75th birthday sets 75 for both.
+    retention_birthday: int = Field(
+        default=25, ge=18, le=120,
+        description="a closed alert's record goes on the child's birthday of this age")
+    retention_years_after_closure: int = Field(
+        default=25, ge=1, le=120,
+        description="where the child's date of birth is not known: years after closure")
+    retention_access_log_years: int = Field(
+        default=2, ge=1, le=100, description="access-log rows go this many years after")
+    retention_mail_days: int = Field(
+        default=90, ge=1, le=36500,
+        description="an e-mail's body and context are blanked this many days after sending")
+    retention_correction_years: int = Field(
+        default=2, ge=1, le=100,
+        description="a corrected text's original is kept this long after its correction")
+    retention_batch: int = Field(
+        default=500, ge=1, le=100_000,
+        description="rows (alerts: records) removed per transaction")
 
     @field_validator("smtp_tls")
     @classmethod
