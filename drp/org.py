@@ -23,7 +23,7 @@ from .errors import BadValue
 from .ladder.access import IRO_SIDE, SYSTEM, may_deputise
 from .ladder.protocol import Protocol, Role
 from .models import Child, Council, Cover, Person, PersonRole, Service, Team, TeamMember
-from .orgfields import ChildRef, Email, Key, Name, Reason, Username
+from .orgfields import BirthDate, ChildRef, Email, Key, Name, Reason, Username
 
 FILE = "organisation file"  # who set a cover period the file holds (Cover.created_by)
 
@@ -64,6 +64,7 @@ class ChildIn(_In):
     team: Key
     iro: Username
     social_worker: Username | None = None
+    dob: BirthDate | None = None  # the date of birth: alert records are kept to a birthday
 
 
 class CoverIn(_In):
@@ -305,6 +306,11 @@ def load_org(session: Session, path: Path, protocol: Protocol,
     open alerts, and the audit of cover periods, is the service layer's:
     `AlertService.load_organisation`.)"""
     doc, org = _parse(path, protocol)
+    today = (now or datetime.now(UTC)).date()
+    for i, c in enumerate(org.children):
+        if c.dob is not None and c.dob > today:
+            raise doc.error(("children", i, "dob"), f"{c.dob.isoformat()} is after today; give"
+                            " the child's date of birth")
 
     existing = {p.username: p for p in session.exec(select(Person))}
     people: dict[str, Person] = {}
@@ -379,6 +385,7 @@ def load_org(session: Session, path: Path, protocol: Protocol,
         crow = children.get(c.ref) or Child(ref=c.ref, team_id=team_id, iro_id=iro_id)
         crow.team_id, crow.iro_id = team_id, iro_id
         crow.social_worker_id, crow.active = pid(c.social_worker), True
+        crow.dob = c.dob
         session.add(crow)
         wanted.add(c.ref)
     for ref, crow in children.items():

@@ -4,6 +4,7 @@ the wrong shape, more than one address) before anything is loaded."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from pydantic import (
@@ -86,3 +87,17 @@ def _email(value: str, info: ValidationInfo) -> str:
 Email = Annotated[str, Plain, AfterValidator(_email)]
 ChildRef = Annotated[str, Plain,
                      StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_-]{0,39}$")]
+EARLIEST_BIRTH = date(1900, 1, 1)
+
+
+def _born(value: date) -> date:
+    """A child's date of birth (drp.retention keeps alert records to a birthday): a real date,
+    not before 1900 (a typing slip would otherwise remove a record decades early); a date
+    after today is refused by the loader, which knows today."""
+    if value < EARLIEST_BIRTH:
+        raise ValueError(f"{value.isoformat()} is before 1900; give the child's date of birth,"
+                         " e.g. 2012-05-31")
+    return value
+
+
+BirthDate = Annotated[date, AfterValidator(_born)]
