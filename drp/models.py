@@ -94,6 +94,9 @@ class Child(SQLModel, table=True):
     __tablename__ = "child"
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(max_length=40, unique=True, index=True)
+    # The child's record id in the council's case-management system, when the organisation
+    # file gives it: case notes are keyed by it (drp.casenotes), else by the reference.
+    record_id: str | None = Field(default=None, max_length=40)
     team_id: int = Field(foreign_key="team.id", index=True)
     iro_id: int = Field(foreign_key="person.id", index=True)
     social_worker_id: int | None = Field(default=None, foreign_key="person.id", index=True)
@@ -400,5 +403,6 @@ class Correction(SQLModel, table=True):
 
 
 # Its home is drp/idempotency.py (imported here so the schema knows every table).
+from .casenotes_marks import CasenoteExport as CasenoteExport  # noqa: E402  (casenotes_marks.py)
 from .idempotency import IdempotencyKey as IdempotencyKey  # noqa: E402
 from .resetlinks import PasswordReset as PasswordReset  # noqa: E402  (its home: resetlinks.py)

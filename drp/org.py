@@ -23,7 +23,7 @@ from .errors import BadValue
 from .ladder.access import IRO_SIDE, SYSTEM, may_deputise
 from .ladder.protocol import Protocol, Role
 from .models import Child, Council, Cover, Person, PersonRole, Service, Team, TeamMember
-from .orgfields import BirthDate, ChildRef, Email, Key, Name, Reason, Username
+from .orgfields import BirthDate, ChildRef, Email, Key, Name, Reason, RecordId, Username
 
 FILE = "organisation file"  # who set a cover period the file holds (Cover.created_by)
 
@@ -61,6 +61,7 @@ class SeniorIn(_In):
 
 class ChildIn(_In):
     ref: ChildRef
+    record_id: RecordId | None = None  # in the council's case-management system
     team: Key
     iro: Username
     social_worker: Username | None = None
@@ -233,10 +234,16 @@ def _check(doc: LoadedYaml, org: OrgFile, protocol: Protocol) -> None:
         if p.team is not None and p.team not in team_keys:
             raise doc.error(("people", i, "team"), f"there is no team {p.team!r}")
     refs: set[str] = set()
+    record_ids: set[str | None] = set()
     for i, c in enumerate(org.children):
         if c.ref in refs:
             raise doc.error(("children", i, "ref"), f"child {c.ref} is listed twice")
         refs.add(c.ref)
+        if c.record_id is not None and c.record_id in record_ids:
+            raise doc.error(("children", i, "record_id"),
+                            f"record id {c.record_id} is given to two children; each child"
+                            " has its own")
+        record_ids.add(c.record_id)
         if c.team not in team_keys:
             raise doc.error(("children", i, "team"), f"there is no team {c.team!r}")
         person(("children", i, "iro"), c.iro, Role.iro)
@@ -386,6 +393,7 @@ def load_org(session: Session, path: Path, protocol: Protocol,
         crow.team_id, crow.iro_id = team_id, iro_id
         crow.social_worker_id, crow.active = pid(c.social_worker), True
         crow.dob = c.dob
+        crow.record_id = c.record_id
         session.add(crow)
         wanted.add(c.ref)
     for ref, crow in children.items():

@@ -101,3 +101,7 @@ def _born(value: date) -> date:
 
 
 BirthDate = Annotated[date, AfterValidator(_born)]
+# The child's record id in the council's case-management system (LCS, Mosaic): digits or a
+# code, as that system writes it (drp.casenotes keys case notes by it).
+RecordId = Annotated[str, Plain,
+                     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,39}$")]

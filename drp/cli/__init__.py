@@ -6,6 +6,7 @@ puts them together. Sub-command modules import shared, never each other or this 
 
 from . import alert, calendar, cover, flows, mail, org, outbox, protocol, report, themes, user
 from .child import child_app
+from .export import export_app
 from .root import app
 from .shared import run
 
@@ -21,6 +22,7 @@ app.add_typer(user.user_app, name="user")
 app.add_typer(report.report_app, name="report")
 app.add_typer(themes.themes_app, name="themes")
 app.add_typer(child_app, name="child")
+app.add_typer(export_app, name="export")
 
 __all__ = ["app", "main"]
 
