@@ -24,6 +24,9 @@ TIMESCALES_CRON = "0 7-18 * * 1-5"
 # (drp.digest.not_today): workers down on the Monday still send it on the Tuesday.
 DIGEST_CRON = "0 8 * * 1-5"
 THEMES_CRON = "30 1 * * *"
+# Nightly, after the themes: what is past its retention date goes (drp.retention); a run that
+# stopped halfway is finished by the next night's.
+RETENTION_CRON = "30 2 * * *"
 
 log = logging.getLogger("drp.flows")
 
@@ -53,6 +56,7 @@ class Scheduled:
 
 def schedule() -> list[Scheduled]:
     from .digest import digest_flow
+    from .retention import retention_flow
     from .themes import themes_flow
     from .timescales import timescales_flow
 
@@ -60,6 +64,7 @@ def schedule() -> list[Scheduled]:
         Scheduled("drp-timescales", TIMESCALES_CRON, timescales_flow),
         Scheduled("drp-digest", DIGEST_CRON, digest_flow, {"only_on_digest_day": True}),
         Scheduled("drp-themes", THEMES_CRON, themes_flow),
+        Scheduled("drp-retention", RETENTION_CRON, retention_flow),
     ]
 
 

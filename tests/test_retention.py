@@ -219,3 +219,31 @@ def test_birthdays_and_years_on_29_february() -> None:
     assert years_before(date(2029, 2, 28), 25) < date(2004, 2, 29)
     assert years_before(date(2029, 3, 1), 25) >= date(2004, 2, 29)
     assert years_before(date(2028, 2, 29), 25) == date(2003, 2, 28)
+
+
+def test_drp_retention_run_from_the_command_line_and_the_flow(
+        cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("alert", "raise", "--as", "iro.ben", "--child", "R101", "--summary", "Good work",
+        "--kind", "good-practice", "--now", "2026-03-05T09:00")
+    dry = cli.json("retention", "run", "--dry-run", "--now", "2051-03-05T12:00", "--json")
+    assert dry["dry_run"] and dry["counts"]["alert"] == 1
+    assert cli.rows("SELECT count(*) FROM alert") == [(1,)]
+    assert "alert: 1" in cli("retention", "run", "--now", "2051-03-05T12:00").stdout
+    assert cli.rows("SELECT DISTINCT channel, what FROM retention_log WHERE what = 'alert'"
+                    ) == [("cli", "alert")]
+    assert "nothing is past its date" in cli("retention", "run", "--now",
+                                             "2051-03-05T12:00").stdout
+    assert "not a date and time" in cli.refused("retention", "run", "--now", "soon")
+
+    # The nightly flow's task runs the same function (here on what is left: nothing).
+    from flows.retention import remove_past_date
+
+    from .conftest import forget_settings
+
+    monkeypatch.setenv("DRP_DATABASE_URL", cli.env["DRP_DATABASE_URL"])
+    forget_settings()
+    try:
+        result = remove_past_date.fn("2051-03-06T12:00+00:00", False)
+    finally:
+        forget_settings()
+    assert result["counts"] == {} and "nothing is past its date" in result["markdown"]

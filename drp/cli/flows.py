@@ -11,12 +11,12 @@ from .shared import Json, Now, emit, env, err, out
 
 flows_app = typer.Typer(no_args_is_help=True, help="The Prefect flows: run once, or serve.")
 
-FLOWS = ("timescales", "digest", "themes")
+FLOWS = ("timescales", "digest", "themes", "retention")
 
 
 @flows_app.command("run")
 def flows_run(
-    name: Annotated[str, typer.Argument(help="timescales, digest or themes.")],
+    name: Annotated[str, typer.Argument(help="timescales, digest, themes or retention.")],
     now: Now = None,
     as_json: Json = False,
 ) -> None:
@@ -38,6 +38,8 @@ def flows_run(
         from flows.timescales import timescales_flow as flow_fn
     elif name == "digest":
         from flows.digest import digest_flow as flow_fn
+    elif name == "retention":
+        from flows.retention import retention_flow as flow_fn
     else:
         from flows.themes import themes_flow as flow_fn
     result = flow_fn(now=now)
@@ -53,6 +55,9 @@ def flows_run(
         out.print(f"Timescales as of {result['today']}: {counts}. Mail: {result['mail']}.")
         for problem in result["problems"]:
             err.print(f"drp: {problem}", markup=False)
+    elif name == "retention":
+        counts = ", ".join(f"{count} {kind}" for kind, count in result["counts"].items())
+        out.print(f"Retention as of {result['now']}: removed {counts or 'nothing'}.")
     elif name == "digest":
         if result["skipped"]:
             out.print(result["skipped"])
@@ -82,7 +87,8 @@ def flows_serve() -> None:
     from flows.serve import serve_all
 
     out.print("Serving drp's flows: timescales hourly 07:00-18:00 on working days, the digest"
-              " every other Monday at 08:00, themes nightly (Europe/London). Ctrl-C stops.")
+              " every other Monday at 08:00, themes and retention nightly (Europe/London)."
+              " Ctrl-C stops.")
     try:
         serve_all(say=out.print)
     except KeyboardInterrupt:
