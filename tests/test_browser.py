@@ -321,7 +321,9 @@ def test_ladder_in_the_browser_without_javascript(site: Site) -> None:
     # The head of service sees it on /outstanding and in her inbox, and responds.
     later(site)
     ivy = site.sign_in("hos.ivy", java_script_enabled=False)
-    assert ivy.url.endswith("/outstanding")
+    assert ivy.url.endswith("/figures")  # her start page: the figures at a glance
+    site.shot(ivy, "ivy-figures")
+    ivy.goto("/outstanding")
     assert f"Alert {aid}" in alert_links(ivy)
     site.shot(ivy, "ivy-outstanding")
     ivy.goto("/inbox")
@@ -361,7 +363,9 @@ def test_ladder_in_the_browser_without_javascript(site: Site) -> None:
 
     # The IRO manager sees it, closed, among all alerts.
     cat = site.sign_in("irom.cat", java_script_enabled=False)
-    assert cat.url.endswith("/alerts")
+    assert cat.url.endswith("/figures")
+    cat.get_by_role("link", name="All alerts").click()
+    cat.wait_for_url("**/alerts")
     row = cat.locator("main table tbody tr", has=cat.get_by_role("link", name=f"Alert {aid}",
                                                                   exact=True))
     assert row.locator("td[data-label='Status']").inner_text().strip() == "Resolved"

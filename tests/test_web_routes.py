@@ -96,10 +96,10 @@ MOVE_TO = "R101"
 # The alert a prepared one is linked to: one more open alert per child, made after the
 # shared ones (so numbered 3 and 4), never otherwise changed.
 LINK_TO = {"R100": 3, "R200": 4}
-HOME = {"iro.ada": "/my-alerts", "iro.ben": "/my-alerts", "irom.cat": "/alerts",
+HOME = {"iro.ada": "/my-alerts", "iro.ben": "/my-alerts", "irom.cat": "/figures",
         "sw.dan": "/inbox", "sw.eve": "/inbox", "tm.fay": "/inbox", "tm.gus": "/inbox",
-        "sm.hal": "/outstanding", "hos.ivy": "/outstanding", "hos.jon": "/outstanding",
-        "ad.kim": "/alerts", "dcs.lou": "/alerts", "admin.max": "/admin"}
+        "sm.hal": "/figures", "hos.ivy": "/figures", "hos.jon": "/figures",
+        "ad.kim": "/figures", "dcs.lou": "/figures", "admin.max": "/admin"}
 # Which list page shows an open, unanswered informal alert of each child to whom.
 LISTED = {
     "/alerts": SEES, "/outstanding": SEES, "/alerts.csv": SEES,

@@ -28,9 +28,9 @@ from ..deps import Context, CurrentUser, Forbidden, Page, PostedForm, RuntimeDep
 router = APIRouter(include_in_schema=False)
 
 HOME_FOR = (  # the first page for each role, in order of precedence
-    ("admin", "/admin"), ("iro_manager", "/alerts"), ("director", "/alerts"),
-    ("assistant_director", "/alerts"), ("head_of_service", "/outstanding"),
-    ("service_manager", "/outstanding"), ("iro", "/my-alerts"),
+    ("admin", "/admin"), ("iro_manager", "/figures"), ("director", "/figures"),
+    ("assistant_director", "/figures"), ("head_of_service", "/figures"),
+    ("service_manager", "/figures"), ("iro", "/my-alerts"),
     ("team_manager", "/inbox"), ("social_worker", "/inbox"),
 )
 
