@@ -278,15 +278,12 @@ def _cell(value: Any) -> Any:
 
 # -- the webhook: queued with the event -------------------------------------------------------
 
-def webhook_key(event_id: int) -> str:
-    return f"{WEBHOOK_MESSAGE}:{note_id(event_id)}"
-
-
 def webhook_row(session: Session, protocol: Protocol, tz: ZoneInfo, *, event_id: int,
                 kind: str, url: str, now: datetime) -> dict[str, Any] | None:
     """The outbox row (column values) that POSTs this event's note to `url`, or None when the
-    event is no note. Its key is the note's: no retry of the unit of work queues it twice. The
-    body is the note as JSON, written now, and kept as sent."""
+    event is no note. Its outbox key is the note's id (an e-mail's is "event:username"): the
+    note is queued once, and the receiver sees the same id as the Idempotency-Key of every
+    attempt. The body is the note as JSON, written now, and kept as sent."""
     if kind not in NOTE_TYPES:
         return None
     event = session.get(Event, event_id)
@@ -294,6 +291,6 @@ def webhook_row(session: Session, protocol: Protocol, tz: ZoneInfo, *, event_id:
     note = _Reader(session, protocol, tz).note(event)
     body = json.dumps({"format_version": FORMAT_VERSION, "note": note.public(tz)},
                       ensure_ascii=False, sort_keys=True)
-    return row_values(key=webhook_key(event_id), message=WEBHOOK_MESSAGE,
+    return row_values(key=note.note_id, message=WEBHOOK_MESSAGE,
                       alert_id=note.alert_id, recipient=WEBHOOK_MESSAGE, to_addr=url, now=now,
                       rendered=Rendered(subject=note.title[:300], text=body, html=""))

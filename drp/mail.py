@@ -16,6 +16,7 @@ from notifications.models import OutboxMessage
 from notifications.outbox import DeliveryReport, deliver
 from notifications.render import Renderer
 from notifications.transports import FileTransport, SmtpTransport, Transport
+from notifications.webhook import Routed, WebhookTransport
 
 from .clock import Clock
 from .models import Person
@@ -30,10 +31,24 @@ def renderer(settings: Settings) -> Renderer:
 
 
 def notifier(settings: Settings) -> Notifier:
+    if settings.webhook_url:  # each case note queued for the webhook too
+        from .casenotes_webhook import WebhookNotifier
+
+        return WebhookNotifier(renderer=renderer(settings), base_url=settings.base_url,
+                               tz=settings.tz, webhook_url=settings.webhook_url)
     return Notifier(renderer=renderer(settings), base_url=settings.base_url, tz=settings.tz)
 
 
 def transport(settings: Settings) -> Transport:
+    """The mail transport, and the webhook's rows POSTed beside it (DRP_WEBHOOK_URL): a
+    webhook row waits, rather than goes by mail, while the webhook is not set."""
+    secret = settings.webhook_secret
+    hook = WebhookTransport(secret.get_secret_value()) if settings.webhook_url and secret \
+        else None
+    return Routed(_mail_transport(settings), hook)
+
+
+def _mail_transport(settings: Settings) -> Transport:
     if settings.smtp_host:
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         return SmtpTransport(settings.smtp_host, settings.smtp_port, settings.smtp_tls_mode,

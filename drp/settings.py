@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from notifications.render import MAIL_DETAIL
@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     retention_batch: int = Field(
         default=500, ge=1, le=100_000,
         description="rows (alerts: records) removed per transaction")
+    # Case notes POSTed to the council's case-management system as they are written
+    # (drp.casenotes, notifications/webhook.py; docs/casenotes.md): unset, none are sent.
+    webhook_url: str | None = Field(
+        default=None, description="where each new case note is POSTed (https://...)")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="signs each POST: X-Drp-Signature, HMAC-SHA256 of the body")
 
     @field_validator("smtp_tls")
     @classmethod
@@ -115,6 +121,25 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a level of detail for e-mails; use"
                              f" {' or '.join(MAIL_DETAIL)}")
         return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")) or len(value) > 254 \
+                or any(ch.isspace() for ch in value):
+            raise ValueError(f"{value[:60]!r} is not an http(s) address of at most 254"
+                             " characters; give the receiver's https:// address")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> Settings:
+        if self.webhook_url and not (self.webhook_secret and len(
+                self.webhook_secret.get_secret_value()) >= 16):
+            raise ValueError("DRP_WEBHOOK_URL is set without DRP_WEBHOOK_SECRET (16 characters"
+                             " or more, shared with the receiver): every note is signed")
+        return self
 
     @field_validator("digest_anchor")
     @classmethod

@@ -5,6 +5,7 @@ user, report, themes), the top-level commands in root, and what they share in sh
 puts them together. Sub-command modules import shared, never each other or this module."""
 
 from . import alert, calendar, cover, flows, mail, org, outbox, protocol, report, themes, user
+from . import correction as correction_cli
 from . import retention as retention_cli
 from .child import child_app
 from .export import export_app
@@ -24,6 +25,7 @@ app.add_typer(report.report_app, name="report")
 app.add_typer(themes.themes_app, name="themes")
 app.add_typer(child_app, name="child")
 app.add_typer(retention_cli.retention_app, name="retention")
+alert.alert_app.command("correct")(correction_cli.alert_correct)
 app.add_typer(export_app, name="export")
 
 __all__ = ["app", "main"]
