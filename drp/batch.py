@@ -39,6 +39,7 @@ from .calendar import WorkingCalendar
 from .errors import DrpError
 from .ladder import access, due
 from .ladder.access import SYSTEM_ACTOR, Line
+from .ladder.attention import next_attention
 from .ladder.machine import AlertState, fire
 from .ladder.protocol import Protocol
 from .models import Action, Alert, Child, Event, Service, Team
@@ -93,6 +94,8 @@ class Batch:
     #    the organisation even if `drp org load` runs meanwhile; it is small) ----------------
     def _read(self, session: Session, ids: list[int]) -> tuple[
             list[Any], dict[int, Line], dict[int, int], dict[int, tuple[datetime, int]]]:
+        """The chunk's alerts, their lines, counts of actions not done (those actions kept
+        in `self.open_actions` for the due index) and their latest event times."""
         rows = session.execute(
             select(ALERT).where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id).with_for_update()
         ).all()
@@ -108,10 +111,11 @@ class Batch:
             team = teams[child.team_id]
             lines[cast(int, child.id)] = Line.build(child, team, services[team.service_id],
                                                     council, deputies)
-        outstanding: dict[int, int] = {a: n for a, n in session.execute(
-            select(col(Action.alert_id), func.count()).where(
-                col(Action.alert_id).in_(ids), col(Action.done_at).is_(None))
-            .group_by(col(Action.alert_id)))}
+        self.open_actions: dict[int, list[Any]] = {}
+        for action in session.execute(select(ACTION).where(
+                ACTION.c.alert_id.in_(ids), ACTION.c.done_at.is_(None))):
+            self.open_actions.setdefault(action.alert_id, []).append(action)
+        outstanding = {a: len(acts) for a, acts in self.open_actions.items()}
         last: dict[int, tuple[datetime, int]] = {a: (at, seq) for a, at, seq in session.execute(
             select(col(Event.alert_id), func.max(col(Event.at)), func.max(col(Event.seq)))
             .where(col(Event.alert_id).in_(ids)).group_by(col(Event.alert_id)))}
@@ -227,12 +231,14 @@ class Batch:
         if not chosen:
             return result
         guarded = [{"b_id": row.id, "b_version": row.version,
-                    "new_last_seq": row.last_seq + len(acts), "new_version": row.version + 1}
+                    "new_last_seq": row.last_seq + len(acts), "new_version": row.version + 1,
+                    "new_attention_on": self._attention(row, {}, {a.id for a in acts})}
                    for row, _, acts in chosen]
         updated = session.connection().execute(
             update(ALERT).where(ALERT.c.id == bindparam("b_id"),
                                 ALERT.c.version == bindparam("b_version"))
-            .values(last_seq=bindparam("new_last_seq"), version=bindparam("new_version")),
+            .values(last_seq=bindparam("new_last_seq"), version=bindparam("new_version"),
+                    attention_on=bindparam("new_attention_on")),
             guarded).rowcount
         if updated != len(guarded):
             raise StaleChunk(f"{len(guarded) - updated} alert(s) changed during the run")
@@ -282,6 +288,7 @@ class Batch:
                 change = decide(row, lines[row.child_id], outstanding.get(row.id, 0))
                 if change is not None:
                     self._in_order(row, last.get(row.id))
+                    change.values["attention_on"] = self._attention(row, change.values)
                     changes.append(change)
             except NotYet:
                 result.not_yet.append(row.id)
@@ -294,6 +301,17 @@ class Batch:
         self._queue(session, changes, event_ids, result)
         result.done = [(c.row.id, c.what) for c in changes]
         return result
+
+    def _attention(self, row: Any, values: dict[str, Any], reminded: set[int] | None = None
+                   ) -> date | None:
+        """The due index's day for `row` once `values` are written and the actions
+        `reminded` (ids) have their reminder, as the service layer's flush would give it."""
+        actions = [SimpleNamespace(**{**a._asdict(), "reminded_at": self.now})
+                   if reminded and a.id in reminded else a
+                   for a in self.open_actions.get(row.id, [])]
+        return next_attention(self.protocol, self.cal, self.tz,
+                              SimpleNamespace(**{**row._asdict(), **values}), actions,
+                              from_day=self.today)
 
     def _update(self, session: Session, changes: list[_Change]) -> None:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -165,6 +165,10 @@ class Alert(SQLModel, table=True):
     # against sending twice; a new due date makes them due again).
     reminded_for: date | None = None
     overdue_notified_for: date | None = None
+    # The due index: the first day the timescale run has something to do for this alert or
+    # its agreed actions (drp.ladder.attention), None when nothing will fall due; kept by
+    # every writer (drp.due_index), so a run reads only alerts whose day has come.
+    attention_on: date | None = Field(default=None, index=True)
     last_seq: int = 0
     version: int = Field(default=1, sa_column=_version_col)
 

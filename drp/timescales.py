@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, TypeVar
 
-from sqlalchemy import false, or_
+from sqlalchemy import ColumnElement, false, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from . import db
+from . import db, due_index
 from .alerts import AlertService
 from .alerts.unit import alone
 from .batch import Batch, ChunkResult
@@ -122,14 +122,17 @@ class TimescaleReport:
 
 def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
              today: date, ack_before: datetime | None = None,
-             day_start: datetime | None = None) -> DueSet:
+             day_start: datetime | None = None, reminders: bool = True) -> DueSet:
     """Candidates, by the SQL twins of the rules in `drp.ladder.due` (the writers re-check
-    each). `ack_before`: stages entered before it are due an acknowledgement reminder (none
-    looked for without it); `day_start`: the instant today began, actions agreed before it
-    are due their reminder (none looked for without it)."""
-    found = find_reminders(session, protocol, calendar, today, ack_before)
-    found.hold_ended = _ids(session, due.hold_ended_where(today))
-    found.overdue = _ids(session, due.on_overdue_where(protocol, today))
+    each), among the alerts whose day in the due index has come. `ack_before`: stages
+    entered before it are due an acknowledgement reminder (none looked for without it);
+    `day_start`: the instant today began, actions agreed before it are due their reminder
+    (none looked for without it). `reminders`: False leaves the stages' reminders to a
+    later `find_reminders` (the run's, once it has resumed and escalated)."""
+    found = (find_reminders(session, protocol, calendar, today, ack_before) if reminders
+             else DueSet())
+    found.hold_ended = _ids(session, due.hold_ended_where(today), today)
+    found.overdue = _ids(session, due.on_overdue_where(protocol, today), today)
     # Actions overdue and (with `day_start`) due their reminder, in one query: each row says
     # which twin chose it.
     late = due.action_overdue_where(today)
@@ -138,7 +141,7 @@ def find_due(session: Session, protocol: Protocol, calendar: WorkingCalendar,
     for a, n, is_late in session.exec(
             select(Action.alert_id, Action.no, late.label("late"))
             .join(Alert, col(Alert.id) == Action.alert_id)
-            .where(or_(late, soon))
+            .where(come_where(today), or_(late, soon))
             .order_by(col(Action.alert_id), col(Action.no))):
         (found.actions if is_late else found.action_reminders).append((a, n))
     return found
@@ -148,14 +151,20 @@ def find_reminders(session: Session, protocol: Protocol, calendar: WorkingCalend
                    today: date, ack_before: datetime | None = None) -> DueSet:
     """Only the reminders of `find_due` (the run looks again once it has escalated)."""
     found = DueSet()
-    found.remind = _ids(session, due.reminder_due_where(protocol, calendar, today))
+    found.remind = _ids(session, due.reminder_due_where(protocol, calendar, today), today)
     if ack_before is not None:
-        found.ack_remind = _ids(session, due.ack_reminder_where(protocol, ack_before))
+        found.ack_remind = _ids(session, due.ack_reminder_where(protocol, ack_before), today)
     return found
 
 
-def _ids(session: Session, where: Any) -> list[int]:
-    query = select(col(Alert.id)).where(where).order_by(col(Alert.id))
+def come_where(today: date) -> ColumnElement[bool]:
+    """Alerts whose day in the due index (`Alert.attention_on`) has come: no rule holds for
+    any other, so each query reads that index's range, on SQLite as on PostgreSQL."""
+    return col(Alert.attention_on) <= today
+
+
+def _ids(session: Session, where: Any, today: date) -> list[int]:
+    query = select(col(Alert.id)).where(come_where(today), where).order_by(col(Alert.id))
     return [i for i in session.exec(query) if i is not None]
 
 
@@ -291,10 +300,15 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
     report = TimescaleReport(today=today, working_day=calendar.is_working_day(today))
     if not report.working_day:
         return report
+    with engine.connect() as connection:
+        come = due_index.come(connection, today)  # nothing due: one probe of the due index
+    if not come:
+        return report
     with Session(engine) as session:
         probe = make(session)  # the run's instant, zone and notifier, as the writers have them
         day_start = datetime.combine(today, time(0), tzinfo=probe.tz)
-        found = find_due(session, protocol, calendar, today, probe.ack_before, day_start)
+        found = find_due(session, protocol, calendar, today, probe.ack_before, day_start,
+                         False)
     for aid, ok in _in_chunks(engine, make, found.hold_ended, lambda s, a: s.end_hold(a), report):
         if ok:
             report.resumed.append(aid)
@@ -321,4 +335,16 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
     for aid, no in _remind_actions(engine, found.action_reminders, day_start, protocol,
                                    calendar, report, probe):
         report.actions_reminded.append(f"{aid}/{no}")
+    # Alerts whose day came and that the run did not write (a window closed unseen, a row
+    # written without the service layer, one refused or touched meanwhile): their next day,
+    # so the next run with nothing due is one probe; those still due keep today. (What the
+    # run wrote, its writers have dated.)
+    acted = {*report.resumed, *report.escalated, *report.overdue_notices,
+             *report.cafcass_prompts, *report.reminded, *report.ack_reminded,
+             *(int(item.split("/")[0]) for item in
+               (*report.actions_overdue, *report.actions_reminded))}
+    left = [aid for aid in come if aid not in acted]
+    if left:
+        with db.transaction(engine) as session:
+            due_index.settle(session.connection(), protocol, calendar, probe.tz, today, left)
     return report

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from .. import audit
+from .. import audit, due_index
 from ..audit import Origin
 from ..calendar import WorkingCalendar
 from ..clock import Clock, during_run, local_date
@@ -126,6 +126,7 @@ class UnitOfWork:
         origin: Origin | None = None,
     ) -> None:
         self.s = session
+        due_index.attach(session, self)  # each flush dates the alerts it writes (the due index)
         # Where this unit of work's acts come from: given, or the entry point's (audit.py).
         self.origin = origin if origin is not None else audit.current()
         # Views refused in this unit of work (audit rows): the refusal rolls the unit's own

@@ -1,0 +1,126 @@
+"""Keeping the due index (`Alert.attention_on`, drp.ladder.attention) where the dates change.
+
+One home for every writer:
+- the service layer's units of work (raise, respond, acknowledge, escalate, hold and resume,
+  extend, resolve, withdraw, reopen, agreed actions, closure days, system actions, and
+  whatever is added later): a `before_flush` hook recomputes the day of each alert whose
+  clocks, guards or agreed actions changed, with the unit's protocol, calendar and zone
+  (`attach`);
+- the timescale run's set-based writer (drp/batch.py) calls `next_attention` itself;
+- the run, at its end, settles the alerts whose day has come and left nothing to do
+  (`settle`): their next day from the run's day on.
+
+A session without a unit of work (a script writing rows directly) marks the alerts it changes
+EARLIEST: the next run looks at them, as it looked at every alert before the index, and
+settles them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, event, inspect, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from .calendar import WorkingCalendar
+from .ladder.attention import EARLIEST, next_attention
+from .ladder.protocol import Protocol
+from .models import Action, Alert
+
+ALERT = cast(Any, Alert).__table__
+ACTION = cast(Any, Action).__table__
+UNIT = "drp.due_index.unit"  # session.info key: an object with protocol, cal and tz
+# The columns the run's rules read (drp.ladder.due): a change to any of them moves the day.
+WATCHED = ("status", "stage", "on_hold", "hold_until", "stage_due", "stage_entered_at",
+           "stage_responded_at", "acknowledged_at", "reminded_for", "ack_reminded_for",
+           "overdue_notified_for")
+ACTION_WATCHED = ("due", "done_at", "reminded_at", "overdue_notified_at", "agreed_at",
+                  "alert_id")
+SETTLE_CHUNK = 1000
+
+
+def attach(session: Session, unit: Any) -> None:
+    """Let `unit` (anything with `protocol`, `cal` and `tz`, read at each flush, so a unit
+    that changes its calendar mid-way is followed) date the alerts `session` writes."""
+    session.info[UNIT] = unit
+
+
+def _changed(obj: Any, names: Iterable[str]) -> bool:
+    attrs = inspect(obj).attrs
+    return any(attrs[name].history.has_changes() for name in names)
+
+
+@event.listens_for(Session, "before_flush")
+def _keep(session: Session, _context: Any, _instances: Any) -> None:
+    alerts: dict[int, Alert] = {}
+    pending_actions: list[Action] = []
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Alert) and (obj in session.new or _changed(obj, WATCHED)):
+            alerts[id(obj)] = obj
+        elif isinstance(obj, Action) and (obj in session.new or _changed(obj, ACTION_WATCHED)):
+            pending_actions.append(obj)
+            owner = session.get(Alert, obj.alert_id) if obj.alert_id is not None else None
+            if owner is not None:
+                alerts[id(owner)] = owner
+    if not alerts:
+        return
+    unit = session.info.get(UNIT)
+    for alert in alerts.values():
+        if unit is None:
+            day: date | None = EARLIEST
+        else:
+            day = next_attention(unit.protocol, unit.cal, unit.tz, alert,
+                                 _open_actions(session, alert, pending_actions),
+                                 from_day=unit.today)
+        if alert.attention_on != day:
+            alert.attention_on = day
+
+
+def _open_actions(session: Session, alert: Alert, pending: list[Action]) -> list[Action]:
+    """The alert's agreed actions as this session has them (changes not yet flushed count)."""
+    if alert.id is None:
+        return [a for a in pending if a.done_at is None]
+    found = {id(a): a for a in session.scalars(
+        select(Action).where(ACTION.c.alert_id == alert.id, ACTION.c.done_at.is_(None)))}
+    found.update({id(a): a for a in pending if a.alert_id == alert.id})
+    return [a for a in found.values() if a.done_at is None]
+
+
+def come(connection: Connection, today: date) -> list[int]:
+    """The alerts whose day has come, from the index alone: with nothing due, one probe."""
+    return list(connection.execute(
+        select(ALERT.c.id).where(ALERT.c.attention_on <= today).order_by(ALERT.c.id)).scalars())
+
+
+def settle(connection: Connection, protocol: Protocol, calendar: WorkingCalendar,
+           tz: ZoneInfo, today: date, ids: list[int]) -> int:
+    """Give each of the alerts `ids` whose day has come its next day from `today` on (those
+    still due today keep a day no later than today, for the next run). Guarded by the version
+    read, so an alert someone changed meanwhile keeps the day their writer gave it; the
+    version is not moved (the alert did not change). Returns how many days were moved."""
+    moved = 0
+    for start in range(0, len(ids), SETTLE_CHUNK):
+        rows = connection.execute(
+            select(ALERT).where(ALERT.c.id.in_(ids[start:start + SETTLE_CHUNK]),
+                                ALERT.c.attention_on <= today)).all()
+        if not rows:
+            continue
+        actions: dict[int, list[Any]] = {}
+        for a in connection.execute(select(ACTION).where(
+                ACTION.c.alert_id.in_([r.id for r in rows]), ACTION.c.done_at.is_(None))):
+            actions.setdefault(a.alert_id, []).append(a)
+        changes = []
+        for row in rows:
+            day = next_attention(protocol, calendar, tz, row, actions.get(row.id, ()),
+                                 from_day=today)
+            if day != row.attention_on:
+                changes.append({"b_id": row.id, "b_version": row.version, "b_day": day})
+        if changes:
+            moved += connection.execute(
+                update(ALERT).where(ALERT.c.id == bindparam("b_id"),
+                                    ALERT.c.version == bindparam("b_version"))
+                .values(attention_on=bindparam("b_day")), changes).rowcount
+    return moved
