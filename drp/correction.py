@@ -46,6 +46,16 @@ def may_correct(actor: Actor, alert: Alert, child: Child) -> bool:
     return actor.is_iro_manager or access.is_alert_iro(actor, alert, child)
 
 
+def _typed(value: str, what: str, field: str, limit: int) -> str:
+    """Typed text by the service layer's rule, a refusal naming its input."""
+    try:
+        typed = inputs.text(value, what, required=True, limit=limit)
+    except BadValue as exc:
+        raise BadValue(exc.message, field=field) from None
+    assert typed is not None
+    return typed
+
+
 @dataclass(frozen=True)
 class Corrected:
     alert_id: int
@@ -68,10 +78,8 @@ def correct(unit: UnitOfWork, alert_id: int, username: str, field: str, text: st
     if not may_correct(actor, alert, line.child):
         raise NotPermitted(f"{username} may not correct alert {alert_id}: only its IRO (or"
                            " their recorded cover) or an IRO manager may")
-    new = inputs.text(text, f"the corrected {what.removeprefix('the ')}", required=True,
-                      limit=limit)
-    why = inputs.text(reason, "the reason", required=True, limit=REASON_MAX)
-    assert new is not None and why is not None
+    new = _typed(text, f"the corrected {what.removeprefix('the ')}", "text", limit)
+    why = _typed(reason, "the reason", "reason", REASON_MAX)
 
     target: Event | None = None
     if field == "response":
@@ -118,3 +126,20 @@ def correct(unit: UnitOfWork, alert_id: int, username: str, field: str, text: st
     unit._commit_point(alert)
     return Corrected(alert_id=known_id(alert.id), field=field, seq=event.seq,
                      correction_id=known_id(record.id))
+
+
+def may_correct_alert(unit: UnitOfWork, alert_id: int, username: str) -> bool:
+    """Whether the page offers `username` the correction form for this alert (asked after
+    the page has loaded it: the person may see it)."""
+    actor = unit.actor(username)
+    alert = unit.s.get(Alert, alert_id)
+    child = unit.s.get(Child, alert.child_id) if alert is not None else None
+    return alert is not None and child is not None and may_correct(actor, alert, child)
+
+
+def field_choice(value: str) -> tuple[str, int | None]:
+    """A form's choice of text: a field's name, or `response:N` for response number N."""
+    name, _, number = value.partition(":")
+    if name == "response" and number.isdigit() and 0 < int(number) < 2**31:
+        return name, int(number)
+    return name, None

@@ -153,3 +153,37 @@ def test_drp_alert_correct_and_its_refusal_in_one_line(cli: Any) -> None:
     assert [e["kind"] for e in shown["events"]][-1] == "corrected"
     assert cli.rows("SELECT field, original, channel FROM correction") == [
         ("summary", WRONG, "cli")]
+
+
+def test_the_alert_page_offers_the_correction_to_the_iro_and_the_iro_manager_only(
+        web: Any) -> None:
+    from drp import db
+    from tests.conftest import sign_in
+
+    app, clock, rt = web
+    with db.transaction(rt.engine) as s:
+        aid = int(rt.service(s, clock).raise_alert("iro.ada", "R100", WRONG, separate=True).id)
+    with db.transaction(rt.engine) as s:
+        rt.service(s, clock).respond(aid, "tm.fay", "Plan by Friday, says Mrs Smith")
+    fay = sign_in(app, "tm.fay")  # sees the alert, may not correct it
+    assert 'id="offer-correct"' not in fay.get(f"/alerts/{aid}").text
+    assert 'id="do-correct"' not in fay.get(f"/alerts/{aid}?act=correct").text
+    refused = fay.post(f"/alerts/{aid}/correct", data={
+        "csrf_token": fay.csrf, "field": "summary", "text": "x", "reason": "y"},
+        follow_redirects=True)
+    assert refused.status_code == 403 and "may not correct" in refused.text
+
+    cat = sign_in(app, "irom.cat")
+    assert 'id="offer-correct"' in cat.get(f"/alerts/{aid}").text
+    page = cat.get(f"/alerts/{aid}?act=correct").text
+    assert 'id="do-correct"' in page and 'value="response:2"' in page
+    empty = cat.post(f"/alerts/{aid}/correct", data={
+        "csrf_token": cat.csrf, "field": "response:2", "text": "", "reason": ""},
+        follow_redirects=True)
+    assert empty.status_code == 422 and 'href="#correct-text"' in empty.text
+    done = cat.post(f"/alerts/{aid}/correct", data={
+        "csrf_token": cat.csrf, "field": "response:2", "text": "Plan by Friday",
+        "reason": "Named the mother"}, follow_redirects=True)
+    assert done.status_code == 200 and "The text was corrected" in done.text
+    assert "Text corrected" in done.text and "Named the mother" in done.text
+    assert "says Mrs Smith" not in done.text

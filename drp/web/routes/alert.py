@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ... import idempotency
+from ... import correction, idempotency
 from ...alerts import ActionIn, AlertService, inputs
 from ...alerts.commands import CAFCASS_RESPONSES
 from ...errors import BadValue, DrpError
@@ -52,7 +52,7 @@ ACTION_LABELS = {
     "extend": "Change the due date", "refer": "Refer to Cafcass", "reopen": "Reopen",
     "set_theme": "Confirm or change the theme", "cafcass_response": "Cafcass's response",
     "acknowledge": "Acknowledge", "move": "Move to another child",
-    "link": "Link a related alert",
+    "link": "Link a related alert", "correct": "Correct a text",
 }
 # How the timeline reads each kind of event.
 EVENT_WORDS = {
@@ -72,6 +72,7 @@ EVENT_WORDS = {
     "moved": "Moved from another child (misfiled)", "linked": "Linked to a related alert",
     "good_practice": "Good practice recorded",
     "due_recomputed": "Due dates recomputed (a closure day)",
+    "corrected": "Text corrected",
 }
 DONE = {
     "raised": "the alert was raised", "good_practice": "the good practice was recorded",
@@ -83,7 +84,7 @@ DONE = {
     "cafcass": "Cafcass's response was recorded", "acknowledge": "you acknowledged the alert",
     "move": "the alert was moved to the right child", "link": "the alerts were linked",
     "reopen": "the alert was reopened", "theme": "the theme was recorded",
-    "action": "the action was marked done",
+    "action": "the action was marked done", "correct": "the text was corrected",
 }
 REFER_FIELDS = (("legal advice date", "advised_on"), ("legal advice", "legal_advice"),
                 ("reason", "reason"))
@@ -100,7 +101,7 @@ FIRST_FIELD = {
     "respond": "message", "escalate": "reason-escalate", "resolve": "outcome",
     "withdraw": "reason-withdraw", "reopen": "reason-reopen", "hold": "reason-hold",
     "extend": "until", "cafcass": "response", "move": "move-child", "link": "other",
-    "theme": "theme",
+    "theme": "theme", "correct": "correct-field",
 }
 # The forms whose trigger has another name (the rest are named as their trigger).
 FORM_OF = {"cafcass_response": "cafcass", "set_theme": "theme"}
@@ -197,6 +198,8 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
         reading = svc.alert_page(alert_id, user.username)
         view = reading.view
         allowed = svc.allowed(alert_id, user.username)
+        if correction.may_correct_alert(svc, alert_id, user.username):
+            allowed = [*allowed, "correct"]  # not the ladder's: drp.correction's rule
         people = [p for p in svc.people_on_line(alert_id, user.username)
                   if p[0] != user.username]  # "Me" is offered already
         shown_limits = limits(svc, view)
@@ -334,6 +337,10 @@ FORM_ACTIONS: dict[str, FormAction] = {
     "link": lambda svc, aid, who, form: svc.link(aid, _alert_number(form, "other"), who),
     "reopen": lambda svc, aid, who, form: svc.reopen(aid, who, form.get("reason", "")),
     "theme": lambda svc, aid, who, form: svc.set_theme(aid, who, form.get("theme", "")),
+    "correct": lambda svc, aid, who, form: correction.correct(
+        svc, aid, who, *correction.field_choice(form.get("field", ""))[:1],
+        form.get("text", ""), form.get("reason", ""),
+        response=correction.field_choice(form.get("field", ""))[1]),
 }
 
 
@@ -369,6 +376,8 @@ def act(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
 FIELD_IDS = {
     **{action: {name: field} for action, (field, name, _what, _limit) in TEXTS.items()},
     "move": {"child": "move-child", "reason": "reason-move"},
+    "correct": {"field": "correct-field", "response": "correct-field", "text": "correct-text",
+                "reason": "reason-correct"},
 }
 
 
