@@ -125,6 +125,7 @@ def bulk_alerts(engine: Engine, total: int, due: int, today: date, calendar: Wor
     closed = datetime.combine(calendar.add(today, -3), datetime.min.time(), tzinfo=UTC)
     past, future = calendar.add(today, -2), calendar.add(today, 4)
     special = due * (1 + spare_sets)
+    attention = _attention(today, calendar)
     step = max(total // special, 1)
     batch = 50_000
     for start in range(0, total, batch):
@@ -137,6 +138,9 @@ def bulk_alerts(engine: Engine, total: int, due: int, today: date, calendar: Wor
                 "stage_due": future, "resolution_due": calendar.add(today, 12),
                 "on_hold": False, "last_seq": 1, "version": 1, "theme_confirmed": False,
                 "hold_until": None, "held_since": None, "closed_at": None,
+                # Acknowledged when raised: else every open alert is due its reminder to
+                # acknowledge, and the first run sends a quarter of the table one.
+                "acknowledged_at": raised,
             }
             if i % step == 0 and i // step < special:
                 row["stage_due"] = past
@@ -145,6 +149,7 @@ def bulk_alerts(engine: Engine, total: int, due: int, today: date, calendar: Wor
                                held_since=calendar.add(today, -3))
             elif i % 4:
                 row.update(status="resolved", stage_due=past, closed_at=closed)
+            row["attention_on"] = attention(row)
             rows.append(row)
         with engine.begin() as conn:
             first = conn.execute(text("SELECT coalesce(max(id), 0) FROM alert")).scalar_one()
@@ -164,5 +169,31 @@ def release_set(engine: Engine, due: int) -> int:
             "SELECT id FROM alert WHERE on_hold = true AND hold_until = :h ORDER BY id"
             " LIMIT :n"), {"h": date(2099, 1, 1), "n": due})]
         conn.execute(ALERT.update().where(ALERT.c.id.in_(ids)).values(
-            on_hold=False, hold_until=None, held_since=None))
+            on_hold=False, hold_until=None, held_since=None, attention_on=date(1970, 1, 1)))
     return len(ids)
+
+
+def _attention(today: date, calendar: WorkingCalendar) -> Callable[[dict[str, Any]], Any]:
+    """The due index's day for a bulk row, as the service layer's writers would keep it
+    (drp.ladder.attention), computed once for each kind of row."""
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from drp.ladder.attention import next_attention
+
+    protocol = load_protocol(CONFIG_DIR / "protocol.yaml")
+    known: dict[tuple[Any, ...], Any] = {}
+    names = ("status", "on_hold", "hold_until", "stage_due", "stage_entered_at",
+             "acknowledged_at")
+
+    def day(row: dict[str, Any]) -> Any:
+        key = tuple(row[n] for n in names)
+        if key not in known:
+            alert = SimpleNamespace(**row, stage_responded_at=None,
+                                    reminded_for=None, ack_reminded_for=None,
+                                    overdue_notified_for=None)
+            known[key] = next_attention(protocol, calendar, ZoneInfo("Europe/London"), alert,
+                                        from_day=today)
+        return known[key]
+
+    return day
