@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_
 from sqlalchemy.engine import Engine
@@ -44,6 +45,14 @@ from .models import (
 FORMAT_VERSION = 1
 OTHER_CHILD = "[another child]"
 WITHHELD_LINK = "related to an alert of another child (withheld)"
+
+
+def as_pdf(document: dict[str, Any], tz: ZoneInfo) -> bytes:
+    """The export as a PDF to read and print: the same document, every section, marked
+    OFFICIAL-SENSITIVE (drp.casenotes_pdf renders it)."""
+    from .casenotes_pdf import subject_access_pdf
+
+    return subject_access_pdf(document, tz)
 
 
 def refusal(ref: str, username: str) -> NotFound:

@@ -14,7 +14,7 @@ from .shared import As, Now, env, err, origin
 
 child_app = typer.Typer(no_args_is_help=True, help="A child's record.")
 
-FORMATS = ("json",)
+FORMATS = ("json", "pdf")
 
 
 @child_app.command("export")
@@ -22,7 +22,7 @@ def export(
     ref: Annotated[str, typer.Argument(help="The child's reference.")],
     username: As,
     fmt: Annotated[str, typer.Option(
-        "--format", help="json (PDF is not built yet: see docs/data-protection.md).")] = "json",
+        "--format", help="json, or pdf to read and print (the same document).")] = "json",
     out: Annotated[str | None, typer.Option(
         "--out", help="Write to this file (created readable by its owner only) instead of"
                       " stdout.")] = None,
@@ -32,11 +32,13 @@ def export(
     their events, actions and referrals, the e-mails sent about them, the access-log rows
     about them, and the people named in them (for the council to redact). Only an IRO
     manager may export; the export is recorded in the access log."""
-    from ..subject_access import export_child
+    from ..subject_access import as_pdf, export_child
 
     if fmt not in FORMATS:
-        raise BadValue(f"--format {fmt!r} is not available; use json (a PDF is not built"
-                       " yet)")
+        raise BadValue(f"--format {fmt!r} is not available; use json or pdf", field="format")
+    if fmt == "pdf" and out is None and sys.stdout.isatty():
+        raise BadValue("a PDF is not for the terminal: give --out FILE, or redirect it",
+                       field="out")
     runtime = env()
     db.require_schema(runtime.engine)
     clock = clock_for(now, runtime.settings.tz)
@@ -44,11 +46,16 @@ def export(
         document = export_child(runtime.engine, ref=ref, username=username,
                                 now=clock.now(), origin=where)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    data = as_pdf(document, runtime.settings.tz) if fmt == "pdf" else text.encode()
     if out is None:
-        sys.stdout.write(text)
+        if fmt == "pdf":  # bytes, for a pipe or a file
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(text)
         return
     path = Path(out)
     path.touch(mode=0o600, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_bytes(data)
     err.print(f"Wrote the record of child {ref} to {path} ({len(document['alerts'])} alerts):"
               " redact the third parties it lists before sending it.", markup=False)

@@ -11,7 +11,7 @@ import typer
 from .. import audit, db
 from ..clock import clock_for, parse_instant
 from ..errors import BadValue
-from .shared import Now, env, err, origin
+from .shared import As, Now, env, err, origin, service
 
 if TYPE_CHECKING:
     from ..casenotes import Note
@@ -68,3 +68,46 @@ def casenotes(
                   + (f" to {path}" if path is not None else "")
                   + ("" if done.notes or again else " (nothing new since the last export;"
                      " --again gives them again)"), markup=False)
+
+
+@export_app.command("casenote")
+def casenote(
+    alert_id: Annotated[int, typer.Argument(help="The alert's number.", min=1)],
+    username: As,
+    fmt: Annotated[str, typer.Option("--format", help="text (to paste) or pdf.")] = "text",
+    out: Annotated[str | None, typer.Option(
+        "--out", help="Write to this file (created readable by its owner only) instead of"
+                      " stdout.")] = None,
+    now: Now = None,
+) -> None:
+    """One alert's case notes, printable: as plain text to paste into the child's file, or as
+    a PDF marked OFFICIAL-SENSITIVE. Whoever may see the alert may print it; recorded in the
+    access log as a print."""
+    from ..casenotes import note_text, notes_of_alert
+    from ..casenotes_pdf import notes_pdf
+    from ..models import Council
+
+    if fmt not in ("text", "pdf"):
+        raise BadValue(f"--format {fmt!r} is not available; use text or pdf", field="format")
+    if fmt == "pdf" and out is None and sys.stdout.isatty():
+        raise BadValue("a PDF is not for the terminal: give --out FILE, or redirect it",
+                       field="out")
+    with service(now) as alerts:
+        printed = alerts.print_file(alert_id, username)  # may see it? recorded as a print
+        notes = notes_of_alert(alerts.s, alerts.protocol, alerts.tz, alert_id)
+        council = alerts.s.get(Council, 1)
+        tz = alerts.tz
+    data = (notes_pdf(notes, tz, council=council.name if council else "drp",
+                      printed_by=printed.printed_by, printed_at=printed.printed_at)
+            if fmt == "pdf" else note_text(notes, tz).encode())
+    if out is None:
+        if fmt == "pdf":
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data.decode())
+        return
+    path = Path(out)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_bytes(data)
+    err.print(f"Wrote {len(notes)} case note(s) of alert {alert_id} to {path}", markup=False)
