@@ -140,10 +140,10 @@ def test_the_themes_flow_categorises_alerts_without_a_theme(smtp: SmtpServer) ->
 def test_schedules_run_the_digest_on_alternate_mondays_and_after_bank_holidays() -> None:
     from prefect.server.schemas.schedules import CronSchedule
 
-    from flows.serve import DIGEST_CRON, TIMESCALES_CRON, TZ, deployments
+    from flows.serve import DIGEST_CRON, RETENTION_CRON, TIMESCALES_CRON, TZ, deployments
 
     names = {d.name: d for d in deployments()}
-    assert set(names) == {"drp-timescales", "drp-digest", "drp-themes"}
+    assert set(names) == {"drp-timescales", "drp-digest", "drp-themes", "drp-retention"}
     assert names["drp-digest"].parameters == {"only_on_digest_day": True}
     cal = WorkingCalendar()
     london = ZoneInfo(TZ)
@@ -166,6 +166,10 @@ def test_schedules_run_the_digest_on_alternate_mondays_and_after_bank_holidays()
     assert spring[:2] == [date(2027, 3, 22), date(2027, 4, 5)]
     timescale_hours = {d.hour for d in runs(TIMESCALES_CRON, datetime(2027, 3, 1, tzinfo=UTC), 24)}
     assert timescale_hours == set(range(7, 19))
+    # Retention: nightly at 02:30, every day of the week.
+    nightly = runs(RETENTION_CRON, datetime(2027, 3, 1, tzinfo=UTC), 7)
+    assert [(d.hour, d.minute) for d in nightly] == [(2, 30)] * 7
+    assert len({d.date() for d in nightly}) == 7
 
 
 def test_no_outbox_rows_are_left_pending(smtp: SmtpServer) -> None:
