@@ -151,7 +151,7 @@ def back_to_form(context: WebContext, user: SignedInUser, path: str, form: Mappi
 
 # The page (GET address) of each form that is posted elsewhere: an alert's forms are on its
 # page; the raise form and the referral have pages of their own.
-_ALERT_FORM = re.compile(r"/alerts/(\d{1,10})/(?:actions/\d{1,10}/done|[a-z_]{1,20})")
+_ALERT_FORM = re.compile(r"/alerts/(\d{1,10})/(?:actions/(\d{1,10})/done|([a-z_]{1,20}))")
 
 
 def form_page(path: str) -> str | None:
@@ -162,6 +162,16 @@ def form_page(path: str) -> str | None:
     if found is None:
         return None
     return path if path.endswith("/refer") else f"/alerts/{found.group(1)}"
+
+
+def form_name(path: str) -> str | None:
+    """The name of the form posted to `path` as the alert's page opens it (`?act=`, and its
+    id `do-<name>`): `action-N` for marking agreed action N done, else the address's last
+    part (respond, hold, theme ...); None for a form with a page of its own."""
+    found = _ALERT_FORM.fullmatch(path)
+    if found is None or form_page(path) == path:
+        return None
+    return f"action-{found.group(2)}" if found.group(2) else found.group(3)
 
 
 def ended_session_owner(request: Request, context: WebContext, sent_csrf: str) -> int | None:
@@ -205,9 +215,9 @@ def signed_out_mid_form(request: Request, context: WebContext) -> Response:
     if owner is None:
         return response
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    action = request.url.path.rsplit("/", 1)[1] if page != request.url.path else None
     return keep_form(response, context, owner, page, fields,
-                     {"typed_for": action, "signed_out": True}, seconds=SIGNED_OUT_SECONDS)
+                     {"typed_for": form_name(request.url.path), "signed_out": True},
+                     seconds=SIGNED_OUT_SECONDS)
 
 
 @dataclass(frozen=True)
