@@ -88,6 +88,9 @@ def test_withdraw_asks_for_confirmation_first(web: Any) -> None:
     assert f"Are you sure you want to withdraw alert {aid}?" in confirm
     block = confirm.split('id="do-withdraw"', 1)[1].split("</form>", 1)[0]
     assert "govuk-button--warning" in block and f'href="/alerts/{aid}"' in block  # cancel
+    # What the warning says of reopening is the machine's (drp.ladder.machine): a withdrawn
+    # alert has no way back, so the withdrawal is final.
+    assert "withdrawal is final" in block and "reopen it" not in block
     r = iro.post(f"/alerts/{aid}/withdraw", data={"csrf_token": iro.csrf, "reason": ""},
                  follow_redirects=False)
     assert r.status_code == 303

@@ -17,6 +17,7 @@ from ...alerts import ActionIn, AlertService, inputs
 from ...alerts.commands import CAFCASS_RESPONSES
 from ...errors import BadValue, DrpError
 from ...ladder import due
+from ...ladder.machine import possible_triggers
 from ...runtime import Runtime
 from ...schemas import AlertDetail
 from ..deps import (
@@ -219,7 +220,9 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
                 event_dates=event_dates(view), opened=_opened(asked, allowed,
                                                               reading.may_mark_done),
                 form=form or {}, form_key=idempotency.new_key,
-                suggested=suggested_theme(view), action_rows=ACTION_ROWS, **values)
+                suggested=suggested_theme(view), action_rows=ACTION_ROWS,
+                withdrawal_final="reopen" not in possible_triggers(rt.protocol, "withdrawn"),
+                **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,
