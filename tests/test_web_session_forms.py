@@ -151,3 +151,23 @@ def test_the_referral_comes_back_on_its_own_page_after_the_session_ended(web: An
     assert page.status_code == 200 and "Your session had ended" in page.text
     block = form_block(page.text, "refer-form")
     assert "Typed adviser" in block and "Typed referral reason" in block
+
+
+def test_a_form_posted_without_a_session_cookie_says_nothing_was_saved_after_sign_in(
+        web: Any) -> None:
+    """The cookie itself gone (the browser cleared it): drp cannot tell whose the text is, so
+    it keeps none, and says so on the form's page once the person is signed in again."""
+    app, clock, rt = web
+    aid = _raise(rt, clock)
+    c = sign_in(app, "iro.ada")
+    c.cookies.delete("drp_session")
+    r = post(c, f"/alerts/{aid}/withdraw", {"reason": "Typed without a session"})
+    assert r.status_code == 303 and r.headers["location"] == f"/login?next=/alerts/{aid}"
+    assert "Typed" not in r.headers.get("set-cookie", "")
+    assert sign_in_again(c, "iro.ada", f"/alerts/{aid}").status_code == 303
+    page = c.get(f"/alerts/{aid}")
+    assert page.status_code == 200
+    banner = page.text.split('id="signed-out"', 1)[1].split("</div>\n</div>", 1)[0]
+    assert "Your session had ended, so nothing was saved" in banner
+    assert "cannot tell whose it was" in banner and "Typed without a session" not in page.text
+    assert 'id="signed-out"' not in c.get(f"/alerts/{aid}").text  # said once

@@ -60,6 +60,7 @@ class Forbidden(DrpError):
 
 # -- what was typed, kept across a redirect ------------------------------------------------------
 KEPT_COOKIE = "drp_form"
+LOST_COOKIE = "drp_lost"  # a form's page: its form was posted without a session (nothing kept)
 REFUSED_SECONDS = 300  # a refused form's errors and text, until its page is shown
 SIGNED_OUT_SECONDS = 1800  # a form posted after the session ended, until the person is back
 KEPT_MAX_CHARS = 200_000  # one form's text at most (more is not kept; a raise form holds ~21k)
@@ -213,6 +214,12 @@ def signed_out_mid_form(request: Request, context: WebContext) -> Response:
         return response
     owner = ended_session_owner(request, context, str(form.get("csrf_token", "")))
     if owner is None:
+        # No session to name the person (the cookie is gone, or names another session): the
+        # text is nobody's drp can tell, so it is not kept; the form's page says so after
+        # sign-in (the cookie holds only that page's address, signed).
+        response.set_cookie(LOST_COOKIE, context.signer.sign(page, "lost"), httponly=True,
+                            samesite="lax", secure=context.secure_cookies,
+                            max_age=SIGNED_OUT_SECONDS)
         return response
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     return keep_form(response, context, owner, page, fields,
@@ -410,11 +417,18 @@ def council_name(engine: Engine) -> str:
 
 def render(request: Request, context: WebContext, name: str, user: SignedInUser | None,
            status: int = 200, **values: Any) -> HTMLResponse:
-    return context.templates.TemplateResponse(request, name, {
+    lost = user is not None and context.signer.unsign(
+        request.cookies.get(LOST_COOKIE), "lost") == request.url.path
+    if lost:  # its form was posted after the session had gone: say nothing was saved (once)
+        values = {**values, "signed_out": True, "nothing_kept": True}
+    response = context.templates.TemplateResponse(request, name, {
         "user": user, "roles": user.roles if user else frozenset(),
         "csrf": user.csrf if user else "", "council": council_name(context.rt.engine),
         **values,
     }, status_code=status)
+    if lost:
+        response.delete_cookie(LOST_COOKIE)
+    return response
 
 
 @dataclass(frozen=True)
