@@ -913,12 +913,12 @@ def test_repeated_wrong_passwords_lock_the_account_until_the_lockout_ends(web: A
     c = TestClient(app, base_url=BASE)
     for _ in range(s.login_max_failures):
         r = post_login(c, "iro.ada", "wrong-password-1")
-        assert r.status_code == 400 and "not right" in login_error(r)
+        assert r.status_code == 400 and "Enter a correct username and password" in login_error(r)
     r = post_login(c, "iro.ada", TEST_PASSWORD)  # the right password, too late
     assert r.status_code == 400, r.headers
     assert SESSION_COOKIE not in r.cookies
     message = login_error(r)
-    assert "too many failed attempts" in message
+    assert "You cannot sign in yet: too many failed attempts" in message
     assert f"{s.login_lockout_minutes} minutes" in message
     # Locking out looks the same for a username that does not exist.
     for _ in range(s.login_max_failures):
@@ -971,8 +971,38 @@ def test_a_wrong_password_does_not_reveal_whether_the_username_exists(world: Wor
     other_case = post_login(c, "SW.DAN", "wrong-password-1")
     assert known.status_code == unknown.status_code == other_case.status_code == 400
     assert login_error(known) == login_error(unknown) == login_error(other_case)
-    assert "username or password" in login_error(known)
+    assert login_error(known) == "Enter a correct username and password"
     assert SESSION_COOKIE not in known.cookies
+
+
+def test_sign_in_errors_say_what_to_do_in_the_error_summary_and_mark_the_fields(
+        world: World) -> None:
+    """GOV.UK's pattern: each missing field its own message, linked from the summary; a wrong
+    username or password one message linked to the username, both fields aria-invalid."""
+    def summary(r: Any) -> list[tuple[str, str]]:
+        box = r.text.split("govuk-error-summary__list", 1)[1].split("</ul>", 1)[0]
+        return [(field, text.strip()) for field, text in
+                re.findall(r'<a href="#([\w-]+)">(.*?)</a>', box, re.S)]
+
+    def invalid(r: Any, field: str) -> bool:
+        tag = re.search(rf'<input[^>]*id="{field}"[^>]*>', r.text)
+        assert tag, r.text
+        return 'aria-invalid="true"' in tag.group(0)
+
+    c = TestClient(world.app, base_url=BASE)
+    both = post_login(c, "", "")
+    assert both.status_code == 400 and "<title>Error: Sign in" in both.text
+    assert summary(both) == [("username", "Enter your username"),
+                             ("password", "Enter your password")]
+    assert invalid(both, "username") and invalid(both, "password")
+    no_password = post_login(c, "sw.dan", "")
+    assert summary(no_password) == [("password", "Enter your password")]
+    assert invalid(no_password, "password") and not invalid(no_password, "username")
+    assert 'value="sw.dan"' in no_password.text
+    wrong = post_login(c, "sw.dan", "wrong-password-1")
+    assert wrong.status_code == 400
+    assert summary(wrong) == [("username", "Enter a correct username and password")]
+    assert invalid(wrong, "username") and invalid(wrong, "password")
 
 
 @pytest.mark.parametrize("next_url", ["//evil.example/", "https://evil.example/",

@@ -68,6 +68,22 @@ def login_form(context: Context, page: Page, next: str = "/") -> Response:
     return _login_page(context, page, next=_within_drp(next))
 
 
+WRONG_SIGN_IN = "Enter a correct username and password"
+
+
+def _sign_in_errors(username: str, password: str,
+                    throttled: str | None) -> list[tuple[str, str]]:
+    """A refused sign-in as the error summary lists it (GOV.UK's wording): a throttle's
+    refusal as it is; else what is missing; else one message for a wrong username or
+    password, which never says which was wrong."""
+    if throttled:
+        return [("username", f"You cannot sign in yet: {throttled}")]
+    missing = [(field, f"Enter your {field}")
+               for field, value in (("username", username.strip()), ("password", password))
+               if not value]
+    return missing or [("username", WRONG_SIGN_IN)]
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, context: Context, page: Page) -> Response:
     """Nothing blocking runs on the event loop: the database steps on threads, at most
@@ -82,17 +98,24 @@ async def login(request: Request, context: Context, page: Page) -> Response:
                         " page and try again")
     auth, now, limiter = context.auth, context.clock.now(), sign_in_limiter()
     client = request.client.host if request.client else ""
+    username, password = str(form.get("username", "")), str(form.get("password", ""))
+    checked = False  # past the throttle: a refusal after this is a wrong username or password
     try:
-        attempt = await anyio.to_thread.run_sync(
-            auth.begin, str(form.get("username", "")), client, now, limiter=limiter)
-        ok = await check_password(attempt, str(form.get("password", "")))
+        # Every attempt, an empty one too, is recorded and counted as before (the throttle);
+        # only the words of a refusal depend on what was missing.
+        attempt = await anyio.to_thread.run_sync(auth.begin, username, client, now,
+                                                 limiter=limiter)
+        checked = True
+        ok = await check_password(attempt, password)
         token, _web = await anyio.to_thread.run_sync(auth.finish, attempt, ok, now,
                                                      limiter=limiter)
     except DrpError as exc:
+        errors = _sign_in_errors(username, password, exc.message if not checked else None)
         # Rendering reads the council's name from the database: off the loop too.
         return await anyio.to_thread.run_sync(partial(
-            _login_page, context, page, status=400, error=exc.message, next=next_url,
-            username=form.get("username", "")), limiter=limiter)
+            _login_page, context, page, status=400, errors=errors, next=next_url,
+            username=username, wrong=checked and username.strip() != "" and password != ""),
+            limiter=limiter)
     done = RedirectResponse(next_url, 303)
     done.set_cookie(SESSION_COOKIE, context.signer.sign(token, "session"), httponly=True,
                     samesite="lax", secure=context.secure_cookies)
