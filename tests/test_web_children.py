@@ -266,3 +266,27 @@ def test_every_list_links_a_childs_reference_to_the_childs_page(world: World) ->
     html = world.page("irom.cat", "GET", "/alerts").text
     assert '<a class="govuk-link" href="/children/R100">R100</a>' in html
     assert '<a class="govuk-link" href="/children/R200">R200</a>' in html
+
+
+@pytest.mark.parametrize("words", ["Alert%20{n}", "alert%20{n}", "alert%20no.%20{n}",
+                                   "ALERT%20%23{n}", "alert%20number%20{n}", "alert{n}"])
+def test_search_by_alert_in_words_finds_it_as_its_number_does(world: World,
+                                                              words: str) -> None:
+    aid = world.shared["R100"]
+    r = search(world, "iro.ada", words.format(n=aid))
+    assert (r.status_code, r.headers.get("location")) == (303, f"/alerts/{aid}"), r.text[:500]
+    hidden = world.shared["R200"]  # not Ada's: not found, as by its number
+    r = search(world, "iro.ada", words.format(n=hidden))
+    assert r.status_code == 200 and f"/alerts/{hidden}" not in r.text
+
+
+def test_nothing_found_is_said_one_way(world: World) -> None:
+    """Text that cannot be searched for and a search that finds nothing say it the same."""
+    def said(q: str) -> str:
+        r = search(world, "dcs.lou", q)
+        assert r.status_code == 200 and "<title>Nothing found" in r.text, r.text[:500]
+        found = re.search(r'<p class="govuk-body" id="nothing-found">(.*?)</p>', r.text, re.S)
+        assert found, r.text
+        return re.sub(r"&ldquo;.*?&rdquo;", "Q", found.group(1))
+
+    assert said("R999") == said("R100%3C") == said("alert%209999")

@@ -25,6 +25,16 @@ router = APIRouter(include_in_schema=False)
 SEARCH_MAX = 40  # a child's reference is at most 40 characters
 # A reference (letters, digits and - _ / .) or an alert's number, with or without "#".
 SEARCHABLE = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9/_.-]*")
+# An alert's number as people write it: "Alert 9", "alert #9", "alert no. 9", "alert number 9".
+ALERT_WORDS = re.compile(r"alert\s*(?:(?:no|number|num)\b\.?)?\s*#?\s*(\d{1,10})",
+                         re.IGNORECASE)
+
+
+def search_text(q: str) -> str:
+    """What a search box's text asks for: an alert's number written in words is that number
+    with "#" (an alert only, as "#9" asks); anything else as typed."""
+    words = ALERT_WORDS.fullmatch(q)
+    return f"#{words.group(1)}" if words else q
 
 
 @router.get("/children/{ref:path}", response_class=HTMLResponse)
@@ -60,12 +70,13 @@ def export_child(request: Request, rt: RuntimeDep, clock: ClockDep, user: Curren
 @router.get("/search", response_class=HTMLResponse)
 def search(request: Request, user: CurrentUser, work: Work, page: Page) -> Response:
     q = request.query_params.get("q", "").strip()
-    usable = len(q) <= SEARCH_MAX and SEARCHABLE.fullmatch(q) is not None
+    asked = search_text(q)
+    usable = len(asked) <= SEARCH_MAX and SEARCHABLE.fullmatch(asked) is not None
     if not usable:
-        return page("search.html", user, title="Search", q=q[:SEARCH_MAX], found=None,
-                    usable=False, asked=bool(q))
+        return page("search.html", user, title="Nothing found" if q else "Search",
+                    q=q[:SEARCH_MAX], found=None, usable=False, asked=bool(q))
     with work() as svc:
-        found = svc.search(q, user.username)
+        found = svc.search(asked, user.username)
     # One thing found: go to it.
     if found.alert is not None and not found.children:
         return RedirectResponse(f"/alerts/{found.alert}", 303)
