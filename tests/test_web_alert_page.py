@@ -78,6 +78,29 @@ def test_only_the_actions_this_person_may_take_now_are_offered(web: Any) -> None
     assert forms_on(form) == [f"/alerts/{aid}/actions/1/done"]
 
 
+def test_a_manager_who_has_responded_is_offered_to_add_to_it_not_to_respond(web: Any) -> None:
+    """Awaiting the IRO's decision, a further response is what the service allows
+    (svc.allowed), so it is offered as adding to the response, not as the page's main
+    action; before any response, "Respond" is."""
+    app, clock, rt = web
+    aid = raise_(rt, clock)
+
+    def respond_button(page: str) -> str:
+        found = re.search(r'<a [^>]*id="offer-respond"[^>]*>.*?</a>', page, re.S)
+        assert found, page
+        return found.group(0)
+
+    first = respond_button(sign_in(app, "tm.fay").get(f"/alerts/{aid}").text)
+    assert "Respond" in first and "govuk-button--secondary" not in first
+    do(rt, clock, lambda s: s.respond(aid, "tm.fay", "We will review the plan"))
+    assert "respond" in do(rt, clock, lambda s: s.allowed(aid, "tm.fay"))
+    tm = sign_in(app, "tm.fay")
+    again = respond_button(tm.get(f"/alerts/{aid}").text)
+    assert "Add to your response" in again and "govuk-button--secondary" in again
+    opened = tm.get(f"/alerts/{aid}", params={"act": "respond"}).text
+    assert "Add to your response</h2>" in opened
+
+
 def test_withdraw_asks_for_confirmation_first(web: Any) -> None:
     app, clock, rt = web
     aid = raise_(rt, clock)
