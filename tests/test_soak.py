@@ -44,7 +44,7 @@ from .conftest import LONDON, forget_settings
 from .smtp import SmtpServer
 
 YEAR = 2025
-SCALE = 0.5
+SCALE = 1.0  # Peterborough as published: its formal alerts give the flows escalations to make
 RAISED = round(205 * SCALE)
 CAL = WorkingCalendar()
 
@@ -64,8 +64,12 @@ def check_year(engine: Engine, protocol: Protocol, notifier: Notifier,
     for aid, log in by_alert.items():
         assert [e.seq for e in log] == list(range(1, len(log) + 1)), aid
         assert all(a.at <= b.at for a, b in itertools.pairwise(log)), aid
-        # (one unit of work may write several events, but bumps the version once)
-        assert alerts[aid].last_seq == len(log) and 2 <= alerts[aid].version <= len(log) + 1
+        # (one unit of work may write several events, but bumps the version once; a unit that
+        # changes an agreed action may write the alert's row once more, when the action moves
+        # the alert's day in the due index, drp.due_index, in a flush of its own)
+        acted = sum(e.kind in ("action_done", "action_agreed") for e in log)
+        assert alerts[aid].last_seq == len(log)
+        assert 2 <= alerts[aid].version <= len(log) + 1 + acted, aid
         closed = alerts[aid].status != "open"
         assert closed == (alerts[aid].closed_at is not None), aid
 
