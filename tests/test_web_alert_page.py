@@ -101,6 +101,38 @@ def test_a_manager_who_has_responded_is_offered_to_add_to_it_not_to_respond(web:
     assert "Add to your response</h2>" in opened
 
 
+def resolution_due(rt: Any, aid: int) -> date:
+    from drp.models import Alert
+
+    with db.transaction(rt.engine) as s:
+        alert = s.get(Alert, aid)
+        assert alert is not None and alert.resolution_due is not None
+        return alert.resolution_due
+
+
+def test_a_held_alert_says_its_resolution_date_moves_when_the_hold_ends(web: Any) -> None:
+    """While on hold the formal clock stops: the page does not show the old resolution date
+    as if it stood, but says it moves when the hold ends, and the date it will have if the
+    alert resumes on the hold's end date (which resuming then gives)."""
+    app, clock, rt = web
+    aid = int(do(rt, clock, lambda s: s.raise_alert(
+        "iro.ada", "R100", "Care plan late", theme="permanence_planning", separate=True,
+        stage="stage1").id))
+    before = resolution_due(rt, aid)
+    until = date(2027, 3, 15)
+    do(rt, clock, lambda s: s.hold(aid, "iro.ada", "Court hearing", until))
+    iro = sign_in(app, "iro.ada")
+    page = iro.get(f"/alerts/{aid}").text
+    row = page.split('id="resolution-due">', 1)[1].split("</span>", 1)[0]
+    assert "moves on when the hold ends" in row, row
+    assert f"By {before.day} {before:%B %Y}" not in row  # the old date is not shown
+    clock.move(days=14)  # to 15 March 2027, the hold's end
+    do(rt, clock, lambda s: s.resume(aid, "iro.ada"))
+    after = resolution_due(rt, aid)
+    assert f"If the alert resumes on 15 March 2027, it will be due by " \
+           f"{after.day} {after:%B %Y}" in row, (row, after)
+
+
 def test_withdraw_asks_for_confirmation_first(web: Any) -> None:
     app, clock, rt = web
     aid = raise_(rt, clock)

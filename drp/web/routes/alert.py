@@ -18,6 +18,7 @@ from ...alerts.commands import CAFCASS_RESPONSES
 from ...errors import BadValue, DrpError
 from ...ladder import due
 from ...ladder.machine import possible_triggers
+from ...models import Alert
 from ...runtime import Runtime
 from ...schemas import AlertDetail
 from ..deps import (
@@ -134,6 +135,12 @@ def limits(svc: AlertService, view: AlertDetail) -> dict[str, Any]:
     }
     if view.stage_due is not None:
         out["extend_latest"] = due.latest_extension(protocol, svc.cal, view.stage_due)
+    if view.on_hold and view.hold_until is not None and view.resolution_due is not None:
+        # Held days do not count: the resolution date it would have on resuming as planned,
+        # by the rule resuming uses (due.after_hold).
+        alert = svc.s.get(Alert, view.id)
+        if alert is not None and alert.held_since is not None:
+            out["resolution_if_resumed"] = due.after_hold(svc.cal, alert, view.hold_until)[1]
     return out
 
 
