@@ -143,3 +143,22 @@ def test_an_unknown_comparison_is_refused(web: Any) -> None:
     r = sign_in(app, "irom.cat").get(f"/reports/disputes?{PERIOD}&compare=sideways")
     assert r.status_code == 422
     assert "Choose what to compare the period with" in r.text
+
+
+def test_the_definitions_name_each_figure_as_the_tables_do(web: Any) -> None:
+    """The page's Definitions list the figures by their titles (the tables' captions, rows
+    and columns), never by their keys in the JSON (resolved_by_stage, themes_not_set)."""
+    import re
+
+    from drp.reporting.definitions import DEFINITIONS
+
+    app, clock, rt = web
+    raise_five(rt, clock)
+    page = sign_in(app, "irom.cat").get(f"/reports/disputes?{PERIOD}").text
+    listed = page.split('id="definitions"', 1)[1].split("</section>", 1)[0]
+    keys = re.findall(r'<dt class="govuk-summary-list__key">\s*(.*?)\s*</dt>', listed, re.S)
+    assert len(keys) == len(DEFINITIONS), keys
+    assert "Each stage: resolved at it" in keys and "Concerns raised" in keys
+    code = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")
+    assert not code.search(listed), code.findall(listed)
+    assert "Not set (concerns raised by theme)" in listed  # themes_not_set, in its words

@@ -23,6 +23,7 @@ from ...reporting.figures import (
 )
 from ...reporting.sections import layout, number, span
 from ...runtime import Runtime
+from .. import report_words
 from ..deps import ClockDep, CurrentUser, Page, ReportReader, RuntimeDep, Work, council_name
 
 router = APIRouter(include_in_schema=False)
@@ -132,7 +133,7 @@ def dispute_report(request: Request, rt: RuntimeDep, clock: ClockDep, user: Repo
                         sections=sections, period=span(r["period"]), number=number,
                         period_start=start, period_end=end,  # (base.html sets `end`)
                         compare=compare, compare_words=COMPARE_WORDS, whose=whose,
-                        query=query)
+                        query=query, definitions=report_words.definitions(r))
     response.headers["Content-Security-Policy"] = REPORT_CSP
     return response
 
