@@ -185,7 +185,8 @@ class Server:
             out, _ = proc.communicate(timeout=300)
             assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
             if what == "deploy":
-                assert out.count(b"successfully created") == 3, out
+                # timescales, digest, themes and retention (prefect.yaml)
+                assert out.count(b"successfully created") == 4, out
 
     def start(self, *args: str, log: str, env: dict[str, str] | None = None,
               ) -> subprocess.Popen[bytes]:
