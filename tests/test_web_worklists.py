@@ -217,3 +217,21 @@ def test_no_list_shows_a_username_or_a_team_key(web: Any, who: str) -> None:
         for word in (*USERNAMES, *TEAM_KEYS):
             assert not re.search(rf"(?<![\w.-]){re.escape(word)}(?![\w-])", text), (url, word)
     assert shown > 0
+
+
+def test_a_closed_alert_in_a_list_says_when_it_closed_and_how_long_it_took(web: Any) -> None:
+    """Not "None" under Responsible and Due: "Closed <date>" and "in N working days", the
+    working days open as the list's CSV gives them (days_open)."""
+    app, clock, rt = web
+    gone = raise_(rt, clock, "Withdrawn one")
+    clock.move(days=7)  # to Monday 8 March 2027: five working days
+    do(rt, clock, lambda s: s.withdraw(gone, "iro.ada", "Raised in error"))
+    iro = sign_in(app, "iro.ada")
+    page = iro.get("/alerts").text
+    row = page.split(f'href="/alerts/{gone}">Alert', 1)[1].split("</tr>", 1)[0]
+    cell = {label: re.sub(r"<[^>]+>", "", text).strip() for label, text in re.findall(
+        r'data-label="(\w+)"><div>(.*?)</div></td>', row, re.S)}
+    days = next(csv.DictReader(io.StringIO(iro.get("/alerts.csv").text)))["days_open"]
+    assert cell["Responsible"] == "Closed 8 March 2027", cell
+    assert cell["Due"] == f"in {days} working days" and days == "5", (cell, days)
+    assert "None" not in row
