@@ -58,6 +58,19 @@ def test_a_date_typed_wrongly_is_refused_in_govuk_words_at_the_part_to_put_right
     assert (refused_.value.message, refused_.value.field) == (message, field)
 
 
+@pytest.mark.parametrize(("day", "month", "marked"), [
+    ("31", "2", ("day", "month", "year")), ("29", "2", ("day", "month", "year")),
+    ("32", "1", ("day",)), ("3", "13", ("month",))])
+def test_a_date_that_is_not_real_marks_the_boxes_at_fault(day: str, month: str,
+                                                          marked: tuple[str, ...]) -> None:
+    """31 February is the date's mistake as a whole: all three boxes in error (GOV.UK's
+    pattern); a day past 31 or a month past 12 is that box's."""
+    with pytest.raises(DateProblem) as refused_:
+        date_input(_date(day=day, month=month, year="2027"), "due", "the due date")
+    assert refused_.value.message == "The due date must be a real date"
+    assert refused_.value.parts == marked
+
+
 def test_a_date_posted_whole_is_read_too() -> None:
     assert date_input({"due": "2027-02-03"}, "due", "the due date") == date(2027, 2, 3)
     with pytest.raises(DateProblem, match="The due date must be a real date"):

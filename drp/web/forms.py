@@ -182,8 +182,11 @@ def date_input(form: Mapping[str, str], name: str, label: str, *,
     try:
         value = date(year, month, day)
     except ValueError:
-        raise DateProblem(f"{what} must be a real date", name=name,
-                          parts=("month",) if not 1 <= month <= 12 else ("day",)) from None
+        # A month past 12 or a day past 31 is that box's mistake; a day the month does not
+        # have (31 February) is the date's as a whole: all three boxes marked (GOV.UK).
+        parts = ("month",) if not 1 <= month <= 12 else (
+            ("day",) if not 1 <= day <= 31 else DATE_PARTS)
+        raise DateProblem(f"{what} must be a real date", name=name, parts=parts) from None
     try:
         return within_range(value, label)
     except BadValue:
