@@ -78,6 +78,26 @@ def use(app: Any, path: str, password: str = NEW_PASSWORD, confirm: str | None =
 
 
 # -- unlock --------------------------------------------------------------------------------
+def test_the_people_list_tags_a_locked_account_as_sign_in_finds_it(web: Any) -> None:
+    """"Locked" when the next sign-in would be refused (auth's own rule, Auth.locked), not
+    merely failed sign-ins that count."""
+    app, _clock, rt = web
+    admin = sign_in(app, "admin.max")
+
+    def fay_row() -> str:
+        page = admin.get("/admin/people").text
+        return page.split(">Fay Manager</a>", 1)[1].split("</tr>", 1)[0]
+
+    for _ in range(rt.settings.login_max_failures - 1):
+        try_sign_in(app, "tm.fay", "wrong-password-000")
+    row = fay_row()
+    assert f"{rt.settings.login_max_failures - 1} failed" in row and "Locked" not in row
+    try_sign_in(app, "tm.fay", "wrong-password-000")
+    assert re.search(r'class="govuk-tag[^"]*">\s*Locked\s*<', fay_row()), fay_row()
+    refused = try_sign_in(app, "tm.fay", TEST_PASSWORD)  # as the tag says
+    assert refused.status_code == 400 and "too many failed attempts" in refused.text
+
+
 @backends
 def test_unlocking_from_the_page_lets_the_locked_person_sign_in(web_on: Any) -> None:
     app, _clock, rt = web_on

@@ -35,6 +35,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from anyio import CapacityLimiter
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -195,6 +196,16 @@ def limits(settings: Settings) -> list[Limit]:
             Limit("account", settings.login_account_max_failures, timedelta(days=1))]
 
 
+def _counting(limit: Limit, username: str, client: str, now: datetime) -> list[Any]:
+    """The failed sign-ins (strikes) a limit counts now for a username at an address."""
+    where = [col(LoginAttempt.strike).is_(True), col(LoginAttempt.at) > now - limit.period]
+    if limit.scope in ("pair", "account"):
+        where.append(col(LoginAttempt.username) == username)
+    if limit.scope in ("pair", "client"):
+        where.append(col(LoginAttempt.client) == client)
+    return where
+
+
 @dataclass(frozen=True)
 class Attempt:
     """A recorded sign-in attempt allowed to be checked."""
@@ -251,12 +262,7 @@ class Auth:
             # the same address (a council's NAT, a proxy) cannot lock them out.
             if limit.scope in ("account", "client") and known:
                 continue
-            where = [col(LoginAttempt.strike).is_(True),
-                     col(LoginAttempt.at) > now - limit.period]
-            if limit.scope in ("pair", "account"):
-                where.append(col(LoginAttempt.username) == username)
-            if limit.scope in ("pair", "client"):
-                where.append(col(LoginAttempt.client) == client)
+            where = _counting(limit, username, client, now)
             strikes = s.exec(select(func.count()).select_from(LoginAttempt)
                              .where(*where)).one()
             if strikes <= limit.most:  # this attempt's own strike included
@@ -273,6 +279,21 @@ class Auth:
             return (f"too many failed attempts for this account; wait {minutes} minutes or"
                     " ask an administrator")
         return None
+
+    def locked(self, s: Session, username: str, now: datetime) -> bool:
+        """Whether the username's next sign-in would be refused by a limit of its own (the
+        account's, or the username's at an address it has failed from), whatever the
+        password: `_refusal`'s counts, without an attempt of its own (hence `>=`)."""
+        clients = set(s.exec(select(LoginAttempt.client).where(
+            col(LoginAttempt.username) == username, col(LoginAttempt.strike).is_(True))))
+        for limit in limits(self.settings):
+            for client in (clients if limit.scope == "pair" else
+                           [""] if limit.scope == "account" else []):
+                strikes = s.exec(select(func.count()).select_from(LoginAttempt).where(
+                    *_counting(limit, username, client, now))).one()
+                if strikes >= limit.most:
+                    return True
+        return False
 
     @staticmethod
     def check(attempt: Attempt, password: str) -> bool:

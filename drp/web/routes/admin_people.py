@@ -19,6 +19,7 @@ from ...errors import DrpError, NotFound
 from ...models import LoginAttempt, Person
 from ...runtime import Runtime
 from .. import resets
+from ..auth import Auth
 from ..deps import (
     Administrator,
     Context,
@@ -54,7 +55,7 @@ def _person(rt: Runtime, person_id: int) -> Person:
     return person
 
 
-def _people(rt: Runtime, now: datetime) -> list[dict[str, Any]]:
+def _people(rt: Runtime, auth: Auth, now: datetime) -> list[dict[str, Any]]:
     """Everyone in the organisation, by name: when they last signed in and how many failed
     sign-ins of theirs count now."""
     with Session(rt.engine) as s:
@@ -69,7 +70,8 @@ def _people(rt: Runtime, now: datetime) -> list[dict[str, Any]]:
         people = s.exec(select(Person).where(col(Person.active).is_(True))
                         .order_by(col(Person.name))).all()
         return [{"id": p.id, "name": p.name, "email": bool(p.email),
-                 "last": last.get(p.username), "strikes": int(strikes.get(p.username, 0))}
+                 "last": last.get(p.username), "strikes": int(strikes.get(p.username, 0)),
+                 "locked": bool(strikes.get(p.username)) and auth.locked(s, p.username, now)}
                 for p in people]
 
 
@@ -88,7 +90,7 @@ def _addresses(rt: Runtime, now: datetime) -> list[tuple[str, int]]:
 def people(rt: RuntimeDep, context: Context, user: Administrator, page: Page,
            done: str = "") -> Response:
     now = context.clock.now()
-    return page("admin_people.html", user, people=_people(rt, now),
+    return page("admin_people.html", user, people=_people(rt, context.auth, now),
                 addresses=_addresses(rt, now),
                 notice=DONE["address"] if done == "address" else None)
 
@@ -103,7 +105,8 @@ def _person_page(rt: Runtime, context: WebContext, user: SignedInUser, page: Pag
                  person_id: int, done: str = "", status: int = 200,
                  errors: list[tuple[str, str]] | None = None) -> Response:
     person = _person(rt, person_id)
-    mine = next(p for p in _people(rt, context.clock.now()) if p["id"] == person_id)
+    mine = next(p for p in _people(rt, context.auth, context.clock.now())
+                if p["id"] == person_id)
     notice = DONE[done].format(name=person.name) if done in ("unlock", "reset") else None
     return page("admin_person.html", user, status=status, person=person, row=mine,
                 notice=notice, errors=errors or [], form_key=idempotency.new_key)
