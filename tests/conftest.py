@@ -51,7 +51,8 @@ SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
 # one worker from starting a long unit when the other is nearly done (xdist's own order, most
 # tests first, started the soak last: 575 s where the work was 461 s a worker). Measured with
 # --durations=0, one file at a time on an idle machine; scheduling only.
-SPLIT = {"test_soak.py", "test_simulate.py", "test_properties.py"}
+SPLIT = {"test_soak.py", "test_simulate.py", "test_properties.py", "test_seeds.py",
+         "test_browser_a11y.py"}
 LONGEST_FIRST = (
     "test_web_routes.py", "test_prefect_production.py", "test_cli_flows.py",
     "test_browser.py", "test_faults.py", "test_properties.py::TestAlertLadder",
@@ -62,7 +63,10 @@ LONGEST_FIRST = (
     "test_cli.py", "test_security_input.py", "test_simulate.py::test_cambridgeshire_scaled",
     "test_reports.py", "test_simulate.py::test_same_seed_same_year",
     "test_simulate.py::test_peterborough_full_year", "test_simulate.py::test_manchester_scaled",
-    "test_cli_mail.py",
+    "test_cli_mail.py", "test_seeds.py::test_manchester_2020_21_like_for_like",
+    "test_seeds.py::test_cambridgeshire_2020_21",
+    "test_browser_a11y.py::test_every_page_those_who_oversee_reach_passes_axe_and_fits_375_px",
+    "test_browser_a11y.py::test_every_page_those_who_act_reach_passes_axe_and_fits_375_px",
 )
 
 
