@@ -1389,7 +1389,7 @@ def test_good_practice_is_recorded_from_the_raise_form_and_the_api(world: World)
     page = page_of(world, "iro.ada", aid)
     assert "Good practice " + str(aid) in page and "no ladder and no clock" in page
     assert "Good practice recorded" in timeline(page)
-    assert offered(page) <= {"move", "link"}, offered(page)  # nothing of the ladder's
+    assert offered(page) <= {"move", "link", "correct"}, offered(page)  # none of the ladder's
     assert "Resolution due" not in page
     assert re.search(r'<strong class="govuk-tag govuk-tag--green">\s*Good practice\s*</strong>',
                      row_in(world, "iro.ada", "/my-alerts", aid))
@@ -1535,11 +1535,12 @@ def test_an_extension_shows_its_limit_and_is_refused_past_it(world: World) -> No
 
 def test_forms_are_offered_as_the_service_allows(world: World) -> None:
     """The IRO manager acts on another IRO's alert only to withdraw, move or link (not as
-    cover): the page offers those and no other; the IRO is offered their own powers."""
+    cover), and to correct a text (drp.correction): the page offers those and no other; the
+    IRO is offered their own powers."""
     aid = world.raise_alert("R100")
     manager = page_of(world, "irom.cat", aid)
     offered = set(re.findall(r'id="offer-(\w+)"', manager))
-    assert offered == {"withdraw", "move", "link"}, offered
+    assert offered == {"withdraw", "move", "link", "correct"}, offered
     iro = set(re.findall(r'id="offer-(\w+)"', page_of(world, "iro.ada", aid)))
     assert {"escalate", "resolve", "withdraw", "hold", "extend", "refer", "link",
             "move"} <= iro and "acknowledge" not in iro and "cafcass" not in iro
