@@ -72,7 +72,8 @@ test-quick: lint test-fast
 BENCH_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: install
 	cd bench && export DRP_BENCH_POSTGRES_URL=$${DRP_BENCH_POSTGRES_URL-$(BENCH_PG)} \
-		&& ../$(BIN)/python timescales.py && ../$(BIN)/python commands.py \
+		&& ../$(BIN)/python timescales.py && ../$(BIN)/python peer_spiff.py \
+		&& ../$(BIN)/python commands.py \
 		&& ../$(BIN)/python web.py && ../$(BIN)/python digest.py && ../$(BIN)/python themes.py \
 		&& ../$(BIN)/python delivery.py && ../$(BIN)/python report.py
 
