@@ -214,6 +214,8 @@ def main() -> None:
                 f"{name}_nothing_due_probe_ms": round(got["probe_s"] * 1000, 3),
                 f"{name}_instance_json_bytes": got["json_bytes"]["open"],
                 f"{name}_outbox_rows_per_escalation": got["outbox_per_instance"],
+                **{f"{name}_{part}_ms_a_due_alert": round(seconds / DUE * 1000, 3)
+                   for part, seconds in got["split_s"].items()},
                 f"{name}_drp_run_s": round(drp_s, 3),
                 f"{name}_drp_per_due_alert_ms": round(drp_s / DUE * 1000, 3),
                 f"{name}_drp_over_peer": round(drp_s / got["run_s"], 2),
