@@ -22,7 +22,6 @@ from .alerts.inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX
 from .alerts.unit import UnitOfWork, known_id
 from .errors import BadValue, NotPermitted
 from .ladder import access
-from .ladder.access import Actor
 from .models import Alert, Child, Correction, Event
 from .retention import purpose
 
@@ -38,12 +37,6 @@ FIELDS: dict[str, tuple[str, int]] = {
 REASON_MAX = 2000
 # The events that repeat the summary as they were written (their comment is the summary).
 SUMMARY_EVENTS = ("raised", "good_practice")
-
-
-def may_correct(actor: Actor, alert: Alert, child: Child) -> bool:
-    """The alert's allocated IRO (or their recorded cover), or an IRO manager: the people
-    who answer for the record's accuracy. (Seeing the alert is checked before.)"""
-    return actor.is_iro_manager or access.is_alert_iro(actor, alert, child)
 
 
 def _typed(value: str, what: str, field: str, limit: int) -> str:
@@ -75,9 +68,9 @@ def correct(unit: UnitOfWork, alert_id: int, username: str, field: str, text: st
         raise BadValue(f"{field!r} cannot be corrected; choose one of {', '.join(FIELDS)}",
                        field="field")
     what, limit = FIELDS[field]
-    if not may_correct(actor, alert, line.child):
-        raise NotPermitted(f"{username} may not correct alert {alert_id}: only its IRO (or"
-                           " their recorded cover) or an IRO manager may")
+    if not access.may_correct(actor, alert, line.child):
+        raise NotPermitted(f"{username} may not correct alert {alert_id}:"
+                           f" {access.WHO_CORRECTS}")
     new = _typed(text, f"the corrected {what.removeprefix('the ')}", "text", limit)
     why = _typed(reason, "the reason", "reason", REASON_MAX)
 
@@ -134,7 +127,7 @@ def may_correct_alert(unit: UnitOfWork, alert_id: int, username: str) -> bool:
     actor = unit.actor(username)
     alert = unit.s.get(Alert, alert_id)
     child = unit.s.get(Child, alert.child_id) if alert is not None else None
-    return alert is not None and child is not None and may_correct(actor, alert, child)
+    return alert is not None and child is not None and access.may_correct(actor, alert, child)
 
 
 def field_choice(value: str) -> tuple[str, int | None]:

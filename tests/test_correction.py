@@ -187,3 +187,29 @@ def test_the_alert_page_offers_the_correction_to_the_iro_and_the_iro_manager_onl
     assert done.status_code == 200 and "The text was corrected" in done.text
     assert "Text corrected" in done.text and "Named the mother" in done.text
     assert "says Mrs Smith" not in done.text
+
+
+def test_who_may_correct_is_the_access_policys_one_rule(
+        run: Run, case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from drp import correction
+    from drp.ladder import access
+    from drp.models import Child
+
+    assert not hasattr(correction, "may_correct")  # one home: drp.ladder.access
+    alert, child = Alert(iro_id=1), Child(iro_id=1)
+    iro = access.Actor(id=1, username="iro.ada", name="Ada", roles=frozenset({"iro"}))
+    other = access.Actor(id=2, username="iro.ben", name="Ben", roles=frozenset({"iro"}))
+    cover = access.Actor(id=3, username="iro.cy", name="Cy", roles=frozenset({"iro"}),
+                         covering={1: "iro.ada"})
+    manager = access.Actor(id=4, username="irom.cat", name="Cat",
+                           roles=frozenset({"iro_manager"}))
+    line = access.Actor(id=5, username="tm.fay", name="Fay", roles=frozenset({"team_manager"}))
+    assert [access.may_correct(a, alert, child) for a in (iro, other, cover, manager, line)] == [
+        True, False, True, True, False]
+
+    # The service, and so the command line and the page, ask the policy.
+    monkeypatch.setattr(access, "may_correct", lambda actor, alert, child: False)
+    with pytest.raises(NotPermitted, match="only its IRO"):
+        run("2027-04-01T09:00", lambda s: correct(s, case, "iro.ada", "summary", "x", "y"))
+    assert run("2027-04-01T09:00",
+               lambda s: correction.may_correct_alert(s, case, "irom.cat")) is False

@@ -192,6 +192,16 @@ def is_alert_iro(actor: Actor, alert: Alert, child: Child) -> bool:
         Role.iro in actor.roles or alert.iro_id in actor.covering)
 
 
+def may_correct(actor: Actor, alert: Alert, child: Child) -> bool:
+    """Correcting an alert's text (drp.correction): the alert's allocated IRO (or their
+    recorded cover), or an IRO manager: the people who answer for the record's accuracy.
+    (Seeing the alert is checked before.)"""
+    return actor.is_iro_manager or is_alert_iro(actor, alert, child)
+
+
+WHO_CORRECTS = "only its IRO (or their recorded cover) or an IRO manager may"
+
+
 def may_raise(actor: Actor, child: Child) -> bool:
     """Raising is the child's IRO's, or their recorded cover's."""
     return acts_for(actor, child.iro_id) and (

@@ -207,7 +207,7 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
         view = reading.view
         allowed = svc.allowed(alert_id, user.username)
         if correction.may_correct_alert(svc, alert_id, user.username):
-            allowed = [*allowed, "correct"]  # not the ladder's: drp.correction's rule
+            allowed = [*allowed, "correct"]  # not a trigger: access.may_correct decides
         people = [p for p in svc.people_on_line(alert_id, user.username)
                   if p[0] != user.username]  # "Me" is offered already
         shown_limits = limits(svc, view)
