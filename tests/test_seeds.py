@@ -29,7 +29,7 @@ from drp.settings import CONFIG_DIR
 from drp.themes import Taxonomy, load_taxonomy
 from drp.tools.simulation import PROFILES, simulate
 
-from .conftest import LONDON
+from .conftest import LONDON, backends
 
 
 def run(engine: Engine, protocol: Protocol, profile: str, scale: float = 1.0,
@@ -73,6 +73,7 @@ def formal_themes(engine: Engine, start: date, end: date) -> Counter[str]:
 
 
 @pytest.mark.slow
+@backends  # (and on PostgreSQL: the figures do not depend on the database)
 def test_peterborough_2019_20(engine: Engine, protocol: Protocol) -> None:
     """peterborough-iro-annual-report-2019-20.md, line 288: "During 2019/20, the Independent
     Chairs raised 205 case alerts. Twelve cases went to formal DRP; most of which were
@@ -113,6 +114,7 @@ def test_portsmouth_2013_14(engine: Engine, protocol: Protocol) -> None:
 
 
 @pytest.mark.slow
+@backends  # (and on PostgreSQL: the figures do not depend on the database)
 def test_thurrock_2020_21(engine: Engine, protocol: Protocol) -> None:
     """thurrock-iro-annual-report-2020-21.md, line 287: "The IRO Service recorded, 11
     completed dispute resolutions"; lines 290-291: 1 about education, 10 about the care plan
