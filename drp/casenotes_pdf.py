@@ -256,6 +256,19 @@ def _alert(pdf: _Document, a: dict[str, Any], tz: ZoneInfo) -> None:
             pdf.para(f"{x['no']}. {x['text']}\n    Owner {x['owner']}, due"
                      f" {_instant(x['due'], tz)}, agreed {_instant(x['agreed_at'], tz)} at"
                      f" {x['stage']}; {done}", 8)
+    if a["corrections"]:
+        pdf.heading("Texts corrected", 11)
+        for k in a["corrections"]:
+            what = k["field"].replace("_", " ") + (f" (event {k['event']})" if k["event"]
+                                                   else "")
+            original = (k["original"] if k["original"] is not None else
+                        f"(removed by retention {_instant(k['original_removed_at'], tz)})")
+            pdf.para(f"{k['seq']}. {_instant(k['at'], tz)}  {k['by']} corrected the {what}"
+                     f"\n    Reason: {k['reason']}\n    Original: {original}", 8)
+    if a["casenote_exports"]:
+        pdf.heading("Handed over as case notes", 11)
+        pdf.para("; ".join(f"event {m['event']} on {_instant(m['exported_at'], tz)}"
+                           for m in a["casenote_exports"]), 8)
     c = a["cafcass"]
     if c:
         pdf.heading("Referral to Cafcass", 11)

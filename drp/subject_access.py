@@ -2,11 +2,13 @@
 to answer a request with (`drp child export`; docs/data-protection.md).
 
 What it gathers: the child's record (reference, team, IRO, social worker), every alert on the
-child (each with its events, agreed actions and any referral to Cafcass), the e-mails sent
-about those alerts (outbox rows), and the access-log rows about them (views, lists, searches
-and refusals naming the child). Nothing about another child: a link to another child's alert
-is withheld (its number too), and another child's reference anywhere in text (a search, a
-moved alert's event, an e-mail) is replaced by OTHER_CHILD. The people named (actors,
+child (each with its events, agreed actions, any referral to Cafcass, the corrections of its
+texts with the originals retention has not yet removed, and the marks of its events handed over
+as case notes by `drp export casenotes`), the e-mails sent about those alerts (outbox rows),
+and the access-log rows about them (views, lists, searches and refusals naming the child).
+Nothing about another child: a link to another child's alert is withheld (its number too),
+and another child's reference anywhere in text (a search, a moved alert's event, an e-mail)
+is replaced by OTHER_CHILD. The people named (actors,
 recipients, owners) are listed apart, by username and name, for the council to redact before
 sending; free text may name people too, and only a reader can find those.
 
@@ -34,7 +36,9 @@ from .models import (
     Action,
     Alert,
     AlertLink,
+    CasenoteExport,
     Child,
+    Correction,
     Event,
     OutboxMessage,
     Person,
@@ -120,6 +124,11 @@ def _gather(session: Session, child: Child, now: datetime, username: str) -> dic
         select(Referral).where(col(Referral.alert_id).in_(ids)))}
     links = _by_alert(session.exec(select(AlertLink).where(col(AlertLink.alert_id).in_(ids))
                                    .order_by(col(AlertLink.other_id))))
+    corrections = _by_alert(session.exec(select(Correction).where(
+        col(Correction.alert_id).in_(ids)).order_by(col(Correction.alert_id), col(Correction.id))))
+    seqs = {e.id: e.seq for rows in events.values() for e in rows}
+    marks = {m.event_id: m.exported_at for m in session.exec(select(CasenoteExport).where(
+        col(CasenoteExport.event_id).in_(sorted(k for k in seqs if k is not None))))}
 
     out_alerts = []
     for a in alerts:
@@ -144,6 +153,15 @@ def _gather(session: Session, child: Child, now: datetime, username: str) -> dic
                 "due": x.due, "stage": x.stage, "agreed_at": x.agreed_at,
                 "done_at": x.done_at, "done_by": who(x.done_by_id, "marked an action done"),
             } for x in actions.get(a.id, [])],
+            "corrections": [{
+                "field": c.field, "event": seqs.get(c.event_id) if c.event_id else None,
+                "original": c.original, "original_removed_at": c.original_removed_at,
+                "reason": c.reason, "by": user(c.actor, "corrected a text"), "at": c.at,
+                "seq": c.seq, "channel": c.channel, "os_user": c.os_user, "client": c.client,
+            } for c in corrections.get(a.id, [])],
+            "casenote_exports": [
+                {"event": e.seq, "exported_at": marks[e.id]}
+                for e in events.get(a.id, []) if e.id in marks],
             "cafcass": None if referral is None else {
                 "referred_on": referral.referred_on,
                 "referred_by": who(referral.referred_by_id, "referred to Cafcass"),

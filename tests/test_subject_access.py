@@ -70,6 +70,22 @@ def two_children(engine: Engine, protocol: Protocol, mail: Path) -> None:
             lambda: parse_instant("2027-03-05T09:00", LONDON))
 
 
+def corrected_and_handed_over(engine: Engine, protocol: Protocol) -> None:
+    """After two_children: a response of R100's alert and the detail of R101's corrected,
+    and every case note handed over (`drp export casenotes`)."""
+    from drp.casenotes import export as export_casenotes
+    from drp.correction import correct
+
+    _step(engine, protocol, "2027-03-04T13:00", lambda s: correct(
+        s, 1, "iro.ada", "response", "ALPHA response, corrected", "ALPHA named a parent",
+        response=2))
+    _step(engine, protocol, "2027-03-04T13:05", lambda s: correct(
+        s, 2, "iro.ben", "detail", "OMEGA detail, corrected", "OMEGA named a parent"))
+    export_casenotes(engine, protocol, LONDON, since=None,
+                     now=parse_instant("2027-03-06T09:00", LONDON), again=False,
+                     write=lambda notes: None, origin=audit.Origin.cli("test"))
+
+
 def export(engine: Engine, ref: str, username: str) -> dict[str, Any]:
     return export_child(engine, ref=ref, username=username,
                         now=parse_instant(EXPORTED_AT, LONDON), origin=audit.Origin.cli("t"))
@@ -95,6 +111,7 @@ def numbers_under(value: Any, keys: set[str]) -> set[int]:
 def test_the_export_holds_the_childs_record_and_nothing_of_another_child(
         org: Engine, protocol: Protocol, tmp_path: Path) -> None:
     two_children(org, protocol, tmp_path / "mail")
+    corrected_and_handed_over(org, protocol)
     doc = export(org, "R100", "irom.cat")
     text = json.dumps(doc)
 
@@ -106,6 +123,20 @@ def test_the_export_holds_the_childs_record_and_nothing_of_another_child(
     assert [e["kind"] for e in first["events"]][:2] == ["raised", "responded"]
     assert first["actions"][0]["text"] == "ALPHA action"
     assert first["related"] == []
+    # Its corrections (the original, the reason, who, when) and its case notes' marks.
+    assert [{k: c[k] for k in ("field", "event", "original", "reason", "by", "at")}
+            for c in first["corrections"]] == [{
+        "field": "response", "event": 2, "original": "ALPHA response",
+        "reason": "ALPHA named a parent", "by": "iro.ada", "at": "2027-03-04T13:00:00+00:00"}]
+    assert first["events"][1]["comment"] == "ALPHA response, corrected"
+    assert first["events"][-1]["kind"] == "corrected"
+    handed = {e["seq"] for e in first["events"] if e["kind"] in ("raised", "responded")}
+    assert handed and handed <= {m["event"] for m in first["casenote_exports"]}
+    assert {m["exported_at"] for m in first["casenote_exports"]} == {
+        "2027-03-06T09:00:00+00:00"}
+    assert doc["alerts"][1]["casenote_exports"] and doc["alerts"][1]["corrections"] == []
+    assert "corrected a text" in [p for t in doc["third_parties"] if t["username"] == "iro.ada"
+                                  for p in t["appears_as"]]
     assert {m["alert"] for m in doc["emails"]} == {1, 3} and len(doc["emails"]) >= 5
     assert any("ALPHA plan not shared" in m["text"] for m in doc["emails"])
     log = doc["access_log"]
@@ -135,7 +166,8 @@ def test_the_export_holds_the_childs_record_and_nothing_of_another_child(
     # The export itself is in the access log: one row, and one per alert exported.
     with Session(org) as session:
         rows = session.exec(select(AccessLog).where(
-            col(AccessLog.action).in_(["child_export", "exported"]))).all()
+            col(AccessLog.action).in_(["child_export", "exported"]),
+            AccessLog.actor == "irom.cat")).all()
     assert sorted((r.action, r.alert_id, r.actor) for r in rows) == [
         ("child_export", None, "irom.cat"), ("exported", 1, "irom.cat"),
         ("exported", 3, "irom.cat")]

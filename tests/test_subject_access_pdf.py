@@ -18,7 +18,7 @@ from drp.subject_access import OTHER_CHILD, as_pdf
 from .conftest import LONDON, backends
 from .support.cli import Cli, prepare_folder
 from .test_casenotes import RECORD_ID, a_case, org_with_record_id
-from .test_subject_access import export, two_children
+from .test_subject_access import corrected_and_handed_over, export, two_children
 
 
 def pages(pdf: bytes) -> int:
@@ -30,6 +30,7 @@ def pages(pdf: bytes) -> int:
 def test_the_pdf_holds_every_part_of_the_json_and_nothing_of_another_child(
         org: Engine, protocol: Protocol, tmp_path: Path) -> None:
     two_children(org, protocol, tmp_path / "mail")
+    corrected_and_handed_over(org, protocol)
     document = export(org, "R100", "irom.cat")
     rendered = subject_access_document(document, LONDON)
     text = rendered.all_text()
@@ -43,6 +44,10 @@ def test_the_pdf_holds_every_part_of_the_json_and_nothing_of_another_child(
                 assert e["comment"] in text
         for x in a["actions"]:
             assert x["text"] in text
+        for c in a["corrections"]:
+            assert c["original"] in text and c["reason"] in text
+        if a["casenote_exports"]:
+            assert "Handed over as case notes" in text
     for m in document["emails"]:
         assert m["subject"] in text
     assert text.count("\n" + "2027") + text.count("  ") >= len(document["access_log"])
