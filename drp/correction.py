@@ -49,6 +49,16 @@ def _typed(value: str, what: str, field: str, limit: int) -> str:
     return typed
 
 
+def typed_text(field: str, text: str | None) -> str:
+    """The corrected text of `field`, by the service layer's rule (its limit, its words)."""
+    what, limit = FIELDS.get(field, ("the text", DETAIL_MAX))
+    return _typed(text or "", f"the corrected {what.removeprefix('the ')}", "text", limit)
+
+
+def typed_reason(reason: str | None) -> str:
+    return _typed(reason or "", "the reason", "reason", REASON_MAX)
+
+
 @dataclass(frozen=True)
 class Corrected:
     alert_id: int
@@ -67,12 +77,11 @@ def correct(unit: UnitOfWork, alert_id: int, username: str, field: str, text: st
     if field not in FIELDS:
         raise BadValue(f"{field!r} cannot be corrected; choose one of {', '.join(FIELDS)}",
                        field="field")
-    what, limit = FIELDS[field]
+    what = FIELDS[field][0]
     if not access.may_correct(actor, alert, line.child):
         raise NotPermitted(f"{username} may not correct alert {alert_id}:"
                            f" {access.WHO_CORRECTS}")
-    new = _typed(text, f"the corrected {what.removeprefix('the ')}", "text", limit)
-    why = _typed(reason, "the reason", "reason", REASON_MAX)
+    new, why = typed_text(field, text), typed_reason(reason)
 
     target: Event | None = None
     if field == "response":

@@ -235,3 +235,22 @@ def test_print_css_hides_what_only_a_screen_can_use() -> None:
     for hidden in (".drp-header", ".govuk-footer", ".drp-search", "form", ".govuk-button",
                    ".drp-open-form", ".govuk-notification-banner"):
         assert hidden in printed.split("display: none", 1)[0], hidden
+
+
+def test_the_correction_form_lists_every_problem_at_once(web: Any) -> None:
+    app, clock, rt = web
+    aid = raise_(rt, clock)
+    ada = sign_in(app, "iro.ada")
+    empty = ada.post(f"/alerts/{aid}/correct", data={
+        "csrf_token": ada.csrf, "text": "", "reason": ""}, follow_redirects=True)
+    assert empty.status_code == 422
+    summary = empty.text.split("govuk-error-summary__list", 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r'href="#([\w-]+)"', summary) == [
+        "correct-field", "correct-text", "reason-correct"]
+    assert "Select which text is wrong" in summary and "Enter the reason" in summary
+    both = ada.post(f"/alerts/{aid}/correct", data={
+        "csrf_token": ada.csrf, "field": "summary", "text": " ", "reason": ""},
+        follow_redirects=True)
+    listed = both.text.split("govuk-error-summary__list", 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r'href="#([\w-]+)"', listed) == ["correct-text", "reason-correct"]
+    assert "Enter the corrected summary" in listed

@@ -315,6 +315,12 @@ def _checked(action: str, form: dict[str, str], who: str) -> dict[str, Any]:
     elif action == "extend":
         read["until"] = problems.check("until", lambda: date_input(
             form, "until", "the new due date", required=True))
+    elif action == "correct":
+        field = correction.field_choice(form.get("field", ""))[0]
+        if field not in correction.FIELDS:
+            problems.add("correct-field", "Select which text is wrong")
+        problems.check("correct-text", lambda: correction.typed_text(field, form.get("text")))
+        problems.check("reason-correct", lambda: correction.typed_reason(form.get("reason")))
     problems.raise_any()
     return read
 
