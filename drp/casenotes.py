@@ -36,6 +36,7 @@ from notifications.render import Rendered
 
 from . import audit, db
 from .alerts.commands import CAFCASS_RESPONSES
+from .alerts.records import EVENT_WORDS
 from .casenotes_marks import CasenoteExport
 from .ladder.protocol import Protocol
 from .models import Alert, Child, Event, Person
@@ -44,17 +45,18 @@ FORMAT_VERSION = 1
 WEBHOOK_MESSAGE = "webhook"  # the outbox's kind of message for a note sent by HTTP POST
 
 # Which events are notes, and the note's type: a short code for the council's own list of
-# case-note types (docs/casenotes.md maps them), and its title.
-NOTE_TYPES: dict[str, tuple[str, str]] = {
-    "raised": ("iro_dispute_raised", "IRO dispute raised"),
-    "good_practice": ("iro_good_practice", "IRO good practice recorded"),
-    "responded": ("iro_dispute_response", "IRO dispute: response"),
-    "escalated": ("iro_dispute_escalated", "IRO dispute escalated"),
-    "auto_escalated": ("iro_dispute_escalated", "IRO dispute escalated"),
-    "resolved": ("iro_dispute_outcome", "IRO dispute: outcome"),
-    "withdrawn": ("iro_dispute_outcome", "IRO dispute: outcome"),
-    "referred": ("iro_cafcass_referral", "IRO referral to Cafcass"),
-    "cafcass_response": ("iro_cafcass_referral", "IRO referral to Cafcass: response"),
+# case-note types (docs/casenotes.md maps them). Its title says the event in the timeline's
+# words (drp.alerts.records.EVENT_WORDS).
+NOTE_TYPES: dict[str, str] = {
+    "raised": "iro_dispute_raised",
+    "good_practice": "iro_good_practice",
+    "responded": "iro_dispute_response",
+    "escalated": "iro_dispute_escalated",
+    "auto_escalated": "iro_dispute_escalated",
+    "resolved": "iro_dispute_outcome",
+    "withdrawn": "iro_dispute_outcome",
+    "referred": "iro_cafcass_referral",
+    "cafcass_response": "iro_cafcass_referral",
 }
 FIELDS = ("note_id", "record_id", "child_ref", "alert_id", "type", "title", "author",
           "author_username", "date", "text")
@@ -80,6 +82,14 @@ class Note:
         out.pop("event_id")
         out["date"] = self.date.astimezone(tz).isoformat()
         return out
+
+
+def title(kind: str, alert: Alert) -> str:
+    """A note's one-line heading: the alert (or good-practice record), then what happened in
+    the timeline's words, such as "IRO dispute, alert 12: Escalated"."""
+    what = ("IRO good practice, record" if alert.kind == "good_practice"
+            else "IRO dispute, alert")
+    return f"{what} {alert.id}: {EVENT_WORDS.get(kind, kind)}"
 
 
 def note_id(event_id: int) -> str:
@@ -118,11 +128,11 @@ class _Reader:
     def note(self, event: Event) -> Note:
         assert event.id is not None and event.kind in NOTE_TYPES
         alert, child = self.alert(event.alert_id)
-        code, title = NOTE_TYPES[event.kind]
+        code = NOTE_TYPES[event.kind]
         return Note(
             note_id=note_id(event.id), event_id=event.id,
             record_id=child.record_id or child.ref, child_ref=child.ref, alert_id=alert.id or 0,
-            type=code, title=f"{title}: alert {alert.id}", author=self.name(event.actor),
+            type=code, title=title(event.kind, alert), author=self.name(event.actor),
             author_username=event.actor, date=event.at, text=self.text(event, alert))
 
     def stage(self, key: str | None) -> str:

@@ -191,7 +191,7 @@ def test_csv_and_json_carry_every_field_and_no_formula(org: Engine, protocol: Pr
     document = json.loads(as_json(notes, LONDON, parse_instant("2027-03-10T09:00", LONDON)))
     assert document["format_version"] == 1
     assert document["notes"][0]["type"] == "iro_dispute_raised"
-    assert document["notes"][0]["title"] == "IRO dispute raised: alert 1"
+    assert document["notes"][0]["title"] == "IRO dispute, alert 1: Raised"
 
 
 def test_the_printable_note_in_plain_text(org: Engine, protocol: Protocol, tmp_path: Path
@@ -202,7 +202,7 @@ def test_the_printable_note_in_plain_text(org: Engine, protocol: Protocol, tmp_p
     with Session(org) as session:
         notes = notes_of_alert(session, protocol, LONDON, 1)
     text = note_text(notes, LONDON)
-    assert text.startswith(f"IRO dispute raised: alert 1\nChild: {RECORD_ID} (drp reference"
+    assert text.startswith(f"IRO dispute, alert 1: Raised\nChild: {RECORD_ID} (drp reference"
                            " R100)\nAuthor: Ada Iro\nDate: 1 March 2027 09:00\n")
     assert text.count("\nAuthor: ") == 6
 
@@ -253,3 +253,18 @@ def test_drp_export_casenotes_on_the_command_line(tmp_path: Path) -> None:
     assert len(list(csv.DictReader(out.open(newline="")))) == 2
     assert out.stat().st_mode & 0o777 == 0o600
     assert "is not available" in c.refused("export", "casenotes", "--format", "xml")
+
+
+def test_a_notes_title_says_the_event_in_the_timelines_words() -> None:
+    from drp import casenotes
+    from drp.alerts.records import EVENT_WORDS
+    from drp.models import Alert
+    from drp.web.routes import alert as alert_page
+
+    assert alert_page.EVENT_WORDS is EVENT_WORDS  # one home: drp.alerts.records
+    alert, record = Alert(id=12, kind="concern"), Alert(id=4, kind="good_practice")
+    assert {kind: casenotes.title(kind, alert) for kind in casenotes.NOTE_TYPES} == {
+        kind: f"IRO dispute, alert 12: {EVENT_WORDS[kind]}" for kind in casenotes.NOTE_TYPES}
+    assert casenotes.title("good_practice", record) == (
+        "IRO good practice, record 4: Good practice recorded")
+    assert all(isinstance(code, str) for code in casenotes.NOTE_TYPES.values())

@@ -103,7 +103,7 @@ def test_drp_child_export_and_drp_export_casenote_write_pdfs(tmp_path: Path) -> 
     assert "may export" in c.refused("child", "export", "R100", "--as", "iro.ada",
                                      "--format", "pdf", "--out", str(tmp_path / "no.pdf"))
     text = c("export", "casenote", "1", "--as", "iro.ada", "--now", "2027-03-03T09:00").stdout
-    assert text.startswith(f"IRO dispute raised: alert 1\nChild: {RECORD_ID} (drp reference"
+    assert text.startswith(f"IRO dispute, alert 1: Raised\nChild: {RECORD_ID} (drp reference"
                            " R100)\nAuthor: Ada Iro\n")
     assert "Zoë's plan: ünïcode and ελληνικά" in text and "Author: Fay Manager" in text
     notes = tmp_path / "notes.pdf"

@@ -19,6 +19,28 @@ from ..schemas import AlertDetail, AlertView
 from .queries import Queries
 from .unit import known_id
 
+# How each kind of event reads: the timeline (the alert page, the print view, the child's
+# page) and the case notes' titles (drp.casenotes) say it in these words.
+EVENT_WORDS = {
+    "raised": "Raised", "responded": "Responded", "action_agreed": "Action agreed",
+    "escalated": "Escalated", "auto_escalated": "Escalated automatically (response overdue)",
+    "resolved": "Resolved", "withdrawn": "Withdrawn", "held": "Put on hold",
+    "resumed": "Resumed", "extended": "Due date changed", "reopened": "Reopened",
+    "action_done": "Action done", "theme_confirmed": "Theme confirmed",
+    "theme_suggested": "Theme suggested", "reminder": "Reminder sent",
+    "ack_reminder": "Reminder to acknowledge sent",
+    "overdue": "Response overdue: the IRO to decide whether to escalate",
+    "cafcass_prompt": "Response overdue at the last stage: the IRO to consider Cafcass",
+    "action_overdue": "Action overdue", "action_reminder": "Action due soon: reminder sent",
+    "referred": "Referred to Cafcass",
+    "cafcass_response": "Cafcass's response recorded", "acknowledged": "Acknowledged",
+    "transferred": "Transferred (the child's team or IRO changed)",
+    "moved": "Moved from another child (misfiled)", "linked": "Linked to a related alert",
+    "good_practice": "Good practice recorded",
+    "due_recomputed": "Due dates recomputed (a closure day)",
+    "corrected": "Text corrected",
+}
+
 
 class Records(Queries):
     """The child's page, search and the print view (on top of the lists and views)."""

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ... import correction, idempotency
 from ...alerts import ActionIn, AlertService, inputs
 from ...alerts.commands import CAFCASS_RESPONSES
+from ...alerts.records import EVENT_WORDS
 from ...errors import BadValue, DrpError
 from ...ladder import due
 from ...ladder.machine import possible_triggers
@@ -55,26 +56,6 @@ ACTION_LABELS = {
     "set_theme": "Confirm or change the theme", "cafcass_response": "Cafcass's response",
     "acknowledge": "Acknowledge", "move": "Move to another child",
     "link": "Link a related alert", "correct": "Correct a text",
-}
-# How the timeline reads each kind of event.
-EVENT_WORDS = {
-    "raised": "Raised", "responded": "Responded", "action_agreed": "Action agreed",
-    "escalated": "Escalated", "auto_escalated": "Escalated automatically (response overdue)",
-    "resolved": "Resolved", "withdrawn": "Withdrawn", "held": "Put on hold",
-    "resumed": "Resumed", "extended": "Due date changed", "reopened": "Reopened",
-    "action_done": "Action done", "theme_confirmed": "Theme confirmed",
-    "theme_suggested": "Theme suggested", "reminder": "Reminder sent",
-    "ack_reminder": "Reminder to acknowledge sent",
-    "overdue": "Response overdue: the IRO to decide whether to escalate",
-    "cafcass_prompt": "Response overdue at the last stage: the IRO to consider Cafcass",
-    "action_overdue": "Action overdue", "action_reminder": "Action due soon: reminder sent",
-    "referred": "Referred to Cafcass",
-    "cafcass_response": "Cafcass's response recorded", "acknowledged": "Acknowledged",
-    "transferred": "Transferred (the child's team or IRO changed)",
-    "moved": "Moved from another child (misfiled)", "linked": "Linked to a related alert",
-    "good_practice": "Good practice recorded",
-    "due_recomputed": "Due dates recomputed (a closure day)",
-    "corrected": "Text corrected",
 }
 DONE = {
     "raised": "the alert was raised", "good_practice": "the good practice was recorded",

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import subject_access
+from ...alerts.records import EVENT_WORDS
 from ...errors import NotFound
 from ...ladder.access import may_export_child
 from ..deps import ClockDep, CurrentUser, Page, PostedFields, RuntimeDep, Work, origin_of
-from .alert import EVENT_WORDS
 
 router = APIRouter(include_in_schema=False)
 
