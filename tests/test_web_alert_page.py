@@ -254,3 +254,39 @@ def test_the_correction_form_lists_every_problem_at_once(web: Any) -> None:
     listed = both.text.split("govuk-error-summary__list", 1)[1].split("</ul>", 1)[0]
     assert re.findall(r'href="#([\w-]+)"', listed) == ["correct-text", "reason-correct"]
     assert "Enter the corrected summary" in listed
+
+
+def test_the_case_notes_for_the_childs_file_as_pdf_and_text(web: Any) -> None:
+    from sqlmodel import Session, col, select
+
+    from drp.casenotes import note_text, notes_of_alert
+    from drp.models import AccessLog
+
+    app, clock, rt = web
+    aid = raise_(rt, clock)
+    do(rt, clock, lambda s: s.respond(aid, "tm.fay", "Plan by Friday"))
+    fay = sign_in(app, "tm.fay")  # may see the alert, acts on none of it now
+    page = fay.get(f"/alerts/{aid}").text
+    link = re.search(r'<a class="govuk-link[^"]*" id="casenotes-pdf" href="([^"]+)">'
+                     r"Case notes for the child's file \(PDF\)</a>", page)
+    assert link and link.group(1) == f"/alerts/{aid}/casenotes.pdf"
+    pdf = fay.get(link.group(1))
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-")
+    assert pdf.headers["content-disposition"] == (
+        f'attachment; filename="alert-{aid}-casenotes.pdf"')
+    text = fay.get(f"/alerts/{aid}/casenotes.txt")
+    assert text.headers["content-type"].startswith("text/plain")
+    with Session(rt.engine) as s:
+        assert text.text == note_text(notes_of_alert(s, rt.protocol, rt.settings.tz, aid),
+                                      rt.settings.tz)
+        prints = s.exec(select(AccessLog.actor, AccessLog.channel).where(
+            AccessLog.action == "print", AccessLog.alert_id == aid).order_by(
+            col(AccessLog.id))).all()
+    assert [tuple(p) for p in prints] == [("tm.fay", "web"), ("tm.fay", "web")]
+    assert "Case notes for the child's file (PDF)" in sign_in(app, "iro.ada").get(
+        f"/alerts/{aid}").text
+    # Whoever may not see the alert: the same 404 as its page.
+    ben = sign_in(app, "iro.ben")
+    assert ben.get(f"/alerts/{aid}/casenotes.pdf").status_code == 404
+    assert fay.get(f"/alerts/{aid}/casenotes.doc").status_code == 404

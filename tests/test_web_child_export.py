@@ -110,3 +110,44 @@ def test_the_export_needs_the_forms_csrf_token_and_a_signed_in_person(web: Any) 
     r = anon.post("/children/R100/export", data={"csrf_token": "x"}, follow_redirects=False)
     assert r.status_code in (303, 401, 403) and "ALPHA" not in r.text
     assert not log(rt, "irom.cat", "child_export")
+
+
+PDF_BUTTON = "Download it as a PDF to read and print"
+
+
+@backends
+def test_the_pdf_button_gives_the_same_export_as_drp_child_export_format_pdf(
+        web_on: Any) -> None:
+    from drp.subject_access import as_pdf
+
+    app, clock, rt = web_on
+    ids = two_alerts(rt, clock)
+    client = sign_in(app, "irom.cat")
+    page = client.get("/children/R100").text
+    forms = re.findall(r'<form method="post" action="([^"]+)"[^>]*>\s*<input type="hidden"'
+                       r' name="csrf_token" value="[^"]+">\s*(?:<input type="hidden"'
+                       r' name="format" value="(\w+)">)?', page)
+    assert forms == [("/children/R100/export", ""), ("/children/R100/export", "pdf")]
+    assert PDF_BUTTON in page
+    for who in ("iro.ada", "tm.fay", "dcs.lou"):
+        assert PDF_BUTTON not in sign_in(app, who).get("/children/R100").text, who
+
+    r = client.post("/children/R100/export", data={"csrf_token": client.csrf, "format": "pdf"},
+                    follow_redirects=False)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == 'attachment; filename="child-R100.pdf"'
+    assert r.headers["cache-control"] == "no-store"
+    assert r.content.startswith(b"%PDF-") and r.content.rstrip().endswith(b"%%EOF")
+    rows = log(rt, "irom.cat", "child_export")
+    assert len(rows) == 1 and rows[0].channel == "web"
+    assert [e.alert_id for e in log(rt, "irom.cat", "exported")] == [ids["R100"]]
+    # The same code as the command line's: the JSON export rendered by subject_access.as_pdf.
+    document = json.loads(export(client, "R100").text)
+    assert len(as_pdf(document, rt.settings.tz)) > 1000
+
+    # Refused alike, and without the form's token.
+    ada = sign_in(app, "iro.ada")
+    assert ada.post("/children/R100/export", data={
+        "csrf_token": ada.csrf, "format": "pdf"}).status_code == 404
+    assert client.post("/children/R100/export", data={
+        "csrf_token": "forged", "format": "pdf"}).status_code == 403

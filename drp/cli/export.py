@@ -83,23 +83,16 @@ def casenote(
     """One alert's case notes, printable: as plain text to paste into the child's file, or as
     a PDF marked OFFICIAL-SENSITIVE. Whoever may see the alert may print it; recorded in the
     access log as a print."""
-    from ..casenotes import note_text, notes_of_alert
-    from ..casenotes_pdf import notes_pdf
-    from ..models import Council
+    from ..casenotes_print import PRINT_FORMATS, printable
 
-    if fmt not in ("text", "pdf"):
+    if fmt not in PRINT_FORMATS:
         raise BadValue(f"--format {fmt!r} is not available; use text or pdf", field="format")
     if fmt == "pdf" and out is None and sys.stdout.isatty():
         raise BadValue("a PDF is not for the terminal: give --out FILE, or redirect it",
                        field="out")
     with service(now) as alerts:
-        printed = alerts.print_file(alert_id, username)  # may see it? recorded as a print
-        notes = notes_of_alert(alerts.s, alerts.protocol, alerts.tz, alert_id)
-        council = alerts.s.get(Council, 1)
-        tz = alerts.tz
-    data = (notes_pdf(notes, tz, council=council.name if council else "drp",
-                      printed_by=printed.printed_by, printed_at=printed.printed_at)
-            if fmt == "pdf" else note_text(notes, tz).encode())
+        printed = printable(alerts, alert_id, username, fmt)
+    data = printed.data
     if out is None:
         if fmt == "pdf":
             sys.stdout.buffer.write(data)
@@ -110,4 +103,4 @@ def casenote(
     path = Path(out)
     path.touch(mode=0o600, exist_ok=True)
     path.write_bytes(data)
-    err.print(f"Wrote {len(notes)} case note(s) of alert {alert_id} to {path}", markup=False)
+    err.print(f"Wrote {printed.notes} case note(s) of alert {alert_id} to {path}", markup=False)

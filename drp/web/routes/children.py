@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import subject_access
 from ...alerts.records import EVENT_WORDS
+from ...casenotes_print import printable
 from ...errors import NotFound
 from ...ladder.access import may_export_child
 from ..deps import ClockDep, CurrentUser, Page, PostedFields, RuntimeDep, Work, origin_of
@@ -49,22 +50,45 @@ def child_page(user: CurrentUser, work: Work, page: Page, ref: str) -> Response:
 
 @router.post("/children/{ref:path}/export")
 def export_child(request: Request, rt: RuntimeDep, clock: ClockDep, user: CurrentUser,
-                 _form: PostedFields, ref: str) -> Response:
-    """Everything drp holds about the child, as JSON to download (subject access). A plain
-    `def`: the export's queries run in a worker thread, not on the event loop. Only an IRO
-    manager may (access.may_export_child, asked by export_child); anyone else, and a child
-    that does not exist, get the same 404, and the refusal is in the access log as the
-    export is. No one-time key: an export changes nothing but the log, and a second click
-    is a second export, recorded as one."""
+                 form: PostedFields, ref: str) -> Response:
+    """Everything drp holds about the child, to download (subject access): JSON, or (the
+    form's `format` pdf) the same document as a PDF to read and print, as `drp child export
+    --format json|pdf` gives them. A plain `def`: the export's queries run in a worker
+    thread, not on the event loop. Only an IRO manager may (access.may_export_child, asked
+    by export_child); anyone else, and a child that does not exist, get the same 404, and
+    the refusal is in the access log as the export is. No one-time key: an export changes
+    nothing but the log, and a second click is a second export, recorded as one."""
     if len(ref) > SEARCH_MAX:
         raise NotFound("there is no such child")
+    pdf = form.get("format") == "pdf"
     document = subject_access.export_child(rt.engine, ref=ref, username=user.username,
                                            now=clock.now(), origin=origin_of(request))
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", ref)
-    return Response(json.dumps(document, indent=2, ensure_ascii=False) + "\n",
-                    media_type="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="child-{safe}.json"',
+    if pdf:
+        return _download(subject_access.as_pdf(document, rt.settings.tz), "application/pdf",
+                         f"child-{safe}.pdf")
+    return _download((json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode(),
+                     "application/json", f"child-{safe}.json")
+
+
+def _download(data: bytes, media_type: str, filename: str) -> Response:
+    return Response(data, media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
                              "Cache-Control": "no-store"})
+
+
+@router.get("/alerts/{alert_id}/casenotes.{fmt}")
+def casenotes(work: Work, user: CurrentUser, alert_id: int, fmt: str) -> Response:
+    """The alert's case notes for the child's file, as `drp export casenote ALERT --format
+    pdf|text` gives them (drp.casenotes.printable): for whoever may see the alert (404
+    otherwise), recorded in the access log as a print."""
+    formats = {"pdf": ("pdf", "application/pdf"), "txt": ("text", "text/plain; charset=utf-8")}
+    if fmt not in formats:
+        raise NotFound("there is no such page")
+    kind, media_type = formats[fmt]
+    with work() as svc:
+        printed = printable(svc, alert_id, user.username, kind)
+    return _download(printed.data, media_type, f"alert-{alert_id}-casenotes.{fmt}")
 
 
 @router.get("/search", response_class=HTMLResponse)
