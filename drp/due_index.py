@@ -16,22 +16,36 @@ settles them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from datetime import date
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, event, inspect, select, update
+from sqlalchemy import (
+    bindparam,
+    event,
+    exists,
+    inspect,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .calendar import WorkingCalendar
 from .ladder.attention import EARLIEST, next_attention
 from .ladder.protocol import Protocol
-from .models import Action, Alert
+from .models import Action, Alert, Council
 
 ALERT = cast(Any, Alert).__table__
 ACTION = cast(Any, Action).__table__
+COUNCIL = cast(Any, Council).__table__
+STALE = -1  # come()'s answer when the stored days were worked out under other rules
 UNIT = "drp.due_index.unit"  # session.info key: an object with protocol, cal and tz
 # The columns the run's rules read (drp.ladder.due): a change to any of them moves the day.
 WATCHED = ("status", "stage", "on_hold", "hold_until", "stage_due", "stage_entered_at",
@@ -89,19 +103,55 @@ def _open_actions(session: Session, alert: Alert, pending: list[Action]) -> list
     return [a for a in found.values() if a.done_at is None]
 
 
-def come(connection: Connection, today: date) -> list[int]:
-    """The alerts whose day has come, from the index alone: with nothing due, one probe."""
+def basis(protocol: Protocol, calendar: WorkingCalendar) -> str:
+    """What every stored day was worked out from: the protocol (its timescales and policies)
+    and the calendar (the bank holidays' library and the council's closure days). When it
+    changes, a stored day may be too late, so the days are worked out again (come)."""
+    import holidays
+
+    text = "|".join((protocol.model_dump_json(), str(getattr(holidays, "__version__", "")),
+                      ",".join(sorted(d.isoformat() for d in calendar.extra))))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def come(connection: Connection, today: date, rules: str) -> list[int]:
+    """The alerts whose day has come, from the index alone: with nothing due, one probe. The
+    same statement asks whether the days were worked out under other rules than `rules`
+    (basis): then every alert the run may need is looked at again (restart), as after the
+    migration that made the index."""
     # No ORDER BY: SQLite would walk the table in id order rather than the index's range.
-    return sorted(connection.execute(
-        select(ALERT.c.id).where(ALERT.c.attention_on <= today)).scalars())
+    due = select(ALERT.c.id).where(ALERT.c.attention_on <= today)
+    other_rules = select(literal(STALE)).where(
+        COUNCIL.c.id == 1, or_(COUNCIL.c.attention_basis.is_(None),
+                               COUNCIL.c.attention_basis != rules))
+    found = sorted(connection.execute(union_all(due, other_rules)).scalars())
+    if found[:1] != [STALE]:
+        return found
+    restart(connection, today, rules)
+    return sorted(connection.execute(due).scalars())
+
+
+def restart(connection: Connection, today: date, rules: str) -> None:
+    """Every alert the run may need (open and not held with its stage awaiting a response, a
+    held one, or one with agreed actions not done) is looked at by this run, and the council
+    records the rules its days will be worked out under (committed with it)."""
+    open_actions = exists().where(ACTION.c.alert_id == ALERT.c.id, ACTION.c.done_at.is_(None))
+    connection.execute(update(ALERT).where(or_(
+        (ALERT.c.status == "open") & (ALERT.c.on_hold == true()),
+        (ALERT.c.status == "open") & ALERT.c.stage_due.is_not(None)
+        & ALERT.c.stage_responded_at.is_(None),
+        ALERT.c.status.in_(("open", "resolved")) & open_actions)).values(attention_on=EARLIEST))
+    connection.execute(update(COUNCIL).where(COUNCIL.c.id == 1).values(attention_basis=rules))
+    connection.commit()
 
 
 def settle(connection: Connection, protocol: Protocol, calendar: WorkingCalendar,
            tz: ZoneInfo, today: date, ids: list[int]) -> int:
     """Give each of the alerts `ids` whose day has come its next day from `today` on (those
     still due today keep a day no later than today, for the next run). Guarded by the version
-    read, so an alert someone changed meanwhile keeps the day their writer gave it; the
-    version is not moved (the alert did not change). Returns how many days were moved."""
+    read, so an alert someone changed meanwhile keeps the day their writer gave it; and the
+    version moves, so a writer who read the alert before this settled it does not write over
+    a day worked out from the state it replaced. Returns how many days were moved."""
     moved = 0
     for start in range(0, len(ids), SETTLE_CHUNK):
         rows = connection.execute(
@@ -123,5 +173,6 @@ def settle(connection: Connection, protocol: Protocol, calendar: WorkingCalendar
             moved += connection.execute(
                 update(ALERT).where(ALERT.c.id == bindparam("b_id"),
                                     ALERT.c.version == bindparam("b_version"))
-                .values(attention_on=bindparam("b_day")), changes).rowcount
+                .values(attention_on=bindparam("b_day"), version=ALERT.c.version + 1),
+                changes).rowcount
     return moved

@@ -38,6 +38,9 @@ class Council(SQLModel, table=True):
     name: str = Field(max_length=200)
     assistant_director_id: int | None = Field(default=None, foreign_key="person.id")
     director_id: int | None = Field(default=None, foreign_key="person.id")
+    # The rules (drp.due_index.basis: protocol and calendar) the due index's days were worked
+    # out under; another value makes the next timescale run look at every alert again.
+    attention_basis: str | None = Field(default=None, max_length=64)
 
 
 class Person(SQLModel, table=True):

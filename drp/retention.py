@@ -54,7 +54,13 @@ def purpose(session: Session, name: str) -> Iterator[None]:
         session.execute(text("SELECT set_config('drp.purpose', :p, true)"), {"p": name})
     else:
         session.execute(insert(WritePurpose).values(purpose=name))
-    yield
+    try:
+        yield
+    except BaseException:
+        # The marker must never outlive a failure: a caller that caught the error and
+        # committed would otherwise commit the triggers' permission with it.
+        session.rollback()
+        raise
     session.flush()
     if postgresql:
         session.execute(text("SELECT set_config('drp.purpose', '', true)"))

@@ -301,7 +301,9 @@ def run(engine: Engine, make: Callable[[Session], AlertService], protocol: Proto
     if not report.working_day:
         return report
     with engine.connect() as connection:
-        come = due_index.come(connection, today)  # nothing due: one probe of the due index
+        # Nothing due: one probe of the due index (which also asks whether the protocol or
+        # the calendar changed since the days were worked out).
+        come = due_index.come(connection, today, due_index.basis(protocol, calendar))
     if not come:
         return report
     with Session(engine) as session:

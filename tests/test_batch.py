@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from drp import db, timescales
+from drp import db, due_index, timescales
 from drp.alerts import AlertService
 from drp.batch import Batch, StaleChunk
 from drp.calendar import WorkingCalendar
@@ -209,6 +209,9 @@ def test_the_run_writes_in_a_few_statements_per_chunk(org: Engine, protocol: Pro
         for i in range(60):
             svc.raise_alert(*(("iro.ada", "R100"), ("iro.ben", "R200"))[i % 2], f"x{i}",
                             stage="stage1", separate=True)
+    with org.begin() as conn:  # a council whose rules have not changed since (due_index.come)
+        conn.execute(text("UPDATE council SET attention_basis = :b"),
+                     {"b": due_index.basis(protocol, CAL)})
     statements: list[str] = []
 
     def count(*args: Any) -> None:

@@ -133,6 +133,28 @@ def test_the_run_moves_each_day_on_and_a_run_with_nothing_due_is_one_probe(
 
 
 @backends
+def test_a_changed_protocol_makes_the_next_run_look_again(
+        run: Run, org: Engine, protocol: Protocol) -> None:
+    """A day stored under the old rules may be too late under new ones: a council that
+    lengthens stage 1's reminder lead to 3 working days gets the reminder the new rule gives
+    on Wednesday 3 March, though the day stored under the old lead (1) was Friday 5 March."""
+    aid = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
+        "iro.ada", "R100", "x", stage="stage1")).id)
+    flow_at(org, protocol, "2027-03-02T08:00")
+    assert stored(org, aid) == date(2027, 3, 5)
+    data = protocol.model_dump()
+    for st in data["stages"]:
+        if st["key"] == "stage1":
+            st["reminder_lead_working_days"] = 3
+    longer = Protocol.model_validate(data)
+    assert flow_at(org, protocol, "2027-03-03T08:00").reminded == []  # the old rules: not yet
+    report = flow_at(org, longer, "2027-03-03T08:00")
+    assert report.reminded == [aid]
+    assert flow_at(org, longer, "2027-03-03T08:30").counts() == {
+        k: 0 for k in report.counts()}  # looked at once; the new rules are recorded
+
+
+@backends
 def test_a_row_written_without_the_service_layer_is_looked_at_and_settled(
         run: Run, org: Engine, protocol: Protocol) -> None:
     aid = int(run("2027-03-01T10:00", lambda s: s.raise_alert(
@@ -162,7 +184,7 @@ def test_the_migration_gives_existing_alerts_a_day_the_first_run_settles(
     expected = {aid: stored(org, aid) for aid in (held, waiting, answered, closed)}
     with org.begin() as conn:
         (revision,) = conn.execute(text("SELECT version_num FROM alembic_version")).one()
-    db.downgrade(org, "-1")
+    db.downgrade(org, "0015")  # before the due index (0016) and what came after it
     db.upgrade(org)
     after = {aid: stored(org, aid) for aid in expected}
     assert after == {held: date(2027, 3, 9), waiting: EARLIEST, answered: None, closed: None}
