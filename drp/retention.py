@@ -154,9 +154,11 @@ def rules(policy: Policy, now: datetime, tz: ZoneInfo) -> list[Rule]:
         return query if limit is None else query.limit(limit)
 
     def remove_alerts(session: Session, ids: list[int]) -> dict[str, list[int]]:
-        # Asked again inside the batch's transaction: an alert reopened since is not taken.
+        # Asked again inside the batch's transaction, the alerts' rows locked (PostgreSQL; on
+        # SQLite the transaction's write lock does it): an alert reopened since is not taken,
+        # and none can be reopened between this question and the delete.
         ids = list(session.execute(
-            alerts(None).where(col(Alert.id).in_(ids))).scalars())
+            alerts(None).where(col(Alert.id).in_(ids)).with_for_update(of=Alert)).scalars())
         return remove_records(session, "alert", ids)
 
     def remove_access_logs(session: Session, ids: list[int]) -> dict[str, list[int]]:
