@@ -189,7 +189,7 @@ def test_text_kept_after_the_session_ended_is_for_that_person_only(site: Any) ->
 
 
 def test_the_password_and_tokens_are_never_kept() -> None:
-    from drp.web.deps import FormKeeper
+    from drp.web.kept import FormKeeper
 
     keeper = FormKeeper()
     key = keeper.keep(1, "/alerts/new", {"password": "secret", "new_password": "s",

@@ -36,14 +36,11 @@ from .deps import (
     WebContext,
     attach,
     council_name,
-    form_page,
-    remember_form,
     render,
     signed_in,
-    signed_out_mid_form,
-    to_sign_in,
     web_context,
 )
+from .kept import form_page, remember_form, signed_out_mid_form, to_sign_in
 from .routes import admin, alert, alerts, api, children, raising, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent

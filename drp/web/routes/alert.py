@@ -33,8 +33,6 @@ from ..deps import (
     UnitOfWork,
     WebContext,
     Work,
-    back_to_form,
-    kept_form,
 )
 from ..forms import (
     DATE_PARTS,
@@ -45,6 +43,7 @@ from ..forms import (
     once_only,
     refused,
 )
+from ..kept import back_to_form, kept_form
 from ..referral import referral_fields
 
 router = APIRouter(include_in_schema=False)

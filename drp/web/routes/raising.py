@@ -27,10 +27,9 @@ from ..deps import (
     SignedInUser,
     UnitOfWork,
     Work,
-    back_to_form,
-    kept_form,
 )
 from ..forms import Problems, date_input, on_the_page, once_only, refused
+from ..kept import back_to_form, kept_form
 
 router = APIRouter(include_in_schema=False)
 
