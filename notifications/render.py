@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,20 +57,25 @@ FREE_TEXT = frozenset({
 LETS_THROUGH = {"reference": frozenset(), "summary": frozenset({"summary"})}
 
 
+_PLAIN = frozenset({str, int, float, bool, date, datetime, type(None)})
+
+
 def minimise(context: dict[str, Any], detail: str) -> dict[str, Any]:
     """The context with every free-text value the level does not let through made empty (not
     removed: a template that prints it prints nothing rather than failing)."""
     if detail not in LETS_THROUGH:
         raise ValueError(f"{detail!r} is not a level of detail for e-mails; use"
                          f" {' or '.join(MAIL_DETAIL)}")
-    kept = LETS_THROUGH[detail]
+    blank = FREE_TEXT - LETS_THROUGH[detail]
 
     def clean(value: Any) -> Any:
+        # Values of these exact types hold nothing to blank: kept without a call (a digest's
+        # contexts hold thousands of rows of them).
         if isinstance(value, dict):
-            return {k: "" if k in FREE_TEXT and k not in kept else clean(v)
+            return {k: "" if k in blank else v if type(v) in _PLAIN else clean(v)
                     for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
+            return [v if type(v) in _PLAIN else clean(v) for v in value]
         return value
 
     cleaned: dict[str, Any] = clean(context)
@@ -120,10 +126,16 @@ def _day(value: Any) -> date | None:
     return value or None
 
 
+@lru_cache(maxsize=4096)
+def _written(day: date, year: bool) -> str:
+    """A day as words, worked out once a day (a digest writes the same few thousand times)."""
+    return f"{day.day} {day:%B %Y}" if year else f"{day.day} {day:%B}"
+
+
 def _date(value: Any) -> str:
     """9 March 2026 (no leading zero), the way councils write dates."""
     day = _day(value)
-    return f"{day.day} {day:%B %Y}" if day else ""
+    return _written(day, True) if day else ""
 
 
 @pass_context
@@ -134,13 +146,32 @@ def _short_date(context: Context, value: Any) -> str:
     if day is None:
         return ""
     today = _day(context.get("today"))
-    return f"{day.day} {day:%B}" if today and today.year == day.year else _date(day)
+    return _written(day, not (today and today.year == day.year))
 
 
 def _counted(n: int, singular: str, plural: str | None = None) -> str:
     """1 working day, 3 working days (0 reads "0 working days": a sentence about nothing
     should say so in its own words)."""
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+_DICT_ATTRS = frozenset(dir(dict))
+
+
+class _Environment(Environment):
+    """Jinja's environment, with `a.b` on a plain dict (every message's context is dicts) read
+    as the item straight away. Jinja tries the attribute first and the item after a raised
+    AttributeError; for a plain dict the attribute exists only when it is one of dict's own
+    (`items`, `get`, ...), so asking for those first reads exactly the same, without an
+    exception for every field of every row."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRS:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
 
 
 class Renderer:
@@ -150,7 +181,7 @@ class Renderer:
         loaders = [FileSystemLoader(str(DEFAULT_TEMPLATES))]
         if override_dir is not None:
             loaders.insert(0, FileSystemLoader(str(override_dir)))
-        self.env = Environment(
+        self.env = _Environment(
             loader=ChoiceLoader(loaders),
             autoescape=select_autoescape(["html", "xml"]),  # .txt bodies are plain text
             undefined=StrictUndefined,
