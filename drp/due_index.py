@@ -23,6 +23,8 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    Date,
+    String,
     bindparam,
     event,
     exists,
@@ -119,16 +121,20 @@ def come(connection: Connection, today: date, rules: str) -> list[int]:
     same statement asks whether the days were worked out under other rules than `rules`
     (basis): then every alert the run may need is looked at again (restart), as after the
     migration that made the index."""
-    # No ORDER BY: SQLite would walk the table in id order rather than the index's range.
-    due = select(ALERT.c.id).where(ALERT.c.attention_on <= today)
-    other_rules = select(literal(STALE)).where(
-        COUNCIL.c.id == 1, or_(COUNCIL.c.attention_basis.is_(None),
-                               COUNCIL.c.attention_basis != rules))
-    found = sorted(connection.execute(union_all(due, other_rules)).scalars())
+    found = sorted(connection.execute(_PROBE, {"today": today, "rules": rules}).scalars())
     if found[:1] != [STALE]:
         return found
     restart(connection, today, rules)
-    return sorted(connection.execute(due).scalars())
+    return sorted(connection.execute(_DUE, {"today": today}).scalars())
+
+
+# The probe, built once (a run with nothing due spends its time on the database, not on
+# building and keying the statement). No ORDER BY: SQLite would walk the table in id order
+# rather than the index's range.
+_DUE = select(ALERT.c.id).where(ALERT.c.attention_on <= bindparam("today", type_=Date))
+_PROBE = union_all(_DUE, select(literal(STALE)).where(
+    COUNCIL.c.id == 1, or_(COUNCIL.c.attention_basis.is_(None),
+                           COUNCIL.c.attention_basis != bindparam("rules", type_=String))))
 
 
 def restart(connection: Connection, today: date, rules: str) -> None:
