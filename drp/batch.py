@@ -19,6 +19,7 @@ All in the caller's transaction: the change, its event and its e-mails commit to
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,7 +27,18 @@ from types import SimpleNamespace
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Text,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
@@ -36,6 +48,7 @@ from .alerts import steps
 from .alerts.unit import NotYet, out_of_order
 from .audit import Origin
 from .calendar import WorkingCalendar
+from .due_index import WATCHED
 from .errors import DrpError
 from .ladder import access, due
 from .ladder.access import SYSTEM_ACTOR, Line
@@ -49,6 +62,79 @@ ALERT = cast(Any, Alert).__table__
 ACTION = cast(Any, Action).__table__
 EVENT = cast(Any, Event).__table__
 OUTBOX = cast(Any, OutboxMessage).__table__
+
+
+def insert_rows(connection: Connection, table: Any, rows: list[dict[str, Any]],
+                *returning: str) -> list[Any]:
+    """INSERT `rows` (each with the same columns) in one statement, RETURNING the columns
+    named (in no particular order). On PostgreSQL the rows go as one JSON document, read by
+    json_populate_recordset into the table's own row type: one round trip, one short
+    statement and one parameter, where an executemany sends a statement a row (or, with
+    RETURNING, a multi-row VALUES whose every placeholder the driver parses) and arrays of
+    text escape each quote of every message's context. Elsewhere (SQLite, in process) the
+    driver's executemany."""
+    if not rows:
+        return []
+    if connection.dialect.name != "postgresql":
+        statement = insert(table)
+        if returning:
+            statement = statement.returning(*(table.c[name] for name in returning))
+        result = connection.execute(statement, rows)
+        return list(result) if returning else []
+    names = list(rows[0])
+    source = _recordset(connection, table, names)
+    statement = insert(table).from_select(names, select(*(source.c[n] for n in names)))
+    if returning:
+        statement = statement.returning(*(table.c[name] for name in returning))
+    result = connection.execute(statement, {"rows": _json_rows(rows)})
+    return list(result) if returning else []
+
+
+def update_alerts(connection: Connection, rows: list[dict[str, Any]]) -> int:
+    """UPDATE each alert `rows` name (each with the same columns: its `id`, the `version`
+    read, and its new values), guarded by that version, which moves on by one; returns how
+    many were written. On PostgreSQL one UPDATE ... FROM json_populate_recordset (one round
+    trip, one short statement, as insert_rows); elsewhere the driver's executemany."""
+    if not rows:
+        return 0
+    columns = [name for name in rows[0] if name not in ("id", "version")]
+    if connection.dialect.name != "postgresql":
+        statement = update(ALERT).where(
+            ALERT.c.id == bindparam("b_id"), ALERT.c.version == bindparam("b_version")
+        ).values({**{name: bindparam(f"new_{name}") for name in columns},
+                  "version": ALERT.c.version + 1})
+        return int(connection.execute(statement, [
+            {"b_id": r["id"], "b_version": r["version"],
+             **{f"new_{name}": r[name] for name in columns}} for r in rows]).rowcount)
+    source = _recordset(connection, ALERT, list(rows[0]))
+    statement = update(ALERT).where(
+        ALERT.c.id == source.c.id, ALERT.c.version == source.c.version
+    ).values({**{name: source.c[name] for name in columns}, "version": ALERT.c.version + 1})
+    return int(connection.execute(statement, {"rows": _json_rows(rows)}).rowcount)
+
+
+def _recordset(connection: Connection, table: Any, names: list[str]) -> Any:
+    """PostgreSQL: the rows of the parameter `rows` (a JSON array of objects), read as the
+    table's own row type (its columns' types), with the columns `names`."""
+    quote = connection.dialect.identifier_preparer
+    row_type: Any = literal_column("NULL::" + quote.format_table(table))  # the table's row
+    return func.json_populate_recordset(
+        row_type, sql_cast(bindparam("rows", type_=Text), JSON)).table_valued(*names)
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_as_json, separators=(",", ":"))
+
+
+def _as_json(value: Any) -> str:
+    """Instants and days as PostgreSQL reads them (an instant always with its offset)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"a naive instant ({value.isoformat()}) for the database")
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column's value")
 
 
 class StaleChunk(Exception):
@@ -71,7 +157,25 @@ class _Change:
     what: str  # escalated / overdue / cafcass_prompt / reminder / ack_reminder
     values: dict[str, Any]  # the alert's new column values
     event: dict[str, Any]
+    after: Any  # the alert as it stands once `values` are written (attribute access)
     previous_stage: str | None = None
+
+
+class _Days(WorkingCalendar):
+    """The run's calendar, its sums of working days remembered: a chunk's alerts entered
+    their stages on a handful of days, so each `add` is counted once a chunk, not once an
+    alert (the calendar is fixed for the run: `Runtime.calendar`)."""
+
+    def __init__(self, calendar: WorkingCalendar) -> None:  # a view of it, not a copy
+        self.__dict__.update(calendar.__dict__)
+        self._sums: dict[tuple[date, int], date] = {}
+
+    def add(self, start: date, n: int) -> date:
+        key = (start, n)
+        found = self._sums.get(key)
+        if found is None:
+            found = self._sums[key] = super().add(start, n)
+        return found
 
 
 class Batch:
@@ -82,7 +186,14 @@ class Batch:
                  ack_before: datetime | None = None, origin: Origin | None = None) -> None:
         self.protocol = protocol
         self.origin = origin  # the run's (a flow's), on every event it writes
-        self.cal = calendar
+        self.cal = calendar if isinstance(calendar, _Days) else _Days(calendar)
+        # The machine's verdict for the system actor depends on the alert's state alone
+        # (AlertState's fields; the access policy lets the system fire a few triggers on any
+        # alert): worked out once a state, the rest of the alerts in it take the same answer.
+        self._verdicts: dict[tuple[Any, ...], str] = {}
+        # The due index's day, for an alert without agreed actions, by the columns the rules
+        # read (due_index.WATCHED): the same for every alert left in the same state.
+        self._days: dict[tuple[Any, ...], date | None] = {}
         self.now = now
         self.tz = tz
         self.today = today
@@ -122,10 +233,18 @@ class Batch:
         return list(rows), lines, outstanding, last
 
     # -- deciding (the rules of AlertService.remind / .remind_acknowledge / .act_on_overdue) --
-    def _machine(self, row: Any, line: Line, outstanding: int, trigger: str) -> AlertState:
-        adapter = steps.alert_state(self.protocol, row, SYSTEM_ACTOR, line, outstanding)
-        fire(self.protocol, adapter, trigger, f"alert {row.id}")
-        return adapter
+    def _machine(self, row: Any, line: Line, outstanding: int, trigger: str) -> str:
+        """Fire `trigger` for the system (InvalidTransition when the machine refuses, worded
+        for this alert); the stage the alert is at after it."""
+        key = (trigger, row.status, row.stage, row.on_hold, outstanding,
+               row.acknowledged_at is not None, row.stage_responded_at is not None)
+        stage = self._verdicts.get(key)
+        if stage is None:  # first of its state, or refused (then asked again, for the words)
+            adapter: AlertState = steps.alert_state(self.protocol, row, SYSTEM_ACTOR, line,
+                                                    outstanding)
+            fire(self.protocol, adapter, trigger, f"alert {row.id}")
+            stage = self._verdicts[key] = adapter.stage
+        return stage
 
     def _in_order(self, row: Any, last: tuple[datetime, int] | None) -> None:
         if last is None:
@@ -139,12 +258,13 @@ class Batch:
 
     def _event(self, row: Any, line: Line, kind: str, values: dict[str, Any], *,
                to_stage: str, comment: str | None = None, data: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
+               ) -> tuple[dict[str, Any], Any]:
+        """The event's columns, and the alert as it stands after the change."""
         after = SimpleNamespace(**{**row._asdict(), **values})
         return steps.event_values(
             after, seq=row.last_seq + 1, at=self.now, actor=SYSTEM_ACTOR.username, kind=kind,
             from_stage=row.stage, to_stage=to_stage, comment=comment, data=data,
-            team=line.team.key, iro=self.usernames.get(row.iro_id), origin=self.origin)
+            team=line.team.key, iro=self.usernames.get(row.iro_id), origin=self.origin), after
 
     def _overdue(self, row: Any, line: Line, outstanding: int) -> _Change | None:
         what = due.on_overdue(self.protocol, self.today, row)
@@ -152,28 +272,28 @@ class Batch:
             return None
         due_date: date = row.stage_due
         if what == "escalated":
-            to = self._machine(row, line, outstanding, "escalate").stage
+            to = self._machine(row, line, outstanding, "escalate")
             access.require_responsible(self.protocol, to, line)
             values = {"stage": to, **due.stage_entry(self.protocol, self.cal, row, to,
                                                      now=self.now, today=self.today)}
-            event = self._event(row, line, "auto_escalated", values, to_stage=to,
-                                comment=due.escalation_reason(
-                                    self.protocol.stage(row.stage), due_date))
-            return _Change(row, line, what, values, event, previous_stage=row.stage)
+            event, after = self._event(row, line, "auto_escalated", values, to_stage=to,
+                                       comment=due.escalation_reason(
+                                           self.protocol.stage(row.stage), due_date))
+            return _Change(row, line, what, values, event, after, previous_stage=row.stage)
         self._machine(row, line, outstanding, "remind")
         values = {"overdue_notified_for": due_date}
-        event = self._event(row, line, what, values, to_stage=row.stage,
-                            data={"due": due_date.isoformat()})
-        return _Change(row, line, what, values, event)
+        event, after = self._event(row, line, what, values, to_stage=row.stage,
+                                   data={"due": due_date.isoformat()})
+        return _Change(row, line, what, values, event, after)
 
     def _remind(self, row: Any, line: Line, outstanding: int) -> _Change | None:
         if not due.reminder_due(self.protocol, self.cal, self.today, row):
             return None
         self._machine(row, line, outstanding, "remind")
         values = {"reminded_for": row.stage_due}
-        event = self._event(row, line, "reminder", values, to_stage=row.stage,
-                            data={"due": row.stage_due.isoformat()})
-        return _Change(row, line, "reminder", values, event)
+        event, after = self._event(row, line, "reminder", values, to_stage=row.stage,
+                                   data={"due": row.stage_due.isoformat()})
+        return _Change(row, line, "reminder", values, event, after)
 
     def _ack_remind(self, row: Any, line: Line, outstanding: int) -> _Change | None:
         if self.ack_before is None or not due.ack_reminder_due(self.protocol, row,
@@ -181,9 +301,9 @@ class Batch:
             return None
         self._machine(row, line, outstanding, "remind")
         values = {"ack_reminded_for": row.stage_due}
-        event = self._event(row, line, "ack_reminder", values, to_stage=row.stage,
-                            data={"due": row.stage_due.isoformat()})
-        return _Change(row, line, "ack_reminder", values, event)
+        event, after = self._event(row, line, "ack_reminder", values, to_stage=row.stage,
+                                   data={"due": row.stage_due.isoformat()})
+        return _Change(row, line, "ack_reminder", values, event, after)
 
     # -- writing ------------------------------------------------------------------------------
     def overdue(self, session: Session, ids: list[int]) -> ChunkResult:
@@ -230,16 +350,10 @@ class Batch:
             chosen.append((row, line, due_now))
         if not chosen:
             return result
-        guarded = [{"b_id": row.id, "b_version": row.version,
-                    "new_last_seq": row.last_seq + len(acts), "new_version": row.version + 1,
-                    "new_attention_on": self._attention(row, {}, {a.id for a in acts})}
+        guarded = [{"id": row.id, "version": row.version, "last_seq": row.last_seq + len(acts),
+                    "attention_on": self._attention(row, row, {a.id for a in acts})}
                    for row, _, acts in chosen]
-        updated = session.connection().execute(
-            update(ALERT).where(ALERT.c.id == bindparam("b_id"),
-                                ALERT.c.version == bindparam("b_version"))
-            .values(last_seq=bindparam("new_last_seq"), version=bindparam("new_version"),
-                    attention_on=bindparam("new_attention_on")),
-            guarded).rowcount
+        updated = update_alerts(session.connection(), guarded)
         if updated != len(guarded):
             raise StaleChunk(f"{len(guarded) - updated} alert(s) changed during the run")
         reminded = [{"b_id": a.id} for _, _, acts in chosen for a in acts]
@@ -255,10 +369,8 @@ class Batch:
             data={"no": a.no, "due": a.due.isoformat()}, team=line.team.key,
             iro=self.usernames.get(row.iro_id), origin=self.origin)
             for row, line, acts in chosen for k, a in enumerate(acts, start=1)]
-        event_ids = {(alert_id, seq): event_id for event_id, alert_id, seq in
-                     session.connection().execute(
-                         insert(EVENT).returning(EVENT.c.id, EVENT.c.alert_id, EVENT.c.seq),
-                         events)}
+        event_ids = {(alert_id, seq): event_id for event_id, alert_id, seq in insert_rows(
+            session.connection(), EVENT, events, "id", "alert_id", "seq")}
         if self.notifier is not None:
             outbox: list[dict[str, Any]] = []
             already_missing = len(self.notifier.missing)
@@ -274,8 +386,7 @@ class Batch:
                         self.org)
             result.missing += self.notifier.missing[already_missing:]
             del self.notifier.missing[already_missing:]
-            if outbox:
-                session.connection().execute(insert(OUTBOX), outbox)
+            insert_rows(session.connection(), OUTBOX, outbox)
         result.actions = [(row.id, a.no) for row, _, acts in chosen for a in acts]
         return result
 
@@ -288,7 +399,8 @@ class Batch:
                 change = decide(row, lines[row.child_id], outstanding.get(row.id, 0))
                 if change is not None:
                     self._in_order(row, last.get(row.id))
-                    change.values["attention_on"] = self._attention(row, change.values)
+                    day = self._attention(row, change.after)
+                    change.values["attention_on"] = change.after.attention_on = day
                     changes.append(change)
             except NotYet:
                 result.not_yet.append(row.id)
@@ -302,39 +414,36 @@ class Batch:
         result.done = [(c.row.id, c.what) for c in changes]
         return result
 
-    def _attention(self, row: Any, values: dict[str, Any], reminded: set[int] | None = None
+    def _attention(self, row: Any, after: Any, reminded: set[int] | None = None
                    ) -> date | None:
-        """The due index's day for `row` once `values` are written and the actions
-        `reminded` (ids) have their reminder, as the service layer's flush would give it."""
+        """The due index's day for `row`, standing as `after` once written, with the actions
+        `reminded` (ids) given their reminder, as the service layer's flush would give it."""
+        open_actions = self.open_actions.get(row.id, [])
+        if not open_actions:
+            key = tuple(getattr(after, name) for name in WATCHED)
+            if key not in self._days:
+                self._days[key] = next_attention(self.protocol, self.cal, self.tz, after,
+                                                 from_day=self.today)
+            return self._days[key]
         actions = [SimpleNamespace(**{**a._asdict(), "reminded_at": self.now})
-                   if reminded and a.id in reminded else a
-                   for a in self.open_actions.get(row.id, [])]
-        return next_attention(self.protocol, self.cal, self.tz,
-                              SimpleNamespace(**{**row._asdict(), **values}), actions,
+                   if reminded and a.id in reminded else a for a in open_actions]
+        return next_attention(self.protocol, self.cal, self.tz, after, actions,
                               from_day=self.today)
 
     def _update(self, session: Session, changes: list[_Change]) -> None:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for c in changes:
-            params = {f"new_{k}": v for k, v in c.values.items()}
-            params.update(b_id=c.row.id, b_version=c.row.version,
-                          new_last_seq=c.row.last_seq + 1, new_version=c.row.version + 1)
-            by_columns.setdefault(tuple(sorted(c.values)), []).append(params)
-        for columns, batch in by_columns.items():
-            statement = (
-                update(ALERT)
-                .where(ALERT.c.id == bindparam("b_id"), ALERT.c.version == bindparam("b_version"))
-                .values({**{name: bindparam(f"new_{name}") for name in columns},
-                         "last_seq": bindparam("new_last_seq"),
-                         "version": bindparam("new_version")})
-            )
-            updated = session.connection().execute(statement, batch).rowcount
+            row = {"id": c.row.id, "version": c.row.version, "last_seq": c.row.last_seq + 1,
+                   **{name: c.values[name] for name in sorted(c.values)}}
+            by_columns.setdefault(tuple(row), []).append(row)
+        for batch in by_columns.values():
+            updated = update_alerts(session.connection(), batch)
             if updated != len(batch):
                 raise StaleChunk(f"{len(batch) - updated} alert(s) changed during the run")
 
     def _insert_events(self, session: Session, changes: list[_Change]) -> list[int]:
-        rows = session.connection().execute(
-            insert(EVENT).returning(EVENT.c.id, EVENT.c.alert_id), [c.event for c in changes])
+        rows = insert_rows(session.connection(), EVENT, [c.event for c in changes],
+                           "id", "alert_id")
         ids = {alert_id: event_id for event_id, alert_id in rows}  # one event per alert here
         return [ids[c.row.id] for c in changes]
 
@@ -345,7 +454,7 @@ class Batch:
         outbox: list[dict[str, Any]] = []
         already_missing = len(self.notifier.missing)
         for c, event_id in zip(changes, event_ids, strict=True):
-            alert = cast(Alert, SimpleNamespace(**{**c.row._asdict(), **c.values}))
+            alert = cast(Alert, c.after)
             notice = Notice(cast(Event, SimpleNamespace(id=event_id, kind=c.event["kind"])),
                             c.previous_stage)
             outbox += self.notifier.deferred(session, self.protocol, alert, c.line, notice,
@@ -353,5 +462,4 @@ class Batch:
         # Named in the run's report once the chunk has committed (a redone chunk says it again).
         result.missing += self.notifier.missing[already_missing:]
         del self.notifier.missing[already_missing:]
-        if outbox:
-            session.connection().execute(insert(OUTBOX), outbox)
+        insert_rows(session.connection(), OUTBOX, outbox)
