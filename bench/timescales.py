@@ -11,7 +11,8 @@ Baselines, in the same process on the same database:
 - bare writes: the statements the run's writes come to, hand-written: UPDATE each due alert
   (guarded by its version), INSERT its event (RETURNING ids) and INSERT as many outbox rows as
   the run wrote, with the same payload; executed after the run on the escalated alerts and
-  rolled back. `..._run_over_bare` is the run against bare select + bare writes (the bound: 3);
+  rolled back. `..._run_over_bare` is the run against bare select + bare writes (the bound:
+  1.5);
   `..._run_over_bare_select_update` is against the select and the UPDATE alone.
 - `timescales_1m_over_10k`: the run at 1M against the run at 10k (the bound: 1.5)."""
 
@@ -35,7 +36,7 @@ from common import (  # type: ignore[import-not-found]
     release_set,
     timed,
 )
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import bindparam, event, insert, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -80,7 +81,8 @@ def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, f
     """(UPDATE alone, UPDATE + INSERTs) for the alerts the run just wrote, rolled back."""
     with engine.connect() as conn:
         rows = conn.execute(text(
-            "SELECT id, version, last_seq FROM alert WHERE id IN :ids ORDER BY id"
+            "SELECT id, version, last_seq, formal_since, resolution_due, attention_on"
+            " FROM alert WHERE id IN :ids ORDER BY id"
         ).bindparams(bindparam("ids", expanding=True)), {"ids": ids}).all()
         outbox = [dict(r._mapping) for r in conn.execute(
             OUTBOX.select().where(OUTBOX.c.alert_id.in_(ids)))]
@@ -92,9 +94,16 @@ def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, f
     update = ALERT.update().where(
         ALERT.c.id == bindparam("b_id"), ALERT.c.version == bindparam("b_version")
     ).values(stage="stage2", stage_entered_at=now, stage_due=due, stage_responded_at=None,
+             acknowledged_by_id=None, acknowledged_at=None,
+             formal_since=bindparam("b_formal"), resolution_due=bindparam("b_resolution"),
+             attention_on=bindparam("b_attention"),
              last_seq=bindparam("b_seq"), version=bindparam("b_new"))
+    # The columns the run's escalation writes, with the values it wrote (the due index's
+    # day among them: its index is kept by the same UPDATE).
     params = [{"b_id": r.id, "b_version": r.version, "b_seq": r.last_seq + 1,
-               "b_new": r.version + 1} for r in rows]
+               "b_new": r.version + 1, "b_formal": _day(r.formal_since),
+               "b_resolution": _day(r.resolution_due), "b_attention": _day(r.attention_on)}
+              for r in rows]
     events = [{"alert_id": r.id, "seq": r.last_seq + 1, "at": now, "actor": "system",
                "kind": "auto_escalated", "from_stage": "stage1", "to_stage": "stage2",
                "comment": "No response at Stage 1 by 2027-03-05, its due date",
@@ -119,6 +128,11 @@ def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, f
     return min(go(False) for _ in range(3)), min(go(True) for _ in range(3))
 
 
+def _day(value: object) -> date | None:
+    """A date column read through text() (SQLite gives its ISO text)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[return-value]
+
+
 def measure(kind: str, total: int, label: str) -> dict[str, float]:
     cal = WorkingCalendar()
     notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
@@ -138,10 +152,17 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
             assert len(report.escalated) == DUE and not report.problems, report.counts()
             runs.append(run_s)
             escalated = report.escalated
+        statements: list[str] = []
+
+        def count(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(engine, "before_cursor_execute", count)
         rerun_s, again = timed(lambda: run(engine, protocol, cal, notifier,
                                            datetime(2027, 3, 9, 9, 0, tzinfo=UTC)))
+        event.remove(engine, "before_cursor_execute", count)
         assert again.counts()["escalated"] == 0
-        probe_s = nothing_due_probe(engine)
+        probe_s = nothing_due_probe(engine, protocol, cal)
         update_s, writes_s = bare_writes(engine, escalated,
                                          datetime(2027, 3, 9, 10, 0, tzinfo=UTC))
         mail = delivery(engine) if label == SIZES[0][1] else {}
@@ -154,8 +175,9 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
         f"{name}_bare_select_s": round(select_s, 4),
         f"{name}_bare_select_before_s": round(select_before_s, 4),
         f"{name}_nothing_due_probe_ms": round(probe_s * 1000, 3),
-        f"{name}_due_set_uses_an_index": "SCAN alert" not in plan and "Seq Scan" not in plan,
-        f"{name}_due_set_uses_due_index": "ix_alert_attention_on" in plan,
+        f"{name}_nothing_due_statements": len(statements),
+        f"{name}_due_set_uses_an_index": reads_an_index(plan),
+        f"{name}_due_set_uses_due_index": reads_due_index(plan),
         f"{name}_bare_select_update_s": round(select_s + update_s, 4),
         f"{name}_bare_writes_s": round(select_s + writes_s, 4),
         f"{name}_run_over_bare": round(run_s / (select_s + writes_s), 2),
@@ -166,20 +188,22 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
     return figures
 
 
-def nothing_due_probe(engine: Engine) -> float:
-    """A run with nothing due: the one probe of the due index it makes (best of 50, on an
-    open connection, as the run's own)."""
+def nothing_due_probe(engine: Engine, protocol: Protocol, cal: WorkingCalendar) -> float:
+    """A run with nothing due: the one probe of the due index it makes (best of 200, on an
+    open connection, as the run's own), with the rules' basis as the run gives it."""
     from drp import due_index
 
+    rules = due_index.basis(protocol, cal)
     with engine.connect() as conn:
-        seconds, come = timed(lambda: due_index.come(conn, TODAY), repeat=50)
+        seconds, come = timed(lambda: due_index.come(conn, TODAY, rules), repeat=200)
     assert come == [], come[:5]
     return seconds
 
 
 def query_plan(engine: Engine) -> str:
-    """The database's plan for the run's SELECT of the overdue set (it must read an index's
-    range, not the table)."""
+    """The database's plans for the run's SELECTs of its due sets (overdue, reminders, holds
+    ended), each as the run sends it: each must read the due index's range
+    (ix_alert_attention_on), not the table nor another index."""
     from sqlmodel import col, select
 
     from drp.ladder import due
@@ -187,15 +211,34 @@ def query_plan(engine: Engine) -> str:
     from drp.models import Alert
     from drp.settings import CONFIG_DIR
 
-    where = due.on_overdue_where(load_protocol(CONFIG_DIR / "protocol.yaml"), TODAY)
-    query = select(col(Alert.id)).where(timescales.come_where(TODAY), where)
-    compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+    protocol = load_protocol(CONFIG_DIR / "protocol.yaml")
+    wheres = {"overdue": due.on_overdue_where(protocol, TODAY),
+              "reminders": due.reminder_due_where(protocol, WorkingCalendar(), TODAY),
+              "holds ended": due.hold_ended_where(TODAY)}
     explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
-    with engine.connect() as conn:
-        lines = [" ".join(str(c) for c in row) for row in conn.exec_driver_sql(
-            explain + str(compiled))]
-    print("  plan of the due set's SELECT: " + " | ".join(lines))
-    return " ".join(lines)
+    plans = []
+    for what, where in wheres.items():
+        query = select(col(Alert.id)).where(timescales.come_where(TODAY), where)
+        compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+        with engine.connect() as conn:
+            lines = [" ".join(str(c) for c in row) for row in conn.exec_driver_sql(
+                explain + str(compiled))]
+        print(f"  plan of the run's SELECT ({what}): " + " | ".join(lines))
+        plans.append(" ".join(lines))
+    return " || ".join(plans)
+
+
+def reads_due_index(plans: str) -> bool:
+    """The due set's SELECT (overdue, the first plan) reads ix_alert_attention_on."""
+    return "ix_alert_attention_on" in plans.split(" || ")[0]
+
+
+def reads_an_index(plans: str) -> bool:
+    """Every due SELECT reads an index's range, none the whole table (the planner may take a
+    narrower range than the due index's: the few alerts due within a reminder's lead, or
+    held until today)."""
+    return all("SCAN alert" not in plan and "Seq Scan" not in plan
+               for plan in plans.split(" || "))
 
 
 def delivery(engine: Engine) -> dict[str, float]:
@@ -243,8 +286,12 @@ def run(engine: Engine, protocol: Protocol, cal: WorkingCalendar, notifier: Noti
     return timescales.run(engine, make, protocol, cal, TODAY)
 
 
-BOUNDS = ("run over bare at most 3; largest over smallest at most 1.5; a run with nothing due"
-          " one index probe under 1 ms; the due set read by the due index")
+RUN_OVER_BARE = 1.5  # issue 19: the run within 1.5x of its bare SQL (SQLAlchemy Core)
+GROWTH = 1.5  # the run at the largest size against the smallest
+PROBE_MS = 1.0  # a run with nothing due: one index probe, under 1 ms
+BOUNDS = (f"run over bare at most {RUN_OVER_BARE}; largest over smallest at most {GROWTH}; a"
+          f" run with nothing due one index probe under {PROBE_MS:g} ms; the due set's SELECT"
+          " reads the due index (ix_alert_attention_on), every other due SELECT an index")
 
 
 def main() -> None:
@@ -263,16 +310,24 @@ def main() -> None:
         figures = json.loads(RESULTS.read_text())
         for label in runs:
             over = figures[f"timescales_{kind}_{label}_run_over_bare"]
-            if over > 3:
-                failed.append(f"{kind} {label}: run over bare {over} > 3")
+            if over > RUN_OVER_BARE:
+                failed.append(f"{kind} {label}: run over bare {over} > {RUN_OVER_BARE}")
             probe = figures[f"timescales_{kind}_{label}_nothing_due_probe_ms"]
-            if probe >= 1:
-                failed.append(f"{kind} {label}: a run with nothing due probes in {probe} ms")
+            if probe >= PROBE_MS:
+                failed.append(f"{kind} {label}: a run with nothing due probes in {probe} ms"
+                              f" (bound: under {PROBE_MS:g} ms)")
+            sent = figures[f"timescales_{kind}_{label}_nothing_due_statements"]
+            if sent != 1:
+                failed.append(f"{kind} {label}: a run with nothing due sends {sent} statements"
+                              " (bound: one probe)")
+            if not figures[f"timescales_{kind}_{label}_due_set_uses_due_index"]:
+                failed.append(f"{kind} {label}: the due set's SELECT does not read the due"
+                              " index (ix_alert_attention_on)")
             if not figures[f"timescales_{kind}_{label}_due_set_uses_an_index"]:
-                failed.append(f"{kind} {label}: the due set's SELECT does not use the index")
+                failed.append(f"{kind} {label}: a due SELECT reads the whole table")
         growth = ratio[f"timescales_{kind}_{big}_over_{small}"]
-        if growth > 1.5:
-            failed.append(f"{kind}: {big} over {small} {growth} > 1.5")
+        if growth > GROWTH:
+            failed.append(f"{kind}: {big} over {small} {growth} > {GROWTH}")
     judge("timescales", BOUNDS, failed)
 
 
