@@ -11,13 +11,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from notifications.models import OutboxMessage
-
 from .casenotes import webhook_row
 from .ladder.access import Line
 from .ladder.protocol import Protocol
 from .models import Alert
-from .notify import Directory, Notice, Notifier
+from .notify import SYSTEM_NAME, Directory, Notice, Notifier
 
 
 @dataclass
@@ -33,17 +31,10 @@ class WebhookNotifier(Notifier):
                            kind=notice.event.kind, url=self.webhook_url, now=now)
 
     def deferred(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-                 notice: Notice, now: datetime, directory: Directory | None = None
-                 ) -> list[dict[str, Any]]:
-        rows = super().deferred(session, protocol, alert, line, notice, now, directory)
+                 notice: Notice, now: datetime, directory: Directory | None = None,
+                 actor_name: str = SYSTEM_NAME) -> list[dict[str, Any]]:
+        # (a person's command queues through here too: Notifier.queue writes these rows)
+        rows = super().deferred(session, protocol, alert, line, notice, now, directory,
+                                actor_name)
         note = self._note(session, protocol, notice, now)
         return rows if note is None else [*rows, note]
-
-    def queue(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-              notice: Notice, now: datetime) -> int:
-        queued = super().queue(session, protocol, alert, line, notice, now)
-        note = self._note(session, protocol, notice, now)
-        if note is None:
-            return queued
-        session.add(OutboxMessage(**note))
-        return queued + 1

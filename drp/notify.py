@@ -1,9 +1,13 @@
 """Who is told what: recipients from the organisation and the ladder, and the context each
 message is rendered with. The service layer calls this inside its transaction; the outbox
-rows it writes commit (or roll back) with the event."""
+rows it writes commit (or roll back) with the event. Every path (a person's command, the
+timescale run) queues the message's context, rendered once at delivery
+(notifications/outbox.py), so no template runs in the command's transaction."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -11,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from notifications.outbox import NewMessage, enqueue_many, row_values
+from notifications.outbox import new_row, row_values
 from notifications.render import Renderer, dump_context
 
 from .clock import local_date
@@ -21,6 +25,7 @@ from .ladder.protocol import Protocol, Role
 from .models import Action, Alert, Council, Event, Person, PersonRole, Referral
 from .settings import Settings
 
+_string = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
 SYSTEM_NAME = "drp (automatically)"  # who the e-mails say acted, for the flows
 
 # Which message each event sends.
@@ -81,13 +86,25 @@ class Notice:
 
 
 class Directory:
-    """Where the notifier looks people up: the unit of work's session, one row at a time."""
+    """Where the notifier looks people up: the unit of work's session, each person read once
+    (`load` reads several in one query) and kept for the unit of work (`people`, shared with
+    the unit when it gives its own)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, people: dict[int, Person] | None = None) -> None:
         self.s = session
+        self.people: dict[int, Person] = {} if people is None else people
+
+    def load(self, ids: Iterable[int | None]) -> None:
+        """Read the people among `ids` not read yet, in one query."""
+        missing = {i for i in ids if i is not None and i not in self.people}
+        if missing:
+            for p in self.s.exec(select(Person).where(col(Person.id).in_(sorted(missing)))):
+                self.people[_known(p.id)] = p
 
     def person(self, person_id: int) -> Person | None:
-        return self.s.get(Person, person_id)
+        if person_id not in self.people:
+            self.load([person_id])
+        return self.people.get(person_id)
 
     def council(self) -> Council | None:
         return self.s.get(Council, 1)
@@ -106,10 +123,12 @@ class Snapshot(Directory):
     only through `drp org load`, and a run is a few seconds long)."""
 
     def __init__(self, session: Session) -> None:
-        super().__init__(session)
-        self.people = {p.id: p for p in session.exec(select(Person))}
+        super().__init__(session, {_known(p.id): p for p in session.exec(select(Person))})
         self._council = session.get(Council, 1)
         self._managers = super().iro_managers()
+
+    def load(self, ids: Iterable[int | None]) -> None:
+        """Everyone is read already."""
 
     def person(self, person_id: int) -> Person | None:
         return self.people.get(person_id)
@@ -180,8 +199,10 @@ class Notifier:
 
         # The allocated IRO, or their recorded cover.
         iro: list[tuple[int | None, str]] = [(access.iro_of(alert, line), "iro")]
-        # (an absent IRO manager's mail goes to their recorded cover)
-        managers = [(line.covered(pid), "iro_manager") for pid in find.iro_managers()]
+        # (an absent IRO manager's mail goes to their recorded cover; read only when told)
+        def managers() -> list[tuple[int | None, str]]:
+            return [(line.covered(pid), "iro_manager") for pid in find.iro_managers()]
+
         now_stage = stage_people(alert.stage, "responsible")
         ids: list[tuple[int | None, str]]
         if message == "alert_raised":
@@ -190,7 +211,7 @@ class Notifier:
             ids = iro
         elif message == "escalated":
             ids = (now_stage + [(p, "copy") for p, _ in stage_people(notice.previous_stage, "")]
-                   + iro + managers)
+                   + iro + managers())
         elif message in ("resolved", "withdrawn"):
             owners = session.exec(select(Action.owner_id).where(
                 Action.alert_id == alert.id, col(Action.done_at).is_(None))).all()
@@ -201,12 +222,12 @@ class Notifier:
         elif message == "overdue":
             # A pause point at a formal stage: the IRO decides, with the IRO manager.
             formal = protocol.is_formal(alert.stage)
-            ids = now_stage + iro + (managers if formal else [])
+            ids = now_stage + iro + (managers() if formal else [])
         elif message == "cafcass_consider":
-            ids = iro + managers
+            ids = iro + managers()
         elif message in ("referred", "cafcass_response"):
             # The IRO manager and the head of service are told; the local process goes on.
-            ids = iro + managers + [(line.acting(Role.head_of_service), "copy")]
+            ids = iro + managers() + [(line.acting(Role.head_of_service), "copy")]
         elif message == "ack_reminder":
             # Whoever does the responsible post's work today (the holder, or their cover).
             ids = [(access.responsible_id(protocol, alert.stage, line), "responsible")]
@@ -238,6 +259,8 @@ class Notifier:
             ids = [] if mine else [(notice.action.owner_id, "owner")]
         else:  # pragma: no cover - every message is listed above
             raise KeyError(message)
+        # Everyone this message may go to, and whom it names, read in one query.
+        find.load([pid for pid, _ in ids] + [access.responsible_id(protocol, alert.stage, line)])
         people = self._people(session, ids, find)
         for r in people:  # the IRO's recorded cover is told they receive it as such
             if r.role == "iro" and r.person.id != alert.iro_id:
@@ -272,7 +295,7 @@ class Notifier:
         title = protocol.title(alert.stage)
         responsible_id = access.responsible_id(protocol, alert.stage, line)
         responsible = find.person(responsible_id) if responsible_id else None
-        council = find.council()
+        council = line.council if line.council is not None else find.council()
         stage = protocol.stage(alert.stage) if alert.stage in protocol.keys else None
         previous = notice.previous_stage
         context: dict[str, Any] = {
@@ -322,7 +345,7 @@ class Notifier:
         context.update(notice.extra)
         return context
 
-    # -- writing: rendered now (a person's command) or at delivery (the timescale run) -------------
+    # -- writing: outbox rows carrying their context, rendered at delivery -------------------------
     def _no_address(self, username: str, message: str, alert_id: int) -> None:
         self.missing.append(
             f"{username} has no e-mail address, so was not sent '{message}' for alert"
@@ -330,10 +353,11 @@ class Notifier:
             " `drp outbox retry --all-failed`")
 
     def deferred(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-                 notice: Notice, now: datetime, directory: Directory | None = None
-                 ) -> list[dict[str, Any]]:
+                 notice: Notice, now: datetime, directory: Directory | None = None,
+                 actor_name: str = SYSTEM_NAME) -> list[dict[str, Any]]:
         """The outbox rows (as column values) for one event, carrying the message's context
-        to be rendered at delivery: for the set-based writer, which inserts many at once."""
+        (as DRP_MAIL_DETAIL lets it through) to be rendered once, at delivery: the e-mail
+        reads as if rendered now. `actor_name`: who the e-mails say acted."""
         message = MESSAGE_FOR_EVENT.get(notice.event.kind)
         if message is None:
             return []
@@ -343,7 +367,7 @@ class Notifier:
         # The context is the same for every recipient but for who they are: build it and
         # encode it once, then add each recipient's part.
         context = self.context(session, protocol, alert, line, notice, people[0],
-                               SYSTEM_NAME, now, directory)
+                               actor_name, now, directory)
         for name in ("recipient", "role", *READER_KEYS):
             context.pop(name)
         # Kept only as the e-mail may use it: no free text the setting keeps out of mail.
@@ -351,44 +375,34 @@ class Notifier:
         rows = []
         for r in people:
             address = r.person.email
-            mine = dump_context({"recipient": {"name": r.person.name, "part": r.addressed_as},
-                                 "role": r.role,
-                                 **self.asks(protocol, alert, line, notice, r.person)})
+            asks = self.asks(protocol, alert, line, notice, r.person)
             if not address:
                 self._no_address(r.person.username, message, _known(alert.id))
             rows.append(row_values(
                 key=outbox_key(notice.event.id, r.person.username), message=message,
                 alert_id=alert.id, recipient=r.person.username, to_addr=address, now=now,
-                context=f"{shared},{mine[1:]}"))
+                context=f"{shared},{_reader_json(r, asks)}}}"))
         return rows
 
     def queue(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-              notice: Notice, now: datetime) -> int:
-        """Write the outbox rows for one event; returns how many."""
-        message = MESSAGE_FOR_EVENT.get(notice.event.kind)
-        if message is None:
+              notice: Notice, now: datetime, *, actor_name: str | None = None,
+              directory: Directory | None = None) -> int:
+        """Write the outbox rows for one event, in the caller's transaction, in one
+        statement; returns how many. Rendered at delivery, from the context as it stands now
+        (`deferred`). `actor_name`: the acting person's name, when the caller has it."""
+        if notice.event.kind not in MESSAGE_FOR_EVENT:
             return 0
         with session.no_autoflush:
-            actor = session.exec(
-                select(Person.name).where(Person.username == notice.event.actor)).first()
-            actor_name = actor or SYSTEM_NAME
-            new = [
-                NewMessage(
-                    key=outbox_key(notice.event.id, r.person.username), message=message,
-                    alert_id=alert.id, recipient=r.person.username, to_addr=r.person.email,
-                    rendered=self.renderer.render(message, self.context(
-                        session, protocol, alert, line, notice, r, actor_name, now)),
-                )
-                for r in self.recipients(session, protocol, message, alert, line, notice)
-            ]
-        queued = 0
-        for m, row in zip(new, enqueue_many(session, new, now), strict=True):
-            if row is None:
-                continue
-            queued += 1
-            if not m.to_addr:
-                self._no_address(m.recipient, message, _known(alert.id))
-        return queued
+            if actor_name is None:
+                actor_name = session.exec(select(Person.name).where(
+                    Person.username == notice.event.actor)).first() or SYSTEM_NAME
+            rows = self.deferred(session, protocol, alert, line, notice, now, directory,
+                                 actor_name)
+        # Each key is new: the event was written in this transaction (and a key queued twice
+        # would be refused by the outbox's unique key, never sent twice). Flushed with the
+        # unit of work, in one statement where the database allows.
+        session.add_all([new_row(values) for values in rows])
+        return len(rows)
 
 
 # The context's keys that differ between the readers of one message (with recipient, role).
@@ -408,6 +422,14 @@ def _newly_asked(protocol: Protocol, alert: Alert, line: Line, notice: Notice,
     if person_id == access.responsible_id(protocol, alert.stage, line):
         return bool(was.get("responsible") != now.get("responsible"))
     return bool(was.get("team") != now.get("team"))
+
+
+def _reader_json(r: Recipient, asks: dict[str, bool]) -> str:
+    """One reader's part of a message's context, as JSON members (strings and booleans only:
+    written directly, as `dump_context` would)."""
+    return (f'"recipient":{{"name":{_string(r.person.name)},"part":{_string(r.addressed_as)}}},'
+            f'"role":{_string(r.role)},' + ",".join(
+                f'"{k}":{"true" if asks[k] else "false"}' for k in READER_KEYS))
 
 
 def _known(value: int | None) -> int:

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import Interval, and_, bindparam, func, literal, or_, update
 from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.orm import instrumentation
+from sqlalchemy.orm.attributes import set_attribute
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -63,6 +65,18 @@ def row_values(*, key: str, message: str, alert_id: int | None, recipient: str,
         "last_error": None if to_addr else (
             f"{recipient} has no e-mail address; add one in the organisation file"),
     }
+
+
+_NEW = instrumentation.manager_of_class(OutboxMessage)
+
+
+def new_row(values: dict[str, Any]) -> OutboxMessage:
+    """An outbox row to add to a session, from `row_values`' columns, made as the ORM makes a
+    row it loads (no model validation: the values are already the columns')."""
+    row: OutboxMessage = _NEW.new_instance()
+    for name, value in values.items():
+        set_attribute(row, name, value)
+    return row
 
 
 def enqueue_many(session: Session, messages: list[NewMessage], now: datetime

@@ -29,7 +29,9 @@ from drp.notify import Notifier
 from drp.runtime import Runtime
 from drp.settings import CONFIG_DIR, Settings
 from drp.themes import load_taxonomy
+from notifications.outbox import deliver
 from notifications.render import Renderer
+from notifications.transports import FileTransport
 
 from .conftest import DATA, LONDON, Run, backends
 from .support import workdays
@@ -78,7 +80,7 @@ def written(engine: Engine) -> tuple[int, int, int, list[Any]]:
 
 @backends
 def test_a_day_announced_nine_days_ahead_moves_the_due_dates_it_falls_within(
-        run: Run, org: Engine, protocol: Protocol) -> None:
+        run: Run, org: Engine, protocol: Protocol, tmp_path: Path) -> None:
     # A formal stage whose extension runs past the day, and the formal clock it is within.
     extended = int(run("2027-03-08T10:00", lambda s: s.raise_alert(
         "iro.ada", "R100", "No plan", stage="stage1")).id)
@@ -124,6 +126,9 @@ def test_a_day_announced_nine_days_ahead_moves_the_due_dates_it_falls_within(
     assert dates(untouched) == before[untouched] and dates(resolved) == before[resolved]
     assert [m.alert_id for m in result.moved] == [extended, informal, early, answered]
 
+    # The mail as sent (delivery keeps what it sent in the row).
+    deliver(org, FileTransport(tmp_path / "mail", "drp@riverside.example"),
+            lambda: parse_instant("2027-03-10T14:00", LONDON), due_only=False)
     with Session(org) as s:
         events = {e.alert_id: e for e in s.exec(
             select(Event).where(Event.kind == "due_recomputed"))}

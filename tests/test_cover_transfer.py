@@ -25,7 +25,9 @@ from drp.errors import BadValue, ConfigError, NotFound, NotPermitted
 from drp.ladder.protocol import Protocol
 from drp.models import AccessLog, Alert, Cover, Event, OutboxMessage, Person
 from drp.notify import Notifier
+from notifications.outbox import deliver
 from notifications.render import Renderer
+from notifications.transports import FileTransport
 
 from .conftest import DATA, LONDON, backends
 
@@ -519,8 +521,12 @@ def test_the_deputy_of_a_senior_manager_or_an_iro_manager_sees_and_does_their_wo
     assert last_event(svc, other).as_cover_for == "hos.ivy"
 
 
-def transfer_mail(svc: Svc, alert_id: int) -> dict[str, tuple[str, str]]:
-    """The transfer e-mails for one alert: recipient -> (subject, text on one line)."""
+def transfer_mail(svc: Svc, org: Engine, alert_id: int, folder: Path
+                  ) -> dict[str, tuple[str, str]]:
+    """The transfer e-mails for one alert as sent: recipient -> (subject, text on one line)
+    (delivery keeps what it sent in the row)."""
+    deliver(org, FileTransport(folder, "drp@riverside.example"),
+            lambda: parse_instant("2027-03-03T09:00", LONDON), due_only=False)
     return svc("2027-03-03T09:00", lambda s: {
         # (the footer, why they receive it, left out)
         m.recipient: (m.subject, " ".join(m.text_body.split("You receive this as")[0].split()))
@@ -531,7 +537,7 @@ def transfer_mail(svc: Svc, alert_id: int) -> dict[str, tuple[str, str]]:
 
 @backends
 def test_a_transfer_asks_only_those_newly_asked_and_each_for_what_they_can_do(
-    svc: Svc, tmp_path: Path,
+    svc: Svc, org: Engine, tmp_path: Path,
 ) -> None:
     acknowledged = raise_on(svc, "R100", "iro.ada")
     answered = raise_on(svc, "R101", "iro.ben")
@@ -546,7 +552,7 @@ def test_a_transfer_asks_only_those_newly_asked_and_each_for_what_they_can_do(
     svc("2027-03-02T09:00", lambda s: s.load_organisation(write(tmp_path, swapped)))
 
     # Fay has acknowledged: still asked to respond, not asked to acknowledge again.
-    mail = transfer_mail(svc, acknowledged)
+    mail = transfer_mail(svc, org, acknowledged, tmp_path / "mail")
     subject, text = mail["tm.fay"]
     assert subject == "[drp] For information: alert 1 (R100) transferred"
     assert "You are still asked to respond at this stage, by 8 March 2027." in text
@@ -554,7 +560,7 @@ def test_a_transfer_asks_only_those_newly_asked_and_each_for_what_they_can_do(
     assert mail["iro.ben"][0] == "[drp] Now your alert as IRO: alert 1 (R100) transferred"
     assert mail["sw.dan"][0] == "[drp] For information: alert 1 (R100) transferred"
     # Fay has answered: nothing asked of her (nor of the social worker).
-    mail = transfer_mail(svc, answered)
+    mail = transfer_mail(svc, org, answered, tmp_path / "mail")
     subject, text = mail["tm.fay"]
     assert subject == "[drp] For information: alert 2 (R101) transferred"
     assert "respond" not in text.lower() and "acknowledge" not in text.lower()
@@ -562,7 +568,7 @@ def test_a_transfer_asks_only_those_newly_asked_and_each_for_what_they_can_do(
     assert mail["sw.dan"][0] == "[drp] For information: alert 2 (R101) transferred"
     # The moved child: its new manager acknowledges and responds; its new social worker may
     # respond at this stage, but acknowledging is the manager's.
-    mail = transfer_mail(svc, moving)
+    mail = transfer_mail(svc, org, moving, tmp_path / "mail")
     subject, text = mail["tm.fay"]
     assert subject == ("[drp] Acknowledge, then respond by 8 March: alert 3 (R200)"
                        " transferred")

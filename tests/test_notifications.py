@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -56,8 +56,12 @@ class Mailer:
             result = fn(AlertService(session, protocol=self.protocol,
                                      calendar=WorkingCalendar(), clock=FixedClock(self.when),
                                      tz=LONDON, notifier=self.notifier))
-        self.report = deliver(self.engine, self.transport(), lambda: self.when)
+        self.report = self.deliver(self.transport(), lambda: self.when)
         return result
+
+    def deliver(self, transport: Any, now: Callable[[], datetime], **kw: Any) -> Any:
+        """Delivery as drp runs it: with the council's renderer (its DRP_MAIL_DETAIL)."""
+        return deliver(self.engine, transport, now, renderer=self.notifier.renderer, **kw)
 
     def rows(self) -> list[OutboxMessage]:
         with Session(self.engine) as s:
@@ -185,7 +189,7 @@ def test_flow_messages_reach_the_right_people(mailer: Mailer) -> None:
             s.flush()
             mailer.notifier.queue(s, mailer.protocol, row, line,
                                   Notice(event, extra=extra, action=action), mailer.when)
-    deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
+    mailer.deliver(mailer.transport(), lambda: mailer.when)
     got = [(r.rcpt[0], r.subject) for r in mailer.smtp.received[before:]]
     late = "alert 1 (R100) overdue, Stage 4 response was due 8 March"
     action = "alert 1 (R100) agreed action 1 overdue (due 3 March)"
@@ -214,13 +218,13 @@ def test_with_the_server_down_commands_succeed_and_mail_waits(mailer: Mailer) ->
     assert sum(r.attempts for r in rows) == 2  # one try per delivery run, not one per message
     mailer.smtp.start()
     # Messages never tried go at once; the one that failed waits for its backoff...
-    report = deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
+    report = mailer.deliver(mailer.transport(), lambda: mailer.when)
     assert report.sent == 6
     # ...and goes later, exactly once.
     later = mailer.when + timedelta(hours=1)
-    report = deliver(mailer.engine, mailer.transport(), lambda: later)
+    report = mailer.deliver(mailer.transport(), lambda: later)
     assert report.sent == 1
-    report = deliver(mailer.engine, mailer.transport(), lambda: later + timedelta(hours=1))
+    report = mailer.deliver(mailer.transport(), lambda: later + timedelta(hours=1))
     assert report.sent == 0
     assert len(mailer.smtp.received) == 7
     assert len({str(r.message["Message-ID"]) for r in mailer.smtp.received}) == 7
@@ -242,15 +246,15 @@ def test_a_crash_between_sending_and_marking_resends_with_the_same_message_id(
     crashing = CrashAfterSend("127.0.0.1", mailer.smtp.port, "none", None, None,
                               "drp@riverside.example")
     with pytest.raises(SystemExit):
-        deliver(mailer.engine, crashing, lambda: t)
+        mailer.deliver(crashing, lambda: t)
     assert len(mailer.smtp.received) == 1
     crashed = [r for r in mailer.rows() if r.status == "sending"]
     assert len(crashed) == 1
     # Within the lease nobody touches it (even a run "as of" 11 minutes later: leases go by
     # the database's clock); after the lease it is sent again, same Message-ID.
-    assert deliver(mailer.engine, mailer.transport(), lambda: t).sent == 2
-    assert deliver(mailer.engine, mailer.transport(), lambda: t + timedelta(minutes=11)).sent == 0
-    assert deliver(mailer.engine, mailer.transport(), lambda: t, lease=timedelta(0)).sent == 1
+    assert mailer.deliver(mailer.transport(), lambda: t).sent == 2
+    assert mailer.deliver(mailer.transport(), lambda: t + timedelta(minutes=11)).sent == 0
+    assert mailer.deliver(mailer.transport(), lambda: t, lease=timedelta(0)).sent == 1
     assert len(mailer.smtp.received) == 4
     ids = Counter(str(r.message["Message-ID"]) for r in mailer.smtp.received)
     assert sorted(ids.values()) == [1, 1, 2]
@@ -279,13 +283,13 @@ def test_after_the_bounded_attempts_a_message_fails_and_can_be_retried(
     t = mailer.when
     for _ in range(MAX_ATTEMPTS + 2):
         t += timedelta(hours=5)
-        deliver(mailer.engine, mailer.transport(), lambda t=t: t)
+        mailer.deliver(mailer.transport(), lambda t=t: t)
     rows = mailer.rows()
     assert [r.status for r in rows].count("failed") >= 1
     assert all(r.status in ("failed", "pending") for r in rows)
     mailer.smtp.start()
     assert retry(mailer.engine, t) >= 1
-    deliver(mailer.engine, mailer.transport(), lambda: t, due_only=False)
+    mailer.deliver(mailer.transport(), lambda: t, due_only=False)
     assert all(r.status == "sent" for r in mailer.rows())
 
 
@@ -690,7 +694,7 @@ def test_respond_by_only_while_the_stage_still_awaits_the_response(mailer: Maile
         session, protocol=mailer.protocol, calendar=WorkingCalendar(),
         clock=FixedClock(mailer.when), tz=LONDON, notifier=mailer.notifier),
         mailer.protocol, WorkingCalendar(), date(2027, 3, 12))
-    deliver(mailer.engine, mailer.transport(), lambda: mailer.when)
+    mailer.deliver(mailer.transport(), lambda: mailer.when)
     auto = sorted(r.subject for r in mailer.smtp.received[before:]
                   if r.rcpt[0] == ADDR["tm.fay"] and "resumed" in r.subject)
     assert auto == ["[drp] For information: alert 1 (R100) resumed at Informal resolution",

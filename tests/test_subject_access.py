@@ -67,7 +67,7 @@ def two_children(engine: Engine, protocol: Protocol, mail: Path) -> None:
     step("2027-03-04T11:00", lambda s: s.show(2, "iro.ben"))
     step("2027-03-04T12:00", lambda s: s.search("R10", "irom.cat"))
     deliver(engine, FileTransport(mail, "drp@riverside.example"),
-            lambda: parse_instant("2027-03-05T09:00", LONDON))
+            lambda: parse_instant("2027-03-05T09:00", LONDON), renderer=Renderer(detail="summary"))
 
 
 def corrected_and_handed_over(engine: Engine, protocol: Protocol) -> None:

@@ -11,7 +11,9 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
+from sqlalchemy import exists as sa_exists
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
@@ -26,8 +28,8 @@ from ..ladder import access, due
 from ..ladder.access import SYSTEM_ACTOR, Actor, Line
 from ..ladder.machine import VERBS, AlertState, describe_state, fire, possible_triggers
 from ..ladder.protocol import Protocol
-from ..models import Action, Alert, Child, Event, Person, Referral
-from ..notify import Notice, Notifier
+from ..models import Action, Alert, Child, Council, Event, Person, Referral, Service, Team
+from ..notify import Directory, Notice, Notifier
 from ..themes import Taxonomy
 from . import steps
 
@@ -45,6 +47,26 @@ class NotYet(BadValue):
 
 
 R = TypeVar("R")
+# Statements built once per process (the unit of work only binds their values).
+# A child's line's posts: its team, the team's service, the council (Line.build).
+_LINE = (sa_select(Team, Service, Council).join(Service, col(Service.id) == Team.service_id)
+         .outerjoin(Council, col(Council.id) == 1)
+         .where(col(Team.id) == bindparam("team_id")))
+# An alert, its child and the posts of the child's line, in one query.
+_LOAD = (sa_select(Alert, Child, Team, Service, Council)
+         .join(Child, col(Child.id) == Alert.child_id)
+         .join(Team, col(Team.id) == Child.team_id)
+         .join(Service, col(Service.id) == Team.service_id)
+         .outerjoin(Council, col(Council.id) == 1)
+         .where(col(Alert.id) == bindparam("alert_id")))
+_ALERT_ID: Any = bindparam("alert_id")
+# What the machine's guards read beside the alert, and its last event.
+_STANDING = sa_select(
+    sa_select(func.count()).select_from(Action).where(
+        col(Action.alert_id) == _ALERT_ID, col(Action.done_at).is_(None)).scalar_subquery(),
+    sa_exists().where(col(Referral.alert_id) == _ALERT_ID),
+    sa_select(func.max(Event.at)).where(col(Event.alert_id) == _ALERT_ID).scalar_subquery(),
+    sa_select(func.max(Event.seq)).where(col(Event.alert_id) == _ALERT_ID).scalar_subquery())
 log = logging.getLogger("drp.flows")
 
 
@@ -150,6 +172,9 @@ class UnitOfWork:
         self._lines: dict[int, Line] = {}  # by alert id, as loaded
         self._cover_for: dict[int, str | None] = {}  # by alert id: whom the actor stands in for
         self._deputies: dict[int, int] | None = None
+        self._last_event: dict[int, tuple[datetime | None, int | None]] = {}  # by alert id
+        # People read in this unit of work, by id: kept, and shared with the notifier.
+        self.directory = Directory(session)
 
     # -- time ---------------------------------------------------------------------------
     @property
@@ -171,7 +196,9 @@ class UnitOfWork:
         return self._deputies
 
     def line_of(self, child: Child) -> Line:
-        return Line.of(self.s, child, self.deputies)
+        team, service, council = self.s.execute(_LINE, {"team_id": child.team_id}).one()
+        self._kept.append((team, service, council))
+        return Line.build(child, team, service, council, self.deputies)
 
     # -- loading ------------------------------------------------------------------------
     def actor(self, username: str) -> Actor:
@@ -186,13 +213,16 @@ class UnitOfWork:
                 f"there is no active person {username!r}; check --as (people come from"
                 " `drp org load`)"
             )
+        self.directory.people[known_id(person.id)] = person
         actor = self._actors[username] = access.load_actor(self.s, person, self.today)
         return actor
 
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
         # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
-        alert = self.s.get(Alert, alert_id) if 0 < alert_id < 2**31 else None
-        child = self.s.get(Child, alert.child_id) if alert else None
+        # The alert, its child and the posts of the child's line, in one query.
+        found = self.s.execute(_LOAD, {"alert_id": alert_id}).first() \
+            if 0 < alert_id < 2**31 else None
+        alert, child = (found[0], found[1]) if found else (None, None)
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
             self.refuse(actor, f"alert {alert_id}" + ("" if alert else " (no such alert)"),
                         alert.id if alert else None)
@@ -200,7 +230,8 @@ class UnitOfWork:
                 f"there is no alert {alert_id} that {actor.username} can see; check the number"
                 " with `drp alert list`"
             )
-        line = self.line_of(child)
+        assert found is not None
+        line = Line.build(child, found[2], found[3], found[4], self.deputies)
         self._kept.append((alert, line))
         self._lines[alert_id] = line
         return alert, line
@@ -216,20 +247,18 @@ class UnitOfWork:
     def _username(self, person_id: int | None) -> str | None:
         if person_id is None:
             return None
-        person = self.s.get(Person, person_id)
-        self._kept.append(person)
+        person = self.directory.person(person_id)
         return person.username if person else None
 
     # -- the machine ----------------------------------------------------------------------------
     def _adapter(self, alert: Alert, actor: Actor, line: Line, **may_kw: Any) -> AlertState:
-        outstanding = self.s.exec(
-            select(func.count()).select_from(Action).where(
-                Action.alert_id == alert.id, col(Action.done_at).is_(None)
-            )
-        ).one()
-        referred = self.s.exec(select(Referral.id).where(Referral.alert_id == alert.id)).first()
+        # The agreed actions still open, whether it was referred, and its last event (for
+        # `_not_before_last_event`, after the machine): one query.
+        outstanding, referred, last, last_seq = self.s.execute(
+            _STANDING, {"alert_id": alert.id}).one()
+        self._last_event[known_id(alert.id)] = (last, last_seq)
         return steps.alert_state(self.protocol, alert, actor, line, outstanding,
-                                 referred=referred is not None, **may_kw)
+                                 referred=bool(referred), **may_kw)
 
     def _fire(
         self, alert: Alert, actor: Actor, line: Line, trigger: str, *,
@@ -266,7 +295,10 @@ class UnitOfWork:
         return adapter
 
     def _not_before_last_event(self, alert: Alert, actor: Actor | None = None) -> None:
-        last, last_seq = self.s.exec(
+        # As read with the alert's standing in this unit of work (nothing has written an event
+        # since: a concurrent writer's shows as a stale version at the flush), else now.
+        known = self._last_event.pop(known_id(alert.id), None)
+        last, last_seq = known if known is not None else self.s.exec(
             select(func.max(Event.at), func.max(Event.seq)).where(Event.alert_id == alert.id)
         ).one()
         if last_seq is not None and last_seq > alert.last_seq:
@@ -285,6 +317,7 @@ class UnitOfWork:
         data: dict[str, Any] | None = None, line: Line | None = None,
     ) -> Event:
         alert.last_seq += 1
+        self._last_event.pop(known_id(alert.id), None)  # read before this one
         line = line or self._lines.get(known_id(alert.id))
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
@@ -308,8 +341,10 @@ class UnitOfWork:
         if self.notifier is None:
             return
         for n_alert, line, notice in notices:
+            known = self._actors.get(notice.event.actor)
             self.queued += self.notifier.queue(
-                self.s, self.protocol, n_alert, line, notice, self.now)
+                self.s, self.protocol, n_alert, line, notice, self.now,
+                actor_name=known.name if known else None, directory=self.directory)
         self.s.flush()
 
     def _conflict(self, alert_id: int) -> Conflict:
