@@ -14,6 +14,7 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -124,7 +125,8 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
     kinds: dict[str, str] = {}
     overdue: dict[tuple[Any, ...], bool] = {}
     url = f"{base_url.rstrip('/')}/alerts/"
-    rows = []
+    local_day = _LocalDays(tz)
+    rows: list[tuple[tuple[bool, date, int], dict[str, Any]]] = []  # with each one's place
     for (id_, stage, on_hold, stage_due, responded, resolution_due, raised_at, theme, ref,
          team, service_id, kind, at, referred_on) in session.execute(query).all():
         title = titles.get((stage, on_hold))
@@ -132,7 +134,7 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
             name = protocol.title(stage)
             # A referral to Cafcass runs alongside the local process: the alert is still open.
             title = titles[stage, on_hold] = (name + " (on hold)" if on_hold else name, name)
-        raised = _local_day(raised_at, tz)
+        raised = local_day(raised_at)
         opened = days_open.get(raised)
         if opened is None:
             opened = days_open[raised] = calendar.between(raised, today)
@@ -144,28 +146,50 @@ def _rows(session: Session, protocol: Protocol, calendar: WorkingCalendar, today
         words = kinds.get(kind)
         if words is None:
             words = kinds[kind] = kind.replace("_", " ")
-        rows.append({
+        rows.append(((not late, stage_due or date.max, id_), {
             "id": id_, "child": ref, "team": team, "service_id": service_id, "stage": stage,
             "stage_title": title[0], "stage_name": title[1],  # the name: for the totals
             "days_open": opened, "stage_due": stage_due, "overdue": late,
             "theme": themes.get(theme or "", theme),
             # Days, local: the template writes them (with the year when not this year's).
-            "last_kind": words, "last_on": _local_day(at, tz), "referred_on": referred_on,
-            "url": f"{url}{id_}",
-        })
-    rows.sort(key=_order)
-    return rows
+            "last_kind": words,
+            "last_on": local_day(at),
+            "referred_on": referred_on, "url": f"{url}{id_}",
+        }))
+    rows.sort(key=itemgetter(0))  # by _order's key, made once a row
+    return [row for _, row in rows]
 
 
 def _raw(column: Any) -> Any:
     """An instant column as the driver gives it (PostgreSQL: aware, in the session's zone;
-    SQLite: naive UTC), without UTCDateTime's turn to UTC, for `_local_day`."""
+    SQLite: naive UTC), without UTCDateTime's turn to UTC: its local day in one conversion."""
     return type_coerce(column, DateTime(timezone=True))
 
 
-def _local_day(instant: datetime, tz: ZoneInfo) -> date:
-    """`clock.local_date` of an instant as `_raw` reads it: one conversion, not two."""
-    return (instant if instant.tzinfo else instant.replace(tzinfo=UTC)).astimezone(tz).date()
+class _LocalDays:
+    """`clock.local_date` of instants as `_raw` reads them. SQLite's (naive UTC) are moved by
+    the zone's offset, looked up once an hour of UTC and kept only when it holds for the whole
+    hour (else worked out for the instant): a datetime's replace and astimezone cost more than
+    a digest line's template."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.offsets: dict[tuple[int, int, int, int], timedelta | None] = {}
+
+    def __call__(self, instant: datetime) -> date:
+        if instant.tzinfo is not None:
+            return instant.astimezone(self.tz).date()
+        hour = (instant.year, instant.month, instant.day, instant.hour)
+        try:
+            offset = self.offsets[hour]
+        except KeyError:
+            start = datetime(*hour, tzinfo=UTC)
+            first = start.astimezone(self.tz).utcoffset()
+            last = (start + timedelta(hours=1, microseconds=-1)).astimezone(self.tz).utcoffset()
+            offset = self.offsets[hour] = first if first == last else None
+        if offset is None:
+            return instant.replace(tzinfo=UTC).astimezone(self.tz).date()
+        return (instant + offset).date()
 
 
 def _order(row: dict[str, Any]) -> tuple[bool, date, int]:
@@ -233,8 +257,8 @@ def queue_digest(
     for person, posts in overseers:
         services = sorted({service.id: service for service, _ in posts}.values(),
                           key=lambda service: service.key)
-        mine = list(heapq.merge(*(by_service.get(service.id, []) for service in services),
-                                key=_order))
+        lists = [by_service.get(service.id, []) for service in services]
+        mine = lists[0] if len(lists) == 1 else list(heapq.merge(*lists, key=_order))
         by_post: dict[str, list[str]] = {}
         for service, post in posts:
             by_post.setdefault(post, []).append(service.name)
@@ -243,8 +267,7 @@ def queue_digest(
         if len(services) > 1:  # a section a service, each overdue first
             sections = [{"name": service.name, "rows": section,
                          "overdue": sum(1 for r in section if r["overdue"])}
-                        for service in services
-                        for section in [by_service.get(service.id, [])]]
+                        for service, section in zip(services, lists, strict=True)]
         send(person, _and([service.name for service in services]), part, mine, None, sections)
 
     def count(key: str) -> list[tuple[str, int]]:

@@ -112,3 +112,34 @@ def test_digest_dates_are_local_days_with_the_year_when_not_this_one(
     assert f"Alert {b} " in east.text_body and "last: raised 3 January |" in east.text_body
     assert "(referred to Cafcass 20 December 2027)" in east.html_body
     assert east.subject.startswith("[drp] Check 1 overdue alert: 2 outstanding for")
+
+
+def test_local_days_of_naive_utc_instants_across_clock_changes() -> None:
+    """The digest's local days of SQLite's instants (naive UTC), with the zone's offset kept an
+    hour at a time, are clock.local_date's all year: London's, and zones whose clocks change
+    at midnight (Santiago, Havana, so a wrong offset is a wrong day) or on the half hour of UTC
+    (St John's, Newfoundland)."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from drp.clock import local_date
+    from drp.digest import _LocalDays
+
+    for zone in (LONDON, ZoneInfo("America/Santiago"), ZoneInfo("America/Havana"),
+                 ZoneInfo("America/St_Johns")):
+        days = _LocalDays(zone)
+        instant = datetime(2027, 1, 1, 0, 0, 59, 999_999)
+        while instant.year == 2027:
+            aware = instant.replace(tzinfo=UTC)
+            assert days(instant) == local_date(aware, zone), (zone, instant)
+            assert days(aware) == local_date(aware, zone), (zone, aware)
+            instant += timedelta(minutes=29)
+
+
+def test_a_dicts_own_attributes_still_read_as_jinja_reads_them() -> None:
+    """Rendering reads `a.b` on a plain dict as its item first, except dict's own attributes,
+    which stay what Jinja gives (the method), as before."""
+    renderer = Renderer()
+    template = renderer.env.from_string(
+        "{{ d.name }}|{{ d['items'] }}|{{ d.items is callable }}|{{ d.missing is defined }}")
+    assert template.render(d={"name": "Ivy", "items": 3}) == "Ivy|3|True|False"
