@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -135,15 +136,26 @@ class Protocol(_Strict):
         return self
 
     # -- queries -----------------------------------------------------------------
-    @property
+    @cached_property
     def keys(self) -> tuple[str, ...]:
+        """The stages' keys in order: worked out once (the protocol is frozen), as the run asks
+        for them thousands of times."""
         return tuple(s.key for s in self.stages)
 
+    @cached_property
+    def _by_key(self) -> dict[str, Stage]:
+        return {s.key: s for s in self.stages}
+
     def stage(self, key: str) -> Stage:
-        for s in self.stages:
-            if s.key == key:
-                return s
-        raise KeyError(key)
+        return self._by_key[key]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> Protocol:
+        """A copy (with `update`) that works its keys out again from its own stages."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in ("keys", "_by_key"):
+            copy.__dict__.pop(name, None)
+        return copy
 
     def index(self, key: str) -> int:
         """Position on the ladder."""
