@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from notifications.outbox import new_row, row_values
@@ -85,6 +86,13 @@ class Notice:
     action: Action | None = None
 
 
+# Statements built once per process.
+_PEOPLE = select(Person).where(col(Person.id).in_(bindparam("ids", expanding=True)))
+_IRO_MANAGERS = (select(Person.id).join(PersonRole, col(PersonRole.person_id) == Person.id)
+                 .where(PersonRole.role == Role.iro_manager, col(Person.active))
+                 .order_by(col(Person.id)))
+
+
 class Directory:
     """Where the notifier looks people up: the unit of work's session, each person read once
     (`load` reads several in one query) and kept for the unit of work (`people`, shared with
@@ -98,7 +106,7 @@ class Directory:
         """Read the people among `ids` not read yet, in one query."""
         missing = {i for i in ids if i is not None and i not in self.people}
         if missing:
-            for p in self.s.exec(select(Person).where(col(Person.id).in_(sorted(missing)))):
+            for p in self.s.scalars(_PEOPLE, {"ids": sorted(missing)}):
                 self.people[_known(p.id)] = p
 
     def person(self, person_id: int) -> Person | None:
@@ -110,12 +118,7 @@ class Directory:
         return self.s.get(Council, 1)
 
     def iro_managers(self) -> list[int | None]:
-        rows = self.s.exec(
-            select(Person.id).join(PersonRole, col(PersonRole.person_id) == Person.id)
-            .where(PersonRole.role == Role.iro_manager, col(Person.active))
-            .order_by(col(Person.id))
-        )
-        return list(rows)
+        return list(self.s.scalars(_IRO_MANAGERS))
 
 
 class Snapshot(Directory):

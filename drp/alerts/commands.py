@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import col, select
 
 from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
@@ -20,6 +20,11 @@ from ..notify import Notice
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
 from .unit import UnitOfWork, known_id, reports_conflicts
+
+# A child's open concerns (built once per process).
+_OPEN_CONCERNS = select(Alert.id).where(
+    col(Alert.child_id) == bindparam("child_id"), Alert.status == "open",
+    Alert.kind == "concern").order_by(col(Alert.id))
 
 # Cafcass's responses to a referral, and how people read them.
 CAFCASS_RESPONSES = {
@@ -400,9 +405,7 @@ class Commands(UnitOfWork):
 
     def open_concerns(self, child_id: int) -> list[int]:
         """The child's open concerns (repeat concerns: the IRO confirms a new one is separate)."""
-        return [a for a in self.s.exec(
-            select(Alert.id).where(Alert.child_id == child_id, Alert.status == "open",
-                                   Alert.kind == "concern").order_by(col(Alert.id))) if a]
+        return [a for a in self.s.scalars(_OPEN_CONCERNS, {"child_id": child_id}) if a]
 
     def _owner_id(self, username: str, what: str, alert: Alert, line: Line) -> int:
         """An agreed action's owner: someone who works on the child's case (the child's line

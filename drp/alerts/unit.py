@@ -59,6 +59,7 @@ _LOAD = (sa_select(Alert, Child, Team, Service, Council)
          .join(Service, col(Service.id) == Team.service_id)
          .outerjoin(Council, col(Council.id) == 1)
          .where(col(Alert.id) == bindparam("alert_id")))
+_PERSON = sa_select(Person).where(col(Person.username) == bindparam("username"))
 _ALERT_ID: Any = bindparam("alert_id")
 # What the machine's guards read beside the alert, and its last event.
 _STANDING = sa_select(
@@ -207,7 +208,7 @@ class UnitOfWork:
         known = self._actors.get(username)
         if known is not None:
             return known
-        person = self.s.exec(select(Person).where(Person.username == username)).first()
+        person = self.s.scalars(_PERSON, {"username": username}).first()
         if person is None or not person.active:
             raise NotFound(
                 f"there is no active person {username!r}; check --as (people come from"
