@@ -50,8 +50,9 @@ class OutboxMessage(SQLModel, table=True):
     subject: str = Field(max_length=300)
     text_body: str
     html_body: str
-    # Rows the timescale run queues in bulk carry their message's context (JSON, as it stood at
-    # the event) and empty bodies; delivery renders them, once, and keeps what it sent.
+    # An event's e-mails (a person's command, the timescale run) carry their message's context
+    # (JSON, as it stood at the event) and empty bodies; delivery renders them, once, and keeps
+    # what it sent. Other messages (password resets, cover notices) are queued rendered.
     context: str | None = None
     status: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
