@@ -66,6 +66,10 @@ def bare_select(engine: Engine, *, indexed: bool = True) -> float:
     queries read; without, as this baseline was until issue 19 (no lower bound, so at 1M
     alerts the planner walks the table: a floor kinder to the run than the database is)."""
     lower = "attention_on <= :today AND " if indexed else ""
+    if indexed and engine.dialect.name == "sqlite":
+        # As the run's own queries tell SQLite (drp.timescales.come_where): else its planner
+        # walks the table in id order (0.12 against 0.02 s at 100k alerts).
+        lower = "likelihood(attention_on <= :today, 0.001) AND "
     sql = text(f"SELECT * FROM alert WHERE {lower}{DUE_PREDICATE} ORDER BY id")
 
     def go() -> int:
