@@ -23,7 +23,7 @@ from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event, OutboxMessage
 from drp.notify import Notice, Notifier
 from notifications.outbox import deliver, enqueue
-from notifications.render import Renderer
+from notifications.render import Renderer, load_context
 from notifications.samples import sample_context
 from notifications.transports import FileTransport, Outgoing, SmtpTransport
 
@@ -161,6 +161,28 @@ def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> No
     ids = Counter(str(r.message["Message-ID"]) for r in mailer.smtp.received)
     assert max(ids.values()) == 1
     assert all(row.status == "sent" for row in mailer.rows())
+
+
+@backends
+def test_a_command_queues_its_mail_rendered_at_delivery_naming_who_acted(mailer: Mailer
+                                                                         ) -> None:
+    # Nothing is rendered in the command's transaction: each row carries its context, with
+    # the actor's own name (not the flows' "drp (automatically)"), in the same transaction.
+    with db.transaction(mailer.engine) as session:
+        AlertService(session, protocol=mailer.protocol, calendar=WorkingCalendar(),
+                     clock=FixedClock(mailer.when), tz=LONDON,
+                     notifier=mailer.notifier).raise_alert("iro.ada", "R100", "No plan")
+        queued = list(session.exec(select(OutboxMessage)))
+        assert len(queued) == 3 and len({r.key for r in queued}) == 3
+        assert all(r.context and r.subject == r.text_body == r.html_body == ""
+                   for r in queued)
+        assert all(load_context(r.context or "")["actor"] == "Ada Iro" for r in queued)
+    mailer.deliver(mailer.transport(), lambda: mailer.when)
+    mail = mailer.smtp.to(ADDR["tm.fay"])[0]
+    assert "Ada Iro (the child's IRO) has raised a case alert" in " ".join(
+        mail.part("plain").split())
+    # Delivery keeps what it sent.
+    assert all(r.status == "sent" and "Ada Iro" in r.text_body for r in mailer.rows())
 
 
 @backends
