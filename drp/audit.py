@@ -20,6 +20,7 @@ when it is made (or one given to it), so no call site repeats it."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -80,6 +81,9 @@ class Origin:
 NO_ORIGIN: dict[str, Any] = {"channel": None, "os_user": None, "client": None}
 
 _current: ContextVar[Origin | None] = ContextVar("drp_origin", default=None)
+# The access-log rows of reading, collected for the entry point to write (`collecting`).
+READS = frozenset({"view", "list", "listed", "search", "print"})
+_collected: ContextVar[list[dict[str, Any]] | None] = ContextVar("drp_reads", default=None)
 
 
 def current() -> Origin | None:
@@ -112,6 +116,13 @@ def record(session: Session, origin: Origin | None, *, at: datetime, actor: str,
     (so "who has seen alert N" is one indexed query, whether they opened it or saw it listed)."""
     origin = origin if origin is not None else current()
     where = columns(origin)
+    reads = _collected.get()
+    if reads is not None and action in READS:  # the entry point writes them (`collecting`)
+        reads.append({"at": at, "actor": actor[:80], "action": action[:32], "alert_id": alert_id,
+                      "detail": None if detail is None else detail[:DETAIL_MAX], **where})
+        reads.extend({"at": at, "actor": actor[:80], "action": "listed", "alert_id": aid,
+                      "detail": None, **where} for aid in shown)
+        return
     session.add(AccessLog(at=at, actor=actor[:80], action=action[:32], alert_id=alert_id,
                           detail=None if detail is None else detail[:DETAIL_MAX], **where))
     if shown:
@@ -130,3 +141,67 @@ def keep_refused(engine: Engine, refused: list[dict[str, Any]]) -> None:
             record(session, **row)
         session.commit()
     refused.clear()
+
+
+@contextmanager
+def collecting() -> Iterator[list[dict[str, Any]]]:
+    """Inside, in this thread or task, the access-log rows of reading (a view, a list and the
+    alerts it showed, a search, a print: `READS`) are not written in the unit of work's session
+    but collected in the list given, for the entry point to write once the unit has committed
+    (`AccessLogWriter.write`), before it answers; a unit that fails writes none, as its
+    rollback would have. Rows of anything that changes data stay in that change's
+    transaction."""
+    rows: list[dict[str, Any]] = []
+    token = _collected.set(rows)
+    try:
+        yield rows
+    finally:
+        _collected.reset(token)
+
+
+class AccessLogWriter:
+    """Writes the access-log rows of the requests being answered, many requests' rows in one
+    transaction (group commit): each caller hands its rows over and returns once they are
+    committed, so no page is answered before its row is kept. Whoever finds the writer free
+    writes every row waiting (its own and those handed over while the last batch was being
+    written); the others wait for that batch. One writer at a time: on SQLite, page views never
+    queue for the database's write lock behind each other, and each batch is one commit.
+
+    A batch that fails to commit is put back for the next writer and the caller whose turn it
+    was gets the error (its page is not shown), as when the row was written in the page's own
+    transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()  # the waiting rows and the counters
+        self._turn = threading.Lock()  # one batch at a time
+        self._waiting: list[dict[str, Any]] = []
+        self._handed = 0  # calls whose rows were handed over
+        self._kept = 0  # of those, the calls whose rows are committed (in order)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._waiting.extend(rows)
+            self._handed += 1
+            mine = self._handed
+        with self._turn:
+            if self._kept >= mine:  # an earlier batch took them
+                return
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                upto = self._handed
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(AccessLog), batch)
+            except BaseException:
+                with self._lock:
+                    self._waiting[:0] = batch
+                raise
+            self._kept = upto
+
+    def pending(self) -> int:
+        """Rows handed over and not yet committed."""
+        with self._lock:
+            return len(self._waiting)

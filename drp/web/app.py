@@ -23,12 +23,13 @@ from sqlalchemy.exc import OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import mail
+from .. import audit, mail
 from ..alerts.inputs import plain
 from ..clock import Clock
 from ..errors import BadValue, DrpError, NotFound
 from ..keys import secret_key
 from ..ladder.access import may_administer, may_see_report
+from ..notify import Notifier
 from ..runtime import Runtime
 from .auth import Auth, Signed
 from .deps import (
@@ -36,11 +37,13 @@ from .deps import (
     WebContext,
     attach,
     council_name,
+    remember_form,
     render,
     signed_in,
+    signed_out_mid_form,
     web_context,
 )
-from .kept import form_page, remember_form, signed_out_mid_form, to_sign_in
+from .kept import form_page, to_sign_in
 from .routes import admin, alert, alerts, api, children, raising, reports, signin, sso
 
 HERE = Path(__file__).resolve().parent
@@ -90,8 +93,10 @@ def make_templates(rt: Runtime) -> Jinja2Templates:
         jinja2.FileSystemLoader(str(HERE / "templates")),
         jinja2.PrefixLoader({"govuk_frontend_jinja": jinja2.PackageLoader("govuk_frontend_jinja")}),
     ])
+    # Compiled once, on first use: never looked at again on disk (auto_reload), so a page
+    # costs no stat of each template it extends and imports.
     templates = Jinja2Templates(env=jinja2.Environment(
-        loader=loader, autoescape=True, extensions=["jinja2.ext.do"]))
+        loader=loader, autoescape=True, extensions=["jinja2.ext.do"], auto_reload=False))
 
     def day(d: date | None) -> str:
         return f"{d.day} {d:%B %Y}" if d else "-"
@@ -126,7 +131,8 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
     context = WebContext(
         rt=rt, clock=clock, auth=Auth(rt.engine, settings), signer=signer,
         templates=make_templates(rt), secure_cookies=settings.base_url.startswith("https://"),
-        deliverer=deliverer,
+        deliverer=deliverer, access_log=audit.AccessLogWriter(rt.engine),
+        notifier=_notifier(rt),
     )
 
     @asynccontextmanager
@@ -163,6 +169,15 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
                            max_age=600, same_site="lax", https_only=context.secure_cookies)
         app.include_router(sso.router_for(context))
     return app
+
+
+def _notifier(rt: Runtime) -> Notifier | None:
+    """The app's notifier (its e-mail templates loaded once), which each unit of work copies;
+    None where the settings cannot make one, so each unit of work reports that itself."""
+    try:
+        return rt.notifier()
+    except DrpError:
+        return None
 
 
 def _headers_for(*, https: bool) -> Callable[..., Awaitable[Response]]:

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session
 from starlette.datastructures import FormData
 
 from .. import audit, db, mail
@@ -36,13 +36,23 @@ from ..alerts import AlertService
 from ..clock import Clock
 from ..errors import DrpError, NotPermitted
 from ..ladder.access import may_administer, may_see_report
-from ..models import Person, PersonRole
+from ..models import Person
+from ..notify import Notifier
 from ..runtime import Runtime
 from ..settings import Settings
 from .auth import SESSION_COOKIE, Auth, Signed, same
 
 # What was typed, kept across a redirect: kept.py.
-from .kept import LOST_COOKIE, FormKeeper
+from .kept import (
+    LOST_COOKIE,
+    SIGNED_OUT_SECONDS,
+    FormKeeper,
+    ended_session_owner,
+    form_name,
+    form_page,
+    keep_form,
+    to_sign_in,
+)
 
 
 class SignInNeeded(Exception):
@@ -53,6 +63,41 @@ class Forbidden(DrpError):
     """A form drp did not send (its CSRF token or origin is wrong)."""
 
     http_status = 403
+
+
+# -- a form posted without a session (what was typed: kept.py) ---------------------------
+def remember_form(request: Request, form: FormData) -> None:
+    """The form a request posted, read once (by the input check) and kept on the request for
+    signed_out_mid_form: the exception handler's request cannot read the body again."""
+    request.state.form = form
+
+
+def signed_out_mid_form(request: Request, context: WebContext) -> Response:
+    """A form posted after its session ended (idle, too old, signed out elsewhere): what was
+    typed is kept on the server for the person whose session it was (the form must carry that
+    session's CSRF token and come from drp), and after signing in again they are back at the
+    form's page with it. Never the password; never in the address."""
+    page = form_page(request.url.path) or "/"
+    response = RedirectResponse(to_sign_in(page), 303)
+    form: FormData | None = getattr(request.state, "form", None)
+    origin = request.headers.get("origin")
+    base = context.settings.base_url.rstrip("/")
+    here = f"{request.url.scheme}://{request.url.netloc}"
+    if form is None or page == "/" or (origin and origin.rstrip("/") not in {base, here}):
+        return response
+    owner = ended_session_owner(request, context, str(form.get("csrf_token", "")))
+    if owner is None:
+        # No session to name the person (the cookie is gone, or names another session): the
+        # text is nobody's drp can tell, so it is not kept; the form's page says so after
+        # sign-in (the cookie holds only that page's address, signed).
+        response.set_cookie(LOST_COOKIE, context.signer.sign(page, "lost"), httponly=True,
+                            samesite="lax", secure=context.secure_cookies,
+                            max_age=SIGNED_OUT_SECONDS)
+        return response
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return keep_form(response, context, owner, page, fields,
+                     {"typed_for": form_name(request.url.path), "signed_out": True},
+                     seconds=SIGNED_OUT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -67,6 +112,8 @@ class WebContext:
     secure_cookies: bool  # cookies marked Secure when drp is served over https
     deliverer: mail.Deliverer | None = None  # the app's background mail delivery
     kept: FormKeeper = field(default_factory=lambda: FormKeeper())  # typed text, briefly
+    access_log: audit.AccessLogWriter | None = None  # the rows of reading (views, lists)
+    notifier: Notifier | None = None  # copied for each unit of work (its e-mail templates once)
 
     @property
     def settings(self) -> Settings:
@@ -85,14 +132,20 @@ def web_context(request: Request) -> WebContext:
     return context
 
 
-Context = Annotated[WebContext, Depends(web_context)]
+# Dependencies that do no I/O are coroutines: FastAPI runs a plain function on the thread
+# pool, a hop to another thread and back for each one on every request.
+async def _context(request: Request) -> WebContext:
+    return web_context(request)
 
 
-def runtime_of(context: Context) -> Runtime:
+Context = Annotated[WebContext, Depends(_context)]
+
+
+async def runtime_of(context: Context) -> Runtime:
     return context.rt
 
 
-def clock_of(context: Context) -> Clock:
+async def clock_of(context: Context) -> Clock:
     return context.clock
 
 
@@ -116,17 +169,11 @@ class SignedInUser:
 def signed_in(request: Request, context: WebContext) -> SignedInUser | None:
     """The person whose live session the request's cookie names, or None."""
     token = context.signer.unsign(request.cookies.get(SESSION_COOKIE), "session")
-    found = context.auth.session_for(token, context.clock.now())
+    found = context.auth.live_session(token, context.clock.now())
     if found is None:
         return None
-    web, person = found
-    return SignedInUser(person, roles_of(context.rt.engine, person), web.csrf, token)
-
-
-def roles_of(engine: Engine, person: Person) -> frozenset[str]:
-    with db.transaction(engine) as session:
-        return frozenset(session.exec(select(PersonRole.role).where(
-            PersonRole.person_id == person.id)))
+    web, person, roles = found
+    return SignedInUser(person, roles, web.csrf, token)
 
 
 def maybe_user(request: Request, context: Context) -> SignedInUser | None:
@@ -142,16 +189,20 @@ def current_user(user: MaybeUser) -> SignedInUser:
     return user
 
 
-CurrentUser = Annotated[SignedInUser, Depends(current_user)]
+async def _current_user(user: MaybeUser) -> SignedInUser:
+    return current_user(user)
 
 
-def report_reader(user: CurrentUser) -> SignedInUser:
+CurrentUser = Annotated[SignedInUser, Depends(_current_user)]
+
+
+async def report_reader(user: CurrentUser) -> SignedInUser:
     if not may_see_report(user.roles):
         raise NotPermitted("the dispute report is for IRO managers and senior managers")
     return user
 
 
-def administrator(user: CurrentUser) -> SignedInUser:
+async def administrator(user: CurrentUser) -> SignedInUser:
     if not may_administer(user.roles):
         raise NotPermitted("only an administrator may open the administration pages")
     return user
@@ -184,7 +235,7 @@ async def posted_form(request: Request, context: Context, user: CurrentUser) -> 
 PostedForm = Annotated[FormData, Depends(posted_form)]
 
 
-def posted_fields(form: PostedForm) -> dict[str, str]:
+async def posted_fields(form: PostedForm) -> dict[str, str]:
     return {key: str(value) for key, value in form.items()}
 
 
@@ -212,12 +263,16 @@ class UnitOfWork:
     clock: Clock
     deliverer: mail.Deliverer | None = None
     origin: audit.Origin | None = None
+    access_log: audit.AccessLogWriter | None = None
+    notifier: Notifier | None = None
 
     @contextmanager
     def __call__(self) -> Iterator[AlertService]:
-        notifier = self.rt.notifier()
+        notifier = replace(self.notifier, missing=[]) if self.notifier is not None \
+            else self.rt.notifier()
         refused: list[dict[str, Any]] = []
-        with audit.coming_from(self.origin) if self.origin else nullcontext():
+        with audit.coming_from(self.origin) if self.origin else nullcontext(), \
+                audit.collecting() if self.access_log is not None else nullcontext() as reads:
             try:
                 with db.transaction(self.rt.engine) as session:
                     service = self.rt.service(session, self.clock, notifier)
@@ -225,22 +280,40 @@ class UnitOfWork:
                     yield service
             finally:
                 audit.keep_refused(self.rt.engine, refused)
+        if reads and self.access_log is not None:  # committed before the page is answered
+            self.access_log.write(reads)
         if service.queued and self.deliverer is not None:
             self.deliverer.wake()
 
 
-def unit_of_work(request: Request, context: Context) -> UnitOfWork:
-    return UnitOfWork(context.rt, context.clock, context.deliverer, origin_of(request))
+def unit_of_work(request: Request, context: WebContext) -> UnitOfWork:
+    return UnitOfWork(context.rt, context.clock, context.deliverer, origin_of(request),
+                      context.access_log, context.notifier)
 
 
-Work = Annotated[UnitOfWork, Depends(unit_of_work)]
+async def _unit_of_work(request: Request, context: Context) -> UnitOfWork:
+    return unit_of_work(request, context)
+
+
+Work = Annotated[UnitOfWork, Depends(_unit_of_work)]
 
 
 # -- pages -----------------------------------------------------------------------------------
 def council_name(engine: Engine) -> str:
     with db.transaction(engine) as session:
-        row = session.exec(text("SELECT name FROM council WHERE id = 1")).first()  # type: ignore[call-overload]
-        return str(row[0]) if row else "drp"
+        return council_in(session)
+
+
+def council_in(session: Session) -> str:
+    row = session.exec(text("SELECT name FROM council WHERE id = 1")).first()  # type: ignore[call-overload]
+    return str(row[0]) if row else "drp"
+
+
+def page_frame(service: AlertService, user: SignedInUser) -> dict[str, Any]:
+    """What every page's frame shows (base.html: the council's name, the counts beside the
+    work lists), read in the page's own unit of work: a page that passes these to `render`
+    spares a transaction of each of its own."""
+    return {"council": council_in(service.s), "work_counts": service.work_counts(user.username)}
 
 
 def render(request: Request, context: WebContext, name: str, user: SignedInUser | None,
@@ -249,10 +322,11 @@ def render(request: Request, context: WebContext, name: str, user: SignedInUser 
         request.cookies.get(LOST_COOKIE), "lost") == request.url.path
     if lost:  # its form was posted after the session had gone: say nothing was saved (once)
         values = {**values, "signed_out": True, "nothing_kept": True}
+    if "council" not in values:
+        values = {**values, "council": council_name(context.rt.engine)}
     response = context.templates.TemplateResponse(request, name, {
         "user": user, "roles": user.roles if user else frozenset(),
-        "csrf": user.csrf if user else "", "council": council_name(context.rt.engine),
-        **values,
+        "csrf": user.csrf if user else "", **values,
     }, status_code=status)
     if lost:
         response.delete_cookie(LOST_COOKIE)
@@ -269,7 +343,7 @@ class PageRenderer:
         return render(self.request, self.context, name, user, status, **values)
 
 
-def page_renderer(request: Request, context: Context) -> PageRenderer:
+async def page_renderer(request: Request, context: Context) -> PageRenderer:
     return PageRenderer(request, context)
 
 

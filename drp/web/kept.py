@@ -11,19 +11,36 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import FormData
+from fastapi.responses import Response
 
 from .. import db
-from ..models import WebSession
-from .auth import SESSION_COOKIE, _digest, same
+from ..models import Person, WebSession
+from ..runtime import Runtime
+from .auth import SESSION_COOKIE, Signed, _digest, same
 
-if TYPE_CHECKING:
-    from .deps import SignedInUser, WebContext
+
+class WebContext(Protocol):
+    """What these need of deps.WebContext (not imported: deps imports this module)."""
+
+    @property
+    def rt(self) -> Runtime: ...
+    @property
+    def signer(self) -> Signed: ...
+    @property
+    def kept(self) -> FormKeeper: ...
+    @property
+    def secure_cookies(self) -> bool: ...
+
+
+class SignedInUser(Protocol):
+    """What these need of deps.SignedInUser."""
+
+    @property
+    def person(self) -> Person: ...
 
 # -- what was typed, kept across a redirect ------------------------------------------------------
 KEPT_COOKIE = "drp_form"
@@ -155,40 +172,6 @@ def ended_session_owner(request: Request, context: WebContext, sent_csrf: str) -
         return int(web.person_id)
 
 
-def remember_form(request: Request, form: FormData) -> None:
-    """The form a request posted, read once (by the input check) and kept on the request for
-    signed_out_mid_form: the exception handler's request cannot read the body again."""
-    request.state.form = form
-
-
 def to_sign_in(back: str) -> str:
     """The sign-in page, to return to `back` (a path of drp's, its query escaped)."""
     return "/login?" + urlencode({"next": back}, safe="/", quote_via=quote)
-
-
-def signed_out_mid_form(request: Request, context: WebContext) -> Response:
-    """A form posted after its session ended (idle, too old, signed out elsewhere): what was
-    typed is kept on the server for the person whose session it was (the form must carry that
-    session's CSRF token and come from drp), and after signing in again they are back at the
-    form's page with it. Never the password; never in the address."""
-    page = form_page(request.url.path) or "/"
-    response = RedirectResponse(to_sign_in(page), 303)
-    form: FormData | None = getattr(request.state, "form", None)
-    origin = request.headers.get("origin")
-    base = context.settings.base_url.rstrip("/")
-    here = f"{request.url.scheme}://{request.url.netloc}"
-    if form is None or page == "/" or (origin and origin.rstrip("/") not in {base, here}):
-        return response
-    owner = ended_session_owner(request, context, str(form.get("csrf_token", "")))
-    if owner is None:
-        # No session to name the person (the cookie is gone, or names another session): the
-        # text is nobody's drp can tell, so it is not kept; the form's page says so after
-        # sign-in (the cookie holds only that page's address, signed).
-        response.set_cookie(LOST_COOKIE, context.signer.sign(page, "lost"), httponly=True,
-                            samesite="lax", secure=context.secure_cookies,
-                            max_age=SIGNED_OUT_SECONDS)
-        return response
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    return keep_form(response, context, owner, page, fields,
-                     {"typed_for": form_name(request.url.path), "signed_out": True},
-                     seconds=SIGNED_OUT_SECONDS)

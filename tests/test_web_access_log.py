@@ -1,0 +1,201 @@
+"""Issue 19: a page's access-log rows are written by the app's AccessLogWriter (many requests'
+rows in one transaction) instead of in the page's own transaction, and still before the page is
+answered: no page is ever answered whose row is not committed, including while the server is
+stopping; a row that cannot be written keeps its page from being shown, and is kept for the
+next write."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+
+from .conftest import forget_settings, point_drp_at, prepare, sign_in
+from .smtp import free_port
+
+DRP = str(Path(sys.executable).with_name("drp"))
+CLIENTS = 4
+BEFORE_STOP = 40  # pages answered before the server is told to stop
+
+
+def views(engine: Any, alert_id: int, actor: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM access_log WHERE action = 'view' AND alert_id = :a"
+            " AND actor = :u"), {"a": alert_id, "u": actor}).scalar_one())
+
+
+def test_every_page_answered_has_its_row_when_the_server_stops_under_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`drp serve`, four clients opening an alert's page as fast as it answers; the server is
+    stopped (SIGTERM) while they do. Every page answered has its view row, whatever was in
+    flight when it stopped."""
+    from drp import runtime as runtime_module
+    from drp.keys import secret_key
+    from drp.models import Person
+    from drp.web.auth import Auth, Signed
+
+    point_drp_at(monkeypatch, tmp_path)
+    monkeypatch.setenv("DRP_SECRET_KEY", "access-log-" * 4)
+    forget_settings()
+    rt = runtime_module.runtime()
+    prepare(rt)
+    from sqlmodel import Session, select
+
+    from drp.clock import Clock
+    from drp.db import transaction
+
+    with transaction(rt.engine) as s:
+        alert_id = rt.service(s, Clock()).raise_alert("iro.ada", "R100", "Seen under load",
+                                                      separate=True).id
+    with Session(rt.engine) as s:
+        ada = s.exec(select(Person).where(Person.username == "iro.ada")).one()
+    token, _web = Auth(rt.engine, rt.settings).start_session(ada.id or 0, datetime.now(UTC))
+    cookie = Signed(secret_key(rt.settings)).sign(token, "session")
+    url = str(rt.settings.database_url)
+    rt.engine.dispose()
+    forget_settings()
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DRP_")},
+           "DRP_DATABASE_URL": url, "DRP_MAIL_DIR": str(tmp_path / "mail"),
+           "DRP_BASE_URL": base, "DRP_SECRET_KEY": "access-log-" * 4}
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([DRP, "serve", "--no-flows", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT)
+    answered = [0] * CLIENTS
+    enough = threading.Event()
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=base, cookies={"drp_session": cookie}, timeout=30) as c:
+            while True:
+                try:
+                    r = c.get(f"/alerts/{alert_id}")
+                except httpx.TransportError:
+                    return  # the server has stopped
+                if r.status_code != 200:
+                    return
+                assert "Seen under load" in r.text
+                with lock:
+                    answered[i] += 1
+                    if sum(answered) >= BEFORE_STOP:
+                        enough.set()
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # ready when /healthz answers (a process starting: nothing to wait on)
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "drp serve did not answer within 120 s"
+            time.sleep(0.1)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        assert enough.wait(120), "the pages were not answered"
+        proc.terminate()  # while the clients are still asking
+        # (uvicorn stops gracefully, then ends by the signal it was sent)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        kept = views(engine, alert_id, "iro.ada")
+    finally:
+        engine.dispose()
+    assert sum(answered) >= BEFORE_STOP
+    # Each page answered was recorded before it was answered; a page cut off by the stop
+    # may have been recorded and not answered, never the other way round.
+    assert kept >= sum(answered), (kept, answered)
+
+
+def test_a_page_whose_row_cannot_be_written_is_not_shown_and_the_row_waits(web: Any) -> None:
+    """The access log's insert fails once: the page is not answered (as when the row was
+    written in the page's own transaction); the next page's write commits both rows."""
+    app, _clock, rt = web
+    client = sign_in(app, "iro.ada")
+    raised = client.post("/api/alerts", json={"child": "R100", "summary": "Audited",
+                                              "separate": True},
+                         headers={"X-CSRF-Token": client.csrf})
+    assert raised.status_code == 201, raised.text
+    alert_id = raised.json()["id"]
+    before = views(rt.engine, alert_id, "iro.ada")
+    failures = [1]
+
+    def fail_once(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO access_log") and failures:
+            failures.pop()
+            raise RuntimeError("the disk is full")
+
+    event.listen(rt.engine, "before_cursor_execute", fail_once)
+    try:
+        with pytest.raises(RuntimeError, match="the disk is full"):
+            client.get(f"/alerts/{alert_id}")
+        assert views(rt.engine, alert_id, "iro.ada") == before  # nothing half-written
+        assert app.state.drp.access_log.pending() == 1  # the refused page's row, waiting
+        assert client.get(f"/alerts/{alert_id}").status_code == 200
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", fail_once)
+    assert views(rt.engine, alert_id, "iro.ada") == before + 2
+    assert app.state.drp.access_log.pending() == 0
+
+
+def test_the_inbox_lists_and_views_in_one_insert_after_the_pages_reads(web: Any) -> None:
+    """A list's rows (its own and one `listed` a row shown) go in one statement, written after
+    the page's unit of work: none inside it (where, on SQLite, it would hold the database's
+    write lock for the rest of the page)."""
+    app, _clock, rt = web
+    ada = sign_in(app, "iro.ada")
+    for n in range(3):
+        assert ada.post("/api/alerts", json={"child": "R100", "summary": f"Inbox {n}",
+                                             "separate": True},
+                        headers={"X-CSRF-Token": ada.csrf}).status_code == 201
+    client = sign_in(app, "tm.fay")
+    seen: list[str] = []
+
+    def logged() -> dict[str, int]:
+        with rt.engine.connect() as conn:
+            return dict(conn.execute(text(  # type: ignore[arg-type]
+                "SELECT action, count(*) FROM access_log WHERE actor = 'tm.fay'"
+                " AND action IN ('list', 'listed') GROUP BY action")).all())
+
+    before = logged()
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(rt.engine, "before_cursor_execute", count)
+    try:
+        page = client.get("/inbox")
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", count)
+    assert page.status_code == 200
+    inserts = [i for i, s in enumerate(seen) if s.startswith("INSERT INTO access_log")]
+    assert len(inserts) == 1, seen
+    after = logged()
+    assert after.get("list", 0) - before.get("list", 0) == 1, (before, after)
+    assert after.get("listed", 0) - before.get("listed", 0) == 3, (before, after)
