@@ -48,7 +48,7 @@ from ..audit import Origin, record
 from ..errors import BadValue, NotFound
 from ..keys import PASSWORDS as _hasher
 from ..keys import hash_password
-from ..models import ApiToken, LoginAttempt, Person, WebSession
+from ..models import ApiToken, LoginAttempt, Person, PersonRole, WebSession
 from ..settings import Settings
 
 SESSION_COOKIE = "drp_session"
@@ -383,6 +383,12 @@ class Auth:
         """The live session for a cookie's token, touched; None when absent, revoked, idle
         too long, too old, its person is no longer active, or their credentials have moved
         on (a new password, or removed from the organisation since)."""
+        found = self.live_session(token, now, roles=False)
+        return None if found is None else found[:2]
+
+    def live_session(self, token: str | None, now: datetime, roles: bool = True
+                     ) -> tuple[WebSession, Person, frozenset[str]] | None:
+        """session_for, and the person's roles (`roles`), read in the same transaction."""
         if not token:
             return None
         with Session(self.engine, expire_on_commit=False) as s:
@@ -400,11 +406,13 @@ class Auth:
                 return None
             if not person.active:
                 return None
+            held = frozenset(s.exec(select(PersonRole.role).where(
+                PersonRole.person_id == person.id))) if roles else frozenset()
             if now - web.last_seen_at > timedelta(seconds=60):
                 web.last_seen_at = now
                 s.add(web)
                 s.commit()
-            return web, person
+            return web, person, held
 
     def sign_out(self, token: str | None, now: datetime) -> None:
         if not token:

@@ -33,6 +33,7 @@ from ..deps import (
     UnitOfWork,
     WebContext,
     Work,
+    page_frame,
 )
 from ..forms import (
     DATE_PARTS,
@@ -191,6 +192,7 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
         people = [p for p in svc.people_on_line(alert_id, user.username)
                   if p[0] != user.username]  # "Me" is offered already
         shown_limits = limits(svc, view)
+        frame = page_frame(svc, user)
     asked = values.get("typed_for") or request.query_params.get("act")
     done = request.query_params.get("done")
     notice = None
@@ -209,7 +211,7 @@ def _alert_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfW
                 form=form or {}, form_key=idempotency.new_key,
                 suggested=suggested_theme(view), action_rows=ACTION_ROWS,
                 withdrawal_final="reopen" not in possible_triggers(rt.protocol, "withdrawn"),
-                **values)
+                **frame, **values)
 
 
 def _refer_again(user: SignedInUser, work: UnitOfWork, page: PageRenderer, alert_id: int,

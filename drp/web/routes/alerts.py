@@ -26,6 +26,7 @@ from ..deps import (
     SignedInUser,
     UnitOfWork,
     Work,
+    page_frame,
     unit_of_work,
     web_context,
 )
@@ -125,9 +126,10 @@ def alert_of(row: Any) -> AlertView:
     return next(part for part in row if isinstance(part, AlertView))
 
 
-def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
-          ) -> tuple[list[Any], dict[str, str | None], dict[str, Any]]:
-    """The list's rows as on screen (sorted, filtered), the filters, and what names them."""
+def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork,
+          frame: bool = False) -> tuple[list[Any], dict[str, str | None], dict[str, Any]]:
+    """The list's rows as on screen (sorted, filtered), the filters, and what names them (and,
+    for the page, its frame: `page_frame`)."""
     keys = FILTER_KEYS if spec.figures else BASIC_FILTERS
     f = {k: v for k, v in _filters(request).items() if k in keys}
     f["status"] = f["status"] or spec.default_status
@@ -136,11 +138,13 @@ def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
         rows = spec.fetch(svc, user.username, asked)
         people, teams = svc.names_for_lists(user.username)
         dates = svc.list_dates([alert_of(r).id for r in rows])
+        shown = page_frame(svc, user) if frame else {}
     if spec.sort:
         rows.sort(key=lambda r: (alert_of(r).status != "open", not alert_of(r).overdue,
                                  current_due(alert_of(r))[0] or date.max, alert_of(r).id))
     return rows, f, {"people": people, "teams": teams, "team_names": dict(teams),
-                     "dates": dates, "alert_of": alert_of}  # (a row's alert, for the page)
+                     "dates": dates, "alert_of": alert_of,  # (a row's alert, for the page)
+                     **shown}
 
 
 def _page_number(request: Request, rows: int) -> tuple[int, int]:
@@ -155,7 +159,7 @@ def _list_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWo
                page: PageRenderer) -> Response:
     path = request.url.path
     spec = LISTS[path]
-    rows, f, named = _rows(spec, request, user, work)
+    rows, f, named = _rows(spec, request, user, work, frame=True)
     query = urlencode({k: v for k, v in f.items() if v})
     number, pages = _page_number(request, len(rows))
 
