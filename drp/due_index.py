@@ -49,6 +49,9 @@ ACTION = cast(Any, Action).__table__
 COUNCIL = cast(Any, Council).__table__
 STALE = -1  # come()'s answer when the stored days were worked out under other rules
 UNIT = "drp.due_index.unit"  # session.info key: an object with protocol, cal and tz
+# session.info key: alert id -> its agreed actions not done, as this transaction has them
+# (read at a flush, or told by the unit of work that has just counted them: `no_open_actions`).
+OPEN = "drp.due_index.open_actions"
 # The columns the run's rules read (drp.ladder.due): a change to any of them moves the day.
 WATCHED = ("status", "stage", "on_hold", "hold_until", "stage_due", "stage_entered_at",
            "stage_responded_at", "acknowledged_at", "reminded_for", "ack_reminded_for",
@@ -69,10 +72,29 @@ def _changed(obj: Any, names: Iterable[str]) -> bool:
     return any(attrs[name].history.has_changes() for name in names)
 
 
+def no_open_actions(session: Session, alert_id: int) -> None:
+    """The unit of work has just counted the alert's open actions in this transaction and
+    found none: its flushes need not read them (actions it adds are seen as they flush)."""
+    session.info.setdefault(OPEN, {})[alert_id] = []
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, _transaction: Any) -> None:
+    session.info.pop(OPEN, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _written(state: Any) -> None:
+    if not state.is_select:  # a statement may have written actions: read them again
+        state.session.info.pop(OPEN, None)
+
+
 @event.listens_for(Session, "before_flush")
 def _keep(session: Session, _context: Any, _instances: Any) -> None:
     alerts: dict[int, Alert] = {}
     pending_actions: list[Action] = []
+    if any(isinstance(obj, Action) for obj in session.deleted):
+        session.info.pop(OPEN, None)
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Alert) and (obj in session.new or _changed(obj, WATCHED)):
             alerts[id(obj)] = obj
@@ -99,10 +121,19 @@ def _open_actions(session: Session, alert: Alert, pending: list[Action]) -> list
     """The alert's agreed actions as this session has them (changes not yet flushed count)."""
     if alert.id is None:
         return [a for a in pending if a.done_at is None]
-    found = {id(a): a for a in session.scalars(
-        select(Action).where(ACTION.c.alert_id == alert.id, ACTION.c.done_at.is_(None)))}
+    known = session.info.setdefault(OPEN, {})
+    read = known.get(alert.id)
+    if read is None:
+        read = list(session.scalars(_OPEN_ACTIONS, {"alert_id": alert.id}))
+    found = {id(a): a for a in read}
     found.update({id(a): a for a in pending if a.alert_id == alert.id})
-    return [a for a in found.values() if a.done_at is None]
+    known[alert.id] = open_now = [a for a in found.values()
+                                  if a.done_at is None and a.alert_id == alert.id]
+    return open_now
+
+
+_OPEN_ACTIONS = select(Action).where(ACTION.c.alert_id == bindparam("alert_id"),
+                                     ACTION.c.done_at.is_(None))
 
 
 def basis(protocol: Protocol, calendar: WorkingCalendar) -> str:

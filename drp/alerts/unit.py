@@ -215,7 +215,8 @@ class UnitOfWork:
                 " `drp org load`)"
             )
         self.directory.people[known_id(person.id)] = person
-        actor = self._actors[username] = access.load_actor(self.s, person, self.today)
+        actor = self._actors[username] = access.load_actor(
+            self.s, person, self.today, deputies=self.deputies)
         return actor
 
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
@@ -258,6 +259,8 @@ class UnitOfWork:
         outstanding, referred, last, last_seq = self.s.execute(
             _STANDING, {"alert_id": alert.id}).one()
         self._last_event[known_id(alert.id)] = (last, last_seq)
+        if not outstanding:  # the due index's flush need not read them again
+            due_index.no_open_actions(self.s, known_id(alert.id))
         return steps.alert_state(self.protocol, alert, actor, line, outstanding,
                                  referred=bool(referred), **may_kw)
 

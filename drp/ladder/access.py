@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlmodel import Session, col, select
 
@@ -85,50 +87,74 @@ class Actor:
 SYSTEM_ACTOR = Actor(id=None, username=SYSTEM, name="drp (automatic)", roles=frozenset())
 
 
+# Statements built once per process (each call only binds its values).
+_TODAY: Any = sa.bindparam("today")
+_DEPUTIES = (select(Cover.person_id, Cover.deputy_id)
+             .where(col(Cover.starts) <= _TODAY, col(Cover.ends) >= _TODAY,
+                    col(Cover.ended_at).is_(None))
+             .order_by(col(Cover.id)))
+
+
 def deputies_on(session: Session, today: date) -> dict[int, int]:
     """Who covers whom today: absent person's id -> deputy's id (cover periods include both
     their days; an ended period no longer counts)."""
-    rows = session.exec(
-        select(Cover.person_id, Cover.deputy_id).where(
-            col(Cover.starts) <= today, col(Cover.ends) >= today,
-            col(Cover.ended_at).is_(None)).order_by(col(Cover.id)))
-    return {person: deputy for person, deputy in rows}
+    return {person: deputy for person, deputy in session.execute(_DEPUTIES, {"today": today})}
 
 
-def _scope(session: Session, pids: list[int]) -> set[int]:
-    teams: set[int] = set()
-    teams.update(session.exec(select(Team.id).where(col(Team.team_manager_id).in_(pids))))  # type: ignore[arg-type]
-    teams.update(session.exec(select(TeamMember.team_id).where(
-        col(TeamMember.person_id).in_(pids))))
-    services = select(Service.id).where(
-        or_(col(Service.head_of_service_id).in_(pids), col(Service.service_manager_id).in_(pids))
-    )
-    teams.update(session.exec(select(Team.id).where(col(Team.service_id).in_(services))))  # type: ignore[arg-type]
-    return {t for t in teams if t is not None}
+# What an actor is, in one statement of (kind, id, text) rows: ROLE their roles; BORROWED
+# (whose, role) and COVERED (id, username) of whom they cover; TEAM the teams whose children
+# they (or whom they cover) may see: a team's manager, member, its service's head or manager.
+ROLE, BORROWED, COVERED, TEAM = 0, 1, 2, 3
+_PID: Any = sa.bindparam("pid")
+_ABSENT: Any = sa.bindparam("absent", expanding=True)
+_PIDS: Any = sa.bindparam("pids", expanding=True)
+_NO_ID, _NO_TEXT = sa.cast(sa.null(), sa.Integer), sa.cast(sa.null(), sa.String)
+_ROLE, _BORROWED, _COVERED, _TEAM = (sa.literal_column(str(k), sa.Integer) for k in range(4))
+_ACTOR: Any = sa.union_all(
+    select(_ROLE, _NO_ID, col(PersonRole.role)).where(col(PersonRole.person_id) == _PID),
+    select(_BORROWED, col(PersonRole.person_id), col(PersonRole.role))
+    .where(col(PersonRole.person_id).in_(_ABSENT)),
+    select(_COVERED, col(Person.id), col(Person.username)).where(col(Person.id).in_(_ABSENT)),
+    select(_TEAM, col(Team.id), _NO_TEXT).where(col(Team.team_manager_id).in_(_PIDS)),
+    select(_TEAM, col(TeamMember.team_id), _NO_TEXT)
+    .where(col(TeamMember.person_id).in_(_PIDS)),
+    select(_TEAM, col(Team.id), _NO_TEXT).where(col(Team.service_id).in_(
+        select(col(Service.id)).where(or_(col(Service.head_of_service_id).in_(_PIDS),
+                                          col(Service.service_manager_id).in_(_PIDS))))),
+)
 
 
-def load_actor(session: Session, person: Person, today: date | None = None) -> Actor:
+def load_actor(session: Session, person: Person, today: date | None = None, *,
+               deputies: Mapping[int, int] | None = None) -> Actor:
     """The person with their roles, the teams they may see, and (given `today`) the people
-    they cover for, whose teams' children they may then see too."""
+    they cover for, whose teams' children they may then see too. `deputies`: today's cover
+    periods (`deputies_on`) when the caller has read them already."""
     assert person.id is not None
     pid = person.id
-    roles = set(session.exec(select(PersonRole.role).where(PersonRole.person_id == pid)))
-    covering: dict[int, str] = {}
-    borrowed: dict[str, str] = {}
+    absent: list[int] = []
     if today is not None:
-        absent = [p for p, d in deputies_on(session, today).items() if d == pid]
-        if absent:
-            covering = {p.id: p.username for p in session.exec(
-                select(Person).where(col(Person.id).in_(absent))) if p.id is not None}
-            for whose, role in session.exec(select(PersonRole.person_id, PersonRole.role).where(
-                    col(PersonRole.person_id).in_(sorted(covering))).order_by(
-                    col(PersonRole.person_id))):
-                if role not in roles and role != Role.admin:
-                    borrowed.setdefault(role, covering[whose])
+        if deputies is None:
+            deputies = deputies_on(session, today)
+        absent = sorted(p for p, d in deputies.items() if d == pid)
+    roles, teams, named, theirs = set[str](), set[int](), dict[int, str](), list[tuple[int, str]]()
+    for kind, some_id, text in session.execute(
+            _ACTOR, {"pid": pid, "absent": absent, "pids": [pid, *absent]}):
+        if kind == ROLE:
+            roles.add(text)
+        elif kind == BORROWED:
+            theirs.append((some_id, text))
+        elif kind == COVERED:
+            named[some_id] = text
+        elif some_id is not None:
+            teams.add(some_id)
+    covering = {p: named[p] for p in sorted(named)}
+    borrowed: dict[str, str] = {}
+    for whose, role in sorted(theirs, key=lambda row: row[0]):
+        if whose in covering and role not in roles and role != Role.admin:
+            borrowed.setdefault(role, covering[whose])
     return Actor(
         id=pid, username=person.username, name=person.name,
-        roles=frozenset(roles | set(borrowed)),
-        team_ids=frozenset(_scope(session, [pid, *covering])), covering=covering,
+        roles=frozenset(roles | set(borrowed)), team_ids=frozenset(teams), covering=covering,
         borrowed=borrowed,
     )
 
