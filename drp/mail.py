@@ -20,7 +20,7 @@ from notifications.webhook import Routed, WebhookTransport
 
 from .clock import Clock
 from .models import Person
-from .notify import Notifier
+from .notify import QUEUED, Notifier
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def queued_ids(session: Session) -> list[int]:
                      if isinstance(o, OutboxMessage) and o.id is not None)
 
     event.listen(session, "after_flush", collect)
+    session.info[QUEUED] = found  # and the rows an event's e-mails write (`insert_rows`)
     return found
 
 

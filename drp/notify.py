@@ -13,10 +13,11 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, insert
 from sqlmodel import Session, col, select
 
-from notifications.outbox import new_row, row_values
+from notifications.models import OutboxMessage
+from notifications.outbox import row_values
 from notifications.render import Renderer, dump_context
 
 from .clock import local_date
@@ -402,10 +403,26 @@ class Notifier:
             rows = self.deferred(session, protocol, alert, line, notice, now, directory,
                                  actor_name)
         # Each key is new: the event was written in this transaction (and a key queued twice
-        # would be refused by the outbox's unique key, never sent twice). Flushed with the
-        # unit of work, in one statement where the database allows.
-        session.add_all([new_row(values) for values in rows])
+        # is refused by the outbox's unique key, never sent twice). One statement.
+        insert_rows(session, rows)
         return len(rows)
+
+
+# session.info key: the list `drp.mail.queued_ids` fills with the ids of the rows written.
+QUEUED = "drp.mail.queued"
+_INSERT = insert(OutboxMessage.__table__).returning(col(OutboxMessage.id))  # type: ignore[attr-defined]
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write outbox rows (`row_values`' columns) now, in the session's transaction, as one
+    multi-row INSERT on each database (the rows' alert and event are flushed already); their
+    ids go to `drp.mail.queued_ids`."""
+    if not rows:
+        return
+    ids = session.execute(_INSERT, rows).scalars().all()
+    found = session.info.get(QUEUED)
+    if found is not None:
+        found.extend(ids)
 
 
 # The context's keys that differ between the readers of one message (with recipient, role).
