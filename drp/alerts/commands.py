@@ -15,7 +15,7 @@ from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
 from ..ladder import access, due
 from ..ladder.access import Line
 from ..ladder.machine import NEW, fire
-from ..models import Action, Alert, Child, Person, Referral
+from ..models import Action, Alert, Person, Referral
 from ..notify import Notice
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
@@ -46,13 +46,13 @@ class Commands(UnitOfWork):
         protocol's default when None). A child with an open concern already: refused unless
         `separate` confirms this is a separate matter."""
         actor = self.actor(username)
-        child = self.s.exec(select(Child).where(Child.ref == child_ref)).first()
-        if child is None or not child.active or not access.can_see_child(actor, child):
+        child, line = self.child_by_ref(child_ref)
+        if (child is None or line is None or not child.active
+                or not access.can_see_child(actor, child)):
             self.refuse(actor, f"child {child_ref[:40]!r}")
             raise NotFound(
                 f"there is no child {child_ref!r} that {username} can see; check the reference"
             )
-        line = self.line_of(child)
         if stage is not None and stage not in self.protocol.keys:
             raise BadValue(f"there is no stage {stage!r}; the stages are"
                            f" {', '.join(self.protocol.keys)}", field="stage")
@@ -135,7 +135,7 @@ class Commands(UnitOfWork):
                      first_action_due=min((a.due for a in actions), default=None))
         next_no = self.s.exec(
             select(func.coalesce(func.max(Action.no), 0)).where(Action.alert_id == alert.id)
-        ).one()
+        ).one() if actions else 0
         for i, a in enumerate(actions, start=1):
             a_text = inputs.text(a.text, f"action {i}", required=True, limit=inputs.ACTION_MAX)
             if a.due < self.today:

@@ -59,6 +59,12 @@ _LOAD = (sa_select(Alert, Child, Team, Service, Council)
          .join(Service, col(Service.id) == Team.service_id)
          .outerjoin(Council, col(Council.id) == 1)
          .where(col(Alert.id) == bindparam("alert_id")))
+# A child by its reference, with the posts of its line.
+_CHILD_LINE = (sa_select(Child, Team, Service, Council)
+               .join(Team, col(Team.id) == Child.team_id)
+               .join(Service, col(Service.id) == Team.service_id)
+               .outerjoin(Council, col(Council.id) == 1)
+               .where(col(Child.ref) == bindparam("ref")))
 _PERSON = sa_select(Person).where(col(Person.username) == bindparam("username"))
 _ALERT_ID: Any = bindparam("alert_id")
 # What the machine's guards read beside the alert, and its last event.
@@ -201,6 +207,14 @@ class UnitOfWork:
         self._kept.append((team, service, council))
         return Line.build(child, team, service, council, self.deputies)
 
+    def child_by_ref(self, ref: str) -> tuple[Child | None, Line | None]:
+        """A child and its line (one query), or (None, None)."""
+        found = self.s.execute(_CHILD_LINE, {"ref": ref}).first()
+        if found is None:
+            return None, None
+        self._kept.append(found)
+        return found[0], Line.build(found[0], found[1], found[2], found[3], self.deputies)
+
     # -- loading ------------------------------------------------------------------------
     def actor(self, username: str) -> Actor:
         if username == access.SYSTEM:
@@ -323,6 +337,9 @@ class UnitOfWork:
         alert.last_seq += 1
         self._last_event.pop(known_id(alert.id), None)  # read before this one
         line = line or self._lines.get(known_id(alert.id))
+        if line is not None:  # the IRO named here and the people its e-mails go to: one query
+            posts = [alert.iro_id, *line.by_role.values()]
+            self.directory.load([*posts, *(line.covered(p) for p in posts)])
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
             from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
