@@ -89,7 +89,7 @@ class Notice:
 
 # Statements built once per process.
 _PEOPLE = select(Person).where(col(Person.id).in_(bindparam("ids", expanding=True)))
-_IRO_MANAGERS = (select(Person.id).join(PersonRole, col(PersonRole.person_id) == Person.id)
+_IRO_MANAGERS = (select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
                  .where(PersonRole.role == Role.iro_manager, col(Person.active))
                  .order_by(col(Person.id)))
 
@@ -119,7 +119,10 @@ class Directory:
         return self.s.get(Council, 1)
 
     def iro_managers(self) -> list[int | None]:
-        return list(self.s.scalars(_IRO_MANAGERS))
+        """The active IRO managers' ids (the people read and kept, for their addresses)."""
+        found = list(self.s.scalars(_IRO_MANAGERS))
+        self.people.update((_known(p.id), p) for p in found)
+        return [p.id for p in found]
 
 
 class Snapshot(Directory):
