@@ -28,7 +28,18 @@ from ..ladder import access, due
 from ..ladder.access import SYSTEM_ACTOR, Actor, Line
 from ..ladder.machine import VERBS, AlertState, describe_state, fire, possible_triggers
 from ..ladder.protocol import Protocol
-from ..models import Action, Alert, Child, Council, Event, Person, Referral, Service, Team
+from ..models import (
+    Action,
+    Alert,
+    Child,
+    Council,
+    Cover,
+    Event,
+    Person,
+    Referral,
+    Service,
+    Team,
+)
 from ..notify import Directory, Notice, Notifier
 from ..themes import Taxonomy
 from . import steps
@@ -66,6 +77,11 @@ _CHILD_LINE = (sa_select(Child, Team, Service, Council)
                .outerjoin(Council, col(Council.id) == 1)
                .where(col(Child.ref) == bindparam("ref")))
 _PERSON = sa_select(Person).where(col(Person.username) == bindparam("username"))
+# The acting person with today's cover periods (access.deputies_on's), for a unit's first read.
+_PERSON_COVER = (sa_select(Person, col(Cover.person_id), col(Cover.deputy_id))
+                 .outerjoin(Cover, access.COVER_TODAY)
+                 .where(col(Person.username) == bindparam("username"))
+                 .order_by(col(Cover.id)))
 _ALERT_ID: Any = bindparam("alert_id")
 # What the machine's guards read beside the alert, and its last event.
 _STANDING = sa_select(
@@ -222,7 +238,14 @@ class UnitOfWork:
         known = self._actors.get(username)
         if known is not None:
             return known
-        person = self.s.scalars(_PERSON, {"username": username}).first()
+        if self._deputies is None:  # one query for the person and today's cover periods
+            rows = self.s.execute(_PERSON_COVER, {"username": username, "today": self.today}
+                                  ).all()
+            person = rows[0][0] if rows else None
+            if person is not None:
+                self._deputies = {p: d for _, p, d in rows if p is not None}
+        else:
+            person = self.s.scalars(_PERSON, {"username": username}).first()
         if person is None or not person.active:
             raise NotFound(
                 f"there is no active person {username!r}; check --as (people come from"

@@ -88,11 +88,10 @@ SYSTEM_ACTOR = Actor(id=None, username=SYSTEM, name="drp (automatic)", roles=fro
 
 
 # Statements built once per process (each call only binds its values).
-_TODAY: Any = sa.bindparam("today")
-_DEPUTIES = (select(Cover.person_id, Cover.deputy_id)
-             .where(col(Cover.starts) <= _TODAY, col(Cover.ends) >= _TODAY,
-                    col(Cover.ended_at).is_(None))
-             .order_by(col(Cover.id)))
+_TODAY: Any = sa.bindparam("today")  # the cover periods running on :today (`deputies_on`):
+COVER_TODAY = and_(col(Cover.starts) <= _TODAY, col(Cover.ends) >= _TODAY,
+                   col(Cover.ended_at).is_(None))
+_DEPUTIES = select(Cover.person_id, Cover.deputy_id).where(COVER_TODAY).order_by(col(Cover.id))
 
 
 def deputies_on(session: Session, today: date) -> dict[int, int]:
