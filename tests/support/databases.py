@@ -94,8 +94,13 @@ def cheap_decoy_hash() -> None:
     """The web app's decoy hash (checked for an unknown username) at the tests' cost."""
     from drp.web import auth
 
+    global PRODUCTION_DECOY
     assert auth._DUMMY_HASH.startswith("$argon2"), "drp.web.auth's decoy hash has moved"
+    PRODUCTION_DECOY = PRODUCTION_DECOY or auth._DUMMY_HASH  # drp's own, for its test
     auth._DUMMY_HASH = cheap_password_hash("drp-dummy-password")
+
+
+PRODUCTION_DECOY = ""  # drp's decoy hash as drp made it, before cheap_decoy_hash
 
 
 def _fill(kind: str, engine: Engine) -> None:
