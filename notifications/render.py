@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -32,6 +34,7 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     pass_context,
     select_autoescape,
@@ -192,6 +195,8 @@ class Renderer:
         self.env.filters["date"] = _date
         self.env.filters["short_date"] = _short_date
         self.env.filters["counted"] = _counted
+        self._found: dict[str, tuple[Template, Template]] = {}
+        self._looked_up = 0.0
 
     def messages(self) -> list[str]:
         names = {Path(n).stem for n in self.env.list_templates(extensions=["txt"])}
@@ -201,33 +206,79 @@ class Renderer:
         """What a message of this renderer may be given (for a context kept to render later)."""
         return minimise(context, self.detail)
 
+    def _templates(self, message: str) -> tuple[Template, Template]:
+        """The message's plain-text template and its HTML one (its own, or base.html), looked
+        up once and kept for up to a second: a delivery run renders thousands of messages from
+        a handful of templates, and asking Jinja each time checks the files on disk, and for a
+        message without its own .html asks every loader and raises. Kept a second, a council's
+        edited or new template is seen as soon as it was before, bar that second."""
+        now = time.monotonic()
+        if now - self._looked_up >= RECHECK:
+            self._found.clear()
+            self._looked_up = now
+        found = self._found.get(message)
+        if found is None:
+            try:
+                text_t = self.env.get_template(f"{message}.txt")
+            except TemplateNotFound:
+                raise KeyError(f"there is no message {message!r}; the messages are"
+                               f" {', '.join(self.messages())}") from None
+            try:
+                html_t = self.env.get_template(f"{message}.html")
+            except TemplateNotFound:
+                html_t = self.env.get_template("base.html")
+            found = self._found[message] = (text_t, html_t)
+        return found
+
     def render(self, message: str, context: dict[str, Any]) -> Rendered:
         context = self.minimise(context)
-        try:
-            text_t = self.env.get_template(f"{message}.txt")
-        except TemplateNotFound:
-            raise KeyError(
-                f"there is no message {message!r}; the messages are {', '.join(self.messages())}"
-            ) from None
+        text_t, html_t = self._templates(message)
+        # One Jinja context for the plain text and its blocks (a block's `set` stays in the
+        # block: none writes to the context): the blocks the layout renders are kept as it
+        # renders them, not rendered again each on a context of its own.
+        ctx = text_t.new_context(context)
+        seen: dict[str, str] = {}
+        for name in PARTS:
+            if name in text_t.blocks:
+                ctx.blocks[name][0] = _kept(ctx.blocks[name][0], name, seen)
 
         def block(name: str) -> str:
-            fn = text_t.blocks.get(name)
-            if fn is None:
+            # The message's own block (a block only its layout has is not a part).
+            if name not in text_t.blocks:
                 return ""
-            return "".join(fn(text_t.new_context(dict(context)))).strip()
+            if name in seen:
+                return seen[name]
+            return "".join(ctx.blocks[name][0](ctx)).strip()
 
+        try:
+            subject = block("subject")
+            whole = self.env.concat(text_t.root_render_func(ctx))
+            parts = {
+                name: [p.strip() for p in block(name).split("\n\n") if p.strip()]
+                for name in PARTS
+            }
+        except Exception:
+            self.env.handle_exception()
         # Never let text break out of the Subject header.
-        subject = " ".join(block("subject").split())
+        subject = " ".join(subject.split())
         if not subject:
             raise KeyError(f"{message}.txt has no subject block")
-        text = re.sub(r"\n{3,}", "\n\n", text_t.render(context)).strip() + "\n"
-        try:
-            html_t = self.env.get_template(f"{message}.html")
-        except TemplateNotFound:
-            html_t = self.env.get_template("base.html")
-        parts = {
-            name: [p.strip() for p in block(name).split("\n\n") if p.strip()]
-            for name in ("headline", "body", "todo")
-        }
+        text = re.sub(r"\n{3,}", "\n\n", whole).strip() + "\n"
         html = html_t.render({**context, "subject": subject, "parts": parts})
         return Rendered(subject=subject, text=text, html=html)
+
+
+# The blocks the HTML part is laid out from (with the subject, rendered first).
+PARTS = ("headline", "body", "todo")
+RECHECK = 1.0  # seconds a renderer keeps the templates it looked up
+
+
+def _kept(fn: Callable[[Context], Iterator[str]], name: str, seen: dict[str, str]
+          ) -> Callable[[Context], Iterator[str]]:
+    """A block's render function that keeps its output (stripped, as the parts are read) the
+    first time it runs, and yields it as it did."""
+    def render(context: Context) -> Iterator[str]:
+        chunks = list(fn(context))
+        seen.setdefault(name, "".join(chunks).strip())
+        yield from chunks
+    return render

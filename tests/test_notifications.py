@@ -102,6 +102,55 @@ def test_a_council_can_override_the_wording(tmp_path: Path) -> None:
         "[drp] For information: alert 17 (C1001) resolved")
 
 
+def test_the_html_parts_are_the_messages_own_blocks_whatever_its_layout_prints(
+        tmp_path: Path) -> None:
+    """A council's layout that leaves out the headline, and has words of its own in `todo`:
+    the HTML part still has the message's headline and no todo (a block only the layout has
+    is not the message's), and the plain text is what the layout prints."""
+    (tmp_path / "base.txt").write_text(
+        "{% block body %}{% endblock %}\n\n{% block todo %}Nothing to do.{% endblock %}\n")
+    (tmp_path / "note.txt").write_text(
+        '{% extends "base.txt" %}{% block subject %}[drp] Note {{ n }}{% endblock %}'
+        "{% block headline %}Headline {{ n }}{% endblock %}"
+        "{% block body %}{% set m = n + 1 %}First {{ m }}.\n\nSecond.{% endblock %}")
+    (tmp_path / "note.html").write_text(
+        "{% for k in ['headline', 'body', 'todo'] %}{{ k }}={{ parts[k]|join('|') }};"
+        "{% endfor %}{{ m is defined }}")
+    renderer = Renderer(tmp_path)
+    for _ in range(2):  # the same renderer, again: the same message
+        r = renderer.render("note", {"n": 4})
+        assert r.subject == "[drp] Note 4"
+        assert r.text == "First 5.\n\nSecond.\nNothing to do.\n"  # trim_blocks
+        assert r.html == "headline=Headline 4;body=First 5.|Second.;todo=;False"
+    with pytest.raises(Exception, match="'n' is undefined"):
+        renderer.render("note", {})
+
+
+def test_a_renderer_kept_running_sees_a_councils_edited_and_new_templates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from notifications import render
+
+    clock = [1000.0]
+    monkeypatch.setattr(render.time, "monotonic", lambda: clock[0])
+    words = '{% extends "base.txt" %}{% block subject %}[drp] WORDS{% endblock %}'
+    page = tmp_path / "escalated.txt"
+    page.write_text(words.replace("WORDS", "First words"))
+    renderer = Renderer(tmp_path)
+    assert renderer.render("escalated", sample_context()).subject == "[drp] First words"
+    page.write_text(words.replace("WORDS", "Second words"))
+    later = page.stat().st_mtime + 10
+    os.utime(page, (later, later))
+    (tmp_path / "escalated.html").write_text("<p>Our own HTML: {{ subject }}</p>\n")
+    clock[0] += 0.5  # within the second the renderer keeps what it looked up
+    assert renderer.render("escalated", sample_context()).subject == "[drp] First words"
+    clock[0] += render.RECHECK
+    r = renderer.render("escalated", sample_context())
+    assert (r.subject, r.html) == ("[drp] Second words",
+                                   "<p>Our own HTML: [drp] Second words</p>\n")
+
+
 @backends
 def test_the_ladder_sends_each_message_to_the_right_people(mailer: Mailer) -> None:
     alert = mailer("2027-03-01T09:00", lambda s: s.raise_alert(
