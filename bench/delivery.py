@@ -3,9 +3,17 @@ on loopback (aiosmtpd in a process of its own, as a mail server is: one reused c
 deliverer), with two deliverer processes at once and one of them killed (SIGKILL) mid-run.
 Checks every message arrived (none lost, after a later run once the killed one's lease has
 passed) and none twice (the Message-IDs the server received; to files, the sends of each row),
-and at least 500 messages a second, to files and over SMTP. Baseline in the same run: the
-transport alone (the same messages written or sent with no outbox: no claim, no mark). SQLite
-and PostgreSQL. Exits 1 naming the bound missed."""
+and at least 500 messages a second, to files and over SMTP. SQLite and PostgreSQL. Exits 1
+naming the bound missed.
+
+The messages are what drp queues: outbox rows carrying their context (JSON), rendered once at
+delivery with the council's Renderer. The contexts are real: drp's own writers (the service
+layer's commands and the timescale run) queue them for a few alerts, untimed, and the
+benchmark's rows reuse them with keys and recipients of their own, in a mix of messages
+(raised, response, escalation, reminder, overdue). Baselines in the same run, with no outbox
+(no claim, no mark): rendering and the transport (each context decoded and rendered with one
+Renderer per run, as a delivery run has, then written or sent), the floor judged against; and
+the transport alone (the same messages already rendered)."""
 
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +46,18 @@ from sqlalchemy.engine import Engine
 from drp import db
 from notifications.models import OutboxMessage
 from notifications.outbox import deliver, row_values
-from notifications.render import Rendered
+from notifications.render import Rendered, Renderer, load_context
 from notifications.transports import FileTransport, Outgoing, SmtpTransport
 
 N = 1_500 if SMALL else 6_000
 AT = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 SENDER = "drp@riverside.example"
 AT_LEAST = 500  # messages a second (issue 14, "Done when")
-BODY = Rendered(  # the size and shape of drp's own e-mails (lines of 60-80 characters)
-    "[drp] Respond by 8 March: alert 1 (R100)",
-    "A line of the plain text part, about as long as drp's own lines are.\n" * 12,
-    "<p>A line of the HTML part, with its markup, as drp's templates write.</p>\n" * 18)
+# The mix of messages, in 20 (a council's week: raised alerts and their copies, responses,
+# escalations, reminders, a few pause points).
+MIX = (("alert_raised", 6), ("response_received", 4), ("escalated", 5), ("reminder", 3),
+       ("overdue", 2))
+PLAN = [m for m, k in MIX for _ in range(k)]
 MESSAGE_ID = re.compile(rb"^Message-ID: *(\S+)", re.MULTILINE | re.IGNORECASE)
 
 
@@ -140,19 +149,97 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def queue(engine: Engine, n: int, prefix: str) -> None:
+def real_contexts() -> dict[str, list[str]]:
+    """Each message's contexts as drp's writers queue them (JSON, as the outbox's `context`
+    column holds it): alerts raised, responded to and escalated through the service layer,
+    then the timescale run every day for four weeks (reminders, escalations, the pause point's
+    overdue notice), on a scratch SQLite database with the tests' organisation. Untimed."""
+    from zoneinfo import ZoneInfo
+
+    from common import database  # type: ignore[import-not-found]
+    from sqlmodel import Session
+
+    from drp import timescales
+    from drp.alerts import AlertService
+    from drp.calendar import WorkingCalendar
+    from drp.clock import FixedClock, parse_instant
+    from drp.notify import Notifier
+
+    london, calendar = ZoneInfo("Europe/London"), WorkingCalendar()
+    notifier = Notifier(renderer=Renderer(), base_url="https://drp.example")
+    with database("sqlite") as (engine, protocol):
+        def at(when: str) -> Any:
+            instant = parse_instant(when, london)
+            return lambda s: AlertService(s, protocol=protocol, calendar=calendar, tz=london,
+                                          clock=FixedClock(instant), notifier=notifier)
+
+        def run(when: str, command: Any) -> Any:
+            with db.transaction(engine) as s:
+                return command(at(when)(s))
+
+        raised = [int(run("2027-03-18T10:00", lambda s, r=r, x=x: s.raise_alert(
+            "iro.ada" if r == "R100" else "iro.ben", r, f"alert {x}", stage="stage1",
+            separate=True)).id) for x, r in enumerate(("R100", "R100", "R101", "R100", "R101"))]
+        run("2027-03-19T11:00", lambda s: s.respond(raised[1], "tm.fay", "on it"))
+        run("2027-03-19T11:30", lambda s: s.respond(raised[3], "tm.fay", "noted"))
+        run("2027-03-19T12:00", lambda s: s.escalate(raised[2], "iro.ben", "no progress"))
+        day = date(2027, 3, 19)
+        while day <= date(2027, 4, 15):
+            timescales.run(engine, at(f"{day.isoformat()}T08:00"), protocol, calendar, day)
+            day += timedelta(days=1)
+        with Session(engine) as s:
+            rows = s.execute(text("SELECT message, context FROM outbox WHERE context IS NOT"
+                                  " NULL ORDER BY id")).all()
+    found: dict[str, list[str]] = {m: [] for m, _ in MIX}
+    for message, context in rows:
+        if message in found:
+            found[message].append(context)
+    missing = [m for m, cs in found.items() if not cs]
+    if missing:
+        raise SystemExit(f"drp's writers queued no context for {', '.join(missing)}")
+    return found
+
+
+def plan(n: int, contexts: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """`n` messages (message, context) in the mix, each message's contexts taken in turn."""
+    return [(m, contexts[m][(i // len(PLAN)) % len(contexts[m])])
+            for i, m in ((i, PLAN[i % len(PLAN)]) for i in range(n))]
+
+
+def queue(engine: Engine, messages: list[tuple[str, str]], prefix: str) -> None:
+    """The messages as outbox rows carrying their context (rendered at delivery), each with
+    a key and a recipient of its own."""
     with engine.begin() as conn:
-        for start in range(0, n, 2_000):
+        for start in range(0, len(messages), 2_000):
             conn.execute(insert(OutboxMessage), [row_values(
-                key=f"{prefix}:{i}", message="escalated", alert_id=None, recipient=f"u{i}",
-                to_addr=f"person{i}@riverside.example", now=AT, rendered=BODY)
-                for i in range(start, min(start + 2_000, n))])
+                key=f"{prefix}:{i}", message=message, alert_id=None, recipient=f"u{i}",
+                to_addr=f"person{i}@riverside.example", now=AT, context=context)
+                for i, (message, context) in enumerate(messages[start:start + 2_000], start)])
 
 
-def outgoing(n: int) -> list[Outgoing]:
-    return [Outgoing(row_id=i + 1, key=f"bare:{i}", to_addr=f"person{i}@riverside.example",
-                     subject=BODY.subject, text=BODY.text, html=BODY.html, created_at=AT,
-                     message="escalated") for i in range(n)]
+def outgoing(i: int, message: str, rendered: Rendered) -> Outgoing:
+    return Outgoing(row_id=i + 1, key=f"bare:{i}", to_addr=f"person{i}@riverside.example",
+                    subject=rendered.subject, text=rendered.text, html=rendered.html,
+                    created_at=AT, message=message)
+
+
+def pre_rendered(messages: list[tuple[str, str]]) -> list[Outgoing]:
+    """The messages already rendered (untimed): for the transport alone."""
+    renderer, done = Renderer(), {}
+    for m, c in set(messages):
+        done[m, c] = renderer.render(m, load_context(c))
+    return [outgoing(i, m, done[m, c]) for i, (m, c) in enumerate(messages)]
+
+
+def render_and_send(transport: Any, messages: list[tuple[str, str]]) -> float:
+    """Rendering and the transport, no outbox: each context decoded and rendered (one
+    Renderer for the run, as a delivery run has), then sent. Returns the seconds."""
+    start = time.perf_counter()
+    renderer = Renderer()
+    for i, (m, c) in enumerate(messages):
+        transport.send(outgoing(i, m, renderer.render(m, load_context(c))))
+    transport.close()
+    return time.perf_counter() - start
 
 
 def statuses(engine: Engine) -> dict[str, int]:
@@ -215,17 +302,21 @@ class CountingFiles(FileTransport):
         self.sends[out.row_id] += 1
 
 
-def files(kind: str, url: str, tmp: Path) -> tuple[dict[str, Any], list[str]]:
+def files(kind: str, url: str, tmp: Path, messages: list[tuple[str, str]]
+          ) -> tuple[dict[str, Any], list[str]]:
     engine = db.make_engine(url)
     db.upgrade(engine)
-    queue(engine, N, "file")
+    queue(engine, messages, "file")
     transport = CountingFiles(tmp / "mail", SENDER)
     start, cpu = time.perf_counter(), time.process_time()
     report = deliver(engine, transport, lambda: AT)
     ours, cpu = time.perf_counter() - start, time.process_time() - cpu
-    bare = FileTransport(tmp / "bare", SENDER)
+    floor_cpu = time.process_time()
+    floor = render_and_send(FileTransport(tmp / "rendering", SENDER), messages)
+    floor_cpu = time.process_time() - floor_cpu
+    bare, ready = FileTransport(tmp / "bare", SENDER), pre_rendered(messages)
     start = time.perf_counter()
-    for out in outgoing(N):
+    for out in ready:
         bare.send(out)
     alone = time.perf_counter() - start
     written = len(list((tmp / "mail").glob("*.eml")))
@@ -242,31 +333,42 @@ def files(kind: str, url: str, tmp: Path) -> tuple[dict[str, Any], list[str]]:
     if rate < AT_LEAST:
         problems.append(f"{kind}: {rate:.0f} messages a second to files (at least {AT_LEAST})")
     return {f"delivery_{kind}_files_per_s": round(rate),
+            # The floor: rendering each context and writing it, no outbox.
+            f"delivery_{kind}_files_rendering_and_transport_per_s": round(N / floor),
+            f"delivery_{kind}_files_over_rendering_and_transport": round(ours / floor, 2),
             f"delivery_{kind}_files_transport_alone_per_s": round(N / alone),
             f"delivery_{kind}_files_over_transport_alone": round(ours / alone, 2),
             # The deliverer's own CPU a message (PostgreSQL's server not counted), and the rate
             # one idle core would give: what the machine's load took from the rate.
             f"delivery_{kind}_files_cpu_ms_a_message": round(1000 * cpu / N, 2),
             f"delivery_{kind}_files_one_idle_core_per_s": round(N / cpu),
+            f"delivery_{kind}_files_rendering_and_transport_cpu_ms_a_message": round(
+                1000 * floor_cpu / N, 2),
             f"delivery_{kind}_files_sent_twice": twice}, problems
 
 
-def smtp(kind: str, url: str) -> tuple[dict[str, Any], list[str]]:
+def smtp(kind: str, url: str, messages: list[tuple[str, str]]
+         ) -> tuple[dict[str, Any], list[str]]:
     server = SmtpServer()
     port = server.port
     problems: list[str] = []
+    half = messages[:N // 2]
     try:
-        # The transport alone: the same number of messages over one connection, no outbox.
-        bare = SmtpTransport("127.0.0.1", port, "none", None, None, SENDER)
+        # With no outbox, over one connection, half as many messages: rendering and the
+        # transport (the floor), and the transport alone (already rendered).
+        floor = render_and_send(SmtpTransport("127.0.0.1", port, "none", None, None, SENDER),
+                                half)
+        bare, ready = SmtpTransport("127.0.0.1", port, "none", None, None, SENDER), \
+            pre_rendered(half)
         start = time.perf_counter()
-        for out in outgoing(N // 2):
+        for out in ready:
             bare.send(out)
         bare.close()
         alone = time.perf_counter() - start
 
         engine = db.make_engine(url)
         db.upgrade(engine)
-        queue(engine, N, "smtp")
+        queue(engine, messages, "smtp")
         procs = [start_deliverer(url, port) for _ in range(2)]
         server.reset(at=N // 3)  # the kill: a third of the way through
         server_cpu = server.report()["cpu"]
@@ -321,9 +423,12 @@ def smtp(kind: str, url: str) -> tuple[dict[str, Any], list[str]]:
                         f" (at least {AT_LEAST})")
     figures = {
         f"delivery_{kind}_smtp_per_s": round(rate),
-        f"delivery_{kind}_smtp_transport_alone_per_s": round((N // 2) / alone),
-        f"delivery_{kind}_smtp_over_transport_alone": round((elapsed / in_run) / (alone / (N // 2)),
-                                                             2),
+        f"delivery_{kind}_smtp_rendering_and_transport_per_s": round(len(half) / floor),
+        f"delivery_{kind}_smtp_over_rendering_and_transport": round(
+            (elapsed / in_run) / (floor / len(half)), 2),
+        f"delivery_{kind}_smtp_transport_alone_per_s": round(len(half) / alone),
+        f"delivery_{kind}_smtp_over_transport_alone": round(
+            (elapsed / in_run) / (alone / len(half)), 2),
         f"delivery_{kind}_smtp_messages": N,
         # On a machine shared with other work the rate is what this process got; the CPU a
         # message costs (deliverers, database driver, the SMTP server) says what two idle
@@ -347,16 +452,20 @@ BOUNDS = (f"at least {AT_LEAST} messages a second to files, and over SMTP with t
 
 
 def main() -> None:
-    print(f"delivery: {N} messages to files, and over SMTP on loopback with two deliverer"
-          " processes, one killed a third of the way through")
+    print(f"delivery: {N} messages (contexts rendered at delivery) to files, and over SMTP on"
+          " loopback with two deliverer processes, one killed a third of the way through")
     failed: list[str] = []
+    contexts = real_contexts()
+    messages = plan(N, contexts)
+    print("  contexts from drp's writers:",
+          ", ".join(f"{m} {len(c)}" for m, c in contexts.items()))
     for kind in backends():
         with tempfile.TemporaryDirectory() as tmp, database_url(kind, tmp) as url:
-            figures, problems = files(kind, url, Path(tmp))
+            figures, problems = files(kind, url, Path(tmp), messages)
             record(figures)
             failed += problems
         with tempfile.TemporaryDirectory() as tmp, database_url(kind, tmp) as url:
-            figures, problems = smtp(kind, url)
+            figures, problems = smtp(kind, url, messages)
             record(figures)
             failed += problems
     judge("delivery", BOUNDS, failed)
