@@ -25,6 +25,7 @@ import pytest
 
 from .conftest import forget_settings, point_drp_at, prepare
 from .smtp import SmtpServer, free_port
+from .support.cli import wait_until_serving
 from .test_outbox_delivery import HeldProxy
 
 SIGN_INS = 40
@@ -83,16 +84,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp: SmtpServer) ->
                              "--port", str(port)], env=env, cwd=tmp_path, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # ready when /healthz answers (a process starting: nothing to wait on)
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "drp serve did not answer within 30 s"
-            time.sleep(0.1)
+        wait_until_serving(base, proc, tmp_path / "serve.log")
         yield base, token, silent
     finally:
         proc.terminate()

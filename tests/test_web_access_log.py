@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy import event, text
 
 from .conftest import forget_settings, point_drp_at, prepare, sign_in
 from .smtp import free_port
+from .support.cli import wait_until_serving
 
 DRP = str(Path(sys.executable).with_name("drp"))
 CLIENTS = 4
@@ -95,16 +95,7 @@ def test_every_page_answered_has_its_row_when_the_server_stops_under_load(
                         enough.set()
 
     try:
-        deadline = time.monotonic() + 120
-        while True:  # ready when /healthz answers (a process starting: nothing to wait on)
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "drp serve did not answer within 120 s"
-            time.sleep(0.1)
+        wait_until_serving(base, proc, tmp_path / "serve.log")
         threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
         for t in threads:
             t.start()

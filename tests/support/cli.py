@@ -134,3 +134,23 @@ def prepare_folder(folder: Path, org_file: Path) -> None:
         assert list((folder / "models").glob("themes-*.pickle"))
     finally:
         c.close()
+
+
+def wait_until_serving(base: str, proc: subprocess.Popen[bytes], log: Path,
+                       seconds: float = 120) -> None:
+    """Until `drp serve` (proc) answers /healthz at `base` (a process starting: nothing to
+    wait on but polling); fails with its log if it exits, or after `seconds`."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"drp serve did not answer within {seconds:.0f} s"
+        time.sleep(0.1)
