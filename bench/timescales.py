@@ -10,9 +10,9 @@ Baselines, in the same process on the same database:
 - bare select: the SELECT of the due set by the same predicate (best of 5);
 - bare writes: the statements the run's writes come to, hand-written: UPDATE each due alert
   (guarded by its version), INSERT its event (RETURNING ids) and INSERT as many outbox rows as
-  the run wrote, with the same payload; executed after the run on the escalated alerts and
-  rolled back. `..._run_over_bare` is the run against bare select + bare writes (the bound:
-  1.5);
+  the run wrote, with the same payload; executed after each run on the alerts it escalated,
+  and rolled back. The run and both baselines are taken in turns, the best of each kept.
+  `..._run_over_bare` is the run against bare select + bare writes (the bound: 1.5);
   `..._run_over_bare_select_update` is against the select and the UPDATE alone.
 - `timescales_1m_over_10k`: the run at 1M against the run at 10k (the bound: 1.5)."""
 
@@ -143,19 +143,28 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
     with database(kind) as (engine, protocol):
         print(f"timescales on {kind}: loading {total:,} alerts ...", flush=True)
         bulk_alerts(engine, total, DUE, TODAY, cal, spare_sets=TRIALS - 1)
-        select_s = bare_select(engine)
         select_before_s = bare_select(engine, indexed=False)
         plan = query_plan(engine)
+        # The run and its floor in turns, each trial on a fresh due set: the bare SELECT of
+        # that set, the run, then the bare writes of what the run escalated. The best of each
+        # is kept: a busy moment of the machine then falls on both sides alike.
         runs: list[float] = []
-        escalated: list[int] = []
+        selects: list[float] = []
+        updates: list[float] = []
+        writes: list[float] = []
         for trial in range(TRIALS):
             if trial:
                 assert release_set(engine, DUE) == DUE
+            selects.append(bare_select(engine))  # the due set, before the run takes it
             instant = datetime(2027, 3, 9, 8, trial, tzinfo=UTC)
             run_s, report = timed(lambda i=instant: run(engine, protocol, cal, notifier, i))
             assert len(report.escalated) == DUE and not report.problems, report.counts()
             runs.append(run_s)
-            escalated = report.escalated
+            update_s, writes_s = bare_writes(engine, report.escalated,
+                                             datetime(2027, 3, 9, 10, trial, tzinfo=UTC))
+            updates.append(update_s)
+            writes.append(writes_s)
+        select_s, update_s, writes_s = min(selects), min(updates), min(writes)
         statements: list[str] = []
 
         def count(*args: object) -> None:
@@ -167,8 +176,6 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
         event.remove(engine, "before_cursor_execute", count)
         assert again.counts()["escalated"] == 0
         probe_s = nothing_due_probe(engine, protocol, cal)
-        update_s, writes_s = bare_writes(engine, escalated,
-                                         datetime(2027, 3, 9, 10, 0, tzinfo=UTC))
         mail = delivery(engine) if label == SIZES[0][1] else {}
     run_s = min(runs)
     name = f"timescales_{kind}_{label}"
