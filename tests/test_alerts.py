@@ -386,3 +386,39 @@ def test_a_referral_to_cafcass_needs_the_legal_advice_taken_whatever_the_channel
         select(Event).where(Event.alert_id == aid, Event.kind == "referred")).one())
     assert referred.data["legal_advice"] == "Ms Okafor, legal services"
     assert referred.data["advised_on"] == "2027-03-23"
+
+
+@backends
+def test_a_new_alert_is_written_once_with_its_first_events_seq(
+    run: Run, org: Any,
+) -> None:
+    """Raising an alert (or recording good practice) INSERTs the alert with its first
+    event's seq and does not UPDATE it after; the next event takes seq 2."""
+    from sqlalchemy import event
+
+    writes: list[str] = []
+
+    def count(*args: Any) -> None:
+        sql = " ".join(str(args[2]).split()).upper()
+        if sql.startswith(("INSERT INTO ALERT ", "UPDATE ALERT ")):
+            writes.append(sql.split(" ", 1)[0])
+
+    event.listen(org, "before_cursor_execute", count)
+    try:
+        aid = raise_r100(run)
+        good = run("2027-03-22T09:10", lambda s: s.record_good_practice(
+            "iro.ben", "R101", "A clear plan").id)
+    finally:
+        event.remove(org, "before_cursor_execute", count)
+    assert writes == ["INSERT", "INSERT"], writes
+
+    def seqs(s: AlertService, alert_id: int) -> tuple[int, list[int]]:
+        alert = s.s.get(Alert, alert_id)
+        assert alert is not None
+        return alert.last_seq, list(s.s.exec(select(Event.seq).where(
+            Event.alert_id == alert_id).order_by(Event.seq)))
+
+    assert run("2027-03-22T09:20", lambda s: seqs(s, aid)) == (1, [1])
+    assert run("2027-03-22T09:20", lambda s: seqs(s, int(good))) == (1, [1])
+    run("2027-03-22T10:00", lambda s: s.respond(aid, "tm.fay", "We will visit"))
+    assert run("2027-03-22T10:01", lambda s: seqs(s, aid)) == (2, [1, 2])

@@ -356,8 +356,12 @@ class UnitOfWork:
         self, alert: Alert, actor: Actor, kind: str, *, from_stage: str | None = None,
         to_stage: str | None = None, comment: str | None = None,
         data: dict[str, Any] | None = None, line: Line | None = None,
+        first: bool = False,
     ) -> Event:
-        alert.last_seq += 1
+        """`first`: a new alert's first event, whose seq (1) its INSERT already carried (so
+        the alert is written once, not inserted and then updated)."""
+        if not first:
+            alert.last_seq += 1
         self._last_event.pop(known_id(alert.id), None)  # read before this one
         line = line or self._lines.get(known_id(alert.id))
         if line is not None:  # the IRO named here and the people its e-mails go to: one query
