@@ -52,12 +52,8 @@ class Casework(UnitOfWork):
             status="closed", stage=GOOD_PRACTICE, summary=text or "", detail=more,
             theme=theme, theme_confirmed=theme is not None,
             raised_at=self.now, stage_entered_at=self.now, closed_at=self.now,
-            last_seq=1,  # its `good_practice` event's, below: one INSERT, no UPDATE after it
         )
-        self.s.add(alert)
-        self.s.flush()
-        self._lines[known_id(alert.id)] = line
-        self._cover_for[known_id(alert.id)] = access.acting_for(actor, child.iro_id)
+        self._new_alert(alert, actor, line)
         event = self._event(alert, actor, "good_practice", first=True, to_stage=GOOD_PRACTICE,
                             comment=text, data={"theme": theme})
         self._notice(alert, line, event)

@@ -105,11 +105,7 @@ class Commands(UnitOfWork):
                 f"child {child.ref} already has an open alert ({', '.join(map(str, open_ids))});"
                 " add to it, or confirm this is a separate matter (--separate)")
         self._enter_stage(alert, alert.stage, informal=informal)
-        alert.last_seq = 1  # its `raised` event's, below: one INSERT, no UPDATE after it
-        self.s.add(alert)
-        self.s.flush()
-        self._lines[known_id(alert.id)] = line
-        self._cover_for[known_id(alert.id)] = access.acting_for(actor, child.iro_id)
+        self._new_alert(alert, actor, line)
         event = self._event(alert, actor, "raised", first=True, to_stage=alert.stage,
                             comment=summary_t,
                             data={"theme": chosen, "theme_confirmed": confirmed,

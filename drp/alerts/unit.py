@@ -352,14 +352,22 @@ class UnitOfWork:
             raise refused
 
     # -- what a unit of work writes ---------------------------------------------------------------
+    def _new_alert(self, alert: Alert, actor: Actor, line: Line) -> None:
+        """A new alert, INSERTed with the seq of the first event its caller writes next
+        (`_event(..., first=True)`), so it is written once, not inserted and then updated."""
+        alert.last_seq = 1
+        self.s.add(alert)
+        self.s.flush()
+        self._lines[known_id(alert.id)] = line
+        self._cover_for[known_id(alert.id)] = access.acting_for(actor, alert.iro_id)
+
     def _event(
         self, alert: Alert, actor: Actor, kind: str, *, from_stage: str | None = None,
         to_stage: str | None = None, comment: str | None = None,
         data: dict[str, Any] | None = None, line: Line | None = None,
         first: bool = False,
     ) -> Event:
-        """`first`: a new alert's first event, whose seq (1) its INSERT already carried (so
-        the alert is written once, not inserted and then updated)."""
+        """`first`: a new alert's first event, whose seq its INSERT carried (`_new_alert`)."""
         if not first:
             alert.last_seq += 1
         self._last_event.pop(known_id(alert.id), None)  # read before this one
