@@ -366,6 +366,34 @@ def test_lists_and_the_inbox_cost_the_same_few_queries_for_five_alerts_or_fifty(
 
 
 @backends
+def test_the_inbox_pages_frame_counts_the_inbox_it_has_just_listed(run: Run, org: Any) -> None:
+    """On the inbox page the navigation's count of the inbox is the list's own length, not
+    worked out again; the frame's other counts (responded, actions owned) are a query each."""
+    from sqlalchemy import event
+
+    for _ in range(3):
+        run("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", separate=True))
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    def page(s: AlertService) -> tuple[int, dict[str, int]]:
+        listed = s.inbox("tm.fay")
+        event.listen(org, "before_cursor_execute", count)
+        try:
+            return len(listed), s.work_counts("tm.fay")
+        finally:
+            event.remove(org, "before_cursor_execute", count)
+
+    listed, counts = run("2027-03-02T10:00", page)
+    assert listed == counts["inbox"] == 3
+    assert len(seen) == 2, seen
+    # Another unit of work, the counts alone (any other page): the inbox is counted too.
+    assert run("2027-03-02T10:00", lambda s: s.work_counts("tm.fay"))["inbox"] == 3
+
+
+@backends
 def test_a_referral_to_cafcass_needs_the_legal_advice_taken_whatever_the_channel(
         run: Run) -> None:
     aid = raise_r100(run)

@@ -110,6 +110,11 @@ def test_the_iro_sees_what_awaits_their_decision(web: Any) -> None:
     page = iro.get("/awaiting-decision").text
     assert sorted(ids_on(page)) == sorted([answered, held, waiting])
     assert nav_count(page, "Awaiting my decision") == 3
+    # A filtered list: fewer rows, the count still the whole list's.
+    page = iro.get("/awaiting-decision?team=west-a").text
+    assert ids_on(page) == [] and nav_count(page, "Awaiting my decision") == 3
+    page = iro.get("/awaiting-decision?status=on_hold").text
+    assert ids_on(page) == [held] and nav_count(page, "Awaiting my decision") == 3
     # My alerts shows the current due date: the held one's hold end, not its stage date.
     mine = iro.get("/my-alerts").text
     assert "On hold until 26 March 2027" in mine
