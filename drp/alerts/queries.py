@@ -406,9 +406,10 @@ class Queries(UnitOfWork):
         actor = self.actor(username)
         _alert, line = self._load(alert_id, actor)
         ids = [pid for pid in line.by_role.values() if pid]
+        self.directory.load(ids)  # (one query for those not read yet)
         out = []
         for pid in dict.fromkeys(ids):
-            person = self.s.get(Person, pid)
+            person = self.directory.people.get(pid)
             if person is not None and person.active:
                 out.append((person.username, person.name))
         return out
@@ -418,8 +419,7 @@ class Queries(UnitOfWork):
         """Everyone's name, by id and by username (people appear by name on the pages)."""
         by_id: dict[int, str] = {}
         by_username: dict[str, str] = {access.SYSTEM: access.SYSTEM_ACTOR.name}
-        for pid, username, full in self.s.exec(select(Person.id, Person.username, Person.name)):
-            if pid is not None:
-                by_id[pid] = full
+        for pid, username, full in self._everyone:
+            by_id[pid] = full
             by_username[username] = full
         return by_id, by_username

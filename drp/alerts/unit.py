@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import bindparam, event, func
 from sqlalchemy import exists as sa_exists
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -64,6 +64,23 @@ _LINE = (sa_select(Team, Service, Council).join(Service, col(Service.id) == Team
          .outerjoin(Council, col(Council.id) == 1)
          .where(col(Team.id) == bindparam("team_id")))
 # An alert, its child and the posts of the child's line, in one query.
+# The rows `_load` read in a session since it last wrote (a page asks about its alert several
+# times: the view, what may be done, whom an action may go to): any write forgets them.
+_LOADED = "drp.loaded"
+
+
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_transaction_end")
+def _forget_loaded(session: Session, *_: Any) -> None:
+    session.info.pop(_LOADED, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_loaded_on_write(state: Any) -> None:
+    if not state.is_select:
+        state.session.info.pop(_LOADED, None)
+
+
 _LOAD = (sa_select(Alert, Child, Team, Service, Council)
          .join(Child, col(Child.id) == Alert.child_id)
          .join(Team, col(Team.id) == Child.team_id)
@@ -259,8 +276,10 @@ class UnitOfWork:
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
         # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
         # The alert, its child and the posts of the child's line, in one query.
-        found = self.s.execute(_LOAD, {"alert_id": alert_id}).first() \
-            if 0 < alert_id < 2**31 else None
+        loaded = self.s.info.setdefault(_LOADED, {})
+        found = loaded.get(alert_id)
+        if found is None and 0 < alert_id < 2**31:
+            found = loaded[alert_id] = self.s.execute(_LOAD, {"alert_id": alert_id}).first()
         alert, child = (found[0], found[1]) if found else (None, None)
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
             self.refuse(actor, f"alert {alert_id}" + ("" if alert else " (no such alert)"),
