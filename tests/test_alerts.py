@@ -394,6 +394,43 @@ def test_the_inbox_pages_frame_counts_the_inbox_it_has_just_listed(run: Run, org
 
 
 @backends
+def test_an_alert_is_read_once_a_unit_of_work_until_the_unit_writes(run: Run, org: Any) -> None:
+    """A page asks about its alert several times (the view, what may be done, whom an action
+    may go to): one read of the alert and its line. A write forgets it: what follows the
+    write reads the alert again."""
+    from sqlalchemy import event
+
+    from drp import audit
+
+    aid = raise_r100(run)
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    def loads() -> int:  # the alert with its child and the posts of its line
+        return sum("JOIN council" in sql and "alert.id =" in sql for sql in seen)
+
+    def page(s: AlertService) -> tuple[int, int]:
+        event.listen(org, "before_cursor_execute", count)
+        try:
+            with audit.collecting():  # (as a page: the rows of reading written after it)
+                s.show(aid, "tm.fay")
+                s.allowed(aid, "tm.fay")
+                s.people_on_line(aid, "tm.fay")
+                read = loads()
+                s.respond(aid, "tm.fay", "Visiting today")
+                s.allowed(aid, "tm.fay")
+                return read, loads()
+        finally:
+            event.remove(org, "before_cursor_execute", count)
+
+    read, after = run("2027-03-23T10:00", page)
+    assert read == 1, seen
+    assert after == 2, seen  # (the response itself used the read; what followed it, a new one)
+
+
+@backends
 def test_a_referral_to_cafcass_needs_the_legal_advice_taken_whatever_the_channel(
         run: Run) -> None:
     aid = raise_r100(run)
