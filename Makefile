@@ -52,9 +52,10 @@ lint: install
 # Each file (or, in the files that allow it, each test) goes whole to one of two workers,
 # longest first (tests/conftest.py SPLIT and LONGEST_FIRST; --no-loadscope-reorder keeps that
 # order instead of xdist's "most tests first").
+# The run ends naming its 15 slowest tests (the suite's time is a bound: bench/README.md).
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 test: lint
-	$(BIN)/pytest -q $(XDIST)
+	$(BIN)/pytest -q $(XDIST) --durations=15
 
 # The inner loop: no lint, no tests marked slow (see pyproject.toml), stop at the first
 # failure; narrow it with T, e.g. `make test-fast T=tests/test_alerts.py` (one process: a
