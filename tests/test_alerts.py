@@ -371,6 +371,8 @@ def test_the_inbox_pages_frame_counts_the_inbox_it_has_just_listed(run: Run, org
     worked out again; the frame's other counts (responded, actions owned) are a query each."""
     from sqlalchemy import event
 
+    from drp import audit
+
     for _ in range(3):
         run("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x", separate=True))
     seen: list[str] = []
@@ -379,12 +381,13 @@ def test_the_inbox_pages_frame_counts_the_inbox_it_has_just_listed(run: Run, org
         seen.append(args[2])
 
     def page(s: AlertService) -> tuple[int, dict[str, int]]:
-        listed = s.inbox("tm.fay")
-        event.listen(org, "before_cursor_execute", count)
-        try:
-            return len(listed), s.work_counts("tm.fay")
-        finally:
-            event.remove(org, "before_cursor_execute", count)
+        with audit.collecting():  # (as a page: the rows of reading written after it)
+            listed = s.inbox("tm.fay")
+            event.listen(org, "before_cursor_execute", count)
+            try:
+                return len(listed), s.work_counts("tm.fay")
+            finally:
+                event.remove(org, "before_cursor_execute", count)
 
     listed, counts = run("2027-03-02T10:00", page)
     assert listed == counts["inbox"] == 3
@@ -428,6 +431,28 @@ def test_an_alert_is_read_once_a_unit_of_work_until_the_unit_writes(run: Run, or
     read, after = run("2027-03-23T10:00", page)
     assert read == 1, seen
     assert after == 2, seen  # (the response itself used the read; what followed it, a new one)
+
+    # What a unit reads after its own change is the changed record: moved to another child
+    # (another team, another IRO), the alert shows them; the inbox counted before a response
+    # is counted again after it.
+    def move_then_show(s: AlertService) -> tuple[str, str, str]:
+        with audit.collecting():
+            s.show(aid, "iro.ada")
+            s.move(aid, "irom.cat", "R200", "Raised on the wrong child")
+            shown = s.show(aid, "irom.cat")
+            return shown.child, shown.team, shown.iro
+
+    assert run("2027-03-24T10:00", move_then_show) == ("R200", "west-a", "iro.ben")
+    other = raise_r100(run)
+
+    def respond_between(s: AlertService) -> tuple[int, int]:
+        with audit.collecting():
+            before = len(s.inbox("tm.fay"))
+            s.respond(other, "tm.fay", "Visiting today")
+            return before, s.work_counts("tm.fay")["inbox"]
+
+    before, after_response = run("2027-03-24T10:00", respond_between)
+    assert after_response == before - 1, (before, after_response)
 
 
 @backends

@@ -5,7 +5,6 @@ work."""
 from __future__ import annotations
 
 from datetime import date
-from functools import cached_property
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_
@@ -48,18 +47,19 @@ def _has_status(view: AlertView, status: str | None) -> bool:
 
 
 class Queries(UnitOfWork):
-    @cached_property
     def _everyone(self) -> list[tuple[int, str, str]]:
-        """Everyone's id, username and name, read once a unit of work: a list names people
-        by username (its rows) and by name (its page), and a page shows both."""
-        return [(known_id(i), u, n) for i, u, n in self.s.execute(
-            select(Person.id, Person.username, Person.name))]
+        """Everyone's id, username and name, read once until the unit writes (`read_memo`):
+        a list names people by username (its rows) and by name (its page), a page both."""
+        memo = self.read_memo()
+        if "everyone" not in memo:
+            memo["everyone"] = [(known_id(i), u, n) for i, u, n in self.s.execute(
+                select(Person.id, Person.username, Person.name))]
+        return memo["everyone"]  # type: ignore[no-any-return]
 
-    @cached_property
     def _listed(self) -> dict[tuple[str, str], int]:
-        """How many rows a work list just shown held, by (list, username): its count in the
-        page's frame (`work_counts`) is then not worked out a second time."""
-        return {}
+        """How many rows a work list just shown held, by (list, username), until the unit
+        writes: its count in the page's frame (`work_counts`) is not worked out again."""
+        return self.read_memo().setdefault("listed", {})  # type: ignore[no-any-return]
 
     def _view(self, alert: Alert, child: Child, team: Team, names: dict[int, str],
               line: Line | None, referral: Referral | None = None) -> dict[str, Any]:
@@ -195,7 +195,7 @@ class Queries(UnitOfWork):
             raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
                            " on_hold, awaiting_iro or closed", field="status")
         rows = self.s.exec(query).all()
-        names = {pid: u for pid, u, _name in self._everyone}
+        names = {pid: u for pid, u, _name in self._everyone()}
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
         council = self.s.get(Council, 1) if rows else None
         ids = [a.id for a, _c, _t in rows]
@@ -240,7 +240,7 @@ class Queries(UnitOfWork):
         waiting = [view for view, alert, line in rows
                    if access.awaits_response_from(actor, self.protocol, alert, line)]
         self._audit(actor, "list", None, "inbox", [known_id(v.id) for v in waiting])
-        self._listed["inbox", username] = len(waiting)
+        self._listed()["inbox", username] = len(waiting)
         return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
 
     # -- each person's work lists (and their counts, for the navigation) ----------------------
@@ -260,7 +260,7 @@ class Queries(UnitOfWork):
                if (why := access.awaits_decision_from(actor, alert, line, self.today, horizon))]
         self._audit(actor, "list", None, "awaiting decision", [known_id(v.id) for v, _ in out])
         if status == "open" and not any(filters.values()):  # the whole list: its count
-            self._listed["decision", username] = len(out)
+            self._listed()["decision", username] = len(out)
         return out
 
     def _responded_where(self, actor: Actor) -> ColumnElement[bool]:
@@ -324,8 +324,8 @@ class Queries(UnitOfWork):
             return [(a, Line.build(c, t, sv, council, self.deputies))
                     for a, c, t, sv in self.s.exec(query)]
 
-        if roles & access.LINE_SIDE and ("inbox", username) in self._listed:
-            counts["inbox"] = self._listed["inbox", username]  # the page is the inbox
+        if roles & access.LINE_SIDE and ("inbox", username) in self._listed():
+            counts["inbox"] = self._listed()["inbox", username]  # the page is the inbox
         elif roles & access.LINE_SIDE:
             waiting = [a.id for a, line in lines(and_(
                 col(Alert.status) == "open", col(Alert.on_hold).is_(False),
@@ -338,8 +338,8 @@ class Queries(UnitOfWork):
                 access.visible_alerts(actor), self._responded_where(actor))))
             counts["responded"] = len(responded)
         deciding_side = roles & access.IRO_SIDE or actor.covering
-        if deciding_side and ("decision", username) in self._listed:  # the page is that list
-            counts["decision"] = self._listed["decision", username]
+        if deciding_side and ("decision", username) in self._listed():  # the page is that list
+            counts["decision"] = self._listed()["decision", username]
         elif deciding_side:
             horizon = self.hold_horizon()
             deciding = [a.id for a, line in lines(access.decision_candidates(
@@ -381,7 +381,7 @@ class Queries(UnitOfWork):
         """People's names by username, and the teams a list may be filtered by (key, name):
         those of the alerts this person may see, by name."""
         actor = self.actor(username)
-        people = {u: n for _id, u, n in self._everyone}
+        people = {u: n for _id, u, n in self._everyone()}
         teams = self.s.exec(select(Team.key, Team.name).where(col(Team.id).in_(
             select(Child.team_id).join(Alert, col(Alert.child_id) == Child.id).where(
                 access.visible_alerts(actor)))).order_by(col(Team.name))).all()
@@ -419,7 +419,7 @@ class Queries(UnitOfWork):
         """Everyone's name, by id and by username (people appear by name on the pages)."""
         by_id: dict[int, str] = {}
         by_username: dict[str, str] = {access.SYSTEM: access.SYSTEM_ACTOR.name}
-        for pid, username, full in self._everyone:
+        for pid, username, full in self._everyone():
             by_id[pid] = full
             by_username[username] = full
         return by_id, by_username

@@ -63,24 +63,28 @@ R = TypeVar("R")
 _LINE = (sa_select(Team, Service, Council).join(Service, col(Service.id) == Team.service_id)
          .outerjoin(Council, col(Council.id) == 1)
          .where(col(Team.id) == bindparam("team_id")))
-# An alert, its child and the posts of the child's line, in one query.
-# The rows `_load` read in a session since it last wrote (a page asks about its alert several
-# times: the view, what may be done, whom an action may go to): any write forgets them.
-_LOADED = "drp.loaded"
+# What a session read since it last wrote, for its unit of work to ask again without a query
+# (`UnitOfWork.read_memo`: a page asks about its alert several times, the view, what may be
+# done, whom an action may go to; and names people on a list and its frame). Any flush, write
+# statement through the session, or transaction end forgets it. (Writes through
+# `session.connection()` or another connection are not seen: no unit of work makes them in
+# its own session.)
+_READ = "drp.read"
 
 
 @event.listens_for(Session, "after_flush")
 @event.listens_for(Session, "after_transaction_end")
-def _forget_loaded(session: Session, *_: Any) -> None:
-    session.info.pop(_LOADED, None)
+def _forget_read(session: Session, *_: Any) -> None:
+    session.info.pop(_READ, None)
 
 
 @event.listens_for(Session, "do_orm_execute")
-def _forget_loaded_on_write(state: Any) -> None:
+def _forget_read_on_write(state: Any) -> None:
     if not state.is_select:
-        state.session.info.pop(_LOADED, None)
+        state.session.info.pop(_READ, None)
 
 
+# An alert, its child and the posts of the child's line, in one query.
 _LOAD = (sa_select(Alert, Child, Team, Service, Council)
          .join(Child, col(Child.id) == Alert.child_id)
          .join(Team, col(Team.id) == Child.team_id)
@@ -273,13 +277,22 @@ class UnitOfWork:
             self.s, person, self.today, deputies=self.deputies)
         return actor
 
+    def read_memo(self) -> dict[Any, Any]:
+        """What this unit read since its session last wrote (see `_READ`); empty while the
+        session holds changes not yet flushed (a query would flush them and see them)."""
+        if self.s.new or self.s.dirty or self.s.deleted:
+            return {}
+        return self.s.info.setdefault(_READ, {})  # type: ignore[no-any-return]
+
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
         # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
         # The alert, its child and the posts of the child's line, in one query.
-        loaded = self.s.info.setdefault(_LOADED, {})
-        found = loaded.get(alert_id)
+        memo = self.read_memo()
+        found = memo.get(("alert", alert_id))
         if found is None and 0 < alert_id < 2**31:
-            found = loaded[alert_id] = self.s.execute(_LOAD, {"alert_id": alert_id}).first()
+            found = self.s.execute(_LOAD, {"alert_id": alert_id}).first()
+            if found is not None:  # (the query flushed what was pending, forgetting the memo)
+                self.read_memo()["alert", alert_id] = found
         alert, child = (found[0], found[1]) if found else (None, None)
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
             self.refuse(actor, f"alert {alert_id}" + ("" if alert else " (no such alert)"),
