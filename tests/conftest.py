@@ -41,7 +41,8 @@ databases.cheap_decoy_hash()  # unknown usernames checked at the tests' cost (te
 # Whole files (and the tests using the session's Prefect server) that take long: `make
 # test-quick` leaves them out (-m "not slow"); `make test` and CI run everything.
 SLOW_FILES = {"test_soak.py", "test_faults.py", "test_load.py", "test_browser.py",
-              "test_flows.py", "test_concurrency.py", "test_api_schema.py"}
+              "test_browser_a11y.py", "test_flows.py", "test_concurrency.py",
+              "test_api_schema.py"}
 SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
 
 
