@@ -454,6 +454,22 @@ def test_an_alert_is_read_once_a_unit_of_work_until_the_unit_writes(run: Run, or
     before, after_response = run("2027-03-24T10:00", respond_between)
     assert after_response == before - 1, (before, after_response)
 
+    # A change made but not yet flushed is seen too: the read is made again (and flushes it).
+    def change_then_show(s: AlertService) -> str:
+        from drp.models import Child, Team
+
+        with audit.collecting():
+            s.show(other, "irom.cat")
+            alert = s.s.get(Alert, other)
+            assert alert is not None
+            child = s.s.get(Child, alert.child_id)
+            west = s.s.exec(select(Team).where(Team.key == "west-a")).one()
+            assert child is not None
+            child.team_id = west.id  # (in memory only, until the next query flushes it)
+            return s.show(other, "irom.cat").team
+
+    assert run("2027-03-24T10:00", change_then_show) == "west-a"
+
 
 @backends
 def test_a_referral_to_cafcass_needs_the_legal_advice_taken_whatever_the_channel(

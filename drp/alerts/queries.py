@@ -313,6 +313,7 @@ class Queries(UnitOfWork):
         actor = self.actor(username)
         counts: dict[str, int] = {}
         roles = actor.roles
+        listed = self._listed()  # (a work list this page has just shown: its length)
 
         def lines(where: ColumnElement[bool]) -> list[tuple[Alert, Line]]:
             council = self.s.get(Council, 1)
@@ -324,8 +325,8 @@ class Queries(UnitOfWork):
             return [(a, Line.build(c, t, sv, council, self.deputies))
                     for a, c, t, sv in self.s.exec(query)]
 
-        if roles & access.LINE_SIDE and ("inbox", username) in self._listed():
-            counts["inbox"] = self._listed()["inbox", username]  # the page is the inbox
+        if roles & access.LINE_SIDE and ("inbox", username) in listed:
+            counts["inbox"] = listed["inbox", username]  # the page is the inbox
         elif roles & access.LINE_SIDE:
             waiting = [a.id for a, line in lines(and_(
                 col(Alert.status) == "open", col(Alert.on_hold).is_(False),
@@ -338,8 +339,8 @@ class Queries(UnitOfWork):
                 access.visible_alerts(actor), self._responded_where(actor))))
             counts["responded"] = len(responded)
         deciding_side = roles & access.IRO_SIDE or actor.covering
-        if deciding_side and ("decision", username) in self._listed():  # the page is that list
-            counts["decision"] = self._listed()["decision", username]
+        if deciding_side and ("decision", username) in listed:  # the page is that list
+            counts["decision"] = listed["decision", username]
         elif deciding_side:
             horizon = self.hold_horizon()
             deciding = [a.id for a, line in lines(access.decision_candidates(
