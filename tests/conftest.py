@@ -142,17 +142,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
     """The newest schema: on SQLite a copy of the file the migrations made once per process
-    (with tests/data/org.yaml in it when the test asks for `org`), on PostgreSQL migrated."""
+    (with tests/data/org.yaml in it when the test asks for `org`), on PostgreSQL the same made
+    by replaying what the migrations sent (tests/support/databases.py)."""
     path = databases.sqlite_path(db_url)
+    with_org = "org" in request.fixturenames
     if path is not None and not path.exists():
-        with_org = "org" in request.fixturenames
         databases.copy_template("org" if with_org else "schema", path)
         eng = db.make_engine(db_url)
-        if with_org:
-            _FROM_ORG_TEMPLATE.add(id(eng))
     else:
         eng = db.make_engine(db_url)
-        db.upgrade(eng)
+        databases.migrate(eng, "org" if with_org else "schema")
+    if with_org:
+        _FROM_ORG_TEMPLATE.add(id(eng))
     yield eng
     _FROM_ORG_TEMPLATE.discard(id(eng))
     eng.dispose()
@@ -316,9 +317,13 @@ def prepare(rt: Any) -> None:
     from drp.models import Person
 
     path = databases.sqlite_path(str(rt.engine.url))
-    if path is not None and not path.exists() and Path(rt.settings.protocol).resolve() == DEFAULT_PROTOCOL.resolve():
+    default = Path(rt.settings.protocol).resolve() == DEFAULT_PROTOCOL.resolve()
+    if path is not None and not path.exists() and default:
         rt.engine.dispose()
         databases.copy_template("people", path)  # the same rows, made once per process
+        return
+    if path is None and default:
+        databases.migrate(rt.engine, "people")  # PostgreSQL: the same rows, replayed
         return
     db.upgrade(rt.engine)
     with db.transaction(rt.engine) as s:

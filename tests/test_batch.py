@@ -30,6 +30,7 @@ from notifications.render import Renderer, load_context
 from notifications.transports import FileTransport
 
 from .conftest import DATA, LONDON, backends, pg_schema
+from .support import databases
 
 CAL = WorkingCalendar()
 NOTIFIER = Notifier(renderer=Renderer(), base_url="https://drp.example")
@@ -47,9 +48,7 @@ def second_database(db_url: str, tmp_path: Path, protocol: Protocol) -> Iterator
 
     with url() as u:
         engine = db.make_engine(u)
-        db.upgrade(engine)
-        with db.transaction(engine) as s:
-            load_org(s, DATA / "org.yaml", protocol)
+        databases.migrate(engine, "org")  # tests/data/org.yaml, as the template has it
         try:
             yield engine
         finally:

@@ -30,6 +30,7 @@ from notifications.render import Renderer
 from notifications.transports import FileTransport
 
 from .conftest import DATA, LONDON, backends
+from .support import databases
 
 ORG = (DATA / "org.yaml").read_text()
 Svc = Callable[[str, Callable[[AlertService], Any]], Any]
@@ -54,7 +55,7 @@ def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
         eng = db.make_engine(db_url)
     else:
         eng = db.make_engine(db_url)
-        db.upgrade(eng)
+        databases.migrate(eng)
     yield eng
     eng.dispose()
 

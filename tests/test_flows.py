@@ -16,11 +16,11 @@ from drp import db
 from drp.calendar import WorkingCalendar
 from drp.digest import digest_day
 from drp.models import OutboxMessage
-from drp.org import load_org
 from drp.runtime import runtime
 
-from .conftest import DATA, forget_settings
+from .conftest import forget_settings
 from .smtp import SmtpServer
+from .support import databases
 
 pytestmark = pytest.mark.usefixtures("prefect_api")  # the session's Prefect server
 
@@ -33,9 +33,7 @@ def smtp(drp_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]
     monkeypatch.setenv("DRP_SMTP_PORT", str(server.port))
     forget_settings()
     rt = runtime()
-    db.upgrade(rt.engine)
-    with db.transaction(rt.engine) as s:
-        load_org(s, DATA / "org.yaml", rt.protocol)
+    databases.migrate(rt.engine, "org")  # tests/data/org.yaml, as the template has it
     yield server
     server.stop()
 

@@ -34,11 +34,10 @@ from drp.errors import Conflict, DrpError
 from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event, OutboxMessage
 from drp.notify import Notifier
-from drp.org import load_org
 from notifications.render import Renderer
 
-from .conftest import DATA, LONDON, PG_URL, forget_settings, pg_schema
-from .support import tools
+from .conftest import LONDON, PG_URL, forget_settings, pg_schema
+from .support import databases, tools
 
 NOTIFIER = Notifier(renderer=Renderer(), base_url="https://drp.example")
 IROS = {"R100": "iro.ada", "R101": "iro.ben", "R200": "iro.ben"}
@@ -172,9 +171,7 @@ def test_fifty_people_acting_on_the_same_alerts_lose_nothing_and_leave_no_lock(
         app = f"drp-fifty-{uuid.uuid4().hex[:6]}"
         engine = create_engine(url, pool_size=50, max_overflow=5, pool_pre_ping=True,
                                connect_args={"application_name": app})
-        db.upgrade(engine)
-        with db.transaction(engine) as s:
-            load_org(s, DATA / "org.yaml", protocol)
+        databases.migrate(engine, "org")  # tests/data/org.yaml, as the template has it
         alerts = raise_alerts(engine, protocol, 5)
         tally = Tally()
         start = threading.Barrier(50)
@@ -270,9 +267,7 @@ def test_a_database_restart_under_load_loses_no_saved_command_and_the_app_recove
     from fastapi.testclient import TestClient
 
     engine = db.make_engine(private_cluster.url)
-    db.upgrade(engine)
-    with db.transaction(engine) as s:
-        load_org(s, DATA / "org.yaml", protocol)
+    databases.migrate(engine, "org")  # tests/data/org.yaml, as the template has it
     alerts = raise_alerts(engine, protocol, 6)
     tally = Tally()
     phase = {"now": "before"}

@@ -274,3 +274,76 @@ def test_upgrading_records_the_fortnights_whose_digest_is_already_queued(db_url:
     db.downgrade(engine, "0007")
     db.upgrade(engine)
     engine.dispose()
+
+
+def _catalogue(conn: Any) -> dict[str, Any]:
+    """What a schema is made of, without its name: columns, indexes, constraints, triggers,
+    functions, sequences and the migration it is at."""
+    schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return sorted(tuple(str(v).replace(schema + ".", "") for v in row)
+                      for row in conn.execute(text(sql), {"s": schema}))
+
+    return {
+        "columns": rows("SELECT table_name, column_name, data_type, is_nullable,"
+                        " column_default FROM information_schema.columns"
+                        " WHERE table_schema = :s"),
+        "indexes": rows("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s"),
+        "constraints": rows(
+            "SELECT c.conname, c.conrelid::regclass, pg_get_constraintdef(c.oid)"
+            " FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace"
+            " WHERE n.nspname = :s"),
+        "triggers": rows(
+            "SELECT t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t"
+            " JOIN pg_class r ON r.oid = t.tgrelid JOIN pg_namespace n"
+            " ON n.oid = r.relnamespace WHERE n.nspname = :s AND NOT t.tgisinternal"),
+        "functions": rows("SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n"
+                          " ON n.oid = p.pronamespace WHERE n.nspname = :s"),
+        "sequences": rows("SELECT sequence_name, start_value FROM information_schema.sequences"
+                          " WHERE sequence_schema = :s"),
+        "version": rows("SELECT version_num FROM alembic_version"),
+    }
+
+
+@pytest.mark.postgres
+def test_a_replayed_test_schema_is_the_one_the_migrations_make(protocol: Protocol) -> None:
+    """tests/support/databases.pg_fill (each PostgreSQL test's schema, replayed from statements
+    recorded once a process) makes what the migrations, the organisation's load and the test
+    passwords make: the same catalogue and the same rows."""
+    from sqlmodel import select
+
+    from drp.models import Person
+
+    from .conftest import TEST_PASSWORD, pg_schema
+    from .support import databases
+
+    found = []
+    for replayed in (False, True):
+        with pg_schema() as url:
+            engine = db.make_engine(url)
+            try:
+                if replayed:
+                    databases.pg_fill(engine, "people")
+                else:
+                    db.upgrade(engine)
+                    with db.transaction(engine) as s:
+                        load_org(s, DATA / "org.yaml", protocol)
+                with engine.connect() as conn:
+                    shape = _catalogue(conn)
+                    counts = {t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one()
+                              for t in sorted({c[0] for c in shape["columns"]})}
+                    people = sorted(conn.execute(text(
+                        "SELECT username, name, email FROM person")).all())
+                with db.transaction(engine) as s:
+                    hashes = {p.password_hash for p in s.exec(select(Person))}
+            finally:
+                engine.dispose()
+        found.append((shape, counts, people, hashes))
+    (migrated, migrated_counts, migrated_people, _), (replay, counts, people, hashes) = found
+    assert replay == migrated
+    assert counts == migrated_counts and sum(counts.values()) > 20
+    assert people == migrated_people
+    from argon2 import PasswordHasher
+
+    assert len(hashes) == 1 and PasswordHasher().verify(hashes.pop(), TEST_PASSWORD)

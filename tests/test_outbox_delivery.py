@@ -26,7 +26,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from drp import db
-from drp.org import load_org
 from notifications.models import OutboxMessage
 from notifications.outbox import MAX_ATTEMPTS, NewMessage, deliver, enqueue_many, row_values
 from notifications.render import Rendered
@@ -40,6 +39,7 @@ from notifications.transports import (
 
 from .conftest import ROOT, backends
 from .smtp import Recorder, SmtpServer, free_port
+from .support import databases
 from .test_cli import Cli
 
 SENDER = "drp@riverside.example"
@@ -355,9 +355,7 @@ def test_a_web_action_returns_while_the_mail_server_is_silent(
     monkeypatch.setenv("DRP_MAIL_FROM", SENDER)
     forget_settings()
     rt = runtime_module.runtime()
-    db.upgrade(rt.engine)
-    with db.transaction(rt.engine) as s:
-        load_org(s, ROOT / "tests" / "data" / "org.yaml", rt.protocol)
+    databases.migrate(rt.engine, "org")  # tests/data/org.yaml, as the template has it
     arrived = threading.Event()
     original = smtp.recorder.handle_DATA
 
@@ -431,9 +429,7 @@ def test_a_command_delivers_only_what_it_queued(drp_env: Path) -> None:
     from drp.cli.shared import service
 
     rt = runtime_module.runtime()
-    db.upgrade(rt.engine)
-    with db.transaction(rt.engine) as s:
-        load_org(s, ROOT / "tests" / "data" / "org.yaml", rt.protocol)
+    databases.migrate(rt.engine, "org")  # tests/data/org.yaml, as the template has it
     waiting = queue(rt.engine, ["someone@riverside.example"], prefix="earlier",  # and due
                     as_of=datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     with service("2026-03-02T09:00") as alerts:  # as `drp alert raise` runs it

@@ -26,9 +26,9 @@ import httpx
 import pytest
 import yaml
 
-from .conftest import DATA, PG_URL, ROOT, forget_settings, pg_schema, point_drp_at
+from .conftest import PG_URL, ROOT, forget_settings, pg_schema, point_drp_at
 from .smtp import SmtpServer, free_port
-from .support import prefect
+from .support import databases, prefect
 from .support.prefect import BIN, PREFECT, descendants, kill_tree
 
 LONDON = ZoneInfo("Europe/London")
@@ -291,7 +291,6 @@ class Drp:
 def drp_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drp]:
     from drp import db, mail
     from drp.clock import FixedClock, parse_instant
-    from drp.org import load_org
     from drp.runtime import runtime
 
     tmp_path = tmp_path_factory.mktemp("drp")
@@ -311,9 +310,7 @@ def drp_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drp]:
             monkeypatch.setenv(key, value)
         forget_settings()
         rt = runtime()
-        db.upgrade(rt.engine)
-        with db.transaction(rt.engine) as s:
-            load_org(s, DATA / "org.yaml", rt.protocol)
+        databases.migrate(rt.engine, "org")  # tests/data/org.yaml, as the template has it
 
         def raise_at(when: str, *children: str) -> None:
             clock = FixedClock(parse_instant(when, rt.settings.tz))

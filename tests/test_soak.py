@@ -42,6 +42,7 @@ from notifications.transports import SmtpTransport
 
 from .conftest import LONDON, forget_settings
 from .smtp import SmtpServer
+from .support import databases
 
 YEAR = 2025
 SCALE = 1.0  # Peterborough as published: its formal alerts give the flows escalations to make
@@ -171,7 +172,7 @@ def test_a_simulated_year_keeps_every_invariant(
 def test_a_simulated_year_through_the_prefect_flows(
     drp_env: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from drp import db, runtime
+    from drp import runtime
     from drp.digest import digest_day
     from flows.digest import digest_flow
     from flows.timescales import timescales_flow
@@ -184,7 +185,7 @@ def test_a_simulated_year_through_the_prefect_flows(
         monkeypatch.setenv("DRP_MAIL_FROM", "drp@peterborough.example")
         forget_settings()
         rt = runtime.runtime()
-        db.upgrade(rt.engine)
+        databases.migrate(rt.engine)
         digests: list[tuple[str, int, int]] = []
 
         digest_days = itertools.count()

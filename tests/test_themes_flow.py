@@ -17,10 +17,9 @@ from drp.categorise import _suggest_all, categorise
 from drp.classifier import Suggestion
 from drp.clock import FixedClock, parse_instant
 from drp.models import Alert, Event
-from drp.org import load_org
 from drp.runtime import Runtime, runtime
 
-from .conftest import DATA
+from .support import databases
 
 VAGUE = "please look at this"  # the classifier is unsure of it
 CLEAR = "Pathway plan not started at 17 and no personal adviser allocated"
@@ -29,9 +28,7 @@ CLEAR = "Pathway plan not started at 17 and no personal adviser allocated"
 @pytest.fixture
 def rt(drp_env: Path) -> Runtime:
     rt = runtime()
-    db.upgrade(rt.engine)
-    with db.transaction(rt.engine) as s:
-        load_org(s, DATA / "org.yaml", rt.protocol)
+    databases.migrate(rt.engine, "org")  # tests/data/org.yaml, as the template has it
     return rt
 
 
