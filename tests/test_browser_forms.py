@@ -47,7 +47,7 @@ def typed_date(page: Any, name: str) -> tuple[str, str, str]:
 def test_a_session_ending_mid_form_returns_to_the_form_with_the_text(site: Site) -> None:
     source = axe_source()
     aid = raise_one(site)
-    ada = site.sign_in("iro.ada", bypass_csp=True)
+    ada = site.sign_in("iro.ada", axe=True)
     ada.goto(f"/alerts/{aid}?act=hold")
     ada.fill("#reason-hold", "Awaiting the court hearing on 12 April")
     fill_date(ada, "until", "1", "4", "2027")
@@ -72,7 +72,7 @@ def test_a_session_ending_mid_form_returns_to_the_form_with_the_text(site: Site)
 def test_an_error_then_a_reload_shows_the_form_again(site: Site) -> None:
     source = axe_source()
     aid = raise_one(site)
-    ada = site.sign_in("iro.ada", bypass_csp=True)
+    ada = site.sign_in("iro.ada", axe=True)
     ada.goto(f"/alerts/{aid}?act=extend")
     fill_date(ada, "until", "15", "3", "2027")  # the reason left empty: refused by drp
     ada.locator("#do-extend").get_by_role("button", name="Change the due date").click()
@@ -127,7 +127,7 @@ def test_keyboard_focus_is_visible_on_every_kind_of_control(site: Site) -> None:
     black ring (fields), or a yellow ring round its box (radios); black on yellow and the
     black bar on white are well over 3:1."""
     aid = raise_one(site)
-    ada = site.sign_in("iro.ada", bypass_csp=True)
+    ada = site.sign_in("iro.ada", axe=True)
     seen: dict[str, dict[str, Any]] = {}
     for url in ("/alerts/new", f"/alerts/{aid}", f"/alerts/{aid}?act=withdraw"):
         ada.goto(url)
@@ -164,7 +164,7 @@ def test_the_raise_form_lists_every_problem_at_once_and_a_reload_does_not_post(
     field; the typed date kept; the child typed from the suggestions; the reload a GET."""
     source = axe_source()
     first = raise_one(site)
-    ada = site.sign_in("iro.ada", bypass_csp=True)
+    ada = site.sign_in("iro.ada", axe=True)
     posts: list[str] = []
     ada.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     for width in (1100, 375):
