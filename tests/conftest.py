@@ -146,7 +146,7 @@ def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
     by replaying what the migrations sent (tests/support/databases.py)."""
     path = databases.sqlite_path(db_url)
     with_org = "org" in request.fixturenames
-    if path is not None and not path.exists():
+    if path is not None and databases.unmade(path):
         databases.copy_template("org" if with_org else "schema", path)
         eng = db.make_engine(db_url)
     else:
@@ -318,7 +318,7 @@ def prepare(rt: Any) -> None:
 
     path = databases.sqlite_path(str(rt.engine.url))
     default = Path(rt.settings.protocol).resolve() == DEFAULT_PROTOCOL.resolve()
-    if path is not None and not path.exists() and default:
+    if path is not None and databases.unmade(path) and default:
         rt.engine.dispose()
         databases.copy_template("people", path)  # the same rows, made once per process
         return

@@ -66,6 +66,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def unmade(path: Path) -> bool:
+    """No database in this SQLite file yet: absent, or the empty file drp.db.make_engine
+    makes (0600) before anything connects."""
+    return not path.exists() or (path.stat().st_size == 0
+                                 and not Path(f"{path}-wal").exists())
+
+
 def template(kind: str) -> Path:
     """A SQLite file made once per process: "schema" (the migrations run), "org" (and
     tests/data/org.yaml loaded), "people" (and every person's password TEST_PASSWORD)."""
@@ -196,7 +203,7 @@ def migrate(engine: Engine, kind: str = "schema") -> None:
         pg_fill(engine, kind)
         return
     path = sqlite_path(engine.url.render_as_string(hide_password=False))
-    if path is not None and not path.exists():
+    if path is not None and unmade(path):
         engine.dispose()
         copy_template(kind, path)
         return
