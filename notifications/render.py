@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    BytecodeCache,
     ChoiceLoader,
     Environment,
     FileSystemLoader,
@@ -39,6 +40,7 @@ from jinja2 import (
     pass_context,
     select_autoescape,
 )
+from jinja2.bccache import Bucket
 from jinja2.runtime import Context
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -158,6 +160,26 @@ def _counted(n: int, singular: str, plural: str | None = None) -> str:
     return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
+class CompiledOnce(BytecodeCache):
+    """Jinja's compiled templates kept for the process, in memory: an environment made again
+    with the same options (a renderer, an app in each test) does not compile its templates
+    again. Jinja keys each by the template's name and file and checks the source's checksum,
+    so an edited template is compiled anew. One instance for each set of environment options
+    (what a template compiles to depends on them)."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = CompiledOnce()  # the Renderer's environments (their options are always the same)
 _DICT_ATTRS = frozenset(dir(dict))
 
 
@@ -191,6 +213,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            bytecode_cache=_COMPILED,
         )
         self.env.filters["date"] = _date
         self.env.filters["short_date"] = _short_date

@@ -149,6 +149,13 @@ def test_a_renderer_kept_running_sees_a_councils_edited_and_new_templates(
     r = renderer.render("escalated", sample_context())
     assert (r.subject, r.html) == ("[drp] Second words",
                                    "<p>Our own HTML: [drp] Second words</p>\n")
+    # A renderer made afterwards (compiled templates are kept for the process: CompiledOnce)
+    # reads the file as it is now, and so does one made after it is put back.
+    assert Renderer(tmp_path).render("escalated", sample_context()).subject == (
+        "[drp] Second words")
+    page.write_text(words.replace("WORDS", "First words"))
+    assert Renderer(tmp_path).render("escalated", sample_context()).subject == (
+        "[drp] First words")
 
 
 @backends

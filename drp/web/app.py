@@ -23,6 +23,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from notifications.render import CompiledOnce
+
 from .. import audit, mail
 from ..alerts.inputs import plain
 from ..clock import Clock
@@ -85,6 +87,9 @@ def field_error(ctx: jinja2.runtime.Context, field: str) -> dict[str, str] | Non
     return None
 
 
+_COMPILED = CompiledOnce()  # for make_templates' environment (its options never change)
+
+
 def make_templates(rt: Runtime) -> Jinja2Templates:
     settings = rt.settings
     # drp's own templates, and GOV.UK Frontend's components (govuk-frontend-jinja) under the
@@ -95,8 +100,11 @@ def make_templates(rt: Runtime) -> Jinja2Templates:
     ])
     # Compiled once, on first use: never looked at again on disk (auto_reload), so a page
     # costs no stat of each template it extends and imports.
+    # The compiled code is kept for the process (an app made again, as each test does, does
+    # not compile them again).
     templates = Jinja2Templates(env=jinja2.Environment(
-        loader=loader, autoescape=True, extensions=["jinja2.ext.do"], auto_reload=False))
+        loader=loader, autoescape=True, extensions=["jinja2.ext.do"], auto_reload=False,
+        bytecode_cache=_COMPILED))
 
     def day(d: date | None) -> str:
         return f"{d.day} {d:%B %Y}" if d else "-"
