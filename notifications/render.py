@@ -169,6 +169,18 @@ class CompiledOnce(BytecodeCache):
 
     def __init__(self) -> None:
         self._code: dict[str, bytes] = {}
+        self._shape: tuple[Any, ...] | None = None
+
+    def get_bucket(self, environment: Environment, name: str, filename: str | None,
+                   source: str) -> Bucket:
+        """Refuses an environment whose compile-time options differ from the first one's."""
+        shape = _shape(environment)
+        if self._shape is None:
+            self._shape = shape
+        elif shape != self._shape:
+            raise ValueError("a CompiledOnce serves environments of one set of options;"
+                             " give this environment one of its own")
+        return super().get_bucket(environment, name, filename, source)
 
     def load_bytecode(self, bucket: Bucket) -> None:
         code = self._code.get(bucket.key)
@@ -177,6 +189,19 @@ class CompiledOnce(BytecodeCache):
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+def _shape(env: Environment) -> tuple[Any, ...]:
+    """What an environment's compiled templates depend on besides their source."""
+    escape = env.autoescape
+    return (type(env), env.block_start_string, env.block_end_string,
+            env.variable_start_string, env.variable_end_string, env.comment_start_string,
+            env.comment_end_string, env.line_statement_prefix, env.line_comment_prefix,
+            env.trim_blocks, env.lstrip_blocks, env.newline_sequence,
+            env.keep_trailing_newline, env.optimized, env.is_async,
+            tuple(sorted(env.extensions)),
+            escape if isinstance(escape, bool) else tuple(
+                escape(f"x.{ext}") for ext in ("html", "htm", "xml", "txt")))
 
 
 _COMPILED = CompiledOnce()  # the Renderer's environments (their options are always the same)

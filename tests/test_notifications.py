@@ -812,3 +812,19 @@ def test_a_row_queued_before_the_readers_flags_existed_still_renders_as_it_did()
                                 "stage_answered")}
             assert renderer.render(message, old).subject == renderer.render(
                 message, sample_context(role)).subject, (message, role)
+
+
+def test_compiled_templates_are_kept_only_for_environments_of_one_set_of_options() -> None:
+    """CompiledOnce keeps compiled code by template and source: an environment whose options
+    change what a template compiles to (here trim_blocks) is refused, not served another's."""
+    from jinja2 import DictLoader, Environment
+
+    from notifications.render import CompiledOnce
+
+    cache = CompiledOnce()
+    loader = DictLoader({"t": "{% if x %}\nyes{% endif %}"})
+    first = Environment(loader=loader, bytecode_cache=cache).get_template("t")
+    again = Environment(loader=loader, bytecode_cache=cache).get_template("t")  # served
+    assert first.render(x=1) == again.render(x=1) == "\nyes"
+    with pytest.raises(ValueError, match="one set of options"):
+        Environment(loader=loader, bytecode_cache=cache, trim_blocks=True).get_template("t")

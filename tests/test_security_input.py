@@ -433,6 +433,24 @@ def test_a_deeply_nested_file_is_refused_at_the_first_level_too_deep(
     assert 0 < events[0] < 3 * configfile.MAX_DEPTH + 10
 
 
+def test_configuration_files_are_read_by_libyaml_alike_on_every_install(tmp_path: Path) -> None:
+    """drp reads its files with libyaml's parser (PyYAML's wheels carry it). PyYAML's own
+    pure-Python parser, its fallback, refuses a tab between a value and its comment and accepts
+    an unknown directive: the same file would read differently from one install to another."""
+    import yaml
+
+    assert yaml.__with_libyaml__ and configfile._LOADER is yaml.CSafeLoader
+    tabbed = tmp_path / "tabbed.yaml"
+    tabbed.write_text("a: 1\t# a note\nb: [1,\t2]\n", encoding="utf-8")
+    assert load_yaml(tabbed).data == {"a": 1, "b": [1, 2]}
+    directive = tmp_path / "directive.yaml"
+    directive.write_text("%FOO bar\n---\na: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_yaml(directive)
+    assert str(refused.value) == (
+        f"{directive}, line 1: not valid YAML: found unknown directive name")
+
+
 def test_drp_org_load_refuses_200_kb_of_brackets_in_one_line_within_seconds(
         tmp_path: Path) -> None:
     """100,000 brackets (200 KB) ran for over 2 minutes and ended in a traceback. The command

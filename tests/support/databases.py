@@ -6,12 +6,13 @@
   commit without waiting for the WAL flush (synchronous_commit=off, per connection).
 - Migrated once: a new SQLite test database is a copy of one made by the migrations (and, for
   the tests that want it, tests/data/org.yaml loaded, every password TEST_PASSWORD), made once
-  per process, instead of running alembic for each test (0.5-1 s each). The copy is the same
+  per process, instead of running alembic for each test (0.5-1.1 s each). The copy is the same
   file the migrations wrote; tests/test_migrations.py runs the migrations themselves.
   On PostgreSQL, where a schema cannot be copied, each test's fresh schema gets the statements
   the migrations (and the organisation's load, and the passwords) sent to the server, recorded
   once per process on a schema of their own and replayed in one transaction (`pg_fill`):
-  0.3 s where alembic took 0.7-1.1 s, the same catalogue (tests/test_migrations.py compares).
+  0.3 s where alembic took 0.5-1.1 s: the same catalogue, row counts and people
+  (tests/test_migrations.py compares).
 - Cheap test passwords: the test people's hash of TEST_PASSWORD is argon2id at 1 MiB and one
   pass (cheap_password_hash). argon2 verifies with the cost written in the hash, so each sign-in
   of a test person checks in about a millisecond instead of 0.2-0.4 s of CPU and 64 MiB; drp
@@ -24,6 +25,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 import sqlite3
 import tempfile
@@ -151,10 +153,10 @@ def _pg_record(url: str) -> dict[str, list[tuple[str, Any, bool]]]:
 
     # The driver's own calls (a "many" INSERT is often one execute of many VALUES).
     def one(_cursor: Any, statement: str, parameters: Any, _context: Any) -> None:
-        sent.append((statement, parameters, False))
+        sent.append((statement, copy.deepcopy(parameters), False))
 
     def many(_cursor: Any, statement: str, parameters: Any, _context: Any) -> None:
-        sent.append((statement, parameters, True))
+        sent.append((statement, copy.deepcopy(parameters), True))
 
     def bare(_cursor: Any, statement: str, _context: Any) -> None:
         sent.append((statement, None, False))
