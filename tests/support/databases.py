@@ -75,6 +75,11 @@ def unmade(path: Path) -> bool:
                                  and not Path(f"{path}-wal").exists())
 
 
+# The kinds of test database, each the one before with more in it: "schema" (the migrations
+# run), "org" (tests/data/org.yaml loaded), "people" (every password TEST_PASSWORD).
+KINDS = ("schema", "org", "people")
+
+
 def template(kind: str) -> Path:
     """A SQLite file made once per process: "schema" (the migrations run), "org" (and
     tests/data/org.yaml loaded), "people" (and every person's password TEST_PASSWORD)."""
@@ -85,7 +90,7 @@ def template(kind: str) -> Path:
         _folder = tempfile.TemporaryDirectory(prefix="drp-templates-")
     path = Path(_folder.name) / f"{kind}.db"
     if kind != "schema":
-        shutil.copyfile(template({"org": "schema", "people": "org"}[kind]), path)
+        shutil.copyfile(template(KINDS[KINDS.index(kind) - 1]), path)
     engine = db.make_engine(f"sqlite:///{path}")
     try:
         _fill(kind, engine)
@@ -139,9 +144,6 @@ def _fill(kind: str, engine: Engine) -> None:
                 s.add(person)
 
 
-# What each PostgreSQL template kind's statements make, cumulatively: "schema", then "org",
-# then "people" (as `template`'s SQLite files).
-PG_KINDS = ("schema", "org", "people")
 _pg_recorded: dict[str, list[tuple[str, Any, bool]]] = {}
 
 
@@ -168,7 +170,7 @@ def _pg_record(url: str) -> dict[str, list[tuple[str, Any, bool]]]:
             event.listen(engine.dialect, name, hook)
         try:
             found: dict[str, list[tuple[str, Any, bool]]] = {}
-            for kind in PG_KINDS:
+            for kind in KINDS:
                 _fill(kind, engine)
                 found[kind] = list(sent)
         finally:
@@ -211,7 +213,7 @@ def migrate(engine: Engine, kind: str = "schema") -> None:
         return
     db.upgrade(engine)
     if kind != "schema":
-        for then in PG_KINDS[1:PG_KINDS.index(kind) + 1]:
+        for then in KINDS[1:KINDS.index(kind) + 1]:
             _fill(then, engine)
 
 
