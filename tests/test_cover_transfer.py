@@ -5,9 +5,8 @@ child moved by a reloaded organisation file, and a vacant team manager's post.""
 
 from __future__ import annotations
 
-import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -34,30 +33,6 @@ from .support import databases
 
 ORG = (DATA / "org.yaml").read_text()
 Svc = Callable[[str, Callable[[AlertService], Any]], Any]
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite database, made once for the module (migrations cost a second)."""
-    path = tmp_path_factory.mktemp("template") / "drp.db"
-    eng = db.make_engine(f"sqlite:///{path}")
-    db.upgrade(eng)
-    eng.dispose()
-    return path
-
-
-@pytest.fixture
-def engine(db_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """conftest's engine, but a copy of the migrated template on SQLite."""
-    if db_url.startswith("sqlite:///"):
-        shutil.copyfile(request.getfixturevalue("sqlite_template"),
-                        db_url.removeprefix("sqlite:///"))
-        eng = db.make_engine(db_url)
-    else:
-        eng = db.make_engine(db_url)
-        databases.migrate(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
@@ -423,7 +398,6 @@ def test_a_team_manager_removed_leaves_a_vacancy_that_falls_to_the_service_manag
 
 def test_drp_cover_set_list_and_end_on_the_command_line(
     drp_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    sqlite_template: Path,
 ) -> None:
     import json
 
@@ -437,7 +411,7 @@ def test_drp_cover_set_list_and_end_on_the_command_line(
         assert (done.value.code or 0) == code, (args, got.out, got.err)
         return got.out, got.err
 
-    shutil.copyfile(sqlite_template, drp_env / "drp.db")  # as `drp init` leaves it
+    databases.copy_template("schema", drp_env / "drp.db")  # as `drp init` leaves it
     drp("org", "load", str(DATA / "org.yaml"))
     out, _ = drp("cover", "set", "tm.fay", "--by", "tm.gus", "--from", "2027-03-01", "--to",
                  "2027-03-05", "--reason", "Leave", "--now", "2027-03-01T09:00")
