@@ -528,3 +528,90 @@ def test_a_new_alert_is_written_once_with_its_first_events_seq(
     assert run("2027-03-22T09:20", lambda s: seqs(s, int(good))) == (1, [1])
     run("2027-03-22T10:00", lambda s: s.respond(aid, "tm.fay", "We will visit"))
     assert run("2027-03-22T10:01", lambda s: seqs(s, aid)) == (2, [1, 2])
+
+
+@backends
+def test_a_command_reads_its_actor_and_its_alert_a_statement_each(
+    run: Run, org: Any,
+) -> None:
+    """The acting person with their roles, whom they cover and today's cover periods is one
+    statement; the alert with its child, line and what the machine's guards read, another;
+    a new alert's child with its line and open concerns, another. What a command sends in
+    all (its writes included) stays within these counts."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    def sent(when: str, fn: Any) -> list[str]:
+        seen.clear()
+        event.listen(org, "before_cursor_execute", count)
+        try:
+            run(when, fn)
+        finally:
+            event.remove(org, "before_cursor_execute", count)
+        return list(seen)
+
+    first = raise_r100(run, "2027-03-01T09:00")
+    raised = sent("2027-03-01T09:30", lambda s: s.raise_alert(
+        "iro.ada", "R100", "Another", separate=True))
+    responded = sent("2027-03-02T09:00", lambda s: s.respond(first, "tm.fay", "on it"))
+    escalated = sent("2027-03-03T09:00", lambda s: s.escalate(first, "iro.ada", "no progress"))
+    # raise: actor, child (line, open concerns), alert, people, event, outbox rows
+    # (no notifier here, so no outbox rows): the actor; the child with its line and open
+    # concerns, or the alert with its child, line and standing; the write; the people on the
+    # line (for the event's names); the event
+    assert len(raised) == 5, raised
+    assert len(responded) == 5, responded
+    assert len(escalated) == 5, escalated
+    assert sum("person_role" in sql for sql in responded) == 1  # the actor, once
+
+
+@backends
+def test_the_actor_read_in_one_statement_is_the_actor_the_policy_loads(
+    run: Run, org: Any,
+) -> None:
+    """access.actor_named (one statement: the person, roles, cover, teams and today's cover
+    periods) gives what load_actor and deputies_on give, for everyone, with cover running."""
+    from drp import db
+    from drp.ladder import access
+    from drp.models import Person
+
+    from .test_casework import cover
+
+    cover(org, "tm.fay", "hos.jon")   # a head of service covers another service's team manager
+    cover(org, "dcs.lou", "ad.kim")   # the assistant director covers the director
+    cover(org, "tm.gus", "hos.jon")   # and two people at once
+    cover(org, "tm.gus", "sm.hal")    # (a later period for the same person is the one read;
+    cover(org, "tm.gus", "hos.jon")   # recording refuses overlaps, the reads agree on them)
+    cover(org, "hos.ivy", "sm.hal")   # superseded: sm.hal covers no one
+    cover(org, "hos.ivy", "hos.jon")
+    today = date(2027, 3, 10)
+    with db.transaction(org) as s:
+        people = list(s.exec(select(Person)))
+        ids = {p.username: p.id for p in people}
+        deputies = access.deputies_on(s, today)
+        assert deputies == {ids["tm.fay"]: ids["hos.jon"], ids["dcs.lou"]: ids["ad.kim"],
+                            ids["tm.gus"]: ids["hos.jon"], ids["hos.ivy"]: ids["hos.jon"]}
+        for person in people:
+            found = access.actor_named(s, person.username, today)
+            assert found is not None
+            assert found[0] is person
+            assert found[1] == access.load_actor(s, person, today), person.username
+            assert found[2] == deputies
+        jon = access.actor_named(s, "hos.jon", today)
+        assert jon is not None
+        assert dict(jon[1].covering) == {ids["tm.fay"]: "tm.fay", ids["tm.gus"]: "tm.gus",
+                                         ids["hos.ivy"]: "hos.ivy"}
+        assert dict(jon[1].borrowed) == {"team_manager": "tm.fay"}
+        assert jon[1].roles == {"head_of_service", "team_manager"}
+        assert len(jon[1].team_ids) == 2  # west-a his own service's, east-a as tm.fay's cover
+        hal = access.actor_named(s, "sm.hal", today)
+        assert hal is not None and dict(hal[1].covering) == {}
+        kim = access.actor_named(s, "ad.kim", today)
+        assert kim is not None and kim[1].sees_all and kim[1].borrowed == {"director": "dcs.lou"}
+        # Out of the cover period: their own roles only.
+        assert access.actor_named(s, "hos.jon", date(2027, 4, 1))[1].covering == {}  # type: ignore[index]
+        assert access.actor_named(s, "nobody", today) is None

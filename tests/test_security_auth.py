@@ -416,3 +416,43 @@ def test_drp_user_password_revokes_tokens_and_is_audited(cli: Cli,
     [row] = audit_rows(engine, "password_set")
     assert row.channel == "cli" and row.os_user and PASSWORD not in (row.detail or "")
     engine.dispose()
+
+
+@backends
+def test_a_live_session_is_read_with_its_person_and_roles_in_one_statement(org: Engine) -> None:
+    """Every page checks its session: the session, its person and their roles are one
+    statement (and no write while the session was seen in the last minute); a person with
+    two roles has both."""
+    from sqlalchemy import event
+
+    from drp.models import PersonRole
+
+    auth = auth_on(org)
+    with db.transaction(org) as s:
+        ada = s.exec(select(Person).where(Person.username == "iro.ada")).one()
+        s.add(PersonRole(person_id=ada.id, role="iro_manager"))
+        ada_id = ada.id
+    assert ada_id is not None
+    token, _ = auth.start_session(ada_id, NOW)
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(org, "before_cursor_execute", count)
+    try:
+        found = auth.live_session(token, NOW + timedelta(seconds=30))
+    finally:
+        event.remove(org, "before_cursor_execute", count)
+    assert found is not None
+    web, person, roles = found
+    assert (person.username, roles) == ("iro.ada", frozenset({"iro", "iro_manager"}))
+    assert len(seen) == 1, seen
+    # Revoked, or its person's credentials moved on: no session.
+    with db.transaction(org) as s:
+        person = s.get(Person, ada_id)
+        assert person is not None
+        person.credential_epoch = (person.credential_epoch or 0) + 1
+        s.add(person)
+    assert auth.live_session(token, NOW + timedelta(seconds=40)) is None
+    assert auth.live_session(token, NOW + timedelta(seconds=50)) is None  # (now revoked)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
@@ -20,11 +20,6 @@ from ..notify import Notice
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
 from .unit import UnitOfWork, known_id, reports_conflicts
-
-# A child's open concerns (built once per process).
-_OPEN_CONCERNS = select(Alert.id).where(
-    col(Alert.child_id) == bindparam("child_id"), Alert.status == "open",
-    Alert.kind == "concern").order_by(col(Alert.id))
 
 # Cafcass's responses to a referral, and how people read them.
 CAFCASS_RESPONSES = {
@@ -46,7 +41,7 @@ class Commands(UnitOfWork):
         protocol's default when None). A child with an open concern already: refused unless
         `separate` confirms this is a separate matter."""
         actor = self.actor(username)
-        child, line = self.child_by_ref(child_ref)
+        child, line, open_ids = self.child_by_ref(child_ref)
         if (child is None or line is None or not child.active
                 or not access.can_see_child(actor, child)):
             self.refuse(actor, f"child {child_ref[:40]!r}")
@@ -99,7 +94,6 @@ class Commands(UnitOfWork):
         fire(self.protocol, adapter, "raise_alert", f"a new alert for {child.ref}", stage=stage)
         alert.stage = adapter.stage
         access.require_responsible(self.protocol, alert.stage, line)
-        open_ids = self.open_concerns(known_id(child.id))
         if open_ids and not separate:
             raise InvalidTransition(
                 f"child {child.ref} already has an open alert ({', '.join(map(str, open_ids))});"
@@ -400,10 +394,6 @@ class Commands(UnitOfWork):
                           "agreed": theme == alert.theme_suggested})
         self._commit_point(alert)
         return alert
-
-    def open_concerns(self, child_id: int) -> list[int]:
-        """The child's open concerns (repeat concerns: the IRO confirms a new one is separate)."""
-        return [a for a in self.s.scalars(_OPEN_CONCERNS, {"child_id": child_id}) if a]
 
     def _owner_id(self, username: str, what: str, alert: Alert, line: Line) -> int:
         """An agreed action's owner: someone who works on the child's case (the child's line

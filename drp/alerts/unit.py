@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, event, func
+from sqlalchemy import and_, bindparam, event, func
 from sqlalchemy import exists as sa_exists
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -33,9 +33,7 @@ from ..models import (
     Alert,
     Child,
     Council,
-    Cover,
     Event,
-    Person,
     Referral,
     Service,
     Team,
@@ -84,33 +82,37 @@ def _forget_read_on_write(state: Any) -> None:
         state.session.info.pop(_READ, None)
 
 
-# An alert, its child and the posts of the child's line, in one query.
-_LOAD = (sa_select(Alert, Child, Team, Service, Council)
+_ALERT_ID: Any = bindparam("alert_id")
+# What the machine's guards read beside the alert: its agreed actions still open, whether it was
+# referred, its last event's time and number (`_adapter`; with the alert itself in `_LOAD`).
+def _standing_of(alert_id: Any) -> tuple[Any, ...]:
+    return (
+        sa_select(func.count()).select_from(Action).where(
+            col(Action.alert_id) == alert_id, col(Action.done_at).is_(None)).scalar_subquery(),
+        sa_exists().where(col(Referral.alert_id) == alert_id),
+        sa_select(func.max(Event.at)).where(col(Event.alert_id) == alert_id).scalar_subquery(),
+        sa_select(func.max(Event.seq)).where(col(Event.alert_id) == alert_id).scalar_subquery(),
+    )
+
+
+_STANDING = sa_select(*_standing_of(_ALERT_ID))
+# An alert, its child and the posts of the child's line, and its standing, in one query.
+_LOAD = (sa_select(Alert, Child, Team, Service, Council, *_standing_of(Alert.id))
          .join(Child, col(Child.id) == Alert.child_id)
          .join(Team, col(Team.id) == Child.team_id)
          .join(Service, col(Service.id) == Team.service_id)
          .outerjoin(Council, col(Council.id) == 1)
-         .where(col(Alert.id) == bindparam("alert_id")))
-# A child by its reference, with the posts of its line.
-_CHILD_LINE = (sa_select(Child, Team, Service, Council)
+         .where(col(Alert.id) == _ALERT_ID))
+# A child by its reference, with the posts of its line, and its open concerns' ids (a row
+# for each, in order; one row with None when it has none).
+_CHILD_LINE = (sa_select(Child, Team, Service, Council, col(Alert.id))
                .join(Team, col(Team.id) == Child.team_id)
                .join(Service, col(Service.id) == Team.service_id)
                .outerjoin(Council, col(Council.id) == 1)
-               .where(col(Child.ref) == bindparam("ref")))
-_PERSON = sa_select(Person).where(col(Person.username) == bindparam("username"))
-# The acting person with today's cover periods (access.deputies_on's), for a unit's first read.
-_PERSON_COVER = (sa_select(Person, col(Cover.person_id), col(Cover.deputy_id))
-                 .outerjoin(Cover, access.COVER_TODAY)
-                 .where(col(Person.username) == bindparam("username"))
-                 .order_by(col(Cover.id)))
-_ALERT_ID: Any = bindparam("alert_id")
-# What the machine's guards read beside the alert, and its last event.
-_STANDING = sa_select(
-    sa_select(func.count()).select_from(Action).where(
-        col(Action.alert_id) == _ALERT_ID, col(Action.done_at).is_(None)).scalar_subquery(),
-    sa_exists().where(col(Referral.alert_id) == _ALERT_ID),
-    sa_select(func.max(Event.at)).where(col(Event.alert_id) == _ALERT_ID).scalar_subquery(),
-    sa_select(func.max(Event.seq)).where(col(Event.alert_id) == _ALERT_ID).scalar_subquery())
+               .outerjoin(Alert, and_(col(Alert.child_id) == Child.id, col(Alert.status) == "open",
+                                      col(Alert.kind) == "concern"))
+               .where(col(Child.ref) == bindparam("ref"))
+               .order_by(col(Alert.id)))
 log = logging.getLogger("drp.flows")
 
 
@@ -244,13 +246,15 @@ class UnitOfWork:
         self._kept.append((team, service, council))
         return Line.build(child, team, service, council, self.deputies)
 
-    def child_by_ref(self, ref: str) -> tuple[Child | None, Line | None]:
-        """A child and its line (one query), or (None, None)."""
-        found = self.s.execute(_CHILD_LINE, {"ref": ref}).first()
-        if found is None:
-            return None, None
-        self._kept.append(found)
-        return found[0], Line.build(found[0], found[1], found[2], found[3], self.deputies)
+    def child_by_ref(self, ref: str) -> tuple[Child | None, Line | None, list[int]]:
+        """A child, its line and its open concerns' ids (one query), or (None, None, [])."""
+        found = self.s.execute(_CHILD_LINE, {"ref": ref}).all()
+        if not found:
+            return None, None, []
+        child, team, service, council, _ = first = found[0]
+        self._kept.append(first)
+        return (child, Line.build(child, team, service, council, self.deputies),
+                [row[4] for row in found if row[4] is not None])
 
     # -- loading ------------------------------------------------------------------------
     def actor(self, username: str) -> Actor:
@@ -259,22 +263,18 @@ class UnitOfWork:
         known = self._actors.get(username)
         if known is not None:
             return known
-        if self._deputies is None:  # one query for the person and today's cover periods
-            rows = self.s.execute(_PERSON_COVER, {"username": username, "today": self.today}
-                                  ).all()
-            person = rows[0][0] if rows else None
-            if person is not None:
-                self._deputies = {p: d for _, p, d in rows if p is not None}
-        else:
-            person = self.s.scalars(_PERSON, {"username": username}).first()
-        if person is None or not person.active:
+        # The person, what they are today and today's cover periods: one statement.
+        found = access.actor_named(self.s, username, self.today)
+        if found is None or not found[0].active:
             raise NotFound(
                 f"there is no active person {username!r}; check --as (people come from"
                 " `drp org load`)"
             )
+        person, actor, deputies = found
+        if self._deputies is None:
+            self._deputies = deputies
         self.directory.people[known_id(person.id)] = person
-        actor = self._actors[username] = access.load_actor(
-            self.s, person, self.today, deputies=self.deputies)
+        self._actors[username] = actor
         return actor
 
     def read_memo(self) -> dict[Any, Any]:
@@ -324,9 +324,11 @@ class UnitOfWork:
     # -- the machine ----------------------------------------------------------------------------
     def _adapter(self, alert: Alert, actor: Actor, line: Line, **may_kw: Any) -> AlertState:
         # The agreed actions still open, whether it was referred, and its last event (for
-        # `_not_before_last_event`, after the machine): one query.
-        outstanding, referred, last, last_seq = self.s.execute(
-            _STANDING, {"alert_id": alert.id}).one()
+        # `_not_before_last_event`, after the machine): read with the alert by `_load` unless
+        # the unit has written since, else one query.
+        found = self.read_memo().get(("alert", alert.id))
+        outstanding, referred, last, last_seq = found[5:] if found is not None else (
+            self.s.execute(_STANDING, {"alert_id": alert.id}).one())
         self._last_event[known_id(alert.id)] = (last, last_seq)
         if not outstanding:  # the due index's flush need not read them again
             due_index.no_open_actions(self.s, known_id(alert.id))

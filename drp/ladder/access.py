@@ -20,12 +20,8 @@ ask here; nothing else decides.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlmodel import Session, col, select
 
@@ -34,19 +30,23 @@ from ..models import (
     Alert,
     Child,
     Council,
-    Cover,
-    Person,
     PersonRole,
     Service,
     Team,
     TeamMember,
 )
 from . import due
+from .actors import COVER_TODAY as COVER_TODAY  # re-exported: who acts is the policy's input
+from .actors import SEE_ALL as SEE_ALL
+from .actors import SYSTEM as SYSTEM
+from .actors import SYSTEM_ACTOR as SYSTEM_ACTOR
+from .actors import Actor as Actor
+from .actors import actor_named as actor_named
+from .actors import deputies_on as deputies_on
+from .actors import load_actor as load_actor
 from .line import Line as Line  # re-exported: the line is part of the policy's vocabulary
 from .protocol import LINE_ROLES, Protocol, Role
 
-SYSTEM = "system"
-SEE_ALL = frozenset({Role.iro_manager, Role.assistant_director, Role.director})
 # The allocated IRO's own (or their recorded cover's).
 IRO_SIDE_TRIGGERS = frozenset(
     {"escalate", "resolve", "withdraw", "hold", "resume", "extend", "refer",
@@ -54,108 +54,6 @@ IRO_SIDE_TRIGGERS = frozenset(
 )
 # What an IRO manager may do in their own right (the rest only as cover).
 IRO_MANAGER_TRIGGERS = frozenset({"withdraw", "move", "link"})
-
-
-@dataclass(frozen=True)
-class Actor:
-    """A person acting, with the scope their roles and posts give them."""
-
-    id: int | None
-    username: str
-    name: str
-    roles: frozenset[str]
-    team_ids: frozenset[int] = frozenset()  # teams whose children they may see
-    # The people whose work this person has today as their recorded cover: id -> username.
-    covering: Mapping[int, str] = field(default_factory=dict)
-    # Roles held only through cover (in `roles` too): an IRO manager's deputy sees all and
-    # withdraws as cover for them; the director's deputy sees what the director sees.
-    borrowed: Mapping[str, str] = field(default_factory=dict)  # role -> whose it is
-
-    @property
-    def is_system(self) -> bool:
-        return self.username == SYSTEM
-
-    @property
-    def sees_all(self) -> bool:
-        return self.is_system or bool(self.roles & SEE_ALL)
-
-    @property
-    def is_iro_manager(self) -> bool:
-        return Role.iro_manager in self.roles
-
-
-SYSTEM_ACTOR = Actor(id=None, username=SYSTEM, name="drp (automatic)", roles=frozenset())
-
-
-# Statements built once per process (each call only binds its values).
-_TODAY: Any = sa.bindparam("today")  # the cover periods running on :today (`deputies_on`):
-COVER_TODAY = and_(col(Cover.starts) <= _TODAY, col(Cover.ends) >= _TODAY,
-                   col(Cover.ended_at).is_(None))
-_DEPUTIES = select(Cover.person_id, Cover.deputy_id).where(COVER_TODAY).order_by(col(Cover.id))
-
-
-def deputies_on(session: Session, today: date) -> dict[int, int]:
-    """Who covers whom today: absent person's id -> deputy's id (cover periods include both
-    their days; an ended period no longer counts)."""
-    return {person: deputy for person, deputy in session.execute(_DEPUTIES, {"today": today})}
-
-
-# What an actor is, in one statement of (kind, id, text) rows: ROLE their roles; BORROWED
-# (whose, role) and COVERED (id, username) of whom they cover; TEAM the teams whose children
-# they (or whom they cover) may see: a team's manager, member, its service's head or manager.
-ROLE, BORROWED, COVERED, TEAM = 0, 1, 2, 3
-_PID: Any = sa.bindparam("pid")
-_ABSENT: Any = sa.bindparam("absent", expanding=True)
-_PIDS: Any = sa.bindparam("pids", expanding=True)
-_NO_ID, _NO_TEXT = sa.cast(sa.null(), sa.Integer), sa.cast(sa.null(), sa.String)
-_ROLE, _BORROWED, _COVERED, _TEAM = (sa.literal_column(str(k), sa.Integer) for k in range(4))
-_ACTOR: Any = sa.union_all(
-    select(_ROLE, _NO_ID, col(PersonRole.role)).where(col(PersonRole.person_id) == _PID),
-    select(_BORROWED, col(PersonRole.person_id), col(PersonRole.role))
-    .where(col(PersonRole.person_id).in_(_ABSENT)),
-    select(_COVERED, col(Person.id), col(Person.username)).where(col(Person.id).in_(_ABSENT)),
-    select(_TEAM, col(Team.id), _NO_TEXT).where(col(Team.team_manager_id).in_(_PIDS)),
-    select(_TEAM, col(TeamMember.team_id), _NO_TEXT)
-    .where(col(TeamMember.person_id).in_(_PIDS)),
-    select(_TEAM, col(Team.id), _NO_TEXT).where(col(Team.service_id).in_(
-        select(col(Service.id)).where(or_(col(Service.head_of_service_id).in_(_PIDS),
-                                          col(Service.service_manager_id).in_(_PIDS))))),
-)
-
-
-def load_actor(session: Session, person: Person, today: date | None = None, *,
-               deputies: Mapping[int, int] | None = None) -> Actor:
-    """The person with their roles, the teams they may see, and (given `today`) the people
-    they cover for, whose teams' children they may then see too. `deputies`: today's cover
-    periods (`deputies_on`) when the caller has read them already."""
-    assert person.id is not None
-    pid = person.id
-    absent: list[int] = []
-    if today is not None:
-        if deputies is None:
-            deputies = deputies_on(session, today)
-        absent = sorted(p for p, d in deputies.items() if d == pid)
-    roles, teams, named, theirs = set[str](), set[int](), dict[int, str](), list[tuple[int, str]]()
-    for kind, some_id, text in session.execute(
-            _ACTOR, {"pid": pid, "absent": absent, "pids": [pid, *absent]}):
-        if kind == ROLE:
-            roles.add(text)
-        elif kind == BORROWED:
-            theirs.append((some_id, text))
-        elif kind == COVERED:
-            named[some_id] = text
-        elif some_id is not None:
-            teams.add(some_id)
-    covering = {p: named[p] for p in sorted(named)}
-    borrowed: dict[str, str] = {}
-    for whose, role in sorted(theirs, key=lambda row: row[0]):
-        if whose in covering and role not in roles and role != Role.admin:
-            borrowed.setdefault(role, covering[whose])
-    return Actor(
-        id=pid, username=person.username, name=person.name,
-        roles=frozenset(roles | set(borrowed)), team_ids=frozenset(teams), covering=covering,
-        borrowed=borrowed,
-    )
 
 
 def acts_for(actor: Actor, person_id: int | None) -> bool:

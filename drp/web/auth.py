@@ -40,7 +40,8 @@ from typing import Any
 from anyio import CapacityLimiter
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -55,6 +56,13 @@ SESSION_COOKIE = "drp_session"
 LOGIN_COOKIE = "drp_login"
 # Verifying against this keeps the time the same whether or not the username exists.
 _DUMMY_HASH = _hasher.hash("drp-dummy-password")
+# A session with its person and their roles (a row each role); a token with its person.
+_LIVE = (sa_select(WebSession, Person, col(PersonRole.role))
+         .outerjoin(Person, col(Person.id) == WebSession.person_id)
+         .outerjoin(PersonRole, col(PersonRole.person_id) == Person.id)
+         .where(col(WebSession.id) == bindparam("id")))
+_TOKEN = (sa_select(ApiToken, Person).outerjoin(Person, col(Person.id) == ApiToken.person_id)
+          .where(col(ApiToken.token_hash) == bindparam("hash")))
 KNOWN_ADDRESS_DAYS = 90  # an address the person signed in from this recently is theirs
 TOKEN_DAYS, TOKEN_MAX_DAYS = 90, 366  # an API token's lifetime: default, most
 # Password checks (argon2: CPU and 64 MiB each) run on threads of their own, at most half the
@@ -379,25 +387,20 @@ class Auth:
                     return person
         return None
 
-    def session_for(self, token: str | None, now: datetime) -> tuple[WebSession, Person] | None:
-        """The live session for a cookie's token, touched; None when absent, revoked, idle
-        too long, too old, its person is no longer active, or their credentials have moved
-        on (a new password, or removed from the organisation since)."""
-        found = self.live_session(token, now, roles=False)
-        return None if found is None else found[:2]
-
-    def live_session(self, token: str | None, now: datetime, roles: bool = True
+    def live_session(self, token: str | None, now: datetime
                      ) -> tuple[WebSession, Person, frozenset[str]] | None:
-        """session_for, and the person's roles (`roles`), read in the same transaction."""
+        """The live session for a cookie's token, touched, with its person and their roles;
+        None when absent, revoked, idle too long, too old, its person is no longer active, or
+        their credentials have moved on (a new password, or removed from the organisation)."""
         if not token:
             return None
         with Session(self.engine, expire_on_commit=False) as s:
-            web = s.get(WebSession, _digest(token))
+            rows = s.execute(_LIVE, {"id": _digest(token)}).all()  # a row for each role
+            web, person = (rows[0][0], rows[0][1]) if rows else (None, None)
             if web is None or web.revoked_at is not None:
                 return None
             idle = timedelta(minutes=self.settings.session_idle_minutes)
             too_old = timedelta(hours=self.settings.session_max_hours)
-            person = s.get(Person, web.person_id)
             if now - web.last_seen_at > idle or now - web.created_at > too_old \
                     or person is None or person.credential_epoch != web.epoch:
                 web.revoked_at = now
@@ -406,13 +409,11 @@ class Auth:
                 return None
             if not person.active:
                 return None
-            held = frozenset(s.exec(select(PersonRole.role).where(
-                PersonRole.person_id == person.id))) if roles else frozenset()
             if now - web.last_seen_at > timedelta(seconds=60):
                 web.last_seen_at = now
                 s.add(web)
                 s.commit()
-            return web, person, held
+            return web, person, frozenset(r[2] for r in rows if r[2] is not None)
 
     def sign_out(self, token: str | None, now: datetime) -> None:
         if not token:
@@ -453,11 +454,11 @@ class Auth:
         lifetimes run on the real clock unless `now` is given."""
         now = now or datetime.now(UTC)
         with Session(self.engine, expire_on_commit=False) as s:
-            row = s.exec(select(ApiToken).where(ApiToken.token_hash == _digest(token))).first()
-            if row is None or row.revoked_at is not None or row.expires_at <= now:
-                return None
-            person = s.get(Person, row.person_id)
-            if person is None or not person.active or person.credential_epoch != row.epoch:
+            found = s.execute(_TOKEN, {"hash": _digest(token)}).first()
+            row: ApiToken | None = found[0] if found else None
+            person: Person | None = found[1] if found else None
+            if row is None or row.revoked_at is not None or row.expires_at <= now \
+                    or person is None or not person.active or person.credential_epoch != row.epoch:
                 return None
             if row.last_used_at is None or now - row.last_used_at > timedelta(seconds=60):
                 row.last_used_at = now
