@@ -110,6 +110,12 @@ def test_each_sql_twin_selects_exactly_what_its_rule_selects(
         assert chosen(due.hold_ended_where(TODAY)) == expected
         assert expected
 
+        # The inbox and its count read this one first, then the access policy decides.
+        expected = {a.id for a in alerts if due.awaiting_response(ladder, a)}
+        assert chosen(due.awaiting_response_where(ladder)) == expected
+        # open, not held, not answered, a ladder stage (3 of 4), a due date (7 of 8), any markers
+        assert len(expected) == 3 * 7 * 9 * 3
+
         found = set(session.exec(
             select(Action.alert_id, Action.no).join(Alert, col(Alert.id) == Action.alert_id)
             .where(due.action_overdue_where(TODAY))).all())

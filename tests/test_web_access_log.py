@@ -190,3 +190,32 @@ def test_the_inbox_lists_and_views_in_one_insert_after_the_pages_reads(web: Any)
     after = logged()
     assert after.get("list", 0) - before.get("list", 0) == 1, (before, after)
     assert after.get("listed", 0) - before.get("listed", 0) == 3, (before, after)
+
+
+def test_the_inbox_page_reads_its_alerts_and_everyones_names_once(web: Any) -> None:
+    """The frame beside the inbox counts the inbox as the list just shown (its length), and
+    the page names people from one read of everyone: nothing the page's unit of work sends
+    between the list and its frame (the council's name) makes it read them again."""
+    app, _clock, rt = web
+    ada = sign_in(app, "iro.ada")
+    for n in range(3):
+        assert ada.post("/api/alerts", json={"child": "R100", "summary": f"Inbox {n}",
+                                             "separate": True},
+                        headers={"X-CSRF-Token": ada.csrf}).status_code == 201
+    client = sign_in(app, "tm.fay")
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(rt.engine, "before_cursor_execute", count)
+    try:
+        page = client.get("/inbox")
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", count)
+    assert page.status_code == 200 and page.text.count("Inbox ") >= 3
+    alerts = [s for s in seen if s.startswith("SELECT alert.id, alert.child_id, alert.iro_id, alert.kind")]
+    assert len(alerts) == 1, alerts  # the list; its count in the frame is its length
+    everyone = [s for s in seen if s.startswith("SELECT person.id, person.username, person.name")
+                and "WHERE" not in s]
+    assert len(everyone) == 1, everyone

@@ -236,7 +236,8 @@ class Queries(UnitOfWork):
     def inbox(self, username: str) -> list[AlertView]:
         """Open alerts awaiting this person's response (`access.awaits_response_from`),
         oldest due first."""
-        actor, rows = self._listing(username, "open")
+        actor, rows = self._listing(username, "open",
+                                    where=due.awaiting_response_where(self.protocol))
         waiting = [view for view, alert, line in rows
                    if access.awaits_response_from(actor, self.protocol, alert, line)]
         self._audit(actor, "list", None, "inbox", [known_id(v.id) for v in waiting])
@@ -328,10 +329,8 @@ class Queries(UnitOfWork):
         if roles & access.LINE_SIDE and ("inbox", username) in listed:
             counts["inbox"] = listed["inbox", username]  # the page is the inbox
         elif roles & access.LINE_SIDE:
-            waiting = [a.id for a, line in lines(and_(
-                col(Alert.status) == "open", col(Alert.on_hold).is_(False),
-                col(Alert.stage_responded_at).is_(None)))
-                if access.awaits_response_from(actor, self.protocol, a, line)]
+            waiting = [a.id for a, line in lines(due.awaiting_response_where(self.protocol))
+                       if access.awaits_response_from(actor, self.protocol, a, line)]
             counts["inbox"] = len(waiting)
         if roles & access.LINE_SIDE:
             responded = list(self.s.exec(select(Alert.id).join(

@@ -343,7 +343,8 @@ def escalation_reason(stage: Stage, due: date) -> str:
 
 
 # -- the same rules as SQL, for finding candidates in sets ----------------------------------------
-def _awaiting_where(protocol: Protocol) -> ColumnElement[bool]:
+def awaiting_response_where(protocol: Protocol) -> ColumnElement[bool]:
+    """`awaiting_response` as a WHERE clause over Alert."""
     return and_(col(Alert.status) == "open", col(Alert.on_hold).is_(False),
                 col(Alert.stage_due).is_not(None), col(Alert.stage_responded_at).is_(None),
                 col(Alert.stage).in_(protocol.keys))
@@ -352,7 +353,7 @@ def _awaiting_where(protocol: Protocol) -> ColumnElement[bool]:
 def on_overdue_where(protocol: Protocol, today: date) -> ColumnElement[bool]:
     """`on_overdue(...) is not None` as a WHERE clause over Alert."""
     escalating = [s.key for s in protocol.stages if s.when_overdue is OverduePolicy.escalate]
-    return and_(_awaiting_where(protocol), col(Alert.stage_due) < today,
+    return and_(awaiting_response_where(protocol), col(Alert.stage_due) < today,
                 or_(col(Alert.stage).in_(escalating),
                     col(Alert.overdue_notified_for).is_(None),
                     col(Alert.overdue_notified_for) != col(Alert.stage_due)))
@@ -366,7 +367,7 @@ def reminder_due_where(protocol: Protocol, calendar: WorkingCalendar, today: dat
                       col(Alert.stage_due) <= calendar.add(today, s.reminder_lead_working_days))
                  for s in protocol.stages]
     furthest = calendar.add(today, max(s.reminder_lead_working_days for s in protocol.stages))
-    return and_(_awaiting_where(protocol), col(Alert.stage_due) >= today,
+    return and_(awaiting_response_where(protocol), col(Alert.stage_due) >= today,
                 col(Alert.stage_due) <= furthest, or_(*per_stage) if per_stage else false(),
                 or_(col(Alert.reminded_for).is_(None),
                     col(Alert.reminded_for) != col(Alert.stage_due)))
@@ -374,7 +375,7 @@ def reminder_due_where(protocol: Protocol, calendar: WorkingCalendar, today: dat
 
 def ack_reminder_where(protocol: Protocol, before: datetime) -> ColumnElement[bool]:
     """`ack_reminder_due(...)` as a WHERE clause over Alert."""
-    return and_(_awaiting_where(protocol), col(Alert.acknowledged_at).is_(None),
+    return and_(awaiting_response_where(protocol), col(Alert.acknowledged_at).is_(None),
                 col(Alert.stage_entered_at) < before,
                 or_(col(Alert.ack_reminded_for).is_(None),
                     col(Alert.ack_reminded_for) != col(Alert.stage_due)))

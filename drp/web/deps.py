@@ -26,9 +26,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 
 from .. import audit, db, mail
@@ -36,7 +35,7 @@ from ..alerts import AlertService
 from ..clock import Clock
 from ..errors import DrpError, NotPermitted
 from ..ladder.access import may_administer, may_see_report
-from ..models import Person
+from ..models import Council, Person
 from ..notify import Notifier
 from ..runtime import Runtime
 from ..settings import Settings
@@ -304,9 +303,14 @@ def council_name(engine: Engine) -> str:
         return council_in(session)
 
 
+# (a SELECT construct, not text: the unit of work keeps what it read across a SELECT, and
+# cannot tell a text statement from a write)
+_COUNCIL_NAME = select(col(Council.name)).where(col(Council.id) == 1)
+
+
 def council_in(session: Session) -> str:
-    row = session.exec(text("SELECT name FROM council WHERE id = 1")).first()  # type: ignore[call-overload]
-    return str(row[0]) if row else "drp"
+    name = session.exec(_COUNCIL_NAME).first()
+    return str(name) if name else "drp"
 
 
 def page_frame(service: AlertService, user: SignedInUser) -> dict[str, Any]:
