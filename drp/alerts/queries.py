@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from .. import audit
@@ -32,6 +33,11 @@ from .unit import UnitOfWork, known_id
 
 # The statuses a list may ask for that are kinds of open alert (see `_has_status`).
 OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
+# People's usernames and names, by id or by username (built once per process).
+_NAMED = sa_select(col(Person.id), col(Person.username), col(Person.name)).where(
+    col(Person.id).in_(bindparam("ids", expanding=True)))
+_NAMES_OF = sa_select(col(Person.username), col(Person.name)).where(
+    col(Person.username).in_(bindparam("usernames", expanding=True)))
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
 
 
@@ -55,6 +61,18 @@ class Queries(UnitOfWork):
             memo["everyone"] = [(known_id(i), u, n) for i, u, n in self.s.execute(
                 select(Person.id, Person.username, Person.name))]
         return memo["everyone"]  # type: ignore[no-any-return]
+
+    def _people_named(self, ids: list[int | None]) -> dict[int, tuple[str, str]]:
+        """The username and name of each of `ids` (one query for those not read yet in this
+        unit, until it writes: `read_memo`)."""
+        memo = self.read_memo()
+        named: dict[int, tuple[str, str]] = memo.get("named", {})
+        missing = sorted({i for i in ids if i is not None and i not in named})
+        if missing:
+            named.update((known_id(i), (u, n)) for i, u, n in self.s.execute(
+                _NAMED, {"ids": missing}))
+            self.read_memo()["named"] = named  # (kept only while the unit has not written)
+        return {i: named[i] for i in ids if i is not None and i in named}
 
     def _listed(self) -> dict[tuple[str, str], int]:
         """How many rows a work list just shown held, by (list, username), until the unit
@@ -195,7 +213,6 @@ class Queries(UnitOfWork):
             raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
                            " on_hold, awaiting_iro or closed", field="status")
         rows = self.s.exec(query).all()
-        names = {pid: u for pid, u, _name in self._everyone()}
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
         council = self.s.get(Council, 1) if rows else None
         ids = [a.id for a, _c, _t in rows]
@@ -214,14 +231,22 @@ class Queries(UnitOfWork):
                 col(Alert.id))) if rows else ():
             siblings.setdefault(cid, []).append((known_id(aid), iro))
         lines: dict[int, Line] = {}
+        for _alert, child, team_row in rows:
+            assert child.id is not None
+            if child.id not in lines:
+                lines[child.id] = Line.build(child, team_row, services[team_row.service_id],
+                                             council, self.deputies)
+        # The people the rows name (their IRO, who is responsible, who acknowledged, who
+        # referred), not everyone: a list's cost follows its rows, not the organisation's size.
+        names = {pid: u for pid, (u, _n) in self._people_named([
+            pid for alert, child, _t in rows for pid in (
+                alert.iro_id, alert.acknowledged_by_id,
+                access.responsible_id(self.protocol, alert.stage, lines[known_id(child.id)]),
+                getattr(referrals.get(known_id(alert.id)), "referred_by_id", None))]).items()}
         out = []
         for alert, child, team_row in rows:
             assert child.id is not None
-            line = lines.get(child.id)
-            if line is None:
-                line = lines[child.id] = Line.build(child, team_row,
-                                                    services[team_row.service_id], council,
-                                                    self.deputies)
+            line = lines[child.id]
             view = AlertView(**self._view(alert, child, team_row, names, line,
                                           referrals.get(known_id(alert.id))),
                              related=related.get(known_id(alert.id), []),
@@ -377,11 +402,18 @@ class Queries(UnitOfWork):
                         "days_open": max(0, self.cal.between(start, closed or self.today))}
         return out
 
-    def names_for_lists(self, username: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
-        """People's names by username, and the teams a list may be filtered by (key, name):
-        those of the alerts this person may see, by name."""
+    def names_for_lists(self, username: str, shown: list[AlertView]
+                        ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """The names of the people the list `shown` names (its IRO and who is responsible),
+        by username, and the teams a list may be filtered by (key, name): those of the
+        alerts this person may see, by name."""
         actor = self.actor(username)
-        people = {u: n for _id, u, n in self._everyone()}
+        wanted = {u for v in shown for u in (v.iro, v.responsible) if u}
+        named = self.read_memo().get("named", {})
+        people = {u: n for u, n in named.values() if u in wanted}
+        if len(people) < len(wanted):  # (not read with the list: its people by username)
+            people.update(self.s.execute(_NAMES_OF, {"usernames": sorted(wanted - set(people))}
+                                         ).tuples())
         teams = self.s.exec(select(Team.key, Team.name).where(col(Team.id).in_(
             select(Child.team_id).join(Alert, col(Alert.child_id) == Child.id).where(
                 access.visible_alerts(actor)))).order_by(col(Team.name))).all()

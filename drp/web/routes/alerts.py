@@ -136,7 +136,7 @@ def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
     asked = {k: v for k, v in f.items() if v} if spec.filters else {}
     with work() as svc:
         rows = spec.fetch(svc, user.username, asked)
-        people, teams = svc.names_for_lists(user.username)
+        people, teams = svc.names_for_lists(user.username, [alert_of(r) for r in rows])
         dates = svc.list_dates([alert_of(r).id for r in rows])
         shown = page_frame(svc, user) if frame else {}
     if spec.sort:
