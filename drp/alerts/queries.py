@@ -33,9 +33,7 @@ from .unit import UnitOfWork, known_id
 
 # The statuses a list may ask for that are kinds of open alert (see `_has_status`).
 OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
-# People's usernames and names, by id or by username (built once per process).
-_NAMED = sa_select(col(Person.id), col(Person.username), col(Person.name)).where(
-    col(Person.id).in_(bindparam("ids", expanding=True)))
+# People's names by username (built once per process).
 _NAMES_OF = sa_select(col(Person.username), col(Person.name)).where(
     col(Person.username).in_(bindparam("usernames", expanding=True)))
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
@@ -61,18 +59,6 @@ class Queries(UnitOfWork):
             memo["everyone"] = [(known_id(i), u, n) for i, u, n in self.s.execute(
                 select(Person.id, Person.username, Person.name))]
         return memo["everyone"]  # type: ignore[no-any-return]
-
-    def _people_named(self, ids: list[int | None]) -> dict[int, tuple[str, str]]:
-        """The username and name of each of `ids` (one query for those not read yet in this
-        unit, until it writes: `read_memo`)."""
-        memo = self.read_memo()
-        named: dict[int, tuple[str, str]] = memo.get("named", {})
-        missing = sorted({i for i in ids if i is not None and i not in named})
-        if missing:
-            named.update((known_id(i), (u, n)) for i, u, n in self.s.execute(
-                _NAMED, {"ids": missing}))
-            self.read_memo()["named"] = named  # (kept only while the unit has not written)
-        return {i: named[i] for i in ids if i is not None and i in named}
 
     def _listed(self) -> dict[tuple[str, str], int]:
         """How many rows a work list just shown held, by (list, username), until the unit
@@ -238,11 +224,11 @@ class Queries(UnitOfWork):
                                              council, self.deputies)
         # The people the rows name (their IRO, who is responsible, who acknowledged, who
         # referred), not everyone: a list's cost follows its rows, not the organisation's size.
-        names = {pid: u for pid, (u, _n) in self._people_named([
-            pid for alert, child, _t in rows for pid in (
-                alert.iro_id, alert.acknowledged_by_id,
-                access.responsible_id(self.protocol, alert.stage, lines[known_id(child.id)]),
-                getattr(referrals.get(known_id(alert.id)), "referred_by_id", None))]).items()}
+        self.directory.load(pid for alert, child, _t in rows for pid in (
+            alert.iro_id, alert.acknowledged_by_id,
+            access.responsible_id(self.protocol, alert.stage, lines[known_id(child.id)]),
+            getattr(referrals.get(known_id(alert.id)), "referred_by_id", None)))
+        names = {pid: p.username for pid, p in self.directory.people.items()}
         out = []
         for alert, child, team_row in rows:
             assert child.id is not None
@@ -409,9 +395,10 @@ class Queries(UnitOfWork):
         alerts this person may see, by name."""
         actor = self.actor(username)
         wanted = {u for v in shown for u in (v.iro, v.responsible) if u}
-        named = self.read_memo().get("named", {})
-        people = {u: n for u, n in named.values() if u in wanted}
-        if len(people) < len(wanted):  # (not read with the list: its people by username)
+        # (the list read them, with the unit's directory: `_listing`)
+        people = {p.username: p.name for p in self.directory.people.values()
+                  if p.username in wanted}
+        if len(people) < len(wanted):  # (a list read in another unit of work)
             people.update(self.s.execute(_NAMES_OF, {"usernames": sorted(wanted - set(people))}
                                          ).tuples())
         teams = self.s.exec(select(Team.key, Team.name).where(col(Team.id).in_(
