@@ -155,10 +155,9 @@ def test_a_page_whose_row_cannot_be_written_is_not_shown_and_the_row_waits(web: 
     assert app.state.drp.access_log.pending() == 0
 
 
-def test_the_inbox_lists_and_views_in_one_insert_after_the_pages_reads(web: Any) -> None:
-    """A list's rows (its own and one `listed` a row shown) go in one statement, written after
-    the page's unit of work: none inside it (where, on SQLite, it would hold the database's
-    write lock for the rest of the page)."""
+def fays_inbox(web: Any, before: Any = None) -> tuple[Any, list[str]]:
+    """Three alerts in tm.fay's inbox, then her inbox page (after `before()`, if given) with
+    the statements its request sent."""
     app, _clock, rt = web
     ada = sign_in(app, "iro.ada")
     for n in range(3):
@@ -166,15 +165,9 @@ def test_the_inbox_lists_and_views_in_one_insert_after_the_pages_reads(web: Any)
                                              "separate": True},
                         headers={"X-CSRF-Token": ada.csrf}).status_code == 201
     client = sign_in(app, "tm.fay")
+    if before is not None:
+        before()
     seen: list[str] = []
-
-    def logged() -> dict[str, int]:
-        with rt.engine.connect() as conn:
-            return dict(conn.execute(text(  # type: ignore[arg-type]
-                "SELECT action, count(*) FROM access_log WHERE actor = 'tm.fay'"
-                " AND action IN ('list', 'listed') GROUP BY action")).all())
-
-    before = logged()
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
@@ -184,6 +177,24 @@ def test_the_inbox_lists_and_views_in_one_insert_after_the_pages_reads(web: Any)
         page = client.get("/inbox")
     finally:
         event.remove(rt.engine, "before_cursor_execute", count)
+    return page, seen
+
+
+def test_the_inbox_lists_and_views_in_one_insert_after_the_pages_reads(web: Any) -> None:
+    """A list's rows (its own and one `listed` a row shown) go in one statement, written after
+    the page's unit of work: none inside it (where, on SQLite, it would hold the database's
+    write lock for the rest of the page)."""
+    rt = web[2]
+
+    def logged() -> dict[str, int]:
+        with rt.engine.connect() as conn:
+            return dict(conn.execute(text(  # type: ignore[arg-type]
+                "SELECT action, count(*) FROM access_log WHERE actor = 'tm.fay'"
+                " AND action IN ('list', 'listed') GROUP BY action")).all())
+
+    counted: list[dict[str, int]] = []
+    page, seen = fays_inbox(web, lambda: counted.append(logged()))
+    before = counted[0]
     assert page.status_code == 200
     inserts = [i for i, s in enumerate(seen) if s.startswith("INSERT INTO access_log")]
     assert len(inserts) == 1, seen
@@ -197,23 +208,7 @@ def test_the_inbox_page_reads_its_alerts_once_and_only_the_people_it_names(web: 
     nothing the page's unit of work sends between the list and its frame (the council's name)
     makes it read them again. The page names the people its rows name, read once by id, not
     everyone in the organisation."""
-    app, _clock, rt = web
-    ada = sign_in(app, "iro.ada")
-    for n in range(3):
-        assert ada.post("/api/alerts", json={"child": "R100", "summary": f"Inbox {n}",
-                                             "separate": True},
-                        headers={"X-CSRF-Token": ada.csrf}).status_code == 201
-    client = sign_in(app, "tm.fay")
-    seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(rt.engine, "before_cursor_execute", count)
-    try:
-        page = client.get("/inbox")
-    finally:
-        event.remove(rt.engine, "before_cursor_execute", count)
+    page, seen = fays_inbox(web)
     assert page.status_code == 200 and page.text.count("Inbox ") >= 3
     alerts = [s for s in seen if s.startswith("SELECT alert.id, alert.child_id, alert.iro_id, alert.kind")]
     assert len(alerts) == 1, alerts  # the list; its count in the frame is its length
