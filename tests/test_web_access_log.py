@@ -217,4 +217,5 @@ def test_the_inbox_page_reads_its_alerts_once_and_only_the_people_it_names(web: 
     by_id = [s for s in seen if s.startswith("SELECT person.id") and "WHERE person.id IN" in s
              and "UNION" not in s]  # (not the actor's statement, which finds whom they cover)
     assert len(by_id) == 1, seen
-    assert "Fay Manager" in page.text  # (who is responsible, by name)
+    # Who is responsible, by name, in each row (her name is in the page's header too).
+    assert page.text.count('data-label="Responsible"><div>Fay Manager') == 3, page.text

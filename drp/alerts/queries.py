@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_
-from sqlalchemy import select as sa_select
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import col, select
 
 from .. import audit
@@ -33,9 +32,6 @@ from .unit import UnitOfWork, known_id
 
 # The statuses a list may ask for that are kinds of open alert (see `_has_status`).
 OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
-# People's names by username (built once per process).
-_NAMES_OF = sa_select(col(Person.username), col(Person.name)).where(
-    col(Person.username).in_(bindparam("usernames", expanding=True)))
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
 
 
@@ -390,17 +386,14 @@ class Queries(UnitOfWork):
 
     def names_for_lists(self, username: str, shown: list[AlertView]
                         ) -> tuple[dict[str, str], list[tuple[str, str]]]:
-        """The names of the people the list `shown` names (its IRO and who is responsible),
-        by username, and the teams a list may be filtered by (key, name): those of the
-        alerts this person may see, by name."""
+        """The names of the people the list `shown` (listed in this unit of work) names, its
+        IROs and who is responsible, by username; and the teams a list may be filtered by
+        (key, name): those of the alerts this person may see, by name."""
         actor = self.actor(username)
         wanted = {u for v in shown for u in (v.iro, v.responsible) if u}
-        # (the list read them, with the unit's directory: `_listing`)
+        # (`_listing` read them into this unit's directory as it made the views)
         people = {p.username: p.name for p in self.directory.people.values()
                   if p.username in wanted}
-        if len(people) < len(wanted):  # (a list read in another unit of work)
-            people.update(self.s.execute(_NAMES_OF, {"usernames": sorted(wanted - set(people))}
-                                         ).tuples())
         teams = self.s.exec(select(Team.key, Team.name).where(col(Team.id).in_(
             select(Child.team_id).join(Alert, col(Alert.child_id) == Child.id).where(
                 access.visible_alerts(actor)))).order_by(col(Team.name))).all()
