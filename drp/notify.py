@@ -13,7 +13,9 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, insert, literal, union_all
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from notifications.models import OutboxMessage
@@ -88,10 +90,31 @@ class Notice:
 
 
 # Statements built once per process.
-_PEOPLE = select(Person).where(col(Person.id).in_(bindparam("ids", expanding=True)))
+_IDS: Any = bindparam("ids", expanding=True)
+_PEOPLE = select(Person).where(col(Person.id).in_(_IDS))
 _IRO_MANAGERS = (select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
                  .where(PersonRole.role == Role.iro_manager, col(Person.active))
                  .order_by(col(Person.id)))
+# The people among :ids, then the active IRO managers (flagged), in one statement: an event's
+# people when its e-mail may copy the managers (`reads_iro_managers`).
+_PERSON = Person.__table__  # type: ignore[attr-defined]
+_WHO = union_all(
+    sa_select(_PERSON, literal(False).label("iro_manager")).where(_PERSON.c.id.in_(_IDS)),
+    sa_select(_PERSON, literal(True).label("iro_manager"))
+    .join(PersonRole, col(PersonRole.person_id) == _PERSON.c.id)
+    .where(col(PersonRole.role) == Role.iro_manager, _PERSON.c.active)).subquery()
+_PEOPLE_AND_MANAGERS = sa_select(aliased(Person, _WHO), _WHO.c.iro_manager).order_by(
+    _WHO.c.iro_manager, _WHO.c.id)
+# The messages whose readers may include the IRO managers (`Notifier.recipients`' managers()):
+# for these an event's people are read with the managers (`Directory.load`). Only a hint to
+# read them early: a message that copies them and is not named here reads them when asked.
+READ_WITH_MANAGERS = frozenset({"escalated", "overdue", "cafcass_consider", "referred",
+                                "cafcass_response"})
+
+
+def reads_iro_managers(event_kind: str) -> bool:
+    """Are the IRO managers likely among the readers of this event's e-mail?"""
+    return MESSAGE_FOR_EVENT.get(event_kind) in READ_WITH_MANAGERS
 
 
 class Directory:
@@ -102,11 +125,17 @@ class Directory:
     def __init__(self, session: Session, people: dict[int, Person] | None = None) -> None:
         self.s = session
         self.people: dict[int, Person] = {} if people is None else people
+        self._managers: list[int | None] | None = None  # the IRO managers, once read
 
-    def load(self, ids: Iterable[int | None]) -> None:
-        """Read the people among `ids` not read yet, in one query."""
+    def load(self, ids: Iterable[int | None], *, managers: bool = False) -> None:
+        """Read the people among `ids` not read yet, in one query; `managers`: and the active
+        IRO managers (`iro_managers`) unless read already, in the same query."""
         missing = {i for i in ids if i is not None and i not in self.people}
-        if missing:
+        if managers and self._managers is None:
+            found = self.s.execute(_PEOPLE_AND_MANAGERS, {"ids": sorted(missing)}).all()
+            self.people.update((_known(p.id), p) for p, _ in found)
+            self._managers = [p.id for p, is_manager in found if is_manager]
+        elif missing:
             for p in self.s.scalars(_PEOPLE, {"ids": sorted(missing)}):
                 self.people[_known(p.id)] = p
 
@@ -119,10 +148,13 @@ class Directory:
         return self.s.get(Council, 1)
 
     def iro_managers(self) -> list[int | None]:
-        """The active IRO managers' ids (the people read and kept, for their addresses)."""
-        found = list(self.s.scalars(_IRO_MANAGERS))
-        self.people.update((_known(p.id), p) for p in found)
-        return [p.id for p in found]
+        """The active IRO managers' ids (the people read and kept, for their addresses): read
+        once, with an event's people (`load`) or alone."""
+        if self._managers is None:
+            found = list(self.s.scalars(_IRO_MANAGERS))
+            self.people.update((_known(p.id), p) for p in found)
+            self._managers = [p.id for p in found]
+        return self._managers
 
 
 class Snapshot(Directory):
@@ -132,9 +164,9 @@ class Snapshot(Directory):
     def __init__(self, session: Session) -> None:
         super().__init__(session, {_known(p.id): p for p in session.exec(select(Person))})
         self._council = session.get(Council, 1)
-        self._managers = super().iro_managers()
+        self.iro_managers()
 
-    def load(self, ids: Iterable[int | None]) -> None:
+    def load(self, ids: Iterable[int | None], *, managers: bool = False) -> None:
         """Everyone is read already."""
 
     def person(self, person_id: int) -> Person | None:
@@ -142,9 +174,6 @@ class Snapshot(Directory):
 
     def council(self) -> Council | None:
         return self._council
-
-    def iro_managers(self) -> list[int | None]:
-        return self._managers
 
 
 # The council's time zone when none is given: the settings' own default (Europe/London).

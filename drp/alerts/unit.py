@@ -38,7 +38,7 @@ from ..models import (
     Service,
     Team,
 )
-from ..notify import Directory, Notice, Notifier
+from ..notify import Directory, Notice, Notifier, reads_iro_managers
 from ..themes import Taxonomy
 from . import steps
 
@@ -408,7 +408,8 @@ class UnitOfWork:
         line = line or self._lines.get(known_id(alert.id))
         if line is not None:  # the IRO named here and the people its e-mails go to: one query
             posts = [alert.iro_id, *line.by_role.values()]
-            self.directory.load([*posts, *(line.covered(p) for p in posts)])
+            self.directory.load([*posts, *(line.covered(p) for p in posts)], managers=(
+                self.notifier is not None and reads_iro_managers(kind)))
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
             from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
