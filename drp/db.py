@@ -12,9 +12,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import Boolean, ColumnElement, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session
 
 from notifications.transports import private_folder
@@ -129,3 +131,45 @@ def require_schema(engine: Engine) -> None:
         ) from None
     if "alert" not in tables:
         raise ConfigError("the database has no drp tables yet; run `drp init` first")
+
+
+# -- what SQLite's planner is told ------------------------------------------------------------
+class _Likelihood(ColumnElement[bool]):
+    """A condition, with how likely a row is to meet it. PostgreSQL's planner knows it from its
+    statistics; SQLite's has none (no ANALYZE) and guesses that any indexed equality or range
+    is selective, so it is told: `likelihood(condition, p)`, which leaves the condition as it
+    is (`met_by_few`, `met_by_many`)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("condition", InternalTraversal.dp_clauseelement),
+                           ("probability", InternalTraversal.dp_plain_obj)]
+
+    def __init__(self, condition: ColumnElement[bool], probability: float) -> None:
+        self.condition = condition
+        self.probability = probability
+
+    def self_group(self, against: Any = None) -> _Likelihood:
+        return self  # a condition already (not a boolean column that SQLite compares to 1)
+
+
+@compiles(_Likelihood)
+def _likelihood(element: _Likelihood, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.condition, **kw))
+
+
+@compiles(_Likelihood, "sqlite")
+def _likelihood_sqlite(element: _Likelihood, compiler: Any, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.condition, **kw)}, {element.probability})"
+
+
+def met_by_few(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A condition few rows meet (a range of the due index): its index is the way in."""
+    return _Likelihood(condition, 0.001)
+
+
+def met_by_many(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A condition many rows meet over the years (an event's kind): its index is no way in
+    where the query names the alerts (their events are read by alert, whatever the number of
+    events of that kind the council has)."""
+    return _Likelihood(condition, 0.9)

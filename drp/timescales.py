@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, ColumnElement, false, or_
+from sqlalchemy import ColumnElement, false, or_
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session, col, select
 
 from . import db, due_index
@@ -159,38 +157,13 @@ def find_reminders(session: Session, protocol: Protocol, calendar: WorkingCalend
     return found
 
 
-class _Few(ColumnElement[bool]):
-    """A condition few rows meet. PostgreSQL's planner knows it from its statistics; SQLite's
-    (without them for a range) would rather read the (status, on_hold, stage_due) index for
-    the rules' equalities, so it is told: `likelihood(condition, 0.001)`, which leaves the
-    condition as it is and makes its index's range the cheapest way in."""
-
-    inherit_cache = True
-    type = Boolean()
-    _traverse_internals = [("condition", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, condition: ColumnElement[bool]) -> None:
-        self.condition = condition
-
-    def self_group(self, against: Any = None) -> _Few:
-        return self  # a condition already (not a boolean column that SQLite compares to 1)
-
-
-@compiles(_Few)
-def _few(element: _Few, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.condition, **kw))
-
-
-@compiles(_Few, "sqlite")
-def _few_sqlite(element: _Few, compiler: Any, **kw: Any) -> str:
-    return f"likelihood({compiler.process(element.condition, **kw)}, 0.001)"
-
-
 def come_where(today: date) -> ColumnElement[bool]:
     """Alerts whose day in the due index (`Alert.attention_on`) has come: no rule holds for
     any other, so each query reads that index's range (ix_alert_attention_on), on SQLite as
-    on PostgreSQL (bench/timescales.py checks both plans)."""
-    return _Few(col(Alert.attention_on) <= today)
+    on PostgreSQL (bench/timescales.py checks both plans): SQLite's planner is told
+    (`db.met_by_few`), else it would rather read the (status, on_hold, stage_due) index for
+    the rules' equalities."""
+    return db.met_by_few(col(Alert.attention_on) <= today)
 
 
 def _ids(session: Session, where: Any, today: date) -> list[int]:

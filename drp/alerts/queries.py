@@ -8,9 +8,10 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import exists as sa_exists
 from sqlmodel import col, select
 
-from .. import audit
+from .. import audit, db
 from ..errors import BadValue
 from ..ladder import access, due
 from ..ladder.access import Actor, Line
@@ -274,10 +275,13 @@ class Queries(UnitOfWork):
     def _responded_where(self, actor: Actor) -> ColumnElement[bool]:
         """Alerts this person responded to (in their own right or as cover) that still have
         an agreed action open."""
-        said = select(Event.alert_id).where(Event.kind == "responded",
-                                            col(Event.actor) == actor.username)
+        # Read by alert, among those with an action open: not every response in the
+        # council's history (`db.met_by_many`).
+        said = sa_exists().where(col(Event.alert_id) == Alert.id,
+                                 db.met_by_many(col(Event.kind) == "responded"),
+                                 col(Event.actor) == actor.username)
         open_actions = select(Action.alert_id).where(col(Action.done_at).is_(None))
-        return col(Alert.id).in_(said).__and__(col(Alert.id).in_(open_actions))
+        return and_(col(Alert.id).in_(open_actions), said)
 
     def responded_open(self, username: str, **filters: Any) -> list[AlertView]:
         """Alerts this person responded to whose agreed actions are not all done (so a
@@ -365,8 +369,8 @@ class Queries(UnitOfWork):
         """For a list's rows (already audited as shown): the day of the last response, the
         day the alert closed, and its working days open (to today, or to its closing)."""
         rows = self.s.exec(select(Event.alert_id, Event.kind, func.max(Event.at)).where(
-            col(Event.alert_id).in_(ids), col(Event.kind).in_(
-                ("responded", "resolved", "withdrawn"))).group_by(
+            col(Event.alert_id).in_(ids), db.met_by_many(col(Event.kind).in_(
+                ("responded", "resolved", "withdrawn")))).group_by(
             col(Event.alert_id), col(Event.kind))).all() if ids else []
         found: dict[int, dict[str, date]] = {}
         for aid, kind, at in rows:
