@@ -175,6 +175,30 @@ def test_a_child_with_an_open_alert_gets_a_warning_naming_it_and_the_separate_bo
     assert r.status_code == 303 and "?done=raised" in r.headers["location"]
 
 
+def test_the_warning_reads_the_childs_open_concerns_not_the_iros_whole_list(app: Any) -> None:
+    """The warning names the child's open concerns, read as the raise command reads them (its
+    refusal names the same): not found among every open alert the IRO may see, which the
+    access log then recorded as a list she had looked at."""
+    from sqlalchemy import text
+
+    first = raised(app)
+    rt = app[2]
+
+    def lists() -> int:
+        with rt.engine.connect() as conn:
+            return int(conn.execute(text(
+                "SELECT count(*) FROM access_log WHERE actor = 'iro.ada' AND action = 'list'"
+            )).scalar_one())
+
+    c = client(app)
+    before = lists()
+    page = refused_page(c, "/alerts/new", FORM, "/alerts/new")
+    assert page.status_code == 409
+    warning = page.text.split('class="govuk-warning-text"', 1)[1].split("</div>", 1)[0]
+    assert re.findall(r'href="/alerts/(\d+)"', warning) == [str(first)]
+    assert lists() == before
+
+
 def test_a_theme_suggestion_is_shown_and_chosen_in_the_form(app: Any) -> None:
     c = client(app)
     r = post(c, "/alerts/new", {**FORM, "do": "suggest",

@@ -252,6 +252,16 @@ class Queries(UnitOfWork):
         self._listed()["inbox", username] = len(waiting)
         return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
 
+    def open_concerns(self, username: str, ref: str) -> list[int]:
+        """The ids of the child's open concerns, which raising another names (as the raise
+        command reads them: `child_by_ref`); none when this person may not see the child. Not
+        audited: numbers only, as the raise command's refusal gives them."""
+        actor = self.actor(username)
+        child, _line, open_ids = self.child_by_ref(ref) if 0 < len(ref) <= 40 else (None, None, [])
+        if child is None or not access.can_see_child(actor, child):
+            return []
+        return open_ids
+
     # -- each person's work lists (and their counts, for the navigation) ----------------------
     def hold_horizon(self) -> date:
         """A hold ending by this day waits for the IRO's decision."""

@@ -166,9 +166,9 @@ def create_alert(request: Request, context: Context, rt: RuntimeDep, user: Curre
 
 
 def _open_concerns(work: UnitOfWork, who: str, child: str) -> list[int]:
-    """The child's open concerns the person can see (the ones a refusal would name)."""
+    """The child's open concerns (the ones a refusal names), read as the raise command reads
+    them."""
     if not child:
         return []
     with work() as svc:
-        return [v.id for v in svc.list_alerts(who, "open")
-                if v.child == child and v.kind == "concern"]
+        return svc.open_concerns(who, child)
