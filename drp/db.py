@@ -12,10 +12,22 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Boolean, ColumnElement, create_engine, event, inspect, text
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    create_engine,
+    event,
+    false,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session
 
@@ -105,6 +117,20 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def one_at_a_time(session: Session, key: int, table: Any) -> None:
+    """Make the session's transaction the only one running among those that call this with
+    `key`: the next waits (on SQLite up to its busy timeout) until this one ends, then reads
+    what it left. PostgreSQL: a transaction-level advisory lock. SQLite: the database's write
+    lock, taken now by a write to `table` that changes nothing, rather than at the
+    transaction's first real write after it has read (a read made before another writer
+    committed cannot then write: SQLite refuses it as "database is locked")."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+    else:
+        session.execute(update(table).where(false()).values(
+            {table.primary_key.columns[0].name: table.primary_key.columns[0]}))
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -152,10 +178,15 @@ class _Likelihood(ColumnElement[bool]):
     def self_group(self, against: Any = None) -> _Likelihood:
         return self  # a condition already (not a boolean column that SQLite compares to 1)
 
+    @property
+    def _from_objects(self) -> list[Any]:  # the tables it names, for the query's FROM
+        return list(self.condition._from_objects)
+
 
 @compiles(_Likelihood)
 def _likelihood(element: _Likelihood, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.condition, **kw))
+    # (bracketed as within an AND: an OR given keeps its own brackets beside other conditions)
+    return str(compiler.process(element.condition.self_group(against=operators.and_), **kw))
 
 
 @compiles(_Likelihood, "sqlite")

@@ -154,7 +154,11 @@ class Directory:
             found = list(self.s.scalars(_IRO_MANAGERS))
             self.people.update((_known(p.id), p) for p in found)
             self._managers = [p.id for p in found]
-        return self._managers
+        return list(self._managers)
+
+    def forget_managers(self) -> None:
+        """Read the IRO managers again when next asked (the organisation's roles changed)."""
+        self._managers = None
 
 
 class Snapshot(Directory):

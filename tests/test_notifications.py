@@ -275,6 +275,26 @@ def test_an_escalation_reads_its_readers_with_the_iro_managers_in_one_statement(
     assert to == {"tm.fay", "sw.dan", "iro.ada", "irom.cat"}
 
 
+def test_the_iro_managers_read_once_are_read_again_once_the_roles_change(org: Engine) -> None:
+    """A unit of work reads the IRO managers once (with an event's people); loading the
+    organisation, which may change who they are, makes it read them again."""
+    from drp.models import Person, PersonRole
+    from drp.notify import Directory
+
+    with db.transaction(org) as session:
+        ids = {p.username: p.id for p in session.exec(select(Person))}
+        find = Directory(session)
+        find.load([ids["tm.fay"]], managers=True)
+        before = find.iro_managers()
+        assert ids["irom.cat"] in before and ids["hos.ivy"] not in before
+        session.add(PersonRole(person_id=ids["hos.ivy"], role="iro_manager"))
+        session.flush()
+        assert find.iro_managers() == before  # (read once)
+        find.forget_managers()
+        assert ids["hos.ivy"] in find.iro_managers()
+        session.rollback()
+
+
 @backends
 def test_flow_messages_reach_the_right_people(mailer: Mailer) -> None:
     alert = mailer("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "x",

@@ -236,6 +236,30 @@ def test_the_pages_read_events_by_alert_not_every_event_of_a_kind(web: Any) -> N
             "EXPLAIN QUERY PLAN " + s, p).all()) for s, p in sent}
     walked = {s: plan for s, plan in plans.items() if "ix_event_kind" in plan}
     assert not walked, walked
+    dates = [plan for s, plan in plans.items() if "event.kind IN" in s]  # a list's, a page's
+    assert dates and all("INDEX sqlite_autoindex_event_1 (alert_id=?)" in p for p in dates), dates
+
+
+def test_a_condition_told_to_sqlites_planner_keeps_its_tables_and_brackets() -> None:
+    """db.met_by_many / met_by_few: the condition's table is in the query's FROM though
+    nothing else names it, and an OR stays bracketed beside other conditions."""
+    from sqlalchemy import func, or_, select
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlmodel import col
+
+    from drp import db
+    from drp.models import Event
+
+    alone = select(func.count()).where(db.met_by_many(col(Event.kind) == "x"))
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        assert "FROM event" in str(alone.compile(dialect=dialect))
+    either = select(Event.id).where(db.met_by_few(or_(col(Event.kind) == "a",
+                                                      col(Event.kind) == "b")),
+                                    col(Event.seq) == 1)
+    pg = " ".join(str(either.compile(dialect=postgresql.dialect())).split())
+    assert "WHERE (event.kind = " in pg and ") AND event.seq = " in pg, pg
+    lite = " ".join(str(either.compile(dialect=sqlite.dialect())).split())
+    assert "WHERE likelihood(event.kind = ? OR event.kind = ?, 0.001) AND" in lite, lite
 
 
 def test_the_inbox_page_reads_its_alerts_once_and_only_the_people_it_names(web: Any) -> None:

@@ -261,6 +261,7 @@ class Organisation(UnitOfWork):
         result = load_org(self.s, path, self.protocol, now=self.now)
         self._deputies = None  # the file's cover periods may have changed
         self._actors.clear()
+        self.directory.forget_managers()  # and who the IRO managers are
         for row in result.cover_removed:
             self._cover_done(actor, "cover_end", row,
                              tell=row.ends >= self.today and row.ended_at is None)
