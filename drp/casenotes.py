@@ -226,15 +226,20 @@ class Exported:
     again: bool
 
 
+EXPORT_LOCK = 0x64727001  # `db.one_at_a_time`'s key for the case notes' export
+
+
 def export(engine: Engine, protocol: Protocol, tz: ZoneInfo, *, since: datetime | None,
            now: datetime, again: bool, write: Callable[[list[Note]], None],
            origin: audit.Origin | None = None) -> Exported:
     """Every note since `since` not yet exported (`again`: exported or not), handed to
     `write` and marked exported in one transaction: if writing fails nothing is marked, and a
     note marked has been written (a failure of the commit after writing may give a note
-    twice, never lose one). Two exports at once: the second to mark a note fails, whole.
-    Recorded in the access log (one row, and an `exported` row per alert)."""
+    twice, never lose one). Two exports at once: the second waits for the first, then gives
+    only what the first did not (`db.one_at_a_time`). Recorded in the access log (one row,
+    and an `exported` row per alert)."""
     with db.transaction(engine) as session:
+        db.one_at_a_time(session, EXPORT_LOCK, CasenoteExport.__table__)  # type: ignore[attr-defined]
         query = _note_events(since)
         if not again:
             done = select(CasenoteExport.event_id)

@@ -164,6 +164,70 @@ def test_since_leaves_out_older_notes_and_they_stay_unexported(
 
 
 @backends
+def test_two_exports_at_once_give_each_note_once_and_neither_fails(
+        org: Engine, protocol: Protocol) -> None:
+    """A second export started while the first is writing waits for it, then gives only what
+    it did not (nothing here): it does not read the notes unmarked and then fail to mark them
+    (a unique key's error on PostgreSQL, "database is locked" on SQLite)."""
+    import threading
+
+    from sqlalchemy import event, text
+
+    a_case(org, protocol)
+    second: list[Any] = []  # its notes, or its error
+    started, read = threading.Event(), threading.Event()
+
+    def first_statement_done(*_args: Any) -> None:
+        if threading.current_thread().name == "second export":
+            read.set()
+
+    def second_export() -> None:
+        try:
+            started.set()
+            second.append(run_export(org, protocol, "2027-03-10T09:01"))
+        except BaseException as exc:  # (reported by the test's thread below)
+            second.append(exc)
+
+    def waits_on_a_lock() -> bool:
+        with org.connect() as conn:
+            return bool(conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()")).scalar_one())
+
+    def write(notes: list[Note]) -> None:
+        """The first export, having read and marked its notes, lets the second start and
+        goes on once the second has read (as the second did, unmarked notes and all, before
+        the fix) or waits on a lock. PostgreSQL tells that it waits; SQLite's wait is inside
+        its driver, so there the first gives the second's first read a bounded time."""
+        written.append(notes)
+        thread.start()
+        assert started.wait(30)
+        if org.dialect.name != "postgresql":
+            read.wait(2)
+            return
+        for _ in range(1200):
+            if read.is_set() or waits_on_a_lock():
+                return
+            read.wait(0.05)
+        raise AssertionError("the second export neither read nor waited")
+
+    written: list[list[Note]] = []
+    thread = threading.Thread(target=second_export, name="second export")
+    event.listen(org, "after_cursor_execute", first_statement_done)
+    try:
+        export(org, protocol, LONDON, since=None, now=parse_instant("2027-03-10T09:00", LONDON),
+               again=False, write=write)
+        thread.join(60)
+    finally:
+        event.remove(org, "after_cursor_execute", first_statement_done)
+    assert not thread.is_alive()
+    assert len(written[0]) == 7
+    assert second == [[]], second
+    with Session(org) as session:
+        assert len(session.exec(select(CasenoteExport)).all()) == 7
+
+
+@backends
 def test_a_failed_write_marks_nothing(org: Engine, protocol: Protocol) -> None:
     a_case(org, protocol)
 
