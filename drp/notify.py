@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, literal, union_all
+from sqlalchemy import bindparam, insert, literal, or_, union_all
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -92,6 +92,8 @@ class Notice:
 # Statements built once per process.
 _IDS: Any = bindparam("ids", expanding=True)
 _PEOPLE = select(Person).where(col(Person.id).in_(_IDS))
+_PEOPLE_OR_NAMED = select(Person).where(or_(
+    col(Person.id).in_(_IDS), col(Person.username).in_(bindparam("usernames", expanding=True))))
 _IRO_MANAGERS = (select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
                  .where(PersonRole.role == Role.iro_manager, col(Person.active))
                  .order_by(col(Person.id)))
@@ -127,14 +129,23 @@ class Directory:
         self.people: dict[int, Person] = {} if people is None else people
         self._managers: list[int | None] | None = None  # the IRO managers, once read
 
-    def load(self, ids: Iterable[int | None], *, managers: bool = False) -> None:
+    def load(self, ids: Iterable[int | None], *, managers: bool = False,
+             usernames: Iterable[str | None] = ()) -> None:
         """Read the people among `ids` not read yet, in one query; `managers`: and the active
-        IRO managers (`iro_managers`) unless read already, in the same query."""
+        IRO managers (`iro_managers`) unless read already, in the same query; `usernames`:
+        and those people, by username (in the same query, without `managers`)."""
         missing = {i for i in ids if i is not None and i not in self.people}
         if managers and self._managers is None:
             found = self.s.execute(_PEOPLE_AND_MANAGERS, {"ids": sorted(missing)}).all()
             self.people.update((_known(p.id), p) for p, _ in found)
             self._managers = [p.id for p, is_manager in found if is_manager]
+            missing = set()
+        known = {p.username for p in self.people.values()}
+        named = {u for u in usernames if u and u != access.SYSTEM and u not in known}
+        if named:
+            for p in self.s.scalars(_PEOPLE_OR_NAMED, {"ids": sorted(missing),
+                                                       "usernames": sorted(named)}):
+                self.people[_known(p.id)] = p
         elif missing:
             for p in self.s.scalars(_PEOPLE, {"ids": sorted(missing)}):
                 self.people[_known(p.id)] = p
@@ -170,7 +181,8 @@ class Snapshot(Directory):
         self._council = session.get(Council, 1)
         self.iro_managers()
 
-    def load(self, ids: Iterable[int | None], *, managers: bool = False) -> None:
+    def load(self, ids: Iterable[int | None], *, managers: bool = False,
+             usernames: Iterable[str | None] = ()) -> None:
         """Everyone is read already."""
 
     def person(self, person_id: int) -> Person | None:

@@ -240,6 +240,42 @@ def test_the_pages_read_events_by_alert_not_every_event_of_a_kind(web: Any) -> N
     assert dates and all("INDEX sqlite_autoindex_event_1 (alert_id=?)" in p for p in dates), dates
 
 
+def test_an_alerts_page_its_print_view_and_the_childs_page_read_only_the_people_they_name(
+        web: Any) -> None:
+    """Each names its people (the IRO, who responded, who is responsible, who acted in the
+    timeline) from one read by id or username, not from everyone in the organisation read on
+    every view (a page's cost then grew with the council's staff)."""
+    app, _clock, rt = web
+    ada = sign_in(app, "iro.ada")
+    made = ada.post("/api/alerts", json={"child": "R100", "summary": "Plans"},
+                    headers={"X-CSRF-Token": ada.csrf})
+    assert made.status_code == 201, made.text
+    aid = made.json()["id"]
+    fay = sign_in(app, "tm.fay")
+    said = fay.post(f"/api/alerts/{aid}/respond", json={"message": "We will meet"},
+                    headers={"X-CSRF-Token": fay.csrf})
+    assert said.status_code == 200, said.text
+    seen: list[str] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    for path, names in ((f"/alerts/{aid}", ("Ada Iro", "Fay Manager")),
+                        (f"/alerts/{aid}/print", ("Ada Iro", "Fay Manager")),
+                        ("/children/R100", ("Ada Iro",))):
+        seen.clear()
+        event.listen(rt.engine, "before_cursor_execute", keep)
+        try:
+            page = ada.get(path)
+        finally:
+            event.remove(rt.engine, "before_cursor_execute", keep)
+        assert page.status_code == 200, (path, page.text[:300])
+        everyone = [s for s in seen if s.startswith("SELECT") and s.endswith("FROM person")]
+        assert everyone == [], (path, everyone)
+        for name in names:
+            assert name in page.text.split("</header>", 1)[-1], (path, name)
+
+
 def test_a_condition_told_to_sqlites_planner_keeps_its_tables_and_brackets() -> None:
     """db.met_by_many / met_by_few: the condition's table is in the query's FROM though
     nothing else names it, and an OR stays bracketed beside other conditions."""

@@ -4,6 +4,7 @@ work."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -23,7 +24,6 @@ from ..models import (
     Child,
     Council,
     Event,
-    Person,
     Referral,
     Service,
     Team,
@@ -48,15 +48,6 @@ def _has_status(view: AlertView, status: str | None) -> bool:
 
 
 class Queries(UnitOfWork):
-    def _everyone(self) -> list[tuple[int, str, str]]:
-        """Everyone's id, username and name, read once until the unit writes (`read_memo`):
-        a list names people by username (its rows) and by name (its page), a page both."""
-        memo = self.read_memo()
-        if "everyone" not in memo:
-            memo["everyone"] = [(known_id(i), u, n) for i, u, n in self.s.execute(
-                select(Person.id, Person.username, Person.name))]
-        return memo["everyone"]  # type: ignore[no-any-return]
-
     def _listed(self) -> dict[tuple[str, str], int]:
         """How many rows a work list just shown held, by (list, username), until the unit
         writes: its count in the page's frame (`work_counts`) is not worked out again."""
@@ -115,6 +106,10 @@ class Queries(UnitOfWork):
         ).all()
         self._audit(actor, "view", alert.id, None)
         referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
+        # The people the view names by username, read in one query.
+        self.directory.load(line.people(
+            alert.iro_id, alert.acknowledged_by_id, referral.referred_by_id if referral else None,
+            *(a.owner_id for a in actions)))
         view = self._view(alert, line.child, line.team, {}, line, referral)
         related = [o for o in self.s.exec(select(AlertLink.other_id).where(
             AlertLink.alert_id == alert.id).order_by(col(AlertLink.other_id)))]
@@ -441,11 +436,14 @@ class Queries(UnitOfWork):
         return out
 
     # -- a child's page, search, the print view (issue 16) --------------------------------------
-    def _names(self) -> tuple[dict[int, str], dict[str, str]]:
-        """Everyone's name, by id and by username (people appear by name on the pages)."""
-        by_id: dict[int, str] = {}
-        by_username: dict[str, str] = {access.SYSTEM: access.SYSTEM_ACTOR.name}
-        for pid, username, full in self._everyone():
-            by_id[pid] = full
-            by_username[username] = full
+    def _names_of(self, ids: Iterable[int | None], usernames: Iterable[str | None] = ()
+                  ) -> tuple[dict[int, str], dict[str, str]]:
+        """The names of the people a page names (people appear by name on the pages), by id
+        and by username: those among `ids` and `usernames` not read yet in this unit of work,
+        in one query through its directory, not everyone in the organisation."""
+        self.directory.load(ids, usernames=usernames)
+        people = self.directory.people.values()
+        by_id = {known_id(p.id): p.name for p in people}
+        by_username = {access.SYSTEM: access.SYSTEM_ACTOR.name,
+                       **{p.username: p.name for p in people}}
         return by_id, by_username

@@ -73,7 +73,8 @@ class Records(Queries):
             raise NotFound(f"there is no child {ref[:40]!r} that {actor.username} can see;"
                            " check the reference")
         line = self.line_of(child)
-        by_id, _ = self._names()
+        by_id, _ = self._names_of(line.people(*(a.iro_id for a in shown),
+                                              *(a.acknowledged_by_id for a in shown)))
         ids = [known_id(a.id) for a in shown]
         referred = set(self.s.exec(select(Referral.alert_id).where(
             col(Referral.alert_id).in_(ids)))) if ids else set()
@@ -153,32 +154,38 @@ class Records(Queries):
         Audited as a `print` of the alert; NotFound where the person may not see it."""
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
-        by_id, by_username = self._names()
         referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
+        events = list(self.s.exec(select(Event).where(Event.alert_id == alert.id).order_by(
+            col(Event.seq))))
+        actions = list(self.s.exec(select(Action).where(Action.alert_id == alert.id).order_by(
+            col(Action.no))))
+        by_id, by_username = self._names_of(
+            line.people(alert.iro_id, alert.acknowledged_by_id,
+                        referral.referred_by_id if referral else None,
+                        *(a.owner_id for a in actions), *(a.done_by_id for a in actions)),
+            [u for e in events for u in (e.actor, e.as_cover_for)])
         view = AlertView(**self._view(alert, line.child, line.team, by_id, line, referral))
 
         def named(username: str | None) -> str | None:
             return by_username.get(username, username) if username else None
 
-        events = [
+        entries = [
             PrintEntry(at=e.at, who=named(e.actor) or "", kind=e.kind,
                        as_cover_for=named(e.as_cover_for), from_stage=e.from_stage,
                        to_stage=e.to_stage, comment=e.comment)
-            for e in self.s.exec(select(Event).where(Event.alert_id == alert.id).order_by(
-                col(Event.seq)))]
-        actions = [
+            for e in events]
+        printed = [
             PrintAction(no=a.no, text=a.text, owner=by_id.get(a.owner_id, ""), due=a.due,
                         stage_title=self.protocol.title(a.stage), done_at=a.done_at,
                         done_by=by_id.get(a.done_by_id) if a.done_by_id else None,
                         overdue=due.action_late(a.due, a.done_at is not None, self.today))
-            for a in self.s.exec(select(Action).where(Action.alert_id == alert.id).order_by(
-                col(Action.no)))]
+            for a in actions]
         self._audit(actor, "print", alert.id, None)
         return PrintFile(
             view=view, team=line.team.name, detail=alert.detail, impact=alert.impact,
             outcome_wanted=alert.outcome_wanted, outcome=alert.outcome,
-            closed_at=alert.closed_at, events=events,
-            responses=[e for e in events if e.kind == "responded"], actions=actions,
+            closed_at=alert.closed_at, events=entries,
+            responses=[e for e in entries if e.kind == "responded"], actions=printed,
             printed_by=actor.name, printed_at=self.now)
 
     def alert_page(self, alert_id: int, username: str) -> AlertPage:
@@ -189,7 +196,9 @@ class Records(Queries):
         view = self.show(alert_id, username)
         actor = self.actor(username)
         alert, line = self._load(alert_id, actor)
-        by_id, by_username = self._names()
+        # (the view's people are read already: `show`)
+        by_id, by_username = self._names_of(line.people(), [
+            u for e in view.events for u in (e.actor, e.as_cover_for)])
 
         def named(who: str | None) -> str | None:
             return by_username.get(who, who) if who else who

@@ -407,8 +407,7 @@ class UnitOfWork:
         self._last_event.pop(known_id(alert.id), None)  # read before this one
         line = line or self._lines.get(known_id(alert.id))
         if line is not None:  # the IRO named here and the people its e-mails go to: one query
-            posts = [alert.iro_id, *line.by_role.values()]
-            self.directory.load([*posts, *(line.covered(p) for p in posts)], managers=(
+            self.directory.load(line.people(alert.iro_id), managers=(
                 self.notifier is not None and reads_iro_managers(kind)))
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,

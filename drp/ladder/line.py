@@ -70,6 +70,12 @@ class Line:
             return None
         return self.deputies.get(person_id, person_id)
 
+    def people(self, *also: int | None) -> list[int | None]:
+        """The ids of the people on the line (and `also`), with whoever covers each today:
+        those a page or an e-mail about the child's alert may name."""
+        posts = [*also, *self.by_role.values()]
+        return [*posts, *(self.covered(p) for p in posts)]
+
     def rank(self, person_id: int | None) -> int:
         """The highest post this person holds on the line (-1 when none)."""
         ranks = [i for i, r in enumerate(LINE_ROLES) if person_id and self.by_role[r] == person_id]
