@@ -48,6 +48,7 @@ from .alerts import steps
 from .alerts.unit import NotYet, out_of_order
 from .audit import Origin
 from .calendar import WorkingCalendar
+from .directory import Snapshot
 from .due_index import WATCHED
 from .errors import DrpError
 from .ladder import access, due
@@ -56,7 +57,7 @@ from .ladder.attention import next_attention
 from .ladder.machine import AlertState, fire
 from .ladder.protocol import Protocol
 from .models import Action, Alert, Child, Event, Service, Team
-from .notify import Notice, Notifier, Snapshot
+from .notify import Notice, Notifier
 
 ALERT = cast(Any, Alert).__table__
 ACTION = cast(Any, Action).__table__

@@ -12,10 +12,11 @@ from typing import Any
 from sqlmodel import Session
 
 from .casenotes import webhook_row
+from .directory import Directory
 from .ladder.access import Line
 from .ladder.protocol import Protocol
 from .models import Alert
-from .notify import SYSTEM_NAME, Directory, Notice, Notifier
+from .notify import SYSTEM_NAME, Notice, Notifier
 
 
 @dataclass

@@ -278,8 +278,8 @@ def test_an_escalation_reads_its_readers_with_the_iro_managers_in_one_statement(
 def test_the_iro_managers_read_once_are_read_again_once_the_roles_change(org: Engine) -> None:
     """A unit of work reads the IRO managers once (with an event's people); loading the
     organisation, which may change who they are, makes it read them again."""
+    from drp.directory import Directory
     from drp.models import Person, PersonRole
-    from drp.notify import Directory
 
     with db.transaction(org) as session:
         ids = {p.username: p.id for p in session.exec(select(Person))}

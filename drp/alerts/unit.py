@@ -23,6 +23,7 @@ from .. import audit, due_index
 from ..audit import Origin
 from ..calendar import WorkingCalendar
 from ..clock import Clock, during_run, local_date
+from ..directory import Directory
 from ..errors import BadValue, Conflict, DrpError, NotFound, NotPermitted
 from ..ladder import access, due
 from ..ladder.access import SYSTEM_ACTOR, Actor, Line
@@ -38,7 +39,7 @@ from ..models import (
     Service,
     Team,
 )
-from ..notify import Directory, Notice, Notifier, reads_iro_managers
+from ..notify import Notice, Notifier, reads_iro_managers
 from ..themes import Taxonomy
 from . import steps
 

@@ -1,0 +1,113 @@
+"""Where the service layer and the notifier look people up: the unit of work's directory
+(each person read once, by id or username, several in one query; the IRO managers with an
+event's people) and a run's snapshot of everyone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import bindparam, literal, or_, union_all
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from .ladder import access
+from .ladder.protocol import Role
+from .models import Council, Person, PersonRole
+
+# Statements built once per process.
+_IDS: Any = bindparam("ids", expanding=True)
+_PEOPLE = select(Person).where(col(Person.id).in_(_IDS))
+_PEOPLE_OR_NAMED = select(Person).where(or_(
+    col(Person.id).in_(_IDS), col(Person.username).in_(bindparam("usernames", expanding=True))))
+_IRO_MANAGERS = (select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
+                 .where(PersonRole.role == Role.iro_manager, col(Person.active))
+                 .order_by(col(Person.id)))
+# The people among :ids, then the active IRO managers (flagged), in one statement: an event's
+# people when its e-mail may copy the managers (`reads_iro_managers`).
+_PERSON = Person.__table__  # type: ignore[attr-defined]
+_WHO = union_all(
+    sa_select(_PERSON, literal(False).label("iro_manager")).where(_PERSON.c.id.in_(_IDS)),
+    sa_select(_PERSON, literal(True).label("iro_manager"))
+    .join(PersonRole, col(PersonRole.person_id) == _PERSON.c.id)
+    .where(col(PersonRole.role) == Role.iro_manager, _PERSON.c.active)).subquery()
+_PEOPLE_AND_MANAGERS = sa_select(aliased(Person, _WHO), _WHO.c.iro_manager).order_by(
+    _WHO.c.iro_manager, _WHO.c.id)
+
+class Directory:
+    """Where the notifier looks people up: the unit of work's session, each person read once
+    (`load` reads several in one query) and kept for the unit of work (`people`, shared with
+    the unit when it gives its own)."""
+
+    def __init__(self, session: Session, people: dict[int, Person] | None = None) -> None:
+        self.s = session
+        self.people: dict[int, Person] = {} if people is None else people
+        self._managers: list[int | None] | None = None  # the IRO managers, once read
+
+    def load(self, ids: Iterable[int | None], *, managers: bool = False,
+             usernames: Iterable[str | None] = ()) -> None:
+        """Read the people among `ids` not read yet, in one query; `managers`: and the active
+        IRO managers (`iro_managers`) unless read already, in the same query; `usernames`:
+        and those people, by username (in the same query, without `managers`)."""
+        missing = {i for i in ids if i is not None and i not in self.people}
+        if managers and self._managers is None:
+            found = self.s.execute(_PEOPLE_AND_MANAGERS, {"ids": sorted(missing)}).all()
+            self.people.update((_known(p.id), p) for p, _ in found)
+            self._managers = [p.id for p, is_manager in found if is_manager]
+            missing = set()
+        known = {p.username for p in self.people.values()}
+        named = {u for u in usernames if u and u != access.SYSTEM and u not in known}
+        if named:
+            for p in self.s.scalars(_PEOPLE_OR_NAMED, {"ids": sorted(missing),
+                                                       "usernames": sorted(named)}):
+                self.people[_known(p.id)] = p
+        elif missing:
+            for p in self.s.scalars(_PEOPLE, {"ids": sorted(missing)}):
+                self.people[_known(p.id)] = p
+
+    def person(self, person_id: int) -> Person | None:
+        if person_id not in self.people:
+            self.load([person_id])
+        return self.people.get(person_id)
+
+    def council(self) -> Council | None:
+        return self.s.get(Council, 1)
+
+    def iro_managers(self) -> list[int | None]:
+        """The active IRO managers' ids (the people read and kept, for their addresses): read
+        once, with an event's people (`load`) or alone."""
+        if self._managers is None:
+            found = list(self.s.scalars(_IRO_MANAGERS))
+            self.people.update((_known(p.id), p) for p in found)
+            self._managers = [p.id for p in found]
+        return list(self._managers)
+
+    def forget_managers(self) -> None:
+        """Read the IRO managers again when next asked (the organisation's roles changed)."""
+        self._managers = None
+
+
+class Snapshot(Directory):
+    """Everyone, read once: for a run that writes to many alerts (the organisation changes
+    only through `drp org load`, and a run is a few seconds long)."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session, {_known(p.id): p for p in session.exec(select(Person))})
+        self._council = session.get(Council, 1)
+        self.iro_managers()
+
+    def load(self, ids: Iterable[int | None], *, managers: bool = False,
+             usernames: Iterable[str | None] = ()) -> None:
+        """Everyone is read already."""
+
+    def person(self, person_id: int) -> Person | None:
+        return self.people.get(person_id)
+
+    def council(self) -> Council | None:
+        return self._council
+
+
+def _known(value: int | None) -> int:
+    assert value is not None
+    return value
