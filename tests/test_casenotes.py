@@ -192,7 +192,7 @@ def test_two_exports_at_once_give_each_note_once_and_neither_fails(
         with org.connect() as conn:
             return bool(conn.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()")).scalar_one())
+                " AND wait_event = 'advisory' AND datname = current_database()")).scalar_one())
 
     def write(notes: list[Note]) -> None:
         """The first export, having read and marked its notes, lets the second start and
@@ -217,8 +217,9 @@ def test_two_exports_at_once_give_each_note_once_and_neither_fails(
     try:
         export(org, protocol, LONDON, since=None, now=parse_instant("2027-03-10T09:00", LONDON),
                again=False, write=write)
-        thread.join(60)
     finally:
+        if thread.ident is not None:  # (started: it ends once the first's transaction has)
+            thread.join(60)
         event.remove(org, "after_cursor_execute", first_statement_done)
     assert not thread.is_alive()
     assert len(written[0]) == 7

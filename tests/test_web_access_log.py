@@ -274,6 +274,9 @@ def test_an_alerts_page_its_print_view_and_the_childs_page_read_only_the_people_
         assert everyone == [], (path, everyone)
         for name in names:
             assert name in page.text.split("</header>", 1)[-1], (path, name)
+    # The child's IRO, by name, on the page of a child with no alert (seen by its team manager).
+    seen.clear()
+    assert "Ben Iro" in fay.get("/children/R101").text.split("</header>", 1)[-1]
 
 
 def test_a_condition_told_to_sqlites_planner_keeps_its_tables_and_brackets() -> None:

@@ -197,6 +197,11 @@ def test_the_warning_reads_the_childs_open_concerns_not_the_iros_whole_list(app:
     warning = page.text.split('class="govuk-warning-text"', 1)[1].split("</div>", 1)[0]
     assert re.findall(r'href="/alerts/(\d+)"', warning) == [str(first)]
     assert lists() == before
+    # Someone who sees the child but may not raise for it is refused that, with no warning
+    # about a matter they cannot raise (as the command refuses before naming the concerns).
+    manager = client(app, "irom.cat")
+    page = refused_page(manager, "/alerts/new", FORM, "/alerts/new")
+    assert page.status_code == 403 and "already has an open alert" not in page.text
 
 
 def test_a_theme_suggestion_is_shown_and_chosen_in_the_form(app: Any) -> None:

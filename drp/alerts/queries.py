@@ -249,11 +249,12 @@ class Queries(UnitOfWork):
 
     def open_concerns(self, username: str, ref: str) -> list[int]:
         """The ids of the child's open concerns, which raising another names (as the raise
-        command reads them: `child_by_ref`); none when this person may not see the child. Not
+        command reads them: `child_by_ref`); none where the command refuses before it names
+        them (no such child, or one no longer active, or not this person's to raise for). Not
         audited: numbers only, as the raise command's refusal gives them."""
         actor = self.actor(username)
         child, _line, open_ids = self.child_by_ref(ref) if 0 < len(ref) <= 40 else (None, None, [])
-        if child is None or not access.can_see_child(actor, child):
+        if child is None or not child.active or not access.may_raise(actor, child):
             return []
         return open_ids
 

@@ -73,7 +73,7 @@ class Records(Queries):
             raise NotFound(f"there is no child {ref[:40]!r} that {actor.username} can see;"
                            " check the reference")
         line = self.line_of(child)
-        by_id, _ = self._names_of(line.people(*(a.iro_id for a in shown),
+        by_id, _ = self._names_of(line.people(child.iro_id, *(a.iro_id for a in shown),
                                               *(a.acknowledged_by_id for a in shown)))
         ids = [known_id(a.id) for a in shown]
         referred = set(self.s.exec(select(Referral.alert_id).where(
