@@ -27,8 +27,9 @@ from notifications.render import Renderer
 
 from .calendar import WorkingCalendar
 from .clock import local_date
+from .directory import AN_IRO_MANAGER
 from .ladder import due
-from .ladder.protocol import Protocol, Role
+from .ladder.protocol import Protocol
 from .models import (
     Alert,
     Child,
@@ -209,7 +210,7 @@ def queue_digest(
         session.add(DigestRun(fortnight=fortnight, ran_at=now))
     managers = session.exec(
         select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
-        .where(PersonRole.role == Role.iro_manager, col(Person.active))
+        .where(*AN_IRO_MANAGER)
         .order_by(col(Person.username))).all()
     # One digest a person, with every service they head or manage (an IRO manager's covers
     # the whole council already); the IRO managers' after.

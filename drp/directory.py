@@ -21,10 +21,11 @@ _IDS: Any = bindparam("ids", expanding=True)
 _PEOPLE = select(Person).where(col(Person.id).in_(_IDS))
 _PEOPLE_OR_NAMED = select(Person).where(or_(
     col(Person.id).in_(_IDS), col(Person.username).in_(bindparam("usernames", expanding=True))))
-# The IRO managers: active people with the role.
-_AN_IRO_MANAGER = (col(PersonRole.role) == Role.iro_manager, col(Person.active))
+# The IRO managers: active people with the role (over Person joined to PersonRole; the digest's
+# readers too).
+AN_IRO_MANAGER = (col(PersonRole.role) == Role.iro_manager, col(Person.active))
 _IRO_MANAGERS = (select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
-                 .where(*_AN_IRO_MANAGER).order_by(col(Person.id)))
+                 .where(*AN_IRO_MANAGER).order_by(col(Person.id)))
 # The people among :ids, then the IRO managers (flagged), in one statement: an event's people
 # when its e-mail may copy the managers (`reads_iro_managers`).
 _PERSON = Person.__table__  # type: ignore[attr-defined]
@@ -32,7 +33,7 @@ _WHO = union_all(
     sa_select(_PERSON, literal(False).label("iro_manager")).where(_PERSON.c.id.in_(_IDS)),
     sa_select(_PERSON, literal(True).label("iro_manager"))
     .join(PersonRole, col(PersonRole.person_id) == _PERSON.c.id)
-    .where(*_AN_IRO_MANAGER)).subquery()
+    .where(*AN_IRO_MANAGER)).subquery()
 _PEOPLE_AND_MANAGERS = sa_select(aliased(Person, _WHO), _WHO.c.iro_manager).order_by(
     _WHO.c.iro_manager, _WHO.c.id)
 

@@ -94,6 +94,18 @@ def test_nothing_outstanding_gets_a_short_note_or_nothing(org: Engine, protocol:
     assert "Nothing is outstanding for East Service" in digests(org)["hos.ivy"]
 
 
+def test_an_iro_manager_no_longer_active_gets_no_digest(org: Engine, protocol: Protocol) -> None:
+    """Only active IRO managers read the council's digest (drp.directory.AN_IRO_MANAGER, the
+    condition the e-mails' copies use too)."""
+    from sqlalchemy import text
+
+    with org.begin() as conn:
+        conn.execute(text("UPDATE person SET active = false WHERE username = 'irom.cat'"))
+    digest_at(org, protocol, "2027-03-15T08:00")
+    sent = digests(org)
+    assert "hos.ivy" in sent and "irom.cat" not in sent
+
+
 def test_digest_dates_are_local_days_with_the_year_when_not_this_one(
     run: Run, org: Engine, protocol: Protocol
 ) -> None:
