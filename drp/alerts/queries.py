@@ -106,10 +106,7 @@ class Queries(UnitOfWork):
         ).all()
         self._audit(actor, "view", alert.id, None)
         referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
-        # The people the view names by username, read in one query.
-        self.directory.load(line.people(
-            alert.iro_id, alert.acknowledged_by_id, referral.referred_by_id if referral else None,
-            *(a.owner_id for a in actions)))
+        self.directory.load(self._named_by(alert, line, referral, actions))  # one query
         view = self._view(alert, line.child, line.team, {}, line, referral)
         related = [o for o in self.s.exec(select(AlertLink.other_id).where(
             AlertLink.alert_id == alert.id).order_by(col(AlertLink.other_id)))]
@@ -253,7 +250,7 @@ class Queries(UnitOfWork):
         them (no such child, or one no longer active, or not this person's to raise for). Not
         audited: numbers only, as the raise command's refusal gives them."""
         actor = self.actor(username)
-        child, _line, open_ids = self.child_by_ref(ref) if 0 < len(ref) <= 40 else (None, None, [])
+        child, _line, open_ids = self.child_by_ref(ref)
         if child is None or not child.active or not access.may_raise(actor, child):
             return []
         return open_ids
@@ -437,6 +434,15 @@ class Queries(UnitOfWork):
         return out
 
     # -- a child's page, search, the print view (issue 16) --------------------------------------
+    @staticmethod
+    def _named_by(alert: Alert, line: Line, referral: Referral | None,
+                  actions: Iterable[Action]) -> list[int | None]:
+        """The ids of the people an alert's view names: its line's posts with their cover, its
+        IRO, who acknowledged, who referred it to Cafcass, who owns and who did its actions."""
+        return line.people(alert.iro_id, alert.acknowledged_by_id,
+                           referral.referred_by_id if referral else None,
+                           *(p for a in actions for p in (a.owner_id, a.done_by_id)))
+
     def _names_of(self, ids: Iterable[int | None], usernames: Iterable[str | None] = ()
                   ) -> tuple[dict[int, str], dict[str, str]]:
         """The names of the people a page names (people appear by name on the pages), by id

@@ -160,9 +160,7 @@ class Records(Queries):
         actions = list(self.s.exec(select(Action).where(Action.alert_id == alert.id).order_by(
             col(Action.no))))
         by_id, by_username = self._names_of(
-            line.people(alert.iro_id, alert.acknowledged_by_id,
-                        referral.referred_by_id if referral else None,
-                        *(a.owner_id for a in actions), *(a.done_by_id for a in actions)),
+            self._named_by(alert, line, referral, actions),
             [u for e in events for u in (e.actor, e.as_cover_for)])
         view = AlertView(**self._view(alert, line.child, line.team, by_id, line, referral))
 
