@@ -240,3 +240,43 @@ def test_a_closed_alert_in_a_list_says_when_it_closed_and_how_long_it_took(web: 
     assert cell["Responsible"] == "Closed 8 March 2027", cell
     assert cell["Due"] == f"in {days} working days" and days == "5", (cell, days)
     assert "None" not in row
+
+
+def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(web: Any) -> None:
+    """A list of 56 alerts: two pages of 50 and 6, in one order that the CSV (every row)
+    keeps; each page view records a `listed` row for each alert on that page and no other
+    (the access log says who saw which alert, not every alert of a list they did not page
+    through), and names and dates only those."""
+    app, clock, rt = web
+    raised = [raise_(rt, clock, f"Concern {n}") for n in range(56)]
+    do(rt, clock, lambda s: s.hold(raised[3], "iro.ada", "Court", date(2027, 3, 5)))
+    irom = sign_in(app, "irom.cat")
+
+    def listed(query: str) -> tuple[list[int], list[int], list[str]]:
+        """The ids on the page, those recorded as listed by its view, and its list row."""
+        with Session(rt.engine) as s:
+            before = max([r.id or 0 for r in s.exec(select(AccessLog))] or [0])
+        page = irom.get(f"/alerts{query}")
+        assert page.status_code == 200, page.text[:2000]
+        with Session(rt.engine) as s:
+            rows = s.exec(select(AccessLog).where(AccessLog.id > before,  # type: ignore[operator]
+                                                  AccessLog.actor == "irom.cat")).all()
+        return (ids_on(page.text), [r.alert_id or 0 for r in rows if r.action == "listed"],
+                [r.detail or "" for r in rows if r.action == "list"])
+
+    first, first_listed, (first_row,) = listed("")
+    second, second_listed, (second_row,) = listed("?page=2")
+    assert len(first) == 50 and len(second) == 6 and set(first + second) == set(raised)
+    assert sorted(first_listed) == sorted(first), "page 1 records exactly its rows"
+    assert sorted(second_listed) == sorted(second), "page 2 records exactly its rows"
+    assert first_row.startswith("50 alerts shown (page 1 of 2), status=all"), first_row
+    assert second_row.startswith("6 alerts shown (page 2 of 2)"), second_row
+    assert listed("?page=99")[:2] == (second, second_listed)  # past the end: the last page
+    assert first[0] == raised[3]  # the held one's date (5 March) is the soonest shown
+    csv_page = irom.get("/alerts.csv")
+    assert [int(r["id"]) for r in csv.DictReader(io.StringIO(csv_page.text))] == first + second
+    with Session(rt.engine) as s:
+        detail = s.exec(select(AccessLog.detail).where(
+            AccessLog.action == "list", AccessLog.actor == "irom.cat").order_by(
+            AccessLog.id.desc())).first()  # type: ignore[union-attr]
+    assert detail is not None and detail.startswith("56 alerts shown, status=all"), detail

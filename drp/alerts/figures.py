@@ -22,23 +22,12 @@ from ..errors import BadValue
 from ..ladder import access
 from ..models import Alert, Child
 from ..schemas import AlertView
+from .listing import current_due, list_order
 from .queries import Queries
 from .unit import known_id
 
 DUE_WEEK = "due_week"  # the status filter of the alerts due by the end of this week
 MONTH = re.compile(r"(\d{4})-(\d{2})")
-
-
-def current_due(v: AlertView) -> tuple[date | None, str]:
-    """The date a list shows for an open alert, and what it is: a held alert's hold end, an
-    answered stage's resolution due date (the IRO decides), else the stage's due date."""
-    if v.status != "open":
-        return None, "closed"
-    if v.on_hold:
-        return v.hold_until, "on_hold"
-    if v.stage_responded:
-        return v.resolution_due, "awaiting_iro"
-    return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
 
 
 def due_by(v: AlertView, end: date) -> bool:
@@ -101,11 +90,12 @@ class Figures(Queries):
         return and_(col(Alert.raised_at) >= start, col(Alert.raised_at) < end)
 
     def alert_list(self, username: str, status: str | None = None, *, raised: str | None = None,
-                   kind: str | None = None, mine: bool = False, **filters: Any
-                   ) -> list[AlertView]:
-        """`list_alerts` with the figures' filters too: `status` may be DUE_WEEK (open,
-        running and due by Sunday), `raised` a month (YYYY-MM) and `kind` concern or
-        good_practice. Audited as a list with the alerts shown."""
+                   kind: str | None = None, mine: bool = False, page: int | None = None,
+                   **filters: Any) -> list[AlertView]:
+        """`list_alerts` with the figures' filters too, in the lists' order (`list_order`):
+        `status` may be DUE_WEEK (open, running and due by Sunday), `raised` a month
+        (YYYY-MM) and `kind` concern or good_practice. Audited as a list with the alerts
+        shown: those of page `page` (`listing.window`), or all of them."""
         if kind not in (None, "concern", "good_practice"):
             raise BadValue("the kind must be concern or good_practice", field="kind")
         first = month_of(raised)
@@ -118,12 +108,12 @@ class Figures(Queries):
                                     where=and_(*clauses) if clauses else None, mine=mine,
                                     **filters)
         end = week_end(self.today)
-        out = [view for view, _alert, _line in rows
-               if status != DUE_WEEK or due_by(view, end)]
+        out = sorted((view for view, _alert, _line in rows
+                      if status != DUE_WEEK or due_by(view, end)), key=list_order)
         asked = {"status": status or "all", "raised": raised, "kind": kind,
                  "mine": mine or None, **filters}
-        self._audit(actor, "list", None, ", ".join(f"{k}={v}" for k, v in asked.items() if v),
-                    [known_id(v.id) for v in out])
+        self._audit_list(actor, ", ".join(f"{k}={v}" for k, v in asked.items() if v),
+                         [known_id(v.id) for v in out], page)
         return out
 
     def glance(self, username: str) -> Glance:

@@ -29,6 +29,7 @@ from ..models import (
     Team,
 )
 from ..schemas import ActionView, AlertDetail, AlertView, CafcassView, EventView
+from .listing import Window, list_order, window
 from .unit import UnitOfWork, known_id
 
 # The statuses a list may ask for that are kinds of open alert (see `_has_status`).
@@ -86,14 +87,23 @@ class Queries(UnitOfWork):
         }
 
     def _audit(self, actor: Actor, action: str, alert_id: int | None, detail: str | None,
-               shown: list[int] | None = None) -> None:
+               shown: list[int] | None = None, of: Window | None = None) -> None:
         """The access-log row of a view, or of a list with one `listed` row per alert shown
-        (`shown`), and where the request came from."""
+        (`shown`: on its page `of`, where the list has more pages), and where the request
+        came from."""
         if shown is not None:
             via = self.origin.via if self.origin is not None else None
-            detail = f"{len(shown)} alerts shown, {detail}" + (f" ({via})" if via else "")
+            count = f"{len(shown)} alerts shown" + (
+                f" (page {of.number} of {of.pages})" if of is not None and of.pages > 1 else "")
+            detail = f"{count}, {detail}" + (f" ({via})" if via else "")
         audit.record(self.s, self.origin, at=self.now, actor=actor.username, action=action,
                      alert_id=alert_id, detail=detail, shown=shown or ())
+
+    def _audit_list(self, actor: Actor, detail: str, ids: list[int], page: int | None) -> None:
+        """The access-log rows of a work list whose rows are the alerts `ids` (in its order):
+        those of page `page` shown (`listing.window`), or all of them (None)."""
+        on = window(len(ids), page)
+        self._audit(actor, "list", None, detail, ids[on.rows], on)
 
     def show(self, alert_id: int, username: str) -> AlertDetail:
         actor = self.actor(username)
@@ -233,16 +243,17 @@ class Queries(UnitOfWork):
             out.append((view, alert, line))
         return actor, out
 
-    def inbox(self, username: str) -> list[AlertView]:
+    def inbox(self, username: str, page: int | None = None) -> list[AlertView]:
         """Open alerts awaiting this person's response (`access.awaits_response_from`),
-        oldest due first."""
+        oldest due first; audited as shown: those of page `page`, or all."""
         actor, rows = self._listing(username, "open",
                                     where=due.awaiting_response_where(self.protocol))
-        waiting = [view for view, alert, line in rows
-                   if access.awaits_response_from(actor, self.protocol, alert, line)]
-        self._audit(actor, "list", None, "inbox", [known_id(v.id) for v in waiting])
+        waiting = sorted((view for view, alert, line in rows
+                          if access.awaits_response_from(actor, self.protocol, alert, line)),
+                         key=lambda v: (v.stage_due or date.max, v.id))
+        self._audit_list(actor, "inbox", [known_id(v.id) for v in waiting], page)
         self._listed()["inbox", username] = len(waiting)
-        return sorted(waiting, key=lambda v: (v.stage_due or date.max, v.id))
+        return waiting
 
     def open_concerns(self, username: str, ref: str) -> list[int]:
         """The ids of the child's open concerns, which raising another names (as the raise
@@ -260,17 +271,21 @@ class Queries(UnitOfWork):
         """A hold ending by this day waits for the IRO's decision."""
         return self.cal.add(self.today, HOLD_ENDING_WORKING_DAYS)
 
-    def awaiting_decision(self, username: str, **filters: Any) -> list[tuple[AlertView, str]]:
+    def awaiting_decision(self, username: str, page: int | None = None, **filters: Any
+                          ) -> list[tuple[AlertView, str]]:
         """Open alerts waiting for this person as their allocated IRO (or cover), with why
-        (`access.awaits_decision_from`): a response received, overdue, a hold ending."""
+        (`access.awaits_decision_from`): a response received, overdue, a hold ending; in the
+        lists' order, audited as shown (those of page `page`, or all)."""
         actor = self.actor(username)
         horizon = self.hold_horizon()
         status = filters.pop("status", None) or "open"
         _actor, rows = self._listing(username, status, where=access.decision_candidates(
             actor, self.today, horizon), **filters)
-        out = [(view, why) for view, alert, line in rows
-               if (why := access.awaits_decision_from(actor, alert, line, self.today, horizon))]
-        self._audit(actor, "list", None, "awaiting decision", [known_id(v.id) for v, _ in out])
+        out = sorted(((view, why) for view, alert, line in rows
+                      if (why := access.awaits_decision_from(actor, alert, line, self.today,
+                                                             horizon))),
+                     key=lambda row: list_order(row[0]))
+        self._audit_list(actor, "awaiting decision", [known_id(v.id) for v, _ in out], page)
         if status == "open" and not any(filters.values()):  # the whole list: its count
             self._listed()["decision", username] = len(out)
         return out
@@ -286,24 +301,26 @@ class Queries(UnitOfWork):
         open_actions = select(Action.alert_id).where(col(Action.done_at).is_(None))
         return and_(col(Alert.id).in_(open_actions), said)
 
-    def responded_open(self, username: str, **filters: Any) -> list[AlertView]:
+    def responded_open(self, username: str, page: int | None = None, **filters: Any
+                       ) -> list[AlertView]:
         """Alerts this person responded to whose agreed actions are not all done (so a
-        manager finds the alert again to mark an action done)."""
+        manager finds the alert again to mark an action done); in the lists' order, audited
+        as shown (those of page `page`, or all)."""
         actor = self.actor(username)
         _a, rows = self._listing(username, filters.pop("status", None),
                                  where=self._responded_where(actor), **filters)
-        out = [view for view, _alert, _line in rows]
-        self._audit(actor, "list", None, "responded, actions open", [known_id(v.id) for v in out])
+        out = sorted((view for view, _alert, _line in rows), key=list_order)
+        self._audit_list(actor, "responded, actions open", [known_id(v.id) for v in out], page)
         return out
 
     def _owned_where(self, actor: Actor) -> ColumnElement[bool]:
         return and_(col(Action.done_at).is_(None),
                     col(Action.owner_id).in_([actor.id, *actor.covering] if actor.id else []))
 
-    def my_actions(self, username: str, **filters: Any
+    def my_actions(self, username: str, page: int | None = None, **filters: Any
                    ) -> list[tuple[ActionView, AlertView]]:
         """The agreed actions this person owns (or covers) not yet done, soonest due first,
-        each with its alert."""
+        each with its alert; audited as shown: the alerts of page `page`'s actions, or all."""
         actor = self.actor(username)
         owned = self._owned_where(actor)
         _a, rows = self._listing(username, filters.pop("status", None), where=col(Alert.id).in_(
@@ -316,7 +333,9 @@ class Queries(UnitOfWork):
                            done=False, done_at=None,
                            overdue=due.action_late(a.due, False, self.today)),
                 views[a.alert_id]) for a in actions]
-        self._audit(actor, "list", None, "my actions", [known_id(v.id) for v in views.values()])
+        on = window(len(out), page)
+        shown = list(dict.fromkeys(known_id(v.id) for _a, v in out[on.rows]))
+        self._audit(actor, "list", None, "my actions", shown, on)
         return out
 
     def work_counts(self, username: str) -> dict[str, int]:

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...alerts import AlertService
-from ...alerts.figures import DUE_WEEK, current_due, month_of
+from ...alerts.figures import DUE_WEEK, month_of
+from ...alerts.listing import Window, current_due, window
 from ...runtime import Runtime
 from ...schemas import AlertView
 from ..deps import (
@@ -45,7 +46,6 @@ ACTION_COLUMNS = ["alert", "action", "text", "due", "overdue", "child", "team_na
 # Each list is one page and its CSV twin (the page's address + ".csv"), from the same rows:
 # what a CSV holds is what the screen shows, with the same filters.
 FILTER_KEYS = ("status", "team", "stage", "theme", "service", "raised", "kind")
-PAGE_SIZE = 50  # rows a page shows (the CSV holds them all)
 BASIC_FILTERS = ("status", "team", "stage", "theme", "service")
 STATUSES = [("", "Any"), ("open", "Open"), ("overdue", "Overdue"), (DUE_WEEK, "Due this week"),
             ("on_hold", "On hold"), ("awaiting_iro", "Awaiting the IRO's decision"),
@@ -55,21 +55,25 @@ WHY = {"response": "Response received: accept and resolve, or escalate",
        "hold_ending": "Hold ending: resume, or hold again"}
 
 
+# A list's rows, in its order, from the service, which records as shown those of the page
+# asked for (None: all, for the CSV).
+Fetch = Callable[[AlertService, str, dict[str, Any], int | None], list[Any]]
+
+
 @dataclass(frozen=True)
 class WorkList:
     title: str
     intro: str
-    fetch: Callable[[AlertService, str, dict[str, Any]], list[Any]]
+    fetch: Fetch
     default_status: str | None = None
     filters: bool = True
     actions: bool = False  # rows are (action, alert), not alerts
-    sort: bool = True  # sorted here (the inbox keeps its own order)
     figures: bool = True  # takes the figures' filters (due this week, raised in a month)
 
 
-def _alerts(mine: bool = False) -> Callable[[AlertService, str, dict[str, Any]], list[Any]]:
+def _alerts(mine: bool = False) -> Fetch:
     # (with the figures' filters: due this week, raised in a month, the kind)
-    return lambda svc, who, f: svc.alert_list(who, mine=mine, **f)
+    return lambda svc, who, f, page: svc.alert_list(who, mine=mine, page=page, **f)
 
 
 LISTS: dict[str, WorkList] = {
@@ -79,18 +83,18 @@ LISTS: dict[str, WorkList] = {
     "/awaiting-decision": WorkList(
         "Awaiting my decision", "Your alerts waiting for you as the child's IRO: a response"
         " received, a stage overdue, or a hold ending within 5 working days.",
-        lambda svc, who, f: svc.awaiting_decision(who, **f), figures=False),
+        lambda svc, who, f, page: svc.awaiting_decision(who, page, **f), figures=False),
     "/inbox": WorkList(
         "Alerts awaiting your response", "Alerts at a stage where you are asked to respond,"
-        " oldest due first.", lambda svc, who, f: svc.inbox(who), filters=False, sort=False,
+        " oldest due first.", lambda svc, who, f, page: svc.inbox(who, page), filters=False,
         figures=False),
     "/responded": WorkList(
         "Responded, actions open", "Alerts you responded to whose agreed actions are not all"
         " done: open one to mark an action done.",
-        lambda svc, who, f: svc.responded_open(who, **f), figures=False),
+        lambda svc, who, f, page: svc.responded_open(who, page, **f), figures=False),
     "/my-actions": WorkList(
         "My actions", "Agreed actions you own that are not done yet, soonest due first.",
-        lambda svc, who, f: svc.my_actions(who, **f), actions=True, sort=False,
+        lambda svc, who, f, page: svc.my_actions(who, page, **f), actions=True,
         figures=False),
     "/outstanding": WorkList(
         "Outstanding alerts", "The open alerts of the services you can see, overdue first:"
@@ -127,48 +131,46 @@ def alert_of(row: Any) -> AlertView:
 
 
 def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork,
-          frame: bool = False) -> tuple[list[Any], dict[str, str | None], dict[str, Any]]:
-    """The list's rows as on screen (sorted, filtered), the filters, and what names them (and,
-    for the page, its frame: `page_frame`)."""
+          page: int | None = None, frame: bool = False,
+          ) -> tuple[list[Any], Window, dict[str, str | None], dict[str, Any]]:
+    """The rows of the list's page `page` (None: all of them, for the CSV) as on screen, in
+    the list's order, filtered; which page that is; the filters; and what names the rows
+    (and, for the page, its frame: `page_frame`). Only the page's rows are recorded as
+    shown, named and dated."""
     keys = FILTER_KEYS if spec.figures else BASIC_FILTERS
     f = {k: v for k, v in _filters(request).items() if k in keys}
     f["status"] = f["status"] or spec.default_status
     asked = {k: v for k, v in f.items() if v} if spec.filters else {}
     with work() as svc:
-        rows = spec.fetch(svc, user.username, asked)
+        rows = spec.fetch(svc, user.username, asked, page)
+        on = window(len(rows), page)  # the page the service recorded as shown
+        rows = rows[on.rows]
         people, teams = svc.names_for_lists(user.username, [alert_of(r) for r in rows])
         dates = svc.list_dates([alert_of(r).id for r in rows])
         shown = page_frame(svc, user) if frame else {}
-    if spec.sort:
-        rows.sort(key=lambda r: (alert_of(r).status != "open", not alert_of(r).overdue,
-                                 current_due(alert_of(r))[0] or date.max, alert_of(r).id))
-    return rows, f, {"people": people, "teams": teams, "team_names": dict(teams),
-                     "dates": dates, "alert_of": alert_of,  # (a row's alert, for the page)
-                     **shown}
+    return rows, on, f, {"people": people, "teams": teams, "team_names": dict(teams),
+                         "dates": dates, "alert_of": alert_of,  # (a row's alert, for the page)
+                         **shown}
 
 
-def _page_number(request: Request, rows: int) -> tuple[int, int]:
-    """The page asked for (from 1; a page past the end shows the last) and how many."""
-    pages = max(1, -(-rows // PAGE_SIZE))
+def _page_asked(request: Request) -> int:
+    """The page asked for by `?page=` (from 1; anything else, the first)."""
     asked = request.query_params.get("page", "1")
-    number = int(asked) if asked.isdigit() and len(asked) < 7 else 1
-    return min(max(number, 1), pages), pages
+    return int(asked) if asked.isdigit() and len(asked) < 7 else 1
 
 
 def _list_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
                page: PageRenderer) -> Response:
     path = request.url.path
     spec = LISTS[path]
-    rows, f, named = _rows(spec, request, user, work, frame=True)
+    rows, on, f, named = _rows(spec, request, user, work, _page_asked(request), frame=True)
     query = urlencode({k: v for k, v in f.items() if v})
-    number, pages = _page_number(request, len(rows))
 
     def page_url(n: int) -> str:
         return f"{path}?" + urlencode({**{k: v for k, v in f.items() if v}, "page": n})
 
-    return page("alerts.html", user, title=spec.title, intro=spec.intro, total=len(rows),
-                rows=rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE],
-                page_number=number, pages=pages, page_url=page_url,
+    return page("alerts.html", user, title=spec.title, intro=spec.intro, total=on.total,
+                rows=rows, page_number=on.number, pages=on.pages, page_url=page_url,
                 filters=f, status_filter=f["status"], show_filters=spec.filters,
                 statuses=[s for s in STATUSES if spec.figures or s[0] != DUE_WEEK],
                 raised_month=month_of(f.get("raised")),
@@ -184,7 +186,7 @@ def _list_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWo
 def _list_csv(request: Request, user: SignedInUser, work: UnitOfWork) -> Response:
     path = request.url.path.removesuffix(".csv")
     spec = LISTS[path]
-    rows, _f, named = _rows(spec, request, user, work)
+    rows, _on, _f, named = _rows(spec, request, user, work)
     people, teams, dates = named["people"], named["team_names"], named["dates"]
     name = path.strip("/")
     if spec.actions:

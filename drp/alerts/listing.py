@@ -1,0 +1,59 @@
+"""How a work list shows its rows, for its page, its CSV twin and the access log alike: the
+date a row shows (`current_due`), the lists' order (`list_order`) and their pages (`window`).
+
+A page shows PAGE_SIZE rows and only those are recorded as shown (one `listed` access-log row
+each): a director's list of every alert of the council's history shows fifty at a time, and
+the log says which fifty they saw. The CSV holds every row, and records every row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from ..schemas import AlertView
+
+PAGE_SIZE = 50  # rows a list's page shows (its CSV holds them all)
+
+
+def current_due(v: AlertView) -> tuple[date | None, str]:
+    """The date a list shows for an open alert, and what it is: a held alert's hold end, an
+    answered stage's resolution due date (the IRO decides), else the stage's due date."""
+    if v.status != "open":
+        return None, "closed"
+    if v.on_hold:
+        return v.hold_until, "on_hold"
+    if v.stage_responded:
+        return v.resolution_due, "awaiting_iro"
+    return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
+
+
+def list_order(v: AlertView) -> tuple[bool, bool, date, int]:
+    """The work lists' order: open alerts first, the overdue first among them, then by the
+    date the list shows (soonest first), then by number."""
+    return v.status != "open", not v.overdue, current_due(v)[0] or date.max, v.id or 0
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows of a list one page shows: page `number` (from 1) of `pages`, of `total`
+    rows; `size` None shows every row (a CSV, or a caller that does not page)."""
+
+    number: int
+    pages: int
+    total: int
+    size: int | None = PAGE_SIZE
+
+    @property
+    def rows(self) -> slice:
+        if self.size is None:
+            return slice(None)
+        return slice((self.number - 1) * self.size, self.number * self.size)
+
+
+def window(total: int, page: int | None) -> Window:
+    """Page `page` of a list of `total` rows (from 1; a page past the end shows the last, one
+    before the first the first); None: every row."""
+    if page is None:
+        return Window(1, 1, total, None)
+    pages = max(1, -(-total // PAGE_SIZE))
+    return Window(min(max(page, 1), pages), pages, total)
