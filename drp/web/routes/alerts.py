@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -153,10 +154,13 @@ def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
                          **shown}
 
 
+PAGE_ASKED = re.compile(r"[0-9]{1,6}")  # (ASCII digits: "²" is a digit to str.isdigit)
+
+
 def _page_asked(request: Request) -> int:
     """The page asked for by `?page=` (from 1; anything else, the first)."""
     asked = request.query_params.get("page", "1")
-    return int(asked) if asked.isdigit() and len(asked) < 7 else 1
+    return int(asked) if PAGE_ASKED.fullmatch(asked) else 1
 
 
 def _list_page(request: Request, rt: Runtime, user: SignedInUser, work: UnitOfWork,
