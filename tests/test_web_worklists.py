@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from drp import db
 from drp.alerts import ActionIn
+from drp.alerts.queries import Queries
 from drp.models import AccessLog
 from drp.web.routes import alerts as alert_routes
 from tests.conftest import sign_in
@@ -242,12 +243,18 @@ def test_a_closed_alert_in_a_list_says_when_it_closed_and_how_long_it_took(web: 
     assert "None" not in row
 
 
-def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(web: Any) -> None:
+def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(
+        web: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A list of 56 alerts: two pages of 50 and 6, in one order that the CSV (every row)
     keeps; each page view records a `listed` row for each alert on that page and no other
     (the access log says who saw which alert, not every alert of a list they did not page
-    through), and names and dates only those."""
+    through), and makes the views of only those (a page's cost is its rows', not the
+    list's)."""
     app, clock, rt = web
+    made: list[int] = []
+    view = Queries._view
+    monkeypatch.setattr(Queries, "_view", lambda self, alert, *a, **kw: (
+        made.append(alert.id), view(self, alert, *a, **kw))[1])
     raised = [raise_(rt, clock, f"Concern {n}") for n in range(56)]
     do(rt, clock, lambda s: s.hold(raised[3], "iro.ada", "Court", date(2027, 3, 5)))
     irom = sign_in(app, "irom.cat")
@@ -265,7 +272,9 @@ def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(web: Any
                 [r.detail or "" for r in rows if r.action == "list"])
 
     first, first_listed, (first_row,) = listed("")
+    made.clear()
     second, second_listed, (second_row,) = listed("?page=2")
+    assert sorted(made) == sorted(second), "the views of page 2's rows, and no others"
     assert len(first) == 50 and len(second) == 6 and set(first + second) == set(raised)
     assert sorted(first_listed) == sorted(first), "page 1 records exactly its rows"
     assert sorted(second_listed) == sorted(second), "page 2 records exactly its rows"

@@ -22,15 +22,15 @@ from ..errors import BadValue
 from ..ladder import access
 from ..models import Alert, Child
 from ..schemas import AlertView
-from .listing import current_due, list_order
-from .queries import Queries
+from .listing import Shown, Standing, Window, current_due, list_order, window
+from .queries import Queries, _has_status
 from .unit import known_id
 
 DUE_WEEK = "due_week"  # the status filter of the alerts due by the end of this week
 MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 
-def due_by(v: AlertView, end: date) -> bool:
+def due_by(v: Shown, end: date) -> bool:
     """Open, running (not on hold), not yet overdue, and its shown due date is by `end`."""
     shown, state = current_due(v)
     return state in ("open", "awaiting_iro") and not v.overdue and shown is not None \
@@ -91,11 +91,13 @@ class Figures(Queries):
 
     def alert_list(self, username: str, status: str | None = None, *, raised: str | None = None,
                    kind: str | None = None, mine: bool = False, page: int | None = None,
-                   **filters: Any) -> list[AlertView]:
+                   **filters: Any) -> tuple[list[AlertView], Window]:
         """`list_alerts` with the figures' filters too, in the lists' order (`list_order`):
         `status` may be DUE_WEEK (open, running and due by Sunday), `raised` a month
-        (YYYY-MM) and `kind` concern or good_practice. Audited as a list with the alerts
-        shown: those of page `page` (`listing.window`), or all of them."""
+        (YYYY-MM) and `kind` concern or good_practice. The views of page `page`'s rows
+        (`listing.window`; None: of every row) and which page that is; audited as a list
+        with those alerts shown. The rows are filtered and put in order by their standing
+        (`listing.Standing`) first, so a page makes only its own rows' views."""
         if kind not in (None, "concern", "good_practice"):
             raise BadValue("the kind must be concern or good_practice", field="kind")
         first = month_of(raised)
@@ -104,17 +106,23 @@ class Figures(Queries):
             clauses.append(self._raised_in(first))
         if kind is not None:
             clauses.append(col(Alert.kind) == kind)
-        actor, rows = self._listing(username, "open" if status == DUE_WEEK else status,
-                                    where=and_(*clauses) if clauses else None, mine=mine,
-                                    **filters)
-        end = week_end(self.today)
-        out = sorted((view for view, _alert, _line in rows
-                      if status != DUE_WEEK or due_by(view, end)), key=list_order)
+        actor, rows = self._alert_rows(username, "open" if status == DUE_WEEK else status,
+                                       where=and_(*clauses) if clauses else None, mine=mine,
+                                       **filters)
+        today, end = self.today, week_end(self.today)
+        kept = sorted(((st, row) for row in rows
+                       if _has_status(st := Standing.of(row[0], today), status)
+                       and (status != DUE_WEEK or due_by(st, end))),
+                      key=lambda kept_row: list_order(kept_row[0]))
+        on = window(len(kept), page)
+        views = [view for view, _alert, _line in self._views(
+            actor, [row for _st, row in kept[on.rows]], None,
+            {known_id(st.id): st for st, _row in kept[on.rows]})]
         asked = {"status": status or "all", "raised": raised, "kind": kind,
                  "mine": mine or None, **filters}
-        self._audit_list(actor, ", ".join(f"{k}={v}" for k, v in asked.items() if v),
-                         [known_id(v.id) for v in out], page)
-        return out
+        self._audit(actor, "list", None, ", ".join(f"{k}={v}" for k, v in asked.items() if v),
+                    [known_id(v.id) for v in views], on)
+        return views, on
 
     def glance(self, username: str) -> Glance:
         """The figures for this person, over the alerts they may see."""

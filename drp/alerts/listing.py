@@ -9,13 +9,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, Protocol
 
-from ..schemas import AlertView
+from ..ladder import due
 
 PAGE_SIZE = 50  # rows a list's page shows (its CSV holds them all)
 
 
-def current_due(v: AlertView) -> tuple[date | None, str]:
+class Shown(Protocol):
+    """What the lists' order and their status filters read of an alert: an AlertView, or its
+    `Standing` (read before a list makes the views of the rows it shows)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def overdue(self) -> bool: ...
+    @property
+    def on_hold(self) -> bool: ...
+    @property
+    def hold_until(self) -> date | None: ...
+    @property
+    def stage_responded(self) -> bool: ...
+    @property
+    def stage_due(self) -> date | None: ...
+    @property
+    def resolution_due(self) -> date | None: ...
+
+
+@dataclass(frozen=True)
+class Standing:
+    """An alert as a list shows its state (the same fields as its AlertView): so a long list
+    is filtered and put in order before the views of its page's rows are made."""
+
+    id: int | None
+    status: str
+    overdue: bool
+    on_hold: bool
+    hold_until: date | None
+    stage_responded: bool
+    stage_due: date | None  # the stage's due date, while open
+    resolution_due: date | None
+
+    @classmethod
+    def of(cls, alert: Any, today: date) -> Standing:
+        """From an alert's row or model, as of `today`."""
+        return cls(id=alert.id, status=alert.status, overdue=due.alert_overdue(alert, today),
+                   on_hold=alert.on_hold, hold_until=alert.hold_until,
+                   stage_responded=alert.stage_responded_at is not None,
+                   stage_due=alert.stage_due if alert.status == "open" else None,
+                   resolution_due=alert.resolution_due)
+
+
+def current_due(v: Shown) -> tuple[date | None, str]:
     """The date a list shows for an open alert, and what it is: a held alert's hold end, an
     answered stage's resolution due date (the IRO decides), else the stage's due date."""
     if v.status != "open":
@@ -27,7 +74,7 @@ def current_due(v: AlertView) -> tuple[date | None, str]:
     return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
 
 
-def list_order(v: AlertView) -> tuple[bool, bool, date, int]:
+def list_order(v: Shown) -> tuple[bool, bool, date, int]:
     """The work lists' order: open alerts first, the overdue first among them, then by the
     date the list shows (soonest first), then by number."""
     return v.status != "open", not v.overdue, current_due(v)[0] or date.max, v.id or 0

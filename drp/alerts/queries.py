@@ -29,7 +29,7 @@ from ..models import (
     Team,
 )
 from ..schemas import ActionView, AlertDetail, AlertView, CafcassView, EventView
-from .listing import Window, list_order, window
+from .listing import Shown, Standing, Window, list_order, window
 from .unit import UnitOfWork, known_id
 
 # The statuses a list may ask for that are kinds of open alert (see `_has_status`).
@@ -37,7 +37,7 @@ OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
 
 
-def _has_status(view: AlertView, status: str | None) -> bool:
+def _has_status(view: Shown, status: str | None) -> bool:
     """The rest of a status filter, on a view of an alert the query found."""
     if status == "overdue":
         return view.overdue
@@ -55,7 +55,8 @@ class Queries(UnitOfWork):
         return self.read_memo().setdefault("listed", {})  # type: ignore[no-any-return]
 
     def _view(self, alert: Alert, child: Child, team: Team, names: dict[int, str],
-              line: Line | None, referral: Referral | None = None) -> dict[str, Any]:
+              line: Line | None, referral: Referral | None = None,
+              standing: Standing | None = None) -> dict[str, Any]:
         responsible = None
         if alert.status == "open" and line is not None:
             rid = access.responsible_id(self.protocol, alert.stage, line)
@@ -65,6 +66,8 @@ class Queries(UnitOfWork):
         def name(pid: int | None) -> str | None:
             return (names.get(pid) or self._username(pid)) if pid else None
 
+        # (as the list's order and filters read it; the list may have read it already)
+        standing = standing or Standing.of(alert, self.today)
         cafcass = None
         if referral is not None:
             cafcass = CafcassView(
@@ -74,14 +77,14 @@ class Queries(UnitOfWork):
                 response_note=referral.response_note, responded_on=referral.responded_on)
         return {
             "kind": alert.kind, "cafcass": cafcass, "formal_since": alert.formal_since,
-            "stage_responded": alert.stage_responded_at is not None,
+            "stage_responded": standing.stage_responded,
             "acknowledged_by": name(alert.acknowledged_by_id),
             "acknowledged_at": alert.acknowledged_at,
             "id": alert.id, "child": child.ref, "status": alert.status, "stage": alert.stage,
             "iro": names.get(alert.iro_id) or self._username(alert.iro_id),
             "responsible": responsible, "theme": alert.theme, "raised_at": alert.raised_at,
-            "stage_due": alert.stage_due if alert.status == "open" else None,
-            "resolution_due": alert.resolution_due, "overdue": due.alert_overdue(alert, self.today),
+            "stage_due": standing.stage_due,
+            "resolution_due": alert.resolution_due, "overdue": standing.overdue,
             "summary": alert.summary, "stage_title": self.protocol.title(alert.stage),
             "on_hold": alert.on_hold, "hold_until": alert.hold_until, "team": team.key,
         }
@@ -163,10 +166,21 @@ class Queries(UnitOfWork):
                  where: ColumnElement[bool] | None = None,
                  ) -> tuple[Actor, list[tuple[AlertView, Alert, Line]]]:
         """A few queries whatever the number of alerts: the alerts with their children and
-        teams in one, everyone's usernames, the services and the council in one each.
+        teams in one (`_alert_rows`), then what their views name (`_views`).
         `status`: open, overdue, on_hold, awaiting_iro (the stage has answered, the IRO
         decides), closed or None (any); `stage` may be the Cafcass referral's key (the alerts
         referred, whatever their stage); `where`: a further clause over Alert."""
+        actor, rows = self._alert_rows(username, status, team=team, stage=stage, theme=theme,
+                                       service=service, mine=mine, where=where)
+        return actor, self._views(actor, rows, status)
+
+    def _alert_rows(self, username: str, status: str | None, *, team: str | None = None,
+                    stage: str | None = None, theme: str | None = None,
+                    service: str | None = None, mine: bool = False,
+                    where: ColumnElement[bool] | None = None,
+                    ) -> tuple[Actor, list[tuple[Alert, Child, Team]]]:
+        """The alerts this person may see with their children and teams, in one query, as
+        `_listing` filters them (by SQL: the status's kind of open alert is `_has_status`'s)."""
         actor = self.actor(username)
         query = (
             select(Alert, Child, Team)
@@ -197,7 +211,15 @@ class Queries(UnitOfWork):
         elif status is not None:
             raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
                            " on_hold, awaiting_iro or closed", field="status")
-        rows = self.s.exec(query).all()
+        return actor, [(a, c, t) for a, c, t in self.s.exec(query)]
+
+    def _views(self, actor: Actor, rows: list[tuple[Alert, Child, Team]], status: str | None,
+               standings: dict[int, Standing] | None = None,
+               ) -> list[tuple[AlertView, Alert, Line]]:
+        """The views of `rows` (those with `status`), with their lines: the services, the
+        council, the rows' referrals, links and children's other alerts, and the people they
+        name, a query each. `standings`: the rows' `Standing`, by id, where the caller has
+        read them."""
         services = {s.id: s for s in self.s.exec(select(Service))} if rows else {}
         council = self.s.get(Council, 1) if rows else None
         ids = [a.id for a, _c, _t in rows]
@@ -233,7 +255,8 @@ class Queries(UnitOfWork):
             assert child.id is not None
             line = lines[child.id]
             view = AlertView(**self._view(alert, child, team_row, names, line,
-                                          referrals.get(known_id(alert.id))),
+                                          referrals.get(known_id(alert.id)),
+                                          (standings or {}).get(known_id(alert.id))),
                              related=related.get(known_id(alert.id), []),
                              child_alerts=[o for o, iro in siblings.get(child.id, [])
                                            if o != alert.id
@@ -241,7 +264,7 @@ class Queries(UnitOfWork):
             if not _has_status(view, status):
                 continue
             out.append((view, alert, line))
-        return actor, out
+        return out
 
     def inbox(self, username: str, page: int | None = None) -> list[AlertView]:
         """Open alerts awaiting this person's response (`access.awaits_response_from`),

@@ -56,9 +56,16 @@ WHY = {"response": "Response received: accept and resolve, or escalate",
        "hold_ending": "Hold ending: resume, or hold again"}
 
 
-# A list's rows, in its order, from the service, which records as shown those of the page
-# asked for (None: all, for the CSV).
-Fetch = Callable[[AlertService, str, dict[str, Any], int | None], list[Any]]
+# The rows of a list's page (None: of every row, for the CSV), in the list's order, and which
+# page that is, from the service, which records as shown the rows of that page.
+Fetch = Callable[[AlertService, str, dict[str, Any], int | None], tuple[list[Any], Window]]
+
+
+def _paged(rows: list[Any], page: int | None) -> tuple[list[Any], Window]:
+    """A whole list's rows as `Fetch` gives them: those of page `page` (the window the service
+    recorded as shown), and which page that is."""
+    on = window(len(rows), page)
+    return rows[on.rows], on
 
 
 @dataclass(frozen=True)
@@ -84,19 +91,21 @@ LISTS: dict[str, WorkList] = {
     "/awaiting-decision": WorkList(
         "Awaiting my decision", "Your alerts waiting for you as the child's IRO: a response"
         " received, a stage overdue, or a hold ending within 5 working days.",
-        lambda svc, who, f, page: svc.awaiting_decision(who, page, **f), figures=False),
+        lambda svc, who, f, page: _paged(svc.awaiting_decision(who, page, **f), page),
+        figures=False),
     "/inbox": WorkList(
         "Alerts awaiting your response", "Alerts at a stage where you are asked to respond,"
-        " oldest due first.", lambda svc, who, f, page: svc.inbox(who, page), filters=False,
-        figures=False),
+        " oldest due first.", lambda svc, who, f, page: _paged(svc.inbox(who, page), page),
+        filters=False, figures=False),
     "/responded": WorkList(
         "Responded, actions open", "Alerts you responded to whose agreed actions are not all"
         " done: open one to mark an action done.",
-        lambda svc, who, f, page: svc.responded_open(who, page, **f), figures=False),
+        lambda svc, who, f, page: _paged(svc.responded_open(who, page, **f), page),
+        figures=False),
     "/my-actions": WorkList(
         "My actions", "Agreed actions you own that are not done yet, soonest due first.",
-        lambda svc, who, f, page: svc.my_actions(who, page, **f), actions=True,
-        figures=False),
+        lambda svc, who, f, page: _paged(svc.my_actions(who, page, **f), page),
+        actions=True, figures=False),
     "/outstanding": WorkList(
         "Outstanding alerts", "The open alerts of the services you can see, overdue first:"
         " the on-screen twin of the fortnightly digest.", _alerts(), default_status="open"),
@@ -143,9 +152,7 @@ def _rows(spec: WorkList, request: Request, user: SignedInUser, work: UnitOfWork
     f["status"] = f["status"] or spec.default_status
     asked = {k: v for k, v in f.items() if v} if spec.filters else {}
     with work() as svc:
-        rows = spec.fetch(svc, user.username, asked, page)
-        on = window(len(rows), page)  # the page the service recorded as shown
-        rows = rows[on.rows]
+        rows, on = spec.fetch(svc, user.username, asked, page)
         people, teams = svc.names_for_lists(user.username, [alert_of(r) for r in rows])
         dates = svc.list_dates([alert_of(r).id for r in rows])
         shown = page_frame(svc, user) if frame else {}
