@@ -40,8 +40,9 @@ class Shown(Protocol):
 
 @dataclass(frozen=True)
 class Standing:
-    """An alert as a list shows its state (the same fields as its AlertView): so a long list
-    is filtered and put in order before the views of its page's rows are made."""
+    """An alert as a list shows its state (these fields of its AlertView; the view takes its
+    overdue, stage due and stage responded from here): so a long list is filtered and put in
+    order before the views of its page's rows are made."""
 
     id: int | None
     status: str

@@ -440,7 +440,7 @@ class Queries(UnitOfWork):
         (key, name): those of the alerts this person may see, by name."""
         actor = self.actor(username)
         wanted = {u for v in shown for u in (v.iro, v.responsible) if u}
-        # (`_listing` read them into this unit's directory as it made the views)
+        # (`_views` read them into this unit's directory as it made the rows' views)
         people = {p.username: p.name for p in self.directory.people.values()
                   if p.username in wanted}
         teams = self.s.exec(select(Team.key, Team.name).where(col(Team.id).in_(
