@@ -241,3 +241,32 @@ def test_each_figures_list_downloads_as_a_csv_of_the_same_rows(web: Any) -> None
         "/alerts.csv?status=open").text))}
     assert rows[ids["F2"]]["responded_on"] == "2027-02-22"
     assert rows[ids["F1"]]["days_open"] == "12" and rows[ids["M1"]]["days_open"] == "7"
+
+
+@pytest.mark.parametrize("who", ["irom.cat", "hos.ivy", "iro.ben"])
+def test_each_alert_lists_filter_and_order_agree_with_the_alerts_views(web: Any, who: str
+                                                                       ) -> None:
+    """The alert lists filter and order by each alert's standing before making the views of
+    the page's rows (`listing.Standing`): for every status filter, the rows and their order
+    are those of the alerts' full views (as `list_alerts` makes them) filtered and ordered
+    by the same rules, over the story's overdue, answered, held, escalated, withdrawn and
+    good-practice alerts."""
+    from drp.alerts.figures import DUE_WEEK, due_by, week_end
+    from drp.alerts.listing import list_order
+
+    _app, clock, rt = web
+    tell(rt, clock)
+    for status in (None, "open", "overdue", "on_hold", "awaiting_iro", "closed", DUE_WEEK):
+        def both(s: Any, status: str | None = status) -> tuple[list[int], list[int]]:
+            shown, on = s.alert_list(who, status)
+            views = s.list_alerts(who, "open" if status == DUE_WEEK else status)
+            if status == DUE_WEEK:
+                views = [v for v in views if due_by(v, week_end(TODAY))]
+            assert on.total == len(shown) == len(views)
+            return [v.id for v in shown], [v.id for v in sorted(views, key=list_order)]
+
+        shown, expected = do(rt, clock, both)
+        assert shown == expected, (who, status)
+    assert do(rt, clock, lambda s: [v.id for v in s.alert_list(who, kind="good_practice")[0]]
+              ) == do(rt, clock, lambda s: [v.id for v in s.list_alerts(who)
+                                            if v.kind == "good_practice"])
