@@ -270,3 +270,18 @@ def test_each_alert_lists_filter_and_order_agree_with_the_alerts_views(web: Any,
     assert do(rt, clock, lambda s: [v.id for v in s.alert_list(who, kind="good_practice")[0]]
               ) == do(rt, clock, lambda s: [v.id for v in s.list_alerts(who)
                                             if v.kind == "good_practice"])
+
+
+def test_the_referred_figure_counts_the_open_alerts_referred_to_cafcass(web: Any) -> None:
+    """Two of the story's alerts referred (one open, one withdrawn after): the figure counts
+    the open one, and links to a list of exactly it."""
+    app, clock, rt = web
+    ids = tell(rt, clock)
+    for key in ("F1", "M6"):
+        do(rt, clock, lambda s, k=key: s.refer(ids[k], STORY[k][1], "Drift", legal_advice="Ms Lee"))
+    do(rt, clock, lambda s: s.withdraw(ids["M6"], "iro.ben", "Raised in error"))
+    page = sign_in(app, "irom.cat").get("/figures").text
+    cell = re.search(r'href="([^"]+)">(\d+)<span class="govuk-visually-hidden"> open and'
+                     r' referred to Cafcass', page)
+    assert cell is not None and cell.group(2) == "1", page
+    assert listed(sign_in(app, "irom.cat"), cell.group(1).replace("&amp;", "&")) == [ids["F1"]]

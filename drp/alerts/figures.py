@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, func
 from sqlmodel import col, select
 
 from ..errors import BadValue
 from ..ladder import access
-from ..models import Alert, Child
+from ..models import Alert, Child, Referral
 from ..schemas import AlertView
 from .listing import Shown, Standing, Window, current_due, list_order, window
 from .queries import Queries, _has_status
@@ -125,16 +125,20 @@ class Figures(Queries):
         return views, on
 
     def glance(self, username: str) -> Glance:
-        """The figures for this person, over the alerts they may see."""
-        actor, rows = self._listing(username, "open")
-        views = [view for view, _alert, _line in rows]
+        """The figures for this person, over the open alerts they may see: counted by each
+        alert's standing (`listing.Standing`, as the lists filter them), not by their views."""
+        actor, rows = self._alert_rows(username, "open")
         today = self.today
         end = week_end(today)
+        standings = [Standing.of(alert, today) for alert, _child, _team in rows]
         stages: dict[str, int] = {}
-        for v in views:
-            stages[v.stage] = stages.get(v.stage, 0) + 1
+        for alert, _child, _team in rows:
+            stages[alert.stage] = stages.get(alert.stage, 0) + 1
         order = [*self.protocol.keys, *sorted(set(stages) - set(self.protocol.keys))]
-        days = self.list_dates([v.id for v in views])
+        ids = [known_id(v.id) for v in standings]
+        days = self.list_dates(ids)
+        referred = self.s.exec(select(func.count(func.distinct(Referral.alert_id))).where(
+            col(Referral.alert_id).in_(ids))).one() if ids else 0
         open_days = [d["days_open"] for d in days.values() if isinstance(d["days_open"], int)]
         this_month = today.replace(day=1)
         last_month = (this_month - timedelta(days=1)).replace(day=1)
@@ -147,13 +151,13 @@ class Figures(Queries):
                                                         tzinfo=self.tz))):
             counts[at.astimezone(self.tz).date().replace(day=1)] += 1
         return Glance(
-            today=today, week_end=end, open=len(views),
+            today=today, week_end=end, open=len(standings),
             by_stage=[StageCount(k, self.protocol.title(k), stages.get(k, 0)) for k in order],
-            referred=sum(1 for v in views if v.cafcass is not None),
+            referred=referred,
             cafcass=self.protocol.cafcass.key,
-            overdue=sum(1 for v in views if v.overdue),
-            due_this_week=sum(1 for v in views if due_by(v, end)),
-            on_hold=sum(1 for v in views if v.on_hold),
+            overdue=sum(1 for v in standings if v.overdue),
+            due_this_week=sum(1 for v in standings if due_by(v, end)),
+            on_hold=sum(1 for v in standings if v.on_hold),
             average_days_open=(round(sum(open_days) / len(open_days), 1) if open_days
                                else None),
             this_month=this_month, last_month=last_month,
