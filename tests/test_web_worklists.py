@@ -72,14 +72,18 @@ def test_the_social_worker_owning_an_action_sees_it_under_my_actions(web: Any) -
     app, clock, rt = web
     aid = raise_(rt, clock, "Visits missed")
     do(rt, clock, lambda s: s.respond(aid, "tm.fay", "Dan will visit",
-                                      [ActionIn("Visit the child", DUE, owner="sw.dan")]))
+                                      [ActionIn("Visit the child", DUE, owner="sw.dan"),
+                                       ActionIn("Write it up", DUE, owner="sw.dan")]))
     sw = sign_in(app, "sw.dan")
     page = sw.get("/my-actions").text
-    assert nav_count(page, "My actions") == 1
-    assert "Visit the child" in page and ids_on(page) == [aid] and "12 March 2027" in page
+    assert nav_count(page, "My actions") == 2
+    assert "Visit the child" in page and ids_on(page) == [aid, aid] and "12 March 2027" in page
+    with Session(rt.engine) as s:  # the alert of the two actions shown, recorded once
+        assert [r.alert_id for r in s.exec(select(AccessLog).where(
+            AccessLog.actor == "sw.dan", AccessLog.action == "listed"))] == [aid]
     rows = list(csv.DictReader(io.StringIO(sw.get("/my-actions.csv").text)))
     assert [(r["alert"], r["action"], r["text"]) for r in rows] == [
-        (str(aid), "1", "Visit the child")]
+        (str(aid), "1", "Visit the child"), (str(aid), "2", "Write it up")]
     # Someone else's action is not theirs.
     assert "Visit the child" not in sign_in(app, "sw.eve").get("/my-actions").text
     clock.move(days=14)  # 15 March: overdue (a new day, a new session)

@@ -103,10 +103,11 @@ class Queries(UnitOfWork):
                      alert_id=alert_id, detail=detail, shown=shown or ())
 
     def _audit_list(self, actor: Actor, detail: str, ids: list[int], page: int | None) -> None:
-        """The access-log rows of a work list whose rows are the alerts `ids` (in its order):
-        those of page `page` shown (`listing.window`), or all of them (None)."""
+        """The access-log rows of a work list whose rows are of the alerts `ids` (in its
+        order; an alert may have several rows): the alerts of page `page`'s rows shown
+        (`listing.window`), or all of them (None), each once."""
         on = window(len(ids), page)
-        self._audit(actor, "list", None, detail, ids[on.rows], on)
+        self._audit(actor, "list", None, detail, list(dict.fromkeys(ids[on.rows])), on)
 
     def show(self, alert_id: int, username: str) -> AlertDetail:
         actor = self.actor(username)
@@ -356,9 +357,7 @@ class Queries(UnitOfWork):
                            done=False, done_at=None,
                            overdue=due.action_late(a.due, False, self.today)),
                 views[a.alert_id]) for a in actions]
-        on = window(len(out), page)
-        shown = list(dict.fromkeys(known_id(v.id) for _a, v in out[on.rows]))
-        self._audit(actor, "list", None, "my actions", shown, on)
+        self._audit_list(actor, "my actions", [known_id(v.id) for _a, v in out], page)
         return out
 
     def work_counts(self, username: str) -> dict[str, int]:
