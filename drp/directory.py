@@ -9,34 +9,31 @@ from typing import Any
 
 from sqlalchemy import bindparam, literal, or_, union_all
 from sqlalchemy import select as sa_select
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from .ladder import access
 from .ladder.protocol import Role
-from .models import Council, Person, PersonRole
+from .models import Council, Person, PersonRole, people_rows, person_as_read
 
-# Statements built once per process.
+# Statements built once per process: people's columns, read as rows (`person_as_read`).
+_PERSON: Any = Person.__table__  # type: ignore[attr-defined]
 _IDS: Any = bindparam("ids", expanding=True)
-_PEOPLE = select(Person).where(col(Person.id).in_(_IDS))
-_PEOPLE_OR_NAMED = select(Person).where(or_(
-    col(Person.id).in_(_IDS), col(Person.username).in_(bindparam("usernames", expanding=True))))
+_PEOPLE = sa_select(_PERSON).where(_PERSON.c.id.in_(_IDS))
+_PEOPLE_OR_NAMED = sa_select(_PERSON).where(or_(
+    _PERSON.c.id.in_(_IDS), _PERSON.c.username.in_(bindparam("usernames", expanding=True))))
 # The IRO managers: active people with the role (over Person joined to PersonRole; the digest's
 # readers too).
 AN_IRO_MANAGER = (col(PersonRole.role) == Role.iro_manager, col(Person.active))
-_IRO_MANAGERS = (select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
-                 .where(*AN_IRO_MANAGER).order_by(col(Person.id)))
+_IRO_MANAGERS = (sa_select(_PERSON).join(PersonRole, col(PersonRole.person_id) == _PERSON.c.id)
+                 .where(*AN_IRO_MANAGER).order_by(_PERSON.c.id))
 # The people among :ids, then the IRO managers (flagged), in one statement: an event's people
 # when its e-mail may copy the managers (`reads_iro_managers`).
-_PERSON = Person.__table__  # type: ignore[attr-defined]
 _WHO = union_all(
     sa_select(_PERSON, literal(False).label("iro_manager")).where(_PERSON.c.id.in_(_IDS)),
     sa_select(_PERSON, literal(True).label("iro_manager"))
     .join(PersonRole, col(PersonRole.person_id) == _PERSON.c.id)
     .where(*AN_IRO_MANAGER)).subquery()
-_PEOPLE_AND_MANAGERS = sa_select(aliased(Person, _WHO), _WHO.c.iro_manager).order_by(
-    _WHO.c.iro_manager, _WHO.c.id)
-
+_PEOPLE_AND_MANAGERS = sa_select(_WHO).order_by(_WHO.c.iro_manager, _WHO.c.id)
 class Directory:
     """Where the notifier looks people up: the unit of work's session, each person read once
     (`load` reads several in one query) and kept for the unit of work (`people`, shared with
@@ -54,19 +51,26 @@ class Directory:
         and those people, by username (in the same query, without `managers`)."""
         missing = {i for i in ids if i is not None and i not in self.people}
         if managers and self._managers is None:
-            found = self.s.execute(_PEOPLE_AND_MANAGERS, {"ids": sorted(missing)}).all()
+            found = self._read(_PEOPLE_AND_MANAGERS, {"ids": sorted(missing)})
             self.people.update((_known(p.id), p) for p, _ in found)
             self._managers = [p.id for p, is_manager in found if is_manager]
             missing = set()
         known = {p.username for p in self.people.values()}
         named = {u for u in usernames if u and u != access.SYSTEM and u not in known}
         if named:
-            for p in self.s.scalars(_PEOPLE_OR_NAMED, {"ids": sorted(missing),
-                                                       "usernames": sorted(named)}):
-                self.people[_known(p.id)] = p
+            found = self._read(_PEOPLE_OR_NAMED, {"ids": sorted(missing),
+                                                  "usernames": sorted(named)})
         elif missing:
-            for p in self.s.scalars(_PEOPLE, {"ids": sorted(missing)}):
-                self.people[_known(p.id)] = p
+            found = self._read(_PEOPLE, {"ids": sorted(missing)})
+        else:
+            return
+        for p, _ in found:
+            self.people[_known(p.id)] = p
+
+    def _read(self, statement: Any, values: dict[str, Any]) -> list[tuple[Person, Any]]:
+        """People (with the row's last column), read as rows (`people_rows`)."""
+        rows = people_rows(self.s, statement, values)
+        return [(person_as_read(row), row[-1]) for row in rows]
 
     def person(self, person_id: int) -> Person | None:
         if person_id not in self.people:
@@ -80,7 +84,7 @@ class Directory:
         """The active IRO managers' ids (the people read and kept, for their addresses): read
         once, with an event's people (`load`) or alone."""
         if self._managers is None:
-            found = list(self.s.scalars(_IRO_MANAGERS))
+            found = [p for p, _ in self._read(_IRO_MANAGERS, {})]
             self.people.update((_known(p.id), p) for p in found)
             self._managers = [p.id for p in found]
         return list(self._managers)

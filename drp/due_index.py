@@ -103,18 +103,28 @@ def _keep(session: Session, _context: Any, _instances: Any) -> None:
             owner = session.get(Alert, obj.alert_id) if obj.alert_id is not None else None
             if owner is not None:
                 alerts[id(owner)] = owner
-    if not alerts:
-        return
-    unit = session.info.get(UNIT)
     for alert in alerts.values():
-        if unit is None:
-            day: date | None = EARLIEST
-        else:
-            day = next_attention(unit.protocol, unit.cal, unit.tz, alert,
-                                 _open_actions(session, alert, pending_actions),
-                                 from_day=unit.today)
-        if alert.attention_on != day:
-            alert.attention_on = day
+        date_alert(session, alert, pending_actions)
+
+
+def date_alert(session: Session, alert: Alert, pending_actions: list[Action]) -> None:
+    """Set the alert's day (`attention_on`) from its columns as they stand and its agreed
+    actions as this session has them (`pending_actions`: added or changed, not flushed): what
+    each flush does for the alerts it writes, and a unit of work writing one directly."""
+    unit = session.info.get(UNIT)
+    if unit is None:
+        day: date | None = EARLIEST
+    else:
+        day = next_attention(unit.protocol, unit.cal, unit.tz, alert,
+                             _open_actions(session, alert, pending_actions),
+                             from_day=unit.today)
+    if alert.attention_on != day:
+        alert.attention_on = day
+
+
+def watched_changed(alert: Alert) -> bool:
+    """Has a column the run's rules read changed on this alert since it was read?"""
+    return _changed(alert, WATCHED)
 
 
 def _open_actions(session: Session, alert: Alert, pending: list[Action]) -> list[Action]:

@@ -42,6 +42,7 @@ from ..models import (
 from ..notify import Notice, Notifier, reads_iro_managers
 from ..themes import Taxonomy
 from . import steps
+from .writes import insert_directly, write_directly
 
 if TYPE_CHECKING:
     from ..classifier import Suggestion
@@ -115,8 +116,6 @@ _CHILD_LINE = (sa_select(Child, Team, Service, Council, col(Alert.id))
                .where(col(Child.ref) == bindparam("ref"))
                .order_by(col(Alert.id)))
 log = logging.getLogger("drp.flows")
-
-
 def alone(engine: Engine, work: Callable[[Session], R], item: object, *, run: str,
           not_yet: Callable[[], None], problem: Callable[[str], None]) -> R | None:
     """A flow's work on one item (`item` names it) in a transaction of its own, whatever goes
@@ -391,8 +390,11 @@ class UnitOfWork:
         """A new alert, INSERTed with the seq of the first event its caller writes next
         (`_event(..., first=True)`), so it is written once, not inserted and then updated."""
         alert.last_seq = 1
-        self.s.add(alert)
-        self.s.flush()
+        if insert_directly(self.s, alert):
+            self.s.info.pop(_READ, None)
+        else:
+            self.s.add(alert)
+            self.s.flush()
         self._lines[known_id(alert.id)] = line
         self._cover_for[known_id(alert.id)] = access.acting_for(actor, alert.iro_id)
 
@@ -408,8 +410,9 @@ class UnitOfWork:
         self._last_event.pop(known_id(alert.id), None)  # read before this one
         line = line or self._lines.get(known_id(alert.id))
         if line is not None:  # the IRO named here and the people its e-mails go to: one query
-            self.directory.load(line.people(alert.iro_id), managers=(
-                self.notifier is not None and reads_iro_managers(kind)))
+            with self.s.no_autoflush:  # people: nothing this unit changes (it writes later)
+                self.directory.load(line.people(alert.iro_id), managers=(
+                    self.notifier is not None and reads_iro_managers(kind)))
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
             from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
@@ -425,9 +428,12 @@ class UnitOfWork:
         self._notices.append((alert, line, Notice(event, previous_stage, extra)))
 
     def _commit_point(self, alert: Alert) -> None:
-        """Flush now, so a concurrent change surfaces inside the unit of work; then queue the
+        """Write now, so a concurrent change surfaces inside the unit of work; then queue the
         e-mails the events call for, in the same transaction."""
-        self.s.flush()
+        if write_directly(self.s):
+            self.s.info.pop(_READ, None)  # what it read may have changed
+        else:
+            self.s.flush()
         notices, self._notices = self._notices, []
         if self.notifier is None:
             return

@@ -15,7 +15,16 @@ from sqlalchemy import and_, or_, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from ..models import Cover, Person, PersonRole, Service, Team, TeamMember
+from ..models import (
+    Cover,
+    Person,
+    PersonRole,
+    Service,
+    Team,
+    TeamMember,
+    people_rows,
+    person_as_read,
+)
 from .protocol import Role
 
 SYSTEM = "system"
@@ -119,10 +128,12 @@ _ACTOR_ROWS = sa.union_all(
     _row(DEPUTY, col(Cover.person_id), col(Cover.deputy_id), seq=col(Cover.id)).where(COVER_TODAY),
 ).subquery()
 # The person named, and what they are today, in one statement (no row: no such person).
-_ACTOR_NAMED: Any = (select(Person, *_ACTOR_ROWS.c)
+_PERSON: Any = Person.__table__  # type: ignore[attr-defined]
+_ACTOR_NAMED: Any = (sa.select(*_PERSON.c, *_ACTOR_ROWS.c)
                      .outerjoin(_ACTOR_ROWS, true())
-                     .where(col(Person.username) == _NAMED)
+                     .where(_PERSON.c.username == _NAMED)
                      .order_by(_ACTOR_ROWS.c.seq))
+_WIDTH = len(_PERSON.c)
 
 
 def _fold(person: Person, rows: Any) -> Actor:
@@ -168,9 +179,10 @@ def actor_named(session: Session, username: str, today: date
                 ) -> tuple[Person, Actor, dict[int, int]] | None:
     """The person called `username` (None when there is none), what they are today (as
     `load_actor`), and today's cover periods (as `deputies_on`): one statement."""
-    rows = session.execute(_ACTOR_NAMED, {"username": username, "today": today}).all()
+    rows = people_rows(session, _ACTOR_NAMED, {"username": username, "today": today}).all()
     if not rows:
         return None
-    person = rows[0][0]
-    deputies = {row[2]: row[3] for row in rows if row[1] == DEPUTY}  # by the period's id
-    return person, _fold(person, [row[1:] for row in rows]), deputies
+    person = person_as_read(rows[0])  # read only, as the directory keeps people
+    found = [row[_WIDTH:] for row in rows]
+    deputies = {row[1]: row[2] for row in found if row[0] == DEPUTY}  # by the period's id
+    return person, _fold(person, found), deputies
