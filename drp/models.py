@@ -362,10 +362,16 @@ def person_as_read(row: Any) -> Person:
     return Person.model_construct(**{key: row[i] for i, key in enumerate(_PERSON_COLUMNS)})
 
 
+# What reads of people read: a session's pending changes to any of them are written first.
+_PEOPLE_READS = (Person, PersonRole, TeamMember, Cover, Team, Service, Council)
+
+
 def people_rows(session: Session, statement: Any, values: dict[str, Any]) -> Any:
     """Run a read of people's rows on the session's connection (no ORM loading); a session
-    holding changes to people not yet written writes them first, as its own queries would."""
-    if any(isinstance(o, Person) for o in (*session.new, *session.dirty)):
+    holding changes not yet written to what such reads read (people, their roles, teams and
+    cover, the line's posts) writes them first, as its own queries would."""
+    if any(isinstance(o, _PEOPLE_READS)
+           for o in (*session.new, *session.dirty, *session.deleted)):
         session.flush()
     return session.connection().execute(statement, values)
 

@@ -9,11 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from drp.alerts import ActionIn, unit
+from drp import db
+from drp.alerts import ActionIn, AlertService, unit
+from drp.calendar import WorkingCalendar
+from drp.clock import FixedClock, parse_instant
+from drp.ladder.protocol import Protocol
 from drp.models import Alert, Event
 
-from .conftest import Run, backends
+from .conftest import LONDON, Run, backends
 
 
 def story(run: Run, engine: Engine, ref: str, iro: str) -> list[Any]:
@@ -77,8 +82,6 @@ def test_raise_respond_and_escalate_write_without_the_flush(run: Run) -> None:
         flushed.extend(type(o).__name__ for o in (*session.new, *session.dirty)
                        if isinstance(o, (Alert, Event)))
 
-    from sqlmodel import Session
-
     event.listen(Session, "before_flush", spy)
     try:
         aid = int(run("2027-03-22T09:00",
@@ -88,3 +91,52 @@ def test_raise_respond_and_escalate_write_without_the_flush(run: Run) -> None:
     finally:
         event.remove(Session, "before_flush", spy)
     assert flushed == []
+
+
+def _service(session: Any, protocol: Protocol, calendar: WorkingCalendar,
+             when: str) -> AlertService:
+    return AlertService(session, protocol=protocol, calendar=calendar, tz=LONDON,
+                        clock=FixedClock(parse_instant(when, LONDON)))
+
+
+@backends
+def test_commands_after_direct_writes_in_one_session_see_them(
+    org: Engine, protocol: Protocol, calendar: WorkingCalendar,
+) -> None:
+    """Raise, respond and escalate in one session (as a script or a flow might): each later
+    command starts from the alert as written (its version, its events), not as first read."""
+    with db.transaction(org) as session:
+        aid = int(_service(session, protocol, calendar, "2027-03-22T09:00").raise_alert(
+            "iro.ada", "R100", "No care plan").id)
+        _service(session, protocol, calendar, "2027-03-23T10:00").respond(
+            aid, "sw.dan", "Report being written")
+        _service(session, protocol, calendar, "2027-03-24T10:00").escalate(
+            aid, "iro.ada", "Not shared")
+        # The events are in the session as a flush leaves them (the case notes' webhook reads
+        # each by its id, without a query).
+        kept = [o for o in session.identity_map.values() if isinstance(o, Event)]
+        assert sorted(e.seq for e in kept) == [1, 2, 3]
+    alert, events = rows(org, aid, "iro.ada")
+    assert (alert["stage"], alert["version"], alert["last_seq"]) == ("stage1", 3, 3)
+    assert [(e["seq"], e["kind"]) for e in events] == [
+        (1, "raised"), (2, "responded"), (3, "escalated")]
+
+
+@backends
+def test_a_rolled_back_direct_write_leaves_nothing_in_the_session(
+    org: Engine, protocol: Protocol, calendar: WorkingCalendar,
+) -> None:
+    """A raise rolled back (a later step refused) is gone from the session as from the
+    database: the same session raises again, as it could after the ORM's flush."""
+    with Session(org) as session:
+        first = _service(session, protocol, calendar, "2027-03-22T09:00").raise_alert(
+            "iro.ada", "R100", "No care plan")
+        session.rollback()
+        assert first not in session
+        again = _service(session, protocol, calendar, "2027-03-22T09:05").raise_alert(
+            "iro.ada", "R100", "No care plan again")
+        session.commit()
+        aid = int(again.id)
+    with org.connect() as conn:
+        assert conn.execute(text("SELECT id, summary FROM alert")).all() == [
+            (aid, "No care plan again")]

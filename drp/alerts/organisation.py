@@ -262,6 +262,7 @@ class Organisation(UnitOfWork):
         self._deputies = None  # the file's cover periods may have changed
         self._actors.clear()
         self.directory.forget_managers()  # and who the IRO managers are
+        self.directory.people.clear()  # copies as read before the file changed them
         for row in result.cover_removed:
             self._cover_done(actor, "cover_end", row,
                              tell=row.ends >= self.today and row.ended_at is None)

@@ -67,8 +67,8 @@ _LINE = (sa_select(Team, Service, Council).join(Service, col(Service.id) == Team
 # (`UnitOfWork.read_memo`: a page asks about its alert several times, the view, what may be
 # done, whom an action may go to; and names people on a list and its frame). Any flush, write
 # statement through the session, or transaction end forgets it. (Writes through
-# `session.connection()` or another connection are not seen: no unit of work makes them in
-# its own session.)
+# `session.connection()` or another connection are not seen: a unit's own such writes,
+# alerts/writes.py's, forget it themselves; no unit makes others in its own session.)
 _READ = "drp.read"
 
 

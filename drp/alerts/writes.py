@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, inspect, update
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy import bindparam, event, insert, inspect, update
+from sqlalchemy.orm import make_transient, make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session
 
@@ -28,6 +28,33 @@ _UPDATE_ALERT = update(_ALERT_T).where(_ALERT_T.c.id == bindparam("b_id"),
                                        _ALERT_T.c.version == bindparam("b_version"))
 
 
+# session.info key: the rows written here in the session's transaction, as objects in the
+# session (`_as_written`): a rollback takes them out of it, as it takes out what a flush
+# inserted.
+_WRITTEN = "drp.writes.inserted"
+
+
+def _as_written(session: Session, obj: Any) -> None:
+    """A new row's object, its id set, in the session as if loaded."""
+    make_transient_to_detached(obj)
+    session.add(obj)
+    session.info.setdefault(_WRITTEN, []).append(obj)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _unwrite(session: Session, previous: Any) -> None:
+    if previous.parent is None:  # the outermost transaction: its rows are gone
+        for obj in session.info.pop(_WRITTEN, ()):
+            if obj in session:
+                session.expunge(obj)
+            make_transient(obj)
+
+
+@event.listens_for(Session, "after_commit")
+def _written(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
+
+
 def insert_directly(session: Session, alert: Alert) -> bool:
     """A new alert in one INSERT, without the ORM's flush, dated for the due index as a flush
     would date it; then in the session as if loaded (its id set). False, and nothing written,
@@ -37,8 +64,7 @@ def insert_directly(session: Session, alert: Alert) -> bool:
     due_index.date_alert(session, alert, [])
     alert.id = session.connection().execute(
         _INSERT_ALERT, {key: getattr(alert, key) for key in _ALERT_COLUMNS}).scalar_one()
-    make_transient_to_detached(alert)
-    session.add(alert)
+    _as_written(session, alert)
     return True
 
 
@@ -57,13 +83,15 @@ def write_directly(session: Session) -> bool:
             or not all(type(o) is Alert for o in alerts)):
         return False
     connection = session.connection()
-    for alert in alerts:
+    for alert in sorted(alerts, key=lambda a: a.id):  # in the flush's order (no deadlock)
         state: Any = inspect(alert)
         if due_index.watched_changed(alert):
             with session.no_autoflush:  # its open actions, if read: all written already
                 due_index.date_alert(session, alert, [])
-        changed = {key: state.dict[key] for key in state.committed_state}
+        changed = {key: state.dict[key] for key in state.committed_state
+                   if state.attrs[key].history.has_changes()}  # set again to the same: not
         if not changed:
+            state._commit_all(state.dict, session.identity_map)
             continue
         version = alert.version
         done = connection.execute(_UPDATE_ALERT, {**changed, "version": version + 1,
@@ -79,4 +107,5 @@ def write_directly(session: Session) -> bool:
         for e, event_id in zip(events, ids, strict=True):
             session.expunge(e)
             e.id = event_id
+            _as_written(session, e)  # in the session, as a flush leaves it
     return True
