@@ -48,6 +48,7 @@ from .alerts import steps
 from .alerts.unit import NotYet, out_of_order
 from .audit import Origin
 from .calendar import WorkingCalendar
+from .db import among
 from .directory import Snapshot
 from .due_index import WATCHED
 from .errors import DrpError
@@ -209,7 +210,8 @@ class Batch:
         """The chunk's alerts, their lines, counts of actions not done (those actions kept
         in `self.open_actions` for the due index) and their latest event times."""
         rows = session.execute(
-            select(ALERT).where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id).with_for_update()
+            select(ALERT).where(among(session, ALERT.c.id, ids)).order_by(ALERT.c.id)
+            .with_for_update()
         ).all()
         self.org = Snapshot(session)
         teams = {t.id: t for t in session.exec(select_rows(Team))}
@@ -219,18 +221,19 @@ class Batch:
         self.usernames = {pid: p.username for pid, p in self.org.people.items()}
         child_ids = sorted({r.child_id for r in rows})
         lines = {}
-        for child in session.exec(select_rows(Child).where(col(Child.id).in_(child_ids))):
+        for child in session.exec(
+                select_rows(Child).where(among(session, col(Child.id), child_ids))):
             team = teams[child.team_id]
             lines[cast(int, child.id)] = Line.build(child, team, services[team.service_id],
                                                     council, deputies)
         self.open_actions: dict[int, list[Any]] = {}
         for action in session.execute(select(ACTION).where(
-                ACTION.c.alert_id.in_(ids), ACTION.c.done_at.is_(None))):
+                among(session, ACTION.c.alert_id, ids), ACTION.c.done_at.is_(None))):
             self.open_actions.setdefault(action.alert_id, []).append(action)
         outstanding = {a: len(acts) for a, acts in self.open_actions.items()}
         last: dict[int, tuple[datetime, int]] = {a: (at, seq) for a, at, seq in session.execute(
             select(col(Event.alert_id), func.max(col(Event.at)), func.max(col(Event.seq)))
-            .where(col(Event.alert_id).in_(ids)).group_by(col(Event.alert_id)))}
+            .where(among(session, col(Event.alert_id), ids)).group_by(col(Event.alert_id)))}
         return list(rows), lines, outstanding, last
 
     # -- deciding (the rules of AlertService.remind / .remind_acknowledge / .act_on_overdue) --
@@ -328,7 +331,7 @@ class Batch:
         ids = sorted({a for a, _ in items})
         rows, lines, outstanding, last = self._read(session, ids)
         by_alert: dict[int, list[Any]] = {}
-        for action in session.execute(select(ACTION).where(ACTION.c.alert_id.in_(ids))
+        for action in session.execute(select(ACTION).where(among(session, ACTION.c.alert_id, ids))
                                       .order_by(ACTION.c.alert_id, ACTION.c.no)):
             if (action.alert_id, action.no) in wanted:
                 by_alert.setdefault(action.alert_id, []).append(action)

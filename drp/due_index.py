@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from .calendar import WorkingCalendar
+from .db import among
 from .ladder.attention import EARLIEST, next_attention
 from .ladder.protocol import Protocol
 from .models import Action, Alert, Council
@@ -202,13 +203,14 @@ def settle(connection: Connection, protocol: Protocol, calendar: WorkingCalendar
     moved = 0
     for start in range(0, len(ids), SETTLE_CHUNK):
         rows = connection.execute(
-            select(ALERT).where(ALERT.c.id.in_(ids[start:start + SETTLE_CHUNK]),
+            select(ALERT).where(among(connection, ALERT.c.id, ids[start:start + SETTLE_CHUNK]),
                                 ALERT.c.attention_on <= today)).all()
         if not rows:
             continue
         actions: dict[int, list[Any]] = {}
         for a in connection.execute(select(ACTION).where(
-                ACTION.c.alert_id.in_([r.id for r in rows]), ACTION.c.done_at.is_(None))):
+                among(connection, ACTION.c.alert_id, [r.id for r in rows]),
+                ACTION.c.done_at.is_(None))):
             actions.setdefault(a.alert_id, []).append(a)
         changes = []
         for row in rows:

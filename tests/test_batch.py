@@ -22,7 +22,7 @@ from drp.batch import Batch, StaleChunk
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
 from drp.ladder.protocol import Protocol
-from drp.models import Alert, Event, OutboxMessage
+from drp.models import Alert, Event, OutboxMessage, Person
 from drp.notify import Notifier
 from drp.org import load_org
 from notifications.outbox import deliver
@@ -262,3 +262,33 @@ def test_each_chunk_reads_the_organisation_as_it_stands(
         told = {m.recipient for m in s.exec(select(OutboxMessage).where(
             OutboxMessage.alert_id == second, OutboxMessage.message == "escalated"))}
     assert "hos.new" in told and "hos.jon" not in told, told
+
+
+@backends
+def test_a_chunks_ids_go_to_postgresql_as_one_array(org: Engine) -> None:
+    """A chunk's thousand ids: on PostgreSQL one array parameter (`= ANY`), which psycopg
+    does not parse anew each time; elsewhere an IN list. Both select the rows named."""
+    from sqlalchemy import event
+    from sqlalchemy import select as sa_select
+
+    person = Person.__table__  # type: ignore[attr-defined]
+    sent: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    with org.connect() as conn:
+        everyone = sorted(conn.execute(sa_select(person.c.id)).scalars())
+        wanted = [*everyone[::2], *range(10_000, 10_000 + 1000 - len(everyone[::2]))]
+        event.listen(org, "before_cursor_execute", keep)
+        try:
+            found = sorted(conn.execute(sa_select(person.c.id).where(
+                db.among(conn, person.c.id, wanted))).scalars())
+        finally:
+            event.remove(org, "before_cursor_execute", keep)
+    assert len(wanted) == 1000 and found == everyone[::2]
+    statement, parameters = sent[-1]
+    if org.dialect.name == "postgresql":
+        assert "= ANY (" in statement and len(parameters) == 1, statement
+    else:
+        assert statement.count("?") == 1000
