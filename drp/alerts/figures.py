@@ -22,8 +22,8 @@ from ..errors import BadValue
 from ..ladder import access
 from ..models import Alert, Child, Referral
 from ..schemas import AlertView
-from .listing import Shown, Standing, Window, current_due, list_order, window
-from .queries import Queries, _has_status
+from .listing import Shown, Standing, Window, current_due, has_status, list_order, window
+from .queries import Queries
 from .unit import known_id
 
 DUE_WEEK = "due_week"  # the status filter of the alerts due by the end of this week
@@ -111,7 +111,7 @@ class Figures(Queries):
                                        **filters)
         today, end = self.today, week_end(self.today)
         kept = sorted(((st, row) for row in rows
-                       if _has_status(st := Standing.of(row[0], today), status)
+                       if has_status(st := Standing.of(row[0], today), status)
                        and (status != DUE_WEEK or due_by(st, end))),
                       key=lambda kept_row: list_order(kept_row[0]))
         on = window(len(kept), page)

@@ -75,6 +75,18 @@ def current_due(v: Shown) -> tuple[date | None, str]:
     return v.stage_due or v.resolution_due, "overdue" if v.overdue else "open"
 
 
+def has_status(view: Shown, status: str | None) -> bool:
+    """The rest of a status filter (what the query's SQL leaves: the kinds of open alert), on
+    a view or standing of an alert the query found."""
+    if status == "overdue":
+        return view.overdue
+    if status == "on_hold":
+        return view.on_hold
+    if status == "awaiting_iro":  # the stage has answered: the IRO resolves or escalates
+        return view.stage_responded and not view.on_hold
+    return True
+
+
 def list_order(v: Shown) -> tuple[bool, bool, date, int]:
     """The work lists' order: open alerts first, the overdue first among them, then by the
     date the list shows (soonest first), then by number."""

@@ -29,23 +29,12 @@ from ..models import (
     Team,
 )
 from ..schemas import ActionView, AlertDetail, AlertView, CafcassView, EventView
-from .listing import Shown, Standing, Window, list_order, window
+from .listing import Standing, Window, has_status, list_order, window
 from .unit import UnitOfWork, known_id
 
-# The statuses a list may ask for that are kinds of open alert (see `_has_status`).
+# The statuses a list may ask for that are kinds of open alert (see `listing.has_status`).
 OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
-
-
-def _has_status(view: Shown, status: str | None) -> bool:
-    """The rest of a status filter, on a view of an alert the query found."""
-    if status == "overdue":
-        return view.overdue
-    if status == "on_hold":
-        return view.on_hold
-    if status == "awaiting_iro":  # the stage has answered: the IRO resolves or escalates
-        return view.stage_responded and not view.on_hold
-    return True
 
 
 class Queries(UnitOfWork):
@@ -181,7 +170,7 @@ class Queries(UnitOfWork):
                     where: ColumnElement[bool] | None = None,
                     ) -> tuple[Actor, list[tuple[Alert, Child, Team]]]:
         """The alerts this person may see with their children and teams, in one query, as
-        `_listing` filters them (by SQL: the status's kind of open alert is `_has_status`'s)."""
+        `_listing` filters them (by SQL: the status's kind of open alert is `has_status`'s)."""
         actor = self.actor(username)
         query = (
             select(Alert, Child, Team)
@@ -262,7 +251,7 @@ class Queries(UnitOfWork):
                              child_alerts=[o for o, iro in siblings.get(child.id, [])
                                            if o != alert.id
                                            and access.can_see_child(actor, child, iro)])
-            if not _has_status(view, status):
+            if not has_status(view, status):
                 continue
             out.append((view, alert, line))
         return out
