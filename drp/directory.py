@@ -34,6 +34,8 @@ _WHO = union_all(
     .join(PersonRole, col(PersonRole.person_id) == _PERSON.c.id)
     .where(*AN_IRO_MANAGER)).subquery()
 _PEOPLE_AND_MANAGERS = sa_select(_WHO).order_by(_WHO.c.iro_manager, _WHO.c.id)
+
+
 class Directory:
     """Where the notifier looks people up: the unit of work's session, each person read once
     (`load` reads several in one query) and kept for the unit of work (`people`, shared with

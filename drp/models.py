@@ -358,7 +358,8 @@ def person_as_read(row: Any) -> Person:
     """A person's row (its columns first, in the table's order) as a Person that belongs to
     no session: for people read, never changed, through it (the unit of work's directory, the
     acting person). Made in a few microseconds, where the ORM's loading of an entity takes
-    tens, the most of a command's reads."""
+    tens. Setting an attribute on one raises: a change goes through a person the session
+    loaded."""
     return Person.model_construct(**{key: row[i] for i, key in enumerate(_PERSON_COLUMNS)})
 
 

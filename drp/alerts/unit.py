@@ -116,6 +116,8 @@ _CHILD_LINE = (sa_select(Child, Team, Service, Council, col(Alert.id))
                .where(col(Child.ref) == bindparam("ref"))
                .order_by(col(Alert.id)))
 log = logging.getLogger("drp.flows")
+
+
 def alone(engine: Engine, work: Callable[[Session], R], item: object, *, run: str,
           not_yet: Callable[[], None], problem: Callable[[str], None]) -> R | None:
     """A flow's work on one item (`item` names it) in a transaction of its own, whatever goes
@@ -410,9 +412,8 @@ class UnitOfWork:
         self._last_event.pop(known_id(alert.id), None)  # read before this one
         line = line or self._lines.get(known_id(alert.id))
         if line is not None:  # the IRO named here and the people its e-mails go to: one query
-            with self.s.no_autoflush:  # people: nothing this unit changes (it writes later)
-                self.directory.load(line.people(alert.iro_id), managers=(
-                    self.notifier is not None and reads_iro_managers(kind)))
+            self.directory.load(line.people(alert.iro_id), managers=(
+                self.notifier is not None and reads_iro_managers(kind)))
         event = Event(**steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
             from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
