@@ -12,12 +12,14 @@ from datetime import date
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from drp import db
 from drp.alerts import ActionIn
+from drp.alerts.figures import Figures
 from drp.alerts.queries import Queries
-from drp.models import AccessLog
+from drp.models import AccessLog, Alert
 from drp.web.routes import alerts as alert_routes
 from tests.conftest import sign_in
 
@@ -248,7 +250,7 @@ def test_a_closed_alert_in_a_list_says_when_it_closed_and_how_long_it_took(web: 
 
 
 def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(
-        web: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        web: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """A list of 56 alerts: two pages of 50 and 6, in one order that the CSV (every row)
     keeps; each page view records a `listed` row for each alert on that page and no other
     (the access log says who saw which alert, not every alert of a list they did not page
@@ -259,6 +261,20 @@ def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(
     view = Queries._view
     monkeypatch.setattr(Queries, "_view", lambda self, alert, *a, **kw: (
         made.append(alert.id), view(self, alert, *a, **kw))[1])
+    # The alerts the list reads whole (as models): only its page's rows; the list is
+    # filtered and put in order from a few columns of each (`Queries._standings`).
+    whole: list[int] = []
+    listing: list[bool] = []
+    alert_list = Figures.alert_list
+    monkeypatch.setattr(Figures, "alert_list", lambda self, *a, **kw: (
+        listing.append(True), alert_list(self, *a, **kw), listing.clear())[1])
+
+    def loaded(alert: Alert, _context: Any) -> None:
+        if listing:
+            whole.append(alert.id or 0)
+
+    event.listen(Alert, "load", loaded)
+    request.addfinalizer(lambda: event.remove(Alert, "load", loaded))
     raised = [raise_(rt, clock, f"Concern {n}") for n in range(56)]
     do(rt, clock, lambda s: s.hold(raised[3], "iro.ada", "Court", date(2027, 3, 5)))
     irom = sign_in(app, "irom.cat")
@@ -277,8 +293,10 @@ def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(
 
     first, first_listed, (first_row,) = listed("")
     made.clear()
+    whole.clear()
     second, second_listed, (second_row,) = listed("?page=2")
     assert sorted(made) == sorted(second), "the views of page 2's rows, and no others"
+    assert sorted(whole) == sorted(second), "page 2's rows read whole, and no others"
     assert len(first) == 50 and len(second) == 6 and set(first + second) == set(raised)
     assert sorted(first_listed) == sorted(first), "page 1 records exactly its rows"
     assert sorted(second_listed) == sorted(second), "page 2 records exactly its rows"

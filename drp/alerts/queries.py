@@ -35,6 +35,10 @@ from .unit import UnitOfWork, known_id
 # The statuses a list may ask for that are kinds of open alert (see `listing.has_status`).
 OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
+# What `_standings` reads of each alert: `listing.Standing`'s columns, and the stage.
+STANDING_COLUMNS = (col(Alert.id), col(Alert.status), col(Alert.on_hold), col(Alert.hold_until),
+                    col(Alert.stage_responded_at), col(Alert.stage_due),
+                    col(Alert.resolution_due), col(Alert.stage))
 
 
 class Queries(UnitOfWork):
@@ -170,10 +174,38 @@ class Queries(UnitOfWork):
                     where: ColumnElement[bool] | None = None,
                     ) -> tuple[Actor, list[tuple[Alert, Child, Team]]]:
         """The alerts this person may see with their children and teams, in one query, as
-        `_listing` filters them (by SQL: the status's kind of open alert is `has_status`'s)."""
+        `_listing` filters them (`_alert_query`)."""
         actor = self.actor(username)
+        query = self._alert_query(actor, (Alert, Child, Team), status, team=team, stage=stage,
+                                  theme=theme, service=service, mine=mine, where=where)
+        return actor, [(a, c, t) for a, c, t in self.s.exec(query)]
+
+    def _standings(self, username: str, status: str | None, *, team: str | None = None,
+                   stage: str | None = None, theme: str | None = None,
+                   service: str | None = None, mine: bool = False,
+                   where: ColumnElement[bool] | None = None,
+                   ) -> tuple[Actor, list[tuple[Standing, str]]]:
+        """The `Standing` (and stage) of each alert `_alert_rows` would give, read as plain
+        rows of the columns a standing takes: a long list (a director's every alert) is
+        filtered, counted and put in order from these, and only its page's rows are then
+        read whole."""
+        actor = self.actor(username)
+        query = self._alert_query(actor, STANDING_COLUMNS, status, team=team, stage=stage,
+                                  theme=theme, service=service, mine=mine, where=where)
+        today = self.today
+        return actor, [(Standing.of(row, today), row.stage)
+                       for row in self.s.execute(query)]
+
+    def _alert_query(self, actor: Actor, columns: Iterable[Any], status: str | None, *,
+                     team: str | None = None, stage: str | None = None,
+                     theme: str | None = None, service: str | None = None,
+                     mine: bool = False, where: ColumnElement[bool] | None = None) -> Any:
+        """`columns` of the alerts this person may see, joined to their children and teams,
+        filtered as `_listing` asks (by SQL: the status's kind of open alert is
+        `has_status`'s), in id order."""
         query = (
-            select(Alert, Child, Team)
+            select(*columns)
+            .select_from(Alert)
             .join(Child, col(Child.id) == Alert.child_id)
             .join(Team, col(Team.id) == Child.team_id)
             .where(access.visible_alerts(actor))
@@ -201,7 +233,7 @@ class Queries(UnitOfWork):
         elif status is not None:
             raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
                            " on_hold, awaiting_iro or closed", field="status")
-        return actor, [(a, c, t) for a, c, t in self.s.exec(query)]
+        return query
 
     def _views(self, actor: Actor, rows: list[tuple[Alert, Child, Team]], status: str | None,
                standings: dict[int, Standing] | None = None,
