@@ -10,6 +10,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from drp.alerts import ActionIn, AlertService
+from drp.alerts.queries import Queries
 from drp.errors import BadValue, InvalidTransition, NotFound, NotPermitted
 from drp.models import Alert, Event
 
@@ -616,3 +617,31 @@ def test_the_actor_read_in_one_statement_is_the_actor_the_policy_loads(
         # Out of the cover period: their own roles only.
         assert access.actor_named(s, "hos.jon", date(2027, 4, 1))[1].covering == {}  # type: ignore[index]
         assert access.actor_named(s, "nobody", today) is None
+
+
+@backends
+def test_a_list_shows_each_row_as_it_reads_now_when_it_changed_between_the_lists_reads(
+        run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list is filtered and put in order from a few columns of every row it may show, then
+    its page's rows are read whole: an alert withdrawn by another person's command, committed
+    between the two reads, is not shown in the open list (nor recorded as shown), and an
+    alert given another theme is not shown in the theme's list."""
+    when = "2027-03-22T09:00"
+    raised = [raise_r100(run, when, separate=True, theme="permanence_planning")
+              for _ in range(4)]
+    standings = Queries._standings
+    changed: list[bool] = []
+
+    def then_changed(self: Queries, *a: Any, **kw: Any) -> Any:
+        out = standings(self, *a, **kw)
+        if not changed:  # (another unit of work, committed before the rows are read whole)
+            changed.append(True)
+            run(when, lambda s: s.withdraw(raised[1], "iro.ada", "Raised in error"))
+            run(when, lambda s: s.set_theme(raised[2], "iro.ada", "safeguarding"))
+        return out
+
+    monkeypatch.setattr(Queries, "_standings", then_changed)
+    views, on = run(when, lambda s: s.alert_list("irom.cat", "open", page=1,
+                                                 theme="permanence_planning"))
+    assert [v.id for v in views] == [raised[0], raised[3]], [(v.id, v.status) for v in views]
+    assert on.total == 4  # (counted from the first read)

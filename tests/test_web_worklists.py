@@ -266,8 +266,15 @@ def test_a_long_list_shows_fifty_a_page_and_records_as_shown_only_those(
     whole: list[int] = []
     listing: list[bool] = []
     alert_list = Figures.alert_list
-    monkeypatch.setattr(Figures, "alert_list", lambda self, *a, **kw: (
-        listing.append(True), alert_list(self, *a, **kw), listing.clear())[1])
+
+    def counted(self: Figures, *a: Any, **kw: Any) -> Any:
+        listing.append(True)
+        try:
+            return alert_list(self, *a, **kw)
+        finally:
+            listing.clear()
+
+    monkeypatch.setattr(Figures, "alert_list", counted)
 
     def loaded(alert: Alert, _context: Any) -> None:
         if listing:

@@ -22,7 +22,7 @@ from ..errors import BadValue
 from ..ladder import access
 from ..models import Alert, Child, Referral
 from ..schemas import AlertView
-from .listing import Shown, Window, current_due, has_status, list_order, window
+from .listing import Shown, Standing, Window, current_due, has_status, list_order, window
 from .queries import Queries
 from .unit import known_id
 
@@ -108,25 +108,38 @@ class Figures(Queries):
             clauses.append(self._raised_in(first))
         if kind is not None:
             clauses.append(col(Alert.kind) == kind)
-        asks: dict[str, Any] = {"where": and_(*clauses) if clauses else None, "mine": mine,
-                                **filters}
-        actor, standings = self._standings(username, "open" if status == DUE_WEEK else status,
-                                           **asks)
-        end = week_end(self.today)
-        kept = sorted((st for st, _stage in standings
-                       if has_status(st, status) and (status != DUE_WEEK or due_by(st, end))),
-                      key=list_order)
-        on = window(len(kept), page)
-        shown = {known_id(st.id): st for st in kept[on.rows]}
-        # The rows shown read whole: a page's by id (still only what this person may see),
-        # every row (a CSV) by the same filters.
-        _actor, rows = (self._alert_rows(username, None, where=col(Alert.id).in_(list(shown)))
-                        if page is not None else
-                        self._alert_rows(username, "open" if status == DUE_WEEK else status,
-                                         **asks))
-        at = {known_id(alert.id): (alert, child, team) for alert, child, team in rows}
+        where = and_(*clauses) if clauses else None
+        asking = "open" if status == DUE_WEEK else status
+        today, end_of_week = self.today, week_end(self.today)
+
+        def wanted(st: Standing) -> bool:
+            return has_status(st, status) and (status != DUE_WEEK or due_by(st, end_of_week))
+
+        if page is None:  # every row (a CSV): read whole, in one statement
+            actor, rows = self._alert_rows(username, asking, where=where, mine=mine, **filters)
+            whole = {known_id(a.id): (a, c, t) for a, c, t in rows}
+            kept = sorted((st for a, _c, _t in rows if wanted(st := Standing.of(a, today))),
+                          key=list_order)
+            on = window(len(kept), None)
+            shown = {known_id(st.id): st for st in kept}
+        else:
+            actor, standings = self._standings(username, asking, where=where, mine=mine,
+                                               **filters)
+            kept = sorted((st for st, _stage in standings if wanted(st)), key=list_order)
+            on = window(len(kept), page)
+            ids = [known_id(st.id) for st in kept[on.rows]]
+            # The page's rows read whole, by id and the same filters again, each standing as
+            # its row reads now: a change committed between the two reads leaves the page a
+            # row short at worst, never showing (or recording as shown) what no longer fits.
+            by_id = col(Alert.id).in_(ids)
+            _actor, rows = self._alert_rows(
+                username, asking, where=by_id if where is None else and_(by_id, where),
+                mine=mine, **filters) if ids else (actor, [])
+            whole = {known_id(a.id): (a, c, t) for a, c, t in rows}
+            fresh = {i: Standing.of(whole[i][0], today) for i in ids if i in whole}
+            shown = {i: st for i, st in fresh.items() if wanted(st)}
         views = [view for view, _alert, _line in self._views(
-            actor, [at[i] for i in shown if i in at], None, shown)]
+            actor, [whole[i] for i in shown], None, shown)]
         asked = {"status": status or "all", "raised": raised, "kind": kind,
                  "mine": mine or None, **filters}
         self._audit(actor, "list", None, ", ".join(f"{k}={v}" for k, v in asked.items() if v),

@@ -7,13 +7,28 @@ the log says which fifty they saw. The CSV holds every row, and records every ro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
-from ..ladder import due
+from sqlalchemy import ColumnElement, or_
+from sqlmodel import col, select
+
+from ..errors import BadValue
+from ..ladder import access, due
+from ..ladder.access import Actor
+from ..ladder.protocol import Protocol as Ladder
+from ..models import Alert, Child, Referral, Service, Team
 
 PAGE_SIZE = 50  # rows a list's page shows (its CSV holds them all)
+# The statuses a list may ask for that are kinds of open alert (see `has_status`).
+OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
+# What a list reads of every alert it may show, to filter and order them before it reads its
+# page's rows whole (`Queries._standings`): `Standing`'s columns, and the stage.
+STANDING_COLUMNS = (col(Alert.id), col(Alert.status), col(Alert.on_hold), col(Alert.hold_until),
+                    col(Alert.stage_responded_at), col(Alert.stage_due),
+                    col(Alert.resolution_due), col(Alert.stage))
 
 
 class Shown(Protocol):
@@ -117,3 +132,44 @@ def window(total: int, page: int | None) -> Window:
         return Window(1, 1, total, None)
     pages = max(1, -(-total // PAGE_SIZE))
     return Window(min(max(page, 1), pages), pages, total)
+
+
+def alert_query(actor: Actor, protocol: Ladder, columns: Iterable[Any], status: str | None, *,
+                team: str | None = None, stage: str | None = None, theme: str | None = None,
+                service: str | None = None, mine: bool = False,
+                where: ColumnElement[bool] | None = None) -> Any:
+    """`columns` of the alerts this person may see, joined to their children and teams,
+    filtered as a list asks (by SQL: the status's kind of open alert is `has_status`'s), in
+    id order. `stage` may be the Cafcass referral's key (the alerts referred, whatever their
+    stage); `where`: a further clause over Alert."""
+    query = (
+        select(*columns)
+        .select_from(Alert)
+        .join(Child, col(Child.id) == Alert.child_id)
+        .join(Team, col(Team.id) == Child.team_id)
+        .where(access.visible_alerts(actor))
+        .order_by(col(Alert.id))
+    )
+    if team:
+        query = query.where(Team.key == team)
+    if stage and stage == protocol.cafcass.key:
+        query = query.where(col(Alert.id).in_(select(Referral.alert_id)))
+    elif stage:
+        query = query.where(Alert.stage == stage)
+    if where is not None:
+        query = query.where(where)
+    if theme:
+        query = query.where(Alert.theme == theme)
+    if service:
+        query = query.join(Service, col(Service.id) == Team.service_id).where(
+            Service.key == service)
+    if mine:
+        query = query.where(or_(col(Alert.iro_id) == actor.id, col(Child.iro_id) == actor.id))
+    if status in OPEN_STATUSES:
+        query = query.where(Alert.status == "open")
+    elif status == "closed":
+        query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "closed")))
+    elif status is not None:
+        raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
+                       " on_hold, awaiting_iro or closed", field="status")
+    return query

@@ -8,12 +8,11 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_, func
 from sqlalchemy import exists as sa_exists
 from sqlmodel import col, select
 
 from .. import audit, db
-from ..errors import BadValue
 from ..ladder import access, due
 from ..ladder.access import Actor, Line
 from ..ladder.machine import permitted_triggers
@@ -29,16 +28,18 @@ from ..models import (
     Team,
 )
 from ..schemas import ActionView, AlertDetail, AlertView, CafcassView, EventView
-from .listing import Standing, Window, has_status, list_order, window
+from .listing import (
+    STANDING_COLUMNS,
+    Standing,
+    Window,
+    alert_query,
+    has_status,
+    list_order,
+    window,
+)
 from .unit import UnitOfWork, known_id
 
-# The statuses a list may ask for that are kinds of open alert (see `listing.has_status`).
-OPEN_STATUSES = ("open", "overdue", "on_hold", "awaiting_iro")
 HOLD_ENDING_WORKING_DAYS = 5  # a hold ending within this many working days waits for the IRO
-# What `_standings` reads of each alert: `listing.Standing`'s columns, and the stage.
-STANDING_COLUMNS = (col(Alert.id), col(Alert.status), col(Alert.on_hold), col(Alert.hold_until),
-                    col(Alert.stage_responded_at), col(Alert.stage_due),
-                    col(Alert.resolution_due), col(Alert.stage))
 
 
 class Queries(UnitOfWork):
@@ -174,10 +175,10 @@ class Queries(UnitOfWork):
                     where: ColumnElement[bool] | None = None,
                     ) -> tuple[Actor, list[tuple[Alert, Child, Team]]]:
         """The alerts this person may see with their children and teams, in one query, as
-        `_listing` filters them (`_alert_query`)."""
+        `_listing` filters them (`listing.alert_query`)."""
         actor = self.actor(username)
-        query = self._alert_query(actor, (Alert, Child, Team), status, team=team, stage=stage,
-                                  theme=theme, service=service, mine=mine, where=where)
+        query = alert_query(actor, self.protocol, (Alert, Child, Team), status, team=team,
+                            stage=stage, theme=theme, service=service, mine=mine, where=where)
         return actor, [(a, c, t) for a, c, t in self.s.exec(query)]
 
     def _standings(self, username: str, status: str | None, *, team: str | None = None,
@@ -190,50 +191,11 @@ class Queries(UnitOfWork):
         filtered, counted and put in order from these, and only its page's rows are then
         read whole."""
         actor = self.actor(username)
-        query = self._alert_query(actor, STANDING_COLUMNS, status, team=team, stage=stage,
-                                  theme=theme, service=service, mine=mine, where=where)
+        query = alert_query(actor, self.protocol, STANDING_COLUMNS, status, team=team,
+                            stage=stage, theme=theme, service=service, mine=mine, where=where)
         today = self.today
         return actor, [(Standing.of(row, today), row.stage)
                        for row in self.s.execute(query)]
-
-    def _alert_query(self, actor: Actor, columns: Iterable[Any], status: str | None, *,
-                     team: str | None = None, stage: str | None = None,
-                     theme: str | None = None, service: str | None = None,
-                     mine: bool = False, where: ColumnElement[bool] | None = None) -> Any:
-        """`columns` of the alerts this person may see, joined to their children and teams,
-        filtered as `_listing` asks (by SQL: the status's kind of open alert is
-        `has_status`'s), in id order."""
-        query = (
-            select(*columns)
-            .select_from(Alert)
-            .join(Child, col(Child.id) == Alert.child_id)
-            .join(Team, col(Team.id) == Child.team_id)
-            .where(access.visible_alerts(actor))
-            .order_by(col(Alert.id))
-        )
-        if team:
-            query = query.where(Team.key == team)
-        if stage and stage == self.protocol.cafcass.key:
-            query = query.where(col(Alert.id).in_(select(Referral.alert_id)))
-        elif stage:
-            query = query.where(Alert.stage == stage)
-        if where is not None:
-            query = query.where(where)
-        if theme:
-            query = query.where(Alert.theme == theme)
-        if service:
-            query = query.join(Service, col(Service.id) == Team.service_id).where(
-                Service.key == service)
-        if mine:
-            query = query.where(or_(col(Alert.iro_id) == actor.id, col(Child.iro_id) == actor.id))
-        if status in OPEN_STATUSES:
-            query = query.where(Alert.status == "open")
-        elif status == "closed":
-            query = query.where(col(Alert.status).in_(("resolved", "withdrawn", "closed")))
-        elif status is not None:
-            raise BadValue(f"the status {status[:40]!r} is not known; use open, overdue,"
-                           " on_hold, awaiting_iro or closed", field="status")
-        return query
 
     def _views(self, actor: Actor, rows: list[tuple[Alert, Child, Team]], status: str | None,
                standings: dict[int, Standing] | None = None,
