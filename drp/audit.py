@@ -167,41 +167,61 @@ class AccessLogWriter:
     written); the others wait for that batch. One writer at a time: on SQLite, page views never
     queue for the database's write lock behind each other, and each batch is one commit.
 
-    A batch that fails to commit is put back for the next writer and the caller whose turn it
-    was gets the error (its page is not shown), as when the row was written in the page's own
-    transaction."""
+    A batch that fails to commit is written again, each request's rows in a transaction of
+    their own, so that one request's row that cannot be written (one naming an alert that
+    retention removed a moment before: its foreign key) fails only that request: its page is
+    not shown and its rows are not kept, as when the row was written in the page's own
+    transaction. A page is shown if and only if its rows are committed; no row waits to fail
+    every later batch."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()  # the waiting rows and the counters
         self._turn = threading.Lock()  # one batch at a time
-        self._waiting: list[dict[str, Any]] = []
+        self._waiting: list[tuple[int, list[dict[str, Any]]]] = []  # (call, its rows)
         self._handed = 0  # calls whose rows were handed over
-        self._kept = 0  # of those, the calls whose rows are committed (in order)
+        self._kept = 0  # of those, the calls whose rows are written or failed (in order)
+        self._failed: dict[int, Exception] = {}  # calls whose rows failed, until they learn it
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         with self._lock:
-            self._waiting.extend(rows)
             self._handed += 1
             mine = self._handed
+            self._waiting.append((mine, rows))
         with self._turn:
-            if self._kept >= mine:  # an earlier batch took them
-                return
-            with self._lock:
-                batch, self._waiting = self._waiting, []
-                upto = self._handed
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(AccessLog), batch)
-            except BaseException:
+            if self._kept < mine:  # no earlier batch took them: write every row waiting
                 with self._lock:
-                    self._waiting[:0] = batch
-                raise
-            self._kept = upto
+                    batch, self._waiting = self._waiting, []
+                    upto = self._handed
+                left = batch  # (the calls whose rows are neither written nor failed)
+                try:
+                    try:
+                        self._insert([row for _call, some in batch for row in some])
+                        left = []
+                    except Exception:
+                        while left:  # each call's rows on their own
+                            call, some = left[0]
+                            try:
+                                self._insert(some)
+                            except Exception as exc:
+                                self._failed[call] = exc
+                            left = left[1:]
+                except BaseException:  # (interrupted: what is left waits for the next writer)
+                    with self._lock:
+                        self._waiting[:0] = left
+                    raise
+                self._kept = upto
+            failed = self._failed.pop(mine, None)
+        if failed is not None:
+            raise failed
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(AccessLog), rows)
 
     def pending(self) -> int:
         """Rows handed over and not yet committed."""
         with self._lock:
-            return len(self._waiting)
+            return sum(len(some) for _call, some in self._waiting)

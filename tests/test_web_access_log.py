@@ -1,8 +1,8 @@
 """Issue 19: a page's access-log rows are written by the app's AccessLogWriter (many requests'
 rows in one transaction) instead of in the page's own transaction, and still before the page is
 answered: no page is ever answered whose row is not committed, including while the server is
-stopping; a row that cannot be written keeps its page from being shown, and is kept for the
-next write."""
+stopping; a row that cannot be written keeps its page from being shown, and is not kept (nor
+does it fail any other page's write)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 
-from .conftest import forget_settings, point_drp_at, prepare, sign_in
+from drp import audit
+
+from .conftest import backends, forget_settings, point_drp_at, prepare, sign_in
 from .smtp import free_port
 from .support.cli import wait_until_serving
 
@@ -124,9 +128,12 @@ def test_every_page_answered_has_its_row_when_the_server_stops_under_load(
     assert kept >= sum(answered), (kept, answered)
 
 
-def test_a_page_whose_row_cannot_be_written_is_not_shown_and_the_row_waits(web: Any) -> None:
-    """The access log's insert fails once: the page is not answered (as when the row was
-    written in the page's own transaction); the next page's write commits both rows."""
+def test_a_page_whose_row_cannot_be_written_is_not_shown_and_nothing_of_it_is_kept(
+        web: Any) -> None:
+    """The access log's insert fails for a page's row, in its batch and again on its own: the
+    page is not answered (as when the row was written in the page's own transaction) and its
+    row is not kept; the next page is answered and recorded. A failure that passes (the batch
+    fails, the row on its own is written) does not stop the page."""
     app, _clock, rt = web
     client = sign_in(app, "iro.ada")
     raised = client.post("/api/alerts", json={"child": "R100", "summary": "Audited",
@@ -135,24 +142,76 @@ def test_a_page_whose_row_cannot_be_written_is_not_shown_and_the_row_waits(web: 
     assert raised.status_code == 201, raised.text
     alert_id = raised.json()["id"]
     before = views(rt.engine, alert_id, "iro.ada")
-    failures = [1]
+    failures = [1, 1]
 
-    def fail_once(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.startswith("INSERT INTO access_log") and failures:
             failures.pop()
             raise RuntimeError("the disk is full")
 
-    event.listen(rt.engine, "before_cursor_execute", fail_once)
+    event.listen(rt.engine, "before_cursor_execute", fail)
     try:
         with pytest.raises(RuntimeError, match="the disk is full"):
             client.get(f"/alerts/{alert_id}")
         assert views(rt.engine, alert_id, "iro.ada") == before  # nothing half-written
-        assert app.state.drp.access_log.pending() == 1  # the refused page's row, waiting
+        assert app.state.drp.access_log.pending() == 0  # nothing waits to fail again
+        assert client.get(f"/alerts/{alert_id}").status_code == 200
+        assert views(rt.engine, alert_id, "iro.ada") == before + 1
+        failures.append(1)  # the batch fails, the row on its own is written
         assert client.get(f"/alerts/{alert_id}").status_code == 200
     finally:
-        event.remove(rt.engine, "before_cursor_execute", fail_once)
+        event.remove(rt.engine, "before_cursor_execute", fail)
     assert views(rt.engine, alert_id, "iro.ada") == before + 2
     assert app.state.drp.access_log.pending() == 0
+
+
+def _logged(engine: Any, actor: str) -> list[str | None]:
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT detail FROM access_log WHERE actor = :u"
+                                      " ORDER BY id"), {"u": actor}).scalars())
+
+
+@backends
+def test_a_row_that_can_never_be_written_fails_its_own_request_and_no_other(org: Any) -> None:
+    """A row naming an alert that is not there (retention removed it a moment before: its
+    foreign key) fails the request that handed it over, in a batch with another request's
+    rows or alone, and never a later request: the others' rows are written."""
+    writer = audit.AccessLogWriter(org)
+    at = datetime(2027, 3, 1, 9, tzinfo=UTC)
+
+    def row(detail: str, alert_id: int | None = None) -> dict[str, Any]:
+        return {"at": at, "actor": "iro.ada", "action": "view", "alert_id": alert_id,
+                "detail": detail}
+
+    with pytest.raises(IntegrityError):
+        writer.write([row("gone", alert_id=2**30)])
+    writer.write([row("after")])  # (before: the failed row was put back and failed this too)
+    assert _logged(org, "iro.ada") == ["after"] and writer.pending() == 0
+
+    # Two requests' rows in one batch: both handed over while another batch is written.
+    outcome: dict[str, BaseException | None] = {}
+
+    def request(name: str, rows: list[dict[str, Any]]) -> None:
+        try:
+            writer.write(rows)
+            outcome[name] = None
+        except BaseException as exc:  # (each thread's outcome is asserted below)
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=request, args=("bad", [row("bad", alert_id=2**30)])),
+               threading.Thread(target=request, args=("good", [row("good"), row("too")]))]
+    with writer._turn:  # (a batch being written: the two requests wait their turn)
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while writer.pending() < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)  # (until both have handed their rows over)
+        assert writer.pending() == 3
+    for thread in threads:
+        thread.join(timeout=30)
+    assert isinstance(outcome["bad"], IntegrityError), outcome
+    assert outcome["good"] is None, outcome
+    assert _logged(org, "iro.ada") == ["after", "good", "too"] and writer.pending() == 0
 
 
 def fays_inbox(web: Any, before: Any = None) -> tuple[Any, list[str]]:
