@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session
 
 from .models import AccessLog
@@ -167,12 +168,12 @@ class AccessLogWriter:
     written); the others wait for that batch. One writer at a time: on SQLite, page views never
     queue for the database's write lock behind each other, and each batch is one commit.
 
-    A batch that fails to commit is written again, each request's rows in a transaction of
-    their own, so that one request's row that cannot be written (one naming an alert that
-    retention removed a moment before: its foreign key) fails only that request: its page is
-    not shown and its rows are not kept, as when the row was written in the page's own
-    transaction. A page is shown if and only if its rows are committed; no row waits to fail
-    every later batch."""
+    A batch with a row that cannot be written (one naming an alert that retention removed a
+    moment before: its foreign key) is written again, each request's rows in a transaction of
+    their own, so that it fails only its own request: that page is not shown and its rows are
+    not kept, as when the row was written in the page's own transaction. A batch the database
+    fails otherwise (its lock, its disk) fails every request in it at once. A page is shown if
+    and only if its rows are committed; no row waits to fail every later batch."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -195,27 +196,43 @@ class AccessLogWriter:
                 with self._lock:
                     batch, self._waiting = self._waiting, []
                     upto = self._handed
-                left = batch  # (the calls whose rows are neither written nor failed)
                 try:
-                    try:
-                        self._insert([row for _call, some in batch for row in some])
-                        left = []
-                    except Exception:
-                        while left:  # each call's rows on their own
-                            call, some = left[0]
-                            try:
-                                self._insert(some)
-                            except Exception as exc:
-                                self._failed[call] = exc
-                            left = left[1:]
-                except BaseException:  # (interrupted: what is left waits for the next writer)
-                    with self._lock:
-                        self._waiting[:0] = left
+                    self._write(batch, mine)
+                except BaseException:  # (interrupted: this call's page is not shown)
+                    self._failed.pop(mine, None)
                     raise
                 self._kept = upto
             failed = self._failed.pop(mine, None)
         if failed is not None:
             raise failed
+
+    def _write(self, batch: list[tuple[int, list[dict[str, Any]]]], mine: int) -> None:
+        """Write `batch` in one transaction; where a row of it cannot be written, each call's
+        rows in one of their own; where the database fails otherwise, every call fails.
+        Interrupted, the calls not yet written wait for the next writer (but call `mine`,
+        whose page will not be shown)."""
+        left = batch  # (the calls whose rows are neither written nor failed)
+        try:
+            try:
+                if batch:  # (empty: an interrupted writer wrote this call's rows)
+                    self._insert([row for _call, some in batch for row in some])
+                return
+            except (IntegrityError, DataError):  # a row that cannot be written: whose?
+                pass
+            except Exception as exc:  # (the database, not a row: none of them is kept)
+                self._failed.update((call, exc) for call, _some in batch)
+                return
+            while left:  # (outside the handler: no call's error carries the batch's)
+                call, some = left[0]
+                try:
+                    self._insert(some)
+                except Exception as exc:
+                    self._failed[call] = exc
+                left = left[1:]
+        except BaseException:
+            with self._lock:
+                self._waiting[:0] = [(call, some) for call, some in left if call != mine]
+            raise
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
