@@ -63,7 +63,7 @@ from datetime import UTC, datetime
 from sqlmodel import Session, col, select
 from drp import db
 from drp.clock import Clock
-from drp.models import Child, Person, Team
+from drp.models import Child, Council, Person, Team
 from drp.runtime import runtime
 from drp.keys import secret_key
 from drp.web.auth import Auth, Signed
@@ -83,10 +83,10 @@ for i in range(25):
         alert = svc.raise_alert(iro, child.ref, f"Care plan not updated ({i})",
                                 stage=rt.protocol.keys[1])
         first = first or alert.id
-from drp.models import PersonRole
 with Session(rt.engine) as s:
-    director = s.exec(select(Person).join(PersonRole, col(PersonRole.person_id) == Person.id)
-                      .where(PersonRole.role == "director")).first()
+    director = s.get(Person, s.get(Council, 1).director_id or 0)
+if director is None:
+    sys.exit("web bench: the simulated organisation has no director")
 auth, signer = Auth(rt.engine, rt.settings), Signed(secret_key(rt.settings))
 token, _ = auth.start_session(manager.id, clock.now())
 overseer, _ = auth.start_session(director.id, clock.now())
@@ -94,8 +94,11 @@ print(json.dumps({"cookie": signer.sign(token, "session"), "alert": first,
                   "user": manager.username,
                   "director": signer.sign(overseer, "session")}))
 """
-    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, check=True,
+    done = subprocess.run([str(BIN / "python"), "-c", code], env=env,
                           capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
+                         else "web bench: preparing the database failed")
     import json
 
     info: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

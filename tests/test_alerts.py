@@ -12,7 +12,7 @@ from sqlmodel import select
 from drp.alerts import ActionIn, AlertService
 from drp.alerts.queries import Queries
 from drp.errors import BadValue, InvalidTransition, NotFound, NotPermitted
-from drp.models import Alert, Event
+from drp.models import AccessLog, Alert, Event
 
 from .conftest import Run, backends
 
@@ -645,3 +645,31 @@ def test_a_list_shows_each_row_as_it_reads_now_when_it_changed_between_the_lists
                                                  theme="permanence_planning"))
     assert [v.id for v in views] == [raised[0], raised[3]], [(v.id, v.status) for v in views]
     assert on.total == 4  # (counted from the first read)
+
+
+@backends
+def test_a_list_checks_each_rows_standing_again_when_it_changed_between_the_lists_reads(
+        run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The on-hold list: an alert resumed between the list's two reads still passes the SQL
+    filter (it is open) but not the list's own status (no longer on hold): not shown, and not
+    recorded as listed."""
+    when = "2027-03-22T09:00"
+    raised = [raise_r100(run, when, separate=True) for _ in range(3)]
+    for aid in raised:
+        run(when, lambda s, aid=aid: s.hold(aid, "iro.ada", "Court", date(2027, 4, 5)))
+    standings = Queries._standings
+    changed: list[bool] = []
+
+    def then_resumed(self: Queries, *a: Any, **kw: Any) -> Any:
+        out = standings(self, *a, **kw)
+        if not changed:  # (another unit of work, committed before the rows are read whole)
+            changed.append(True)
+            run(when, lambda s: s.resume(raised[1], "iro.ada"))
+        return out
+
+    monkeypatch.setattr(Queries, "_standings", then_resumed)
+    views, _on = run(when, lambda s: s.alert_list("irom.cat", "on_hold", page=1))
+    assert [v.id for v in views] == [raised[0], raised[2]], [(v.id, v.on_hold) for v in views]
+    listed = run(when, lambda s: s.s.exec(select(AccessLog.alert_id).where(
+        AccessLog.action == "listed", AccessLog.actor == "irom.cat")).all())
+    assert sorted(listed) == [raised[0], raised[2]], listed

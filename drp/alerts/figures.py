@@ -130,7 +130,8 @@ class Figures(Queries):
             ids = [known_id(st.id) for st in kept[on.rows]]
             # The page's rows read whole, by id and the same filters again, each standing as
             # its row reads now: a change committed between the two reads leaves the page a
-            # row short at worst, never showing (or recording as shown) what no longer fits.
+            # row short for each alert changed, never showing (or recording as shown) what no
+            # longer fits.
             by_id = col(Alert.id).in_(ids)
             _actor, rows = self._alert_rows(
                 username, asking, where=by_id if where is None else and_(by_id, where),
