@@ -167,6 +167,16 @@ def _logged(engine: Any, actor: str) -> list[str | None]:
                                       " ORDER BY id"), {"u": actor}).scalars())
 
 
+def _request(writer: Any, outcome: dict[str, BaseException | None], name: str,
+             rows: list[dict[str, Any]]) -> None:
+    """A request's write, in a thread of its own: its outcome kept (asserted by the test)."""
+    try:
+        writer.write(rows)
+        outcome[name] = None
+    except BaseException as exc:
+        outcome[name] = exc
+
+
 @backends
 def test_a_row_that_can_never_be_written_fails_its_own_request_and_no_other(org: Any) -> None:
     """A row naming an alert that is not there (retention removed it a moment before: its
@@ -188,11 +198,7 @@ def test_a_row_that_can_never_be_written_fails_its_own_request_and_no_other(org:
     outcome: dict[str, BaseException | None] = {}
 
     def request(name: str, rows: list[dict[str, Any]]) -> None:
-        try:
-            writer.write(rows)
-            outcome[name] = None
-        except BaseException as exc:  # (each thread's outcome is asserted below)
-            outcome[name] = exc
+        _request(writer, outcome, name, rows)
 
     threads = [threading.Thread(target=request, args=("bad", [row("bad", alert_id=2**30)])),
                threading.Thread(target=request, args=("good", [row("good"), row("too")]))]
@@ -252,11 +258,7 @@ def test_a_writer_interrupted_keeps_the_others_rows_and_not_its_own(
     outcome: dict[str, BaseException | None] = {}
 
     def request(name: str, rows: list[dict[str, Any]]) -> None:
-        try:
-            writer.write(rows)
-            outcome[name] = None
-        except BaseException as exc:  # (each thread's outcome is asserted below)
-            outcome[name] = exc
+        _request(writer, outcome, name, rows)
 
     threads = [threading.Thread(target=request, args=("a", [_row("a", alert_id=2**30)])),
                threading.Thread(target=request, args=("b", [_row("b")]))]
