@@ -619,6 +619,22 @@ def test_the_actor_read_in_one_statement_is_the_actor_the_policy_loads(
         assert access.actor_named(s, "nobody", today) is None
 
 
+def between_the_lists_reads(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
+    """`change()` (other units of work, committed) once, after a list's column read of its
+    rows (`Queries._standings`) and before it reads its page's rows whole."""
+    standings = Queries._standings
+    changed: list[bool] = []
+
+    def then_changed(self: Queries, *a: Any, **kw: Any) -> Any:
+        out = standings(self, *a, **kw)
+        if not changed:
+            changed.append(True)
+            change()
+        return out
+
+    monkeypatch.setattr(Queries, "_standings", then_changed)
+
+
 @backends
 def test_a_list_shows_each_row_as_it_reads_now_when_it_changed_between_the_lists_reads(
         run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -629,18 +645,9 @@ def test_a_list_shows_each_row_as_it_reads_now_when_it_changed_between_the_lists
     when = "2027-03-22T09:00"
     raised = [raise_r100(run, when, separate=True, theme="permanence_planning")
               for _ in range(4)]
-    standings = Queries._standings
-    changed: list[bool] = []
-
-    def then_changed(self: Queries, *a: Any, **kw: Any) -> Any:
-        out = standings(self, *a, **kw)
-        if not changed:  # (another unit of work, committed before the rows are read whole)
-            changed.append(True)
-            run(when, lambda s: s.withdraw(raised[1], "iro.ada", "Raised in error"))
-            run(when, lambda s: s.set_theme(raised[2], "iro.ada", "safeguarding"))
-        return out
-
-    monkeypatch.setattr(Queries, "_standings", then_changed)
+    between_the_lists_reads(monkeypatch, lambda: (
+        run(when, lambda s: s.withdraw(raised[1], "iro.ada", "Raised in error")),
+        run(when, lambda s: s.set_theme(raised[2], "iro.ada", "safeguarding"))))
     views, on = run(when, lambda s: s.alert_list("irom.cat", "open", page=1,
                                                  theme="permanence_planning"))
     assert [v.id for v in views] == [raised[0], raised[3]], [(v.id, v.status) for v in views]
@@ -657,17 +664,8 @@ def test_a_list_checks_each_rows_standing_again_when_it_changed_between_the_list
     raised = [raise_r100(run, when, separate=True) for _ in range(3)]
     for aid in raised:
         run(when, lambda s, aid=aid: s.hold(aid, "iro.ada", "Court", date(2027, 4, 5)))
-    standings = Queries._standings
-    changed: list[bool] = []
-
-    def then_resumed(self: Queries, *a: Any, **kw: Any) -> Any:
-        out = standings(self, *a, **kw)
-        if not changed:  # (another unit of work, committed before the rows are read whole)
-            changed.append(True)
-            run(when, lambda s: s.resume(raised[1], "iro.ada"))
-        return out
-
-    monkeypatch.setattr(Queries, "_standings", then_resumed)
+    between_the_lists_reads(monkeypatch, lambda: run(when, lambda s: s.resume(raised[1],
+                                                                          "iro.ada")))
     views, _on = run(when, lambda s: s.alert_list("irom.cat", "on_hold", page=1))
     assert [v.id for v in views] == [raised[0], raised[2]], [(v.id, v.on_hold) for v in views]
     listed = run(when, lambda s: s.s.exec(select(AccessLog.alert_id).where(
