@@ -16,7 +16,7 @@ from drp.alerts import ActionIn, AlertService, unit
 from drp.calendar import WorkingCalendar
 from drp.clock import FixedClock, parse_instant
 from drp.ladder.protocol import Protocol
-from drp.models import Alert, Event
+from drp.models import Alert, Event, new_row
 
 from .conftest import LONDON, Run, backends
 
@@ -140,3 +140,44 @@ def test_a_rolled_back_direct_write_leaves_nothing_in_the_session(
     with org.connect() as conn:
         assert conn.execute(text("SELECT id, summary FROM alert")).all() == [
             (aid, "No care plan again")]
+
+
+@backends
+def test_a_new_row_is_what_its_constructor_makes(org: Engine) -> None:
+    """`models.new_row` (a command's Alert and Event, without the constructor's instrumented
+    sets) makes the object `Alert(...)` makes: the same fields, defaults and pydantic
+    bookkeeping, and the same row when the ORM's flush writes it."""
+    at = parse_instant("2027-03-22T09:00", LONDON)
+    values = {"child_id": 1, "iro_id": 1, "stage": "informal", "summary": "No care plan",
+              "detail": None, "theme": "care_planning", "raised_at": at,
+              "stage_entered_at": at, "stage_due": date(2027, 3, 29)}
+    made, built = Alert(**values), new_row(Alert, **values)
+
+    def fields(obj: Any) -> dict[str, Any]:
+        return {k: v for k, v in vars(obj).items() if k != "_sa_instance_state"}
+
+    assert fields(built) == fields(made) and len(fields(made)) == len(Alert.model_fields)
+    assert built.__pydantic_fields_set__ == made.__pydantic_fields_set__
+    assert built.model_dump() == made.model_dump()
+    with pytest.raises(TypeError, match="Alert has no field stagee"):
+        new_row(Alert, **values, stagee="x")
+    ids = []
+    with Session(org) as session:
+        for alert in (made, built):
+            session.add(alert)
+            session.flush()
+            ids.append(alert.id)
+            event_values = {"alert_id": alert.id, "seq": 1, "at": at, "actor": "iro.ada",
+                            "kind": "raised", "to_stage": "informal", "data": {"a": 1}}
+            session.add(Event(**event_values) if alert is made
+                        else new_row(Event, **event_values))
+            session.flush()
+        session.commit()
+    with org.connect() as conn:
+        alerts = [dict(conn.execute(text("SELECT * FROM alert WHERE id = :a"), {"a": i})
+                       .one()._mapping) for i in ids]
+        events = [dict(conn.execute(text("SELECT * FROM event WHERE alert_id = :a"), {"a": i})
+                       .one()._mapping) for i in ids]
+    for row in (*alerts, *events):
+        row.pop("id"), row.pop("alert_id", None)
+    assert alerts[0] == alerts[1] and events[0] == events[1]

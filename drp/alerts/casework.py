@@ -8,7 +8,7 @@ from sqlmodel import select
 from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
 from ..ladder import access
 from ..ladder.protocol import GOOD_PRACTICE
-from ..models import Alert, AlertLink, Child
+from ..models import Alert, AlertLink, Child, new_row
 from . import inputs
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX
 from .unit import UnitOfWork, known_id, reports_conflicts
@@ -47,7 +47,7 @@ class Casework(UnitOfWork):
             raise BadValue(f"there is no theme {theme!r}; choose one of"
                            f" {', '.join(self.taxonomy.keys)}", field="theme")
         line = self.line_of(child)
-        alert = Alert(
+        alert = new_row(Alert,
             child_id=known_id(child.id), iro_id=child.iro_id, kind="good_practice",
             status="closed", stage=GOOD_PRACTICE, summary=text or "", detail=more,
             theme=theme, theme_confirmed=theme is not None,

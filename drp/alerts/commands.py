@@ -15,7 +15,7 @@ from ..errors import BadValue, InvalidTransition, NotFound, NotPermitted
 from ..ladder import access, due
 from ..ladder.access import Line
 from ..ladder.machine import NEW, fire
-from ..models import Action, Alert, Person, Referral
+from ..models import Action, Alert, Person, Referral, new_row
 from ..notify import Notice
 from . import inputs, steps
 from .inputs import DETAIL_MAX, SUMMARY_MAX, TEXT_MAX, ActionIn
@@ -71,7 +71,7 @@ class Commands(UnitOfWork):
         # left without one, the nightly themes flow) sets its theme.
         chosen: str | None = theme
         confirmed = theme is not None
-        alert = Alert(
+        alert = new_row(Alert,
             child_id=known_id(child.id), iro_id=child.iro_id, status="open", stage=NEW,
             summary=summary_t or "",
             detail=inputs.text(detail, "the detail", required=False, limit=DETAIL_MAX),

@@ -38,6 +38,7 @@ from ..models import (
     Referral,
     Service,
     Team,
+    new_row,
 )
 from ..notify import Notice, Notifier, reads_iro_managers
 from ..themes import Taxonomy
@@ -414,7 +415,7 @@ class UnitOfWork:
         if line is not None:  # the IRO named here and the people its e-mails go to: one query
             self.directory.load(line.people(alert.iro_id), managers=(
                 self.notifier is not None and reads_iro_managers(kind)))
-        event = Event(**steps.event_values(
+        event = new_row(Event, **steps.event_values(
             alert, seq=alert.last_seq, at=self.now, actor=actor.username, kind=kind,
             from_stage=from_stage, to_stage=to_stage, comment=comment, data=data,
             team=line.team.key if line else None, iro=self._username(alert.iro_id),
