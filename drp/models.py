@@ -8,6 +8,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     ForeignKey,
     Index,
@@ -55,6 +56,17 @@ class Person(SQLModel, table=True):
     # the person's: a new password or leaving the organisation moves it on (_leaving_ends_
     # credentials below), so someone removed and added back gets nothing old back.
     credential_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class OrgVersion(SQLModel, table=True):
+    """One row: a token that every write to the people, their roles, teams, cover and the
+    line's posts changes (database triggers, migration 0018, so no writer can miss it). A
+    process keeps what it read of a person acting under the token it read with it
+    (drp.ladder.actors.actor_named) and uses it while the token stands."""
+
+    __tablename__ = "org_version"
+    id: int = Field(default=1, primary_key=True)
+    token: int = Field(sa_type=BigInteger)
 
 
 class PersonRole(SQLModel, table=True):

@@ -5,18 +5,20 @@ statement for the person too). What an actor may then see and do is the access p
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import and_, or_, true
+from sqlalchemy import Connection, Engine, and_, or_, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from ..models import (
     Cover,
+    OrgVersion,
     Person,
     PersonRole,
     Service,
@@ -129,7 +131,9 @@ _ACTOR_ROWS = sa.union_all(
 ).subquery()
 # The person named, and what they are today, in one statement (no row: no such person).
 _PERSON: Any = Person.__table__  # type: ignore[attr-defined]
-_ACTOR_NAMED: Any = (sa.select(*_PERSON.c, *_ACTOR_ROWS.c)
+_ORG: Any = OrgVersion.__table__  # type: ignore[attr-defined]
+_TOKEN: Any = sa.select(_ORG.c.token).where(_ORG.c.id == 1)
+_ACTOR_NAMED: Any = (sa.select(*_PERSON.c, *_ACTOR_ROWS.c, _TOKEN.scalar_subquery())
                      .outerjoin(_ACTOR_ROWS, true())
                      .where(_PERSON.c.username == _NAMED)
                      .order_by(_ACTOR_ROWS.c.seq))
@@ -175,14 +179,48 @@ def load_actor(session: Session, person: Person, today: date | None = None, *,
     return _fold(person, session.execute(_ACTOR, {"pid": pid, "absent": absent}))
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A person acting as read under the organisation's token (`actor_named`)."""
+
+    token: int
+    person: Person
+    actor: Actor
+    deputies: Mapping[int, int]
+
+
+# What each engine's sessions read of people acting, by (username, day): used while the
+# database's org_version token is the one read with it. Bounded: emptied when full.
+_KNOWN: weakref.WeakKeyDictionary[Engine, dict[tuple[str, date], _Known]] = (
+    weakref.WeakKeyDictionary())
+KNOWN_MOST = 4096
+
+
 def actor_named(session: Session, username: str, today: date
                 ) -> tuple[Person, Actor, dict[int, int]] | None:
     """The person called `username` (None when there is none), what they are today (as
-    `load_actor`), and today's cover periods (as `deputies_on`): one statement."""
+    `load_actor`), and today's cover periods (as `deputies_on`). One statement; and when this
+    process read them already under the organisation's token as it stands (a person, role,
+    team, cover period or post changed since changes it: migration 0018's triggers), only the
+    token is read. The person is a read-only copy (`person_as_read`), shared."""
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    known = _KNOWN.setdefault(engine, {})
+    seen = known.get((username, today))
+    if seen is not None:
+        token = people_rows(session, _TOKEN, {}).scalar()
+        if token == seen.token:
+            return seen.person, seen.actor, dict(seen.deputies)
     rows = people_rows(session, _ACTOR_NAMED, {"username": username, "today": today}).all()
     if not rows:
         return None
     person = person_as_read(rows[0])  # read only, as the directory keeps people
-    found = [row[_WIDTH:] for row in rows]
+    found = [row[_WIDTH:-1] for row in rows]
     deputies = {row[1]: row[2] for row in found if row[0] == DEPUTY}  # by the period's id
-    return person, _fold(person, found), deputies
+    actor = _fold(person, found)
+    token = rows[0][-1]
+    if token is not None:  # (no token row: a schema older than 0018 would never change it)
+        if len(known) >= KNOWN_MOST:
+            known.clear()
+        known[username, today] = _Known(token, person, actor, dict(deputies))
+    return person, actor, deputies
