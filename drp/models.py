@@ -383,7 +383,10 @@ def new_row(cls: type[_Row], **values: Any) -> _Row:
     default, SQLAlchemy's state, pydantic's bookkeeping) without that constructor's
     attribute-by-attribute instrumented sets: 13 microseconds for an Alert against 78 (issue
     19: a command's own Python). For the table models a command adds (Alert, Event); nothing is
-    validated, as the table models' constructor validates nothing. Unknown names raise."""
+    validated, as the table models' constructor validates nothing. Unknown names raise. One
+    difference: its fields are not recorded as changes (its attributes' history is empty, where
+    the constructor's lists each as added): a new object is written whole, so nothing that
+    writes one (a flush, drp/alerts/writes.py) asks what changed; a hook that did would."""
     fields = cls.model_fields
     unknown = values.keys() - fields.keys()
     if unknown:

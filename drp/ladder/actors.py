@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,11 +133,23 @@ _ACTOR_ROWS = sa.union_all(
 # The person named, and what they are today, in one statement (no row: no such person).
 _PERSON: Any = Person.__table__  # type: ignore[attr-defined]
 _ORG: Any = OrgVersion.__table__  # type: ignore[attr-defined]
-_TOKEN: Any = sa.select(_ORG.c.token).where(_ORG.c.id == 1)
-_ACTOR_NAMED: Any = (sa.select(*_PERSON.c, *_ACTOR_ROWS.c, _TOKEN.scalar_subquery())
-                     .outerjoin(_ACTOR_ROWS, true())
-                     .where(_PERSON.c.username == _NAMED)
-                     .order_by(_ACTOR_ROWS.c.seq))
+
+
+def _org_reads(postgresql: bool) -> tuple[Any, Any]:
+    """The organisation's token and whether this transaction has changed what it guards (on
+    PostgreSQL, migration 0018's `drp.org_changed`; SQLite's token moves at once), alone and
+    with the person named and what they are today."""
+    changed = (sa.func.current_setting("drp.org_changed", True) == "on" if postgresql
+               else sa.false())
+    alone = sa.select(_ORG.c.token, changed.label("changed")).where(_ORG.c.id == 1)
+    token = alone.subquery()
+    return (alone,
+            sa.select(*_PERSON.c, *_ACTOR_ROWS.c, token.c.token, token.c.changed)
+            .select_from(_PERSON.outerjoin(_ACTOR_ROWS, true()).outerjoin(token, true()))
+            .where(_PERSON.c.username == _NAMED).order_by(_ACTOR_ROWS.c.seq))
+
+
+_READS = {False: _org_reads(False), True: _org_reads(True)}  # by "is it PostgreSQL"
 _WIDTH = len(_PERSON.c)
 
 
@@ -159,8 +172,8 @@ def _fold(person: Person, rows: Any) -> Actor:
             borrowed.setdefault(role, covering[whose])
     return Actor(
         id=person.id, username=person.username, name=person.name,
-        roles=frozenset(roles | set(borrowed)), team_ids=frozenset(teams), covering=covering,
-        borrowed=borrowed,
+        roles=frozenset(roles | set(borrowed)), team_ids=frozenset(teams),
+        covering=MappingProxyType(covering), borrowed=MappingProxyType(borrowed),  # (shared)
     )
 
 
@@ -205,21 +218,24 @@ def actor_named(session: Session, username: str, today: date
     token is read. The person is a read-only copy (`person_as_read`), shared."""
     bind = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
+    read_token, read_all = _READS[engine.dialect.name == "postgresql"]
     known = _KNOWN.setdefault(engine, {})
     seen = known.get((username, today))
     if seen is not None:
-        token = people_rows(session, _TOKEN, {}).scalar()
-        if token == seen.token:
+        now = people_rows(session, read_token, {}).first()
+        if now is not None and now[0] == seen.token and not now[1]:
             return seen.person, seen.actor, dict(seen.deputies)
-    rows = people_rows(session, _ACTOR_NAMED, {"username": username, "today": today}).all()
+    rows = people_rows(session, read_all, {"username": username, "today": today}).all()
     if not rows:
         return None
     person = person_as_read(rows[0])  # read only, as the directory keeps people
-    found = [row[_WIDTH:-1] for row in rows]
+    found = [row[_WIDTH:-2] for row in rows]
     deputies = {row[1]: row[2] for row in found if row[0] == DEPUTY}  # by the period's id
     actor = _fold(person, found)
-    token = rows[0][-1]
-    if token is not None:  # (no token row: a schema older than 0018 would never change it)
+    token, changing = rows[0][-2:]
+    # Kept unless this transaction changed the organisation (its reading is not yet, and may
+    # never be, anyone else's) or there is no token (a schema older than 0018).
+    if token is not None and not changing:
         if len(known) >= KNOWN_MOST:
             known.clear()
         known[username, today] = _Known(token, person, actor, dict(deputies))
