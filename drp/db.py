@@ -51,6 +51,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # memory, so runs and pages cost the same at a million alerts as at ten thousand.
     cur.execute("PRAGMA cache_size=-65536")
     cur.close()
+    # PostgreSQL's current_setting, which drp reads only for migration 0018's flag of a
+    # transaction that changed the organisation (drp.orgtoken): SQLite has no settings (its
+    # token moves at once, in the writer's transaction), so every setting is NULL.
+    dbapi_conn.create_function("current_setting", 2, _no_setting, deterministic=True)
+
+
+def _no_setting(_name: object, _missing_ok: object) -> None:
+    return None
 
 
 def private_file(path: Path) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, literal, or_, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from . import orgtoken
 from .ladder import access
 from .ladder.protocol import Role
 from .models import Council, Person, PersonRole, people_rows, person_as_read
@@ -50,12 +51,19 @@ class Directory:
              usernames: Iterable[str | None] = ()) -> None:
         """Read the people among `ids` not read yet, in one query; `managers`: and the active
         IRO managers (`iro_managers`) unless read already, in the same query; `usernames`:
-        and those people, by username (in the same query, without `managers`)."""
+        and those people, by username (in the same query, without `managers`). People (and
+        the managers) this process read under the organisation's token as this transaction
+        holds it (drp.orgtoken) are taken from what it kept, without a query."""
         missing = {i for i in ids if i is not None and i not in self.people}
+        token = orgtoken.held(self.s)
+        kept = orgtoken.kept(self.s) if token is not None else None
+        if kept is not None:
+            self._from_kept(kept, token, missing, managers)
         if managers and self._managers is None:
             found = self._read(_PEOPLE_AND_MANAGERS, {"ids": sorted(missing)})
             self.people.update((_known(p.id), p) for p, _ in found)
             self._managers = [p.id for p, is_manager in found if is_manager]
+            self._keep(kept, token, [p for p, _ in found], managers=self._managers)
             missing = set()
         known = {p.username for p in self.people.values()}
         named = {u for u in usernames if u and u != access.SYSTEM and u not in known}
@@ -68,6 +76,34 @@ class Directory:
             return
         for p, _ in found:
             self.people[_known(p.id)] = p
+        self._keep(kept, token, [p for p, _ in found])
+
+    def _from_kept(self, kept: orgtoken.Kept, token: int | None, missing: set[int],
+                   managers: bool) -> None:
+        """Take what `kept` has under `token` of the people `missing` (taken out of it) and,
+        with `managers`, of the IRO managers (all of them, or none)."""
+        for person_id in sorted(missing):
+            entry = kept.people.get(person_id)
+            if entry is not None and entry[0] == token:
+                self.people[person_id] = entry[1]
+                missing.discard(person_id)
+        if managers and self._managers is None and kept.managers is not None:
+            kept_token, ids = kept.managers
+            entries = [kept.people.get(i) for i in ids]
+            if kept_token == token and all(e is not None and e[0] == token for e in entries):
+                self.people.update((i, e[1]) for i, e in zip(ids, entries, strict=True) if e)
+                self._managers = list(ids)
+
+    def _keep(self, kept: orgtoken.Kept | None, token: int | None, people: list[Person], *,
+              managers: list[int | None] | None = None) -> None:
+        """Keep the people read (and the managers) under `token`, if this transaction still
+        holds it (a read that first wrote this session's changes to people let it go)."""
+        if kept is None or token is None or orgtoken.held(self.s) != token:
+            return
+        for p in people:
+            kept.keep(kept.people, _known(p.id), (token, p))
+        if managers is not None:
+            kept.managers = (token, [_known(i) for i in managers])
 
     def _read(self, statement: Any, values: dict[str, Any]) -> list[tuple[Person, Any]]:
         """People (with the row's last column), read as rows (`people_rows`)."""

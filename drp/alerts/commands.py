@@ -40,8 +40,11 @@ class Commands(UnitOfWork):
         """Raise a concern. `due_on`: the informal stage's due date, the IRO's choice (the
         protocol's default when None). A child with an open concern already: refused unless
         `separate` confirms this is a separate matter."""
+        # The child first: its read holds the organisation's token for the person's (unit.py);
+        # its line after them (today's cover periods come with the person when they are read).
+        child, posts, open_ids = self._child_and_posts(child_ref)
         actor = self.actor(username)
-        child, line, open_ids = self.child_by_ref(child_ref)
+        line = self._line_of_posts(child, posts)
         if (child is None or line is None or not child.active
                 or not access.can_see_child(actor, child)):
             self.refuse(actor, f"child {child_ref[:40]!r}")
@@ -115,8 +118,7 @@ class Commands(UnitOfWork):
         self, alert_id: int, username: str, message: str,
         actions: Sequence[ActionIn] = (),
     ) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         text = inputs.text(message, "the response", required=True, limit=DETAIL_MAX)
         self._fire(alert, actor, line, "respond")
         if alert.stage_responded_at is None:
@@ -158,8 +160,7 @@ class Commands(UnitOfWork):
     def escalate(
         self, alert_id: int, username: str, reason: str, *, to: str | None = None,
     ) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
         if to is not None and to not in self.protocol.keys:
             hint = " (to refer to Cafcass use drp alert refer)" if to == "cafcass" else ""
@@ -180,8 +181,7 @@ class Commands(UnitOfWork):
     @reports_conflicts
     def _close(self, alert_id: int, username: str, trigger: str, kind: str, text: str | None,
                what: str, extra: Callable[[], dict[str, Any]] | None = None) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         body = inputs.text(text, what, required=True, limit=TEXT_MAX)
         from_stage = alert.stage
         self._fire(alert, actor, line, trigger)
@@ -211,8 +211,7 @@ class Commands(UnitOfWork):
         """Refer to Cafcass: the allocated IRO's decision, after consulting the IRO manager
         and with independent legal advice (who advised, and when). Concurrent with the local
         process: the alert stays where it is, and one referral is recorded per alert."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         body = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
         self._fire(alert, actor, line, "refer")
         advice = inputs.text(legal_advice, "the legal advice taken", required=False,
@@ -243,8 +242,7 @@ class Commands(UnitOfWork):
                          note: str | None = None) -> Alert:
         """Cafcass's response to the referral, recorded by the IRO (it may come after the
         local process has ended)."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         if response not in CAFCASS_RESPONSES:
             raise BadValue(f"{response!r} is not a response drp knows; use one of"
                            f" {', '.join(CAFCASS_RESPONSES)}", field="response")
@@ -266,8 +264,7 @@ class Commands(UnitOfWork):
     def acknowledge(self, alert_id: int, username: str) -> Alert:
         """The person responsible at the current stage (or their cover) has seen the alert.
         Acknowledged is not responded: the stage's clock runs on."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         self._fire(alert, actor, line, "acknowledge")
         alert.acknowledged_by_id, alert.acknowledged_at = actor.id, self.now
         self._event(alert, actor, "acknowledged", from_stage=alert.stage,
@@ -280,8 +277,7 @@ class Commands(UnitOfWork):
              until: date | None = None) -> Alert:
         """Put the alert on hold until a date (required, within the protocol's most): held
         working days do not count on either clock."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
         self._fire(alert, actor, line, "hold")
         if until is not None:
@@ -296,8 +292,7 @@ class Commands(UnitOfWork):
 
     @reports_conflicts
     def resume(self, alert_id: int, username: str, comment: str | None = None) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         self._fire(alert, actor, line, "resume")
         assert alert.held_since is not None
         alert.stage_due, alert.resolution_due, held = due.after_hold(self.cal, alert,
@@ -315,8 +310,7 @@ class Commands(UnitOfWork):
 
     @reports_conflicts
     def extend(self, alert_id: int, username: str, until: date, reason: str) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
         self._fire(alert, actor, line, "extend")
         inputs.day(until, "the new due date", field="until")
@@ -336,8 +330,7 @@ class Commands(UnitOfWork):
 
     @reports_conflicts
     def reopen(self, alert_id: int, username: str, reason: str) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         text = inputs.text(reason, "the reason", required=True, limit=TEXT_MAX)
         self._fire(alert, actor, line, "reopen", resolved_stage=alert.stage)
         alert.closed_at, alert.outcome = None, None
@@ -351,8 +344,7 @@ class Commands(UnitOfWork):
     @reports_conflicts
     def action_done(self, alert_id: int, action_no: int, username: str,
                     comment: str | None = None) -> Alert:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         action = self.s.exec(
             select(Action).where(Action.alert_id == alert.id, Action.no == action_no)
         ).first() if 0 < action_no < 2**31 else None
@@ -380,8 +372,7 @@ class Commands(UnitOfWork):
     def set_theme(self, alert_id: int, username: str, theme: str) -> Alert:
         """The IRO confirms the suggested theme or chooses another; both are recorded, so
         agreement between drp's suggestions and IROs can be reported."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         if self.taxonomy is not None and theme not in self.taxonomy.keys:
             raise BadValue(
                 f"there is no theme {theme!r}; choose one of {', '.join(self.taxonomy.keys)}")

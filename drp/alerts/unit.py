@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, event, func
+from sqlalchemy import and_, bindparam, event, func, true
 from sqlalchemy import exists as sa_exists
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col, select
 
-from .. import audit, due_index
+from .. import audit, due_index, orgtoken
 from ..audit import Origin
 from ..calendar import WorkingCalendar
 from ..clock import Clock, during_run, local_date
@@ -100,18 +100,23 @@ def _standing_of(alert_id: Any) -> tuple[Any, ...]:
 
 _STANDING = sa_select(*_standing_of(_ALERT_ID))
 # An alert, its child and the posts of the child's line, and its standing, in one query.
-_LOAD = (sa_select(Alert, Child, Team, Service, Council, *_standing_of(Alert.id))
+# With the organisation's token (drp.orgtoken), so the acting person and the line's people
+# read after it need no statement of their own when this process has them under it.
+_TOKEN = (orgtoken.TOKEN.c.org_token, orgtoken.TOKEN.c.org_changed)
+_LOAD = (sa_select(Alert, Child, Team, Service, Council, *_standing_of(Alert.id), *_TOKEN)
          .join(Child, col(Child.id) == Alert.child_id)
          .join(Team, col(Team.id) == Child.team_id)
          .join(Service, col(Service.id) == Team.service_id)
          .outerjoin(Council, col(Council.id) == 1)
+         .outerjoin(orgtoken.TOKEN, true())
          .where(col(Alert.id) == _ALERT_ID))
 # A child by its reference, with the posts of its line, and its open concerns' ids (a row
 # for each, in order; one row with None when it has none).
-_CHILD_LINE = (sa_select(Child, Team, Service, Council, col(Alert.id))
+_CHILD_LINE = (sa_select(Child, Team, Service, Council, col(Alert.id), *_TOKEN)
                .join(Team, col(Team.id) == Child.team_id)
                .join(Service, col(Service.id) == Team.service_id)
                .outerjoin(Council, col(Council.id) == 1)
+               .outerjoin(orgtoken.TOKEN, true())
                .outerjoin(Alert, and_(col(Alert.child_id) == Child.id, col(Alert.status) == "open",
                                       col(Alert.kind) == "concern"))
                .where(col(Child.ref) == bindparam("ref"))
@@ -241,7 +246,9 @@ class UnitOfWork:
     def deputies(self) -> dict[int, int]:
         """Today's cover periods, absent -> deputy (read once per unit of work)."""
         if self._deputies is None:
-            self._deputies = access.deputies_on(self.s, self.today)
+            today = self.today
+            self._deputies = dict(orgtoken.kept_or_read(
+                self.s, ("deputies", today), lambda: access.deputies_on(self.s, today)))
         return self._deputies
 
     def line_of(self, child: Child) -> Line:
@@ -251,13 +258,25 @@ class UnitOfWork:
 
     def child_by_ref(self, ref: str) -> tuple[Child | None, Line | None, list[int]]:
         """A child, its line and its open concerns' ids (one query), or (None, None, [])."""
+        child, posts, open_ids = self._child_and_posts(ref)
+        return child, self._line_of_posts(child, posts), open_ids
+
+    def _child_and_posts(self, ref: str) -> tuple[Child | None, Any, list[int]]:
+        """A child, the posts of its line (team, service, council) and its open concerns' ids,
+        with the organisation's token (held from here), in one query; or (None, None, [])."""
         found = self.s.execute(_CHILD_LINE, {"ref": ref}).all()
         if not found:
             return None, None, []
-        child, team, service, council, _ = first = found[0]
+        child, team, service, council, _, token, changed = first = found[0]
+        orgtoken.hold(self.s, token, changed)
         self._kept.append(first)
-        return (child, Line.build(child, team, service, council, self.deputies),
-                [row[4] for row in found if row[4] is not None])
+        return child, (team, service, council), [row[4] for row in found if row[4] is not None]
+
+    def _line_of_posts(self, child: Child | None, posts: Any) -> Line | None:
+        if child is None:
+            return None
+        team, service, council = posts
+        return Line.build(child, team, service, council, self.deputies)
 
     # -- loading ------------------------------------------------------------------------
     def actor(self, username: str) -> Actor:
@@ -287,15 +306,28 @@ class UnitOfWork:
             return {}
         return self.s.info.setdefault(_READ, {})  # type: ignore[no-any-return]
 
-    def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
-        # Ids beyond a 32-bit integer cannot exist (and would overflow the database driver).
-        # The alert, its child and the posts of the child's line, in one query.
-        memo = self.read_memo()
-        found = memo.get(("alert", alert_id))
+    def _read_alert(self, alert_id: int) -> Any:
+        """The alert, its child, the posts of the child's line, its standing and the
+        organisation's token (held from here), in one query; None when there is no such alert.
+        Ids beyond a 32-bit integer cannot exist (and would overflow the database driver)."""
+        found = self.read_memo().get(("alert", alert_id))
         if found is None and 0 < alert_id < 2**31:
             found = self.s.execute(_LOAD, {"alert_id": alert_id}).first()
             if found is not None:  # (the query flushed what was pending, forgetting the memo)
                 self.read_memo()["alert", alert_id] = found
+                orgtoken.hold(self.s, *found[9:11])
+        return found
+
+    def _acting_on(self, alert_id: int, username: str) -> tuple[Actor, Alert, Line]:
+        """The person acting and the alert they act on, read in that order's reverse: the
+        alert's read holds the organisation's token, so the person needs no statement when
+        this process has them under it. Refusals as `actor` then `_load` make them."""
+        self._read_alert(alert_id)
+        actor = self.actor(username)
+        return (actor, *self._load(alert_id, actor))
+
+    def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
+        found = self._read_alert(alert_id)
         alert, child = (found[0], found[1]) if found else (None, None)
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
             self.refuse(actor, f"alert {alert_id}" + ("" if alert else " (no such alert)"),
@@ -330,7 +362,7 @@ class UnitOfWork:
         # `_not_before_last_event`, after the machine): read with the alert by `_load` unless
         # the unit has written since, else one query.
         found = self.read_memo().get(("alert", alert.id))
-        outstanding, referred, last, last_seq = found[5:] if found is not None else (
+        outstanding, referred, last, last_seq = found[5:9] if found is not None else (
             self.s.execute(_STANDING, {"alert_id": alert.id}).one())
         self._last_event[known_id(alert.id)] = (last, last_seq)
         if not outstanding:  # the due index's flush need not read them again

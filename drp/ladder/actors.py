@@ -5,7 +5,6 @@ statement for the person too). What an actor may then see and do is the access p
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -13,13 +12,13 @@ from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, and_, or_, true
+from sqlalchemy import and_, or_, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from .. import orgtoken
 from ..models import (
     Cover,
-    OrgVersion,
     Person,
     PersonRole,
     Service,
@@ -132,24 +131,11 @@ _ACTOR_ROWS = sa.union_all(
 ).subquery()
 # The person named, and what they are today, in one statement (no row: no such person).
 _PERSON: Any = Person.__table__  # type: ignore[attr-defined]
-_ORG: Any = OrgVersion.__table__  # type: ignore[attr-defined]
-
-
-def _org_reads(postgresql: bool) -> tuple[Any, Any]:
-    """The organisation's token and whether this transaction has changed what it guards (on
-    PostgreSQL, migration 0018's `drp.org_changed`; SQLite's token moves at once), alone and
-    with the person named and what they are today."""
-    changed = (sa.func.current_setting("drp.org_changed", True) == "on" if postgresql
-               else sa.false())
-    alone = sa.select(_ORG.c.token, changed.label("changed")).where(_ORG.c.id == 1)
-    token = alone.subquery()
-    return (alone,
-            sa.select(*_PERSON.c, *_ACTOR_ROWS.c, token.c.token, token.c.changed)
-            .select_from(_PERSON.outerjoin(_ACTOR_ROWS, true()).outerjoin(token, true()))
-            .where(_PERSON.c.username == _NAMED).order_by(_ACTOR_ROWS.c.seq))
-
-
-_READS = {False: _org_reads(False), True: _org_reads(True)}  # by "is it PostgreSQL"
+# With the organisation's token (drp.orgtoken), read in the same statement.
+_ACTOR_NAMED: Any = (
+    sa.select(*_PERSON.c, *_ACTOR_ROWS.c, orgtoken.TOKEN.c.org_token, orgtoken.TOKEN.c.org_changed)
+    .select_from(_PERSON.outerjoin(_ACTOR_ROWS, true()).outerjoin(orgtoken.TOKEN, true()))
+    .where(_PERSON.c.username == _NAMED).order_by(_ACTOR_ROWS.c.seq))
 _WIDTH = len(_PERSON.c)
 
 
@@ -202,41 +188,26 @@ class _Known:
     deputies: Mapping[int, int]
 
 
-# What each engine's sessions read of people acting, by (username, day): used while the
-# database's org_version token is the one read with it. Bounded: emptied when full.
-_KNOWN: weakref.WeakKeyDictionary[Engine, dict[tuple[str, date], _Known]] = (
-    weakref.WeakKeyDictionary())
-KNOWN_MOST = 4096
-
-
 def actor_named(session: Session, username: str, today: date
                 ) -> tuple[Person, Actor, dict[int, int]] | None:
     """The person called `username` (None when there is none), what they are today (as
-    `load_actor`), and today's cover periods (as `deputies_on`). One statement; and when this
-    process read them already under the organisation's token as it stands (a person, role,
-    team, cover period or post changed since changes it: migration 0018's triggers), only the
-    token is read. The person is a read-only copy (`person_as_read`), shared."""
-    bind = session.get_bind()
-    engine = bind.engine if isinstance(bind, Connection) else bind
-    read_token, read_all = _READS[engine.dialect.name == "postgresql"]
-    known = _KNOWN.setdefault(engine, {})
-    seen = known.get((username, today))
-    if seen is not None:
-        now = people_rows(session, read_token, {}).first()
-        if now is not None and now[0] == seen.token and not now[1]:
-            return seen.person, seen.actor, dict(seen.deputies)
-    rows = people_rows(session, read_all, {"username": username, "today": today}).all()
+    `load_actor`), and today's cover periods (as `deputies_on`). One statement; none when this
+    process read them already under the organisation's token as this transaction holds it
+    (drp.orgtoken: a person, role, team, cover period or post changed since changes it), or
+    only the token's when it holds none. The person is a read-only copy (`person_as_read`),
+    shared."""
+    kept = orgtoken.kept(session)
+    seen = kept.actors.get((username, today))
+    if seen is not None and orgtoken.current(session) == seen.token:
+        return seen.person, seen.actor, dict(seen.deputies)
+    rows = people_rows(session, _ACTOR_NAMED, {"username": username, "today": today}).all()
     if not rows:
         return None
     person = person_as_read(rows[0])  # read only, as the directory keeps people
     found = [row[_WIDTH:-2] for row in rows]
     deputies = {row[1]: row[2] for row in found if row[0] == DEPUTY}  # by the period's id
     actor = _fold(person, found)
-    token, changing = rows[0][-2:]
-    # Kept unless this transaction changed the organisation (its reading is not yet, and may
-    # never be, anyone else's) or there is no token (a schema older than 0018).
-    if token is not None and not changing:
-        if len(known) >= KNOWN_MOST:
-            known.clear()
-        known[username, today] = _Known(token, person, actor, dict(deputies))
+    token = orgtoken.hold(session, *rows[0][-2:])
+    if token is not None:
+        kept.keep(kept.actors, (username, today), _Known(token, person, actor, dict(deputies)))
     return person, actor, deputies
