@@ -134,7 +134,8 @@ def _watch(conn: Connection, _cursor: Any, statement: str, _parameters: Any, con
 
 
 def _let_go(conn: Connection, *_: Any) -> None:
-    conn.info.pop(_HELD, None)
+    if not conn.invalidated:  # (an invalidated connection's info went with it: the pool's)
+        conn.info.pop(_HELD, None)
 
 
 for _name in ("commit", "rollback", "rollback_savepoint", "rollback_twophase"):
