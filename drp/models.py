@@ -411,13 +411,19 @@ def new_row(cls: type[_Row], **values: Any) -> _Row:
 _PEOPLE_READS = (Person, PersonRole, TeamMember, Cover, Team, Service, Council)
 
 
-def people_rows(session: Session, statement: Any, values: dict[str, Any]) -> Any:
-    """Run a read of people's rows on the session's connection (no ORM loading); a session
-    holding changes not yet written to what such reads read (people, their roles, teams and
-    cover, the line's posts) writes them first, as its own queries would."""
+def write_people_changes(session: Session) -> None:
+    """A session holding changes not yet written to what reads of people read (people, their
+    roles, teams and cover, the line's posts) writes them now, as its own queries would first:
+    before such a read, or before taking what was kept of them (drp.orgtoken.held)."""
     if any(isinstance(o, _PEOPLE_READS)
            for o in (*session.new, *session.dirty, *session.deleted)):
         session.flush()
+
+
+def people_rows(session: Session, statement: Any, values: dict[str, Any]) -> Any:
+    """Run a read of people's rows on the session's connection (no ORM loading), the
+    session's changes to them written first (`write_people_changes`)."""
+    write_people_changes(session)
     return session.connection().execute(statement, values)
 
 

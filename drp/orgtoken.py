@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import Pool
 from sqlmodel import Session
 
-from .models import OrgVersion, people_rows
+from .models import OrgVersion, people_rows, write_people_changes
 
 WATCHED = frozenset({"person", "person_role", "team_member", "cover", "team", "service",
                      "council"})
@@ -84,7 +84,10 @@ def hold(session: Session, token: int | None, changed: bool | None) -> int | Non
 
 
 def held(session: Session) -> int | None:
-    """The token this transaction holds (`hold`), or None."""
+    """The token this transaction holds (`hold`), or None. The session's own changes to the
+    organisation not yet written are written first (and so let it go): what was kept is not
+    what this session is about to make it."""
+    write_people_changes(session)
     token: int | None = session.connection().info.get(_HELD)
     return token
 
