@@ -104,8 +104,7 @@ class Queries(UnitOfWork):
         self._audit(actor, "list", None, detail, list(dict.fromkeys(ids[on.rows])), on)
 
     def show(self, alert_id: int, username: str) -> AlertDetail:
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         events = self.s.exec(
             select(Event).where(Event.alert_id == alert.id).order_by(col(Event.seq))
         ).all()
@@ -432,8 +431,7 @@ class Queries(UnitOfWork):
 
     def allowed(self, alert_id: int, username: str) -> list[str]:
         """What this person may do to this alert now (the triggers the pages offer)."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         adapter = self._adapter(alert, actor, line)
         return [t for t in permitted_triggers(self.protocol, adapter)
                 if t not in ("remind", "action_done")]
@@ -446,8 +444,7 @@ class Queries(UnitOfWork):
 
     def people_on_line(self, alert_id: int, username: str) -> list[tuple[str, str]]:
         """(username, name) of the people an agreed action could be given to."""
-        actor = self.actor(username)
-        _alert, line = self._load(alert_id, actor)
+        _actor, _alert, line = self._acting_on(alert_id, username)
         ids = [pid for pid in line.by_role.values() if pid]
         self.directory.load(ids)  # (one query for those not read yet)
         out = []

@@ -152,8 +152,7 @@ class Records(Queries):
         """An alert for the child's file: its summary, every event with its date and who (by
         name), the responses, the agreed actions and the outcome, and who printed it when.
         Audited as a `print` of the alert; NotFound where the person may not see it."""
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         referral = self.s.exec(select(Referral).where(Referral.alert_id == alert.id)).first()
         events = list(self.s.exec(select(Event).where(Event.alert_id == alert.id).order_by(
             col(Event.seq))))
@@ -192,8 +191,7 @@ class Records(Queries):
         the next stage; how and when it closed), and the agreed actions this person may mark
         done (the machine's own check, as marking one would ask)."""
         view = self.show(alert_id, username)
-        actor = self.actor(username)
-        alert, line = self._load(alert_id, actor)
+        actor, alert, line = self._acting_on(alert_id, username)
         # (the view's people are read already: `show`)
         by_id, by_username = self._names_of(line.people(), [
             u for e in view.events for u in (e.actor, e.as_cover_for)])
