@@ -125,7 +125,17 @@ def _recordset(connection: Connection, table: Any, names: list[str]) -> Any:
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_as_json, separators=(",", ":"))
+    # The rows of a chunk share their instants (each outbox row's `created_at` and
+    # `next_attempt_at` is the run's): each written once.
+    written: dict[Any, str] = {}
+
+    def once(value: Any) -> str:
+        found = written.get(value)
+        if found is None:
+            found = written[value] = _as_json(value)
+        return found
+
+    return json.JSONEncoder(default=once, separators=(",", ":")).encode(rows)
 
 
 def _as_json(value: Any) -> str:

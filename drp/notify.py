@@ -248,7 +248,10 @@ class Notifier:
     # -- context ----------------------------------------------------------------------------------
     def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
                 notice: Notice, recipient: Recipient, actor_name: str, now: datetime,
-                directory: Directory | None = None) -> dict[str, Any]:
+                directory: Directory | None = None, *, reader: bool = True
+                ) -> dict[str, Any]:
+        """The message's context for `recipient`; `reader=False`: without what is theirs
+        alone (who they are, what they are asked: `deferred` adds each reader's part)."""
         assert alert.id is not None
         find = directory or Directory(session)
         title = protocol.title(alert.stage)
@@ -267,9 +270,9 @@ class Notifier:
                 "summary": alert.summary, "url": self.alert_url(alert.id),
             },
             "link": self.alert_url(alert.id), "link_text": f"View alert {alert.id}",
-            "recipient": {"name": recipient.person.name, "part": recipient.addressed_as},
-            "role": recipient.role,
-            **self.asks(protocol, alert, line, notice, recipient.person),
+            **({"recipient": {"name": recipient.person.name, "part": recipient.addressed_as},
+                "role": recipient.role, **self.asks(protocol, alert, line, notice,
+                                                    recipient.person)} if reader else {}),
             # The stage's response is recorded: no response is due from anyone at it.
             "stage_answered": alert.stage_responded_at is not None,
             "actor": actor_name,
@@ -326,9 +329,7 @@ class Notifier:
         # The context is the same for every recipient but for who they are: build it and
         # encode it once, then add each recipient's part.
         context = self.context(session, protocol, alert, line, notice, people[0],
-                               actor_name, now, directory)
-        for name in ("recipient", "role", *READER_KEYS):
-            context.pop(name)
+                               actor_name, now, directory, reader=False)
         # Kept only as the e-mail may use it: no free text the setting keeps out of mail.
         shared = dump_context(self.renderer.minimise(context))[:-1]
         rows = []

@@ -105,8 +105,11 @@ def _json_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # made once
+
+
 def dump_context(context: dict[str, Any]) -> str:
-    return json.dumps(context, default=_json_default, separators=(",", ":"))
+    return _ENCODER.encode(context)
 
 
 def load_context(text: str) -> dict[str, Any]:
