@@ -6,6 +6,7 @@ timescale run) queues the message's context, rendered once at delivery
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -235,8 +236,7 @@ class Notifier:
         stage already answered (or on hold) asks nobody, and a social worker who may respond
         is not asked to acknowledge. `newly_asked`: the event gave them the stage's work; a
         transfer that left it in the same hands tells them, it does not ask them again."""
-        reader = access.Actor(id=person.id, username=person.username, name=person.name,
-                              roles=frozenset())
+        reader = _reader(person.id, person.username, person.name)
         respond = access.awaits_response_from(reader, protocol, alert, line)
         return {
             "asked_to_respond": respond,
@@ -398,6 +398,13 @@ def _newly_asked(protocol: Protocol, alert: Alert, line: Line, notice: Notice,
     if person_id == access.responsible_id(protocol, alert.stage, line):
         return bool(was.get("responsible") != now.get("responsible"))
     return bool(was.get("team") != now.get("team"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _reader(person_id: int | None, username: str, name: str) -> access.Actor:
+    """A reader as the inbox's rules see them (no roles: what the stage asks of them is their
+    post on the line), made once a process for each (an Actor is never changed)."""
+    return access.Actor(id=person_id, username=username, name=name, roles=frozenset())
 
 
 def _reader_json(r: Recipient, asks: dict[str, bool]) -> str:
