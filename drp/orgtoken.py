@@ -5,7 +5,8 @@ periods, the teams', services' and council's posts) gives the one row of `org_ve
 random token, by triggers in the database: at once on SQLite (one writer at a time), at the
 writer's commit on PostgreSQL, where the write also marks its own transaction (the setting
 `drp.org_changed`). So a process may keep what it read of the organisation under the token it
-read with it (`kept`: people acting, people by id) and use it while the token stands.
+read with it (`kept`: people acting, people by id, the IRO managers, today's cover periods)
+and use it while the token stands.
 
 A transaction holds the token it read (`hold`, on its connection) until it ends or runs a
 statement that may write what the token guards (`_may_write`, watching every statement): while
