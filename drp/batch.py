@@ -126,13 +126,14 @@ def _recordset(connection: Connection, table: Any, names: list[str]) -> Any:
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
     # The rows of a chunk share their instants (each outbox row's `created_at` and
-    # `next_attempt_at` is the run's): each written once.
-    written: dict[Any, str] = {}
+    # `next_attempt_at` is the run's, one object): each object written once. (By identity:
+    # equal datetimes may differ in zone or fold, and so in their text.)
+    written: dict[int, str] = {}
 
     def once(value: Any) -> str:
-        found = written.get(value)
+        found = written.get(id(value))
         if found is None:
-            found = written[value] = _as_json(value)
+            found = written[id(value)] = _as_json(value)
         return found
 
     return json.JSONEncoder(default=once, separators=(",", ":")).encode(rows)

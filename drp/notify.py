@@ -10,6 +10,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -305,6 +306,9 @@ class Notifier:
             context.update(action_no=notice.action.no, action_due=notice.action.due,
                            action_owner=owner.name if owner else "")
         context.update(notice.extra)
+        if not reader:  # (nor from the event's extras)
+            for name in ("recipient", "role", *READER_KEYS):
+                context.pop(name, None)
         return context
 
     # -- writing: outbox rows carrying their context, rendered at delivery -------------------------
@@ -404,7 +408,8 @@ def _newly_asked(protocol: Protocol, alert: Alert, line: Line, notice: Notice,
 def _reader(person_id: int | None, username: str, name: str) -> access.Actor:
     """A reader as the inbox's rules see them (no roles: what the stage asks of them is their
     post on the line), made once a process for each (an Actor is never changed)."""
-    return access.Actor(id=person_id, username=username, name=name, roles=frozenset())
+    return access.Actor(id=person_id, username=username, name=name, roles=frozenset(),
+                        covering=MappingProxyType({}), borrowed=MappingProxyType({}))
 
 
 def _reader_json(r: Recipient, asks: dict[str, bool]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +292,23 @@ def test_a_chunks_ids_go_to_postgresql_as_one_array(org: Engine) -> None:
         assert "= ANY (" in statement and len(parameters) == 1, statement
     else:
         assert statement.count("?") == 1000
+
+
+def test_a_chunks_json_document_writes_each_instant_as_given() -> None:
+    """Instants equal as instants but given in other zones, or either side of a clock change
+    (`fold`), keep their own offsets (each object is written once, not each equal value)."""
+    import json as _json
+    from zoneinfo import ZoneInfo
+
+    from drp.batch import _json_rows
+
+    london = ZoneInfo("Europe/London")
+    utc = datetime(2027, 6, 9, 9, 0, tzinfo=UTC)
+    first = datetime(2027, 10, 31, 1, 30, tzinfo=london)
+    second = first.replace(fold=1)
+    rows = [{"at": utc}, {"at": utc.astimezone(london)}, {"at": first}, {"at": second},
+            {"at": utc}]
+    assert [r["at"] for r in _json.loads(_json_rows(rows))] == [
+        "2027-06-09T09:00:00+00:00", "2027-06-09T10:00:00+01:00",
+        "2027-10-31T01:30:00+01:00", "2027-10-31T01:30:00+00:00",
+        "2027-06-09T09:00:00+00:00"]
