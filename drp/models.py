@@ -407,15 +407,16 @@ def new_row(cls: type[_Row], **values: Any) -> _Row:
     return obj
 
 
-# What reads of people read: a session's pending changes to any of them are written first.
-_PEOPLE_READS = (Person, PersonRole, TeamMember, Cover, Team, Service, Council)
+# The organisation: what reads of people read (a session's pending changes to any of them are
+# written first) and what its token guards (drp.orgtoken; migration 0018's triggers).
+ORGANISATION = (Person, PersonRole, TeamMember, Cover, Team, Service, Council)
 
 
 def write_people_changes(session: Session) -> None:
     """A session holding changes not yet written to what reads of people read (people, their
     roles, teams and cover, the line's posts) writes them now, as its own queries would first:
     before such a read, or before taking what was kept of them (drp.orgtoken.held)."""
-    if any(isinstance(o, _PEOPLE_READS)
+    if any(isinstance(o, ORGANISATION)
            for o in (*session.new, *session.dirty, *session.deleted)):
         session.flush()
 

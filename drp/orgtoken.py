@@ -19,17 +19,16 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import Pool
 from sqlmodel import Session
 
-from .models import OrgVersion, people_rows, write_people_changes
+from .models import ORGANISATION, OrgVersion, people_rows, write_people_changes
 
-WATCHED = frozenset({"person", "person_role", "team_member", "cover", "team", "service",
-                     "council"})
+WATCHED = frozenset(cast(Any, model).__tablename__ for model in ORGANISATION)
 MOST = 4096  # kept entries of each kind an engine; emptied when full
 
 _ORG: Any = OrgVersion.__table__  # type: ignore[attr-defined]

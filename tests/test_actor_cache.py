@@ -137,7 +137,9 @@ def test_the_organisation_changed_under_an_older_schema_is_not_taken_for_what_wa
 @backends
 def test_every_table_has_its_triggers_for_every_kind_of_write(org: Engine) -> None:
     """What the writes above cannot each reach: every table, every verb (a migration that
-    rebuilds a table on SQLite drops its triggers)."""
+    rebuilds a table on SQLite drops its triggers); and the tables the token guards are those
+    the code takes for the organisation (a model added to it needs its triggers)."""
+    assert set(WATCHED) == orgtoken.WATCHED
     with org.connect() as conn:
         if org.dialect.name == "postgresql":
             # This schema's triggers only (other tests' schemas have the same names); tgtype's
