@@ -61,8 +61,8 @@ class Person(SQLModel, table=True):
 class OrgVersion(SQLModel, table=True):
     """One row: a token that every write to the people, their roles, teams, cover and the
     line's posts changes (database triggers, migration 0018, so no writer can miss it). A
-    process keeps what it read of a person acting under the token it read with it
-    (drp.ladder.actors.actor_named) and uses it while the token stands."""
+    process keeps what it read of the organisation under the token it read with it
+    (drp.orgtoken) and uses it while the token stands."""
 
     __tablename__ = "org_version"
     id: int = Field(default=1, primary_key=True)

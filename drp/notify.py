@@ -248,11 +248,10 @@ class Notifier:
 
     # -- context ----------------------------------------------------------------------------------
     def context(self, session: Session, protocol: Protocol, alert: Alert, line: Line,
-                notice: Notice, recipient: Recipient, actor_name: str, now: datetime,
-                directory: Directory | None = None, *, reader: bool = True
-                ) -> dict[str, Any]:
-        """The message's context for `recipient`; `reader=False`: without what is theirs
-        alone (who they are, what they are asked: `deferred` adds each reader's part)."""
+                notice: Notice, actor_name: str, now: datetime,
+                directory: Directory | None = None) -> dict[str, Any]:
+        """The message's context, the same for every reader: what is each reader's alone (who
+        they are, what they are asked: `READER_KEYS`) `deferred` adds to each row."""
         assert alert.id is not None
         find = directory or Directory(session)
         title = protocol.title(alert.stage)
@@ -271,9 +270,6 @@ class Notifier:
                 "summary": alert.summary, "url": self.alert_url(alert.id),
             },
             "link": self.alert_url(alert.id), "link_text": f"View alert {alert.id}",
-            **({"recipient": {"name": recipient.person.name, "part": recipient.addressed_as},
-                "role": recipient.role, **self.asks(protocol, alert, line, notice,
-                                                    recipient.person)} if reader else {}),
             # The stage's response is recorded: no response is due from anyone at it.
             "stage_answered": alert.stage_responded_at is not None,
             "actor": actor_name,
@@ -306,9 +302,8 @@ class Notifier:
             context.update(action_no=notice.action.no, action_due=notice.action.due,
                            action_owner=owner.name if owner else "")
         context.update(notice.extra)
-        if not reader:  # (nor from the event's extras)
-            for name in ("recipient", "role", *READER_KEYS):
-                context.pop(name, None)
+        for name in ("recipient", "role", *READER_KEYS):  # (each reader's, not the event's)
+            context.pop(name, None)
         return context
 
     # -- writing: outbox rows carrying their context, rendered at delivery -------------------------
@@ -332,8 +327,8 @@ class Notifier:
             return []
         # The context is the same for every recipient but for who they are: build it and
         # encode it once, then add each recipient's part.
-        context = self.context(session, protocol, alert, line, notice, people[0],
-                               actor_name, now, directory, reader=False)
+        context = self.context(session, protocol, alert, line, notice, actor_name, now,
+                               directory)
         # Kept only as the e-mail may use it: no free text the setting keeps out of mail.
         shared = dump_context(self.renderer.minimise(context))[:-1]
         rows = []
