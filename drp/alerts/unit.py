@@ -321,18 +321,13 @@ class UnitOfWork:
     def _acting_on(self, alert_id: int, username: str) -> tuple[Actor, Alert, Line]:
         """The person acting and the alert they act on, read in that order's reverse: the
         alert's read holds the organisation's token, so the person needs no statement when
-        this process has them under it. Refusals as `actor` then `_load` make them; one read
-        of the alert."""
-        found = self._read_alert(alert_id)
+        this process has them under it. Refusals as `actor` then `_load` make them."""
+        self._read_alert(alert_id)
         actor = self.actor(username)
-        return (actor, *self._visible(alert_id, actor, found))
+        return (actor, *self._load(alert_id, actor))
 
     def _load(self, alert_id: int, actor: Actor) -> tuple[Alert, Line]:
-        return self._visible(alert_id, actor, self._read_alert(alert_id))
-
-    def _visible(self, alert_id: int, actor: Actor, found: Any) -> tuple[Alert, Line]:
-        """The alert `_read_alert` found and its line, if `actor` may see it; else refused
-        (recorded) as not found."""
+        found = self._read_alert(alert_id)
         alert, child = (found[0], found[1]) if found else (None, None)
         if alert is None or child is None or not access.can_see_child(actor, child, alert.iro_id):
             self.refuse(actor, f"alert {alert_id}" + ("" if alert else " (no such alert)"),
