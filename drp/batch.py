@@ -19,7 +19,6 @@ All in the caller's transaction: the change, its event and its e-mails commit to
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -28,17 +27,11 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    JSON,
-    Text,
     bindparam,
     func,
-    insert,
-    literal_column,
     select,
     update,
 )
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
@@ -59,95 +52,12 @@ from .ladder.machine import AlertState, fire
 from .ladder.protocol import Protocol
 from .models import Action, Alert, Child, Event, Service, Team
 from .notify import Notice, Notifier
+from .rowsets import insert_rows, update_alerts
 
 ALERT = cast(Any, Alert).__table__
 ACTION = cast(Any, Action).__table__
 EVENT = cast(Any, Event).__table__
 OUTBOX = cast(Any, OutboxMessage).__table__
-
-
-def insert_rows(connection: Connection, table: Any, rows: list[dict[str, Any]],
-                *returning: str) -> list[Any]:
-    """INSERT `rows` (each with the same columns) in one statement, RETURNING the columns
-    named (in no particular order). On PostgreSQL the rows go as one JSON document, read by
-    json_populate_recordset into the table's own row type: one round trip, one short
-    statement and one parameter, where an executemany sends a statement a row (or, with
-    RETURNING, a multi-row VALUES whose every placeholder the driver parses) and arrays of
-    text escape each quote of every message's context. Elsewhere (SQLite, in process) the
-    driver's executemany."""
-    if not rows:
-        return []
-    if connection.dialect.name != "postgresql":
-        statement = insert(table)
-        if returning:
-            statement = statement.returning(*(table.c[name] for name in returning))
-        result = connection.execute(statement, rows)
-        return list(result) if returning else []
-    names = list(rows[0])
-    source = _recordset(connection, table, names)
-    statement = insert(table).from_select(names, select(*(source.c[n] for n in names)))
-    if returning:
-        statement = statement.returning(*(table.c[name] for name in returning))
-    result = connection.execute(statement, {"rows": _json_rows(rows)})
-    return list(result) if returning else []
-
-
-def update_alerts(connection: Connection, rows: list[dict[str, Any]]) -> int:
-    """UPDATE each alert `rows` name (each with the same columns: its `id`, the `version`
-    read, and its new values), guarded by that version, which moves on by one; returns how
-    many were written. On PostgreSQL one UPDATE ... FROM json_populate_recordset (one round
-    trip, one short statement, as insert_rows); elsewhere the driver's executemany."""
-    if not rows:
-        return 0
-    columns = [name for name in rows[0] if name not in ("id", "version")]
-    if connection.dialect.name != "postgresql":
-        statement = update(ALERT).where(
-            ALERT.c.id == bindparam("b_id"), ALERT.c.version == bindparam("b_version")
-        ).values({**{name: bindparam(f"new_{name}") for name in columns},
-                  "version": ALERT.c.version + 1})
-        return int(connection.execute(statement, [
-            {"b_id": r["id"], "b_version": r["version"],
-             **{f"new_{name}": r[name] for name in columns}} for r in rows]).rowcount)
-    source = _recordset(connection, ALERT, list(rows[0]))
-    statement = update(ALERT).where(
-        ALERT.c.id == source.c.id, ALERT.c.version == source.c.version
-    ).values({**{name: source.c[name] for name in columns}, "version": ALERT.c.version + 1})
-    return int(connection.execute(statement, {"rows": _json_rows(rows)}).rowcount)
-
-
-def _recordset(connection: Connection, table: Any, names: list[str]) -> Any:
-    """PostgreSQL: the rows of the parameter `rows` (a JSON array of objects), read as the
-    table's own row type (its columns' types), with the columns `names`."""
-    quote = connection.dialect.identifier_preparer
-    row_type: Any = literal_column("NULL::" + quote.format_table(table))  # the table's row
-    return func.json_populate_recordset(
-        row_type, sql_cast(bindparam("rows", type_=Text), JSON)).table_valued(*names)
-
-
-def _json_rows(rows: list[dict[str, Any]]) -> str:
-    # The rows of a chunk share their instants (each outbox row's `created_at` and
-    # `next_attempt_at` is the run's, one object): each object written once. (By identity:
-    # equal datetimes may differ in zone or fold, and so in their text.)
-    written: dict[int, str] = {}
-
-    def once(value: Any) -> str:
-        found = written.get(id(value))
-        if found is None:
-            found = written[id(value)] = _as_json(value)
-        return found
-
-    return json.JSONEncoder(default=once, separators=(",", ":")).encode(rows)
-
-
-def _as_json(value: Any) -> str:
-    """Instants and days as PostgreSQL reads them (an instant always with its offset)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"a naive instant ({value.isoformat()}) for the database")
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not a column's value")
 
 
 class StaleChunk(Exception):

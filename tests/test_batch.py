@@ -300,7 +300,7 @@ def test_a_chunks_json_document_writes_each_instant_as_given() -> None:
     import json as _json
     from zoneinfo import ZoneInfo
 
-    from drp.batch import _json_rows
+    from drp.rowsets import _json_rows
 
     london = ZoneInfo("Europe/London")
     utc = datetime(2027, 6, 9, 9, 0, tzinfo=UTC)
