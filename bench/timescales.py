@@ -94,8 +94,8 @@ def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, f
         outbox = [dict(r._mapping) for r in conn.execute(
             OUTBOX.select().where(OUTBOX.c.alert_id.in_(ids)))]
         # The alerts as the run left them, restored after each timed write.
-        as_run = [{f"o_{k}": v for k, v in r._mapping.items()}
-                  for r in conn.execute(ALERT.select().where(ALERT.c.id.in_(ids)))]
+        as_run = [{f"o_{k}": v for k, v in r._mapping.items()} for r in conn.execute(
+            ALERT.select().where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id))]
     for o in outbox:
         del o["id"]
     for o in outbox:
@@ -141,7 +141,7 @@ def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, f
                     conn.execute(OUTBOX.delete().where(OUTBOX.c.key.like("bare:%")))
                 conn.execute(restore, as_run)
                 again = [{f"o_{k}": v for k, v in r._mapping.items()} for r in conn.execute(
-                    ALERT.select().where(ALERT.c.id.in_(ids)))]
+                    ALERT.select().where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id))]
                 assert again == as_run, "the bare writes were not undone"
         return seconds
 
