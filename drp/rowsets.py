@@ -15,12 +15,15 @@ alerts.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Hashable
 from datetime import date, datetime
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     JSON,
+    Integer,
     Text,
     bindparam,
     func,
@@ -30,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from .models import Alert
 
@@ -132,7 +135,10 @@ def _as_json(value: Any) -> str:
 # -- SQLite ----------------------------------------------------------------------------------
 _ROW = object()  # a parameter taken from each row (not a constant of the statement)
 _Param = tuple[str, Callable[[Any], Any] | None, Any]  # (name, bind processor, _ROW or value)
-_COMPILED: dict[tuple[Hashable, ...], tuple[str, list[_Param]]] = {}
+# Each dialect's own (an engine's settings, such as its JSON serializer, make its processors),
+# by the statement's kind, its Table object and the rows' columns.
+_COMPILED: WeakKeyDictionary[Dialect, dict[tuple[Hashable, ...], tuple[str, list[_Param]]]] = (
+    WeakKeyDictionary())
 
 
 def _compiled(connection: Connection, key: tuple[Hashable, ...], statement: Any,
@@ -142,10 +148,10 @@ def _compiled(connection: Connection, key: tuple[Hashable, ...], statement: Any,
     each row gives it (`names`) or it is the statement's own constant (`version + 1`);
     compiled once a process for each `key`. A column the rows leave out whose default the
     database would not supply is refused (SQLAlchemy's executemany would compute it)."""
-    key = (connection.dialect.name, *key)
-    found = _COMPILED.get(key)
+    dialect = connection.dialect
+    kept = _COMPILED.setdefault(dialect, {})
+    found = kept.get(key)
     if found is None:
-        dialect = connection.dialect
         compiled = statement.compile(dialect=dialect, column_keys=names)
         params: list[_Param] = []
         for name in compiled.positiontup:
@@ -158,7 +164,7 @@ def _compiled(connection: Connection, key: tuple[Hashable, ...], statement: Any,
                 params.append((bind.key, None, value))
             else:
                 raise TypeError(f"{key}: each row must give {bind.key!r}")
-        found = _COMPILED[key] = (compiled.string, params)
+        found = kept[key] = (compiled.string, params)
     return found
 
 
@@ -194,21 +200,36 @@ def _sqlite_executemany(connection: Connection, key: tuple[Hashable, ...], state
 
 def _sqlite_insert(connection: Connection, table: Any, rows: list[dict[str, Any]],
                    returning: tuple[str, ...]) -> list[Any]:
-    key = ("insert", table.name, tuple(rows[0]))
+    key = ("insert", table, tuple(rows[0]))
     if not returning:
         _sqlite_executemany(connection, key, insert(table), rows)
         return []
     # RETURNING: one statement of many VALUES groups (the driver's executemany returns
-    # nothing), in as few statements as SQLite's limit on parameters allows.
+    # nothing), in as few statements as SQLite's limit on parameters allows. The values come
+    # back as the driver gives them, so only integer columns (ids, numbers) may be asked for.
+    for name in returning:
+        if not isinstance(table.c[name].type, Integer) or table.c[name].key != name:
+            raise TypeError(f"RETURNING {table.name}.{name} on SQLite: integer columns only")
     sql, params = _compiled(connection, key, insert(table), list(rows[0]))
-    head, _, group = sql.partition(" VALUES ")
+    head, _, group = sql.rpartition(" VALUES ")
     tail = " RETURNING " + ", ".join(connection.dialect.identifier_preparer.quote(name)
                                      for name in returning)
     values = _sqlite_values(params, rows)
-    per = max(1, SQLITE_PARAMETERS // max(1, len(params)))
+    limit = _parameter_limit(connection)
+    per = max(1, limit // max(1, len(params)))
     out: list[Any] = []
     for start in range(0, len(values), per):
         part = values[start:start + per]
         out += connection.exec_driver_sql(f"{head} VALUES {', '.join([group] * len(part))}{tail}",
                                           tuple(v for one in part for v in one)).all()
     return out
+
+
+def _parameter_limit(connection: Connection) -> int:
+    """This SQLite's limit on a statement's parameters, as its connection says (Python 3.11's
+    getlimit), at most SQLITE_PARAMETERS."""
+    driver: Any = connection.connection.driver_connection
+    try:
+        return min(SQLITE_PARAMETERS, int(driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)))
+    except (AttributeError, sqlite3.Error):
+        return SQLITE_PARAMETERS

@@ -128,3 +128,40 @@ def test_a_row_without_a_column_the_database_does_not_fill_is_refused(
     rows = [{k: v for k, v in r.items() if k != "status"} for r in outbox(1, "short")]
     with org.begin() as conn, pytest.raises(TypeError, match="must give 'status'"):
         insert_rows(conn, OUTBOX, rows)
+
+
+def test_returning_on_sqlite_is_for_integer_columns_only(org: Engine,
+                                                         protocol: Protocol) -> None:
+    """The driver's values come back unconverted (an instant as its text): refused, not
+    handed back as if SQLAlchemy had read them."""
+    two_alerts(org, protocol)
+    with org.begin() as conn, pytest.raises(TypeError, match="integer columns only"):
+        insert_rows(conn, EVENT, events(1), "id", "at")
+
+
+def test_each_table_and_engine_has_its_own_compiled_statement(tmp_path: Any) -> None:
+    """Two tables of one name (other metadata, another default) and two engines (another
+    JSON serializer) each write as SQLAlchemy would for them."""
+    import json
+
+    from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, create_engine
+
+    def table(default: str | None) -> Table:
+        return Table("t", MetaData(), Column("id", Integer, primary_key=True),
+                     Column("s", String), Column("j", JSON),
+                     Column("d", String, default=default))
+
+    plain = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    wide = create_engine(f"sqlite:///{tmp_path / 'b.db'}",
+                         json_serializer=lambda v: json.dumps(v, ensure_ascii=False))
+    first, second = table(None), table("given")
+    for engine in (plain, wide):
+        first.metadata.create_all(engine)
+        with engine.begin() as conn:
+            insert_rows(conn, first, [{"s": "x", "j": {"é": 1}}])
+            with pytest.raises(TypeError, match="must give 'd'"):
+                insert_rows(conn, second, [{"s": "x", "j": {"é": 1}}])  # d: SQLAlchemy's
+    assert raw(plain, "SELECT s, j FROM t") == [("x", '{"\\u00e9": 1}')]
+    assert raw(wide, "SELECT s, j FROM t") == [("x", '{"é": 1}')]
+    plain.dispose()
+    wide.dispose()
