@@ -6,11 +6,9 @@ timescale run) queues the message's context, rendered once at delivery
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -230,19 +228,21 @@ class Notifier:
 
     # -- what the reader is asked to do ------------------------------------------------------------
     def asks(self, protocol: Protocol, alert: Alert, line: Line, notice: Notice,
-             person: Person) -> dict[str, bool]:
+             person: Person, asked: tuple[frozenset[int], int | None] | None = None,
+             ) -> dict[str, bool]:
         """What this reader is asked to do at the alert's stage now, by the inbox's own rules
-        (`access.awaits_response_from`, `access.awaits_acknowledgement_from`): every "Respond
-        by" and "Acknowledge" a message says tests these, not the reader's role alone, so a
-        stage already answered (or on hold) asks nobody, and a social worker who may respond
-        is not asked to acknowledge. `newly_asked`: the event gave them the stage's work; a
-        transfer that left it in the same hands tells them, it does not ask them again."""
-        reader = _reader(person.id, person.username, person.name)
-        respond = access.awaits_response_from(reader, protocol, alert, line)
+        (`access.asked`, which `awaits_response_from` and `awaits_acknowledgement_from` ask):
+        every "Respond by" and "Acknowledge" a message says tests these, not the reader's
+        role alone, so a stage already answered (or on hold) asks nobody, and a social worker
+        who may respond is not asked to acknowledge. `newly_asked`: the event gave them the
+        stage's work; a transfer that left it in the same hands tells them, it does not ask
+        them again. `asked`: `access.asked` for this alert, where the caller has it (a
+        message's readers share it)."""
+        respond_ids, acknowledge_id = asked or access.asked(protocol, alert, line)
+        respond = person.id is not None and person.id in respond_ids
         return {
             "asked_to_respond": respond,
-            "asked_to_acknowledge": access.awaits_acknowledgement_from(
-                reader, protocol, alert, line),
+            "asked_to_acknowledge": person.id is not None and person.id == acknowledge_id,
             "newly_asked": respond and _newly_asked(protocol, alert, line, notice, person.id),
         }
 
@@ -332,9 +332,10 @@ class Notifier:
         # Kept only as the e-mail may use it: no free text the setting keeps out of mail.
         shared = dump_context(self.renderer.minimise(context))[:-1]
         rows = []
+        asked = access.asked(protocol, alert, line)
         for r in people:
             address = r.person.email
-            asks = self.asks(protocol, alert, line, notice, r.person)
+            asks = self.asks(protocol, alert, line, notice, r.person, asked)
             if not address:
                 self._no_address(r.person.username, message, _known(alert.id))
             rows.append(row_values(
@@ -397,14 +398,6 @@ def _newly_asked(protocol: Protocol, alert: Alert, line: Line, notice: Notice,
     if person_id == access.responsible_id(protocol, alert.stage, line):
         return bool(was.get("responsible") != now.get("responsible"))
     return bool(was.get("team") != now.get("team"))
-
-
-@functools.lru_cache(maxsize=4096)
-def _reader(person_id: int | None, username: str, name: str) -> access.Actor:
-    """A reader as the inbox's rules see them (no roles: what the stage asks of them is their
-    post on the line), made once a process for each (an Actor is never changed)."""
-    return access.Actor(id=person_id, username=username, name=name, roles=frozenset(),
-                        covering=MappingProxyType({}), borrowed=MappingProxyType({}))
 
 
 def _reader_json(r: Recipient, asks: dict[str, bool]) -> str:
