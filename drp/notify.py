@@ -231,7 +231,7 @@ class Notifier:
              person: Person, asked: tuple[frozenset[int], int | None] | None = None,
              ) -> dict[str, bool]:
         """What this reader is asked to do at the alert's stage now, by the inbox's own rules
-        (`access.asked`, which `awaits_response_from` and `awaits_acknowledgement_from` ask):
+        (`access.asked`, which the inbox's `awaits_response_from` asks):
         every "Respond by" and "Acknowledge" a message says tests these, not the reader's
         role alone, so a stage already answered (or on hold) asks nobody, and a social worker
         who may respond is not asked to acknowledge. `newly_asked`: the event gave them the

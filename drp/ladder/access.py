@@ -347,8 +347,8 @@ def asked(protocol: Protocol, alert: Alert, line: Line) -> tuple[frozenset[int],
     """Whom this alert asks now: the people asked to respond (`responders`, while its stage
     awaits a response: `due.awaiting_response`) and the one asked to acknowledge (who does
     the responsible post's work, until someone acknowledges); nobody otherwise. The inbox
-    (`awaits_response_from`, `awaits_acknowledgement_from`) and each e-mail's "Respond by"
-    and "Acknowledge" (drp.notify) ask here; a message to many readers asks once."""
+    (`awaits_response_from`) and each e-mail's "Respond by" and "Acknowledge" (drp.notify)
+    ask here; a message to many readers asks once."""
     if not due.awaiting_response(protocol, alert):
         return frozenset(), None
     respond = frozenset(p for p in responders(protocol, alert.stage, line) if p is not None)
@@ -361,10 +361,6 @@ def awaits_response_from(actor: Actor, protocol: Protocol, alert: Alert, line: L
     """Is this open alert waiting for this person's response (their inbox)?"""
     return actor.id is not None and actor.id in asked(protocol, alert, line)[0]
 
-
-def awaits_acknowledgement_from(actor: Actor, protocol: Protocol, alert: Alert, line: Line
-                                ) -> bool:
-    return actor.id is not None and actor.id == asked(protocol, alert, line)[1]
 
 
 def require_responsible(protocol: Protocol, stage_key: str, line: Line) -> None:
