@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -239,11 +240,12 @@ class Notifier:
         them again. `asked`: `access.asked` for this alert, where the caller has it (a
         message's readers share it)."""
         respond_ids, acknowledge_id = asked or access.asked(protocol, alert, line)
-        respond = person.id is not None and person.id in respond_ids
+        pid = person.id
+        respond = pid is not None and pid in respond_ids
         return {
             "asked_to_respond": respond,
-            "asked_to_acknowledge": person.id is not None and person.id == acknowledge_id,
-            "newly_asked": respond and _newly_asked(protocol, alert, line, notice, person.id),
+            "asked_to_acknowledge": pid is not None and pid == acknowledge_id,
+            "newly_asked": respond and _newly_asked(protocol, alert, line, notice, pid),
         }
 
     # -- context ----------------------------------------------------------------------------------
@@ -260,6 +262,7 @@ class Notifier:
         council = line.council if line.council is not None else find.council()
         stage = protocol.stage(alert.stage) if alert.stage in protocol.keys else None
         previous = notice.previous_stage
+        url = self.alert_url(alert.id)
         context: dict[str, Any] = {
             "council": council.name if council else "drp",
             "alert": {
@@ -267,9 +270,9 @@ class Notifier:
                 "stage": alert.stage, "stage_title": title,
                 "stage_short": title.split(":")[0].strip(),
                 "stage_due": alert.stage_due, "resolution_due": alert.resolution_due,
-                "summary": alert.summary, "url": self.alert_url(alert.id),
+                "summary": alert.summary, "url": url,
             },
-            "link": self.alert_url(alert.id), "link_text": f"View alert {alert.id}",
+            "link": url, "link_text": f"View alert {alert.id}",
             # The stage's response is recorded: no response is due from anyone at it.
             "stage_answered": alert.stage_responded_at is not None,
             "actor": actor_name,
@@ -301,9 +304,10 @@ class Notifier:
             owner = find.person(notice.action.owner_id)
             context.update(action_no=notice.action.no, action_due=notice.action.due,
                            action_owner=owner.name if owner else "")
-        context.update(notice.extra)
-        for name in ("recipient", "role", *READER_KEYS):  # (each reader's, not the event's)
-            context.pop(name, None)
+        if notice.extra:
+            context.update(notice.extra)
+            for name in ("recipient", "role", *READER_KEYS):  # (each reader's, not the event's)
+                context.pop(name, None)
         return context
 
     # -- writing: outbox rows carrying their context, rendered at delivery -------------------------
@@ -403,9 +407,17 @@ def _newly_asked(protocol: Protocol, alert: Alert, line: Line, notice: Notice,
 def _reader_json(r: Recipient, asks: dict[str, bool]) -> str:
     """One reader's part of a message's context, as JSON members (strings and booleans only:
     written directly, as `dump_context` would)."""
-    return (f'"recipient":{{"name":{_string(r.person.name)},"part":{_string(r.addressed_as)}}},'
-            f'"role":{_string(r.role)},' + ",".join(
-                f'"{k}":{"true" if asks[k] else "false"}' for k in READER_KEYS))
+    return _reader_members(r.person.name, r.addressed_as, r.role, asks["asked_to_respond"],
+                           asks["asked_to_acknowledge"], asks["newly_asked"])
+
+
+@lru_cache(maxsize=4096)  # (a run's messages go to a few hundred people, each in a few parts)
+def _reader_members(name: str, part: str, role: str, respond: bool, acknowledge: bool,
+                    newly: bool) -> str:
+    return (f'"recipient":{{"name":{_string(name)},"part":{_string(part)}}},'
+            f'"role":{_string(role)},' + ",".join(
+                f'"{k}":{"true" if a else "false"}'
+                for k, a in zip(READER_KEYS, (respond, acknowledge, newly), strict=True)))
 
 
 def _known(value: int | None) -> int:

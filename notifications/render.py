@@ -105,7 +105,9 @@ def _json_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
-_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))  # made once
+# Made once; a context is a tree (no container inside itself), so the encoder is spared
+# keeping a marker for each.
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), check_circular=False)
 
 
 def dump_context(context: dict[str, Any]) -> str:
