@@ -20,7 +20,7 @@ Baselines, in the same process on the same database:
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -82,51 +82,66 @@ def bare_select(engine: Engine, *, indexed: bool = True) -> float:
     return seconds
 
 
-def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, float]:
-    """(UPDATE alone, UPDATE + INSERTs) for the alerts the run just wrote, each committed as
-    the run's writes are (a write the database never makes durable skips the commit's flush
-    to disk, which no run can: on SQLite a tenth of the run), then undone, untimed."""
+def due_rows(engine: Engine) -> list[dict[str, object]]:
+    """The due set's alerts as they stand before the run (every column, as the table's types
+    give them), for the floor to start its writes from."""
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT id, version, last_seq, formal_since, resolution_due, attention_on"
-            " FROM alert WHERE id IN :ids ORDER BY id"
-        ).bindparams(bindparam("ids", expanding=True)), {"ids": ids}).all()
+        rows = [dict(r._mapping) for r in conn.execute(
+            ALERT.select().where(text(DUE_PREDICATE)).order_by(ALERT.c.id), {"today": TODAY})]
+    assert len(rows) == DUE, (len(rows), DUE)
+    return rows
+
+
+# The columns an escalation writes (the run's UPDATE; the due index's day among them, its
+# index kept by the same statement).
+ESCALATION_WRITES = ("stage", "stage_entered_at", "stage_due", "stage_responded_at",
+                     "acknowledged_by_id", "acknowledged_at", "formal_since", "resolution_due",
+                     "attention_on", "last_seq", "version")
+
+
+def bare_writes(engine: Engine, before: list[dict[str, object]], ids: list[int], now: datetime
+                ) -> tuple[float, float]:
+    """(UPDATE alone, UPDATE + INSERTs): the run's escalation of `ids` written again by hand,
+    from where the run started: each time the alerts are first put back as they stood before
+    the run (`before`, untimed), then the timed UPDATE writes the values the run wrote (so its
+    indexes' entries move as the run's did: written over the run's own values, they stayed
+    put, and at 1M alerts that floor wrote a fifth fewer pages than the run), the events'
+    and outbox rows' INSERTs follow, and the COMMIT (as the commands' floor commits each
+    command: a write the database never makes durable skips the commit's flush to disk,
+    which no run can). Then undone, untimed: the outbox rows deleted, the alerts checked to
+    be as the run left them."""
+    assert sorted(r["id"] for r in before) == sorted(ids), "the run escalated another set"
+    with engine.connect() as conn:
         outbox = [dict(r._mapping) for r in conn.execute(
             OUTBOX.select().where(OUTBOX.c.alert_id.in_(ids)))]
-        # The alerts as the run left them, restored after each timed write.
-        as_run = [{f"o_{k}": v for k, v in r._mapping.items()} for r in conn.execute(
+        # The alerts as the run left them.
+        as_run = [dict(r._mapping) for r in conn.execute(
             ALERT.select().where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id))]
     for o in outbox:
         del o["id"]
-    for o in outbox:
         o["key"] = "bare:" + o["key"]
-    due = TODAY + timedelta(days=7)
-    update = ALERT.update().where(
-        ALERT.c.id == bindparam("b_id"), ALERT.c.version == bindparam("b_version")
-    ).values(stage="stage2", stage_entered_at=now, stage_due=due, stage_responded_at=None,
-             acknowledged_by_id=None, acknowledged_at=None,
-             formal_since=bindparam("b_formal"), resolution_due=bindparam("b_resolution"),
-             attention_on=bindparam("b_attention"),
-             last_seq=bindparam("b_seq"), version=bindparam("b_new"))
-    restore = ALERT.update().where(ALERT.c.id == bindparam("o_id")).values(
+    put_back = ALERT.update().where(ALERT.c.id == bindparam("o_id")).values(
         {c.name: bindparam(f"o_{c.name}") for c in ALERT.c if c.name != "id"})
-    # The columns the run's escalation writes, with the values it wrote (the due index's
-    # day among them: its index is kept by the same UPDATE).
-    params = [{"b_id": r.id, "b_version": r.version, "b_seq": r.last_seq + 1,
-               "b_new": r.version + 1, "b_formal": _day(r.formal_since),
-               "b_resolution": _day(r.resolution_due), "b_attention": _day(r.attention_on)}
-              for r in rows]
-    events = [{"alert_id": r.id, "seq": r.last_seq + 1, "at": now, "actor": "system",
+    as_before = [{f"o_{k}": v for k, v in r.items()} for r in before]
+    update = ALERT.update().where(
+        ALERT.c.id == bindparam("w_id"), ALERT.c.version == bindparam("w_version")
+    ).values({name: bindparam(f"b_{name}") for name in ESCALATION_WRITES})
+    was = {r["id"]: r["version"] for r in before}
+    params = [{"w_id": r["id"], "w_version": was[r["id"]],
+               **{f"b_{name}": r[name] for name in ESCALATION_WRITES}} for r in as_run]
+    events = [{"alert_id": r["id"], "seq": r["last_seq"] + 1, "at": now, "actor": "system",
                "kind": "auto_escalated", "from_stage": "stage1", "to_stage": "stage2",
                "comment": "No response at Stage 1 by 2027-03-05, its due date",
-               "data": {"stage_due": due.isoformat(), "resolution_due": "2027-03-25",
-                        "on_hold": False}} for r in rows]
+               "data": {"stage_due": str(r["stage_due"]), "resolution_due": "2027-03-25",
+                        "on_hold": False}} for r in as_run]
 
     def go(with_inserts: bool, k: int = 0) -> float:
         # The event log is append-only: the bare events stay (each repetition its own seq,
         # beyond the alert's last; no later run reads these alerts' events).
         mine = [{**e, "seq": e["seq"] + k} for e in events]
         with engine.connect() as conn:
+            with conn.begin():  # untimed: the alerts as they stood before the run
+                conn.execute(put_back, as_before)
             settle(engine)
             started = datetime.now()
             with conn.begin():  # (committed: timed)
@@ -140,10 +155,9 @@ def bare_writes(engine: Engine, ids: list[int], now: datetime) -> tuple[float, f
             with conn.begin():  # undone, untimed: the alerts as the run left them
                 if with_inserts:
                     conn.execute(OUTBOX.delete().where(OUTBOX.c.key.like("bare:%")))
-                conn.execute(restore, as_run)
-                again = [{f"o_{k}": v for k, v in r._mapping.items()} for r in conn.execute(
+                again = [dict(r._mapping) for r in conn.execute(
                     ALERT.select().where(ALERT.c.id.in_(ids)).order_by(ALERT.c.id))]
-                assert again == as_run, "the bare writes were not undone"
+                assert again == as_run, "the bare writes did not leave the alerts as the run did"
         return seconds
 
     return min(go(False) for _ in range(3)), min(go(True, k) for k in range(3))
@@ -160,11 +174,6 @@ def settle(engine: Engine) -> None:
             # its file. Checked: a checkpoint another reader held back would say busy.
             busy, log, done = conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
             assert busy == 0 and log == done, f"the log was not emptied: {busy, log, done}"
-
-
-def _day(value: object) -> date | None:
-    """A date column read through text() (SQLite gives its ISO text)."""
-    return date.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[return-value]
 
 
 def measure(kind: str, total: int, label: str) -> dict[str, float]:
@@ -187,12 +196,13 @@ def measure(kind: str, total: int, label: str) -> dict[str, float]:
                 assert release_set(engine, DUE) == DUE
             settle(engine)
             selects.append(bare_select(engine))  # the due set, before the run takes it
+            before = due_rows(engine)
             instant = datetime(2027, 3, 9, 8, trial, tzinfo=UTC)
             settle(engine)
             run_s, report = timed(lambda i=instant: run(engine, protocol, cal, notifier, i))
             assert len(report.escalated) == DUE and not report.problems, report.counts()
             runs.append(run_s)
-            update_s, writes_s = bare_writes(engine, report.escalated,
+            update_s, writes_s = bare_writes(engine, before, report.escalated,
                                              datetime(2027, 3, 9, 10, trial, tzinfo=UTC))
             updates.append(update_s)
             writes.append(writes_s)
