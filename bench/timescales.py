@@ -9,10 +9,12 @@ measured three times on fresh due sets (spare sets are held until released) and 
 Baselines, in the same process on the same database:
 - bare select: the SELECT of the due set by the same predicate (best of 5);
 - bare writes: the statements the run's writes come to, hand-written: UPDATE each due alert
-  (guarded by its version), INSERT its event (RETURNING ids) and INSERT as many outbox rows as
-  the run wrote, with the same payload, and COMMIT (as the commands' floor commits each
-  command); executed after each run on the alerts it escalated, then undone (untimed). The
-  run and both baselines are taken in turns, the best of each kept.
+  (guarded by its version) from the state the run found to the values it wrote, INSERT its
+  event (RETURNING ids) and INSERT as many outbox rows as the run wrote, with the same
+  payload, and COMMIT (as the commands' floor commits each command); executed after each run
+  on the alerts it escalated, each time from those alerts put back as they stood before the
+  run, then undone (all untimed but the write itself). The run and both baselines are taken
+  in turns, the best of each kept.
   `..._run_over_bare` is the run against bare select + bare writes (the bound: 1.5);
   `..._run_over_bare_select_update` is against the select and the UPDATE alone.
 - `timescales_1m_over_10k`: the run at 1M against the run at 10k (the bound: 1.5)."""
