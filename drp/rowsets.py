@@ -2,8 +2,10 @@
 (drp.batch): INSERT rows (RETURNING what the caller names) and the version-guarded UPDATE of
 alerts.
 
-- PostgreSQL: the rows go as one JSON document, read by json_populate_recordset into the
-  table's own row type: one round trip, one short statement, one parameter.
+- PostgreSQL: an INSERT without RETURNING is a COPY (the outbox rows of a chunk); one with
+  RETURNING and the UPDATE send the rows as one JSON document, read by
+  json_populate_recordset into the table's own row type: one round trip, one short
+  statement, one parameter.
 - SQLite (in process): the statement compiled once a process, each row's values turned into
   what the driver takes by the columns' own bind processors (SQLAlchemy's, so the stored text
   is byte for byte what the ORM and Core write), each shared value (the run's instant, on
@@ -45,12 +47,11 @@ SQLITE_PARAMETERS = 32_766
 def insert_rows(connection: Connection, table: Any, rows: list[dict[str, Any]],
                 *returning: str) -> list[Any]:
     """INSERT `rows` (each with the same columns) in one statement, RETURNING the columns
-    named (in no particular order). On PostgreSQL the rows go as one JSON document, read by
-    json_populate_recordset into the table's own row type: one round trip, one short
-    statement and one parameter, where an executemany sends a statement a row (or, with
-    RETURNING, a multi-row VALUES whose every placeholder the driver parses) and arrays of
-    text escape each quote of every message's context. Elsewhere (SQLite, in process) the
-    driver's executemany."""
+    named (in no particular order). On PostgreSQL, without RETURNING a COPY; with it the
+    rows go as one JSON document, read by json_populate_recordset into the table's own row
+    type: one round trip, one short statement and one parameter, where an executemany sends
+    a statement a row (or, with RETURNING, a multi-row VALUES whose every placeholder the
+    driver parses). Elsewhere (SQLite, in process) the driver's executemany."""
     if not rows:
         return []
     if connection.dialect.name == "sqlite":
@@ -61,6 +62,9 @@ def insert_rows(connection: Connection, table: Any, rows: list[dict[str, Any]],
             statement = statement.returning(*(table.c[name] for name in returning))
         result = connection.execute(statement, rows)
         return list(result) if returning else []
+    if not returning:  # (COPY gives nothing back)
+        _pg_copy(connection, table, rows)
+        return []
     names = list(rows[0])
     source = _recordset(connection, table, names)
     statement = insert(table).from_select(names, select(*(source.c[n] for n in names)))
@@ -75,7 +79,7 @@ def update_alerts(connection: Connection, rows: list[dict[str, Any]]) -> int:
     read, and its new values), guarded by that version, which moves on by one; returns how
     many were written. On PostgreSQL one UPDATE ... FROM json_populate_recordset (one round
     trip, one short statement, as insert_rows); elsewhere the driver's executemany (on
-    SQLite, of the values as `_sqlite_values` makes them)."""
+    SQLite, of the values as `_processed` makes them)."""
     if not rows:
         return 0
     columns = [name for name in rows[0] if name not in ("id", "version")]
@@ -95,6 +99,26 @@ def update_alerts(connection: Connection, rows: list[dict[str, Any]]) -> int:
         ALERT.c.id == source.c.id, ALERT.c.version == source.c.version
     ).values({**{name: source.c[name] for name in columns}, "version": ALERT.c.version + 1})
     return int(connection.execute(statement, {"rows": _json_rows(rows)}).rowcount)
+
+
+def _pg_copy(connection: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL, no RETURNING: COPY the rows in, in the connection's transaction (the
+    outbox rows of a run's chunk: 8,000 rows 0.12 s, against 0.31-0.34 s as one JSON
+    document, whose every message context is a string escaped inside it). Each value through
+    its column's bind processor (as SQLAlchemy's INSERT would send it: an instant in UTC, a
+    JSON column's value as its text), the driver's COPY writing each as PostgreSQL reads it."""
+    names = list(rows[0])
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer
+    params: list[_Param] = [
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect), _ROW)
+        for name in names]
+    driver: Any = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(
+            f"COPY {quote.format_table(table)} ({', '.join(quote.quote(n) for n in names)})"
+            " FROM STDIN") as copy:
+        for values in _processed(params, rows):
+            copy.write_row(values)
 
 
 def _recordset(connection: Connection, table: Any, names: list[str]) -> Any:
@@ -168,7 +192,7 @@ def _compiled(connection: Connection, key: tuple[Hashable, ...], statement: Any,
     return found
 
 
-def _sqlite_values(params: list[_Param], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def _processed(params: list[_Param], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """Each row's values in the placeholders' order, each through its column's processor (None
     too: a JSON column's None is JSON's null); a value shared by many rows in one column (one
     object: the run's instant) converted once."""
@@ -195,7 +219,7 @@ def _sqlite_executemany(connection: Connection, key: tuple[Hashable, ...], state
                         rows: list[dict[str, Any]]) -> int:
     """`statement` for each of `rows` (one executemany); the rows it changed."""
     sql, params = _compiled(connection, key, statement, list(rows[0]))
-    return int(connection.exec_driver_sql(sql, _sqlite_values(params, rows)).rowcount)
+    return int(connection.exec_driver_sql(sql, _processed(params, rows)).rowcount)
 
 
 def _sqlite_insert(connection: Connection, table: Any, rows: list[dict[str, Any]],
@@ -214,7 +238,7 @@ def _sqlite_insert(connection: Connection, table: Any, rows: list[dict[str, Any]
     head, _, group = sql.rpartition(" VALUES ")
     tail = " RETURNING " + ", ".join(connection.dialect.identifier_preparer.quote(name)
                                      for name in returning)
-    values = _sqlite_values(params, rows)
+    values = _processed(params, rows)
     limit = _parameter_limit(connection)
     per = max(1, limit // max(1, len(params)))
     out: list[Any] = []

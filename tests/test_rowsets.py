@@ -165,3 +165,33 @@ def test_each_table_and_engine_has_its_own_compiled_statement(tmp_path: Any) -> 
     assert raw(wide, "SELECT s, j FROM t") == [("x", '{"é": 1}')]
     plain.dispose()
     wide.dispose()
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_postgres_copy_writes_rows_as_sqlalchemy_writes_them(org: Engine,
+                                                             protocol: Protocol) -> None:
+    """Without RETURNING, PostgreSQL's rows go by COPY: each column as SQLAlchemy's own
+    executemany stores it (read back as text: instants, days, JSON, NULLs, quotes, tabs and
+    new lines), in the caller's transaction (rolled back with it)."""
+    two_alerts(org, protocol)
+    odd = "tab\there\nnew line \\ back'slash \"quote\" ✓"
+    with org.begin() as conn:
+        insert_rows(conn, EVENT, events(1))  # (no RETURNING: COPY)
+        conn.execute(insert(EVENT), events(2))  # SQLAlchemy's own executemany
+        insert_rows(conn, OUTBOX, [{**o, "subject": odd} for o in outbox(1, "fast")])
+        conn.execute(insert(OUTBOX), [{**o, "subject": odd} for o in outbox(2, "core")])
+    columns = "seq, at::text, actor, kind, data::text"
+    fast = raw(org, f"SELECT {columns} FROM event WHERE alert_id = 1 AND seq >= 10 ORDER BY seq")
+    core = raw(org, f"SELECT {columns} FROM event WHERE alert_id = 2 AND seq >= 10 ORDER BY seq")
+    assert fast == core and len(fast) == 4
+    assert fast[1][4] == "null"  # a JSON column's None is JSON's null, as SQLAlchemy writes it
+    columns = ("message, recipient, to_addr, subject, context, status, attempts,"
+               " created_at::text, next_attempt_at::text, claimed_at, sent_at, last_error")
+    fast = raw(org, f"SELECT {columns} FROM outbox WHERE left(key, 5) = 'fast:' ORDER BY key")
+    core = raw(org, f"SELECT {columns} FROM outbox WHERE left(key, 5) = 'core:' ORDER BY key")
+    assert fast == core and len(fast) == 3 and fast[0][3] == odd
+    with pytest.raises(RuntimeError), org.begin() as conn:  # one transaction with the caller's
+        insert_rows(conn, OUTBOX, outbox(1, "gone"))
+        raise RuntimeError("the unit of work fails")
+    assert raw(org, "SELECT count(*) FROM outbox WHERE left(key, 5) = 'gone:'") == [(0,)]
