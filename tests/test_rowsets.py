@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from drp import db, rowsets
 from drp.alerts import AlertService
@@ -192,6 +193,23 @@ def test_postgres_copy_writes_rows_as_sqlalchemy_writes_them(org: Engine,
     core = raw(org, f"SELECT {columns} FROM outbox WHERE left(key, 5) = 'core:' ORDER BY key")
     assert fast == core and len(fast) == 3 and fast[0][3] == odd
     with pytest.raises(RuntimeError), org.begin() as conn:  # one transaction with the caller's
+        assert rowsets._copyable(conn, OUTBOX, tuple(outbox(1, "gone")[0]))  # (by COPY)
         insert_rows(conn, OUTBOX, outbox(1, "gone"))
         raise RuntimeError("the unit of work fails")
     assert raw(org, "SELECT count(*) FROM outbox WHERE left(key, 5) = 'gone:'") == [(0,)]
+    with org.connect() as conn:  # a connection not yet in a transaction begins one
+        insert_rows(conn, OUTBOX, outbox(1, "kept"))
+        conn.commit()
+    assert raw(org, "SELECT count(*) FROM outbox WHERE left(key, 5) = 'kept:'") == [(3,)]
+    # A key queued twice: SQLAlchemy's IntegrityError, as an INSERT's, and nothing kept.
+    with pytest.raises(IntegrityError), org.begin() as conn:
+        insert_rows(conn, OUTBOX, outbox(1, "twice") + outbox(1, "twice"))
+    assert raw(org, "SELECT count(*) FROM outbox WHERE left(key, 6) = 'twice:'") == [(0,)]
+    # Rows that leave out a column with SQLAlchemy's default go as an INSERT (COPY would store
+    # NULL): the default is stored.
+    short = [{k: v for k, v in o.items() if k != "status"} for o in outbox(1, "short")]
+    with org.begin() as conn:
+        assert not rowsets._copyable(conn, OUTBOX, tuple(short[0]))
+        insert_rows(conn, OUTBOX, short)
+    assert raw(org, "SELECT DISTINCT status FROM outbox WHERE left(key, 6) = 'short:'") == [
+        ("pending",)]
