@@ -488,5 +488,6 @@ class Correction(SQLModel, table=True):
 
 # Its home is drp/idempotency.py (imported here so the schema knows every table).
 from .casenotes_marks import CasenoteExport as CasenoteExport  # noqa: E402  (casenotes_marks.py)
+from .dataversion import DataVersion as DataVersion  # noqa: E402  (its home: dataversion.py)
 from .idempotency import IdempotencyKey as IdempotencyKey  # noqa: E402
 from .resetlinks import PasswordReset as PasswordReset  # noqa: E402  (its home: resetlinks.py)

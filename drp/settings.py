@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=2_000_000, ge=100_000, description="a larger request body is refused (413)"
     )
+    page_cache_mb: int = Field(
+        default=32, ge=0, le=4096,
+        description="pages kept to answer again while nothing they show has changed (0: none)")
     templates_dir: Path | None = Field(
         default=None, description="a council's own message templates, searched first"
     )

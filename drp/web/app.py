@@ -33,6 +33,7 @@ from ..keys import secret_key
 from ..ladder.access import may_administer, may_see_report
 from ..notify import Notifier
 from ..runtime import Runtime
+from . import pagecache
 from .auth import Auth, Signed
 from .deps import (
     SignInNeeded,
@@ -141,7 +142,10 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
         templates=make_templates(rt), secure_cookies=settings.base_url.startswith("https://"),
         deliverer=deliverer, access_log=audit.AccessLogWriter(rt.engine),
         notifier=_notifier(rt),
+        page_cache=pagecache.PageCache(settings.page_cache_mb * 2**20)
+        if settings.page_cache_mb else None,
     )
+    pagecache.watch(rt.engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

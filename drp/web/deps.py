@@ -18,7 +18,7 @@ reader of `app.state`, and `attach` its only writer. Routes ask for:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
@@ -39,6 +39,7 @@ from ..models import Council, Person
 from ..notify import Notifier
 from ..runtime import Runtime
 from ..settings import Settings
+from . import pagecache
 from .auth import SESSION_COOKIE, Auth, Signed, same
 
 # What was typed, kept across a redirect: kept.py.
@@ -113,6 +114,7 @@ class WebContext:
     kept: FormKeeper = field(default_factory=lambda: FormKeeper())  # typed text, briefly
     access_log: audit.AccessLogWriter | None = None  # the rows of reading (views, lists)
     notifier: Notifier | None = None  # copied for each unit of work (its e-mail templates once)
+    page_cache: pagecache.PageCache | None = None  # pages answered again (pagecache.py)
 
     @property
     def settings(self) -> Settings:
@@ -281,6 +283,7 @@ class UnitOfWork:
                 audit.keep_refused(self.rt.engine, refused)
         if reads and self.access_log is not None:  # committed before the page is answered
             self.access_log.write(reads)
+            pagecache.recorded(reads)
         if service.queued and self.deliverer is not None:
             self.deliverer.wake()
 
@@ -313,6 +316,22 @@ def council_in(session: Session) -> str:
     return str(name) if name else "drp"
 
 
+def kept_page(request: Request, context: WebContext, user: SignedInUser,
+              make: Callable[[], Response]) -> Response:
+    """The page `make()` makes for `user`, answered again while nothing it shows has changed
+    (pagecache.py: its access-log rows written again for this request)."""
+    writer = context.access_log
+    now = context.clock.now()
+    return pagecache.cached(
+        request, context.page_cache if writer is not None else None, context.rt.engine,
+        (user.person.id, user.csrf), now.astimezone(context.settings.tz).date(),
+        origin_of(request), now, writer.write if writer is not None else _unwritten, make)
+
+
+def _unwritten(_rows: list[dict[str, Any]]) -> None:  # pragma: no cover - no cache then
+    raise AssertionError("a page is kept only where the access log is written after it")
+
+
 def page_frame(service: AlertService, user: SignedInUser) -> dict[str, Any]:
     """What every page's frame shows (base.html: the council's name, the counts beside the
     work lists), read in the page's own unit of work: a page that passes these to `render`
@@ -328,6 +347,9 @@ def render(request: Request, context: WebContext, name: str, user: SignedInUser 
         values = {**values, "signed_out": True, "nothing_kept": True}
     if "council" not in values:
         values = {**values, "council": council_name(context.rt.engine)}
+    placeholder = pagecache.form_key()
+    if placeholder is not None and "form_key" in values:  # (each answer's own: pagecache)
+        values = {**values, "form_key": placeholder}
     response = context.templates.TemplateResponse(request, name, {
         "user": user, "roles": user.roles if user else frozenset(),
         "csrf": user.csrf if user else "", **values,

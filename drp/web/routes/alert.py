@@ -33,6 +33,7 @@ from ..deps import (
     UnitOfWork,
     WebContext,
     Work,
+    kept_page,
     page_frame,
 )
 from ..forms import (
@@ -231,7 +232,8 @@ def show_alert(request: Request, context: Context, rt: RuntimeDep, user: Current
     a form was open), with the refusal and what was typed in that form, that form open."""
     kept = kept_form(request, context, user)
     if kept is None:
-        return _alert_page(request, rt, user, work, page, alert_id)
+        return kept_page(request, context, user,
+                         lambda: _alert_page(request, rt, user, work, page, alert_id))
     values = dict(kept.values)
     status = int(values.pop("status", 200))
     return _alert_page(request, rt, user, work, page, alert_id, status=status,

@@ -21,6 +21,7 @@ from ...alerts.listing import Window, current_due, window
 from ...runtime import Runtime
 from ...schemas import AlertView
 from ..deps import (
+    Context,
     CurrentUser,
     Page,
     PageRenderer,
@@ -28,6 +29,7 @@ from ..deps import (
     SignedInUser,
     UnitOfWork,
     Work,
+    kept_page,
     page_frame,
     unit_of_work,
     web_context,
@@ -223,9 +225,10 @@ def _list_csv(request: Request, user: SignedInUser, work: UnitOfWork) -> Respons
 
 
 def _register(path: str) -> None:
-    def page_view(request: Request, rt: RuntimeDep, user: CurrentUser, work: Work,
-                  page: Page) -> Response:
-        return _list_page(request, rt, user, work, page)
+    def page_view(request: Request, context: Context, rt: RuntimeDep, user: CurrentUser,
+                  work: Work, page: Page) -> Response:
+        return kept_page(request, context, user,
+                         lambda: _list_page(request, rt, user, work, page))
 
     def csv_view(request: Request, user: CurrentUser, work: Work) -> Response:
         return _list_csv(request, user, work)
