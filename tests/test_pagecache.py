@@ -212,3 +212,104 @@ def test_a_page_that_read_a_table_not_guarded_is_made_anew(
         assert f"Alert {alert_id}" in tm.get("/inbox").text
     assert len(app.state.drp.page_cache) == 0
     assert reads(rt.engine, "tm.fay")[-4:] == [("list", None), ("listed", alert_id)] * 2
+
+
+@backends
+def test_a_change_to_the_organisation_as_a_page_is_made_is_not_kept_under_its_token(
+        web_on: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header's name and the navigation come from the session's check; the tokens the page
+    is kept under are read in that same statement, so a change committed just after it (an
+    administrator renaming her) moves them for the next request (a helper's reproducer: with
+    the tokens read after the check, the old name was kept under the new token)."""
+    app, _clock, rt = web_on
+    raise_one(rt)
+    tm = sign_in(app, "tm.fay")
+    app.state.drp.page_cache.clear()
+    real = pagecache.cached
+
+    def renamed_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(pagecache, "cached", real)
+        with rt.engine.begin() as conn:  # (in another process, as the page is being made)
+            conn.execute(text("UPDATE person SET name = 'Fay Renamed' WHERE username ="
+                              " 'tm.fay'"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pagecache, "cached", renamed_first)
+    name = re.compile(r'<form class="drp-signout"[^>]*>.*?<span class="govuk-body-s">([^<]*)<',
+                      re.DOTALL)
+    assert name.findall(tm.get("/inbox").text) == ["Fay Manager"]  # (read before the change)
+    assert name.findall(tm.get("/inbox").text) == ["Fay Renamed"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_writers_of_the_organisation_and_alerts_in_either_order_do_not_deadlock(
+        org: Engine, run: Run) -> None:
+    """Two transactions each writing a person and an alert's data, in opposite orders, commit
+    together: their deferred triggers take the two tokens' rows in one order (a helper's
+    reproducer deadlocked before). Both wait on a third holding the organisation's row until
+    both are at their commits, the one that would take the organisation's row first queued
+    first."""
+    import threading
+    import time
+
+    run("2027-03-01T09:00", lambda s: s.raise_alert("iro.ada", "R100", "Care plan not"
+                                                     " updated", separate=True))
+    with org.connect() as conn:
+        first, second = conn.execute(text("SELECT id FROM person ORDER BY id LIMIT 2")
+                                     ).scalars()
+    errors: list[BaseException] = []
+    pids: list[int] = []
+
+    def writer(*statements: str) -> None:
+        try:
+            with org.begin() as conn:
+                pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+                for statement in statements:
+                    conn.execute(text(statement))
+        except BaseException as exc:  # (read by the test below)
+            errors.append(exc)
+
+    holder = org.connect()
+    holder.execute(text("SELECT token FROM org_version WHERE id = 1 FOR UPDATE"))
+    threads = [threading.Thread(target=writer, daemon=True, args=(
+                   f"UPDATE person SET name = name WHERE id = {first}",
+                   "UPDATE child SET ref = ref")),
+               threading.Thread(target=writer, daemon=True, args=(
+                   "UPDATE alert SET summary = summary",
+                   f"UPDATE person SET name = name WHERE id = {second}"))]
+    try:
+        with org.connect() as watcher:
+            for n, thread in enumerate(threads, 1):  # the first queued first (not a sleep)
+                thread.start()
+                deadline = time.monotonic() + 30
+                while len(pids) < n or watcher.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                        " 'Lock' AND pid = ANY(:pids)"), {"pids": list(pids)}
+                        ).scalar_one() < n:
+                    assert not errors, errors
+                    assert time.monotonic() < deadline, "a writer never reached its commit"
+                    watcher.rollback()
+    finally:
+        holder.commit()
+        holder.close()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+
+
+def test_what_drp_cannot_read_the_tables_of_is_not_kept(tmp_path: Any) -> None:
+    """A `table()` without metadata and text SQL make a page unkeepable (a helper's
+    reproducer: a `table()` read of the sessions was taken for a keepable read)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/x.db")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE web_session (id INTEGER, csrf TEXT)")
+    pagecache.watch(engine)
+    for statement in (sa.select(sa.column("csrf")).select_from(sa.table("web_session")),
+                      sa.text("SELECT csrf FROM web_session")):
+        with pagecache._made() as making, engine.connect() as conn:
+            conn.execute(statement)
+        assert not making.keepable, statement
+    engine.dispose()

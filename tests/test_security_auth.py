@@ -448,7 +448,7 @@ def test_a_live_session_is_read_with_its_person_and_roles_in_one_statement(org: 
     finally:
         event.remove(org, "before_cursor_execute", count)
     assert found is not None
-    _web, person, roles = found
+    _web, person, roles, _tokens = found
     assert (person.username, roles) == ("iro.ada", frozenset({"iro", "iro_manager"}))
     assert len(seen) == 1, seen
     # Revoked, or its person's credentials moved on: no session.

@@ -49,15 +49,27 @@ from ..audit import Origin, record
 from ..errors import BadValue, NotFound
 from ..keys import PASSWORDS as _hasher
 from ..keys import hash_password
-from ..models import ApiToken, LoginAttempt, Person, PersonRole, WebSession
+from ..models import (
+    ApiToken,
+    DataVersion,
+    LoginAttempt,
+    OrgVersion,
+    Person,
+    PersonRole,
+    WebSession,
+)
 from ..settings import Settings
 
 SESSION_COOKIE = "drp_session"
 LOGIN_COOKIE = "drp_login"
 # Verifying against this keeps the time the same whether or not the username exists.
 _DUMMY_HASH = _hasher.hash("drp-dummy-password")
-# A session with its person and their roles (a row each role); a token with its person.
-_LIVE = (sa_select(WebSession, Person, col(PersonRole.role))
+# A session with its person and their roles (a row each role), and the organisation's and the
+# data's tokens as they stand (the pages a process kept are answered under them:
+# drp.web.pagecache); a token with its person.
+_TOKENS = (sa_select(col(OrgVersion.token)).where(col(OrgVersion.id) == 1).scalar_subquery(),
+           sa_select(col(DataVersion.token)).where(col(DataVersion.id) == 1).scalar_subquery())
+_LIVE = (sa_select(WebSession, Person, col(PersonRole.role), *_TOKENS)
          .outerjoin(Person, col(Person.id) == WebSession.person_id)
          .outerjoin(PersonRole, col(PersonRole.person_id) == Person.id)
          .where(col(WebSession.id) == bindparam("id")))
@@ -388,10 +400,11 @@ class Auth:
         return None
 
     def live_session(self, token: str | None, now: datetime
-                     ) -> tuple[WebSession, Person, frozenset[str]] | None:
-        """The live session for a cookie's token, touched, with its person and their roles;
-        None when absent, revoked, idle too long, too old, its person is no longer active, or
-        their credentials have moved on (a new password, or removed from the organisation)."""
+                     ) -> tuple[WebSession, Person, frozenset[str], tuple[int, int]] | None:
+        """The live session for a cookie's token, touched, with its person, their roles and
+        the organisation's and data's tokens read with them (`_LIVE`); None when absent,
+        revoked, idle too long, too old, its person is no longer active, or their credentials
+        have moved on (a new password, or removed from the organisation)."""
         if not token:
             return None
         with Session(self.engine, expire_on_commit=False) as s:
@@ -413,7 +426,8 @@ class Auth:
                 web.last_seen_at = now
                 s.add(web)
                 s.commit()
-            return web, person, frozenset(r[2] for r in rows if r[2] is not None)
+            return (web, person, frozenset(r[2] for r in rows if r[2] is not None),
+                    (int(rows[0][3]), int(rows[0][4])))
 
     def sign_out(self, token: str | None, now: datetime) -> None:
         if not token:

@@ -161,6 +161,9 @@ class SignedInUser:
     roles: frozenset[str]
     csrf: str
     token: str | None  # the session's cookie token
+    # The organisation's and the data's tokens, read with the session (a page kept under
+    # them is answered again: pagecache.py); None: not read.
+    tokens: tuple[int, int] | None = None
 
     @property
     def username(self) -> str:
@@ -173,8 +176,8 @@ def signed_in(request: Request, context: WebContext) -> SignedInUser | None:
     found = context.auth.live_session(token, context.clock.now())
     if found is None:
         return None
-    web, person, roles = found
-    return SignedInUser(person, roles, web.csrf, token)
+    web, person, roles, tokens = found
+    return SignedInUser(person, roles, web.csrf, token, tokens)
 
 
 def maybe_user(request: Request, context: Context) -> SignedInUser | None:
@@ -324,7 +327,7 @@ def kept_page(request: Request, context: WebContext, user: SignedInUser,
     now = context.clock.now()
     return pagecache.cached(
         request, context.page_cache if writer is not None else None, context.rt.engine,
-        (user.person.id, user.csrf), now.astimezone(context.settings.tz).date(),
+        (user.person.id, user.csrf), user.tokens, now.astimezone(context.settings.tz).date(),
         origin_of(request), now, writer.write if writer is not None else _unwritten, make)
 
 

@@ -7,13 +7,18 @@ roles, teams, cover, posts), the data's token (`DataVersion`, migration 0019: al
 events, actions, referrals, links and corrections, children, closure days, case-note
 exports) and the day. Both tokens are moved by triggers in the database on every write to
 what they guard, by any writer in any process, in the writer's transaction (PostgreSQL: at its
-commit), so one statement reading them says whether a kept page still stands.
+commit), so one statement reading them says whether a kept page still stands. They are read
+in the statement that checks the session (drp.web.auth's `_LIVE`), with the person and roles
+the page's frame shows: what the page is made from is never older than the tokens it is kept
+under (a change committed after that statement moves them for every later request).
 
 What may be kept is decided as the page is first made, not by a list of pages: every
 statement the page runs is watched (`_Making`), and the page is kept only if it read no table
 the tokens do not guard, wrote nothing but the access log, and ran nothing drp cannot read the
-tables of (text SQL). A page reading the sessions, the sign-ins or the outbox is made anew
-every time, as before.
+tables of (text SQL, a `table()` without metadata). A page reading the sessions, the sign-ins
+or the outbox is made anew every time, as before. What is sent to the driver's own cursor
+(drp/rowsets.py's writes) passes SQLAlchemy's events unseen: pages read through SQLAlchemy,
+never through the driver.
 
 Each time a kept page is answered, its access-log rows (the view, the list and each alert it
 listed) are written again, as the page made them but stamped with this request's time and
@@ -106,9 +111,11 @@ def _tables_of(compiled: Any) -> tuple[frozenset[str], bool]:
     found = _TABLES.get(compiled)
     if found is None:
         statement = compiled.statement
-        names = frozenset(t.name for t in find_tables(statement, include_crud=True)
-                          if isinstance(t, Table))
-        text = any(isinstance(e, TextClause) for e in visitors.iterate(statement))
+        tables = find_tables(statement, include_crud=True)
+        names = frozenset(t.name for t in tables if isinstance(t, Table))
+        # (a `table()` without metadata, or text SQL: drp cannot tell what it reads)
+        text = any(not isinstance(t, Table) for t in tables) or any(
+            isinstance(e, TextClause) for e in visitors.iterate(statement))
         found = _TABLES[compiled] = (names, text)
     return found
 
@@ -208,17 +215,19 @@ def _made() -> Iterator[_Making]:
 
 
 def cached(request: Request, cache: PageCache | None, engine: Engine, who: tuple[Any, ...],
-           day: date, origin: audit.Origin, now: Any, write: Callable[[list[dict[str, Any]]],
-                                                                  None],
+           tokens: tuple[int, int] | None, day: date, origin: audit.Origin, now: Any,
+           write: Callable[[list[dict[str, Any]]], None],
            make: Callable[[], Response]) -> Response:
     """The page `make()` makes for `who` (the person and their session) on `day`: kept from an
-    earlier answer while the tokens stand (its access-log rows written again by `write`, as of
+    earlier answer while the tokens stand (`tokens`: as read with the session, before any of
+    the page's own reads; None: read here) (its access-log rows written again by `write`, as of
     `now` from `origin`), or made and, where it may be, kept."""
     if cache is None or request.method != "GET" or KEPT_COOKIE in request.cookies \
             or LOST_COOKIE in request.cookies or _making.get() is not None:
         return make()
-    with engine.connect() as conn:
-        tokens = tuple(conn.execute(TOKENS).one())
+    if tokens is None:
+        with engine.connect() as conn:
+            tokens = (lambda org, data: (int(org), int(data)))(*conn.execute(TOKENS).one())
     key = (request.url.path, request.url.query, *who, *tokens, day)
     page = cache.get(key)
     if page is not None:

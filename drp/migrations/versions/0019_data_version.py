@@ -28,12 +28,18 @@ WATCHED = ("alert", "event", "action", "referral", "alert_link", "correction", "
 # On PostgreSQL a trigger deferred to the writer's commit gives the row a new random token,
 # once a transaction (a setting local to it says it has): no lock on the row until the commit
 # (writers of different alerts do not wait for each other), one new row version however many
-# rows the transaction wrote, and the new token and the changes become visible together.
+# rows the transaction wrote, and the new token and the changes become visible together. A
+# transaction that changed the organisation too (0018's `drp.org_changed`) takes the
+# organisation's token row first, whichever trigger its commit runs first: two such writers
+# never hold the two rows in opposite orders (a deadlock at commit).
 PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION drp_data_changed() RETURNS trigger AS $$
 BEGIN
     IF current_setting('drp.data_changed', true) IS DISTINCT FROM 'on' THEN
         PERFORM set_config('drp.data_changed', 'on', true);
+        IF current_setting('drp.org_changed', true) = 'on' THEN
+            PERFORM 1 FROM org_version WHERE id = 1 FOR UPDATE;
+        END IF;
         UPDATE data_version SET token = floor((random() - 0.5) * 9.2e18)::bigint WHERE id = 1;
     END IF;
     RETURN NULL;
