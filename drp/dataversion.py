@@ -20,3 +20,4 @@ class DataVersion(SQLModel, table=True):
     __tablename__ = "data_version"
     id: int = Field(default=1, primary_key=True)
     token: int = Field(sa_type=BigInteger)
+

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.pool import Pool
 from sqlmodel import Session
 
+from .dataversion import DataVersion
 from .models import ORGANISATION, OrgVersion, people_rows, write_people_changes
 
 WATCHED = frozenset(cast(Any, model).__tablename__ for model in ORGANISATION)
@@ -39,6 +40,12 @@ _CHANGED = sa.func.current_setting("drp.org_changed", True) == "on"
 TOKEN = (sa.select(_ORG.c.token.label("org_token"), _CHANGED.label("org_changed"))
          .where(_ORG.c.id == 1).subquery("org"))
 _READ = sa.select(_ORG.c.token, _CHANGED).where(_ORG.c.id == 1)
+_DATA: Any = DataVersion.__table__  # type: ignore[attr-defined]
+# The organisation's and the data's (drp.dataversion) tokens as they stand, two columns a
+# statement reads with its own: the session's check (drp.web.auth), under which a process
+# answers the pages it kept (drp.web.pagecache).
+BOTH = (sa.select(_ORG.c.token).where(_ORG.c.id == 1).scalar_subquery(),
+        sa.select(_DATA.c.token).where(_DATA.c.id == 1).scalar_subquery())
 _HELD = "drp.org_token"
 T = TypeVar("T")
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import math
 import os
 import secrets
@@ -39,7 +38,6 @@ from typing import Any
 
 from anyio import CapacityLimiter
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -49,27 +47,19 @@ from ..audit import Origin, record
 from ..errors import BadValue, NotFound
 from ..keys import PASSWORDS as _hasher
 from ..keys import hash_password
-from ..models import (
-    ApiToken,
-    DataVersion,
-    LoginAttempt,
-    OrgVersion,
-    Person,
-    PersonRole,
-    WebSession,
-)
+from ..models import ApiToken, LoginAttempt, Person, PersonRole, WebSession
+from ..orgtoken import BOTH as TOKENS
 from ..settings import Settings
+from .signing import Signed as Signed
+from .signing import same as same
 
 SESSION_COOKIE = "drp_session"
 LOGIN_COOKIE = "drp_login"
 # Verifying against this keeps the time the same whether or not the username exists.
 _DUMMY_HASH = _hasher.hash("drp-dummy-password")
 # A session with its person and their roles (a row each role), and the organisation's and the
-# data's tokens as they stand (the pages a process kept are answered under them:
-# drp.web.pagecache); a token with its person.
-_TOKENS = (sa_select(col(OrgVersion.token)).where(col(OrgVersion.id) == 1).scalar_subquery(),
-           sa_select(col(DataVersion.token)).where(col(DataVersion.id) == 1).scalar_subquery())
-_LIVE = (sa_select(WebSession, Person, col(PersonRole.role), *_TOKENS)
+# data's tokens (drp.web.pagecache answers kept pages under them); a token with its person.
+_LIVE = (sa_select(WebSession, Person, col(PersonRole.role), *TOKENS)
          .outerjoin(Person, col(Person.id) == WebSession.person_id)
          .outerjoin(PersonRole, col(PersonRole.person_id) == Person.id)
          .where(col(WebSession.id) == bindparam("id")))
@@ -173,28 +163,6 @@ def clear_strikes(s: Session, username: str) -> int:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass
-class Signed:
-    """Sign and check cookie values."""
-
-    key: str
-
-    def _serializer(self, salt: str) -> URLSafeSerializer:
-        return URLSafeSerializer(self.key, salt=salt)
-
-    def sign(self, value: str, salt: str) -> str:
-        return str(self._serializer(salt).dumps(value))
-
-    def unsign(self, value: str | None, salt: str) -> str | None:
-        if not value:
-            return None
-        try:
-            out = self._serializer(salt).loads(value)
-        except BadSignature:
-            return None
-        return out if isinstance(out, str) else None
 
 
 @dataclass(frozen=True)
@@ -509,6 +477,3 @@ class Auth:
                 s.commit()
             return username
 
-
-def same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))

@@ -52,8 +52,7 @@ from sqlalchemy.sql.util import find_tables
 
 from .. import audit
 from ..dataversion import WATCHED as DATA_WATCHED
-from ..dataversion import DataVersion
-from ..models import OrgVersion
+from ..orgtoken import BOTH as TOKENS
 from ..orgtoken import WATCHED as ORG_WATCHED
 from .kept import KEPT_COOKIE, LOST_COOKIE
 
@@ -61,10 +60,7 @@ from .kept import KEPT_COOKIE, LOST_COOKIE
 # the people it guards).
 GUARDED = DATA_WATCHED | ORG_WATCHED | {"org_version", "data_version"}
 WRITTEN_ANYWAY = frozenset({"access_log"})  # what a page may write and still be kept
-_ORG: Any = OrgVersion.__table__  # type: ignore[attr-defined]
-_DATA: Any = DataVersion.__table__  # type: ignore[attr-defined]
-TOKENS = sa.select(sa.select(_ORG.c.token).where(_ORG.c.id == 1).scalar_subquery(),
-                   sa.select(_DATA.c.token).where(_DATA.c.id == 1).scalar_subquery())
+_TOKENS = sa.select(*TOKENS)
 _KEY_MARK = "drp-form-key-" + secrets.token_hex(8)  # (this process's: no page can carry it)
 _KEY_SPLIT = re.compile(re.escape(_KEY_MARK).encode() + rb"-[0-9]+")
 
@@ -227,7 +223,8 @@ def cached(request: Request, cache: PageCache | None, engine: Engine, who: tuple
         return make()
     if tokens is None:
         with engine.connect() as conn:
-            tokens = (lambda org, data: (int(org), int(data)))(*conn.execute(TOKENS).one())
+            org, data = conn.execute(_TOKENS).one()
+        tokens = (int(org), int(data))
     key = (request.url.path, request.url.query, *who, *tokens, day)
     page = cache.get(key)
     if page is not None:
