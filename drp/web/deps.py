@@ -32,7 +32,7 @@ from starlette.datastructures import FormData
 
 from .. import audit, db, mail
 from ..alerts import AlertService
-from ..clock import Clock
+from ..clock import Clock, local_date
 from ..errors import DrpError, NotPermitted
 from ..ladder.access import may_administer, may_see_report
 from ..models import Council, Person
@@ -322,17 +322,16 @@ def council_in(session: Session) -> str:
 def kept_page(request: Request, context: WebContext, user: SignedInUser,
               make: Callable[[], Response]) -> Response:
     """The page `make()` makes for `user`, answered again while nothing it shows has changed
-    (pagecache.py: its access-log rows written again for this request)."""
+    (pagecache.py: its access-log rows written again for this request). Kept only where the
+    app writes the access log after each page (its rows are what an answer writes again)."""
     writer = context.access_log
+    if writer is None:
+        return make()
     now = context.clock.now()
     return pagecache.cached(
-        request, context.page_cache if writer is not None else None, context.rt.engine,
-        (user.person.id, user.csrf), user.tokens, now.astimezone(context.settings.tz).date(),
-        origin_of(request), now, writer.write if writer is not None else _unwritten, make)
-
-
-def _unwritten(_rows: list[dict[str, Any]]) -> None:  # pragma: no cover - no cache then
-    raise AssertionError("a page is kept only where the access log is written after it")
+        request, context.page_cache, context.rt.engine, (user.person.id, user.csrf),
+        user.tokens, local_date(now, context.settings.tz), origin_of(request), now,
+        writer.write, make)
 
 
 def page_frame(service: AlertService, user: SignedInUser) -> dict[str, Any]:
