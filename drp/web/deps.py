@@ -329,7 +329,7 @@ def kept_page(request: Request, context: WebContext, user: SignedInUser,
         return make()
     now = context.clock.now()
     return pagecache.cached(
-        request, context.page_cache, context.rt.engine, (user.person.id, user.csrf),
+        request, context.page_cache, (user.person.id, user.csrf),
         user.tokens, local_date(now, context.settings.tz), origin_of(request), now,
         writer.write, make)
 

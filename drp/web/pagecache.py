@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Engine, Table, event
@@ -52,7 +51,6 @@ from sqlalchemy.sql.util import find_tables
 
 from .. import audit
 from ..dataversion import WATCHED as DATA_WATCHED
-from ..orgtoken import BOTH as TOKENS
 from ..orgtoken import WATCHED as ORG_WATCHED
 from .kept import KEPT_COOKIE, LOST_COOKIE
 
@@ -60,7 +58,6 @@ from .kept import KEPT_COOKIE, LOST_COOKIE
 # the people it guards).
 GUARDED = DATA_WATCHED | ORG_WATCHED | {"org_version", "data_version"}
 WRITTEN_ANYWAY = frozenset({"access_log"})  # what a page may write and still be kept
-_TOKENS = sa.select(*TOKENS)
 _KEY_MARK = "drp-form-key-" + secrets.token_hex(8)  # (this process's: no page can carry it)
 _KEY_SPLIT = re.compile(re.escape(_KEY_MARK).encode() + rb"-[0-9]+")
 
@@ -210,21 +207,20 @@ def _made() -> Iterator[_Making]:
         _making.reset(token)
 
 
-def cached(request: Request, cache: PageCache | None, engine: Engine, who: tuple[Any, ...],
+def cached(request: Request, cache: PageCache | None, who: tuple[Any, ...],
            tokens: tuple[int, int] | None, day: date, origin: audit.Origin, now: Any,
            write: Callable[[list[dict[str, Any]]], None],
            make: Callable[[], Response]) -> Response:
     """The page `make()` makes for `who` (the person and their session) on `day`: kept from an
-    earlier answer while the tokens stand (`tokens`: as read with the session, before any of
-    the page's own reads; None: read here) (its access-log rows written again by `write`, as of
-    `now` from `origin`), or made and, where it may be, kept."""
-    if cache is None or request.method != "GET" or KEPT_COOKIE in request.cookies \
-            or LOST_COOKIE in request.cookies or _making.get() is not None:
+    earlier answer while the tokens stand (its access-log rows written again by `write`, as of
+    `now` from `origin`), or made and, where it may be, kept. `tokens`: as read with the
+    session and the person and roles the page shows, before any of the page's own reads (None:
+    not read so; the page is made, and not kept: read later, a change committed between would
+    be kept under the newer token)."""
+    if cache is None or tokens is None or request.method != "GET" \
+            or KEPT_COOKIE in request.cookies or LOST_COOKIE in request.cookies \
+            or _making.get() is not None:
         return make()
-    if tokens is None:
-        with engine.connect() as conn:
-            org, data = conn.execute(_TOKENS).one()
-        tokens = (int(org), int(data))
     key = (request.url.path, request.url.query, *who, *tokens, day)
     page = cache.get(key)
     if page is not None:
