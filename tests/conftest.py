@@ -98,6 +98,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Under `--dist loadgroup` each test's id reaches the scheduler ending with its unit
+    (xdist's only channel for the group). Where a pytest and pytest-xdist pair drops it, every
+    test is dealt out alone, silently: module fixtures (a Prefect server, a browser) made on
+    both workers and the suite far slower. Stop the run instead, saying so."""
+    if node.config.getoption("dist") != "loadgroup":
+        return
+    lost = [i for i in ids if "@" not in i]
+    if lost:
+        pytest.exit(f"pytest-xdist's --dist loadgroup is not grouping ({lost[0]} has no @unit):"
+                    " this pytest and pytest-xdist do not work together (pytest-xdist issue"
+                    " 1386); install the versions pyproject.toml pins: pip install -e '.[dev]'",
+                    returncode=1)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """DRP_TEST_STRICT=1 (CI): a skip for a tool CI promises is a failure, whoever raised it."""
