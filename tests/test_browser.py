@@ -729,3 +729,14 @@ def test_the_manager_can_read_what_the_iro_wrote(site: Site) -> None:
     assert "Transport ended on 1 February without notice." in text
     assert "R100 has missed nine school days." in text
     assert "Transport restored this week." in text
+
+
+def test_the_second_page_uses_the_css_the_first_fetched(site: Site) -> None:
+    """drp/web/staticfiles.py: GOV.UK Frontend's 130 KB of CSS is fetched once, not per page."""
+    page = site.sign_in("irom.cat")
+    css = "() => performance.getEntriesByType('resource').filter(e => e.name.includes(" \
+          "'govuk-frontend.min.css')).map(e => e.transferSize)"
+    page.goto("/alerts")
+    page.goto("/outstanding")
+    sizes = page.evaluate(css)
+    assert sizes == [0], sizes  # from the browser's cache: nothing transferred

@@ -208,7 +208,8 @@ def test_every_page_has_the_search_form(world: World) -> None:
         html = world.page("iro.ada", "GET", url).text
         assert re.search(r'<form class="drp-search" method="get" action="/search"', html), url
         assert 'name="q" maxlength="40"' in html
-        assert '<link rel="stylesheet" href="/static/print.css" media="print">' in html
+        assert re.search(r'<link rel="stylesheet" href="/static/print.css\?v=\w+" media="print">',
+                         html)
 
 
 # -- the print view --------------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_print_view_is_the_childs_file(world: World, files: dict[str, int]) -> N
     assert "tm.fay" not in html and "iro.ada" not in html  # names, not usernames
     # raised, responded, agreed, done, resolved: each dated
     assert len(re.findall(r'<td class="govuk-table__cell[^"]*">1 Mar 2027', html)) >= 5
-    assert '<link rel="stylesheet" href="/static/print.css">' in html
+    assert re.search(r'<link rel="stylesheet" href="/static/print.css\?v=\w+">', html)
     rows = log_rows(world, "hos.ivy", "print")[before:]
     assert [r.alert_id for r in rows] == [files["past"]]
 

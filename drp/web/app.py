@@ -33,7 +33,7 @@ from ..keys import secret_key
 from ..ladder.access import may_administer, may_see_report
 from ..notify import Notifier
 from ..runtime import Runtime
-from . import pagecache
+from . import pagecache, staticfiles
 from .auth import Auth, Signed
 from .deps import (
     SignInNeeded,
@@ -121,6 +121,7 @@ def make_templates(rt: Runtime) -> Jinja2Templates:
     templates.env.filters["when"] = when
     templates.env.filters["error_links"] = error_links
     templates.env.globals["field_error"] = field_error
+    templates.env.globals["static_url"] = staticfiles.static_url
     templates.env.filters["intersects"] = lambda roles, names: bool(set(roles) & set(names))
     templates.env.globals["theme_title"] = rt.taxonomy.title
     templates.env.globals["council_name"] = lambda: council_name(rt.engine)
@@ -196,6 +197,9 @@ def _headers_for(*, https: bool) -> Callable[..., Awaitable[Response]]:
     async def _headers(request: Request,
                        call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
+        if response.status_code in (200, 304) and (cache := staticfiles.cache_control(
+                request.url.path, request.query_params.get("v"))):
+            response.headers["Cache-Control"] = cache  # before security_headers' no-store
         if "Content-Security-Policy" not in response.headers:
             security_headers(response)
         else:  # a page with a policy of its own (the report) keeps it
