@@ -49,13 +49,21 @@ lint: install
 
 # Everything. Tests needing PostgreSQL (DRP_TEST_POSTGRES_URL), Chromium or Graphviz skip where
 # those are missing and the summary says why; with DRP_TEST_STRICT=1 (.ci/run) they fail instead.
-# Each file (or, in the files that allow it, each test) goes whole to one of two workers,
+# Each file (or, in the files that allow it, each test) goes whole to one of three workers,
 # longest first (tests/conftest.py SPLIT and LONGEST_FIRST; --no-loadscope-reorder keeps that
-# order instead of xdist's "most tests first").
+# order instead of xdist's "most tests first"). Three on two cores: a third worker uses the time
+# the others spend waiting on Prefect, Chromium and the commands they run (7:04 where two took
+# 8:14 on the same host; a fourth, 6:56). Lint and type checks run beside the tests (their
+# output after the tests'): either failing fails `make test`.
 # The run ends naming its 15 slowest tests (the suite's time is a bound: bench/README.md).
-XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
-test: lint
-	$(BIN)/pytest -q $(XDIST) --durations=15
+WORKERS ?= 3
+XDIST := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+test: install
+	@mkdir -p var; $(MAKE) --no-print-directory lint > var/lint.log 2>&1 & lint=$$!; \
+	$(BIN)/pytest -q $(XDIST) --durations=15; tests=$$?; \
+	wait $$lint; linted=$$?; echo "== make lint"; cat var/lint.log; \
+	if [ $$linted -ne 0 ]; then echo "make test: lint or type checks failed (above)"; fi; \
+	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 
 # The inner loop: no lint, no tests marked slow (see pyproject.toml), stop at the first
 # failure; narrow it with T, e.g. `make test-fast T=tests/test_alerts.py` (one process: a

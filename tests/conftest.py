@@ -46,10 +46,10 @@ SLOW_FILES = {"test_soak.py", "test_faults.py", "test_load.py", "test_browser.py
 SLOW_TESTS = {"TestAlertLadder"}  # the long hypothesis state machine
 
 
-# `make test` runs with `-n 2 --dist loadgroup --no-loadscope-reorder`: each unit below goes
+# `make test` runs with `-n 3 --dist loadgroup --no-loadscope-reorder`: each unit below goes
 # whole to one worker, in the order collected. A unit is a file (its tests may share a module
 # fixture), except in SPLIT files, whose tests share nothing but the process: there each test
-# is a unit, so the two workers can share a long file. Sending the longest units first keeps
+# is a unit, so the workers can share a long file. Sending the longest units first keeps
 # one worker from starting a long unit when the other is nearly done (xdist's own order, most
 # tests first, started the soak last: 575 s where the work was 461 s a worker). Measured with
 # --durations=0, one file at a time on an idle machine; scheduling only.
