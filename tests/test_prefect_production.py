@@ -341,12 +341,15 @@ def run_deployments(server: Server, *runs: tuple[str, str]) -> list[str]:
     3 s of CPU); their flow run ids."""
     ids = []
     for name, now in runs:
-        deployment = server.get(f"/deployments/name/{name}/{name}")
 
-        def create(deployment_id: str = deployment["id"], now: str = now) -> Any:
+        def create(name: str = name, now: str = now) -> Any:
             """None while the server answers 503 (its SQLite busy), as Prefect's own client
             tries again then."""
-            answer = httpx.post(f"{server.api}/deployments/{deployment_id}/create_flow_run",
+            found = httpx.get(f"{server.api}/deployments/name/{name}/{name}", timeout=30)
+            if found.status_code == 503:
+                return None
+            found.raise_for_status()
+            answer = httpx.post(f"{server.api}/deployments/{found.json()['id']}/create_flow_run",
                                 json={"parameters": {"now": now}, "job_variables": QUICK},
                                 timeout=30)
             if answer.status_code == 503:
