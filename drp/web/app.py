@@ -169,7 +169,8 @@ def create_app(rt: Runtime, clock: Clock | None = None) -> FastAPI:
         dependencies=[Depends(_plain_input)],
     )
     attach(app, context)
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.mount(staticfiles.PREFIX.rstrip("/"), StaticFiles(directory=str(staticfiles.FOLDER)),
+              name="static")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.middleware("http")(_headers_for(https=context.secure_cookies))  # (outside: on a 413 too)
     _handle_errors(app)
