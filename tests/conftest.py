@@ -37,6 +37,7 @@ os.environ["DRP_ALLOW_FUTURE_NOW"] = "1"  # tests act as of 2027: --now ahead is
 databases.install_no_fsync()  # SQLite commits without fsync in tests (tests/support/databases)
 classifier.train_once_per_process()  # the same theme model, trained once (tests/support/classifier)
 databases.cheap_decoy_hash()  # unknown usernames checked at the tests' cost (tests/support/databases)
+databases.share_sqlite_compiled_sql()  # SQL compiled once a process (tests/support/databases)
 
 # Whole files (and the tests using the session's Prefect server) that take long: `make
 # test-quick` leaves them out (-m "not slow"); `make test` and CI run everything.

@@ -21,7 +21,14 @@
   drp's decoy hash, there only so that it costs what a known one does: in the tests' own
   processes it is made at the tests' cost too (cheap_decoy_hash), since a sign-in spray of
   twenty unknown names cost a test 10-20 s; a server the tests start as a process of its own
-  (tests/test_security_load.py) keeps drp's."""
+  (tests/test_security_load.py) keeps drp's.
+- SQL compiled once a process: SQLAlchemy keeps the SQL it compiled per engine, keyed by the
+  engine's dialect, and each test makes an engine of its own, so each test compiled every
+  statement again (a tenth of the CPU of a typical file's tests). Every SQLite engine the tests'
+  processes make (share_sqlite_compiled_sql) uses one dialect, initialised once, and one cache:
+  the same SQL text, compiled by the same SQLite dialect, for another file. drp makes one
+  engine a process, so this changes nothing drp does; PostgreSQL engines are left as they are
+  (the dialect keeps the schema it first connected to, and each test has its own)."""
 
 from __future__ import annotations
 
@@ -50,6 +57,38 @@ def install_no_fsync() -> None:
     """For every engine this process makes (drp's own included): SQLite without fsync."""
     if not event.contains(Engine, "connect", _no_fsync):
         event.listen(Engine, "connect", _no_fsync)
+
+
+_shared_sqlite: tuple[Any, Any] | None = None
+
+
+def share_sqlite_compiled_sql() -> None:
+    """Every SQLite engine drp.db.make_engine makes in this process shares one dialect and one
+    compiled-SQL cache (the module docstring says why)."""
+    make = db.make_engine
+    if getattr(make, "shares_compiled_sql", False):
+        return
+
+    def make_engine(url: str) -> Engine:
+        global _shared_sqlite
+        engine = make(url)
+        if engine.dialect.name != "sqlite":
+            return engine
+        if _shared_sqlite is None:
+            from sqlalchemy import create_engine
+            from sqlalchemy.util import LRUCache
+
+            seed = create_engine("sqlite://")
+            with seed.connect():  # the dialect initialised (server version, defaults)
+                pass
+            _shared_sqlite = (seed.dialect, LRUCache(5000))
+            seed.dispose()
+        assert type(engine.dialect) is type(_shared_sqlite[0]), engine.dialect
+        engine.dialect, engine._compiled_cache = _shared_sqlite
+        return engine
+
+    make_engine.shares_compiled_sql = True  # type: ignore[attr-defined]
+    db.make_engine = make_engine  # type: ignore[assignment]
 
 
 def pg_without_flush_wait(url: str) -> str:
