@@ -103,6 +103,7 @@ class ThemeClassifier:
     own_labels: int = 0
     threshold: float = UNSURE_BELOW
     _fallback: str = field(default="")
+    _words: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def train(cls, taxonomy: Taxonomy, examples: Sequence[Example],
@@ -148,6 +149,13 @@ class ThemeClassifier:
     def suggest(self, text: str) -> Suggestion:
         return self.suggest_many([text])[0]
 
+    def _vocabulary(self, words: TfidfVectorizer) -> Any:
+        """The word features' names by column (sklearn builds the array anew on each call:
+        a few milliseconds an alert page; kept with the model, which never changes)."""
+        if self._words is None:
+            self._words = words.get_feature_names_out()
+        return self._words
+
     def _because(self, text: str, theme: str, n: int = 5) -> tuple[str, ...]:
         """The words and phrases that pushed most towards the suggested theme."""
         import numpy as np
@@ -156,7 +164,7 @@ class ThemeClassifier:
         words: TfidfVectorizer = dict(features.transformer_list)["words"]
         model: LogisticRegression = self.pipeline.named_steps["model"]
         vector = words.transform([text])
-        vocab = words.get_feature_names_out()
+        vocab = self._vocabulary(words)
         k = list(model.classes_).index(theme)
         width = vector.shape[1]
         coef = model.coef_[k][:width]
