@@ -8,10 +8,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     ARRAY,
     Boolean,
@@ -38,6 +36,9 @@ from sqlmodel import Session
 from notifications.transports import private_folder
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -144,6 +145,10 @@ def one_at_a_time(session: Session, key: int, table: Any) -> None:
 
 
 def alembic_config(engine: Engine) -> Config:
+    """Alembic, imported here rather than with this module: a command that does not migrate
+    need not load it (and Mako and Pygments with it, 0.15 s a process)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -152,10 +157,14 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema; safe to run twice."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(engine), revision)
 
 
