@@ -3,9 +3,13 @@ server that accepts connections and never answers, 40 sign-ins at once with rand
 (each an argon2 check of about 0.4 s) and an alert raised through the API (its mail goes to the
 silent server): /healthz keeps answering within 10 times its idle latency.
 
-The idle latency is floored at 5 ms: on a busy 2-core machine a 1 ms idle figure would make
-the bound 10 ms, within the noise of scheduling alone; 50 ms is still far below what a blocked
-event loop gives (the 40 checks one after another: 8 s and more)."""
+The idle latency is floored at 10 ms: on a 2-core machine busy with the rest of the suite
+(three test workers, Chromium, Prefect) the sign-ins' 40 checks share the cores with everything
+else, and /healthz's 95th percentile was seen at 59 and 74 ms with the checks off the loop as
+they should be; a 1 ms idle figure would make the bound 10 ms, within the noise of scheduling
+alone. 100 ms is still far below what a blocked event loop gives: each /healthz waits behind
+the checks in hand (with the check moved onto the loop, seen failing: a median of 850 ms, a
+95th percentile of 1.9 s)."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from .support.cli import wait_until_serving
 from .test_outbox_delivery import HeldProxy
 
 SIGN_INS = 40
-IDLE_FLOOR = 0.005  # seconds
+IDLE_FLOOR = 0.010  # seconds
 DRP = str(Path(sys.executable).with_name("drp"))
 
 
