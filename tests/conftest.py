@@ -5,6 +5,7 @@ one unit of work as of a given instant."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -136,21 +137,32 @@ backends = pytest.mark.parametrize(
 
 
 @contextmanager
-def pg_schema() -> Iterator[str]:
-    """A fresh PostgreSQL schema; the URL routes every connection to it."""
+def pg_schema(pooled: bool = False) -> Iterator[str]:
+    """A fresh PostgreSQL schema; the URL routes every connection to it. `pooled`: for a test
+    that fills it (databases.pg_fill), one used before and put back as the migrations leave
+    it, where there is one (tests/support/pgpool.py)."""
     if not PG_URL:
         tools.missing("PostgreSQL", "DRP_TEST_POSTGRES_URL is not set",
                       "set it to a server's URL, e.g."
                       " postgresql+psycopg://postgres@127.0.0.1:5432/test (.ci/run does)")
+    if pooled:
+        with databases.pg_pooled_schema(PG_URL) as url:
+            yield url
+        return
     with db.temporary_schema(PG_URL) as url:
         yield databases.pg_without_flush_wait(url)
+
+
+# The fixtures that always fill their database (databases.migrate): a PostgreSQL schema for
+# them may come from the pool.
+FILLED_BY = {"engine", "org", "web_on"}
 
 
 @pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     kind = getattr(request, "param", "sqlite")
     if kind == "postgres":
-        with pg_schema() as url:
+        with pg_schema(pooled=bool(FILLED_BY & set(request.fixturenames))) as url:
             yield url
     else:
         yield f"sqlite:///{tmp_path / 'drp.db'}"
@@ -214,6 +226,19 @@ def run(org: Engine, protocol: Protocol, calendar: WorkingCalendar) -> Run:
             return fn(svc)
 
     return _run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller (or a run without workers), before any test: the PostgreSQL test
+    database's catalogue compacted (this machine's server runs without autovacuum;
+    tests/support/pgpool.py)."""
+    if PG_URL and not hasattr(config, "workerinput"):
+        from .support import pgpool
+
+        why = pgpool.compact_catalogue(PG_URL)
+        if why:
+            sys.stderr.write(f"the PostgreSQL catalogue was not compacted ({why});"
+                             " the PostgreSQL tests may run slower\n")
 
 
 @pytest.fixture(scope="session")

@@ -347,3 +347,56 @@ def test_a_replayed_test_schema_is_the_one_the_migrations_make(protocol: Protoco
     from argon2 import PasswordHasher
 
     assert len(hashes) == 1 and PasswordHasher().verify(hashes.pop(), TEST_PASSWORD)
+
+
+@pytest.mark.postgres
+def test_a_pooled_schema_comes_back_as_the_migrations_leave_it(protocol: Protocol) -> None:
+    """tests/support/pgpool.py: a PostgreSQL test's schema, used again by the next test, comes
+    back with the rows and sequences a new one has (whatever the test before wrote); one whose
+    catalogue a test changed is dropped, not used again."""
+    from .conftest import pg_schema
+    from .support import databases, pgpool
+
+    def state(url: str) -> tuple[Any, ...]:
+        engine = db.make_engine(url)
+        try:
+            databases.migrate(engine, "org")
+            with engine.connect() as conn:
+                shape = _catalogue(conn)
+                tables = sorted({c[0] for c in shape["columns"]})
+                # (each fill draws new random tokens in org_version and data_version: their
+                # rows are counted, not compared)
+                rows = {t: sorted(map(tuple, conn.execute(text(f'SELECT * FROM "{t}"'))))
+                        if t not in ("org_version", "data_version") else conn.execute(text(
+                            f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables}
+                conn.commit()
+                with conn.begin():
+                    next_ids = {t: conn.execute(text(
+                        f"SELECT nextval(pg_get_serial_sequence('{t}', 'id'))")).scalar_one()
+                        for t in ("alert", "event", "outbox", "person")}
+                    conn.execute(text("UPDATE person SET name = 'Changed' WHERE id = 1"))
+                    conn.execute(text("DELETE FROM team_member"))
+                    conn.execute(text("INSERT INTO council (id, name) VALUES (999, 'Left')"))
+        finally:
+            engine.dispose()
+        return shape, rows, next_ids
+
+    with pg_schema() as url:  # a new schema, never pooled
+        fresh = state(url)
+    names = []
+    for _ in range(2):
+        with pg_schema(pooled=True) as url:
+            names.append(pgpool.schema_of(url))
+            assert state(url) == fresh
+    assert names[0] == names[1]  # the second was the first, used again
+
+    with pg_schema(pooled=True) as url:
+        engine = db.make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE extra (id integer)"))
+        engine.dispose()
+        changed = pgpool.schema_of(url)
+    assert changed not in pgpool._free
+    with pgpool._engine(url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pg_namespace WHERE nspname = :n"),
+                            {"n": changed}).scalar_one() == 0
