@@ -98,13 +98,18 @@ def temporary_schema(url: str, prefix: str = "t_") -> Iterator[str]:
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    sep = "&" if "?" in url else "?"
     try:
-        yield f"{url}{sep}options=-csearch_path%3D{name}"
+        yield schema_url(url, name)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+
+
+def schema_url(url: str, name: str) -> str:
+    """The server's URL with every connection routed to schema `name`."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{name}"
 
 
 def reason(exc: OperationalError) -> str:

@@ -134,10 +134,11 @@ def compact_catalogue(base: str) -> str | None:
 
 
 def url_for(base: str, name: str) -> str:
+    from drp import db
+
     from . import databases
 
-    sep = "&" if "?" in base else "?"
-    return databases.pg_without_flush_wait(f"{base}{sep}options=-csearch_path%3D{name}")
+    return databases.pg_without_flush_wait(db.schema_url(base, name))
 
 
 def template(base: str, fill: Any) -> Template:
